@@ -1,0 +1,439 @@
+"""The oaio object model, wire-compatible with ``ae-oaio-model`` 0.3.13, and validation of untrusted input.
+
+Everything a peer sends (hub requests, server answers, values of shared objects) passes through one of the
+``validate_*`` functions here before anything acts on it; each raises :class:`~oaiod.errors.ValidationError`
+naming the field and the reason. The helpers that build ids, stamps and context headers produce exactly what
+the published client produces for the same inputs, so objects made by either side are usable by the other.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import datetime as _dt
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from oaiod.errors import ValidationError
+
+# -- access rights: C create (and delete, update), D delete (and update), U update, r read, x none -------------
+CREATE_ACCESS_RIGHT = "C"
+DELETE_ACCESS_RIGHT = "D"
+UPDATE_ACCESS_RIGHT = "U"
+READ_ACCESS_RIGHT = "r"
+NO_ACCESS_RIGHT = "x"
+ACCESS_RIGHTS = (CREATE_ACCESS_RIGHT, DELETE_ACCESS_RIGHT, READ_ACCESS_RIGHT, UPDATE_ACCESS_RIGHT)
+#: rights from weakest to strongest; a right grants everything to its left
+RIGHTS_ORDER = (NO_ACCESS_RIGHT, READ_ACCESS_RIGHT, UPDATE_ACCESS_RIGHT, DELETE_ACCESS_RIGHT, CREATE_ACCESS_RIGHT)
+
+# -- reserved value keys and client layout ----------------------------------------------------------------------
+NAME_VALUES_KEY = "_name"
+ROOT_VALUES_KEY = "_root_path"
+FILES_VALUES_KEY = "_file_paths"
+OBJECTS_DIR = "objz"
+FILES_DIR = "filez"
+
+# -- transport --------------------------------------------------------------------------------------------------
+HTTP_HEADER_USR_ID = "X-OAIO-user"
+HTTP_HEADER_DVC_ID = "X-OAIO-dvc"
+HTTP_HEADER_APP_ID = "X-OAIO-app"
+
+# -- stamps -----------------------------------------------------------------------------------------------------
+STAMP_FORMAT = "%Y%m%d%H%M%S%f"
+STAMP_LENGTH = 20
+OLDEST_SYNC_STAMP = "20221231111111012345"
+MAX_STAMP_DIFF = 69.0
+
+# -- limits on untrusted input -------------------------------------------------------------------------------------
+MAX_ID_BYTES = 255  # an oaio id is a folder name on every client and storage host
+MAX_NAME_CHARS = 150  # user, device and app ids (Django's username limit)
+MAX_PATH_BYTES = 4096
+MAX_PATH_COMPONENT_BYTES = 255
+MAX_FILE_PATHS = 1_000_000
+MAX_VALUES_BYTES = 64 * 1024 * 1024
+
+#: the keys of an object's JSON, exactly; the published client builds ``OaiObject(**d)`` so an extra key breaks it
+OBJECT_KEYS = (
+    "oaio_id",
+    "client_stamp",
+    "server_stamp",
+    "client_values",
+    "server_values",
+    "csh_id",
+    "username",
+    "device_id",
+    "app_id",
+    "csh_access_right",
+)
+
+
+@dataclass
+class OaiObject:
+    """One oaio object: the newest version (``client_*``) and the one before it (``server_*``)."""
+
+    oaio_id: str
+    client_stamp: str = ""
+    server_stamp: str = ""
+    client_values: dict[str, Any] = field(default_factory=dict)
+    server_values: dict[str, Any] = field(default_factory=dict)
+    csh_id: str | None = None
+    username: str = ""
+    device_id: str = ""
+    app_id: str = ""
+    csh_access_right: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form: exactly :data:`OBJECT_KEYS` (deep copies, safe to mutate)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, what: str = "object") -> OaiObject:
+        """Build from untrusted wire data, validating every field (see :func:`validate_object_dict`)."""
+        return validate_object_dict(data, what=what)
+
+
+# -- stamps -------------------------------------------------------------------------------------------------------
+
+
+def now_stamp() -> str:
+    """The current UTC time as a stamp (``%Y%m%d%H%M%S%f``, 20 digits)."""
+    return _dt.datetime.now(_dt.UTC).strftime(STAMP_FORMAT)
+
+
+def stamp_to_datetime(stamp: str) -> _dt.datetime:
+    """The UTC datetime of a stamp; raises ValueError for a malformed one."""
+    return _dt.datetime.strptime(stamp, STAMP_FORMAT).replace(tzinfo=_dt.UTC)
+
+
+def stamp_diff(stamp1: str, stamp2: str) -> float:
+    """Seconds from ``stamp1`` to ``stamp2`` (positive when ``stamp1`` is older)."""
+    return (stamp_to_datetime(stamp2) - stamp_to_datetime(stamp1)).total_seconds()
+
+
+def validate_stamp(value: Any, fld: str = "stamp", *, allow_empty: bool = False) -> str:
+    """A stamp newer than :data:`OLDEST_SYNC_STAMP`, or ``""`` where ``allow_empty``."""
+    if value == "" and allow_empty:
+        return ""
+    if not isinstance(value, str):
+        raise ValidationError(fld, f"must be a string, not {type(value).__name__}")
+    if len(value) != STAMP_LENGTH or not value.isascii() or not value.isdigit():
+        raise ValidationError(fld, f"must be {STAMP_LENGTH} digits (UTC %Y%m%d%H%M%S%f), got {value[:40]!r}")
+    try:
+        stamp_to_datetime(value)
+    except ValueError:
+        raise ValidationError(fld, f"is not a valid date and time: {value!r}") from None
+    if value <= OLDEST_SYNC_STAMP:
+        raise ValidationError(fld, f"must be newer than {OLDEST_SYNC_STAMP}")
+    return value
+
+
+# -- defuse: the published client's mapping of special characters to look-alike Unicode characters ------------
+
+URI_SEP_STR = "://"
+URI_SEP_UNICODE_CHAR = "⫻"  # U+2AFB TRIPLE SOLIDUS BINARY RELATION
+ASCII_UNICODE: tuple[tuple[str, str], ...] = (
+    ("/", "⁄"),  # U+2044
+    ("|", "।"),  # U+0964
+    ("\\", "﹨"),  # U+FE68
+    (":", "﹕"),  # U+FE55
+    ("*", "﹡"),  # U+FE61
+    ("?", "﹖"),  # U+FE56
+    ('"', "＂"),  # U+FF02
+    ("'", "‘"),  # U+2018
+    ("<", "⟨"),  # U+27E8
+    (">", "⟩"),  # U+27E9
+    ("(", "⟮"),  # U+27EE
+    (")", "⟯"),  # U+27EF
+    ("[", "⟦"),  # U+27E6
+    ("]", "⟧"),  # U+27E7
+    ("{", "﹛"),  # U+FE5B
+    ("}", "﹜"),  # U+FE5C
+    ("#", "﹟"),  # U+FE5F
+    (";", "﹔"),  # U+FE54
+    ("@", "﹫"),  # U+FE6B
+    ("&", "﹠"),  # U+FE60
+    ("=", "﹦"),  # U+FE66
+    ("+", "﹢"),  # U+FE62
+    ("$", "﹩"),  # U+FE69
+    ("%", "﹪"),  # U+FE6A
+    ("^", "＾"),  # U+FF3E
+    (",", "﹐"),  # U+FE50
+    (" ", "␣"),  # U+2423
+    (chr(127), "␡"),  # U+2421
+    *((chr(code), chr(0x2400 + code)) for code in range(32)),
+)
+_ASCII_TO_UNICODE = str.maketrans(dict(ASCII_UNICODE))
+_UNICODE_TO_ASCII = str.maketrans({uni: asc for asc, uni in (*ASCII_UNICODE, (URI_SEP_STR, URI_SEP_UNICODE_CHAR))})
+
+
+def defuse(value: str) -> str:
+    """Replace ``://`` and characters unsafe in file names and URLs with look-alikes (``ae.base.defuse``)."""
+    return value.replace(URI_SEP_STR, URI_SEP_UNICODE_CHAR).translate(_ASCII_TO_UNICODE)
+
+
+def dedefuse(value: str) -> str:
+    """Undo :func:`defuse`."""
+    return value.translate(_UNICODE_TO_ASCII)
+
+
+def object_id(user_name: str, device_id: str, app_id: str, stamp: str, values: Mapping[str, Any]) -> str:
+    """The id the published client gives an object registered with these arguments.
+
+    ``app://user@device[/name | /root | /single-file]/stamp``, defused.
+    """
+    if not (user_name and device_id and app_id and stamp):
+        raise ValidationError("oaio_id", "user, device, app and stamp are all needed to make an id")
+    url = f"{app_id}://{user_name}@{device_id}"
+    if NAME_VALUES_KEY in values:
+        url += "/" + values[NAME_VALUES_KEY]
+    elif ROOT_VALUES_KEY in values:
+        url += "/" + values[ROOT_VALUES_KEY].strip("/")
+    elif len(values.get(FILES_VALUES_KEY, [])) == 1:
+        url += "/" + values[FILES_VALUES_KEY][0]
+    return defuse(url + "/" + stamp)
+
+
+# -- context headers ------------------------------------------------------------------------------------------
+
+
+def context_encode(user_name: str, device_id: str, app_id: str = "") -> dict[str, str]:
+    """The three context headers: each value the ``repr()`` of the id's UTF-8 bytes, e.g. ``b'alice'``."""
+    return {
+        HTTP_HEADER_USR_ID: repr(user_name.encode()),
+        HTTP_HEADER_DVC_ID: repr(device_id.encode()),
+        HTTP_HEADER_APP_ID: repr(app_id.encode()),
+    }
+
+
+_BYTES_LITERAL = re.compile(r"""\Ab(?:'[^'\\]*(?:\\.[^'\\]*)*'|"[^"\\]*(?:\\.[^"\\]*)*")\Z""", re.S)
+
+
+def decode_context_value(value: Any, fld: str) -> str:
+    """Decode one context header value (a Python bytes literal of UTF-8); anything else is refused."""
+    if not isinstance(value, str) or len(value) > 4 * MAX_NAME_CHARS * 4 or not _BYTES_LITERAL.match(value):
+        raise ValidationError(fld, "must be a Python bytes literal such as b'alice'")
+    try:
+        raw = ast.literal_eval(value)
+        text = raw.decode("utf-8")
+    except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError):
+        raise ValidationError(fld, "is not a valid UTF-8 bytes literal") from None
+    if not isinstance(raw, bytes):  # pragma: no cover - the regex admits bytes literals only
+        raise ValidationError(fld, "must be a bytes literal")
+    return validate_name(text, fld, allow_empty=True)
+
+
+def context_decode(headers: Mapping[str, str]) -> tuple[str, str, str]:
+    """``(user, device, app)`` from request headers; a missing header decodes as ``""``."""
+    return tuple(  # type: ignore[return-value]
+        decode_context_value(headers.get(name, "b''"), name)
+        for name in (HTTP_HEADER_USR_ID, HTTP_HEADER_DVC_ID, HTTP_HEADER_APP_ID)
+    )
+
+
+# -- access rights ------------------------------------------------------------------------------------------------
+
+
+def validate_access_right(value: Any, fld: str = "access_right", *, allow_none: bool = True) -> str:
+    """One of ``C D U r`` (and ``x`` where ``allow_none``)."""
+    allowed = (*ACCESS_RIGHTS, NO_ACCESS_RIGHT) if allow_none else ACCESS_RIGHTS
+    if not isinstance(value, str) or value not in allowed:
+        raise ValidationError(fld, f"must be one of {', '.join(allowed)}, got {str(value)[:20]!r}")
+    return value
+
+
+def right_grants(held: str, needed: str) -> bool:
+    """True when holding ``held`` allows what ``needed`` allows (``C`` ⊇ ``D`` ⊇ ``U`` ⊇ ``r`` ⊇ ``x``)."""
+    order = {right: rank for rank, right in enumerate(RIGHTS_ORDER)}
+    return order.get(held, 0) >= order[needed]
+
+
+# -- names, ids, paths -------------------------------------------------------------------------------------------
+
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _unsafe_char(text: str) -> str | None:
+    """The first control, line/paragraph separator or bidi override character in ``text``, if any."""
+    for char in text:
+        if char in _BIDI_CONTROLS or unicodedata.category(char) in ("Cc", "Zl", "Zp", "Cs"):
+            return char
+    return None
+
+
+def validate_name(value: Any, fld: str, *, allow_empty: bool = False, max_chars: int = MAX_NAME_CHARS) -> str:
+    """A user, device or app id: a short string without control characters."""
+    if not isinstance(value, str):
+        raise ValidationError(fld, f"must be a string, not {type(value).__name__}")
+    if not value and not allow_empty:
+        raise ValidationError(fld, "must not be empty")
+    if len(value) > max_chars:
+        raise ValidationError(fld, f"is longer than {max_chars} characters")
+    if (bad := _unsafe_char(value)) is not None:
+        raise ValidationError(fld, f"contains the control character U+{ord(bad):04X}")
+    return value
+
+
+_USERNAME = re.compile(r"\A[\w.@+-]+\Z")
+
+
+def validate_username(value: Any, fld: str = "username") -> str:
+    """A user name as the oaio server (Django) accepts it: letters, digits and ``@ . + - _``."""
+    validate_name(value, fld)
+    if not _USERNAME.match(value):
+        raise ValidationError(fld, "may hold only letters, digits and @ . + - _")
+    return value
+
+
+def validate_oaio_id(value: Any, fld: str = "oaio_id") -> str:
+    """An object id: defused (no ``/``, ``\\``, ``:`` … nor control characters), usable as one folder name."""
+    validate_name(value, fld, max_chars=MAX_ID_BYTES)
+    if defuse(value) != value:
+        bad = sorted({c for c in value if defuse(c) != c} | ({"://"} if URI_SEP_STR in value else set()))
+        raise ValidationError(fld, f"contains characters an id may not hold: {''.join(bad)!r}")
+    if value in (".", "..") or value.strip() != value:
+        raise ValidationError(fld, f"{value!r} is not usable as a folder name")
+    if len(value.encode()) > MAX_ID_BYTES:
+        raise ValidationError(fld, f"is longer than {MAX_ID_BYTES} bytes in UTF-8")
+    return value
+
+
+_DRIVE = re.compile(r"\A[A-Za-z]:")
+
+
+def validate_file_path(value: Any, fld: str = FILES_VALUES_KEY) -> str:
+    """A path of an attached file: relative, ``/``-separated, normalized, safe to join under a root folder.
+
+    Refused: absolute and drive paths, empty, ``.`` and ``..`` components, backslashes, control characters,
+    a trailing ``/``, over-long components or paths.
+    """
+    if not isinstance(value, str):
+        raise ValidationError(fld, f"a path must be a string, not {type(value).__name__}")
+    shown = repr(value[:80])
+    if not value:
+        raise ValidationError(fld, "a path must not be empty")
+    if (bad := _unsafe_char(value)) is not None:
+        raise ValidationError(fld, f"path {shown} contains the control character U+{ord(bad):04X}")
+    if "\\" in value:
+        raise ValidationError(fld, f"path {shown} contains a backslash; separate folders with /")
+    if value.startswith("/") or _DRIVE.match(value):
+        raise ValidationError(fld, f"path {shown} must be relative")
+    if len(value.encode()) > MAX_PATH_BYTES:
+        raise ValidationError(fld, f"path {shown}… is longer than {MAX_PATH_BYTES} bytes")
+    for part in value.split("/"):
+        if part in ("", ".", ".."):
+            raise ValidationError(fld, f"path {shown} is not normalized (empty, . or .. component)")
+        if len(part.encode()) > MAX_PATH_COMPONENT_BYTES:
+            raise ValidationError(fld, f"path {shown} has a name longer than {MAX_PATH_COMPONENT_BYTES} bytes")
+    return value
+
+
+_PLACEHOLDER = re.compile(r"\A\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def split_root_path(root_path: str) -> tuple[str | None, str]:
+    """``("usr", "/oaio_root/x")`` for ``"{usr}/oaio_root/x"``; ``(None, path)`` without a placeholder."""
+    match = _PLACEHOLDER.match(root_path)
+    if match is None:
+        return None, root_path
+    return match.group(1), root_path[match.end() :]
+
+
+def validate_root_path(value: Any, fld: str = ROOT_VALUES_KEY) -> str:
+    """A ``_root_path``: a string, at most one leading ``{placeholder}``, no control characters.
+
+    It is only checked for form here: where it may be written to on this device is the daemon's decision.
+    """
+    if not isinstance(value, str):
+        raise ValidationError(fld, f"must be a string, not {type(value).__name__}")
+    if not value:
+        raise ValidationError(fld, "must not be empty")
+    if len(value.encode()) > MAX_PATH_BYTES:
+        raise ValidationError(fld, f"is longer than {MAX_PATH_BYTES} bytes")
+    if (bad := _unsafe_char(value)) is not None:
+        raise ValidationError(fld, f"contains the control character U+{ord(bad):04X}")
+    _placeholder, rest = split_root_path(value)
+    if "{" in rest or "}" in rest:
+        raise ValidationError(fld, "may hold one {placeholder}, and only at its start")
+    return value
+
+
+def validate_file_paths(value: Any, fld: str = FILES_VALUES_KEY) -> list[str]:
+    """A list of distinct, safe attached-file paths."""
+    if not isinstance(value, list):
+        raise ValidationError(fld, f"must be a list of paths, not {type(value).__name__}")
+    if len(value) > MAX_FILE_PATHS:
+        raise ValidationError(fld, f"lists more than {MAX_FILE_PATHS} files")
+    seen: set[str] = set()
+    for path in value:
+        validate_file_path(path, fld)
+        if path in seen:
+            raise ValidationError(fld, f"lists {path[:80]!r} twice")
+        seen.add(path)
+    return value
+
+
+def validate_values(value: Any, fld: str = "client_values", *, max_bytes: int = MAX_VALUES_BYTES) -> dict[str, Any]:
+    """An object's values: a JSON object within ``max_bytes``; reserved keys of the right form.
+
+    Any other key is user data and passes untouched.
+    """
+    if not isinstance(value, dict):
+        raise ValidationError(fld, f"must be a JSON object, not {type(value).__name__}")
+    try:
+        size = len(json.dumps(value, allow_nan=False, ensure_ascii=False).encode())
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValidationError(fld, f"is not plain JSON: {exc}") from None
+    if size > max_bytes:
+        raise ValidationError(fld, f"is {size} bytes, more than the limit of {max_bytes}")
+    if NAME_VALUES_KEY in value:
+        validate_name(value[NAME_VALUES_KEY], f"{fld}.{NAME_VALUES_KEY}", max_chars=MAX_ID_BYTES)
+    if ROOT_VALUES_KEY in value:
+        validate_root_path(value[ROOT_VALUES_KEY], f"{fld}.{ROOT_VALUES_KEY}")
+    if FILES_VALUES_KEY in value:
+        validate_file_paths(value[FILES_VALUES_KEY], f"{fld}.{FILES_VALUES_KEY}")
+    return value
+
+
+def validate_exact_keys(data: Any, keys: Iterable[str], what: str, *, optional: Iterable[str] = ()) -> dict:
+    """``data`` is a JSON object holding every one of ``keys`` and nothing else but ``optional`` keys."""
+    if not isinstance(data, dict):
+        raise ValidationError(what, f"must be a JSON object, not {type(data).__name__}")
+    needed, extra_ok = set(keys), set(optional)
+    if missing := sorted(needed - data.keys()):
+        raise ValidationError(what, f"is missing {', '.join(missing)}")
+    if extra := sorted(str(k) for k in data.keys() - needed - extra_ok):
+        raise ValidationError(what, f"has unknown keys {', '.join(extra)[:200]}")
+    return data
+
+
+def validate_object_dict(data: Any, *, what: str = "object") -> OaiObject:
+    """An :class:`OaiObject` from untrusted JSON: exactly :data:`OBJECT_KEYS`, each of the right type and form."""
+    validate_exact_keys(data, OBJECT_KEYS, what)
+    csh_id = data["csh_id"]
+    if csh_id is not None:
+        validate_name(csh_id, "csh_id", allow_empty=True)
+    right = data["csh_access_right"]
+    if right != "":
+        validate_access_right(right, "csh_access_right")
+    return OaiObject(
+        oaio_id=validate_oaio_id(data["oaio_id"]),
+        client_stamp=validate_stamp(data["client_stamp"], "client_stamp"),
+        server_stamp=validate_stamp(data["server_stamp"], "server_stamp", allow_empty=True),
+        client_values=validate_values(data["client_values"], "client_values"),
+        server_values=validate_values(data["server_values"], "server_values"),
+        csh_id=csh_id,
+        username=validate_name(data["username"], "username", allow_empty=True),
+        device_id=validate_name(data["device_id"], "device_id", allow_empty=True),
+        app_id=validate_name(data["app_id"], "app_id", allow_empty=True),
+        csh_access_right=right,
+    )
+
+
+def storage_key(oaio_id: str, client_stamp: str, file_path: str = "") -> str:
+    """The storage host key of a version's file: ``<oaio_id>/<client_stamp>/<path>`` (validated parts)."""
+    key = f"{validate_oaio_id(oaio_id)}/{validate_stamp(client_stamp, 'client_stamp')}"
+    return f"{key}/{validate_file_path(file_path)}" if file_path else key
