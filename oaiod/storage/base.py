@@ -1,0 +1,268 @@
+"""The storage backend interface: a handful of primitives with contracts, and slow correct defaults for extras.
+
+A backend stores opaque objects under keys (see :mod:`oaiod.storage.keys`) on one cloud storage host. The sync
+engine sees only this interface and reads :class:`Capabilities` instead of checking classes. Backends raise only
+the errors of :mod:`oaiod.storage.errors`. Keys are validated by the backend on the way in and out.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import ipaddress
+import logging
+import os
+import secrets
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, ClassVar
+from urllib.parse import urlsplit
+
+from oaiod.errors import ConfigError
+from oaiod.storage.errors import InvalidKey, ObjectNotFound
+from oaiod.storage.keys import TEMP_PREFIX, validate_key, validate_prefix
+
+log = logging.getLogger(__name__)
+
+#: called with the number of bytes moved by each chunk of a transfer (may block: the bandwidth limit does)
+Progress = Callable[[int], None]
+PathLike = str | os.PathLike[str]
+
+CHUNK_SIZE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do; callers and wrappers read this instead of checking classes."""
+
+    #: ``copy`` runs on the host without moving the bytes through this machine
+    server_side_copy: bool = False
+    #: a reader never sees a partial object, even if the writer dies mid-upload
+    atomic_put: bool = True
+    #: how many calls may run at once against this host (the concurrency wrapper's default)
+    max_connections: int = 4
+    #: uploads above this many bytes go in parts (``None``: one request, whatever the size)
+    multipart_threshold: int | None = None
+    #: ``stat`` returns the sha256 of the content
+    hashes: bool = False
+    #: ``progress`` is called per chunk (False: once with the total at the end of a transfer)
+    chunked_progress: bool = True
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object: its key, size in bytes, sha256 hex digest when the host knows it, and mtime (epoch s)."""
+
+    key: str
+    size: int
+    sha256: str | None = None
+    mtime: float | None = None
+
+
+class Backend(abc.ABC):
+    """A storage host. Subclasses implement the abstract primitives and may override the defaults.
+
+    Every method validates its keys and raises :class:`~oaiod.storage.errors.InvalidKey` for an unsafe one.
+    A backend instance may be used from several threads at once.
+    """
+
+    #: the csh id this class is registered under
+    csh_id: ClassVar[str] = ""
+    capabilities: Capabilities = Capabilities()
+
+    @classmethod
+    @abc.abstractmethod
+    def from_args(cls, args: Mapping[str, Any]) -> Backend:
+        """Build from the ``csh_args`` keyword arguments; an unknown or missing argument is a ConfigError."""
+
+    # -- primitives ---------------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def put_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+        """Store the content of ``local_path`` under ``key``, replacing any object there.
+
+        Streamed in bounded memory whatever the size. When ``capabilities.atomic_put``, a reader sees either the
+        old object or the complete new one, never a partial one. Missing parent folders are created.
+        """
+
+    @abc.abstractmethod
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+        """Write the object ``key`` to ``local_path``: a complete, fsynced file, or an error and no change there.
+
+        Streamed into a temporary file beside ``local_path`` (see :func:`atomic_local_file`), then renamed.
+        Raises :class:`ObjectNotFound` when ``key`` does not exist.
+        """
+
+    @abc.abstractmethod
+    def stat(self, key: str) -> ObjectInfo:
+        """Size, sha256 (when known) and mtime of ``key``; :class:`ObjectNotFound` if it does not exist."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object in the folder ``prefix``, recursively (``""``: all), as it is fetched (streamed or paged).
+
+        ``prefix`` names a folder: ``a/b`` lists ``a/b/c`` but not ``a/bc``. A missing prefix lists nothing.
+        Keys coming from the host are validated; an unsafe one is skipped with a warning in the log.
+        Partial uploads (:data:`~oaiod.storage.keys.TEMP_PREFIX`) are never listed. The order is unspecified.
+        """
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key``. Idempotent: deleting a missing key is not an error."""
+
+    # -- extras with slow, correct defaults -----------------------------------------------------------------------
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove every object in the folder ``prefix``; idempotent. The empty prefix (everything) is refused."""
+        prefix = validate_prefix(prefix)
+        if not prefix:
+            raise InvalidKey("prefix", "refusing to delete everything; give a non-empty prefix")
+        for info in list(self.list(prefix)):
+            self.delete(info.key)
+
+    def exists(self, key: str) -> bool:
+        """True when ``key`` exists."""
+        try:
+            self.stat(key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def copy(self, src: str, dst: str) -> None:
+        """Make ``dst`` a copy of ``src`` (replacing ``dst``); on the host when ``capabilities.server_side_copy``.
+
+        This default downloads to a temporary file and uploads it again.
+        """
+        validate_key(src, "src")
+        validate_key(dst, "dst")
+        with tempfile.TemporaryDirectory(prefix="oaiod-copy-") as folder:
+            local = Path(folder) / "object"
+            self.get_file(src, local)
+            self.put_file(dst, local)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key`` (for small objects; goes through :meth:`put_file`)."""
+        with tempfile.TemporaryDirectory(prefix="oaiod-put-") as folder:
+            local = Path(folder) / "object"
+            local.write_bytes(data)
+            self.put_file(key, local)
+
+    def get_bytes(self, key: str) -> bytes:
+        """The content of ``key`` (for small objects; goes through :meth:`get_file`)."""
+        with tempfile.TemporaryDirectory(prefix="oaiod-get-") as folder:
+            local = Path(folder) / "object"
+            self.get_file(key, local)
+            return local.read_bytes()
+
+    def close(self) -> None:  # noqa: B027 - an optional hook, empty by default
+        """Release connections and helper processes; the backend is unusable afterwards."""
+
+    def describe(self) -> str:
+        """A one-line description for logs and reports, never holding a secret."""
+        return self.csh_id or type(self).__name__
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}>"
+
+
+# -- helpers shared by backends ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_local_file(local_path: PathLike) -> Iterator[IO[bytes]]:
+    """A temporary file beside ``local_path`` that becomes it (flushed, fsynced, renamed) when the block succeeds.
+
+    On any error the temporary file is removed and ``local_path`` is left as it was.
+    """
+    target = Path(local_path)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def checked_listing(infos: Iterator[ObjectInfo], source: str) -> Iterator[ObjectInfo]:
+    """``infos`` without partial uploads and without unsafe keys (each skipped one logged as a warning)."""
+    for info in infos:
+        if info.key.rsplit("/", 1)[-1].startswith(TEMP_PREFIX):
+            continue
+        try:
+            validate_key(info.key)
+        except InvalidKey as exc:
+            log.warning("skipping unsafe key %r listed by %s: %s", info.key[:200], source, exc.reason)
+            continue
+        yield info
+
+
+def check_args(
+    args: Mapping[str, Any], csh_id: str, *, required: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """``args`` as a dict after checking that every required key is there and no unknown key is."""
+    known = set(required) | set(optional)
+    for key in args:
+        if key not in known:
+            raise ConfigError(key, f"unknown argument for {csh_id}; known: {', '.join(sorted(known))}")
+    for key in required:
+        if args.get(key) in (None, ""):
+            raise ConfigError(key, f"missing argument for {csh_id}")
+    return dict(args)
+
+
+def secret_arg_names(*names: str) -> tuple[str, ...]:
+    """Every accepted form of the secret arguments ``names`` (inline, ``_env``, ``_file``)."""
+    return tuple(form for name in names for form in (name, f"{name}_env", f"{name}_file"))
+
+
+def truthy_arg(args: Mapping[str, Any], key: str) -> bool:
+    """A boolean argument given as a bool or as ``true``/``false``/``1``/``0``/``yes``/``no``."""
+    value = args.get(key, False)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    raise ConfigError(key, f"must be true or false, not {value!r}")
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (where plain HTTP stays on this machine)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def require_https(url: str, key: str, *, allow_http: bool) -> str:
+    """``url`` without a trailing ``/``; plain HTTP only to a loopback host or where ``allow_http`` says so."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(key, f"must be an http(s) URL, not {url!r}")
+    if parts.username or parts.password:
+        raise ConfigError(key, "must not hold credentials; give username and password_env / password_file")
+    if parts.scheme == "http" and not allow_http and not is_loopback_host(parts.hostname):
+        raise ConfigError(key, f"{url} is plain HTTP to another machine; use https or set allow_http=true")
+    return url.rstrip("/")
+
+
+def random_token() -> str:
+    """A random URL-safe token (for temporary names and helper passwords)."""
+    return secrets.token_urlsafe(24)

@@ -1,0 +1,62 @@
+"""The errors of the storage boundary: everything a cloud storage host (CSH) can make go wrong.
+
+Every backend translates its library's errors (``OSError``, ``requests``, ``botocore``, rclone's answers) into
+this tree where they enter; code above a backend catches only these::
+
+    OaiodError                                         oaiod.errors
+    └── StorageError                 any failure of a storage host
+        ├── ObjectNotFound           the key (or its prefix) does not exist
+        ├── StoragePermissionDenied  wrong credentials, a read-only folder, an ACL
+        ├── QuotaExceeded            the host is full or the account's quota is used up
+        ├── TransientStorageError    retryable: connection lost, timeout, 429/5xx, SlowDown
+        ├── PermanentStorageError    anything else the host refused; retrying will not help
+        └── InvalidKey               an unsafe key, going in or coming out (also a ValidationError)
+
+Only :class:`TransientStorageError` is retried (by :class:`oaiod.storage.wrappers.RetryingBackend`); every other
+error stops at once.
+"""
+
+from __future__ import annotations
+
+from oaiod.errors import OaiodError, ValidationError
+
+
+class StorageError(OaiodError):
+    """A storage host failed; ``key`` is the object concerned, when there is one."""
+
+    #: whether repeating the same call may succeed
+    retryable: bool = False
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class ObjectNotFound(StorageError):
+    """The key does not exist on the host."""
+
+
+class StoragePermissionDenied(StorageError):
+    """The host refused access: bad credentials, a read-only folder or missing rights."""
+
+
+class QuotaExceeded(StorageError):
+    """The host has no room left for this object."""
+
+
+class TransientStorageError(StorageError):
+    """A failure that may pass: a dropped connection, a timeout, throttling or a 5xx answer."""
+
+    retryable = True
+
+
+class PermanentStorageError(StorageError):
+    """The host refused the call for a reason that retrying will not change."""
+
+
+class InvalidKey(StorageError, ValidationError):
+    """A key is unsafe: absolute, not normalized, with ``..`` or control characters."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        ValidationError.__init__(self, field, reason)
+        self.key = None

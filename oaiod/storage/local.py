@@ -1,0 +1,297 @@
+"""The ``Local`` storage host: a folder on this machine (another disk, a NAS or USB mount).
+
+Objects are files under ``root_folder``. Guarantees and choices:
+
+* put writes a temporary file in the target folder, fsyncs it and ``os.replace``-s it over the key, then fsyncs
+  the folder: a reader sees the old or the new object, never a partial one, even after a crash.
+* Objects are never modified in place, only replaced by a rename. That makes ``copy`` by hard link safe: a
+  later put of either key makes a new inode and leaves the other untouched. ``copy`` tries a reflink
+  (``FICLONE``) first, then a hard link, then a streamed copy.
+* ``root_folder`` must exist: a missing one usually means an unmounted disk, and writing to the empty mount
+  point would fill the wrong disk.
+* Symlinks are never followed: a key whose resolved path leaves the root is refused, listings skip symlinks.
+* Deleting the last object of a folder removes the folders left empty, up to the root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import shutil
+import stat as stat_mod
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from oaiod.errors import ConfigError
+from oaiod.storage.base import (
+    CHUNK_SIZE,
+    Backend,
+    Capabilities,
+    ObjectInfo,
+    PathLike,
+    Progress,
+    atomic_local_file,
+    check_args,
+    checked_listing,
+)
+from oaiod.storage.errors import (
+    ObjectNotFound,
+    PermanentStorageError,
+    QuotaExceeded,
+    StorageError,
+    StoragePermissionDenied,
+    TransientStorageError,
+)
+from oaiod.storage.keys import TEMP_PREFIX, join_key, validate_key, validate_prefix
+
+log = logging.getLogger(__name__)
+
+FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
+COPY_CHUNK = 64 * CHUNK_SIZE
+
+_NOT_FOUND = {errno.ENOENT, errno.ENOTDIR}
+_DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_TRANSIENT = {errno.EIO, errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE, errno.EBUSY}
+
+
+@contextlib.contextmanager
+def translate_os_errors(key: str | None, what: str) -> Iterator[None]:
+    """Turn an ``OSError`` raised in the block into the storage error tree."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as exc:
+        message = f"{what} {key!r}: {exc.strerror or exc}"
+        if exc.errno in _NOT_FOUND:
+            raise ObjectNotFound(message, key=key) from exc
+        if exc.errno in _DENIED:
+            raise StoragePermissionDenied(message, key=key) from exc
+        if exc.errno in _FULL:
+            raise QuotaExceeded(message, key=key) from exc
+        if exc.errno in _TRANSIENT:
+            raise TransientStorageError(message, key=key) from exc
+        raise PermanentStorageError(message, key=key) from exc
+
+
+def copy_fd(src: int, dst: int, progress: Progress | None) -> None:
+    """Copy all of ``src`` to ``dst`` in the kernel where possible (``copy_file_range``), else by chunks."""
+    use_kernel = hasattr(os, "copy_file_range")
+    buffer = bytearray(CHUNK_SIZE)
+    view = memoryview(buffer)
+    while True:
+        if use_kernel:
+            try:
+                moved = os.copy_file_range(src, dst, COPY_CHUNK)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                use_kernel = False
+                continue
+        else:
+            moved = os.readv(src, [view])
+            written = 0
+            while written < moved:
+                written += os.write(dst, view[written:moved])
+        if not moved:
+            return
+        if progress is not None:
+            progress(moved)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (best effort where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalBackend(Backend):
+    """Objects as files under a folder of this machine."""
+
+    csh_id = "Local"
+    capabilities = Capabilities(server_side_copy=True, atomic_put=True, max_connections=8)
+
+    def __init__(self, root_folder: PathLike) -> None:
+        root = Path(root_folder).expanduser()
+        if not root.is_dir():
+            raise ConfigError("root_folder", f"{root} is not an existing folder (is the disk mounted?)")
+        self.root = root.resolve()
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, Any]) -> LocalBackend:
+        checked = check_args(args, cls.csh_id, required=("root_folder",))
+        return cls(checked["root_folder"])
+
+    def describe(self) -> str:
+        return f"Local {self.root}"
+
+    # -- paths ------------------------------------------------------------------------------------------------
+
+    def _path(self, key: str, fld: str = "key") -> Path:
+        """The path of a validated ``key``; refused if an existing symlink would lead it out of the root."""
+        path = self.root.joinpath(*validate_key(key, fld).split("/"))
+        resolved = Path(os.path.realpath(path))
+        if resolved != path and not resolved.is_relative_to(self.root):
+            raise StoragePermissionDenied(f"key {key!r} leads out of {self.root} through a symlink", key=key)
+        return path
+
+    def _prune_empty_parents(self, path: Path) -> None:
+        """Remove the folders above ``path`` that are left empty, stopping at the root."""
+        folder = path.parent
+        while folder != self.root and folder.is_relative_to(self.root):
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+            folder = folder.parent
+
+    def _regular_file_info(self, key: str, path: Path) -> ObjectInfo:
+        info = path.lstat()
+        if not stat_mod.S_ISREG(info.st_mode):
+            raise ObjectNotFound(f"{key!r} is not an object (a folder or special file)", key=key)
+        return ObjectInfo(key=key, size=info.st_size, mtime=info.st_mtime)
+
+    # -- primitives -------------------------------------------------------------------------------------------
+
+    def put_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+        path = self._path(key)
+        with translate_os_errors(key, "cannot store"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(local_path, "rb") as src:
+                self._replace_with(path, lambda dst: copy_fd(src.fileno(), dst, progress))
+
+    def _replace_with(self, path: Path, fill: Any) -> None:
+        """Write a temp file beside ``path`` with ``fill(fd)``, fsync it and rename it over ``path``."""
+        tmp = path.parent / f"{TEMP_PREFIX}{os.urandom(8).hex()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+        try:
+            fill(fd)
+            os.fsync(fd)
+            os.close(fd)
+            fd = -1
+            os.replace(tmp, path)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        fsync_dir(path.parent)
+
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+        path = self._path(key)
+        with translate_os_errors(key, "cannot read"):
+            src = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                if not stat_mod.S_ISREG(os.fstat(src).st_mode):
+                    raise ObjectNotFound(f"{key!r} is not an object (a folder or special file)", key=key)
+                with atomic_local_file(local_path) as dst:
+                    copy_fd(src, dst.fileno(), progress)
+            finally:
+                os.close(src)
+
+    def stat(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        with translate_os_errors(key, "cannot stat"):
+            return self._regular_file_info(key, path)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        prefix = validate_prefix(prefix)
+        start = self._path(prefix, "prefix") if prefix else self.root
+        return checked_listing(self._walk(start, prefix), self.describe())
+
+    def _walk(self, folder: Path, prefix: str) -> Iterator[ObjectInfo]:
+        with translate_os_errors(prefix, "cannot list"):
+            try:
+                entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+            except (FileNotFoundError, NotADirectoryError):
+                return
+        for entry in entries:
+            key = join_key(prefix, entry.name)
+            if entry.is_symlink():
+                log.warning("skipping symlink %s in storage folder %s", entry.path, self.root)
+            elif entry.is_dir(follow_symlinks=False):
+                yield from self._walk(Path(entry.path), key)
+            elif entry.is_file(follow_symlinks=False):
+                with translate_os_errors(key, "cannot stat"):
+                    info = entry.stat(follow_symlinks=False)
+                yield ObjectInfo(key=key, size=info.st_size, mtime=info.st_mtime)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        with translate_os_errors(key, "cannot delete"):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                return
+            except IsADirectoryError:
+                raise PermanentStorageError(f"{key!r} is a folder; use delete_prefix", key=key) from None
+        self._prune_empty_parents(path)
+
+    # -- extras -----------------------------------------------------------------------------------------------
+
+    def delete_prefix(self, prefix: str) -> None:
+        prefix = validate_prefix(prefix)
+        if not prefix:
+            super().delete_prefix(prefix)  # refuses the empty prefix
+        path = self._path(prefix, "prefix")
+        with translate_os_errors(prefix, "cannot delete"):
+            if not path.is_dir() or path.is_symlink():
+                return
+            shutil.rmtree(path)
+        self._prune_empty_parents(path)
+
+    def exists(self, key: str) -> bool:
+        path = self._path(key)
+        return path.is_file() and not path.is_symlink()
+
+    def copy(self, src: str, dst: str) -> None:
+        """Reflink, else hard link, else a kernel-side copy; always through a temp name renamed over ``dst``."""
+        src_path = self._path(src, "src")
+        dst_path = self._path(dst, "dst")
+        with translate_os_errors(src, "cannot copy"):
+            src_fd = os.open(src_path, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                if not stat_mod.S_ISREG(os.fstat(src_fd).st_mode):
+                    raise ObjectNotFound(f"{src!r} is not an object", key=src)
+                dst_path.parent.mkdir(parents=True, exist_ok=True)
+                if not self._hard_link(src_fd, dst_path):
+                    self._replace_with(dst_path, lambda fd: copy_fd(src_fd, fd, None))
+            finally:
+                os.close(src_fd)
+
+    def _hard_link(self, src_fd: int, dst_path: Path) -> bool:
+        """Make ``dst_path`` a reflink or hard link of ``src_fd``; False where the filesystem allows neither.
+
+        The reflink shares blocks copy-on-write; the hard link shares the inode, which is safe because objects
+        are only ever replaced by a rename, never written in place.
+        """
+        try:
+            self._replace_with(dst_path, lambda fd: fcntl.ioctl(fd, FICLONE, src_fd))
+            return True
+        except OSError:
+            pass
+        tmp = dst_path.parent / f"{TEMP_PREFIX}{os.urandom(8).hex()}"
+        try:
+            os.link(f"/proc/self/fd/{src_fd}", tmp, follow_symlinks=True)
+        except OSError:
+            return False
+        try:
+            os.replace(tmp, dst_path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        fsync_dir(dst_path.parent)
+        return True

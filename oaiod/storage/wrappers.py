@@ -1,0 +1,293 @@
+"""Cross-cutting behaviour as backends that wrap a backend, composed in one place: :func:`wrap_backend`.
+
+From the outside in: logging (one line per call, timings kept) → retry (transient errors only, exponential
+backoff with full jitter) → concurrency cap (a semaphore) → bandwidth limit (token buckets, up and down) → the
+backend. Retry sits outside the cap so a call waiting out its backoff holds no connection slot.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from oaiod.storage.base import Backend, Capabilities, ObjectInfo, PathLike, Progress
+from oaiod.storage.errors import StorageError, TransientStorageError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class WrapperConfig:
+    """How to wrap a backend; the daemon fills this from its config file."""
+
+    #: attempts per call in all (1: no retry)
+    attempts: int = 5
+    #: first backoff in seconds; doubled per attempt up to ``backoff_max``, with full jitter
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    #: calls at once (``None``: the backend's ``capabilities.max_connections``)
+    max_connections: int | None = None
+    #: bytes per second (``None``: unlimited)
+    upload_limit: int | None = None
+    download_limit: int | None = None
+    #: how many call timings :class:`LoggingBackend` keeps
+    timings_kept: int = 1000
+
+
+class WrappingBackend(Backend):
+    """A backend that passes every call to ``inner``; subclasses override what they add."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.csh_id = inner.csh_id  # type: ignore[misc]
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, Any]) -> Backend:
+        raise TypeError("wrappers are built by oaiod.storage.wrappers.wrap_backend, not from csh_args")
+
+    @property
+    def capabilities(self) -> Capabilities:  # type: ignore[override]
+        return self.inner.capabilities
+
+    def _call(self, name: str, key: str, func: Callable[[], T]) -> T:
+        return func()
+
+    def put_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+        self._call("put", key, lambda: self.inner.put_file(key, local_path, progress=progress))
+
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+        self._call("get", key, lambda: self.inner.get_file(key, local_path, progress=progress))
+
+    def stat(self, key: str) -> ObjectInfo:
+        return self._call("stat", key, lambda: self.inner.stat(key))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return self.inner.list(prefix)
+
+    def delete(self, key: str) -> None:
+        self._call("delete", key, lambda: self.inner.delete(key))
+
+    def delete_prefix(self, prefix: str) -> None:
+        self._call("delete_prefix", prefix, lambda: self.inner.delete_prefix(prefix))
+
+    def exists(self, key: str) -> bool:
+        return self._call("exists", key, lambda: self.inner.exists(key))
+
+    def copy(self, src: str, dst: str) -> None:
+        self._call("copy", f"{src} -> {dst}", lambda: self.inner.copy(src, dst))
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+
+class RetryingBackend(WrappingBackend):
+    """Repeats a call that raised :class:`TransientStorageError`; any other error stops at once.
+
+    A listing is retried only until its first object was yielded; a failure later propagates, and the caller
+    lists again (restarting silently could yield objects twice).
+    """
+
+    def __init__(
+        self, inner: Backend, *, attempts: int = 5, backoff_base: float = 0.5, backoff_max: float = 30.0
+    ) -> None:
+        super().__init__(inner)
+        self.attempts = max(1, attempts)
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+
+    def _delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
+
+    def _call(self, name: str, key: str, func: Callable[[], T]) -> T:
+        for attempt in range(self.attempts):
+            try:
+                return func()
+            except TransientStorageError as exc:
+                if attempt + 1 >= self.attempts:
+                    log.error("storage %s %s of %r failed %d times, giving up: %s", name, self.describe(), key,
+                              self.attempts, exc)  # fmt: skip
+                    raise
+                delay = self._delay(attempt)
+                log.warning("storage %s %s of %r failed (%s); retry %d/%d in %.1f s", name, self.describe(), key,
+                            exc, attempt + 1, self.attempts - 1, delay)  # fmt: skip
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        for attempt in range(self.attempts):
+            iterator = self.inner.list(prefix)
+            try:
+                first = next(iterator)
+            except StopIteration:
+                return
+            except TransientStorageError as exc:
+                if attempt + 1 >= self.attempts:
+                    raise
+                log.warning("storage list %s of %r failed (%s); retrying", self.describe(), prefix, exc)
+                time.sleep(self._delay(attempt))
+                continue
+            yield first
+            yield from iterator
+            return
+
+
+class ConcurrencyLimitedBackend(WrappingBackend):
+    """At most ``limit`` calls run at once; a listing holds a slot only while it fetches."""
+
+    def __init__(self, inner: Backend, limit: int) -> None:
+        super().__init__(inner)
+        self.limit = max(1, limit)
+        self._slots = threading.BoundedSemaphore(self.limit)
+
+    def _call(self, name: str, key: str, func: Callable[[], T]) -> T:
+        with self._slots:
+            return func()
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        iterator = self.inner.list(prefix)
+        while True:
+            with self._slots:
+                item = next(iterator, None)
+            if item is None:
+                return
+            yield item
+
+
+class TokenBucket:
+    """Allows ``rate`` bytes per second on average with bursts of up to one second; thread-safe."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = float(rate)
+        self._tokens = self.rate
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def consume(self, amount: int) -> None:
+        """Take ``amount`` bytes' worth, sleeping as long as the debt needs."""
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.rate, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= amount
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait > 0:
+            time.sleep(wait)
+
+
+class BandwidthLimitedBackend(WrappingBackend):
+    """Holds transfers to a number of bytes per second, up and down, through the backends' ``progress`` calls.
+
+    A backend without chunked progress reports the total at the end; the wait then comes after the transfer,
+    which keeps the average but not the peak rate.
+    """
+
+    def __init__(self, inner: Backend, *, upload: int | None = None, download: int | None = None) -> None:
+        super().__init__(inner)
+        self.upload = TokenBucket(upload) if upload else None
+        self.download = TokenBucket(download) if download else None
+
+    @staticmethod
+    def _throttled(bucket: TokenBucket | None, progress: Progress | None) -> Progress | None:
+        if bucket is None:
+            return progress
+
+        def report(amount: int) -> None:
+            bucket.consume(amount)
+            if progress is not None:
+                progress(amount)
+
+        return report
+
+    def put_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+        self.inner.put_file(key, local_path, progress=self._throttled(self.upload, progress))
+
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+        self.inner.get_file(key, local_path, progress=self._throttled(self.download, progress))
+
+
+@dataclass(frozen=True)
+class CallTiming:
+    """One finished call: what, on which key, how many bytes, how long, and the error class if it failed."""
+
+    operation: str
+    key: str
+    nbytes: int
+    seconds: float
+    error: str | None = None
+
+
+class LoggingBackend(WrappingBackend):
+    """One log line per call (operation, key, bytes, seconds); the last timings stay in ``timings``."""
+
+    def __init__(self, inner: Backend, *, kept: int = 1000) -> None:
+        super().__init__(inner)
+        self.timings: collections.deque[CallTiming] = collections.deque(maxlen=kept)
+
+    def _record(self, name: str, key: str, nbytes: int, started: float, error: StorageError | None) -> None:
+        seconds = time.monotonic() - started
+        self.timings.append(CallTiming(name, key, nbytes, seconds, type(error).__name__ if error else None))
+        level = logging.DEBUG if name in ("stat", "exists") else logging.INFO
+        if error is not None:
+            log.warning("storage %s %s %r failed after %.3f s: %s", name, self.describe(), key, seconds, error)
+        else:
+            log.log(level, "storage %s %s %r: %d bytes in %.3f s", name, self.describe(), key, nbytes, seconds)
+
+    def _call(self, name: str, key: str, func: Callable[[], T]) -> T:
+        started = time.monotonic()
+        try:
+            result = func()
+        except StorageError as exc:
+            self._record(name, key, 0, started, exc)
+            raise
+        self._record(name, key, 0, started, None)
+        return result
+
+    def _transfer(self, name: str, key: str, local_path: PathLike, func: Callable[[], None]) -> None:
+        started = time.monotonic()
+        try:
+            func()
+        except StorageError as exc:
+            self._record(name, key, 0, started, exc)
+            raise
+        self._record(name, key, Path(local_path).stat().st_size, started, None)
+
+    def put_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+        self._transfer("put", key, local_path, lambda: self.inner.put_file(key, local_path, progress=progress))
+
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+        self._transfer("get", key, local_path, lambda: self.inner.get_file(key, local_path, progress=progress))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        started, count = time.monotonic(), 0
+        try:
+            for info in self.inner.list(prefix):
+                count += 1
+                yield info
+        except StorageError as exc:
+            self._record("list", prefix, 0, started, exc)
+            raise
+        log.debug("storage list %s %r: %d objects in %.3f s", self.describe(), prefix, count,
+                  time.monotonic() - started)  # fmt: skip
+
+
+def wrap_backend(backend: Backend, config: WrapperConfig) -> Backend:
+    """``backend`` wrapped for bandwidth, concurrency, retry and logging, in that order from the inside out."""
+    wrapped: Backend = backend
+    if config.upload_limit or config.download_limit:
+        wrapped = BandwidthLimitedBackend(wrapped, upload=config.upload_limit, download=config.download_limit)
+    wrapped = ConcurrencyLimitedBackend(wrapped, config.max_connections or backend.capabilities.max_connections)
+    wrapped = RetryingBackend(
+        wrapped, attempts=config.attempts, backoff_base=config.backoff_base, backoff_max=config.backoff_max
+    )
+    return LoggingBackend(wrapped, kept=config.timings_kept)

@@ -1,0 +1,140 @@
+"""Fixtures of the storage conformance suite: one real host per backend, joined through :data:`STORES`.
+
+A backend joins the suite with a factory in :data:`STORES` (name -> function of the pytest request and a fresh
+tmp folder, returning a :class:`StoreUnderTest`). The hub's blob store adds itself the same way::
+
+    STORES["hub"] = make_hub_store   # in this file, next to the others
+
+Servers are session-scoped; each test gets a fresh root (folder, WebDAV collection or S3 prefix). A server
+that cannot start is a skip with the reason locally and a failure in CI (``CI=true``): a backend that does not
+run is not a backend that passes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import requests
+import storage_servers as servers
+
+from oaiod.storage.base import Backend
+from oaiod.storage.errors import TransientStorageError
+from oaiod.storage.wrappers import RetryingBackend, WrappingBackend
+
+
+def unavailable(reason: str) -> None:
+    """Skip locally, fail in CI: every backend must run there."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"storage backend unavailable in CI: {reason}")
+    pytest.skip(reason)
+
+
+@dataclass
+class StoreUnderTest:
+    """One backend on a fresh root of its real host, and the means to test what the interface cannot show."""
+
+    name: str
+    csh_id: str
+    args: dict[str, Any]
+    #: a new bare backend on that root
+    make: Callable[[], Backend]
+    #: reads an object by its path on the host, bypassing the backend (for the upstream layout)
+    read_native: Callable[[str], bytes]
+    #: a backend on the same root whose transport fails once with a transient error, and the fault counter
+    faulty: Callable[[], tuple[Backend, Callable[[], int]]]
+    #: a backend whose writes are refused (bad credentials or read-only folder)
+    denied: Callable[[], Backend]
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+
+
+class FailOnceBackend(WrappingBackend):
+    """Raises one TransientStorageError on the first call, then passes calls through.
+
+    For hosts without a network transport to break (a local folder, rclone's own retrying transport), the
+    fault is injected at the backend boundary instead.
+    """
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner)
+        self.faults = 0
+
+    def _call(self, name: str, key: str, func: Callable[[], Any]) -> Any:
+        if self.faults == 0:
+            self.faults += 1
+            raise TransientStorageError(f"injected failure of {name} {key!r}", key=key)
+        return func()
+
+
+def fail_once(make: Callable[[], Backend]) -> Callable[[], tuple[Backend, Callable[[], int]]]:
+    def build() -> tuple[Backend, Callable[[], int]]:
+        flaky = FailOnceBackend(make())
+        return RetryingBackend(flaky, attempts=3, backoff_base=0.01), lambda: flaky.faults
+
+    return build
+
+
+# -- Local ----------------------------------------------------------------------------------------------------
+
+
+def make_local_store(request: pytest.FixtureRequest, tmp: Path) -> StoreUnderTest:
+    from oaiod.storage.local import LocalBackend
+
+    root = tmp / "local-root"
+    root.mkdir()
+    store = StoreUnderTest(
+        name="local",
+        csh_id="Local",
+        args={"root_folder": str(root)},
+        make=lambda: LocalBackend(root),
+        read_native=lambda path: (root / path).read_bytes(),
+        faulty=fail_once(lambda: LocalBackend(root)),
+        denied=lambda: _denied_local(store, tmp / "read-only"),
+    )
+    return store
+
+
+def _denied_local(store: StoreUnderTest, folder: Path) -> Backend:
+    from oaiod.storage.local import LocalBackend
+
+    context = servers.read_only_folder(folder)
+    try:
+        context.__enter__()
+    except RuntimeError as exc:
+        unavailable(str(exc))
+    store.cleanups.append(lambda: context.__exit__(None, None, None))
+    return LocalBackend(folder)
+
+
+# -- registry of stores -----------------------------------------------------------------------------------------
+
+#: name -> factory; each backend (and later the hub) joins the conformance suite here
+STORES: dict[str, Callable[[pytest.FixtureRequest, Path], StoreUnderTest]] = {
+    "local": make_local_store,
+}
+
+
+@pytest.fixture(params=sorted(STORES))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreUnderTest]:
+    """Each backend in turn, on a fresh root of its real host."""
+    made = STORES[request.param](request, tmp_path)
+    yield made
+    for cleanup in reversed(made.cleanups):
+        cleanup()
+
+
+@pytest.fixture
+def backend(store: StoreUnderTest) -> Iterator[Backend]:
+    made = store.make()
+    yield made
+    made.close()
+
+
+def _unused() -> None:  # keeps imports used until the network stores join below
+    _ = (shutil, quote, requests)
