@@ -112,11 +112,62 @@ def _denied_local(store: StoreUnderTest, folder: Path) -> Backend:
     return LocalBackend(folder)
 
 
+# -- WebDav ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def webdav_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.WebDavServer | None]:
+    try:
+        server = servers.start_webdav(tmp_path_factory.mktemp("webdav"))
+    except Exception as exc:  # any reason the server cannot start
+        yield None
+        print(f"WebDAV server did not start: {exc}")
+        return
+    yield server
+    server.stop()
+
+
+def running_webdav(request: pytest.FixtureRequest) -> servers.WebDavServer:
+    server = request.getfixturevalue("webdav_server")
+    if server is None:
+        unavailable("wsgidav could not start a WebDAV server on loopback")
+    return server
+
+
+def webdav_args(url: str, root: str, password: str = servers.WEBDAV_PASSWORD) -> dict[str, Any]:
+    return {"url": url, "root_folder": root, "username": servers.WEBDAV_USER, "password": password}
+
+
+def make_webdav_store(request: pytest.FixtureRequest, tmp: Path) -> StoreUnderTest:
+    from oaiod.storage.webdav import WebDavBackend
+
+    server = running_webdav(request)
+    root = f"dav root/{tmp.name}"
+
+    def faulty() -> tuple[Backend, Callable[[], int]]:
+        proxy = servers.FaultProxy(server.port)
+        store.cleanups.append(proxy.close)
+        inner = WebDavBackend.from_args(webdav_args(proxy.url, root))
+        return RetryingBackend(inner, attempts=3, backoff_base=0.01), lambda: proxy.faults
+
+    store = StoreUnderTest(
+        name="webdav",
+        csh_id="WebDav",
+        args=webdav_args(server.url, root),
+        make=lambda: WebDavBackend.from_args(webdav_args(server.url, root)),
+        read_native=lambda path: (server.root / root / path).read_bytes(),
+        faulty=faulty,
+        denied=lambda: WebDavBackend.from_args(webdav_args(server.url, root, password="wrong")),
+    )
+    return store
+
+
 # -- registry of stores -----------------------------------------------------------------------------------------
 
 #: name -> factory; each backend (and later the hub) joins the conformance suite here
 STORES: dict[str, Callable[[pytest.FixtureRequest, Path], StoreUnderTest]] = {
     "local": make_local_store,
+    "webdav": make_webdav_store,
 }
 
 
