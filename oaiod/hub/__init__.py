@@ -1,0 +1,9 @@
+"""The oaiod hub: a self-hostable oaio server (part A of ``docs/hub-api.md``'s spec plus oaiod's part B).
+
+Layout: :mod:`~oaiod.hub.settings` (what an operator sets), :mod:`~oaiod.hub.db` (tables and engine),
+:mod:`~oaiod.hub.passwords` (the KDF), :mod:`~oaiod.hub.service` (every business rule, no HTTP),
+:mod:`~oaiod.hub.app` / :mod:`~oaiod.hub.routes` / :mod:`~oaiod.hub.feed` (the HTTP face),
+:mod:`~oaiod.hub.server` (uvicorn in a thread, embeddable) and :mod:`~oaiod.hub.cli` (``oaiod hub …``).
+"""
+
+from __future__ import annotations

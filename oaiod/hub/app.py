@@ -1,0 +1,304 @@
+"""The hub's FastAPI application: transport rules shared by every route, and error answers.
+
+- :class:`HubMiddleware` (pure ASGI, outermost): ``X-Oaiod-Hub`` on every answer; a ``csrftoken`` cookie on
+  every GET answer when the request had none; request bodies are read up front and refused with 413 beyond
+  ``body_limit`` (by ``Content-Length`` and by counting the bytes that arrive).
+- Dependencies: :func:`context_ids` (``X-OAIO-*`` headers → 400 when malformed), :func:`csrf_check` (non-GET
+  needs ``X-CSRFToken`` equal to the cookie → 403), :func:`current_actor` (live session → 401; supervisors may
+  act for another user through ``X-OAIO-user``), :func:`json_body` (415 / 400 for anything but plain JSON).
+- Every error is JSON ``{"error", "reason", ...}``; a client mistake never answers 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import secrets
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from oaiod import __version__
+from oaiod.errors import ValidationError
+from oaiod.hub.errors import (
+    BadRequest,
+    CsrfFailed,
+    HubError,
+    NotAuthenticated,
+    NotFound,
+    RateLimited,
+    UnsupportedMedia,
+)
+from oaiod.hub.service import Actor, HubService
+from oaiod.hub.settings import HubSettings
+from oaiod.model import context_decode
+
+log = logging.getLogger("oaiod.hub")
+
+SESSION_COOKIE = "sessionid"
+CSRF_COOKIE = "csrftoken"
+CSRF_HEADER = "X-CSRFToken"
+HUB_HEADER = "X-Oaiod-Hub"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+STREAMED_PREFIXES = ("/api/hub/blobs/",)  #: routes that read their body themselves (the blob store, later)
+
+
+class HubJSONResponse(JSONResponse):
+    """JSON in UTF-8; falls back to ASCII escapes for strings UTF-8 cannot carry (lone surrogates in values)."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+        except UnicodeEncodeError:
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
+
+
+def error_response(status: int, code: str, reason: str, **extra: Any) -> HubJSONResponse:
+    return HubJSONResponse({"error": code, "reason": reason, **extra}, status_code=status)
+
+
+class HubMiddleware:
+    """Hub header, CSRF cookie hand-out and request body limit (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, body_limit: int) -> None:
+        self.app = app
+        self.body_limit = body_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        new_csrf = ""
+        if scope["method"] == "GET" and f"{CSRF_COOKIE}=" not in headers.get("cookie", ""):
+            new_csrf = secrets.token_urlsafe(32)
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(HUB_HEADER.encode(), __version__.encode())]
+                if new_csrf:
+                    cookie = f"{CSRF_COOKIE}={new_csrf}; Path=/; SameSite=Lax; Max-Age=31449600"
+                    extra.append((b"set-cookie", cookie.encode()))
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        if scope["method"] in SAFE_METHODS or scope["path"].startswith(STREAMED_PREFIXES):
+            await self.app(scope, receive, send_wrapper)
+            return
+        body = await self._read_body(headers, receive)
+        if isinstance(body, HubJSONResponse):
+            await body(scope, receive, send_wrapper)
+            return
+        await self.app(scope, _replay(body, receive), send_wrapper)
+
+    async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes | HubJSONResponse:
+        limit = self.body_limit
+        length = headers.get("content-length", "")
+        if length and (not length.isascii() or not length.isdigit()):
+            return error_response(400, "bad_request", "Content-Length is not a number")
+        if length and int(length) > limit:
+            return error_response(413, "too_large", f"the body is {length} bytes; the hub accepts at most {limit}")
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return error_response(400, "bad_request", "the client went away")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return error_response(413, "too_large", f"the body is more than the hub's limit of {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class ChangeNotifier:
+    """Wakes long-poll waiters when a change commits; commits happen in worker threads, waiters in the loop."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+        self.closed = False
+
+    def bind(self) -> None:
+        """Attach to the running event loop (at application start)."""
+        self._loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+        self.closed = False
+
+    def event(self) -> asyncio.Event:
+        """The event the next commit sets; take it *before* checking for changes, then wait on it."""
+        assert self._event is not None, "the notifier is bound at application start"
+        return self._event
+
+    def _wake(self) -> None:
+        if self._event is not None:
+            self._event.set()
+            self._event = asyncio.Event()
+
+    def notify_threadsafe(self, _stamp: str = "") -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._wake)
+            except RuntimeError:  # the loop closed between the check and the call
+                pass
+
+    def close_threadsafe(self) -> None:
+        """Release every waiter now (the hub is stopping)."""
+        self.closed = True
+        self.notify_threadsafe()
+
+
+# -- dependencies -----------------------------------------------------------------------------------------------
+
+
+def get_service(request: Request) -> HubService:
+    return request.app.state.service
+
+
+def context_ids(request: Request) -> tuple[str, str, str]:
+    """``(user, device, app)`` from the ``X-OAIO-*`` headers; 400 when one is malformed."""
+    return context_decode(request.headers)
+
+
+def csrf_check(request: Request) -> None:
+    """Django-style double submit: a non-GET request sends ``X-CSRFToken`` equal to the ``csrftoken`` cookie."""
+    if request.method in SAFE_METHODS:
+        return
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    header = request.headers.get(CSRF_HEADER, "")
+    if not cookie or not header:
+        raise CsrfFailed(f"CSRF token missing: GET this URL first and send the {CSRF_COOKIE} cookie as {CSRF_HEADER}")
+    if not hmac.compare_digest(cookie.encode(), header.encode()):
+        raise CsrfFailed(f"the {CSRF_HEADER} header does not match the {CSRF_COOKIE} cookie")
+
+
+def current_actor(
+    request: Request,
+    ids: Annotated[tuple[str, str, str], Depends(context_ids)],
+    _csrf: Annotated[None, Depends(csrf_check)],
+) -> Actor:
+    """The user a request acts for; a supervisor acts for the user named in ``X-OAIO-user`` (if any)."""
+    service = get_service(request)
+    login = service.session_user(request.cookies.get(SESSION_COOKIE, ""))
+    if login is None:
+        raise NotAuthenticated("log in first (POST login/)")
+    user_header, device_id, app_id = ids
+    username = login.username
+    if user_header and user_header != login.username and login.is_supervisor:
+        if service.user(user_header) is None:
+            raise NotFound(f"no user named {user_header!r} to act for")
+        username = user_header
+    return Actor(username, login.username, login.is_supervisor, device_id, app_id)
+
+
+async def json_body(request: Request) -> Any:
+    """The request body as plain JSON (no NaN/Infinity); 415 for another content type, 400 when malformed."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise UnsupportedMedia(f"send the body as application/json, not {content_type[:60] or 'nothing'!r}")
+    body = await request.body()
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {str(exc)[:200]}") from None
+
+
+ActorDep = Annotated[Actor, Depends(current_actor)]
+BodyDep = Annotated[Any, Depends(json_body)]
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+# -- error answers ----------------------------------------------------------------------------------------------
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HubError)
+    async def hub_error(_request: Request, exc: HubError) -> HubJSONResponse:
+        response = HubJSONResponse(exc.body(), status_code=exc.status)
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
+    @app.exception_handler(ValidationError)
+    async def validation_error(_request: Request, exc: ValidationError) -> HubJSONResponse:
+        return error_response(400, "validation", exc.reason, field=exc.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_validation_error(_request: Request, exc: RequestValidationError) -> HubJSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        fld = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path"))
+        return error_response(400, "validation", str(first.get("msg", "invalid request"))[:200], field=fld)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> HubJSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+        code = codes.get(exc.status_code, "internal" if exc.status_code >= 500 else "bad_request")
+        return error_response(exc.status_code, code, str(exc.detail)[:200])
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> HubJSONResponse:
+        log.exception("hub: %s %s failed; the request was rolled back", request.method, request.url.path)
+        return error_response(500, "internal", "the hub failed on this request; its log has the details")
+
+
+def create_app(settings: HubSettings, service: HubService | None = None) -> FastAPI:
+    """The hub application over ``service`` (opened from ``settings`` when not given)."""
+    from oaiod.hub.feed import router as feed_router  # routes import this module's dependencies
+    from oaiod.hub.routes import router as core_router
+
+    service = service or HubService.open(settings)
+    notifier = ChangeNotifier()
+    service.on_commit = notifier.notify_threadsafe
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        notifier.bind()
+        yield
+        notifier.close_threadsafe()
+
+    app = FastAPI(
+        title="oaiod hub",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        default_response_class=HubJSONResponse,
+    )
+    app.state.service = service
+    app.state.settings = settings
+    app.state.notifier = notifier
+    _install_error_handlers(app)
+    app.include_router(core_router, prefix="/api")
+    app.include_router(feed_router, prefix="/api")
+    app.add_middleware(HubMiddleware, body_limit=settings.body_limit)
+    return app

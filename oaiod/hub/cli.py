@@ -1,0 +1,200 @@
+"""``oaiod hub …``: serve the hub and administer its users and storage hosts.
+
+Passwords come only from stdin (``--password-stdin``), never from the command line, where other local users
+could read them. Every error is one line on stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+import platformdirs
+
+from oaiod.errors import OaiodError
+from oaiod.hub.accounts import looks_secret
+from oaiod.hub.settings import DEFAULT_PORT, HubSettings
+
+DEFAULT_DATA_DIR = Path(platformdirs.user_data_dir("oaiod")) / "hub"
+
+
+def _data_dir_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--db-url",
+        envvar="OAIOD_HUB_DB_URL",
+        default="",
+        help="SQLAlchemy database URL (default: SQLite in the data folder).",
+    )(func)
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="OAIOD_HUB_DATA_DIR",
+        default=DEFAULT_DATA_DIR,
+        show_default=True,
+        help="Folder of the hub's database.",
+    )(func)
+
+
+@contextmanager
+def _service(data_dir: Path, db_url: str) -> Iterator[Any]:
+    """An opened hub service; library errors become one-line click errors."""
+    from oaiod.hub.service import HubService
+
+    try:
+        service = HubService.open(HubSettings(data_dir=data_dir, db_url=db_url))
+    except Exception as exc:  # a missing driver, an unreachable server, a broken file: all say so in one line
+        raise click.ClickException(f"cannot open the hub database: {str(exc).splitlines()[0]}") from exc
+    try:
+        yield service
+    except OaiodError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        service.close()
+
+
+def _read_password() -> str:
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise click.ClickException('no password on stdin (pipe it in: printf %s "$PW" | oaiod hub user add …)')
+    return password
+
+
+@click.group()
+def hub() -> None:
+    """Run and administer the self-hosted oaio server."""
+
+
+@hub.command()
+@_data_dir_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True, help="Port (0: any).")
+def serve(data_dir: Path, db_url: str, host: str, port: int) -> None:
+    """Serve the hub until interrupted."""
+    from oaiod.hub.server import HubServer
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        HubServer(HubSettings(data_dir=data_dir, db_url=db_url, host=host, port=port)).serve_forever()
+    except OaiodError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+# -- users --------------------------------------------------------------------------------------------------------
+
+
+@hub.group()
+def user() -> None:
+    """Add, remove and list hub users."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--supervisor", is_flag=True, help="May act for other users and create users by subscribing them.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin (else the user cannot log in).")
+@_data_dir_option
+def user_add(name: str, supervisor: bool, password_stdin: bool, data_dir: Path, db_url: str) -> None:
+    """Create a user."""
+    password = _read_password() if password_stdin else None
+    with _service(data_dir, db_url) as service:
+        service.add_user(name, password, supervisor=supervisor)
+    click.echo(f"added user {name}" + (" (supervisor)" if supervisor else "") + ("" if password else " (no login)"))
+
+
+@user.command("del")
+@click.argument("name")
+@_data_dir_option
+def user_del(name: str, data_dir: Path, db_url: str) -> None:
+    """Remove a user with subscriptions and log entries."""
+    with _service(data_dir, db_url) as service:
+        service.delete_user(name)
+    click.echo(f"removed user {name}")
+
+
+@user.command("passwd")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, required=True, help="Read the new password from stdin.")
+@_data_dir_option
+def user_passwd(name: str, password_stdin: bool, data_dir: Path, db_url: str) -> None:
+    """Set a user's password (ends their sessions)."""
+    password = _read_password()
+    with _service(data_dir, db_url) as service:
+        service.set_password(name, password)
+    click.echo(f"changed the password of {name}")
+
+
+@user.command("list")
+@_data_dir_option
+def user_list(data_dir: Path, db_url: str) -> None:
+    """List users."""
+    with _service(data_dir, db_url) as service:
+        for row in service.list_users():
+            flags = [
+                flag for flag, on in (("supervisor", row["is_supervisor"]), ("no-login", not row["can_login"])) if on
+            ]
+            click.echo(f"{row['username']}\t{','.join(flags) or '-'}\t{row['created']}")
+
+
+# -- storage hosts --------------------------------------------------------------------------------------------
+
+
+def _parse_kwargs(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` (a string) or ``key:=JSON`` (any JSON value) pairs."""
+    kwargs: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not key=value", param_hint="KEY=VALUE")
+        as_json = key.endswith(":")
+        key = key.removesuffix(":")
+        if not key.isidentifier():
+            raise click.BadParameter(f"{key!r} is not a keyword argument name", param_hint="KEY=VALUE")
+        try:
+            kwargs[key] = json.loads(raw) if as_json else raw
+        except ValueError as exc:
+            raise click.BadParameter(f"{key}: not JSON: {exc}", param_hint="KEY:=JSON") from None
+    return kwargs
+
+
+@hub.group()
+def storage() -> None:
+    """Set, remove and list cloud storage hosts handed out by csh_args/."""
+
+
+@storage.command("set")
+@click.argument("csh_id")
+@click.argument("pairs", nargs=-1, metavar="KEY=VALUE|KEY:=JSON...")
+@_data_dir_option
+def storage_set(csh_id: str, pairs: tuple[str, ...], data_dir: Path, db_url: str) -> None:
+    """Register or replace a storage host's keyword arguments."""
+    kwargs = _parse_kwargs(pairs)
+    with _service(data_dir, db_url) as service:
+        service.set_storage(csh_id, kwargs)
+    click.echo(f"set storage host {csh_id} ({', '.join(kwargs) or 'no arguments'})")
+
+
+@storage.command("del")
+@click.argument("csh_id")
+@_data_dir_option
+def storage_del(csh_id: str, data_dir: Path, db_url: str) -> None:
+    """Remove a storage host."""
+    with _service(data_dir, db_url) as service:
+        service.delete_storage(csh_id)
+    click.echo(f"removed storage host {csh_id}")
+
+
+@storage.command("list")
+@_data_dir_option
+def storage_list(data_dir: Path, db_url: str) -> None:
+    """List storage hosts (secret-looking values masked)."""
+    with _service(data_dir, db_url) as service:
+        for csh_id, kwargs in service.list_storage():
+            shown = {key: "****" if looks_secret(key) else value for key, value in kwargs.items()}
+            click.echo(f"{csh_id}\t{json.dumps(shown, ensure_ascii=False)}")

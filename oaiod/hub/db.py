@@ -1,0 +1,160 @@
+"""The hub's tables (SQLAlchemy 2) and its engine: SQLite in WAL mode with foreign keys on, or PostgreSQL.
+
+The schema is owned by Alembic (``migrations/hub``); these models must match it, which a test checks with
+``alembic.autogenerate.compare_metadata``. All times are stamps (``%Y%m%d%H%M%S%f`` UTC strings, which sort
+in time order). ``change_stamp`` columns hold the hub's clock at the change, assigned in commit order.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+from oaiod.model import STAMP_FORMAT, stamp_to_datetime
+
+NAME = String(150)  # user, device and app ids
+ID = String(255)  # oaio ids
+STAMP = String(20)
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING)
+
+
+class User(Base):
+    """An account; ``password_hash`` NULL means it exists (can be subscribed) but cannot log in."""
+
+    __tablename__ = "users"
+    username: Mapped[str] = mapped_column(NAME, primary_key=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    is_supervisor: Mapped[bool] = mapped_column(default=False)
+    created: Mapped[str] = mapped_column(STAMP)
+
+
+class LoginSession(Base):
+    """A server-side login session; the cookie holds the token, the table only its sha256."""
+
+    __tablename__ = "sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(NAME, ForeignKey("users.username", ondelete="CASCADE"), index=True)
+    created: Mapped[str] = mapped_column(STAMP)
+    expires: Mapped[str] = mapped_column(STAMP, index=True)
+
+
+class Object(Base):
+    """An oaio object with its two newest versions (``client_*`` newest, ``server_*`` the one before)."""
+
+    __tablename__ = "objects"
+    oaio_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    client_stamp: Mapped[str] = mapped_column(STAMP)
+    client_values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    server_stamp: Mapped[str] = mapped_column(STAMP, default="")
+    server_values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    csh_id: Mapped[str | None] = mapped_column(NAME)
+    username: Mapped[str] = mapped_column(NAME)  # author of the newest version
+    device_id: Mapped[str] = mapped_column(NAME)
+    app_id: Mapped[str] = mapped_column(NAME)
+    creator: Mapped[str] = mapped_column(NAME)  # a plain name: the object outlives a wiped creator
+    change_stamp: Mapped[str] = mapped_column(STAMP, index=True)
+
+
+class Version(Base):
+    """Every version an object had, for ``hub/versions/`` and a later restore."""
+
+    __tablename__ = "versions"
+    __table_args__ = (UniqueConstraint("oaio_id", "stamp"),)
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    oaio_id: Mapped[str] = mapped_column(ID, ForeignKey("objects.oaio_id", ondelete="CASCADE"))
+    stamp: Mapped[str] = mapped_column(STAMP)
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    csh_id: Mapped[str | None] = mapped_column(NAME)
+    username: Mapped[str] = mapped_column(NAME)
+    device_id: Mapped[str] = mapped_column(NAME)
+    app_id: Mapped[str] = mapped_column(NAME)
+    created: Mapped[str] = mapped_column(STAMP)  # hub clock
+
+
+class Subscription(Base):
+    """A user's right on an object; ``Pid`` is what ``subscribe/`` answers."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (UniqueConstraint("oaio_id", "username"), Index(None, "username", "change_stamp"))
+    pid: Mapped[int] = mapped_column("Pid", primary_key=True, autoincrement=True)
+    oaio_id: Mapped[str] = mapped_column(ID, ForeignKey("objects.oaio_id", ondelete="CASCADE"))
+    username: Mapped[str] = mapped_column(NAME, ForeignKey("users.username", ondelete="CASCADE"))
+    access_right: Mapped[str] = mapped_column(String(1))
+    change_stamp: Mapped[str] = mapped_column(STAMP)
+
+
+class Tombstone(Base):
+    """An object that became unreadable for a user (deleted, or the subscription removed) at ``stamp``."""
+
+    __tablename__ = "tombstones"
+    __table_args__ = (UniqueConstraint("oaio_id", "username"), Index(None, "username", "stamp"))
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    oaio_id: Mapped[str] = mapped_column(ID)
+    username: Mapped[str] = mapped_column(NAME, ForeignKey("users.username", ondelete="CASCADE"))
+    stamp: Mapped[str] = mapped_column(STAMP)
+
+
+class LogEntry(Base):
+    """The action log: who did what to which object, from which device and app."""
+
+    __tablename__ = "action_log"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    stamp: Mapped[str] = mapped_column(STAMP, index=True)
+    username: Mapped[str] = mapped_column(NAME, ForeignKey("users.username", ondelete="CASCADE"), index=True)
+    device_id: Mapped[str] = mapped_column(NAME)
+    app_id: Mapped[str] = mapped_column(NAME)
+    action: Mapped[str] = mapped_column(String(20))
+    oaio_id: Mapped[str | None] = mapped_column(ID)
+    detail: Mapped[str] = mapped_column(String(300), default="")
+
+
+class StorageHost(Base):
+    """A cloud storage host: the keyword arguments ``csh_args/<csh_id>`` hands to clients."""
+
+    __tablename__ = "storage_hosts"
+    csh_id: Mapped[str] = mapped_column(NAME, primary_key=True)
+    kwargs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated: Mapped[str] = mapped_column(STAMP)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``: SQLite gets WAL, foreign keys and a busy timeout; PostgreSQL a bigger pool."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker:
+    """Sessions that keep loaded objects usable after commit (answers are built after the write)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def stamp_add(stamp: str, seconds: float) -> str:
+    """``stamp`` moved by ``seconds`` (stamps are the hub's only time format)."""
+    return (stamp_to_datetime(stamp) + _dt.timedelta(seconds=seconds)).strftime(STAMP_FORMAT)

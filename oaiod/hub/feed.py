@@ -1,0 +1,83 @@
+"""Part B routes (``docs/hub-api.md``): features, deletions since a cursor, the long-poll change feed, versions.
+
+The change feed waits without holding a database connection or a worker thread: it checks in a worker thread,
+then awaits the :class:`~oaiod.hub.app.ChangeNotifier` event that the next commit sets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from oaiod import __version__
+from oaiod.errors import ValidationError
+from oaiod.hub.app import ActorDep, ChangeNotifier, get_service
+from oaiod.hub.service import HubService
+from oaiod.model import validate_oaio_id, validate_stamp
+
+router = APIRouter(prefix="/hub")
+
+#: what ``hub/features/`` lists; the blob store adds "blobs" when it is mounted
+FEATURES = ["since", "conflict409", "changes", "versions"]
+
+
+@router.get("/features/")
+def features(request: Request, _actor: ActorDep) -> dict[str, Any]:
+    return {"version": __version__, "features": list(getattr(request.app.state, "features", FEATURES))}
+
+
+@router.get("/deleted/")
+def deleted(request: Request, actor: ActorDep, since: str | None = None) -> dict[str, Any]:
+    """Ids that became unreadable for the caller after ``since``."""
+    cursor, ids = get_service(request).deleted_since(actor, validate_stamp(since, "since"))
+    return {"deleted": ids, "sync_stamp": cursor}
+
+
+@router.get("/versions/{oaio_id}")
+def versions(request: Request, oaio_id: str, actor: ActorDep) -> list[dict[str, Any]]:
+    """Every stored version of an object the caller may read, newest first."""
+    return get_service(request).versions(actor, validate_oaio_id(oaio_id))
+
+
+def _timeout(value: str | None, default: float, most: float) -> float:
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValidationError("timeout", f"must be a number of seconds, got {value[:20]!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValidationError("timeout", "must be a number of seconds ≥ 0")
+    return min(seconds, most)
+
+
+@router.get("/changes/")
+async def changes(
+    request: Request, actor: ActorDep, since: str | None = None, timeout: str | None = None
+) -> dict[str, Any]:
+    """Long poll: answers when an object the caller may read changes after ``since``, else after ``timeout``."""
+    service: HubService = get_service(request)
+    notifier: ChangeNotifier = request.app.state.notifier
+    checked = validate_stamp(since, "since")
+    settings = service.settings
+    wait = _timeout(timeout, settings.long_poll_default, settings.long_poll_max)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        event = notifier.event()  # taken before the check, so a commit after the check still wakes us
+        cursor = service.sync_stamp
+        if cursor > checked:
+            if await run_in_threadpool(service.has_changes, actor.username, checked):
+                return {"changed": True, "sync_stamp": cursor}
+            checked = cursor  # nothing up to the cursor concerns this caller
+        remaining = deadline - loop.time()
+        if remaining <= 0 or notifier.closed:
+            return {"changed": False, "sync_stamp": checked}
+        try:
+            await asyncio.wait_for(event.wait(), remaining)
+        except TimeoutError:
+            pass

@@ -1,0 +1,153 @@
+"""Part A routes: what the published ``ae-oaio-client`` 0.3.19 calls, exactly as ``oaio-api.md`` states.
+
+Every POST route also answers a GET with 2xx JSON (the client fetches its CSRF cookie that way, before login
+too). Input is validated here with :mod:`oaiod.model` before the service sees it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from oaiod.hub.app import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    ActorDep,
+    BodyDep,
+    context_ids,
+    csrf_check,
+    get_service,
+)
+from oaiod.hub.errors import BadRequest
+from oaiod.hub.service import HubService
+from oaiod.model import (
+    OBJECT_KEYS,
+    OaiObject,
+    validate_access_right,
+    validate_exact_keys,
+    validate_name,
+    validate_oaio_id,
+    validate_object_dict,
+    validate_stamp,
+    validate_username,
+)
+
+router = APIRouter()
+
+POST_ROUTES = ("login/", "logout/", "register/", "upload/", "delete/", "subscribe/", "wipe_user/")
+
+
+def _csrf_hint() -> dict[str, str]:
+    return {"detail": f"send a POST here; this GET only hands out the {CSRF_COOKIE} cookie"}
+
+
+for _path in POST_ROUTES:
+    router.add_api_route(f"/{_path}", _csrf_hint, methods=["GET"], include_in_schema=False)
+
+
+def _object(data: Any) -> OaiObject:
+    return validate_object_dict(data)
+
+
+# -- session ------------------------------------------------------------------------------------------------------
+
+
+@router.post("/login/", dependencies=[Depends(context_ids), Depends(csrf_check)])
+def login(request: Request, response: Response, body: BodyDep) -> dict[str, Any]:
+    """Start a session: JSON ``{"username", "password"}`` → session cookie."""
+    validate_exact_keys(body, ("username", "password"), "body")
+    username, password = body["username"], body["password"]
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise BadRequest("username and password must be strings", field="body")
+    service: HubService = get_service(request)
+    address = request.client.host if request.client else "?"
+    token, user = service.login(username, password, address)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(service.settings.session_lifetime),
+        httponly=True,
+        samesite="lax",
+        path="/",
+    )
+    return {"username": user.username, "is_supervisor": user.is_supervisor}
+
+
+@router.post("/logout/", dependencies=[Depends(context_ids), Depends(csrf_check)])
+def logout(request: Request, response: Response) -> dict[str, Any]:
+    """End the session (fine without one)."""
+    get_service(request).logout(request.cookies.get(SESSION_COOKIE, ""))
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return {"detail": "logged out"}
+
+
+@router.get("/current_stamp/")
+def current_stamp(request: Request, _actor: ActorDep) -> dict[str, str]:
+    return {"current_stamp": get_service(request).current_stamp()}
+
+
+@router.get("/csh_args/{csh_id}")
+def csh_args(request: Request, csh_id: str, _actor: ActorDep) -> dict[str, Any]:
+    """Keyword arguments of the storage host class registered as ``csh_id``."""
+    return get_service(request).storage_args(validate_name(csh_id, "csh_id"))
+
+
+# -- objects ------------------------------------------------------------------------------------------------------
+
+
+@router.post("/register/")
+def register(request: Request, actor: ActorDep, body: BodyDep) -> Any:
+    return get_service(request).register(actor, _object(body))
+
+
+@router.post("/upload/")
+def upload(request: Request, actor: ActorDep, body: BodyDep) -> Any:
+    return get_service(request).upload(actor, _object(body))
+
+
+@router.post("/delete/")
+def delete(request: Request, actor: ActorDep, body: BodyDep) -> Any:
+    """Only ``oaio_id`` is read; other object keys may come along (the client posts the whole object)."""
+    validate_exact_keys(body, ("oaio_id",), "body", optional=OBJECT_KEYS)
+    oaio_id = validate_oaio_id(body["oaio_id"])
+    get_service(request).delete(actor, oaio_id)
+    return {"detail": f"deleted {oaio_id}"}
+
+
+@router.get("/oaio_stampz/")
+def oaio_stampz(request: Request, response: Response, actor: ActorDep, since: str | None = None) -> Any:
+    """Objects the caller may read, by ``client_stamp``; with ``since`` only those changed after it (part B)."""
+    since_stamp = validate_stamp(since, "since") if since is not None else ""
+    cursor, items, deleted = get_service(request).list_objects(actor, since_stamp)
+    response.headers["X-Oaiod-Sync-Stamp"] = cursor
+    response.headers["X-Oaiod-Deleted-Count"] = str(deleted)
+    return items
+
+
+# -- subscriptions and users ------------------------------------------------------------------------------------
+
+
+@router.post("/subscribe/")
+def subscribe(request: Request, actor: ActorDep, body: BodyDep) -> Any:
+    validate_exact_keys(body, ("oaio_id", "username", "access_right"), "body")
+    pid = get_service(request).subscribe(
+        actor,
+        validate_oaio_id(body["oaio_id"]),
+        validate_username(body["username"]),
+        validate_access_right(body["access_right"]),
+    )
+    return {"Pid": pid}
+
+
+@router.get("/user_subz/{oaio_id}")
+def user_subz(request: Request, oaio_id: str, actor: ActorDep) -> Any:
+    return get_service(request).user_rights(actor, validate_oaio_id(oaio_id))
+
+
+@router.post("/wipe_user/")
+def wipe_user(request: Request, actor: ActorDep, body: BodyDep) -> Any:
+    validate_exact_keys(body, ("Uid",), "body")
+    username = validate_username(body["Uid"], "Uid")
+    get_service(request).wipe_user(actor, username)
+    return {"detail": f"wiped {username}"}

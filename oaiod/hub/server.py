@@ -1,0 +1,165 @@
+"""Run a hub: uvicorn in a background thread (embedded in the daemon or a test) or in the foreground (CLI).
+
+:class:`HubServer` binds its socket itself, so ``port=0`` picks a free port that is known before the server
+runs; ``start()`` returns once the hub answers HTTP. It can be started and stopped many times in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from oaiod.errors import OaiodError
+from oaiod.hub.app import ChangeNotifier, create_app
+from oaiod.hub.service import HubService
+from oaiod.hub.settings import HubSettings
+
+log = logging.getLogger("oaiod.hub")
+
+START_TIMEOUT = 30.0
+
+
+class HubStartError(OaiodError):
+    """The hub could not start (port taken, database unreachable, …); the message says which."""
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn that releases long polls at once when asked to exit (else shutdown waits for them)."""
+
+    notifier: ChangeNotifier | None = None
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self.notifier is not None:
+            self.notifier.close_threadsafe()
+        super().handle_exit(sig, frame)
+
+
+class HubServer:
+    """One hub on ``settings.host``:``settings.port``; ``url`` and ``host`` are valid after :meth:`start`."""
+
+    def __init__(self, settings: HubSettings) -> None:
+        self.settings = settings
+        self.service: HubService | None = None
+        self.port = 0
+        self._server: _Uvicorn | None = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir
+
+    @property
+    def host(self) -> str:
+        """``HOST:PORT`` as the published client takes it (loopback answers on ``127.0.0.1``)."""
+        bound = self.settings.host
+        if bound in ("", "0.0.0.0", "localhost", "127.0.0.1"):
+            bound = "127.0.0.1"
+        elif bound in ("::", "::1"):
+            bound = "[::1]"
+        elif ":" in bound:
+            bound = f"[{bound}]"
+        return f"{bound}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:8765/api/``."""
+        return f"http://{self.host}/api/"
+
+    def _prepare(self) -> tuple[_Uvicorn, socket.socket]:
+        """Upgrade the database, build the app and bind the listening socket."""
+        try:
+            self.service = HubService.open(self.settings)
+        except Exception as exc:
+            raise HubStartError(f"hub database {self.settings.database_url.split('@')[-1]}: {exc}") from exc
+        app = create_app(self.settings, self.service)
+        family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.settings.host, self.settings.port))
+            sock.listen(128)
+        except OSError as exc:
+            sock.close()
+            self.service.close()
+            raise HubStartError(f"cannot listen on {self.settings.host}:{self.settings.port}: {exc}") from exc
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=max(1, int(self.settings.graceful_shutdown)),
+            ws="none",
+        )
+        server = _Uvicorn(config)
+        server.notifier = app.state.notifier
+        self._server, self._socket = server, sock
+        return server, sock
+
+    def start(self) -> HubServer:
+        """Start in a background thread; returns once the hub answers. Raises :class:`HubStartError`."""
+        if self._thread is not None:
+            raise HubStartError("this hub is running already")
+        server, sock = self._prepare()
+        self._thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name=f"oaiod-hub-{self.port}", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise HubStartError(f"the hub on port {self.port} did not start; see the log above")
+            time.sleep(0.01)
+        self._probe()
+        log.info("oaiod hub listening on %s", self.url)
+        return self
+
+    def _probe(self) -> None:
+        try:
+            with urllib.request.urlopen(self.url + "login/", timeout=10) as answer:
+                answer.read()
+        except (OSError, urllib.error.URLError) as exc:
+            self.stop()
+            raise HubStartError(f"the hub on {self.url} does not answer: {exc}") from exc
+
+    def stop(self) -> None:
+        """Stop serving (long polls are released at once) and close the database; safe to call twice."""
+        server, thread = self._server, self._thread
+        if server is not None:
+            if server.notifier is not None:
+                server.notifier.close_threadsafe()
+            server.should_exit = True
+        if thread is not None:
+            thread.join(timeout=self.settings.graceful_shutdown + 10)
+        if self._socket is not None:
+            self._socket.close()
+        if self.service is not None:
+            self.service.close()
+        self._server = self._thread = self._socket = None
+        self.service = None
+
+    def serve_forever(self) -> None:
+        """Serve in the foreground until SIGINT or SIGTERM (the CLI's ``oaiod hub serve``)."""
+        server, sock = self._prepare()
+        log.info("oaiod hub listening on %s", self.url)
+        try:
+            server.run(sockets=[sock])
+        finally:
+            self._server = None
+            self.stop()
+
+    def __enter__(self) -> HubServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

@@ -1,0 +1,456 @@
+"""The hub's business rules over a database session: rights, versions, subscriptions, tombstones, change stamps.
+
+No HTTP here: :mod:`oaiod.hub.routes` and :mod:`oaiod.hub.feed` call these methods with an :class:`Actor`
+(who acts, from which device and app) and validated input, and get plain dicts back or a
+:class:`~oaiod.hub.errors.HubError`.
+
+Guarantees:
+
+- Writes are serialised in this process (one lock), and each write transaction gets one *change stamp*
+  ``max(now, last + 1µs)`` committed under that lock, so stamps grow strictly in commit order. A reader takes
+  :attr:`HubService.sync_stamp` *before* it queries: everything committed with a stamp up to it is visible to
+  the query, and anything committed later carries a newer stamp. One hub process per database.
+- A refused request (any :class:`HubError` raised inside a write) rolls back: the database is unchanged.
+- Rights (see ``docs/hub-api.md``): ``C`` only for the creator; ``upload/`` needs ``U``; ``delete/`` needs
+  ``D``; granting needs ``D`` and never more than the granter holds; a non-subscriber learns nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from oaiod import migrate
+from oaiod.errors import ValidationError
+from oaiod.hub.accounts import AccountsMixin
+from oaiod.hub.db import (
+    LogEntry,
+    LoginSession,
+    Object,
+    Subscription,
+    Tombstone,
+    User,
+    Version,
+    make_engine,
+    make_sessionmaker,
+    stamp_add,
+)
+from oaiod.hub.errors import Conflict, Forbidden, Gone, NotFound
+from oaiod.hub.settings import HubSettings
+from oaiod.model import (
+    CREATE_ACCESS_RIGHT,
+    DELETE_ACCESS_RIGHT,
+    NO_ACCESS_RIGHT,
+    UPDATE_ACCESS_RIGHT,
+    OaiObject,
+    now_stamp,
+    right_grants,
+)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who a request acts for: ``username`` (effective, maybe impersonated) and the session's own ``login``."""
+
+    username: str
+    login: str
+    is_supervisor: bool
+    device_id: str = ""
+    app_id: str = ""
+
+
+class HubService(AccountsMixin):
+    """Every hub operation; thread-safe (routes call it from the threadpool)."""
+
+    def __init__(self, settings: HubSettings) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.database_url)
+        self.sessions = make_sessionmaker(self.engine)
+        self._write_lock = threading.Lock()
+        self._last_stamp = self._load_last_stamp()
+        self._last_purge = ""
+        #: called with the change stamp after each committed change (the change feed hooks in here)
+        self.on_commit: Callable[[str], None] | None = None
+
+    @classmethod
+    def open(cls, settings: HubSettings) -> HubService:
+        """Create the data folder (mode 0700), upgrade the schema to the newest revision and connect."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        migrate.upgrade("hub", settings.database_url)
+        return cls(settings)
+
+    def close(self) -> None:
+        """Release every database connection."""
+        self.engine.dispose()
+
+    # -- clock and transactions ----------------------------------------------------------------------------------
+
+    def _load_last_stamp(self) -> str:
+        with self.sessions() as db:
+            newest = [
+                db.scalar(sa.select(sa.func.max(column)))
+                for column in (Object.change_stamp, Subscription.change_stamp, Tombstone.stamp)
+            ]
+        return max([now_stamp(), *(stamp for stamp in newest if stamp)])
+
+    @property
+    def sync_stamp(self) -> str:
+        """The cursor for readers: the change stamp of the newest committed change (see the module docstring)."""
+        return self._last_stamp
+
+    @contextmanager
+    def _writing(self, *, changes: bool = True) -> Iterator[tuple[Session, str]]:
+        """A serialised write transaction and its change stamp; committed when the block ends without error."""
+        with self._write_lock:
+            stamp = max(now_stamp(), stamp_add(self._last_stamp, 0.000001)) if changes else now_stamp()
+            with self.sessions.begin() as db:
+                yield db, stamp
+                if changes:
+                    self._purge_tombstones(db, stamp)
+            if changes:
+                self._last_stamp = stamp
+        if changes and self.on_commit is not None:
+            self.on_commit(stamp)
+
+    def tombstone_horizon(self) -> str:
+        """Removals older than this stamp are forgotten; a ``since`` before it answers 410."""
+        return stamp_add(now_stamp(), -self.settings.tombstone_days * 86400)
+
+    def _purge_tombstones(self, db: Session, stamp: str) -> None:
+        if self._last_purge and stamp_add(self._last_purge, 3600) > stamp:
+            return
+        self._last_purge = stamp
+        db.execute(sa.delete(Tombstone).where(Tombstone.stamp < self.tombstone_horizon()))
+
+    def check_since(self, since: str) -> None:
+        """Refuse a ``since`` older than the tombstone horizon: the caller must do a full listing."""
+        if since < self.tombstone_horizon():
+            raise Gone(f"changes before {self.settings.tombstone_days:g} days ago are forgotten; list everything")
+
+    def check_not_future(self, stamp: str, fld: str = "client_stamp") -> None:
+        """Refuse a stamp far ahead of the hub clock: it would block every later update of the object."""
+        if stamp > stamp_add(now_stamp(), self.settings.max_future_seconds):
+            raise ValidationError(fld, f"{stamp} is ahead of the hub clock by more than the allowed skew")
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _right(db: Session, oaio_id: str, username: str) -> str:
+        right = db.scalar(
+            sa.select(Subscription.access_right).where(
+                Subscription.oaio_id == oaio_id, Subscription.username == username
+            )
+        )
+        return right or NO_ACCESS_RIGHT
+
+    def _readable(self, db: Session, oaio_id: str, actor: Actor) -> tuple[Object, str]:
+        """The object and the actor's right; 404 for an unknown id and for a non-subscriber alike."""
+        row = db.get(Object, oaio_id)
+        right = self._right(db, oaio_id, actor.username) if row is not None else NO_ACCESS_RIGHT
+        if row is None or right == NO_ACCESS_RIGHT:
+            raise NotFound(f"no object {oaio_id!r} that {actor.username!r} may read")
+        return row, right
+
+    @staticmethod
+    def object_dict(row: Object, right: str) -> dict[str, Any]:
+        """The wire form of a stored object: exactly the ten object keys."""
+        return OaiObject(
+            oaio_id=row.oaio_id,
+            client_stamp=row.client_stamp,
+            server_stamp=row.server_stamp,
+            client_values=row.client_values,
+            server_values=row.server_values,
+            csh_id=row.csh_id,
+            username=row.username,
+            device_id=row.device_id,
+            app_id=row.app_id,
+            csh_access_right=right,
+        ).to_dict()
+
+    @staticmethod
+    def _log(db: Session, actor: Actor, stamp: str, action: str, oaio_id: str | None, detail: str = "") -> None:
+        db.add(
+            LogEntry(
+                stamp=stamp,
+                username=actor.username,
+                device_id=actor.device_id,
+                app_id=actor.app_id,
+                action=action,
+                oaio_id=oaio_id,
+                detail=detail[:300],
+            )
+        )
+
+    @staticmethod
+    def _bury(db: Session, oaio_id: str, usernames: list[str], stamp: str) -> None:
+        """Record that ``oaio_id`` became unreadable for ``usernames``."""
+        if not usernames:
+            return
+        db.execute(sa.delete(Tombstone).where(Tombstone.oaio_id == oaio_id, Tombstone.username.in_(usernames)))
+        db.add_all(Tombstone(oaio_id=oaio_id, username=name, stamp=stamp) for name in usernames)
+
+    @staticmethod
+    def _unbury(db: Session, oaio_id: str, username: str) -> None:
+        db.execute(sa.delete(Tombstone).where(Tombstone.oaio_id == oaio_id, Tombstone.username == username))
+
+    @staticmethod
+    def _delete_object(db: Session, oaio_id: str) -> list[str]:
+        """Remove an object with its versions and subscriptions; the names of its former subscribers."""
+        names = list(db.scalars(sa.select(Subscription.username).where(Subscription.oaio_id == oaio_id)))
+        db.execute(sa.delete(Subscription).where(Subscription.oaio_id == oaio_id))
+        db.execute(sa.delete(Version).where(Version.oaio_id == oaio_id))
+        db.execute(sa.delete(Object).where(Object.oaio_id == oaio_id))
+        return names
+
+    # -- part A: objects ---------------------------------------------------------------------------------------
+
+    def register(self, actor: Actor, obj: OaiObject) -> dict[str, Any]:
+        """Create an object, a ``C`` subscription for the actor and its first version; 409 if the id exists."""
+        self.check_not_future(obj.client_stamp)
+        with self._writing() as (db, stamp):
+            existing = db.get(Object, obj.oaio_id)
+            if existing is not None:
+                right = self._right(db, obj.oaio_id, actor.username)
+                if right == NO_ACCESS_RIGHT:  # the id is taken, but the caller learns nothing more
+                    raise Conflict(f"the id {obj.oaio_id!r} is already registered")
+                raise Conflict(f"{obj.oaio_id!r} is already registered", object=self.object_dict(existing, right))
+            row = Object(
+                oaio_id=obj.oaio_id,
+                client_stamp=obj.client_stamp,
+                client_values=obj.client_values,
+                server_stamp="",
+                server_values={},
+                csh_id=obj.csh_id,
+                username=actor.username,
+                device_id=actor.device_id or obj.device_id,
+                app_id=actor.app_id or obj.app_id,
+                creator=actor.username,
+                change_stamp=stamp,
+            )
+            db.add(row)
+            db.flush()
+            self._add_version(db, row, stamp)
+            db.add(
+                Subscription(
+                    oaio_id=obj.oaio_id, username=actor.username, access_right=CREATE_ACCESS_RIGHT, change_stamp=stamp
+                )
+            )
+            self._unbury(db, obj.oaio_id, actor.username)
+            self._log(db, actor, stamp, "register", obj.oaio_id)
+            return self.object_dict(row, CREATE_ACCESS_RIGHT)
+
+    @staticmethod
+    def _add_version(db: Session, row: Object, stamp: str) -> None:
+        db.add(
+            Version(
+                oaio_id=row.oaio_id,
+                stamp=row.client_stamp,
+                values=row.client_values,
+                csh_id=row.csh_id,
+                username=row.username,
+                device_id=row.device_id,
+                app_id=row.app_id,
+                created=stamp,
+            )
+        )
+
+    def upload(self, actor: Actor, obj: OaiObject) -> dict[str, Any]:
+        """Store a new version; needs ``U``; 409 with the stored object unless it follows the stored newest."""
+        self.check_not_future(obj.client_stamp)
+        with self._writing() as (db, stamp):
+            row, right = self._readable(db, obj.oaio_id, actor)
+            if not right_grants(right, UPDATE_ACCESS_RIGHT):
+                raise Forbidden(f"{actor.username!r} may only read {obj.oaio_id!r} (right {right})")
+            if obj.server_stamp != row.client_stamp or obj.client_stamp <= row.client_stamp:
+                raise Conflict(
+                    f"the hub holds version {row.client_stamp}; the upload is based on {obj.server_stamp or 'nothing'}"
+                    f" with stamp {obj.client_stamp}: pull, merge and retry",
+                    object=self.object_dict(row, right),
+                )
+            row.server_stamp, row.server_values = row.client_stamp, row.client_values
+            row.client_stamp, row.client_values = obj.client_stamp, obj.client_values
+            row.csh_id = obj.csh_id
+            row.username = actor.username
+            row.device_id = actor.device_id or obj.device_id
+            row.app_id = actor.app_id or obj.app_id
+            row.change_stamp = stamp
+            self._add_version(db, row, stamp)
+            self._log(db, actor, stamp, "upload", obj.oaio_id, obj.client_stamp)
+            return self.object_dict(row, right)
+
+    def delete(self, actor: Actor, oaio_id: str) -> None:
+        """Remove an object with its versions and subscriptions; needs ``D``; every subscriber gets a tombstone."""
+        with self._writing() as (db, stamp):
+            _row, right = self._readable(db, oaio_id, actor)
+            if not right_grants(right, DELETE_ACCESS_RIGHT):
+                raise Forbidden(f"{actor.username!r} may not delete {oaio_id!r} (right {right})")
+            self._bury(db, oaio_id, self._delete_object(db, oaio_id), stamp)
+            self._log(db, actor, stamp, "delete", oaio_id)
+
+    def list_objects(self, actor: Actor, since: str = "") -> tuple[str, list[dict[str, Any]], int]:
+        """``(cursor, objects, deleted count)``: what the actor may read, changed after ``since`` if given."""
+        if since:
+            self.check_since(since)
+        cursor = self.sync_stamp
+        query = (
+            sa.select(Object, Subscription.access_right)
+            .join(Subscription, Subscription.oaio_id == Object.oaio_id)
+            .where(Subscription.username == actor.username)
+            .order_by(Object.client_stamp, Object.oaio_id)
+        )
+        if since:
+            query = query.where(sa.or_(Object.change_stamp > since, Subscription.change_stamp > since))
+        with self.sessions() as db:
+            items = [self.object_dict(row, right) for row, right in db.execute(query)]
+            deleted = 0
+            if since:
+                deleted = db.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(Tombstone)
+                    .where(Tombstone.username == actor.username, Tombstone.stamp > since)
+                )
+        return cursor, items, int(deleted or 0)
+
+    def current_stamp(self) -> str:
+        """The hub clock."""
+        return now_stamp()
+
+    # -- part A: subscriptions and users --------------------------------------------------------------------------
+
+    def subscribe(self, actor: Actor, oaio_id: str, username: str, right: str) -> int:
+        """Grant, change or (with ``x``) remove ``username``'s right on an object; the subscription's ``Pid``.
+
+        Removing answers the removed subscription's ``Pid``, or 0 when there was none.
+        """
+        with self._writing() as (db, stamp):
+            _row, own = self._readable(db, oaio_id, actor)
+            if db.get(User, username) is None:
+                if not actor.is_supervisor:
+                    raise NotFound(f"no user named {username!r}")
+                if right == NO_ACCESS_RIGHT:
+                    return 0
+                db.add(User(username=username, password_hash=None, is_supervisor=False, created=stamp))
+                db.flush()
+            sub = db.scalar(
+                sa.select(Subscription).where(Subscription.oaio_id == oaio_id, Subscription.username == username)
+            )
+            if sub is not None and sub.access_right == CREATE_ACCESS_RIGHT:
+                raise Forbidden(f"{username!r} created {oaio_id!r}; the creator's subscription cannot change")
+            if right == NO_ACCESS_RIGHT:
+                return self._unsubscribe(db, actor, own, sub, stamp)
+            if right == CREATE_ACCESS_RIGHT:
+                raise Forbidden("nobody is granted C: only the creator holds it")
+            if not right_grants(own, DELETE_ACCESS_RIGHT):
+                raise Forbidden(f"granting rights on {oaio_id!r} needs C or D; {actor.username!r} holds {own}")
+            if not right_grants(own, right):
+                raise Forbidden(f"{actor.username!r} holds {own} and cannot grant the stronger right {right}")
+            if sub is None:
+                sub = Subscription(oaio_id=oaio_id, username=username, access_right=right, change_stamp=stamp)
+                db.add(sub)
+                self._unbury(db, oaio_id, username)
+            elif sub.access_right != right:
+                sub.access_right, sub.change_stamp = right, stamp
+            db.flush()
+            self._log(db, actor, stamp, "subscribe", oaio_id, f"{username}:{right}")
+            return sub.pid
+
+    def _unsubscribe(self, db: Session, actor: Actor, own: str, sub: Subscription | None, stamp: str) -> int:
+        if sub is None:
+            return 0
+        if sub.username != actor.username and not right_grants(own, DELETE_ACCESS_RIGHT):
+            raise Forbidden(f"removing another user's subscription needs C or D; {actor.username!r} holds {own}")
+        pid, oaio_id, username = sub.pid, sub.oaio_id, sub.username
+        db.delete(sub)
+        self._bury(db, oaio_id, [username], stamp)
+        self._log(db, actor, stamp, "unsubscribe", oaio_id, username)
+        return pid
+
+    def user_rights(self, actor: Actor, oaio_id: str) -> list[dict[str, str]]:
+        """Every user with their right on the object; all ``x`` when the actor may not read it (or it is unknown)."""
+        with self.sessions() as db:
+            names = list(db.scalars(sa.select(User.username).order_by(User.username)))
+            rights: dict[str, str] = {}
+            if self._right(db, oaio_id, actor.username) != NO_ACCESS_RIGHT:
+                rows = db.execute(
+                    sa.select(Subscription.username, Subscription.access_right).where(Subscription.oaio_id == oaio_id)
+                )
+                rights = {name: right for name, right in rows}
+        return [{"username": name, "access_right": rights.get(name, NO_ACCESS_RIGHT)} for name in names]
+
+    def wipe_user(self, actor: Actor, username: str) -> None:
+        """Remove a user (a supervisor, or the user themself) with subscriptions, sessions and log entries."""
+        if not (actor.is_supervisor or username == actor.username):
+            raise Forbidden(f"only a supervisor or {username!r} themself may wipe {username!r}")
+        with self._writing() as (db, stamp):
+            if db.get(User, username) is None:
+                raise NotFound(f"no user named {username!r}")
+            self._wipe(db, username)
+            if actor.username != username:
+                self._log(db, actor, stamp, "wipe_user", None, username)
+
+    def _wipe(self, db: Session, username: str) -> None:
+        """Delete a user's rows; objects nobody else subscribes to go too."""
+        oaio_ids = list(db.scalars(sa.select(Subscription.oaio_id).where(Subscription.username == username)))
+        for table in (Subscription, Tombstone, LogEntry, LoginSession):
+            db.execute(sa.delete(table).where(table.username == username))
+        db.execute(sa.delete(User).where(User.username == username))
+        for oaio_id in oaio_ids:
+            if db.scalar(sa.select(sa.func.count()).where(Subscription.oaio_id == oaio_id)) == 0:
+                self._delete_object(db, oaio_id)
+
+    # -- part B -------------------------------------------------------------------------------------------------
+
+    def deleted_since(self, actor: Actor, since: str) -> tuple[str, list[str]]:
+        """``(cursor, ids)`` that became unreadable for the actor after ``since``."""
+        self.check_since(since)
+        cursor = self.sync_stamp
+        with self.sessions() as db:
+            ids = list(
+                db.scalars(
+                    sa.select(Tombstone.oaio_id)
+                    .where(Tombstone.username == actor.username, Tombstone.stamp > since)
+                    .order_by(Tombstone.stamp, Tombstone.oaio_id)
+                )
+            )
+        return cursor, ids
+
+    def has_changes(self, username: str, since: str) -> bool:
+        """True when an object ``username`` may read changed, or one became unreadable, after ``since``."""
+        with self.sessions() as db:
+            changed = db.scalar(
+                sa.select(Subscription.pid)
+                .join(Object, Object.oaio_id == Subscription.oaio_id)
+                .where(Subscription.username == username)
+                .where(sa.or_(Object.change_stamp > since, Subscription.change_stamp > since))
+                .limit(1)
+            )
+            if changed is not None:
+                return True
+            buried = db.scalar(
+                sa.select(Tombstone.id).where(Tombstone.username == username, Tombstone.stamp > since).limit(1)
+            )
+        return buried is not None
+
+    def versions(self, actor: Actor, oaio_id: str) -> list[dict[str, Any]]:
+        """Every stored version of an object the actor may read, newest first."""
+        with self.sessions() as db:
+            self._readable(db, oaio_id, actor)
+            rows = db.scalars(sa.select(Version).where(Version.oaio_id == oaio_id).order_by(Version.stamp.desc()))
+            return [
+                {
+                    "stamp": row.stamp,
+                    "values": row.values,
+                    "csh_id": row.csh_id,
+                    "username": row.username,
+                    "device_id": row.device_id,
+                    "app_id": row.app_id,
+                    "created": row.created,
+                }
+                for row in rows
+            ]

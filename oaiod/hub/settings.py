@@ -1,0 +1,41 @@
+"""What an operator can set on a hub; every other module reads these, none reads the environment itself."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_PORT = 8765
+DB_FILE_NAME = "hub.sqlite3"
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """One hub's configuration; ``db_url`` defaults to SQLite at ``<data_dir>/hub.sqlite3``."""
+
+    data_dir: Path
+    db_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT  #: 0 picks a free port
+    session_lifetime: float = 14 * 24 * 3600.0  #: seconds a login stays valid (Django's default)
+    body_limit: int = 32 * 1024 * 1024  #: largest request body in bytes; more answers 413
+    long_poll_max: float = 60.0  #: longest wait of ``hub/changes/`` in seconds
+    long_poll_default: float = 30.0
+    tombstone_days: float = 90.0  #: how long ``hub/deleted/`` remembers removals
+    max_future_seconds: float = 3600.0  #: how far ahead of the hub clock a posted ``client_stamp`` may be
+    login_max_failures: int = 10  #: failed logins per username or per address within ``login_window``
+    login_window: float = 60.0
+    graceful_shutdown: float = 5.0  #: seconds ``stop()`` lets running requests finish
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL actually used."""
+        return self.db_url or f"sqlite:///{self.data_dir / DB_FILE_NAME}"
+
+    def replace(self, **changes: object) -> HubSettings:
+        """A copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

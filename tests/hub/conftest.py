@@ -1,0 +1,35 @@
+"""Hub tests run on every database: ``hub`` here is parametrized over ``db_url`` (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from oaiod.hub.db import Base
+from oaiod.hub.server import HubServer
+
+
+@pytest.fixture
+def hub(db_url: str, hub_factory: Callable[..., HubServer]) -> HubServer:
+    """A running hub with alice (supervisor), bob and carol, on SQLite and on PostgreSQL."""
+    return hub_factory(db_url=db_url)
+
+
+def _snapshot(hub: HubServer, skip: tuple[str, ...] = ("sessions",)) -> dict[str, list[tuple[str, ...]]]:
+    assert hub.service is not None
+    tables: dict[str, list[tuple[str, ...]]] = {}
+    with hub.service.engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            if table.name not in skip:
+                rows = conn.execute(sa.select(table)).all()
+                tables[table.name] = sorted(tuple(repr(value) for value in row) for row in rows)
+    return tables
+
+
+@pytest.fixture
+def db_snapshot() -> Callable[..., dict[str, Any]]:
+    """``db_snapshot(hub)``: every row of every hub table but sessions, to prove a refused request changed nothing."""
+    return _snapshot
