@@ -1,0 +1,225 @@
+"""Every write the engine makes to a synced folder goes through here: safe joins, temp + atomic rename, the trash.
+
+Guarantees: a path from the server is validated (:func:`oaiod.model.validate_file_path`) and joined under its root
+without passing through a symlink, so nothing is written outside a synced root; a download replaces a file only
+when it is complete and verified and only if the file on disk is still as indexed; a replaced or deleted file is
+first linked (same filesystem: hard link or rename, no copy) into ``<root>/.oaiod/trash/<date>/<path>``.
+
+Errors::
+
+    OaiodError
+    └── LocalFsError             a local write was refused or failed
+        ├── UnsafePath           a path leads outside its root or through a symlink (also a ValidationError)
+        └── LocalChanged         the file on disk changed since it was indexed: not replaced, not deleted
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import logging
+import os
+import secrets
+import shutil
+import stat as _stat
+import time
+from pathlib import Path
+
+from oaiod.errors import OaiodError, ValidationError
+from oaiod.ignore import STATE_FOLDER, TEMP_PREFIX
+from oaiod.model import validate_file_path
+from oaiod.state.repo import FileStat
+
+log = logging.getLogger("oaiod.engine.localfs")
+
+TRASH_FOLDER = f"{STATE_FOLDER}/trash"
+
+
+class LocalFsError(OaiodError):
+    """A local write was refused or failed."""
+
+
+class UnsafePath(LocalFsError, ValidationError):
+    """A path leads outside its root or through a symlink."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        ValidationError.__init__(self, "path", f"{path[:200]!r}: {reason}")
+
+
+class LocalChanged(LocalFsError):
+    """The file on disk is not as indexed (a user edit in flight); the engine leaves it alone this cycle."""
+
+
+def safe_join(root: Path, rel: str) -> Path:
+    """``root/rel`` after validating ``rel``; refuses when an existing component below ``root`` is a symlink."""
+    try:
+        validate_file_path(rel, "path")
+    except ValidationError as exc:
+        raise UnsafePath(str(rel), exc.reason) from None
+    path = root
+    for part in rel.split("/"):
+        path = path / part
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:
+            break
+        except OSError as exc:
+            raise LocalFsError(f"cannot check {path}: {exc.strerror}") from exc
+        if _stat.S_ISLNK(mode):
+            raise UnsafePath(rel, f"{path} is a symlink; oaiod never writes through one")
+    return root / rel
+
+
+def make_parents(root: Path, rel: str) -> Path:
+    """Create the folders of ``root/rel`` (never through a symlink) and return the full path."""
+    target = safe_join(root, rel)
+    folder = root
+    for part in rel.split("/")[:-1]:
+        folder = folder / part
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            if not folder.is_dir() or folder.is_symlink():
+                raise UnsafePath(rel, f"{folder} exists and is not a folder") from None
+    return target
+
+
+def temp_beside(target: Path) -> Path:
+    """A fresh temp name in ``target``'s folder (ignored by the scanner and the watcher)."""
+    return target.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}")
+
+
+def current_stat(path: Path) -> FileStat | None:
+    """The stat of a regular file at ``path``; None when absent; LocalChanged for a symlink or a folder."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return None
+    if not _stat.S_ISREG(st.st_mode):
+        raise LocalChanged(f"{path} is not a regular file")
+    return FileStat(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def still_as_indexed(path: Path, expected: FileStat | None) -> bool:
+    """True when ``path`` is absent and expected absent, or present with the expected size, mtime and inode."""
+    try:
+        now = current_stat(path)
+    except LocalChanged:
+        return False
+    if expected is None or not expected.present:
+        return now is None
+    return now is not None and (now.size, now.mtime_ns, now.inode) == (
+        expected.size,
+        expected.mtime_ns,
+        expected.inode,
+    )
+
+
+def set_meta(path: Path, mtime_ns: int | None, executable: bool) -> None:
+    """Give a file its mtime (when known) and executable bit (owner, group and others alike, as umask allows)."""
+    mode = path.stat().st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = (mode | (0o111 & ~umask)) if executable else (mode & ~0o111)
+    os.chmod(path, mode)
+    if mtime_ns:
+        os.utime(path, ns=(time.time_ns(), mtime_ns))
+
+
+def trash_path(root: Path, rel: str, day: _dt.date | None = None) -> Path:
+    """A free name for ``rel`` in today's trash folder of ``root``."""
+    day = day or _dt.date.today()
+    base = root / TRASH_FOLDER / day.isoformat() / rel
+    candidate, number = base, 1
+    while candidate.exists() or candidate.is_symlink():
+        number += 1
+        candidate = base.with_name(f"{base.stem} ({number}){base.suffix}")
+    return candidate
+
+
+def to_trash(root: Path, rel: str, *, keep: bool = False) -> Path:
+    """Put ``root/rel`` into the trash: moved (``keep`` False) or hard-linked (``keep`` True: the caller replaces it
+    next). Falls back to a copy when the trash is on another filesystem or links are unsupported."""
+    source = safe_join(root, rel)
+    target = trash_path(root, rel)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if keep:
+            os.link(source, target)
+        else:
+            os.rename(source, target)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        shutil.copy2(source, target)
+        if not keep:
+            os.unlink(source)
+    return target
+
+
+def install(root: Path, rel: str, temp: Path, expected: FileStat | None) -> FileStat:
+    """Rename the complete, verified ``temp`` to ``root/rel`` if the file there is still as indexed.
+
+    The replaced file goes to the trash first. Returns the installed file's stat; raises LocalChanged (and removes
+    ``temp``) when the user changed the file meanwhile. Between the check and the rename lies one system call.
+    """
+    target = make_parents(root, rel)
+    if not still_as_indexed(target, expected):
+        temp.unlink(missing_ok=True)
+        raise LocalChanged(f"{target} changed since it was indexed; keeping it")
+    if target.exists():
+        to_trash(root, rel, keep=True)
+    os.replace(temp, target)
+    st = target.lstat()
+    return FileStat(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def trash_if_unchanged(root: Path, rel: str, expected: FileStat | None) -> Path | None:
+    """Move ``root/rel`` to the trash if it is still as indexed; None when it was already gone."""
+    target = safe_join(root, rel)
+    if not still_as_indexed(target, expected):
+        raise LocalChanged(f"{target} changed since it was indexed; not deleting it")
+    if not target.exists():
+        return None
+    moved = to_trash(root, rel)
+    _prune_empty_folders(root, rel)
+    return moved
+
+
+def rename_within(root: Path, rel: str, new_rel: str) -> None:
+    """Rename ``rel`` to ``new_rel`` in the same root (a conflicted copy); refuses to replace an existing file."""
+    source, target = safe_join(root, rel), make_parents(root, new_rel)
+    if target.exists() or target.is_symlink():
+        raise LocalChanged(f"{target} exists; not renaming {source} onto it")
+    os.rename(source, target)
+
+
+def _prune_empty_folders(root: Path, rel: str) -> None:
+    """Remove folders left empty by a deletion, up to (not including) the root."""
+    parts = rel.split("/")[:-1]
+    while parts:
+        try:
+            (root / "/".join(parts)).rmdir()
+        except OSError:
+            return
+        parts.pop()
+
+
+def purge_trash(root: Path, days: int, today: _dt.date | None = None) -> int:
+    """Delete trash folders of ``root`` older than ``days`` days; returns how many day folders went."""
+    today = today or _dt.date.today()
+    trash = root / TRASH_FOLDER
+    removed = 0
+    try:
+        entries = list(os.scandir(trash))
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            day = _dt.date.fromisoformat(entry.name)
+        except ValueError:
+            continue
+        if (today - day).days > days and entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
+    return removed

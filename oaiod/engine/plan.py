@@ -1,0 +1,106 @@
+"""The three-way merge of design §5, as pure functions: no disk, no network, no database.
+
+Per file, *base* is the content of the last synced version (``files.synced_sha256``), *local* the disk and *remote*
+the server's newest version; each is a sha256 or ``None`` (absent). A remote hash may be :data:`UNKNOWN` (the
+manifest is stale, e.g. the published client changed the object): the engine then downloads to a temp file,
+hashes it and asks :func:`decide` again with the real hash.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import posixpath
+from collections.abc import Mapping
+from typing import Any, Final
+
+
+class _Unknown(enum.Enum):
+    UNKNOWN = "unknown"
+
+
+UNKNOWN: Final = _Unknown.UNKNOWN
+Sha = str | None
+
+
+class Action(enum.Enum):
+    """What to do with one file."""
+
+    NOTHING = "nothing"  # both sides agree (record the remote version as synced)
+    DOWNLOAD = "download"  # remote changed, local not: replace (the old content goes to the trash first)
+    FETCH_AND_DECIDE = "fetch"  # remote hash unknown: download to temp, hash, decide again
+    TRASH_LOCAL = "trash"  # remote deleted, local unchanged: move the local file to the trash
+    PUSH = "push"  # local changed (or deleted), remote not: the next commit carries it
+    KEEP_LOCAL = "keep"  # remote deleted, local modified: keep it (pushed again)
+    RESTORE = "restore"  # local deleted, remote modified: download it again
+    CONFLICT = "conflict"  # both changed differently: local → conflicted copy, remote under the name
+    CONFLICT_NO_BASE = "conflict-nobase"  # no base (first sync/rebuild), both differ: remote → copy, local kept
+
+
+def decide(base: Sha, local: Sha, remote: Sha | _Unknown, *, has_base: bool = True) -> Action:
+    """The action for one file (the table of design §5).
+
+    ``has_base`` is False when this device never synced the object (a first sync or a rebuilt index): then a file
+    present on both sides with different content keeps the user's file untouched and the remote one as a copy.
+    """
+    if remote is UNKNOWN:
+        return Action.FETCH_AND_DECIDE
+    if local == remote:
+        return Action.NOTHING
+    if not has_base:
+        if local is None:
+            return Action.DOWNLOAD
+        if remote is None:
+            return Action.PUSH
+        return Action.CONFLICT_NO_BASE
+    if local == base:
+        return Action.TRASH_LOCAL if remote is None else Action.DOWNLOAD
+    if remote == base:
+        return Action.PUSH
+    if remote is None:
+        return Action.KEEP_LOCAL
+    if local is None:
+        return Action.RESTORE
+    return Action.CONFLICT
+
+
+def is_mass_deletion(deleted: int, total: int, *, ratio: float, minimum: int) -> bool:
+    """True when deleting ``deleted`` of ``total`` files must wait for ``confirm-delete`` (design §5)."""
+    return total > 0 and deleted >= minimum and deleted > ratio * total
+
+
+def conflict_name(path: str, device_id: str, when: _dt.datetime | None = None) -> str:
+    """``NAME (conflicted copy from DEVICE YYYY-MM-DD HHMMSS).EXT`` beside ``path`` (``/``-separated)."""
+    when = when or _dt.datetime.now()
+    folder, name = posixpath.split(path)
+    stem, ext = posixpath.splitext(name)
+    if not stem:  # a dotfile such as ".bashrc" has no extension
+        stem, ext = name, ""
+    device = device_id.replace("/", "_")
+    copy = f"{stem} (conflicted copy from {device} {when:%Y-%m-%d %H%M%S}){ext}"
+    return posixpath.join(folder, copy) if folder else copy
+
+
+def merge_values(
+    base: Mapping[str, Any], local: Mapping[str, Any], remote: Mapping[str, Any], *, local_newer: bool = False
+) -> tuple[dict[str, Any], list[str]]:
+    """Values merged by key against ``base``; returns ``(merged, keys changed differently on both sides)``.
+
+    A key changed on one side takes that side's value (a key deleted on one side and unchanged on the other is
+    deleted); changed differently on both sides takes the newer version's value and is reported.
+    """
+    missing = object()
+    merged: dict[str, Any] = {}
+    conflicts: list[str] = []
+    for key in sorted({*base, *local, *remote}):
+        b, lo, re = base.get(key, missing), local.get(key, missing), remote.get(key, missing)
+        if lo in (re, b):
+            value = re
+        elif re == b:
+            value = lo
+        else:
+            conflicts.append(key)
+            value = lo if local_newer else re
+        if value is not missing:
+            merged[key] = value
+    return merged, conflicts

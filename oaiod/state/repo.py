@@ -1,0 +1,283 @@
+"""``StateRepo``: the typed face of the state database that the engine and the daemon use.
+
+Every method opens a short transaction of its own unless it is given a session; readers of file rows stream them
+(``yield_per``) so memory stays bounded however many files an object holds. SQLite errors while in use become
+:class:`~oaiod.state.db.StateError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from oaiod.model import OaiObject, now_stamp
+from oaiod.state.db import DB_FILE, StateError, open_database
+from oaiod.state.models import (
+    STATUS_ACTIVE,
+    STATUS_HELD,
+    STATUS_NEW,
+    ConflictRow,
+    CursorRow,
+    ErrorRow,
+    FileRow,
+    HistoryRow,
+    JournalRow,
+    ObjectRow,
+)
+
+STREAM_BATCH = 2000
+MAX_BACKOFF_SECONDS = 3600.0
+FIRST_BACKOFF_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """The stat part of a file row, as the scanner compares it."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+    present: bool = True
+
+
+def _stamp_in(seconds: float) -> str:
+    return (_dt.datetime.now(_dt.UTC) + _dt.timedelta(seconds=seconds)).strftime("%Y%m%d%H%M%S%f")
+
+
+def prefix_filter(prefix: str) -> sa.ColumnElement[bool]:
+    """Rows at ``prefix`` or under the folder ``prefix`` (index-friendly range, ``0`` sorts right after ``/``)."""
+    if not prefix:
+        return sa.true()
+    return sa.or_(FileRow.path == prefix, sa.and_(FileRow.path >= prefix + "/", FileRow.path < prefix + "0"))
+
+
+class StateRepo:
+    """The state database of one daemon instance (one server)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / DB_FILE
+        self.engine = open_database(self.path)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any error; SQL errors become StateError."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except sa.exc.SQLAlchemyError as exc:
+            session.rollback()
+            raise StateError(f"state database {self.path}: {str(exc).splitlines()[0]}") from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    # -- objects -------------------------------------------------------------------------------------------------
+
+    def get_object(self, oaio_id: str) -> ObjectRow | None:
+        with self.session() as s:
+            return s.get(ObjectRow, oaio_id)
+
+    def objects(self, *statuses: str) -> list[ObjectRow]:
+        """Objects (few: one per synced folder or data object), by status; all when none is given."""
+        with self.session() as s:
+            query = sa.select(ObjectRow).order_by(ObjectRow.oaio_id)
+            if statuses:
+                query = query.where(ObjectRow.status.in_(statuses))
+            return list(s.scalars(query))
+
+    def dirty_objects(self) -> list[ObjectRow]:
+        """Objects with local changes to push or new ones to register (one indexed query)."""
+        with self.session() as s:
+            query = sa.select(ObjectRow).where(
+                sa.or_(ObjectRow.local_dirty.is_(True), ObjectRow.status == STATUS_NEW),
+                ObjectRow.status.in_((STATUS_ACTIVE, STATUS_NEW, STATUS_HELD)),
+            )
+            return list(s.scalars(query))
+
+    def save_object(self, row: ObjectRow) -> ObjectRow:
+        with self.session() as s:
+            return s.merge(row)
+
+    def update_object(self, oaio_id: str, **fields: Any) -> None:
+        with self.session() as s:
+            s.execute(sa.update(ObjectRow).where(ObjectRow.oaio_id == oaio_id).values(**fields))
+
+    def delete_object(self, oaio_id: str) -> None:
+        with self.session() as s:
+            s.execute(sa.delete(FileRow).where(FileRow.oaio_id == oaio_id))
+            s.execute(sa.delete(ObjectRow).where(ObjectRow.oaio_id == oaio_id))
+
+    @staticmethod
+    def apply_server_object(row: ObjectRow, obj: OaiObject) -> None:
+        """Copy every field of the server's object onto ``row`` (the object as last seen on the server)."""
+        for name in ("client_stamp", "server_stamp", "client_values", "server_values", "csh_id", "username"):
+            setattr(row, name, getattr(obj, name))
+        row.device_id, row.app_id, row.csh_access_right = obj.device_id, obj.app_id, obj.csh_access_right
+
+    # -- files ---------------------------------------------------------------------------------------------------
+
+    def iter_files(self, oaio_id: str, prefix: str = "", session: Session | None = None) -> Iterator[FileRow]:
+        """File rows of an object (under ``prefix``), sorted by path, streamed in batches."""
+        query = (
+            sa.select(FileRow)
+            .where(FileRow.oaio_id == oaio_id, prefix_filter(prefix))
+            .order_by(FileRow.path)
+            .execution_options(yield_per=STREAM_BATCH)
+        )
+        if session is not None:
+            yield from session.scalars(query)
+            return
+        with self.session() as s:
+            yield from s.scalars(query)
+
+    def file_stats(self, oaio_id: str, prefix: str = "") -> dict[str, FileStat]:
+        """``path -> FileStat`` of an object's indexed files under ``prefix`` (plain tuples, no ORM objects)."""
+        query = (
+            sa.select(FileRow.path, FileRow.size, FileRow.mtime_ns, FileRow.inode, FileRow.present)
+            .where(FileRow.oaio_id == oaio_id, prefix_filter(prefix))
+            .execution_options(yield_per=STREAM_BATCH)
+        )
+        with self.session() as s:
+            return {
+                path: FileStat(size, mtime, inode, present) for path, size, mtime, inode, present in s.execute(query)
+            }
+
+    def get_file(self, oaio_id: str, path: str, session: Session | None = None) -> FileRow | None:
+        query = sa.select(FileRow).where(FileRow.oaio_id == oaio_id, FileRow.path == path)
+        if session is not None:
+            return session.scalar(query)
+        with self.session() as s:
+            return s.scalar(query)
+
+    def count_files(self, oaio_id: str, *, synced: bool = False) -> int:
+        with self.session() as s:
+            query = sa.select(sa.func.count()).select_from(FileRow).where(FileRow.oaio_id == oaio_id)
+            if synced:
+                query = query.where(FileRow.synced_sha256.is_not(None))
+            return s.scalar(query) or 0
+
+    # -- cursor --------------------------------------------------------------------------------------------------
+
+    def cursor(self, server: str) -> str:
+        with self.session() as s:
+            row = s.get(CursorRow, server)
+            return row.last_sync_stamp if row else ""
+
+    def set_cursor(self, server: str, stamp: str) -> None:
+        with self.session() as s:
+            s.merge(CursorRow(server=server, last_sync_stamp=stamp))
+
+    # -- journal -------------------------------------------------------------------------------------------------
+
+    def journal_add(self, op: str, oaio_id: str, stamp: str, base_stamp: str, data: dict[str, Any]) -> int:
+        with self.session() as s:
+            row = JournalRow(op=op, oaio_id=oaio_id, stamp=stamp, base_stamp=base_stamp, data=data, created=now_stamp())
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def journal(self) -> list[JournalRow]:
+        with self.session() as s:
+            return list(s.scalars(sa.select(JournalRow).order_by(JournalRow.id)))
+
+    def journal_remove(self, entry_id: int, session: Session | None = None) -> None:
+        if session is not None:
+            session.execute(sa.delete(JournalRow).where(JournalRow.id == entry_id))
+            return
+        with self.session() as s:
+            s.execute(sa.delete(JournalRow).where(JournalRow.id == entry_id))
+
+    # -- conflicts, history ----------------------------------------------------------------------------------------
+
+    def add_conflict(self, oaio_id: str, kind: str, path: str, copy_path: str = "", detail: str = "") -> None:
+        with self.session() as s:
+            s.add(
+                ConflictRow(
+                    oaio_id=oaio_id,
+                    kind=kind,
+                    path=path,
+                    copy_path=copy_path,
+                    detail=detail[:2000],
+                    created=now_stamp(),
+                )
+            )
+
+    def has_conflict(self, oaio_id: str, kind: str, path: str) -> bool:
+        with self.session() as s:
+            query = sa.select(ConflictRow.id).where(
+                ConflictRow.oaio_id == oaio_id, ConflictRow.kind == kind, ConflictRow.path == path
+            )
+            return s.scalar(query.limit(1)) is not None
+
+    def conflicts(self, limit: int = 1000) -> list[ConflictRow]:
+        with self.session() as s:
+            return list(s.scalars(sa.select(ConflictRow).order_by(ConflictRow.id.desc()).limit(limit)))
+
+    def add_history(self, oaio_id: str, action: str, path: str = "", detail: str = "") -> None:
+        with self.session() as s:
+            s.add(HistoryRow(at=now_stamp(), oaio_id=oaio_id, action=action, path=path, detail=detail[:2000]))
+
+    def history(self, limit: int = 200) -> list[HistoryRow]:
+        with self.session() as s:
+            return list(s.scalars(sa.select(HistoryRow).order_by(HistoryRow.id.desc()).limit(limit)))
+
+    # -- errors with per-item backoff ------------------------------------------------------------------------------
+
+    def record_error(self, key: str, message: str, oaio_id: str = "", path: str = "") -> ErrorRow:
+        """Note a failure of ``key``; its next try is pushed out exponentially (10 s, 20 s, … at most 1 h)."""
+        now = now_stamp()
+        with self.session() as s:
+            row = s.get(ErrorRow, key)
+            if row is None:
+                row = ErrorRow(
+                    key=key,
+                    oaio_id=oaio_id,
+                    path=path,
+                    message=message[:2000],
+                    attempts=1,
+                    first_at=now,
+                    last_at=now,
+                    next_try="",
+                )
+                s.add(row)
+            else:
+                row.attempts += 1
+                row.message, row.last_at = message[:2000], now
+            row.next_try = _stamp_in(min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2 ** (row.attempts - 1)))
+            return row
+
+    def clear_error(self, key: str) -> None:
+        with self.session() as s:
+            s.execute(sa.delete(ErrorRow).where(ErrorRow.key == key))
+
+    def backing_off(self, key: str) -> bool:
+        """True while ``key`` failed recently and its next try lies in the future."""
+        with self.session() as s:
+            row = s.get(ErrorRow, key)
+            return row is not None and row.next_try > now_stamp()
+
+    def errors(self) -> list[ErrorRow]:
+        with self.session() as s:
+            return list(s.scalars(sa.select(ErrorRow).order_by(ErrorRow.last_at.desc())))
+
+    # -- rebuild -------------------------------------------------------------------------------------------------
+
+    def wipe_index(self) -> None:
+        """Forget objects, files, cursors, journal and errors (conflicts and history stay); user files untouched."""
+        with self.session() as s:
+            for table in (FileRow, ObjectRow, CursorRow, JournalRow, ErrorRow):
+                s.execute(sa.delete(table))

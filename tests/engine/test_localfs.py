@@ -1,0 +1,88 @@
+"""Local writes: never outside a root or through a symlink, replace only what is still as indexed, trash."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import pytest
+
+from oaiod.engine import localfs
+from oaiod.engine.localfs import LocalChanged, UnsafePath
+from oaiod.state.repo import FileStat
+
+
+def _stat(path: Path) -> FileStat:
+    st = path.lstat()
+    return FileStat(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@pytest.mark.parametrize("rel", ["../x", "/etc/passwd", "a/../../x", "a//b", "", "a\\b", "C:/x", "a/./b"])
+def test_hostile_paths_are_refused(tmp_path: Path, rel: str) -> None:
+    with pytest.raises(UnsafePath):
+        localfs.make_parents(tmp_path / "root", rel)
+
+
+def test_symlinked_parent_is_refused(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "link").symlink_to(outside)
+    with pytest.raises(UnsafePath, match="symlink"):
+        localfs.make_parents(root, "link/evil.txt")
+    temp = root / ".oaiod-tmp-x"
+    temp.write_text("evil")
+    with pytest.raises(UnsafePath):
+        localfs.install(root, "link/evil.txt", temp, None)
+    assert list(outside.iterdir()) == []
+
+
+def test_install_replaces_only_when_still_as_indexed(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "f.txt"
+    target.parent.mkdir()
+    target.write_text("old")
+    indexed = _stat(target)
+    temp = localfs.temp_beside(target)
+    temp.write_text("new")
+    localfs.install(tmp_path, "a/f.txt", temp, indexed)
+    assert target.read_text() == "new"
+    (trashed,) = (tmp_path / ".oaiod" / "trash").rglob("f.txt")
+    assert trashed.read_text() == "old"
+    # a user edit after indexing: the download is dropped, the edit kept
+    indexed = _stat(target)
+    os.utime(target, ns=(1, 1))
+    temp = localfs.temp_beside(target)
+    temp.write_text("newer")
+    with pytest.raises(LocalChanged):
+        localfs.install(tmp_path, "a/f.txt", temp, indexed)
+    assert target.read_text() == "new" and not temp.exists()
+
+
+def test_install_refuses_an_unexpected_new_file(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("user's")
+    temp = tmp_path / ".oaiod-tmp-1"
+    temp.write_text("remote")
+    with pytest.raises(LocalChanged):
+        localfs.install(tmp_path, "f", temp, None)
+    assert (tmp_path / "f").read_text() == "user's"
+
+
+def test_trash_and_purge(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_text("x")
+    moved = localfs.trash_if_unchanged(tmp_path, "d/f", _stat(tmp_path / "d" / "f"))
+    assert moved is not None and moved.read_text() == "x" and not (tmp_path / "d").exists()
+    old = tmp_path / ".oaiod" / "trash" / "2000-01-01"
+    old.mkdir(parents=True)
+    assert localfs.purge_trash(tmp_path, 30, today=dt.date.today()) == 1
+    assert moved.exists()
+
+
+def test_set_meta(tmp_path: Path) -> None:
+    path = tmp_path / "x"
+    path.write_text("x")
+    localfs.set_meta(path, 1_600_000_000_123_456_789, True)
+    assert path.stat().st_mtime_ns == 1_600_000_000_123_456_789 and os.access(path, os.X_OK)
+    localfs.set_meta(path, None, False)
+    assert not os.access(path, os.X_OK)
