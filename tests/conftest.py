@@ -71,7 +71,7 @@ class HubSession(requests.Session):
 def _pg_admin_url() -> str:
     url = os.environ.get(PG_ENV, "")
     if not url:
-        reason = f"PostgreSQL tests need {PG_ENV} (start one: eval \"$(bash .ci/postgres.sh)\")"
+        reason = f'PostgreSQL tests need {PG_ENV} (start one: eval "$(bash .ci/postgres.sh)")'
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason)
         pytest.skip(reason)
