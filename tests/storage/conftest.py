@@ -162,12 +162,137 @@ def make_webdav_store(request: pytest.FixtureRequest, tmp: Path) -> StoreUnderTe
     return store
 
 
+# -- S3 ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class S3Endpoint:
+    url: str
+    port: int
+    access_key_id: str
+    secret_access_key: str
+    bucket: str = "oaiod-test"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint | None]:
+    """MinIO (or any S3) at ``OAIOD_TEST_S3_URL`` with ``OAIOD_TEST_S3_ACCESS_KEY``/``_SECRET_KEY``, else moto."""
+    import boto3
+
+    server = None
+    if os.environ.get("OAIOD_TEST_S3_URL"):
+        endpoint = request_s3_endpoint_again()
+    else:
+        try:
+            server = servers.start_moto(tmp_path_factory.mktemp("moto") / "moto.log")
+        except Exception as exc:
+            print(f"moto S3 server did not start: {exc}")
+            yield None
+            return
+        endpoint = S3Endpoint(server.url, server.port, server.access_key_id, server.secret_access_key)
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint.url,
+        region_name="us-east-1",
+        aws_access_key_id=endpoint.access_key_id,
+        aws_secret_access_key=endpoint.secret_access_key,
+    )
+    try:
+        client.create_bucket(Bucket=endpoint.bucket)
+    except client.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    endpoint.client = client  # type: ignore[attr-defined]
+    yield endpoint
+    if server is not None:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_auth_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint | None]:
+    """An S3 endpoint that checks credentials: ``OAIOD_TEST_S3_URL`` when set, else moto with IAM auth on."""
+    if os.environ.get("OAIOD_TEST_S3_URL"):
+        yield request_s3_endpoint_again()
+        return
+    try:
+        server = servers.start_moto(tmp_path_factory.mktemp("moto-auth") / "moto.log", auth=True)
+    except Exception as exc:
+        print(f"moto S3 server with auth did not start: {exc}")
+        yield None
+        return
+    yield S3Endpoint(server.url, server.port, server.access_key_id, server.secret_access_key)
+    server.stop()
+
+
+def request_s3_endpoint_again() -> S3Endpoint:
+    return S3Endpoint(
+        os.environ["OAIOD_TEST_S3_URL"],
+        0,
+        os.environ.get("OAIOD_TEST_S3_ACCESS_KEY", ""),
+        os.environ.get("OAIOD_TEST_S3_SECRET_KEY", ""),
+    )
+
+
+def s3_args(endpoint: S3Endpoint, url: str, prefix: str, secret: str | None = None) -> dict[str, Any]:
+    return {
+        "endpoint_url": url,
+        "bucket": endpoint.bucket,
+        "prefix": prefix,
+        "access_key_id": endpoint.access_key_id,
+        "secret_access_key": secret or endpoint.secret_access_key,
+    }
+
+
+def make_s3_store(request: pytest.FixtureRequest, tmp: Path) -> StoreUnderTest:
+    from oaiod.storage.s3 import S3Backend
+
+    endpoint = request.getfixturevalue("s3_endpoint")
+    if endpoint is None:
+        unavailable("moto could not start an S3 server on loopback")
+    prefix = f"suite/{tmp.name}"
+
+    def make(url: str = endpoint.url, on: S3Endpoint = endpoint, secret: str | None = None) -> Backend:
+        return S3Backend(
+            on.bucket,
+            endpoint_url=url,
+            prefix=prefix,
+            access_key_id=on.access_key_id,
+            secret_access_key=secret or on.secret_access_key,
+            multipart_threshold=8 * 1024 * 1024,  # the 64 MiB case goes in parts
+        )
+
+    def denied() -> Backend:
+        auth = request.getfixturevalue("s3_auth_endpoint")
+        if auth is None:
+            unavailable("moto could not start an S3 server with auth on loopback")
+        return make(auth.url, auth, secret="not-the-secret")
+
+    def faulty() -> tuple[Backend, Callable[[], int]]:
+        proxy = servers.FaultProxy(endpoint.port)
+        store.cleanups.append(proxy.close)
+        return RetryingBackend(make(proxy.url), attempts=3, backoff_base=0.01), lambda: proxy.faults
+
+    def read_native(path: str) -> bytes:
+        return endpoint.client.get_object(Bucket=endpoint.bucket, Key=f"{prefix}/{path}")["Body"].read()
+
+    store = StoreUnderTest(
+        name="s3",
+        csh_id="S3",
+        args=s3_args(endpoint, endpoint.url, prefix),
+        make=make,
+        read_native=read_native,
+        faulty=faulty,
+        denied=denied,
+    )
+    return store
+
+
 # -- registry of stores -----------------------------------------------------------------------------------------
 
 #: name -> factory; each backend (and later the hub) joins the conformance suite here
 STORES: dict[str, Callable[[pytest.FixtureRequest, Path], StoreUnderTest]] = {
     "local": make_local_store,
     "webdav": make_webdav_store,
+    "s3": make_s3_store,
 }
 
 
