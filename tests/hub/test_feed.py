@@ -1,0 +1,130 @@
+"""Part B over real HTTP: since deltas with the cursor, deletions, the 409 rule, the change feed, versions."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from oaiod.hub.db import stamp_add
+from oaiod.hub.server import HubServer
+from oaiod.model import OBJECT_KEYS, now_stamp
+from tests.hub.objects import new_object, next_version
+
+pytestmark = pytest.mark.integration
+
+
+def _stampz(session: Any, since: str | None = None) -> tuple[list[str], str, int]:
+    answer = session.get("oaio_stampz/", params={"since": since} if since else None)
+    assert answer.ok, answer.text
+    ids = [o["oaio_id"] for o in answer.json()]
+    return ids, answer.headers["X-Oaiod-Sync-Stamp"], int(answer.headers["X-Oaiod-Deleted-Count"])
+
+
+def test_features(hub: HubServer, hub_session: Callable[..., Any]) -> None:
+    answer = hub_session(hub, "bob").get("hub/features/").json()
+    assert {"since", "conflict409", "changes", "versions"} <= set(answer["features"])
+    assert answer["version"]
+
+
+def test_since_deltas_cursor_and_deletions(hub: HubServer, hub_session: Callable[..., Any]) -> None:
+    alice, bob = hub_session(hub, "alice"), hub_session(hub, "bob")
+    first = alice.post("register/", json=new_object("alice", name="one")).json()
+    second = alice.post("register/", json=new_object("alice", name="two")).json()
+    ids, cursor, deleted = _stampz(alice)
+    assert ids == [first["oaio_id"], second["oaio_id"]] and deleted == 0
+    assert _stampz(alice, cursor) == ([], cursor, 0)  # nothing changed: one request, empty answer
+
+    alice.post("upload/", json=next_version(first, text="changed"))
+    ids, cursor2, _ = _stampz(alice, cursor)
+    assert ids == [first["oaio_id"]] and cursor2 > cursor
+
+    # a new subscription counts as a change for the subscriber, its removal as a deletion
+    _ids, bob_cursor, _ = _stampz(bob)
+    alice.post("subscribe/", json={"oaio_id": second["oaio_id"], "username": "bob", "access_right": "r"})
+    ids, bob_cursor2, _ = _stampz(bob, bob_cursor)
+    assert ids == [second["oaio_id"]]
+    alice.post("subscribe/", json={"oaio_id": second["oaio_id"], "username": "bob", "access_right": "x"})
+    ids, bob_cursor3, deleted = _stampz(bob, bob_cursor2)
+    assert ids == [] and deleted == 1
+    gone = bob.get("hub/deleted/", params={"since": bob_cursor2}).json()
+    assert gone["deleted"] == [second["oaio_id"]] and gone["sync_stamp"] == bob_cursor3
+
+    alice.post("delete/", json={"oaio_id": first["oaio_id"]})
+    ids, _cursor3, deleted = _stampz(alice, cursor2)
+    assert ids == [] and deleted == 1
+    assert alice.get("hub/deleted/", params={"since": cursor2}).json()["deleted"] == [first["oaio_id"]]
+
+
+def test_since_older_than_tombstones_answers_410(hub: HubServer, hub_session: Callable[..., Any]) -> None:
+    bob = hub_session(hub, "bob")
+    ancient = stamp_add(now_stamp(), -91 * 86400)
+    for route in ("hub/deleted/", "oaio_stampz/"):
+        answer = bob.get(route, params={"since": ancient})
+        assert answer.status_code == 410 and answer.json()["error"] == "gone"
+
+
+def test_upload_conflict_409_keeps_the_stored_version(hub: HubServer, hub_session: Callable[..., Any]) -> None:
+    alice, bob = hub_session(hub, "alice"), hub_session(hub, "bob")
+    stored = alice.post("register/", json=new_object("alice", text="base")).json()
+    alice.post("subscribe/", json={"oaio_id": stored["oaio_id"], "username": "bob", "access_right": "U"})
+    alices = next_version(stored, text="alice")
+    bobs = next_version(stored, text="bob")
+    assert alice.post("upload/", json=alices).ok
+    refused = bob.post("upload/", json=bobs)
+    assert refused.status_code == 409
+    body = refused.json()
+    assert body["error"] == "conflict" and body["reason"]
+    assert tuple(body["object"]) == OBJECT_KEYS
+    assert body["object"]["client_values"]["text"] == "alice" and body["object"]["csh_access_right"] == "U"
+    not_newer = {**next_version(body["object"], text="old"), "client_stamp": body["object"]["client_stamp"]}
+    assert bob.post("upload/", json=not_newer).status_code == 409
+    assert bob.post("upload/", json=next_version(body["object"], text="merged")).ok
+
+
+def test_change_feed_wakes_on_a_commit(hub: HubServer, hub_session: Callable[..., Any]) -> None:
+    alice, bob = hub_session(hub, "alice"), hub_session(hub, "bob")
+    stored = alice.post("register/", json=new_object("alice")).json()
+    _ids, cursor, _ = _stampz(bob)
+    idle = bob.get("hub/changes/", params={"since": cursor, "timeout": "0.2"}).json()
+    assert idle == {"changed": False, "sync_stamp": cursor}
+
+    answers: list[dict[str, Any]] = []
+    waiter = threading.Thread(
+        target=lambda: answers.append(bob.get("hub/changes/", params={"since": cursor, "timeout": 50}).json())
+    )
+    waiter.start()
+    # a change bob cannot see does not wake him for good; his new subscription does
+    alice.post("upload/", json=next_version(stored, text="unseen"))
+    alice.post("subscribe/", json={"oaio_id": stored["oaio_id"], "username": "bob", "access_right": "r"})
+    waiter.join(timeout=40)
+    assert not waiter.is_alive(), "the change feed did not wake within the poll"
+    assert answers[0]["changed"] is True and answers[0]["sync_stamp"] > cursor
+
+
+def test_change_feed_is_released_when_the_hub_stops(hub_factory: Callable[..., Any], hub_session: Callable[..., Any]):
+    hub = hub_factory()
+    bob = hub_session(hub, "bob")
+    answers: list[Any] = []
+    waiter = threading.Thread(
+        target=lambda: answers.append(bob.get("hub/changes/", params={"since": now_stamp(), "timeout": 60}))
+    )
+    waiter.start()
+    threading.Event().wait(0.3)
+    hub.stop()
+    waiter.join(timeout=30)
+    assert not waiter.is_alive()
+
+
+def test_versions_newest_first(hub: HubServer, hub_session: Callable[..., Any]) -> None:
+    alice = hub_session(hub, "alice")
+    stored = alice.post("register/", json=new_object("alice", text="v1")).json()
+    second = alice.post("upload/", json=next_version(stored, text="v2")).json()
+    alice.post("upload/", json=next_version(second, text="v3"))
+    versions = alice.get("hub/versions/" + quote(stored["oaio_id"], safe="")).json()
+    assert [v["values"]["text"] for v in versions] == ["v3", "v2", "v1"]
+    assert set(versions[0]) == {"stamp", "values", "csh_id", "username", "device_id", "app_id", "created"}
+    assert versions[2]["stamp"] == stored["client_stamp"] and versions[0]["device_id"] == "dev1"
