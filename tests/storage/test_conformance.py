@@ -85,7 +85,7 @@ def test_large_round_trip_in_bounded_memory(backend: Backend, tmp_path: Path) ->
 
 
 def test_non_ascii_oaio_id_keys_round_trip_exactly(backend: Backend) -> None:
-    names = ["ä ö ü ß.txt", "日本語/ファイル.dat", "emoji-🎉.bin", "spaces and ‛quotes’ ＂x＂.txt"]
+    names = ["ä ö ü ß.txt", "日本語/ファイル.dat", "emoji-🎉.bin", "spaces and ‘quotes’ ＂x＂ ﹕﹖.txt"]
     stored = {storage_key(OAIO_ID, STAMP, name): name.encode() for name in names}
     for key, data in stored.items():
         backend.put_bytes(key, data)
