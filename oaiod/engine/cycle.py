@@ -1,0 +1,353 @@
+"""``SyncEngine``: all the daemon and ``ctl`` talk to (design §7). One cycle at a time (a lock), each step idempotent:
+
+0. recover interrupted commits (journal); 1. local index (dirty paths, or a full rescan when asked or at start);
+2. pull (``stampz(since=cursor)``: one request when nothing changed); 3. push every object with local changes;
+4. advance the cursor only when every pull of the cycle completed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oaiod.engine import ops
+from oaiod.engine.context import EngineContext, OpenBackend
+from oaiod.engine.index import IndexReport, index_object, owner_of, rooted
+from oaiod.engine.manifest import MANIFEST_KEY, build_manifest
+from oaiod.engine.mapping import is_own_root, map_object
+from oaiod.engine.pull import PullOutcome, pull_object
+from oaiod.engine.push import PushOutcome, push_object
+from oaiod.engine.settings import ROOT_OBJECT_NAME, EngineSettings
+from oaiod.errors import OaiodError
+from oaiod.http import RemoteError, TransportError
+from oaiod.model import FILES_VALUES_KEY, NAME_VALUES_KEY, ROOT_VALUES_KEY, OaiObject, now_stamp, object_id
+from oaiod.placeholders import PathMapper
+from oaiod.state.models import KIND_ROOT, STATUS_ACTIVE, STATUS_NEW, STATUS_REMOVED, ObjectRow
+from oaiod.state.repo import StateRepo
+from oaiod.storage.errors import StorageError
+
+log = logging.getLogger("oaiod.engine")
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did (``ok`` False: something failed and is retried; ``errors`` says what)."""
+
+    started: str = ""
+    finished: str = ""
+    pulled: int = 0
+    pushed: int = 0
+    downloads: int = 0
+    uploads: int = 0
+    copies: int = 0
+    trashed: int = 0
+    hashed: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    ok: bool = True
+
+
+class SyncEngine:
+    """Syncs this device's folders with one oaio server (see the module docstring and design §3–§5)."""
+
+    def __init__(self, config: EngineSettings, repo: StateRepo, server_api: Any, open_backend: OpenBackend) -> None:
+        self.settings = config
+        self.repo = repo
+        self.api = server_api
+        mapper = PathMapper(config.client_root, config.state_dir, home=config.home, placeholders=config.placeholders)
+        self.ctx = EngineContext(config, repo, server_api, open_backend, mapper)
+        self.server_key = str(getattr(getattr(server_api, "http", None), "base_url", "") or "server")
+        self._lock = threading.RLock()
+        self._dirty_lock = threading.Lock()
+        self._dirty: set[Path] = set()
+        self._full_rescan = True
+        self._recovered = False
+        self.state = "idle"
+        self.last_sync = ""
+        self.last_report: CycleReport | None = None
+        self.symlinks: set[str] = set()
+        Path(config.client_root).mkdir(parents=True, exist_ok=True)
+
+    @property
+    def progress(self) -> Any:
+        """Current transfer and queued bytes (:class:`~oaiod.engine.context.Progress`)."""
+        return self.ctx.progress
+
+    # -- the daemon's inputs ------------------------------------------------------------------------------------
+
+    def mark_dirty(self, root: Path, paths: Iterable[Path | str]) -> None:
+        """Paths (absolute, or relative to ``root``) that changed on disk; thread-safe, looked at next cycle."""
+        with self._dirty_lock:
+            for path in paths:
+                path = Path(path)
+                self._dirty.add(path if path.is_absolute() else Path(root) / path)
+
+    def rescan(self) -> IndexReport:
+        """A full stat walk of every root now (hashes only what changed); marks changed objects for the next push."""
+        with self._lock:
+            self._full_rescan = True
+            return self._index_local()
+
+    def roots(self) -> list[Path]:
+        """Every local folder synced (the client root first), for the watcher."""
+        rows = [row for row in self.repo.objects(STATUS_ACTIVE, STATUS_NEW, "held") if row.local_root]
+        roots = [Path(self.settings.client_root)]
+        roots += sorted({Path(row.local_root) for row in rows if row.local_root} - {roots[0]})
+        return roots
+
+    # -- the cycle --------------------------------------------------------------------------------------------------
+
+    def sync_cycle(self) -> CycleReport:
+        """One sync cycle; RemoteError/StorageError of the whole cycle (offline…) propagate for the scheduler's
+        backoff, per-object failures are recorded and reported in ``CycleReport.errors``."""
+        with self._lock:
+            report = CycleReport(started=now_stamp())
+            self.state = "syncing"
+            try:
+                if not self._recovered:
+                    ops.recover_journal(self.ctx)
+                    self._recovered = True
+                report.hashed = self._index_local().hashed
+                cursor_ok, sync_stamp = self._pull_all(report)
+                if self._full_rescan:  # the client root was just adopted or created: index it before pushing
+                    report.hashed += self._index_local().hashed
+                self._push_all(report)
+                if cursor_ok and sync_stamp:
+                    self.repo.set_cursor(self.server_key, sync_stamp)
+            except (RemoteError, StorageError, OaiodError) as exc:
+                self.state = "offline" if isinstance(exc, TransportError) else "error"
+                raise
+            report.finished = now_stamp()
+            report.ok = report.ok and not report.errors
+            self.state = "idle" if report.ok else "error"
+            self.last_sync, self.last_report = report.finished, report
+            return report
+
+    def _index_local(self) -> IndexReport:
+        total = IndexReport()
+        rows = self.repo.objects(STATUS_ACTIVE, STATUS_NEW, "held")
+        roots = rooted(rows)
+        with self._dirty_lock:
+            dirty, self._dirty = self._dirty, set()
+            full, self._full_rescan = self._full_rescan, False
+        if full:
+            targets = [(row, "") for _root, row in roots]
+        else:
+            found = {}
+            for path in dirty:
+                owner = owner_of(path, roots)
+                if owner is not None:
+                    found.setdefault((owner[0].oaio_id, owner[1]), owner[0])
+            targets = [(row, rel) for (_oid, rel), row in found.items()]
+        for row, rel in targets:
+            report = index_object(self.ctx, row, roots, rel)
+            total.hashed += report.hashed
+            total.unstable += report.unstable
+            for link in report.symlinks:
+                if str(link) not in self.symlinks:
+                    self.symlinks.add(str(link))
+                    log.warning("%s is a symlink; oaiod does not follow or sync symlinks", link)
+        if total.unstable:
+            self.mark_dirty(Path("/"), total.unstable)  # still being written: next cycle
+        return total
+
+    def _pull_all(self, report: CycleReport) -> tuple[bool, str]:
+        cursor = self.repo.cursor(self.server_key) or None
+        listing = self.api.stampz(cursor)
+        known = {row.oaio_id: row for row in self.repo.objects()}
+        if not any(row.kind == KIND_ROOT for row in known.values()):
+            self._adopt_or_create_root(listing.objects if listing.full else self.api.stampz(None).objects, known)
+            known = {row.oaio_id: row for row in self.repo.objects()}
+            self._full_rescan = True
+        complete = True
+        for obj in sorted(listing.objects, key=lambda o: o.oaio_id not in known or known[o.oaio_id].kind != KIND_ROOT):
+            complete = self._pull_one(obj, known, report) and complete
+        gone = set(listing.deleted_ids)
+        if listing.full:
+            listed = {obj.oaio_id for obj in listing.objects}
+            gone |= {oid for oid, row in known.items() if oid not in listed and row.status != STATUS_NEW}
+        for oaio_id in gone:
+            ops.forget_object(self.ctx, oaio_id, "no longer on the server or no longer shared with you")
+        return complete, listing.sync_stamp
+
+    def _pull_one(self, obj: OaiObject, known: dict[str, ObjectRow], report: CycleReport) -> bool:
+        row = known.get(obj.oaio_id)
+        if row is None:
+            if is_own_root(obj, self.settings.username):
+                log.info("%s is another client root of yours; oaiod syncs only the first one", obj.oaio_id)
+                return True
+            kind, local_root = map_object(self.ctx, obj, list(known.values()))
+            row = ObjectRow(oaio_id=obj.oaio_id, kind=kind, local_root=str(local_root) if local_root else None)
+            row.synced_values, row.status = {}, STATUS_ACTIVE
+            log.info("new object %s (%s) at %s", obj.oaio_id, kind, local_root or "the state database")
+            known[obj.oaio_id] = row
+        elif row.status == STATUS_REMOVED:
+            return True
+        if self.repo.backing_off(f"obj:{obj.oaio_id}"):
+            return False
+        try:
+            outcome = pull_object(self.ctx, row, obj)
+        except (RemoteError, StorageError, OaiodError) as exc:
+            log.warning("%s: pull failed (%s); backing off", obj.oaio_id, exc)
+            self.repo.record_error(f"obj:{obj.oaio_id}", f"pull: {exc}", obj.oaio_id)
+            report.errors.append(f"{obj.oaio_id}: {exc}")
+            return False
+        self._account_pull(outcome, obj.oaio_id, report)
+        return outcome.complete or outcome.held
+
+    def _account_pull(self, outcome: PullOutcome, oaio_id: str, report: CycleReport) -> None:
+        report.pulled += int(outcome.merged)
+        report.downloads += outcome.downloads
+        report.trashed += outcome.trashed
+        report.conflicts += outcome.conflicts
+        report.errors += [f"{oaio_id}: {e}" for e in outcome.errors]
+        if outcome.held:
+            report.held.append(oaio_id)
+        if outcome.retry_paths:
+            self.mark_dirty(Path("/"), outcome.retry_paths)
+
+    def _push_all(self, report: CycleReport) -> None:
+        for row in self.repo.dirty_objects():
+            if self.repo.backing_off(f"obj:{row.oaio_id}"):
+                continue
+            for _attempt in range(self.settings.commit_attempts):
+                try:
+                    outcome = push_object(self.ctx, row)
+                except (RemoteError, StorageError, OaiodError) as exc:
+                    log.warning("%s: push failed (%s); backing off", row.oaio_id, exc)
+                    self.repo.record_error(f"obj:{row.oaio_id}", f"push: {exc}", row.oaio_id)
+                    report.errors.append(f"{row.oaio_id}: {exc}")
+                    break
+                if not self._account_push(outcome, row, report):
+                    break
+                fresh = self.repo.get_object(row.oaio_id)
+                if fresh is None:
+                    break
+                row = fresh
+
+    def _account_push(self, outcome: PushOutcome, row: ObjectRow, report: CycleReport) -> bool:
+        """Count a push; True when it lost a race (409) and was merged, so the caller commits again."""
+        report.uploads += outcome.uploaded
+        report.copies += outcome.copied
+        if outcome.committed:
+            report.pushed += 1
+            self.repo.clear_error(f"obj:{row.oaio_id}")
+        if outcome.held:
+            report.held.append(row.oaio_id)
+        if outcome.conflict is None:
+            return False
+        pulled = pull_object(self.ctx, row, outcome.conflict)
+        self._account_pull(pulled, row.oaio_id, report)
+        return pulled.complete
+
+    # -- the client root ---------------------------------------------------------------------------------------
+
+    def _adopt_or_create_root(self, listing: list[OaiObject], known: dict[str, ObjectRow]) -> None:
+        """Adopt the user's client root object (the oldest registration) or register one (design §1)."""
+        mine = sorted((o for o in listing if is_own_root(o, self.settings.username)), key=lambda o: o.oaio_id[-20:])
+        root = str(self.settings.client_root)
+        if mine:
+            obj = mine[0]
+            log.info("adopting client root object %s for %s", obj.oaio_id, root)
+            row = ObjectRow(oaio_id=obj.oaio_id, kind=KIND_ROOT, local_root=root, status=STATUS_ACTIVE)
+            row.synced_values = {}
+            self.repo.save_object(row)
+            return
+        stamp = now_stamp()
+        values = {
+            NAME_VALUES_KEY: ROOT_OBJECT_NAME,
+            ROOT_VALUES_KEY: self.ctx.mapper.to_placeholder(Path(root)),
+            FILES_VALUES_KEY: [],
+            MANIFEST_KEY: build_manifest(KIND_ROOT, stamp, {}),
+        }
+        settings = self.settings
+        oaio_id = object_id(settings.username, settings.device_id, settings.app_id, stamp, values)
+        log.info("registering client root object %s for %s", oaio_id, root)
+        self.repo.save_object(
+            ObjectRow(
+                oaio_id=oaio_id,
+                kind=KIND_ROOT,
+                local_root=root,
+                status=STATUS_NEW,
+                client_values=values,
+                synced_values={},
+                csh_id=settings.csh_id,
+                csh_access_right="C",
+                local_dirty=True,
+            )
+        )
+
+    # -- ctl operations (see ops) -----------------------------------------------------------------------------
+
+    def add_folder(self, path: Path) -> str:
+        with self._lock:
+            oaio_id = ops.add_folder(self.ctx, Path(path))
+            self._full_rescan = True
+            return oaio_id
+
+    def remove(self, oaio_id: str) -> None:
+        with self._lock:
+            ops.remove(self.ctx, oaio_id)
+
+    def share(self, oaio_id: str, user: str, right: str) -> int:
+        return int(self.api.subscribe(oaio_id, user, right))
+
+    def unshare(self, oaio_id: str, user: str) -> int:
+        return int(self.api.unsubscribe(oaio_id, user))
+
+    def users(self, oaio_id: str) -> list[dict[str, str]]:
+        return list(self.api.user_subz(oaio_id))
+
+    def confirm_delete(self, oaio_id: str) -> None:
+        """Let a held mass deletion of ``oaio_id`` proceed at the next cycle."""
+        self.repo.update_object(oaio_id, delete_confirmed=True, local_dirty=True)
+        row = self.repo.get_object(oaio_id)
+        if row is not None:
+            self.repo.add_history(oaio_id, "confirm", detail=row.hold_reason)
+        self.repo.set_cursor(self.server_key, "")  # the held pull is listed again
+
+    def set_values(self, oaio_id: str, values: dict[str, Any]) -> None:
+        """Change user values of an object (merged by key with the server's at the next push)."""
+        with self._lock:
+            ops.set_values(self.ctx, oaio_id, values)
+
+    def conflicts(self) -> list[dict[str, Any]]:
+        return [ops.row_dict(row) for row in self.repo.conflicts()]
+
+    def history(self, limit: int = 200) -> list[dict[str, Any]]:
+        return [ops.row_dict(row) for row in self.repo.history(limit)]
+
+    def versions(self, oaio_id: str) -> list[dict[str, Any]]:
+        return [ops.version_dict(v) for v in self.api.versions(oaio_id)]
+
+    def restore(self, oaio_id: str, stamp: str, to: Path | None = None) -> list[str]:
+        with self._lock:
+            restored = ops.restore(self.ctx, oaio_id, stamp, Path(to) if to else None)
+            if to is None:
+                row = self.repo.get_object(oaio_id)
+                if row is not None and row.local_root:
+                    self.mark_dirty(Path(row.local_root), restored)
+            return restored
+
+    def status(self) -> dict[str, Any]:
+        return ops.status(self)
+
+    def gc(self) -> dict[str, int]:
+        with self._lock:
+            return ops.gc(self.ctx)
+
+    def rebuild_index(self) -> None:
+        """Forget the index and rebuild it from disk and server at the next cycle; user files are not touched
+        (a file that differs from the server's keeps its name; the server's version arrives as a copy)."""
+        with self._lock:
+            self.repo.wipe_index()
+            self._full_rescan = True
+            self._recovered = True
+
+    def close(self) -> None:
+        self.ctx.close()

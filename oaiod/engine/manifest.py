@@ -1,0 +1,73 @@
+"""oaiod's per-file manifest in an object's values (key ``_oaiod``, design §1) and the remote file list it gives.
+
+The manifest is hostile input like every server value: it is read field by field, paths pass
+:func:`oaiod.model.validate_file_path`, and anything malformed makes the whole manifest count as stale (every hash
+unknown: the engine downloads and hashes) rather than trusted in part.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from oaiod.engine.plan import UNKNOWN, _Unknown
+from oaiod.errors import ValidationError
+from oaiod.model import FILES_VALUES_KEY, validate_file_path
+
+MANIFEST_KEY = "_oaiod"
+MANIFEST_VERSION = 1
+_SHA = re.compile(r"\A[0-9a-f]{64}\Z")
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file of the server's newest version: its sha256 (or UNKNOWN), size, mtime and executable bit."""
+
+    sha256: str | _Unknown
+    size: int = -1
+    mtime_ns: int = 0
+    executable: bool = False
+
+
+def manifest_kind(values: dict[str, Any]) -> str | None:
+    """The ``kind`` the manifest declares (``root``, ``folder``, ``files``), or None without a usable one."""
+    manifest = values.get(MANIFEST_KEY)
+    if isinstance(manifest, dict) and isinstance(manifest.get("kind"), str):
+        return manifest["kind"]
+    return None
+
+
+def remote_files(values: dict[str, Any], client_stamp: str) -> dict[str, RemoteFile]:
+    """``path -> RemoteFile`` for every entry of ``_file_paths`` (already validated by the model).
+
+    Hashes come from the manifest only when it describes this very version (``stamp == client_stamp``).
+    """
+    paths = values.get(FILES_VALUES_KEY) or []
+    entries = _fresh_entries(values.get(MANIFEST_KEY), client_stamp)
+    return {path: entries.get(path, RemoteFile(UNKNOWN)) for path in paths}
+
+
+def _fresh_entries(manifest: Any, client_stamp: str) -> dict[str, RemoteFile]:
+    if not isinstance(manifest, dict) or manifest.get("v") != MANIFEST_VERSION:
+        return {}
+    if manifest.get("stamp") != client_stamp or not isinstance(manifest.get("files"), dict):
+        return {}
+    entries: dict[str, RemoteFile] = {}
+    try:
+        for path, entry in manifest["files"].items():
+            validate_file_path(path, MANIFEST_KEY)
+            size, mtime_ns, sha, executable = entry
+            if not (isinstance(size, int) and size >= 0 and isinstance(mtime_ns, int) and mtime_ns >= 0):
+                return {}
+            if not (isinstance(sha, str) and _SHA.match(sha) and isinstance(executable, bool)):
+                return {}
+            entries[path] = RemoteFile(sha, size, mtime_ns, executable)
+    except (ValidationError, TypeError, ValueError):
+        return {}
+    return entries
+
+
+def build_manifest(kind: str, stamp: str, files: dict[str, list[Any]]) -> dict[str, Any]:
+    """The ``_oaiod`` value of a version: ``files`` maps path to ``[size, mtime_ns, sha256, executable]``."""
+    return {"v": MANIFEST_VERSION, "kind": kind, "stamp": stamp, "files": files}

@@ -1,0 +1,83 @@
+"""Where a server object lives on this device (design §1): its kind and local folder, decided once and stored.
+
+Folder objects with the ``_oaiod`` manifest are folders; ``_file_paths`` without it is an app's file object; no
+files at all is a data object. A ``_root_path`` is hostile: it is used only when :meth:`PathMapper.resolve_root`
+accepts it (inside a synced root, outside the state dir) and no other object lives there; objects of another
+user always go under ``client_root/<name> (OWNER)``; file objects without a root under
+``client_root/filez/<oaio_id>``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from oaiod.engine.context import EngineContext, object_owner
+from oaiod.engine.manifest import manifest_kind
+from oaiod.engine.settings import ROOT_OBJECT_NAME
+from oaiod.model import FILES_DIR, FILES_VALUES_KEY, NAME_VALUES_KEY, ROOT_VALUES_KEY, OaiObject
+from oaiod.placeholders import _resolved
+from oaiod.state.models import KIND_DATA, KIND_FILES, KIND_FOLDER, KIND_ROOT, STATUS_REMOVED, ObjectRow
+
+
+def is_own_root(obj: OaiObject, username: str) -> bool:
+    """True for a client-root object registered by ``username`` (a candidate to adopt)."""
+    values = obj.client_values
+    return (
+        values.get(NAME_VALUES_KEY) == ROOT_OBJECT_NAME
+        and manifest_kind(values) == KIND_ROOT
+        and object_owner(obj.oaio_id) == username
+    )
+
+
+def object_kind(obj: OaiObject) -> str:
+    values = obj.client_values
+    kind = manifest_kind(values)
+    if kind in (KIND_ROOT, KIND_FOLDER):
+        return KIND_FOLDER
+    if FILES_VALUES_KEY in values or ROOT_VALUES_KEY in values or kind == KIND_FILES:
+        return KIND_FILES
+    return KIND_DATA
+
+
+def display_name(obj: OaiObject) -> str:
+    """The folder name for an object: its ``_name``, else the last part of its ``_root_path``, else its id."""
+    values = obj.client_values
+    name = values.get(NAME_VALUES_KEY) or values.get(ROOT_VALUES_KEY) or obj.oaio_id
+    return str(name)
+
+
+def map_object(ctx: EngineContext, obj: OaiObject, known: list[ObjectRow]) -> tuple[str, Path | None]:
+    """``(kind, local root)`` for an object this device has not seen before."""
+    kind = object_kind(obj)
+    if kind == KIND_DATA:
+        return kind, None
+    live = [row for row in known if row.status != STATUS_REMOVED and row.local_root]
+    taken = [Path(row.local_root) for row in live if row.local_root]
+    owner = object_owner(obj.oaio_id)
+    me = ctx.settings.username
+    if owner and owner != me:
+        return kind, ctx.mapper.fallback_root(display_name(obj), taken, suffix=f" ({owner})")
+    root_path = obj.client_values.get(ROOT_VALUES_KEY)
+    if root_path is None:
+        if kind == KIND_FILES:
+            return kind, ctx.mapper.client_root / FILES_DIR / obj.oaio_id
+        return kind, ctx.mapper.fallback_root(display_name(obj), taken)
+    synced = [ctx.mapper.client_root] + [
+        Path(row.local_root) for row in live if row.kind in (KIND_ROOT, KIND_FOLDER) and row.local_root
+    ]
+    target = ctx.mapper.resolve_root(root_path, synced)
+    if target is not None and not _clashes(target, kind, live, ctx.mapper.client_root):
+        return kind, target
+    return kind, ctx.mapper.fallback_root(display_name(obj), taken)
+
+
+def _clashes(target: Path, kind: str, live: list[ObjectRow], client_root: Path) -> bool:
+    """True when ``target`` is the client root or the root of another object (file objects of apps may share
+    a folder with each other: each owns only its listed files). Nested roots are fine: the innermost one owns."""
+    if target == client_root:
+        return True
+    for row in live:
+        same = bool(row.local_root) and _resolved(Path(row.local_root or "")) == target
+        if same and not (kind == KIND_FILES and row.kind == KIND_FILES):
+            return True
+    return False

@@ -1,0 +1,365 @@
+"""Step 2 of a cycle: merge the server's newest version of one object into the local folder (design §3.2, §5).
+
+Downloads go to a temp file beside their target, are verified against the manifest's sha256 (or hashed, when the
+manifest is stale), get their mtime and executable bit, and are renamed into place only if the local file is
+still as indexed. A replaced or deleted file goes to the trash first. The object's base (``synced_stamp``)
+advances only when every file of the version was merged; otherwise the next cycle merges again (idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from oaiod.engine import localfs
+from oaiod.engine.context import EngineContext, EngineError, IntegrityError
+from oaiod.engine.localfs import LocalChanged, LocalFsError
+from oaiod.engine.manifest import RemoteFile, remote_files
+from oaiod.engine.plan import UNKNOWN, Action, conflict_name, decide, is_mass_deletion, merge_values
+from oaiod.errors import OaiodError
+from oaiod.model import OaiObject, right_grants, storage_key
+from oaiod.scanner import file_sha256
+from oaiod.state.models import KIND_DATA, STATUS_ACTIVE, STATUS_HELD, FileRow, ObjectRow
+from oaiod.state.repo import FileStat
+from oaiod.storage.base import Backend
+
+log = logging.getLogger("oaiod.engine.pull")
+
+
+@dataclass
+class PullOutcome:
+    """What merging one object did; ``complete`` is False when something is left for the next cycle."""
+
+    complete: bool = True
+    merged: bool = False  # False: the version was already here (e.g. our own commit coming back)
+    held: bool = False
+    downloads: int = 0
+    trashed: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    retry_paths: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class _Step:
+    row: FileRow | None
+    path: str
+    remote: RemoteFile | None
+    action: Action
+
+
+def pull_object(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> PullOutcome:
+    """Merge ``remote`` (the server's newest version) into ``row``'s folder and index."""
+    ctx.repo.apply_server_object(row, remote)
+    outcome = PullOutcome()
+    if remote.client_stamp == row.synced_stamp:
+        row.remote_dirty = False
+        ctx.repo.save_object(row)
+        return outcome
+    outcome.merged = True
+    if row.kind == KIND_DATA or not row.local_root:
+        _merge_values_only(ctx, row, remote)
+        return outcome
+    remote_map = remote_files(remote.client_values, remote.client_stamp)
+    steps = _plan(ctx, row, remote_map)
+    if _held(ctx, row, steps, outcome):
+        return outcome
+    backend = ctx.backend(remote.csh_id) if any(_needs_backend(step) for step in steps) else None
+    root = Path(row.local_root)
+    for step in steps:
+        try:
+            _apply(ctx, row, root, backend, remote, step, outcome)
+        except LocalChanged as exc:
+            log.info("%s: %s; merging it next cycle", row.oaio_id, exc)
+            outcome.complete = False
+            outcome.retry_paths.append(root / step.path)
+        except (LocalFsError, EngineError, OaiodError) as exc:
+            log.warning("%s: cannot merge %s (%s); trying again later", row.oaio_id, step.path, exc)
+            ctx.repo.record_error(f"file:{row.oaio_id}:{step.path}", str(exc), row.oaio_id, step.path)
+            outcome.errors.append(f"{step.path}: {exc}")
+            outcome.complete = False
+    _finish(ctx, row, remote, outcome)
+    return outcome
+
+
+def _merge_values_only(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> None:
+    if row.local_values is not None:
+        merged, clashes = merge_values(row.synced_values, row.local_values, remote.client_values)
+        for key in clashes:
+            ctx.repo.add_conflict(row.oaio_id, "value", key, detail="changed on both sides; kept the server's value")
+        row.local_values = merged if merged != remote.client_values else None
+        row.local_dirty = row.local_values is not None
+    row.synced_stamp, row.synced_values, row.remote_dirty = remote.client_stamp, remote.client_values, False
+    ctx.repo.save_object(row)
+    ctx.repo.add_history(row.oaio_id, "values", detail=f"version {remote.client_stamp}")
+
+
+def _plan(ctx: EngineContext, row: ObjectRow, remote_map: dict[str, RemoteFile]) -> list[_Step]:
+    """Decide every file (streaming the index); files both sides agree on and already synced need no step."""
+    has_base = bool(row.synced_stamp)
+    remaining = dict(remote_map)
+    steps: list[_Step] = []
+    ctx.progress.queued_downloads = ctx.progress.queued_download_bytes = 0
+    with ctx.repo.session() as s:
+        for file in ctx.repo.iter_files(row.oaio_id, session=s):
+            remote = remaining.pop(file.path, None)
+            local = file.sha256 if file.present else None
+            remote_sha = remote.sha256 if remote is not None else None
+            action = decide(file.synced_sha256, local, remote_sha, has_base=has_base)
+            if action is Action.NOTHING and file.synced_sha256 == remote_sha and (local is not None or remote is None):
+                if remote is None and not file.present:
+                    steps.append(_Step(file, file.path, None, action))  # deleted on both sides: drop the row
+                continue
+            s.expunge(file)
+            steps.append(_Step(file, file.path, remote, action))
+    for path, remote in remaining.items():
+        steps.append(_Step(None, path, remote, decide(None, None, remote.sha256, has_base=has_base)))
+    for step in steps:
+        if _needs_backend(step):
+            ctx.progress.queued_downloads += 1
+            ctx.progress.queued_download_bytes += max(0, step.remote.size if step.remote else 0)
+    return steps
+
+
+def _needs_backend(step: _Step) -> bool:
+    return step.action in (
+        Action.DOWNLOAD,
+        Action.RESTORE,
+        Action.FETCH_AND_DECIDE,
+        Action.CONFLICT,
+        Action.CONFLICT_NO_BASE,
+    )
+
+
+def _held(ctx: EngineContext, row: ObjectRow, steps: list[_Step], outcome: PullOutcome) -> bool:
+    """Hold a pull that would trash most of an object's files until ``confirm_delete`` (design §5)."""
+    trash = sum(1 for step in steps if step.action is Action.TRASH_LOCAL)
+    if row.delete_confirmed or not trash:
+        return False
+    total = ctx.repo.count_files(row.oaio_id, synced=True)
+    settings = ctx.settings
+    if not is_mass_deletion(trash, total, ratio=settings.mass_delete_ratio, minimum=settings.mass_delete_min):
+        return False
+    reason = f"the server's version deletes {trash} of {total} files; run `oaiod ctl confirm-delete {row.oaio_id}`"
+    if row.status != STATUS_HELD:
+        log.warning("%s: holding a mass deletion: %s", row.oaio_id, reason)
+        ctx.repo.add_history(row.oaio_id, "held", detail=reason)
+    row.status, row.hold_reason = STATUS_HELD, reason
+    ctx.repo.save_object(row)
+    outcome.held, outcome.complete = True, False
+    return True
+
+
+def _apply(
+    ctx: EngineContext,
+    row: ObjectRow,
+    root: Path,
+    backend: Backend | None,
+    remote: OaiObject,
+    step: _Step,
+    outcome: PullOutcome,
+) -> None:
+    action, file = step.action, step.row
+    if action is Action.FETCH_AND_DECIDE:
+        _fetch_and_decide(ctx, row, root, backend, remote, step, outcome)
+        return
+    if action in (Action.DOWNLOAD, Action.RESTORE):
+        assert backend is not None and step.remote is not None
+        temp = _fetch(ctx, backend, remote, root, step.path, step.remote)
+        _install(ctx, row, root, step.path, temp, step.remote, file)
+        outcome.downloads += 1
+    elif action is Action.TRASH_LOCAL:
+        localfs.trash_if_unchanged(root, step.path, _stat_of(file))
+        _delete_row(ctx, row.oaio_id, step.path)
+        ctx.repo.add_history(row.oaio_id, "trash", step.path, "deleted on the server; moved to the trash")
+        outcome.trashed += 1
+    elif action is Action.NOTHING:
+        if step.remote is None:
+            _delete_row(ctx, row.oaio_id, step.path)
+        else:
+            _set_synced(ctx, row.oaio_id, step.path, step.remote)
+    elif action is Action.KEEP_LOCAL:
+        _set_synced(ctx, row.oaio_id, step.path, None)  # not in the new base: pushed again as a new file
+        _report_kept(ctx, row, step.path, "deleted on the server but modified here; kept")
+    elif action is Action.PUSH:
+        _report_kept(ctx, row, step.path, "")
+    elif action in (Action.CONFLICT, Action.CONFLICT_NO_BASE):
+        assert backend is not None and step.remote is not None
+        temp = _fetch(ctx, backend, remote, root, step.path, step.remote)
+        _resolve_conflict(ctx, row, root, remote, step, temp, outcome)
+
+
+def _fetch_and_decide(
+    ctx: EngineContext,
+    row: ObjectRow,
+    root: Path,
+    backend: Backend | None,
+    remote: OaiObject,
+    step: _Step,
+    outcome: PullOutcome,
+) -> None:
+    """The manifest is stale: download, hash, then decide with the real hash."""
+    assert backend is not None and step.remote is not None
+    temp = _fetch(ctx, backend, remote, root, step.path, step.remote)
+    known = RemoteFile(file_sha256(temp), step.remote.size, step.remote.mtime_ns, _is_exec(step.remote, step.row))
+    file = step.row
+    local = file.sha256 if file is not None and file.present else None
+    base = file.synced_sha256 if file is not None else None
+    action = decide(base, local, known.sha256, has_base=bool(row.synced_stamp))  # type: ignore[arg-type]
+    step = _Step(file, step.path, known, action)
+    if action in (Action.DOWNLOAD, Action.RESTORE):
+        _install(ctx, row, root, step.path, temp, known, file)
+        outcome.downloads += 1
+        return
+    if action in (Action.CONFLICT, Action.CONFLICT_NO_BASE):
+        _resolve_conflict(ctx, row, root, remote, step, temp, outcome)
+        return
+    temp.unlink(missing_ok=True)
+    if action is Action.NOTHING:
+        _set_synced(ctx, row.oaio_id, step.path, known)
+    elif action is Action.PUSH:
+        _report_kept(ctx, row, step.path, "")
+
+
+def _is_exec(remote: RemoteFile, file: FileRow | None) -> bool:
+    return remote.executable if remote.sha256 is not UNKNOWN else bool(file and file.executable)
+
+
+def _fetch(ctx: EngineContext, backend: Backend, remote: OaiObject, root: Path, rel: str, want: RemoteFile) -> Path:
+    """Download a file of ``remote``'s version to a temp file beside its target; verified when the hash is known."""
+    target = localfs.make_parents(root, rel)
+    temp = localfs.temp_beside(target)
+    key = storage_key(remote.oaio_id, remote.client_stamp, rel)
+    ctx.progress.start(rel, max(0, want.size))
+    try:
+        backend.get_file(key, temp, progress=ctx.progress.advance)
+        if want.sha256 is not UNKNOWN and (got := file_sha256(temp)) != want.sha256:
+            raise IntegrityError(f"{key}: downloaded sha256 {got[:12]}… is not the manifest's {want.sha256[:12]}…")
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    finally:
+        ctx.progress.finish(False, max(0, want.size))
+    return temp
+
+
+def _install(
+    ctx: EngineContext, row: ObjectRow, root: Path, rel: str, temp: Path, want: RemoteFile, file: FileRow | None
+) -> None:
+    sha = want.sha256 if want.sha256 is not UNKNOWN else file_sha256(temp)
+    executable = _is_exec(want, file)
+    localfs.set_meta(temp, want.mtime_ns or None, executable)
+    st = localfs.install(root, rel, temp, _stat_of(file))
+    _write_row(ctx, row.oaio_id, rel, st, sha, executable)
+    ctx.repo.add_history(row.oaio_id, "download", rel)
+
+
+def _resolve_conflict(
+    ctx: EngineContext, row: ObjectRow, root: Path, remote: OaiObject, step: _Step, temp: Path, outcome: PullOutcome
+) -> None:
+    """Keep both sides: design §5's conflicted copy (or, without a base, the remote side as the copy)."""
+    file, rel = step.row, step.path
+    assert file is not None and step.remote is not None
+    if step.action is Action.CONFLICT:
+        copy = _free_conflict_name(root, rel, ctx.settings.device_id)
+        if not localfs.still_as_indexed(root / rel, _stat_of(file)):
+            temp.unlink(missing_ok=True)
+            raise LocalChanged(f"{root / rel} changed since it was indexed")
+        localfs.rename_within(root, rel, copy)
+        st = localfs.current_stat(root / copy)
+        assert st is not None
+        _write_row(ctx, row.oaio_id, copy, st, file.sha256 or "", file.executable, synced=False)
+        _delete_row(ctx, row.oaio_id, rel)
+        _install(ctx, row, root, rel, temp, step.remote, None)
+    else:
+        copy = _free_conflict_name(root, rel, remote.device_id or "server")
+        _install(ctx, row, root, copy, temp, step.remote, None)
+        _set_synced(ctx, row.oaio_id, copy, None)
+        _set_synced(ctx, row.oaio_id, rel, step.remote)
+    ctx.repo.add_conflict(row.oaio_id, "file", rel, copy, f"changed here and on {remote.device_id or 'the server'}")
+    ctx.repo.add_history(row.oaio_id, "conflict", rel, f"conflicted copy: {copy}")
+    log.warning("%s: %s changed on both sides; kept both (copy: %s)", row.oaio_id, rel, copy)
+    outcome.conflicts.append(copy)
+    _mark_dirty(ctx, row.oaio_id)
+
+
+def _free_conflict_name(root: Path, rel: str, device: str) -> str:
+    name = conflict_name(rel, device)
+    number = 1
+    candidate = name
+    while (root / candidate).exists():
+        number += 1
+        stem, dot, ext = name.rpartition(".") if "." in name.rsplit("/", 1)[-1] else (name, "", "")
+        candidate = f"{stem} {number}{dot}{ext}"
+    return candidate
+
+
+def _report_kept(ctx: EngineContext, row: ObjectRow, rel: str, note: str) -> None:
+    """A local change the server does not have: pushed, or (read-only) kept and reported once."""
+    if right_grants(row.csh_access_right, "U"):
+        _mark_dirty(ctx, row.oaio_id)
+        if note:
+            ctx.repo.add_history(row.oaio_id, "keep", rel, note)
+    elif not ctx.repo.has_conflict(row.oaio_id, "readonly", rel):
+        ctx.repo.add_conflict(row.oaio_id, "readonly", rel, detail="changed here, but the object is read-only")
+
+
+def _finish(ctx: EngineContext, row: ObjectRow, remote: OaiObject, outcome: PullOutcome) -> None:
+    fresh = ctx.repo.get_object(row.oaio_id)
+    if fresh is not None:
+        row.local_dirty = fresh.local_dirty
+    if outcome.complete:
+        if row.local_values is not None:
+            merged, _clashes = merge_values(row.synced_values, row.local_values, remote.client_values)
+            row.local_values = merged
+        row.synced_stamp, row.synced_values = remote.client_stamp, remote.client_values
+        row.remote_dirty = False
+        if row.status == STATUS_HELD:
+            row.status, row.hold_reason = STATUS_ACTIVE, ""
+        row.delete_confirmed = False
+        ctx.repo.clear_error(f"obj:{row.oaio_id}")
+    else:
+        row.remote_dirty = True
+    ctx.repo.save_object(row)
+
+
+# -- index rows ---------------------------------------------------------------------------------------------------
+
+
+def _stat_of(file: FileRow | None) -> FileStat | None:
+    if file is None or not file.present:
+        return None
+    return FileStat(file.size, file.mtime_ns, file.inode)
+
+
+def _write_row(
+    ctx: EngineContext, oaio_id: str, rel: str, st: FileStat, sha: str, executable: bool, *, synced: bool = True
+) -> None:
+    with ctx.repo.session() as s:
+        file = ctx.repo.get_file(oaio_id, rel, session=s) or FileRow(oaio_id=oaio_id, path=rel)
+        file.present, file.size, file.mtime_ns, file.inode = True, st.size, st.mtime_ns, st.inode
+        file.sha256, file.executable = sha, executable
+        if synced:
+            file.synced_sha256, file.synced_executable = sha, executable
+        s.add(file)
+    ctx.repo.clear_error(f"file:{oaio_id}:{rel}")
+
+
+def _set_synced(ctx: EngineContext, oaio_id: str, rel: str, remote: RemoteFile | None) -> None:
+    with ctx.repo.session() as s:
+        file = ctx.repo.get_file(oaio_id, rel, session=s)
+        if file is not None:
+            file.synced_sha256 = remote.sha256 if remote is not None else None  # type: ignore[assignment]
+            file.synced_executable = bool(remote and remote.executable)
+
+
+def _delete_row(ctx: EngineContext, oaio_id: str, rel: str) -> None:
+    with ctx.repo.session() as s:
+        s.execute(sa.delete(FileRow).where(FileRow.oaio_id == oaio_id, FileRow.path == rel))
+
+
+def _mark_dirty(ctx: EngineContext, oaio_id: str) -> None:
+    ctx.repo.update_object(oaio_id, local_dirty=True)

@@ -1,0 +1,249 @@
+"""Step 3 of a cycle: commit a new version of an object with local changes (design §4).
+
+1. stamp ``S`` and a journal row; 2. every file of the new manifest is put at ``<oaio_id>/S/<path>``: changed ones
+uploaded (a file that changes during its upload aborts the commit), unchanged and renamed ones server-side copied
+from the base version; 3. ``upload/`` (or ``register/``) with ``server_stamp`` = the base: the commit point;
+4. the new synced state in one transaction, journal row deleted. A 409 returns the server's object so the cycle
+pulls, merges and tries again; the partial prefix ``<oaio_id>/S/`` is deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from oaiod.engine.context import EngineContext
+from oaiod.engine.localfs import LocalChanged, current_stat
+from oaiod.engine.manifest import MANIFEST_KEY, build_manifest
+from oaiod.engine.plan import is_mass_deletion, merge_values
+from oaiod.model import FILES_VALUES_KEY, OaiObject, now_stamp, right_grants, storage_key
+from oaiod.server_api import UploadConflict
+from oaiod.state.models import (
+    KIND_DATA,
+    STATUS_ACTIVE,
+    STATUS_HELD,
+    STATUS_NEW,
+    FileRow,
+    JournalRow,
+    ObjectRow,
+)
+from oaiod.storage.errors import ObjectNotFound, StorageError
+
+log = logging.getLogger("oaiod.engine.push")
+
+COMMIT = "commit"
+
+
+@dataclass
+class PushOutcome:
+    """What a push did; ``conflict`` holds the server's object when another device committed first."""
+
+    committed: str = ""
+    uploaded: int = 0
+    copied: int = 0
+    held: bool = False
+    readonly: bool = False
+    conflict: OaiObject | None = None
+    retry_paths: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class _Commit:
+    stamp: str
+    files: dict[str, list[Any]]  # the manifest: path -> [size, mtime_ns, sha256, executable]
+    sources: dict[str, str | None]  # path -> base path to copy from (None: upload)
+    deleted: int
+    base_total: int
+    changed: bool
+
+
+def push_object(ctx: EngineContext, row: ObjectRow) -> PushOutcome:
+    """Commit ``row``'s local changes as a new version; nothing when there is nothing to commit."""
+    outcome = PushOutcome()
+    if row.status != STATUS_NEW and not right_grants(row.csh_access_right, "U"):
+        outcome.readonly = True
+        ctx.repo.update_object(row.oaio_id, local_dirty=False)  # kept and reported by the pull; never uploaded
+        return outcome
+    if row.remote_dirty:
+        return outcome  # the last pull of this object is unfinished: merging comes first
+    commit = _prepare(ctx, row)
+    if not commit.changed and row.status != STATUS_NEW and row.local_values is None:
+        ctx.repo.update_object(row.oaio_id, local_dirty=False)
+        return outcome
+    settings = ctx.settings
+    if not row.delete_confirmed and is_mass_deletion(
+        commit.deleted, commit.base_total, ratio=settings.mass_delete_ratio, minimum=settings.mass_delete_min
+    ):
+        reason = (
+            f"{commit.deleted} of {commit.base_total} files were deleted here; "
+            f"run `oaiod ctl confirm-delete {row.oaio_id}` to delete them on the server too"
+        )
+        if row.status != STATUS_HELD:
+            log.warning("%s: holding a mass deletion: %s", row.oaio_id, reason)
+            ctx.repo.add_history(row.oaio_id, "held", detail=reason)
+        ctx.repo.update_object(row.oaio_id, status=STATUS_HELD, hold_reason=reason)
+        outcome.held = True
+        return outcome
+    return _commit(ctx, row, commit, outcome)
+
+
+def new_stamp(*older: str) -> str:
+    """A stamp newer than every one of ``older`` (the clock, or one microsecond past the newest)."""
+    stamp = now_stamp()
+    newest = max(older, default="")
+    if stamp <= newest:
+        stamp = str(int(newest) + 1).zfill(len(newest))
+    return stamp
+
+
+def _prepare(ctx: EngineContext, row: ObjectRow) -> _Commit:
+    """The new manifest (one object's files in memory, as design allows) and where each file comes from."""
+    stamp = new_stamp(row.client_stamp, row.synced_stamp)
+    files: dict[str, list[Any]] = {}
+    sources: dict[str, str | None] = {}
+    base_by_sha: dict[str, str] = {}
+    pending: list[tuple[str, str]] = []
+    deleted = base_total = 0
+    changed = False
+    ctx.progress.queued_uploads = ctx.progress.queued_upload_bytes = 0
+    for file in ctx.repo.iter_files(row.oaio_id):
+        if file.synced_sha256 is not None:
+            base_total += 1
+            base_by_sha.setdefault(file.synced_sha256, file.path)
+        if not file.present or file.sha256 is None:
+            deleted += file.synced_sha256 is not None
+            changed = changed or file.synced_sha256 is not None
+            continue
+        files[file.path] = [file.size, file.mtime_ns, file.sha256, file.executable]
+        if file.sha256 == file.synced_sha256 and row.synced_stamp:
+            sources[file.path] = file.path
+            changed = changed or file.executable != file.synced_executable
+        else:
+            changed = True
+            pending.append((file.path, file.sha256))
+    for path, sha in pending:
+        sources[path] = base_by_sha.get(sha) if row.synced_stamp else None
+        if sources[path] is None:
+            ctx.progress.queued_uploads += 1
+            ctx.progress.queued_upload_bytes += files[path][0]
+    return _Commit(stamp, files, sources, deleted, base_total, changed)
+
+
+def _commit(ctx: EngineContext, row: ObjectRow, commit: _Commit, outcome: PushOutcome) -> PushOutcome:
+    values = _new_values(ctx, row, commit)
+    entry = ctx.repo.journal_add(COMMIT, row.oaio_id, commit.stamp, row.synced_stamp, {"csh_id": row.csh_id})
+    backend = ctx.backend(row.csh_id) if commit.files else None
+    root = Path(row.local_root) if row.local_root else None
+    try:
+        for path, source in commit.sources.items():
+            assert backend is not None and root is not None
+            dst = storage_key(row.oaio_id, commit.stamp, path)
+            if source is not None and _copy(backend, storage_key(row.oaio_id, row.synced_stamp, source), dst):
+                outcome.copied += 1
+                continue
+            _upload(ctx, backend, root, path, commit.files[path], dst)
+            outcome.uploaded += 1
+        obj = _version_object(ctx, row, commit.stamp, values)
+        answer = ctx.api.register(obj) if row.status == STATUS_NEW else ctx.api.upload(obj)
+    except UploadConflict as exc:
+        _abandon(ctx, backend, row.oaio_id, commit.stamp, entry)
+        log.info("%s: another device committed first (%s); merging and trying again", row.oaio_id, exc)
+        outcome.conflict = exc.server_object
+        return outcome
+    except LocalChanged as exc:
+        _abandon(ctx, backend, row.oaio_id, commit.stamp, entry)
+        log.info("%s: %s; committing next cycle", row.oaio_id, exc)
+        return outcome
+    except BaseException:
+        # the journal row stays: recovery at the next start deletes the partial prefix (or finds it committed)
+        raise
+    _record(ctx, row, commit, answer, entry)
+    outcome.committed = commit.stamp
+    return outcome
+
+
+def _new_values(ctx: EngineContext, row: ObjectRow, commit: _Commit) -> dict[str, Any]:
+    base = dict(row.client_values)
+    if row.local_values is not None:
+        base, _clashes = merge_values(row.synced_values, row.local_values, base, local_newer=True)
+    if row.kind != KIND_DATA:
+        base[FILES_VALUES_KEY] = sorted(commit.files)
+        base[MANIFEST_KEY] = build_manifest(row.kind, commit.stamp, {p: commit.files[p] for p in sorted(commit.files)})
+    return base
+
+
+def _version_object(ctx: EngineContext, row: ObjectRow, stamp: str, values: dict[str, Any]) -> OaiObject:
+    return OaiObject(
+        oaio_id=row.oaio_id,
+        client_stamp=stamp,
+        server_stamp=row.client_stamp if row.status != STATUS_NEW else "",
+        client_values=values,
+        server_values=row.client_values if row.status != STATUS_NEW else {},
+        csh_id=row.csh_id,
+        username=ctx.settings.username,
+        device_id=ctx.settings.device_id,
+        app_id=ctx.settings.app_id,
+        csh_access_right=row.csh_access_right or "C",
+    )
+
+
+def _copy(backend: Any, src: str, dst: str) -> bool:
+    """Server-side copy of an unchanged file; False (upload instead) when the base file is missing on storage."""
+    try:
+        backend.copy(src, dst)
+    except ObjectNotFound:
+        log.info("%s is missing on storage; uploading it again", src)
+        return False
+    return True
+
+
+def _upload(ctx: EngineContext, backend: Any, root: Path, rel: str, entry: list[Any], key: str) -> None:
+    """Upload one file; LocalChanged when it is not as indexed before or after (it changed meanwhile)."""
+    size, mtime_ns = entry[0], entry[1]
+    path = root / rel
+    before = current_stat(path)
+    if before is None or (before.size, before.mtime_ns) != (size, mtime_ns):
+        raise LocalChanged(f"{path} changed since it was indexed")
+    ctx.progress.start(rel, size)
+    try:
+        backend.put_file(key, path, progress=ctx.progress.advance)
+    finally:
+        ctx.progress.finish(True, size)
+    after = current_stat(path)
+    if after is None or (after.size, after.mtime_ns, after.inode) != (before.size, before.mtime_ns, before.inode):
+        raise LocalChanged(f"{path} changed while it was uploaded")
+
+
+def _abandon(ctx: EngineContext, backend: Any, oaio_id: str, stamp: str, entry: int) -> None:
+    """Delete a commit's partial prefix and its journal row (the commit point was not reached)."""
+    if backend is not None:
+        try:
+            backend.delete_prefix(storage_key(oaio_id, stamp))
+        except StorageError as exc:
+            log.warning("%s: cannot delete the partial version %s (%s); gc retries", oaio_id, stamp, exc)
+            return
+    ctx.repo.journal_remove(entry)
+
+
+def _record(ctx: EngineContext, row: ObjectRow, commit: _Commit, answer: OaiObject, entry: int) -> None:
+    """Step 4: the committed version becomes the base, in one transaction with the journal row's removal."""
+    with ctx.repo.session() as s:
+        s.execute(
+            sa.update(FileRow)
+            .where(FileRow.oaio_id == row.oaio_id, FileRow.present.is_(True), FileRow.sha256.is_not(None))
+            .values(synced_sha256=FileRow.sha256, synced_executable=FileRow.executable, synced_stamp=commit.stamp)
+        )
+        s.execute(sa.delete(FileRow).where(FileRow.oaio_id == row.oaio_id, FileRow.present.is_(False)))
+        fresh = s.get(ObjectRow, row.oaio_id)
+        assert fresh is not None
+        ctx.repo.apply_server_object(fresh, answer)
+        fresh.synced_stamp, fresh.synced_values = answer.client_stamp, answer.client_values
+        fresh.local_dirty, fresh.local_values, fresh.remote_dirty = False, None, False
+        fresh.status, fresh.hold_reason, fresh.delete_confirmed = STATUS_ACTIVE, "", False
+        s.execute(sa.delete(JournalRow).where(JournalRow.id == entry))
+    ctx.repo.add_history(row.oaio_id, "commit", detail=f"version {commit.stamp}: {len(commit.files)} files")
+    log.info("%s: committed version %s (%d files)", row.oaio_id, commit.stamp, len(commit.files))
