@@ -272,6 +272,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def create_app(settings: HubSettings, service: HubService | None = None) -> FastAPI:
     """The hub application over ``service`` (opened from ``settings`` when not given)."""
+    from oaiod.hub.feed import FEATURES
     from oaiod.hub.feed import router as feed_router  # routes import this module's dependencies
     from oaiod.hub.routes import router as core_router
 
@@ -297,6 +298,7 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     app.state.service = service
     app.state.settings = settings
     app.state.notifier = notifier
+    app.state.features = list(FEATURES)  # a mounted extension (the blob store) appends its name
     _install_error_handlers(app)
     app.include_router(core_router, prefix="/api")
     app.include_router(feed_router, prefix="/api")

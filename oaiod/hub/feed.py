@@ -27,7 +27,7 @@ FEATURES = ["since", "conflict409", "changes", "versions"]
 
 @router.get("/features/")
 def features(request: Request, _actor: ActorDep) -> dict[str, Any]:
-    return {"version": __version__, "features": list(getattr(request.app.state, "features", FEATURES))}
+    return {"version": __version__, "features": list(request.app.state.features)}
 
 
 @router.get("/deleted/")
