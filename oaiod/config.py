@@ -133,8 +133,9 @@ def _device_id(value: Any) -> str:
 
 
 def _app_id(value: Any) -> str:
+    """An app or storage-host id: a short name without control characters."""
     try:
-        return validate_name(value, "app_id")
+        return validate_name(value, "id")
     except ValidationError as exc:
         raise ValueError(exc.reason) from None
 
@@ -183,6 +184,7 @@ class ServerConfig:
     password_env: str = ""
     password_file: str = ""
     embedded_listen: str = "127.0.0.1:0"  #: where the embedded hub listens (port 0: a free port)
+    csh_id: str = ""  #: storage host for new objects; empty: Hub storage if installed, else Local
 
     @property
     def embedded(self) -> bool:
@@ -250,6 +252,7 @@ SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
             "password_env": _secret_form,
             "password_file": _secret_form,
             "embedded_listen": _host_port,
+            "csh_id": _app_id,
         },
     ),
     "client": (ClientConfig, {"root": _path, "device_id": _device_id, "state_dir": _path, "app_id": _app_id}),

@@ -1,0 +1,694 @@
+"""The daemon process (``oaiod run``): lock, logging, signals, systemd notify, and the wiring of its parts.
+
+One daemon per config: an exclusive ``flock`` on ``<state_dir>/oaiod.lock`` (a second instance exits
+naming the PID that holds it). SIGTERM/SIGINT stop gracefully — the running sync cycle finishes (every
+step of a cycle is idempotent, so even a kill converges later), watchers, scheduler and control socket
+are shut down and joined. SIGHUP reloads the config: a bad new config is logged and the old one kept.
+With ``NOTIFY_SOCKET`` set (systemd ``Type=notify``) the daemon sends READY=1, STATUS=…, WATCHDOG=1 at
+half of ``WATCHDOG_USEC`` (only while the main loop is alive) and STOPPING=1.
+
+Where the engine comes from is one function, :func:`build_engine`: the config becomes server API, state
+repository, storage opener and the embedded hub if asked for.
+A failure there (a state database that cannot be opened, a wrong password) does not end the daemon: it
+stays up in the ``error`` state so ``oaiod ctl status`` can say why and ``ctl rebuild-index``/``reload``
+can repair it.
+
+Errors of this module::
+
+    OaiodError
+    └── DaemonError            the daemon cannot run (lock, socket)
+        └── AlreadyRunning     another daemon holds this config's lock; ``.pid`` names it
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import errno
+import fcntl
+import logging
+import logging.handlers
+import os
+import queue
+import secrets
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oaiod import __version__
+from oaiod.config import Config, device_id, is_loopback, load_config
+from oaiod.errors import ConfigError, OaiodError
+from oaiod.scheduler import ChangeFeed, CycleOutcome, ScheduleSettings, SyncScheduler
+from oaiod.secrets import Secret
+from oaiod.watch import Watcher
+
+log = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_LINES_KEPT = 2000  #: lines ``oaiod ctl log`` can show
+
+
+class DaemonError(OaiodError):
+    """The daemon cannot run."""
+
+
+class AlreadyRunning(DaemonError):
+    def __init__(self, lock_file: Path, pid: int | None) -> None:
+        who = f"PID {pid}" if pid else "another process"
+        super().__init__(f"oaiod is already running for this config ({who} holds {lock_file})")
+        self.pid = pid
+
+
+# -- single instance -------------------------------------------------------------------------------------------
+
+
+class InstanceLock:
+    """An exclusive ``flock`` on the lock file, held for the daemon's life; the file records the holder's PID.
+
+    The kernel drops the lock when the process dies (even by ``kill -9``), so a stale file never blocks.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read_pid(fd)
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise AlreadyRunning(self.path, holder) from None
+            raise DaemonError(f"cannot lock {self.path}: {exc.strerror}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode().strip()
+        return int(text) if text else None
+    except (OSError, ValueError):
+        return None
+
+
+# -- systemd notify ------------------------------------------------------------------------------------------------
+
+
+class SystemdNotifier:
+    """``sd_notify`` over the ``NOTIFY_SOCKET`` datagram socket; a no-op without one.
+
+    A path starting with ``@`` is an abstract socket. Send failures are logged once and never raised: systemd
+    going away must not stop the daemon.
+    """
+
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
+        env = dict(os.environ if environ is None else environ)
+        address = env.get("NOTIFY_SOCKET", "")
+        self.address = "\0" + address[1:] if address.startswith("@") else address
+        self.watchdog_interval = _watchdog_interval(env)
+        self._warned = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.address)
+
+    def notify(self, *assignments: str) -> None:
+        """Send ``KEY=VALUE`` lines, e.g. ``notify("READY=1", "STATUS=idle")``."""
+        if not self.address:
+            return
+        message = "\n".join(assignments).encode()
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                sock.sendto(message, self.address)
+        except OSError as exc:
+            if not self._warned:
+                log.warning("cannot notify systemd at %s: %s", self.address.lstrip("\0"), exc)
+                self._warned = True
+
+
+def _watchdog_interval(env: dict[str, str]) -> float | None:
+    """Half of ``WATCHDOG_USEC`` in seconds when the watchdog is meant for this process, else None."""
+    usec = env.get("WATCHDOG_USEC", "")
+    pid = env.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0 or (pid and pid != str(os.getpid())):
+        return None
+    return int(usec) / 2_000_000
+
+
+# -- logging -------------------------------------------------------------------------------------------------------
+
+
+class LogBuffer(logging.Handler):
+    """Keeps the last lines for ``ctl log`` and wakes ``ctl log -f`` followers."""
+
+    def __init__(self, size: int = LOG_LINES_KEPT) -> None:
+        super().__init__()
+        self.lines: collections.deque[tuple[int, str]] = collections.deque(maxlen=size)
+        self.counter = 0
+        self.cond = threading.Condition()
+        self.setFormatter(logging.Formatter(LOG_FORMAT))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = self.format(record)
+        with self.cond:
+            self.counter += 1
+            self.lines.append((self.counter, line))
+            self.cond.notify_all()
+
+    def since(self, counter: int) -> list[tuple[int, str]]:
+        with self.cond:
+            return [item for item in self.lines if item[0] > counter]
+
+
+def setup_logging(config: Config, buffer: LogBuffer) -> list[logging.Handler]:
+    """stderr + rotating file in the per-instance log dir (0700) + the ctl buffer; returns the handlers added."""
+    config.log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    formatter = logging.Formatter(LOG_FORMAT)
+    stderr = logging.StreamHandler()
+    rotating = logging.handlers.RotatingFileHandler(
+        config.log_file, maxBytes=config.log.max_bytes, backupCount=config.log.backups, encoding="utf-8"
+    )
+    handlers: list[logging.Handler] = [stderr, rotating, buffer]
+    root = logging.getLogger()
+    for handler in handlers:
+        if handler is not buffer:
+            handler.setFormatter(formatter)
+        root.addHandler(handler)
+    root.setLevel(config.log.level)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # "job executed" lines every few seconds
+    return handlers
+
+
+# -- the engine and what it needs -----------------------------------------------------------------------------------
+
+
+@dataclass
+class EngineHandle:
+    """A ready engine with its change feed (None when the server offers none) and how to close it all."""
+
+    engine: Any
+    change_feed: ChangeFeed | None = None
+    server_url: str = ""
+    device_id: str = ""
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for closer in reversed(self.closers):
+            try:
+                closer()
+            except Exception:  # closing is best effort; the process is going away or rebuilding
+                log.exception("error while closing %r", closer)
+
+
+EngineFactory = Callable[[Config], EngineHandle]
+
+
+def build_engine(config: Config) -> EngineHandle:
+    """The real engine for ``config``: server API (or the embedded hub), state repository, storage opener.
+
+    Imports are local: ``ctl`` and tests with a fake engine never load the engine, the hub or a backend.
+    """
+    from oaiod.engine import SyncEngine
+    from oaiod.engine.settings import EngineSettings
+    from oaiod.server_api import OaioServerApi
+    from oaiod.state import StateRepo
+    from oaiod.storage.registry import open_backend
+    from oaiod.storage.wrappers import WrapperConfig
+
+    handle = EngineHandle(engine=None, device_id=device_id(config))
+    try:
+        if config.server.embedded:
+            url, password = start_embedded_hub(config, handle)
+        else:
+            url, password = config.server.url, config.server.read_password()
+        handle.server_url = url
+        api = OaioServerApi(
+            url,
+            config.username,
+            password,
+            device_id=handle.device_id,
+            app_id=config.client.app_id,
+            allow_insecure=is_loopback(urllib.parse.urlsplit(url).hostname or ""),
+        )
+        handle.closers.append(api.close)
+        repo = StateRepo(config.paths.state_dir)
+        handle.closers.append(repo.close)
+        limits = config.limits
+        wrappers = WrapperConfig(
+            max_connections=limits.connections,
+            upload_limit=limits.upload or None,
+            download_limit=limits.download or None,
+        )
+        settings = EngineSettings(
+            client_root=config.client.root,
+            device_id=handle.device_id,
+            state_dir=config.paths.state_dir,
+            username=config.username,
+            csh_id=csh_id_for(config),
+            app_id=config.client.app_id,
+            trash_days=config.sync.trash_days,
+            mass_delete_ratio=config.sync.mass_delete_ratio,
+            mass_delete_min=config.sync.mass_delete_min,
+            ignore_patterns=config.sync.ignore,
+        )
+        handle.engine = SyncEngine(
+            settings, repo, api, lambda csh_id, args: open_backend(csh_id, args, wrappers=wrappers)
+        )
+        handle.closers.append(getattr(handle.engine, "close", lambda: None))
+        handle.change_feed = change_feed_of(api)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+def csh_id_for(config: Config) -> str:
+    """The storage host new objects go to: the configured one, else Hub storage if installed, else Local."""
+    if config.server.csh_id:
+        return config.server.csh_id
+    from oaiod.storage.registry import backend_class
+
+    try:
+        backend_class("Hub")
+    except ConfigError:
+        return "Local"  # until the Hub storage backend exists: a Local folder under the hub's data dir
+    return "Hub"
+
+
+def change_feed_of(api: Any) -> ChangeFeed | None:
+    """The hub's long poll as a :data:`ChangeFeed`, or None when the server offers none (asked lazily)."""
+    from oaiod.model import OLDEST_SYNC_STAMP
+    from oaiod.server_api import NotSupported
+
+    def feed(since: str | None, timeout: float) -> tuple[bool, str | None]:
+        try:
+            return api.wait_for_changes(since or OLDEST_SYNC_STAMP, timeout)
+        except NotSupported:
+            time.sleep(min(timeout, 60.0))  # a plain oaio server: the periodic cycle is all there is
+            return False, since
+
+    return feed
+
+
+def start_embedded_hub(config: Config, handle: EngineHandle) -> tuple[str, Secret]:
+    """Start the in-process hub, make sure our user and storage host exist; returns its URL and our password."""
+    from oaiod.hub.server import HubServer
+    from oaiod.hub.settings import HubSettings
+
+    host, _, port = config.server.embedded_listen.rpartition(":")
+    data_dir = config.paths.hub_data_dir
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    hub = HubServer(HubSettings(data_dir=data_dir, host=host, port=int(port))).start()
+    handle.closers.append(hub.stop)
+    service = hub.service
+    assert service is not None  # set by start()
+    password = embedded_password(config)
+    if service.user(config.username) is None:
+        service.add_user(config.username, password.reveal())
+        log.info("embedded hub: created user %s (password in %s)", config.username, config.paths.embedded_password_file)
+    else:
+        service.set_password(config.username, password.reveal())  # the file is the truth, even if it was replaced
+    csh_id = csh_id_for(config)
+    if csh_id == "Local" and not any(name == "Local" for name, _ in service.list_storage()):
+        service.set_storage("Local", {"root_folder": str(data_dir / "files")})
+    _write_private(config.paths.hub_url_file, hub.url + "\n", replace=True)
+    log.info("embedded hub listening on %s", hub.url)
+    return hub.url, password
+
+
+def embedded_password(config: Config) -> Secret:
+    """The embedded hub user's password: read from its 0600 file, or generated and stored there on first start."""
+    from oaiod.secrets import read_secret_file
+
+    file = config.paths.embedded_password_file
+    if not file.exists():
+        _write_private(file, secrets.token_urlsafe(24) + "\n", replace=False)
+    return read_secret_file(file, "embedded password")
+
+
+def _write_private(path: Path, text: str, *, replace: bool) -> None:
+    """Write ``text`` to a file created 0600 (never readable by others, not even for a moment)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    if replace:
+        os.replace(tmp, path)
+    else:
+        try:
+            os.link(tmp, path)  # fails if another process created it meanwhile: theirs wins
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+
+
+# -- the daemon --------------------------------------------------------------------------------------------------
+
+
+class Daemon:
+    """One running instance: owns the lock, the ctl server, and (rebuildable) engine, scheduler and watcher.
+
+    Signals and ctl requests never act directly: they queue work for the main thread (``_calls``), so
+    reload, rebuild and stop happen one at a time, in one place.
+    """
+
+    def __init__(self, config: Config, engine_factory: EngineFactory | None = None) -> None:
+        self.config = config
+        self.engine_factory = engine_factory or build_engine
+        self.lock = InstanceLock(config.paths.lock_file)
+        self.notifier = SystemdNotifier()
+        self.log_buffer = LogBuffer()
+        self.handle: EngineHandle | None = None
+        self.scheduler: SyncScheduler | None = None
+        self.watcher: Watcher | None = None
+        self.engine_error: str | None = None  #: why there is no engine (the daemon still serves ctl)
+        self.started = time.time()
+        self._stop = threading.Event()
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self.ready = threading.Event()  #: set once the first start of the components is done (or failed)
+        self._heartbeat = time.monotonic()
+        self._log_handlers: list[logging.Handler] = []
+        self.ctl_server: Any = None
+
+    # -- main loop ---------------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped; returns the exit code. Raises :class:`AlreadyRunning` before doing anything else."""
+        self.lock.acquire()
+        try:
+            self._log_handlers = setup_logging(self.config, self.log_buffer)
+            log.info(
+                "oaiod %s starting (pid %d, config %s)",
+                __version__,
+                os.getpid(),
+                self.config.source or "embedded defaults",
+            )
+            previous = self._install_signals()
+            try:
+                return self._serve()
+            finally:
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
+        finally:
+            for handler in self._log_handlers:
+                logging.getLogger().removeHandler(handler)
+                handler.close()
+            self.lock.release()
+
+    def _serve(self) -> int:
+        from oaiod.ctl import CtlServer, daemon_handlers
+
+        self.ctl_server = CtlServer(self.config.paths.socket, daemon_handlers(self))
+        self.ctl_server.start()
+        watchdog = self._start_watchdog()
+        try:
+            self._start_components()
+            self.ready.set()
+            self.notifier.notify("READY=1", f"STATUS={self.state_line()}", f"MAINPID={os.getpid()}")
+            log.info("oaiod ready; control socket %s", self.config.paths.socket)
+            while not self._stop.is_set():
+                self._heartbeat = time.monotonic()
+                self._wake.wait(1.0)
+                self._wake.clear()
+                self._run_calls()
+        finally:
+            self.notifier.notify("STOPPING=1", "STATUS=stopping")
+            log.info("oaiod stopping")
+            self._stop.set()
+            self._stop_components()
+            self.ctl_server.close()
+            if watchdog is not None:
+                watchdog.join()
+            log.info("oaiod stopped")
+        return 0
+
+    def _install_signals(self) -> dict[int, Any]:
+        def on_stop(signum: int, _frame: Any) -> None:
+            log.info("received %s; stopping after the current operation", signal.Signals(signum).name)
+            self.request_stop()
+
+        def on_hup(_signum: int, _frame: Any) -> None:
+            log.info("received SIGHUP; reloading the config")
+            self.call_in_main(self.reload)
+
+        handlers = {signal.SIGTERM: on_stop, signal.SIGINT: on_stop, signal.SIGHUP: on_hup}
+        return {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def call_in_main(self, func: Callable[[], Any]) -> Future[Any]:
+        """Run ``func`` on the main loop (one such call at a time); the future carries its result or error."""
+        future: Future[Any] = Future()
+        self._calls.put((func, future))
+        self._wake.set()
+        return future
+
+    def _run_calls(self) -> None:
+        while True:
+            try:
+                func, future = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(func())
+            except BaseException as exc:  # handed to the caller (ctl answers it); the loop goes on
+                future.set_exception(exc)
+
+    def _start_watchdog(self) -> threading.Thread | None:
+        interval = self.notifier.watchdog_interval
+        if not self.notifier.enabled or interval is None:
+            return None
+
+        def ping() -> None:
+            while not self._stop.wait(interval):
+                if time.monotonic() - self._heartbeat < max(3 * interval, 5.0):  # a hung main loop gets no pings
+                    self.notifier.notify("WATCHDOG=1", f"STATUS={self.state_line()}")
+
+        thread = threading.Thread(target=ping, name="oaiod-sd-watchdog", daemon=True)
+        thread.start()
+        return thread
+
+    # -- components --------------------------------------------------------------------------------------------
+
+    def _start_components(self) -> None:
+        """Build the engine and start scheduler and watcher; a failure leaves the daemon up in ``error``."""
+        try:
+            handle = self.engine_factory(self.config)
+        except OaiodError as exc:
+            self.engine_error = str(exc)
+            log.error("cannot start syncing: %s; fix it, then: oaiod ctl reload (or ctl rebuild-index)", exc)
+            return
+        sync = self.config.sync
+        settings = ScheduleSettings(sync.interval, sync.rescan_interval, sync.gc_interval)
+        scheduler = SyncScheduler(handle.engine, settings, handle.change_feed, on_cycle=self._cycle_done)
+        watcher = Watcher(
+            handle.engine.mark_dirty,
+            lambda: scheduler.trigger("local changes"),
+            scheduler.request_rescan,
+            sync.debounce,
+            is_ignored=ignore_rule(sync.ignore),
+        )
+        watcher.start(handle.engine.roots())
+        self.handle, self.watcher, self.scheduler, self.engine_error = handle, watcher, scheduler, None
+        scheduler.start()
+
+    def _stop_components(self) -> None:
+        """Stop watcher, scheduler (waits for the running cycle) and engine, in that order; idempotent."""
+        watcher, scheduler, handle = self.watcher, self.scheduler, self.handle
+        self.watcher = self.scheduler = self.handle = None
+        if watcher is not None:
+            watcher.stop()
+        if scheduler is not None:
+            scheduler.shutdown(feed_join_timeout=2.0 if handle is None or handle.change_feed is None else None)
+        if handle is not None:
+            handle.close()
+
+    def _cycle_done(self, outcome: CycleOutcome) -> None:
+        watcher, handle = self.watcher, self.handle
+        if watcher is not None and handle is not None and outcome.error is None:
+            watcher.watch(handle.engine.roots())  # roots added or removed (ctl add, a new share) are (un)watched
+        self.notifier.notify(f"STATUS={self.state_line()}")
+
+    def rewatch(self) -> None:
+        if self.watcher is not None and self.handle is not None:
+            self.watcher.watch(self.handle.engine.roots())
+
+    # -- reload and rebuild (main thread only) -------------------------------------------------------------------
+
+    def reload(self) -> str:
+        """Re-read the config; a bad one is logged and refused (the old one stays), a good one restarts syncing."""
+        self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            new = load_config(self.config.source)
+            if new.paths.state_dir != self.config.paths.state_dir:
+                raise ConfigError("client.state_dir", "cannot change while the daemon runs; restart it")
+        except ConfigError as exc:
+            log.error("config reload refused, keeping the running config: %s", exc)
+            self.notifier.notify("READY=1", f"STATUS={self.state_line()}")
+            raise
+        self._stop_components()
+        self.config = new
+        logging.getLogger().setLevel(new.log.level)
+        self._start_components()
+        self.notifier.notify("READY=1", f"STATUS={self.state_line()}")
+        log.info("config reloaded from %s", new.source or "embedded defaults")
+        return "reloaded"
+
+    def rebuild_index(self) -> str:
+        """Move the state database aside and start over: the next cycle rebuilds it from disk and server.
+
+        User files are not touched: with an empty index every local file is hashed and every remote file compared,
+        and equal files are simply recorded as synced.
+        """
+        self._stop_components()
+        db = self.config.paths.state_db
+        moved = []
+        suffix = time.strftime(".broken-%Y%m%d-%H%M%S")
+        for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            if path.exists():
+                path.rename(path.with_name(path.name + suffix))
+                moved.append(path.name)
+        log.warning("state database moved aside (%s); rebuilding the index from disk and server", ", ".join(moved))
+        self._start_components()
+        if self.engine_error:
+            raise DaemonError(f"rebuilt index cannot be opened either: {self.engine_error}")
+        return f"index rebuilt; old database kept as {db.name}{suffix}"
+
+    # -- what ctl shows ------------------------------------------------------------------------------------------
+
+    def state(self) -> str:
+        """starting, idle, syncing, paused, offline or error."""
+        scheduler = self.scheduler
+        if not self.ready.is_set():
+            return "starting"
+        if self.engine_error or scheduler is None:
+            return "error"
+        if scheduler.paused:
+            return "paused"
+        if scheduler.syncing:
+            return "syncing"
+        if scheduler.last is not None and scheduler.last.error is not None:
+            return "offline" if scheduler.last.transient else "error"
+        return "idle"
+
+    def state_line(self) -> str:
+        """One line for systemd's STATUS=."""
+        scheduler = self.scheduler
+        last = scheduler.last_success if scheduler else None
+        when = time.strftime("%H:%M:%S", time.localtime(last)) if last else "never"
+        return f"{self.state()}; last sync {when}"
+
+    def status(self) -> dict[str, Any]:
+        scheduler, handle = self.scheduler, self.handle
+        last = scheduler.last if scheduler else None
+        info: dict[str, Any] = {
+            "state": self.state(),
+            "pid": os.getpid(),
+            "version": __version__,
+            "config": str(self.config.source) if self.config.source else None,
+            "instance": self.config.paths.instance,
+            "server": handle.server_url if handle else self.config.server.url,
+            "device_id": handle.device_id if handle else None,
+            "root": str(self.config.client.root),
+            "started": self.started,
+            "last_sync": scheduler.last_success if scheduler else None,
+            "last_error": self.engine_error or (str(last.error) if last and last.error else None),
+            "next_try": scheduler.backoff_until or None if scheduler else None,
+            "cycles": scheduler.started_cycles if scheduler else 0,
+            "watched": [str(root) for root in self.watcher.roots] if self.watcher else [],
+            "engine": {},
+        }
+        if handle is not None:
+            try:
+                info["engine"] = handle.engine.status()
+            except Exception as exc:  # status must answer even if the engine is in trouble
+                log.warning("engine status failed: %s", exc)
+                info["engine"] = {"error": str(exc)}
+        return info
+
+    def engine(self) -> Any:
+        """The engine, or :class:`DaemonError` saying why there is none."""
+        if self.handle is None:
+            raise DaemonError(f"not syncing: {self.engine_error or 'the daemon is starting or stopping'}")
+        return self.handle.engine
+
+    def follow_log(self, since: int, until: Callable[[], bool]) -> Iterator[str | None]:
+        """Yield new log lines after ``since`` (None every second as a heartbeat) until ``until()``."""
+        counter = since
+        while not until() and not self._stop.is_set():
+            new = self._wait_log(counter)
+            if not new:
+                yield None
+            for number, line in new:
+                counter = number
+                yield line
+
+    def _wait_log(self, counter: int) -> list[tuple[int, str]]:
+        buffer = self.log_buffer
+        with buffer.cond:
+            buffer.cond.wait_for(lambda: buffer.counter > counter, timeout=1.0)
+        return buffer.since(counter)
+
+
+def ignore_rule(extra: tuple[str, ...]) -> Callable[[Path, str], bool]:
+    """The watcher's filter: :mod:`oaiod.ignore` rules per root (its ``.oaioignore`` re-read when it changes)."""
+    from oaiod.ignore import IGNORE_FILE, IgnoreRules
+
+    cache: dict[Path, tuple[float, IgnoreRules]] = {}
+
+    def ignored(root: Path, relpath: str) -> bool:
+        if relpath == IGNORE_FILE:
+            cache.pop(root, None)
+            return False
+        try:
+            mtime = (root / IGNORE_FILE).stat().st_mtime
+        except OSError:
+            mtime = 0.0
+        cached = cache.get(root)
+        if cached is None or cached[0] != mtime:
+            cached = cache[root] = (mtime, IgnoreRules.for_root(root, extra))
+        rules = cached[1]
+        return rules.ignored(relpath) or rules.ignored(relpath, is_dir=True)
+
+    return ignored
+
+
+def run_daemon(config_path: Path | None, engine_factory: EngineFactory | None = None) -> int:
+    """``oaiod run``: load the config, run until stopped; the exit code for the shell (config error: 2)."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        print(f"oaiod: config error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    try:
+        return Daemon(config, engine_factory).run()
+    except DaemonError as exc:  # AlreadyRunning among them
+        print(f"oaiod: {exc}", file=sys.stderr, flush=True)
+        return 1

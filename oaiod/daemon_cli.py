@@ -1,0 +1,419 @@
+"""The daemon's commands: ``oaiod run``, ``oaiod ctl …`` and ``oaiod service …``.
+
+``ctl`` prints rich tables for people and JSON (``--json``) for scripts. Exit codes: 0 ok, 1 the command
+failed, 2 a config error, **3 no daemon is running** (scripts can test for it).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from oaiod.errors import ConfigError
+
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_NO_DAEMON = 3
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+def _config_path(ctx: click.Context) -> Path | None:
+    """The ``--config`` given to the top-level ``oaiod`` group (or to this module's standalone group)."""
+    root = ctx.find_root()
+    return (root.obj or {}).get("config_path") if isinstance(root.obj, dict) else None
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"oaiod: {message}", err=True)
+    sys.exit(code)
+
+
+# -- run ------------------------------------------------------------------------------------------------------
+
+
+@click.command("run", context_settings=CONTEXT)
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run the sync daemon in the foreground (what the service runs)."""
+    from oaiod.daemon import run_daemon
+
+    sys.exit(run_daemon(_config_path(ctx)))
+
+
+# -- ctl ------------------------------------------------------------------------------------------------------
+
+
+def _client(ctx: click.Context, timeout: float | None = 300.0) -> Any:
+    from oaiod.config import load_config
+    from oaiod.ctl import CtlClient
+
+    try:
+        config = load_config(_config_path(ctx))
+    except ConfigError as exc:
+        _fail(f"config error: {exc}", EXIT_CONFIG)
+    return CtlClient(config.paths.socket, timeout=timeout), config
+
+
+def _call(ctx: click.Context, cmd: str, render: Callable[[Any], None] | None = None, **args: Any) -> Any:
+    """Run one ctl command; prints JSON with ``--json``, else ``render(result)``; maps errors to exit codes."""
+    from oaiod.ctl import CtlError, NoDaemon
+
+    client, config = _client(ctx)
+    try:
+        result = client.call(cmd, **args)
+    except NoDaemon as exc:
+        _no_daemon(exc, config)
+    except CtlError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    if ctx.params.get("as_json"):
+        click.echo(json.dumps(result, indent=2, sort_keys=True))
+    elif render is not None:
+        render(result)
+    elif result is not None:
+        render_generic(result)
+    return result
+
+
+def _no_daemon(exc: Exception, config: Any) -> None:
+    which = f"--config {config.source} " if config.source else ""
+    _fail(
+        f"{exc}.\nStart it with: oaiod {which}run   (or install the service: oaiod {which}service install)",
+        EXIT_NO_DAEMON,
+    )
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+@click.group("ctl", context_settings=CONTEXT)
+def ctl() -> None:
+    """Control the running daemon."""
+
+
+@ctl.command("status")
+@json_option
+@click.pass_context
+def ctl_status(ctx: click.Context, as_json: bool) -> None:
+    """Show what the daemon is doing: state, last sync, queues, transfers, conflicts, errors."""
+    _call(ctx, "status", render_status)
+
+
+@ctl.command("sync")
+@click.option("--wait", is_flag=True, help="Wait for the cycle to finish, showing progress.")
+@json_option
+@click.pass_context
+def ctl_sync(ctx: click.Context, wait: bool, as_json: bool) -> None:
+    """Start a sync cycle now."""
+    if not wait:
+        _call(ctx, "sync", lambda r: click.echo("sync requested"), wait=False)
+        return
+    from oaiod.ctl import CtlError, NoDaemon
+
+    client, config = _client(ctx, timeout=None)
+    try:
+        stream = client.stream("sync", wait=True)
+        show_sync_progress(stream, quiet=as_json)
+    except NoDaemon as exc:
+        _no_daemon(exc, config)
+    except CtlError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    if as_json:
+        click.echo(json.dumps(stream.result, indent=2, sort_keys=True))
+    else:
+        click.echo(f"sync cycle {stream.result['cycle']} done")
+
+
+def _simple(name: str, cmd: str, doc: str, message: str) -> None:
+    @ctl.command(name, help=doc)
+    @json_option
+    @click.pass_context
+    def command(ctx: click.Context, as_json: bool) -> None:
+        _call(ctx, cmd, lambda r: click.echo(message if r is None else r))
+
+
+_simple("pause", "pause", "Pause syncing (changes are still recorded).", "paused")
+_simple("resume", "resume", "Resume syncing and sync at once.", "resumed")
+_simple("stop", "stop", "Stop the daemon gracefully.", "stopping")
+_simple("reload", "reload", "Reload the config file (a bad one is refused, the old one kept).", "reloaded")
+_simple("rebuild-index", "rebuild-index", "Rebuild the state database from disk and server (files untouched).", "")
+
+
+@ctl.command("ls")
+@json_option
+@click.pass_context
+def ctl_ls(ctx: click.Context, as_json: bool) -> None:
+    """List the synced folders and objects."""
+    _call(ctx, "ls", render_generic)
+
+
+@ctl.command("add")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@json_option
+@click.pass_context
+def ctl_add(ctx: click.Context, path: Path, as_json: bool) -> None:
+    """Sync another folder (registered as a folder object)."""
+    _call(ctx, "add", lambda r: click.echo(f"added {path} as {r}"), path=str(path.expanduser().absolute()))
+
+
+@ctl.command("remove")
+@click.argument("oaio_id", metavar="OBJ")
+@json_option
+@click.pass_context
+def ctl_remove(ctx: click.Context, oaio_id: str, as_json: bool) -> None:
+    """Stop syncing an object and remove it from the server (local files stay)."""
+    _call(ctx, "remove", lambda r: click.echo(f"removed {oaio_id}"), oaio_id=oaio_id)
+
+
+@ctl.command("share")
+@click.argument("oaio_id", metavar="OBJ")
+@click.argument("user")
+@click.option("--right", type=click.Choice(["r", "U", "D", "C"]), required=True, help="Access right to grant.")
+@json_option
+@click.pass_context
+def ctl_share(ctx: click.Context, oaio_id: str, user: str, right: str, as_json: bool) -> None:
+    """Share an object with another user."""
+    _call(
+        ctx,
+        "share",
+        lambda r: click.echo(f"shared {oaio_id} with {user} ({right})"),
+        oaio_id=oaio_id,
+        user=user,
+        right=right,
+    )
+
+
+@ctl.command("unshare")
+@click.argument("oaio_id", metavar="OBJ")
+@click.argument("user")
+@json_option
+@click.pass_context
+def ctl_unshare(ctx: click.Context, oaio_id: str, user: str, as_json: bool) -> None:
+    """Stop sharing an object with a user."""
+    _call(ctx, "unshare", lambda r: click.echo(f"unshared {oaio_id} from {user}"), oaio_id=oaio_id, user=user)
+
+
+def _listing(name: str, cmd: str, doc: str, with_obj: bool = False) -> None:
+    if with_obj:
+
+        @ctl.command(name, help=doc)
+        @click.argument("oaio_id", metavar="OBJ")
+        @json_option
+        @click.pass_context
+        def command(ctx: click.Context, oaio_id: str, as_json: bool) -> None:
+            _call(ctx, cmd, render_generic, oaio_id=oaio_id)
+
+    else:
+
+        @ctl.command(name, help=doc)
+        @json_option
+        @click.pass_context
+        def command(ctx: click.Context, as_json: bool) -> None:
+            _call(ctx, cmd, render_generic)
+
+
+_listing("users", "users", "List the users an object is shared with, and their rights.", with_obj=True)
+_listing("conflicts", "conflicts", "List conflicted copies and conflicting values.")
+_listing("history", "history", "Show recent sync activity.")
+_listing("versions", "versions", "List the stored versions of an object.", with_obj=True)
+
+
+@ctl.command("confirm-delete")
+@click.argument("oaio_id", metavar="OBJ")
+@json_option
+@click.pass_context
+def ctl_confirm_delete(ctx: click.Context, oaio_id: str, as_json: bool) -> None:
+    """Let a held mass deletion of an object go ahead."""
+    _call(ctx, "confirm-delete", lambda r: click.echo(f"mass deletion of {oaio_id} confirmed"), oaio_id=oaio_id)
+
+
+@ctl.command("restore")
+@click.argument("oaio_id", metavar="OBJ")
+@click.option("--stamp", required=True, help="The version to restore (see: oaiod ctl versions OBJ).")
+@click.option("--to", "to", type=click.Path(file_okay=False, path_type=Path), help="Restore into this folder.")
+@json_option
+@click.pass_context
+def ctl_restore(ctx: click.Context, oaio_id: str, stamp: str, to: Path | None, as_json: bool) -> None:
+    """Restore an old version of an object (in place, or into a folder)."""
+    args: dict[str, Any] = {"oaio_id": oaio_id, "stamp": stamp}
+    if to is not None:
+        args["to"] = str(to.expanduser().absolute())
+    _call(ctx, "restore", lambda r: click.echo(f"restored {oaio_id} at {stamp}"), **args)
+
+
+@ctl.command("log")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("-n", "--lines", default=50, show_default=True, help="How many recent lines.")
+@json_option
+@click.pass_context
+def ctl_log(ctx: click.Context, follow: bool, lines: int, as_json: bool) -> None:
+    """Show the daemon's recent log lines."""
+    if not follow:
+        _call(ctx, "log", lambda r: click.echo("\n".join(r)) if r else None, lines=lines)
+        return
+    from oaiod.ctl import CtlError, NoDaemon
+
+    client, config = _client(ctx, timeout=None)
+    try:
+        for line in client.stream("log", lines=lines, follow=True):
+            click.echo(json.dumps(line) if as_json else line)
+    except KeyboardInterrupt:
+        return
+    except NoDaemon as exc:
+        _no_daemon(exc, config)
+    except CtlError as exc:
+        _fail(str(exc), EXIT_FAILED)
+
+
+# -- service ---------------------------------------------------------------------------------------------------
+
+
+@click.group("service", context_settings=CONTEXT)
+def service() -> None:
+    """Install the daemon as a user service (systemd or launchd)."""
+
+
+def _service_action(name: str, doc: str) -> None:
+    @service.command(name, help=doc)
+    @click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
+    @click.pass_context
+    def command(ctx: click.Context, dry_run: bool) -> None:
+        from oaiod import service as svc
+
+        try:
+            plan = getattr(svc, name)(_config_path(ctx), dry_run=dry_run)
+        except svc.ServiceError as exc:
+            _fail(str(exc), EXIT_FAILED)
+        for line in plan:
+            click.echo(line)
+
+
+_service_action("install", "Write the user service file and start it at login.")
+_service_action("uninstall", "Stop the user service and remove its file.")
+_service_action("status", "Show whether the user service is installed and running.")
+
+
+# -- rendering for people ---------------------------------------------------------------------------------------
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value > 1e9:  # a unix time
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def render_generic(result: Any) -> None:
+    """A list of objects as a table, an object as key/value rows, anything else as text."""
+    from rich.table import Table
+
+    console = _console()
+    if isinstance(result, list) and result and all(isinstance(row, dict) for row in result):
+        columns = list(dict.fromkeys(key for row in result for key in row))
+        table = Table(*columns)
+        for row in result:
+            table.add_row(*(_cell(row.get(col)) for col in columns))
+        console.print(table)
+    elif isinstance(result, dict):
+        table = Table("key", "value", show_header=False)
+        for key, value in result.items():
+            table.add_row(str(key), _cell(value))
+        console.print(table)
+    elif isinstance(result, list):
+        if not result:
+            console.print("(none)")
+        for item in result:
+            console.print(_cell(item), markup=False, highlight=False)
+    elif result not in (None, ""):
+        console.print(_cell(result), markup=False, highlight=False)
+
+
+def _bytes(count: Any) -> str:
+    if not isinstance(count, int | float):
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(count) < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return ""  # pragma: no cover
+
+
+def render_status(result: dict[str, Any]) -> None:
+    """``ctl status`` for people: the daemon's state first, then the engine's queues, transfer and problems."""
+    from rich.table import Table
+
+    colour = {"idle": "green", "syncing": "cyan", "paused": "yellow", "offline": "yellow", "error": "red"}
+    state = result.get("state", "?")
+    table = Table(show_header=False, box=None)
+    table.add_row("state", f"[{colour.get(state, 'white')}]{state}[/]")
+    for key in ("last_sync", "last_error", "next_try", "server", "device_id", "root", "config", "pid", "version"):
+        if result.get(key) not in (None, ""):
+            table.add_row(key.replace("_", " "), _cell(result[key]))
+    engine = result.get("engine") or {}
+    for key, value in engine.items():
+        if key.endswith("bytes") and isinstance(value, int | float):
+            value = _bytes(value)
+        table.add_row(key.replace("_", " "), _cell(value))
+    _console().print(table)
+
+
+def _progress_numbers(item: Any) -> tuple[float | None, float | None, str]:
+    """``(done, total, text)`` from a progress item; unknown shapes show a spinner with the state."""
+    state = str(item.get("state", "")) if isinstance(item, dict) else ""
+    progress = item.get("progress") if isinstance(item, dict) else None
+    if not isinstance(progress, dict):
+        return None, None, state
+    done = next((progress[k] for k in ("done_bytes", "bytes_done", "transferred") if k in progress), None)
+    total = next((progress[k] for k in ("total_bytes", "bytes_total", "queued_bytes") if k in progress), None)
+    current = progress.get("current") or progress.get("path") or ""
+    return done, total, f"{state} {current}".strip()
+
+
+def show_sync_progress(stream: Any, *, quiet: bool = False) -> None:
+    """Consume a ``sync --wait`` stream; draw a rich progress bar (bytes when the engine reports them)."""
+    if quiet:
+        for _item in stream:
+            pass
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("syncing", total=None)
+        for item in stream:
+            done, total, text = _progress_numbers(item)
+            bar.update(task, completed=done or 0, total=total or None, description=text or "syncing")
+
+
+# -- standalone use: python -m oaiod.daemon_cli [--config FILE] run|ctl|service ---------------------------------
+
+
+@click.group(context_settings=CONTEXT)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), envvar="OAIOD_CONFIG")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
+    """oaiod daemon commands."""
+    ctx.obj = {"config_path": config_path}
+
+
+main.add_command(run)
+main.add_command(ctl)
+main.add_command(service)
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,308 @@
+"""When the engine works: periodic and immediate sync cycles, rescans and garbage collection, the change feed.
+
+APScheduler 3 (``BackgroundScheduler``) runs the periodic jobs; the guarantees are ours:
+
+- **One engine operation at a time.** Sync cycles, rescans and gc share one lock. A sync requested while a
+  cycle runs is not lost: it sets a *pending* flag and the running cycle goes round once more (so a burst of
+  requests costs at most one extra cycle).
+- **Backoff while offline.** A cycle that fails with a transient error (``err.transient``) delays the next
+  periodic cycle exponentially (2 s, 4 s … 5 min); immediate triggers from the watcher or the change feed are
+  then ignored (their dirty paths stay recorded), an explicit ``ctl sync`` still tries. Success resets it.
+- **Clean shutdown.** :meth:`SyncScheduler.shutdown` stops the APScheduler threads, waits for the running
+  operation to finish and joins the change-feed thread: no thread is left behind.
+
+The change feed is a callable ``feed(since, timeout) -> (changed, next_since)`` (the hub's long poll, see
+docs/hub-api.md); a thread loops on it and triggers a cycle when ``changed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+log = logging.getLogger(__name__)
+
+ChangeFeed = Callable[[str | None, float], tuple[bool, str | None]]
+FEED_TIMEOUT = 25.0  #: seconds of one long poll; shutdown waits at most this long for the feed thread
+BACKOFF_BASE = 2.0
+BACKOFF_MAX = 300.0
+
+
+class Engine(Protocol):
+    """What the scheduler needs of :class:`oaiod.engine.SyncEngine`."""
+
+    def sync_cycle(self) -> Any: ...
+    def rescan(self) -> Any: ...
+    def gc(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    interval: float = 30.0
+    rescan_interval: float = 600.0
+    gc_interval: float = 3600.0
+    backoff_base: float = BACKOFF_BASE
+    backoff_max: float = BACKOFF_MAX
+    feed_timeout: float = FEED_TIMEOUT
+
+
+@dataclass(frozen=True)
+class CycleOutcome:
+    """What the last finished cycle did: its number, when it ended, its report or its error."""
+
+    number: int
+    finished: float  #: time.time()
+    report: Any = None
+    error: BaseException | None = None
+
+    @property
+    def transient(self) -> bool:
+        return bool(self.error is not None and getattr(self.error, "transient", False))
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return bool(getattr(exc, "transient", False))
+
+
+class SyncScheduler:
+    """Runs the engine's sync cycles, rescans and gc; thread-safe; start once, shut down once."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: ScheduleSettings,
+        change_feed: ChangeFeed | None = None,
+        on_cycle: Callable[[CycleOutcome], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self._feed = change_feed
+        self._on_cycle = on_cycle
+        self._work_lock = threading.Lock()  # one engine operation at a time
+        self._cycle_lock = threading.Lock()  # held by the thread running sync cycles
+        self._pending = threading.Event()
+        self._stopping = threading.Event()
+        self._paused = False
+        self._state = threading.Condition()  # guards the counters below and wakes waiters
+        self._started_cycles = 0
+        self._rescan_queued = False
+        self.last: CycleOutcome | None = None
+        self.last_success: float | None = None
+        self.failures = 0
+        self.backoff_until = 0.0
+        self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=3)},
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+            timezone="UTC",
+        )
+        self._feed_thread: threading.Thread | None = None
+
+    # -- life cycle -------------------------------------------------------------------------------------
+
+    def start(self, *, initial_cycle: bool = True) -> None:
+        """Start the jobs (and a first cycle at once unless ``initial_cycle`` is False) and the feed thread."""
+        now = datetime.now().astimezone()
+        first = now if initial_cycle else now + timedelta(seconds=self.settings.interval)
+        self._scheduler.add_job(
+            self._sync_job, "interval", seconds=self.settings.interval, id="sync", next_run_time=first
+        )
+        self._scheduler.add_job(self._rescan_job, "interval", seconds=self.settings.rescan_interval, id="rescan")
+        self._scheduler.add_job(self._gc_job, "interval", seconds=self.settings.gc_interval, id="gc")
+        self._scheduler.start()
+        if self._feed is not None:
+            self._feed_thread = threading.Thread(target=self._feed_loop, name="oaiod-change-feed", daemon=True)
+            self._feed_thread.start()
+
+    def shutdown(self, *, feed_join_timeout: float | None = None) -> None:
+        """Stop scheduling, wait for the running operation, join the feed thread; idempotent."""
+        self._stopping.set()
+        with self._state:
+            self._state.notify_all()
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)
+        if self._feed_thread is not None:
+            self._feed_thread.join(self.settings.feed_timeout + 5 if feed_join_timeout is None else feed_join_timeout)
+            if self._feed_thread.is_alive():
+                log.warning("change feed still waiting on the server after shutdown; abandoning its long poll")
+
+    @property
+    def running(self) -> bool:
+        return self._scheduler.running and not self._stopping.is_set()
+
+    # -- requests ----------------------------------------------------------------------------------------
+
+    def trigger(self, reason: str, *, force: bool = False) -> int:
+        """Ask for a cycle as soon as possible; returns the number the requested cycle will at least have.
+
+        Without ``force`` the request is dropped while paused or backing off after a transient error.
+        """
+        with self._state:
+            target = self._started_cycles + 1
+        if self._stopping.is_set() or (not force and (self._paused or time.time() < self.backoff_until)):
+            log.debug("sync request (%s) deferred: %s", reason, "paused" if self._paused else "backing off")
+            return target
+        if force:
+            self.backoff_until = 0.0
+        log.debug("sync requested: %s", reason)
+        self._pending.set()
+        if not self._cycle_lock.locked():  # else the running cycle sees the pending flag and goes round again
+            # a fresh job id each time: APScheduler would skip (and warn about) a second instance of one id
+            self._scheduler.add_job(self._sync_job)
+        return target
+
+    def pause(self) -> None:
+        self._paused = True
+        log.info("sync paused")
+
+    def resume(self) -> None:
+        self._paused = False
+        log.info("sync resumed")
+        self.trigger("resume", force=True)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def syncing(self) -> bool:
+        return self._cycle_lock.locked()
+
+    @property
+    def started_cycles(self) -> int:
+        return self._started_cycles
+
+    def wait_for_cycle(self, number: int, timeout: float) -> CycleOutcome | None:
+        """The outcome of a cycle numbered ``>= number`` once it finished; None on timeout or shutdown."""
+        deadline = time.monotonic() + timeout
+        with self._state:
+            while not (self.last is not None and self.last.number >= number):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stopping.is_set():
+                    return None
+                self._state.wait(remaining)
+            return self.last
+
+    def run_exclusive(self, what: str, func: Callable[[], Any]) -> Any:
+        """Run ``func`` while no cycle, rescan or gc runs (for ctl commands that change the engine's state)."""
+        with self._work_lock:
+            log.debug("running %s exclusively", what)
+            return func()
+
+    # -- jobs -------------------------------------------------------------------------------------------
+
+    def _sync_job(self) -> None:
+        """Run cycles while requests are pending; see the module docstring for why nothing is lost."""
+        while not self._stopping.is_set():
+            if not self._cycle_lock.acquire(blocking=False):
+                self._pending.set()  # the running thread sees it after its cycle and goes round again
+                return
+            try:
+                self._pending.set()
+                while self._pending.is_set() and not self._stopping.is_set():
+                    self._pending.clear()
+                    if self._paused:
+                        return
+                    self._run_cycle()
+            finally:
+                self._cycle_lock.release()
+            if not self._pending.is_set():
+                return
+
+    def _run_cycle(self) -> None:
+        with self._state:
+            self._started_cycles += 1
+            number = self._started_cycles
+        report: Any = None
+        error: BaseException | None = None
+        with self._work_lock:
+            try:
+                report = self.engine.sync_cycle()
+            except Exception as exc:  # the daemon must outlive any failing cycle; the error is reported
+                error = exc
+        self._record(CycleOutcome(number, time.time(), report, error))
+
+    def _record(self, outcome: CycleOutcome) -> None:
+        if outcome.error is None:
+            if self.failures:
+                log.info("sync works again after %d failed cycle(s)", self.failures)
+            self.failures, self.backoff_until, self.last_success = 0, 0.0, outcome.finished
+        elif outcome.transient:
+            self.failures += 1
+            delay = min(self.settings.backoff_base * 2 ** (self.failures - 1), self.settings.backoff_max)
+            self.backoff_until = time.time() + delay
+            log.warning("sync cycle failed (%s); server unreachable? next try in %.0f s", outcome.error, delay)
+            self._reschedule_sync(delay)
+        else:
+            log.error("sync cycle failed: %s", outcome.error, exc_info=outcome.error)
+        with self._state:
+            self.last = outcome
+            self._state.notify_all()
+        if self._on_cycle is not None:
+            self._on_cycle(outcome)
+
+    def _reschedule_sync(self, delay: float) -> None:
+        if self._stopping.is_set():
+            return
+        when = datetime.now().astimezone() + timedelta(seconds=delay)
+        try:
+            self._scheduler.modify_job("sync", next_run_time=when)
+        except Exception as exc:  # the job may be gone during shutdown; the next start reschedules anyway
+            log.debug("could not reschedule the sync job: %s", exc)
+
+    def _rescan_job(self) -> None:
+        with self._state:
+            self._rescan_queued = False
+        if self._stopping.is_set():
+            return
+        try:
+            with self._work_lock:
+                self.engine.rescan()
+        except Exception as exc:  # reported; the next rescan tries again
+            log.error("rescan failed: %s", exc, exc_info=not getattr(exc, "transient", False))
+            return
+        self.trigger("rescan")
+
+    def _gc_job(self) -> None:
+        if self._stopping.is_set() or self._paused:
+            return
+        try:
+            with self._work_lock:
+                self.engine.gc()
+        except Exception as exc:  # gc is best effort and runs again later
+            log.warning("garbage collection failed: %s", exc)
+
+    def request_rescan(self) -> None:
+        """A rescan as soon as possible (after an inotify overflow or a watch-limit error); requests coalesce."""
+        with self._state:
+            if self._rescan_queued or self._stopping.is_set():
+                return
+            self._rescan_queued = True
+        self._scheduler.add_job(self._rescan_job)
+
+    # -- change feed ------------------------------------------------------------------------------------
+
+    def _feed_loop(self) -> None:
+        assert self._feed is not None
+        since: str | None = None
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                changed, since = self._feed(since, self.settings.feed_timeout)
+            except Exception as exc:  # an unreachable server: back off, the periodic cycle still runs
+                failures += 1
+                delay = min(self.settings.backoff_base * 2 ** (failures - 1), self.settings.backoff_max)
+                level = logging.DEBUG if _is_transient(exc) and failures > 1 else logging.WARNING
+                log.log(level, "change feed failed (%s); retrying in %.0f s", exc, delay)
+                self._stopping.wait(delay)
+                continue
+            failures = 0
+            if changed and not self._stopping.is_set():
+                self.trigger("change feed")

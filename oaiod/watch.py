@@ -1,0 +1,245 @@
+"""File-system events → debounced, coalesced dirty paths for the engine.
+
+A watchdog observer watches every synced root. Each event's path (both paths of a move) is made relative to
+its root, filtered by the ignore rules, and collected by a :class:`Debouncer`; when no event came for the
+quiet period (``[sync] debounce``) — or events kept coming for ``max_delay`` — the collected paths are handed
+over in one call per root (``on_dirty(root, paths)``, the engine's ``mark_dirty``) and ``on_flush()`` asks for
+an immediate sync cycle.
+
+Lost events never crash the daemon: an inotify queue overflow (reported by watchdog through its logger, which
+we listen to) and a watch-limit error (``ENOSPC``/``EMFILE`` when a root is scheduled) log a warning and call
+``on_overflow()``, which schedules a rescan. A root that could not be watched is retried on the next
+:meth:`Watcher.watch` call (the daemon calls it after each rescan and when roots change).
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from watchdog.events import (
+    EVENT_TYPE_CLOSED_NO_WRITE,
+    EVENT_TYPE_OPENED,
+    DirModifiedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver, ObservedWatch
+
+log = logging.getLogger(__name__)
+
+IgnoreRule = Callable[[Path, str], bool]  #: (root, relative path) -> ignored?
+WATCHDOG_LOGGERS = ("watchdog.observers.inotify", "watchdog.observers.inotify_c", "watchdog.observers.inotify_buffer")
+
+#: built-in ignores, used until (and in addition to) :mod:`oaiod.ignore`'s rules
+BUILTIN_IGNORED_NAMES = (".DS_Store", "Thumbs.db", "desktop.ini", ".oaiod", "~$*", ".oaiod-tmp-*", "*.swp", "*.swx")
+BUILTIN_IGNORED_NAMES += ("*.swo", ".*.sw?", "*~", ".#*", "#*#", "*.part", "*.crdownload", ".~lock.*#", "4913")
+
+
+def builtin_ignored(root: Path, relpath: str) -> bool:
+    """True when any component of ``relpath`` is one of the built-in ignored names (editor, OS and oaiod files)."""
+    return any(fnmatch.fnmatchcase(part, pattern) for part in relpath.split("/") for pattern in BUILTIN_IGNORED_NAMES)
+
+
+class Debouncer:
+    """Collects dirty paths per root and flushes them after a quiet period; one thread, stopped by :meth:`stop`."""
+
+    def __init__(
+        self,
+        on_dirty: Callable[[Path, list[str]], None],
+        on_flush: Callable[[], None],
+        quiet: float,
+        max_delay: float | None = None,
+    ) -> None:
+        self.on_dirty = on_dirty
+        self.on_flush = on_flush
+        self.quiet = quiet
+        self.max_delay = max_delay if max_delay is not None else max(10 * quiet, 2.0)
+        self._dirty: dict[Path, set[str]] = {}
+        self._first = self._last = 0.0
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="oaiod-debouncer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def add(self, root: Path, paths: Iterable[str]) -> None:
+        with self._cond:
+            now = time.monotonic()
+            if not self._dirty:
+                self._first = now
+            self._dirty.setdefault(root, set()).update(paths)
+            self._last = now
+            self._cond.notify()
+
+    def stop(self) -> None:
+        """Stop the thread; paths still collected are flushed first (no event is dropped at shutdown)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped:
+                    if self._dirty:
+                        now = time.monotonic()
+                        due = min(self._last + self.quiet, self._first + self.max_delay)
+                        if now >= due:
+                            break
+                        self._cond.wait(due - now)
+                    else:
+                        self._cond.wait()
+                batch, self._dirty = self._dirty, {}
+                stopped = self._stopped
+            if batch:
+                self._flush(batch, trigger=not stopped)
+            if stopped:
+                return
+
+    def _flush(self, batch: dict[Path, set[str]], *, trigger: bool) -> None:
+        for root, paths in batch.items():
+            try:
+                self.on_dirty(root, sorted(paths))
+            except Exception:  # a failing engine call must not kill the watcher; the rescan catches up
+                log.exception(
+                    "could not record %d changed path(s) under %s; the next rescan finds them", len(paths), root
+                )
+        if trigger:
+            try:
+                self.on_flush()
+            except Exception:
+                log.exception("could not request a sync after local changes")
+
+
+class _RootHandler(FileSystemEventHandler):
+    """Turns one root's watchdog events into relative paths for the debouncer."""
+
+    def __init__(self, root: Path, debouncer: Debouncer, is_ignored: IgnoreRule) -> None:
+        self.root = root
+        self.debouncer = debouncer
+        self.is_ignored = is_ignored
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in (EVENT_TYPE_OPENED, EVENT_TYPE_CLOSED_NO_WRITE) or isinstance(event, DirModifiedEvent):
+            return  # reads, and a folder's own mtime, change nothing we sync
+        paths = [self._relative(event.src_path)]
+        if event.dest_path:
+            paths.append(self._relative(event.dest_path))  # a move: both sides are dirty
+        wanted = [p for p in paths if p and not self.is_ignored(self.root, p)]
+        if wanted:
+            self.debouncer.add(self.root, wanted)
+
+    def _relative(self, path: bytes | str) -> str:
+        """``path`` relative to the root, ``/``-separated; "" for the root itself or a path outside it."""
+        rel = os.path.relpath(os.fsdecode(path), self.root)
+        if rel == "." or rel == ".." or rel.startswith("../"):
+            return ""
+        return rel.replace(os.sep, "/")
+
+
+class _OverflowListener(logging.Handler):
+    """Hears watchdog report lost events (queue overflow, failed re-watch) and asks for a rescan."""
+
+    def __init__(self, on_overflow: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.on_overflow = on_overflow
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage().lower()
+        if "overflow" in message or "unable to rebuild" in message:
+            self.on_overflow()
+
+
+class Watcher:
+    """Watches a changing set of roots; :meth:`watch` reconciles the watched set with the engine's roots."""
+
+    def __init__(
+        self,
+        on_dirty: Callable[[Path, list[str]], None],
+        on_flush: Callable[[], None],
+        on_overflow: Callable[[], None],
+        debounce: float,
+        is_ignored: IgnoreRule = builtin_ignored,
+        observer_factory: Callable[[], BaseObserver] = Observer,
+    ) -> None:
+        self.is_ignored = is_ignored
+        self.debouncer = Debouncer(on_dirty, on_flush, debounce)
+        self._on_overflow = on_overflow
+        self._observer = observer_factory()
+        self._watches: dict[Path, ObservedWatch] = {}
+        self._lock = threading.Lock()
+        self._listener = _OverflowListener(self._lost_events)
+        self._started = False
+
+    def start(self, roots: Iterable[Path] = ()) -> None:
+        for name in WATCHDOG_LOGGERS:
+            logging.getLogger(name).addHandler(self._listener)
+        self.debouncer.start()
+        self._observer.start()
+        self._started = True
+        self.watch(roots)
+
+    def stop(self) -> None:
+        """Stop observing and flush what was collected; joins every thread this watcher started."""
+        for name in WATCHDOG_LOGGERS:
+            logging.getLogger(name).removeHandler(self._listener)
+        if self._started:
+            self._observer.stop()
+            self._observer.join()
+        self.debouncer.stop()
+
+    @property
+    def roots(self) -> list[Path]:
+        with self._lock:
+            return sorted(self._watches)
+
+    def watch(self, roots: Iterable[Path]) -> None:
+        """Watch exactly ``roots``: new ones are scheduled, gone ones unscheduled, failed ones retried."""
+        wanted = {Path(root) for root in roots}
+        with self._lock:
+            for root in set(self._watches) - wanted:
+                self._observer.unschedule(self._watches.pop(root))
+                log.info("stopped watching %s", root)
+            for root in sorted(wanted - set(self._watches)):
+                self._schedule(root)
+
+    def _schedule(self, root: Path) -> None:
+        if not root.is_dir():
+            log.warning("synced root %s is missing; not watched until it exists", root)
+            return
+        handler = _RootHandler(root, self.debouncer, self.is_ignored)
+        try:
+            self._watches[root] = self._observer.schedule(handler, str(root), recursive=True)
+        except OSError as exc:
+            self._watch_failed(root, exc)
+            return
+        log.info("watching %s", root)
+
+    def _watch_failed(self, root: Path, exc: OSError) -> None:
+        hint = ""
+        if exc.errno == errno.ENOSPC:
+            hint = " (raise fs.inotify.max_user_watches, e.g. sysctl fs.inotify.max_user_watches=524288)"
+        elif exc.errno == errno.EMFILE:
+            hint = " (raise fs.inotify.max_user_instances)"
+        log.warning(
+            "cannot watch %s: %s%s; changes there are found by rescans until watching works",
+            root,
+            exc.strerror or exc,
+            hint,
+        )
+        self._on_overflow()
+
+    def _lost_events(self) -> None:
+        log.warning("file events were lost (inotify queue overflow); rescanning all roots")
+        self._on_overflow()

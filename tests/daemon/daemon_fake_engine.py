@@ -1,0 +1,122 @@
+"""A stand-in for :class:`oaiod.engine.SyncEngine` with exactly its interface (design.md §7), for testing the
+daemon shell (watcher, scheduler, daemon process, ctl) without a server. The real engine is used by the
+end-to-end tests; this one records what it was asked and lets a test steer it through files in the state dir:
+
+- ``<state_dir>/fail-transient``: ``sync_cycle`` raises a transient error (the server looks offline);
+- ``<state_dir>/slow``: ``sync_cycle`` takes that many seconds (a float in the file);
+- ``<state_dir>/cycles``: every finished cycle appends a line (readable after a kill).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oaiod.errors import OaiodError
+
+
+class FakeTransientError(OaiodError):
+    transient = True
+
+
+@dataclass
+class FakeEngine:
+    root: Path
+    state_dir: Path
+    cycles: int = 0
+    rescans: int = 0
+    gcs: int = 0
+    dirty: dict[str, list[str]] = field(default_factory=dict)
+    extra_roots: list[Path] = field(default_factory=list)
+    calls: list[Any] = field(default_factory=list)
+    progress: dict[str, Any] = field(default_factory=lambda: {"done_bytes": 0, "total_bytes": 0})
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def sync_cycle(self) -> dict[str, Any]:
+        slow = self.state_dir / "slow"
+        if slow.exists():
+            total = float(slow.read_text() or 1)
+            for step in range(10):
+                self.progress = {"done_bytes": step * 100, "total_bytes": 1000, "current": "big.bin"}
+                time.sleep(total / 10)
+        if (self.state_dir / "fail-transient").exists():
+            raise FakeTransientError("server unreachable (fake)")
+        with self._lock:
+            self.cycles += 1
+            number = self.cycles
+        with (self.state_dir / "cycles").open("a") as out:
+            out.write(f"{number}\n")
+        return {"cycle": number, "uploaded": 0}
+
+    def mark_dirty(self, root: Path, paths: list[str]) -> None:
+        with self._lock:
+            self.dirty.setdefault(str(root), []).extend(paths)
+
+    def rescan(self) -> None:
+        self.rescans += 1
+
+    def gc(self) -> None:
+        self.gcs += 1
+
+    def roots(self) -> list[Path]:
+        return [self.root, *self.extra_roots]
+
+    def add_folder(self, path: Path) -> str:
+        self.extra_roots.append(path)
+        self.calls.append(["add_folder", str(path)])
+        return f"fake-{path.name}"
+
+    def remove(self, oaio_id: str) -> None:
+        self.calls.append(["remove", oaio_id])
+        self.extra_roots = [p for p in self.extra_roots if f"fake-{p.name}" != oaio_id]
+
+    def share(self, oaio_id: str, user: str, right: str) -> None:
+        self.calls.append(["share", oaio_id, user, right])
+
+    def unshare(self, oaio_id: str, user: str) -> None:
+        self.calls.append(["unshare", oaio_id, user])
+
+    def users(self, oaio_id: str) -> list[dict[str, str]]:
+        return [{"user": "bob", "right": "r"}]
+
+    def confirm_delete(self, oaio_id: str) -> None:
+        self.calls.append(["confirm_delete", oaio_id])
+
+    def conflicts(self) -> list[dict[str, str]]:
+        return [{"path": "a (conflicted copy).txt"}]
+
+    def history(self) -> list[dict[str, Any]]:
+        return [{"what": "cycle", "n": self.cycles}]
+
+    def versions(self, oaio_id: str) -> list[dict[str, str]]:
+        return [{"stamp": "20240101000000000000"}]
+
+    def restore(self, oaio_id: str, stamp: str, to: Path | None = None) -> None:
+        self.calls.append(["restore", oaio_id, stamp, str(to) if to else None])
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "cycles_done": self.cycles,
+                "rescans": self.rescans,
+                "dirty": {root: sorted(set(paths)) for root, paths in self.dirty.items()},
+                "calls": self.calls,
+                "queued_uploads": 0,
+                "queued_upload_bytes": 0,
+            }
+
+
+def fake_factory(config: Any) -> Any:
+    """An :data:`oaiod.daemon.EngineFactory` giving a :class:`FakeEngine` on the config's root."""
+    from oaiod.daemon import EngineHandle
+
+    config.client.root.mkdir(parents=True, exist_ok=True)
+    config.paths.state_dir.mkdir(parents=True, exist_ok=True)
+    if (config.paths.state_dir / "broken-db").exists():
+        from oaiod.daemon import DaemonError
+
+        raise DaemonError("state database cannot be opened (fake)")
+    return EngineHandle(FakeEngine(config.client.root, config.paths.state_dir), server_url="fake://", device_id="fake")
