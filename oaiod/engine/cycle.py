@@ -184,6 +184,8 @@ class SyncEngine:
             kind, local_root = map_object(self.ctx, obj, list(known.values()))
             row = ObjectRow(oaio_id=obj.oaio_id, kind=kind, local_root=str(local_root) if local_root else None)
             row.synced_values, row.status = {}, STATUS_ACTIVE
+            self.repo.apply_server_object(row, obj)
+            row = self.repo.save_object(row)
             log.info("new object %s (%s) at %s", obj.oaio_id, kind, local_root or "the state database")
             known[obj.oaio_id] = row
         elif row.status == STATUS_REMOVED:

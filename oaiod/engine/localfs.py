@@ -73,6 +73,7 @@ def safe_join(root: Path, rel: str) -> Path:
 def make_parents(root: Path, rel: str) -> Path:
     """Create the folders of ``root/rel`` (never through a symlink) and return the full path."""
     target = safe_join(root, rel)
+    root.mkdir(parents=True, exist_ok=True)
     folder = root
     for part in rel.split("/")[:-1]:
         folder = folder / part

@@ -68,6 +68,24 @@ def _fresh_entries(manifest: Any, client_stamp: str) -> dict[str, RemoteFile]:
     return entries
 
 
-def build_manifest(kind: str, stamp: str, files: dict[str, list[Any]]) -> dict[str, Any]:
-    """The ``_oaiod`` value of a version: ``files`` maps path to ``[size, mtime_ns, sha256, executable]``."""
-    return {"v": MANIFEST_VERSION, "kind": kind, "stamp": stamp, "files": files}
+def build_manifest(
+    kind: str, stamp: str, files: dict[str, list[Any]], *, confirmed_delete: bool = False
+) -> dict[str, Any]:
+    """The ``_oaiod`` value of a version: ``files`` maps path to ``[size, mtime_ns, sha256, executable]``.
+
+    ``confirmed_delete`` says a user confirmed this version's mass deletion: other devices do not hold it again.
+    """
+    manifest = {"v": MANIFEST_VERSION, "kind": kind, "stamp": stamp, "files": files}
+    if confirmed_delete:
+        manifest["confirmed_delete"] = True
+    return manifest
+
+
+def confirmed_delete(values: dict[str, Any], client_stamp: str) -> bool:
+    """True when this very version's manifest says its mass deletion was confirmed by a user."""
+    manifest = values.get(MANIFEST_KEY)
+    return (
+        isinstance(manifest, dict)
+        and manifest.get("stamp") == client_stamp
+        and manifest.get("confirmed_delete") is True
+    )

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from oaiod.engine import localfs
 from oaiod.engine.context import EngineContext, EngineError, IntegrityError
 from oaiod.engine.localfs import LocalChanged, LocalFsError
-from oaiod.engine.manifest import RemoteFile, remote_files
+from oaiod.engine.manifest import RemoteFile, confirmed_delete, remote_files
 from oaiod.engine.plan import UNKNOWN, Action, conflict_name, decide, is_mass_deletion, merge_values
 from oaiod.errors import OaiodError
 from oaiod.model import OaiObject, right_grants, storage_key
@@ -65,7 +65,7 @@ def pull_object(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> PullOu
         return outcome
     remote_map = remote_files(remote.client_values, remote.client_stamp)
     steps = _plan(ctx, row, remote_map)
-    if _held(ctx, row, steps, outcome):
+    if not confirmed_delete(remote.client_values, remote.client_stamp) and _held(ctx, row, steps, outcome):
         return outcome
     backend = ctx.backend(remote.csh_id) if any(_needs_backend(step) for step in steps) else None
     root = Path(row.local_root)

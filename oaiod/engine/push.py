@@ -66,7 +66,8 @@ def push_object(ctx: EngineContext, row: ObjectRow) -> PushOutcome:
     outcome = PushOutcome()
     if row.status != STATUS_NEW and not right_grants(row.csh_access_right, "U"):
         outcome.readonly = True
-        ctx.repo.update_object(row.oaio_id, local_dirty=False)  # kept and reported by the pull; never uploaded
+        _report_readonly(ctx, row)
+        ctx.repo.update_object(row.oaio_id, local_dirty=False)
         return outcome
     if row.remote_dirty:
         return outcome  # the last pull of this object is unfinished: merging comes first
@@ -89,6 +90,21 @@ def push_object(ctx: EngineContext, row: ObjectRow) -> PushOutcome:
         outcome.held = True
         return outcome
     return _commit(ctx, row, commit, outcome)
+
+
+def _report_readonly(ctx: EngineContext, row: ObjectRow) -> None:
+    """Local edits of a read-only object stay here; each changed path is reported once (``ctl conflicts``)."""
+    changed = [
+        file.path
+        for file in ctx.repo.iter_files(row.oaio_id)
+        if (file.sha256 if file.present else None) != file.synced_sha256
+    ]
+    for path in changed:
+        if not ctx.repo.has_conflict(row.oaio_id, "readonly", path):
+            log.warning(
+                "%s: %s changed here, but the object is read-only; kept locally, not uploaded", row.oaio_id, path
+            )
+            ctx.repo.add_conflict(row.oaio_id, "readonly", path, detail="changed here, but the object is read-only")
 
 
 def new_stamp(*older: str) -> str:
@@ -172,7 +188,8 @@ def _new_values(ctx: EngineContext, row: ObjectRow, commit: _Commit) -> dict[str
         base, _clashes = merge_values(row.synced_values, row.local_values, base, local_newer=True)
     if row.kind != KIND_DATA:
         base[FILES_VALUES_KEY] = sorted(commit.files)
-        base[MANIFEST_KEY] = build_manifest(row.kind, commit.stamp, {p: commit.files[p] for p in sorted(commit.files)})
+        files = {path: commit.files[path] for path in sorted(commit.files)}
+        base[MANIFEST_KEY] = build_manifest(row.kind, commit.stamp, files, confirmed_delete=row.delete_confirmed)
     return base
 
 

@@ -1,0 +1,137 @@
+"""Conflicts keep both sides, deletions go to the trash, mass deletions wait, read-only objects never upload."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from oaiod.model import OaiObject, now_stamp
+from tests.engine.conftest import converge, write
+
+pytestmark = pytest.mark.integration
+
+
+def test_concurrent_edit_makes_a_conflicted_copy(make_device) -> None:
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "doc.txt", "base")
+    converge(a, b)
+    write(a.root / "doc.txt", "from a")
+    write(b.root / "doc.txt", "from b!")
+    a.sync()  # a commits first
+    report = b.sync()  # b's commit loses the race: pull, conflict copy, retry
+    assert report.conflicts and "conflicted copy from b" in report.conflicts[0]
+    converge(a, b)
+    assert a.tree() == b.tree()
+    contents = sorted(a.tree().values())
+    assert contents == [b"from a", b"from b!"] and a.tree()["doc.txt"] == b"from a"
+    (conflict,) = b.engine.conflicts()
+    assert conflict["path"] == "doc.txt" and conflict["copy_path"].startswith("doc (conflicted copy from b ")
+
+
+def test_deleted_on_one_side_modified_on_the_other_is_kept(make_device) -> None:
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "keep.txt", "v1")
+    converge(a, b)
+    (a.root / "keep.txt").unlink()
+    write(b.root / "keep.txt", "v2 edited")
+    converge(a, b)
+    assert a.tree() == b.tree() == {"keep.txt": b"v2 edited"}
+
+
+def test_mass_deletion_is_held_until_confirmed(make_device) -> None:
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    for number in range(8):
+        write(a.root / "many" / f"f{number}.txt", str(number))
+    write(a.root / "stay.txt", "stay")
+    converge(a, b)
+    shutil.rmtree(a.root / "many")
+    report = a.sync()
+    assert report.held and a.engine.status()["held"]
+    converge(b)
+    assert len(b.tree()) == 9  # nothing was deleted on b
+    a.engine.confirm_delete(report.held[0])
+    converge(a, b)
+    assert b.tree() == a.tree() == {"stay.txt": b"stay"}
+
+
+def test_mass_deletion_from_the_server_is_held_on_pull(make_device) -> None:
+    a, b = make_device("alice", "a"), make_device("alice", "b", mass_delete_min=100)
+    for number in range(8):
+        write(b.root / f"f{number}.txt", str(number))
+    converge(b, a)
+    for number in range(8):
+        (b.root / f"f{number}.txt").unlink()
+    converge(b)  # b may delete many (min 100), a may not
+    report = a.sync()
+    assert report.held and len(a.tree()) == 8
+    a.engine.confirm_delete(report.held[0])
+    converge(a)
+    assert a.tree() == {}
+
+
+def test_read_only_share_never_uploads(make_device) -> None:
+    alice, bob = make_device("alice", "a"), make_device("bob", "bobdev")
+    project = alice.home / "Documents" / "project"
+    write(project / "plan.txt", "alice's plan")
+    oaio_id = alice.engine.add_folder(project)
+    converge(alice)
+    alice.engine.share(oaio_id, "bob", "r")
+    converge(bob)
+    shared = bob.root / "project (alice)"
+    assert (shared / "plan.txt").read_text() == "alice's plan"
+    write(shared / "plan.txt", "bob scribbled")
+    converge(bob)
+    write(project / "plan.txt", "alice's plan v2")
+    converge(alice, bob)
+    # bob's edit is kept as a conflicted copy, alice's version arrives, nothing of bob's reached alice
+    assert (shared / "plan.txt").read_text() == "alice's plan v2"
+    assert any("conflicted copy" in p for p in bob.tree()) and not any("conflicted" in p for p in alice.tree())
+    assert {c["kind"] for c in bob.engine.conflicts()} >= {"readonly"}
+    users = {u["username"]: u["access_right"] for u in alice.engine.users(oaio_id)}
+    assert users["bob"] == "r"
+
+
+def test_hostile_server_values_never_touch_disk_outside_roots(make_device, tmp_path) -> None:
+    alice, bob = make_device("alice", "a"), make_device("bob", "bobdev")
+    converge(bob)
+    ssh = bob.home / ".ssh"
+    ssh.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    stamp = now_stamp()
+    evil = OaiObject(
+        oaio_id=f"evil⫻alice﹫x⁄{stamp}",
+        client_stamp=stamp,
+        client_values={"_root_path": "~/.ssh", "_file_paths": ["authorized_keys"], "_name": "evil"},
+        csh_id="Local",
+        username="alice",
+        device_id="x",
+        app_id="evil",
+        csh_access_right="C",
+    )
+    storage = bob.engine.ctx.backend("Local")
+    src = tmp_path / "payload"
+    src.write_text("ssh-rsa attacker")
+    storage.put_file(f"{evil.oaio_id}/{stamp}/authorized_keys", src)
+    alice.api.register(evil)
+    alice.api.subscribe(evil.oaio_id, "bob", "U")
+    # a second object whose root is absolute and outside: mapped under the client root too
+    stamp2 = now_stamp()
+    evil2 = OaiObject(
+        oaio_id=f"evil⫻alice﹫x⁄two⁄{stamp2}",
+        client_stamp=stamp2,
+        client_values={"_root_path": str(outside), "_file_paths": ["x.txt"]},
+        csh_id="Local",
+        username="alice",
+        device_id="x",
+        app_id="evil",
+        csh_access_right="C",
+    )
+    storage.put_file(f"{evil2.oaio_id}/{stamp2}/x.txt", src)
+    alice.api.register(evil2)
+    alice.api.subscribe(evil2.oaio_id, "bob", "r")
+    converge(bob)
+    assert list(ssh.iterdir()) == [] and list(outside.iterdir()) == []
+    assert (bob.root / "evil (alice)" / "authorized_keys").read_text() == "ssh-rsa attacker"
+    assert (bob.root / "outside (alice)" / "x.txt").exists()
