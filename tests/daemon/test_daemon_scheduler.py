@@ -1,0 +1,165 @@
+"""The scheduler: one cycle at a time, requests coalesce and are never lost, backoff while offline, the change
+feed triggers cycles, and shutdown leaves no thread behind. The engine here is a small stand-in (only the
+three calls the scheduler makes); the feed is a callable with the ``wait_for_changes`` shape."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from daemon_helpers import wait_for
+
+from oaiod.errors import OaiodError
+from oaiod.scheduler import ScheduleSettings, SyncScheduler
+
+
+class Offline(OaiodError):
+    transient = True
+
+
+class Engine:
+    def __init__(self, cycle_time: float = 0.0) -> None:
+        self.cycle_time = cycle_time
+        self.cycles = 0
+        self.running = 0
+        self.max_running = 0
+        self.fail: BaseException | None = None
+        self.rescans = self.gcs = 0
+        self.lock = threading.Lock()
+
+    def sync_cycle(self) -> int:
+        with self.lock:
+            self.running += 1
+            self.max_running = max(self.max_running, self.running)
+        try:
+            time.sleep(self.cycle_time)
+            if self.fail is not None:
+                raise self.fail
+            self.cycles += 1
+            return self.cycles
+        finally:
+            with self.lock:
+                self.running -= 1
+
+    def rescan(self) -> None:
+        self.rescans += 1
+
+    def gc(self) -> None:
+        self.gcs += 1
+
+
+SLOW = ScheduleSettings(interval=3600, rescan_interval=3600, gc_interval=3600, backoff_base=0.2, backoff_max=1.0)
+
+
+def oaiod_threads() -> list[str]:
+    return sorted(t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive())
+
+
+def test_requests_during_a_cycle_coalesce_into_one_more_cycle() -> None:
+    engine = Engine(cycle_time=0.5)
+    scheduler = SyncScheduler(engine, SLOW)
+    scheduler.start(initial_cycle=False)
+    try:
+        scheduler.trigger("first")
+        wait_for(lambda: engine.running, what="a running cycle")
+        for i in range(30):
+            scheduler.trigger(f"burst {i}")
+        outcome = scheduler.wait_for_cycle(2, 60)
+        assert outcome is not None and outcome.error is None
+        time.sleep(1.0)  # would show a third cycle if requests were not coalesced
+        assert engine.cycles == 2
+        assert engine.max_running == 1
+    finally:
+        scheduler.shutdown()
+
+
+def test_a_request_is_never_lost_at_the_end_of_a_cycle() -> None:
+    engine = Engine(cycle_time=0.01)
+    scheduler = SyncScheduler(engine, SLOW)
+    scheduler.start(initial_cycle=False)
+    try:
+        for _ in range(200):  # requests land at every point of a cycle's life
+            target = scheduler.trigger("race")
+            assert scheduler.wait_for_cycle(target, 60) is not None
+        assert engine.max_running == 1
+    finally:
+        scheduler.shutdown()
+
+
+def test_backoff_while_offline_and_reset_on_success() -> None:
+    engine = Engine()
+    engine.fail = Offline("no route to host")
+    outcomes = []
+    scheduler = SyncScheduler(engine, SLOW, on_cycle=outcomes.append)
+    scheduler.start()
+    try:
+        wait_for(lambda: scheduler.failures >= 3, what="three failed cycles")  # retried by the backoff alone
+        assert outcomes[0].transient
+        assert scheduler.backoff_until > time.time() - 5
+        started = scheduler.started_cycles
+        scheduler.trigger("watcher")  # deferred while backing off
+        assert scheduler.started_cycles in (started, started + 1)
+        engine.fail = None
+        target = scheduler.trigger("ctl sync", force=True)
+        outcome = scheduler.wait_for_cycle(target, 60)
+        wait_for(lambda: scheduler.last and scheduler.last.error is None, what="a good cycle")
+        assert outcome is not None
+        assert scheduler.failures == 0 and scheduler.backoff_until == 0.0
+        assert scheduler.last_success is not None
+    finally:
+        scheduler.shutdown()
+
+
+def test_permanent_errors_do_not_back_off_or_kill_the_scheduler() -> None:
+    engine = Engine()
+    engine.fail = ValueError("a bug")
+    scheduler = SyncScheduler(engine, SLOW)
+    scheduler.start()
+    try:
+        first = scheduler.wait_for_cycle(1, 60)
+        assert first is not None and isinstance(first.error, ValueError) and not first.transient
+        assert scheduler.failures == 0
+        engine.fail = None
+        assert scheduler.wait_for_cycle(scheduler.trigger("again"), 60).error is None
+    finally:
+        scheduler.shutdown()
+
+
+def test_pause_skips_cycles_until_resume() -> None:
+    engine = Engine()
+    scheduler = SyncScheduler(engine, SLOW)
+    scheduler.start(initial_cycle=False)
+    try:
+        scheduler.pause()
+        scheduler.trigger("watcher")
+        time.sleep(0.3)
+        assert engine.cycles == 0
+        scheduler.resume()
+        assert scheduler.wait_for_cycle(1, 60) is not None
+    finally:
+        scheduler.shutdown()
+
+
+def test_change_feed_triggers_cycles_and_shutdown_joins_every_thread() -> None:
+    before = oaiod_threads()
+    engine = Engine()
+    released = threading.Event()
+    calls: list[str | None] = []
+
+    def feed(since: str | None, timeout: float) -> tuple[bool, str]:
+        calls.append(since)
+        if len(calls) == 3:
+            raise Offline("feed down")  # backs off and goes on
+        released.wait(min(timeout, 0.1))
+        return len(calls) % 2 == 0, f"cursor{len(calls)}"
+
+    scheduler = SyncScheduler(engine, SLOW, change_feed=feed)
+    scheduler.start(initial_cycle=False)
+    wait_for(lambda: engine.cycles >= 2, what="cycles started by the feed")
+    assert calls[:2] == [None, "cursor1"]
+    engine.cycle_time = 0.5
+    scheduler.trigger("one more")
+    wait_for(lambda: engine.running, what="a running cycle")
+    scheduler.shutdown()  # waits for the running cycle, stops APScheduler, joins the feed thread
+    assert engine.running == 0
+    assert oaiod_threads() == before
