@@ -14,6 +14,9 @@ from oaiod import __version__
 
 #: command name -> "module:attribute" of its click command or group
 SUBCOMMANDS: dict[str, str] = {
+    "run": "oaiod.daemon_cli:run",
+    "ctl": "oaiod.daemon_cli:ctl",
+    "service": "oaiod.daemon_cli:service",
     "hub": "oaiod.hub.cli:hub",
     "storage": "oaiod.storage.cli:storage",
 }
