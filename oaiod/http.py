@@ -532,7 +532,7 @@ class HttpClient:
         adapter = requests.adapters.HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.session.trust_env = False  # no ~/.netrc credentials or proxies slipped in behind the config's back
+        self.session.auth = _no_netrc  # credentials come from the auth plugin only, never from ~/.netrc
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.headers.update(headers or {})
 
@@ -676,6 +676,11 @@ class HttpClient:
         if self.auth is not None:
             self.auth.on_response(prepared, response)
         return response
+
+
+def _no_netrc(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """A session-level auth that changes nothing; its presence stops requests from reading ``~/.netrc``."""
+    return request
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,7 @@ def test_stampz_since_older_than_the_tombstones_lists_everything(alice: OaioServ
     obj = alice.register(new_object(alice, "old cursor"))
     result = alice.stampz(since="20230101000000000000")
     assert result.full and obj.oaio_id in {o.oaio_id for o in result.objects}
+    assert 410 in {t.status for t in alice.http.timings}  # the hub said "gone", the client listed everything
 
 
 def test_csh_args_of_an_unknown_host(alice: OaioServerApi) -> None:
