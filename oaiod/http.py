@@ -44,7 +44,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 import requests.adapters
@@ -435,7 +435,7 @@ class OaioSessionAuth(AuthPlugin):
         self.cookies.clear()
         credentials = {"username": self.username, "password": self.password.reveal()}
         try:
-            client.request("POST", self.login_path, json=credentials, authenticate=False, retry=client.retry)
+            client.request("POST", self.login_path, json=credentials, authenticate=False, idempotent=True)
         except HTTPStatusError as exc:
             if exc.status >= 500 or exc.status == 429:
                 raise
@@ -445,7 +445,7 @@ class OaioSessionAuth(AuthPlugin):
         log.info("logged in to %s as %s", mask_url(client.base_url), self.username)
 
     def logout(self, client: HttpClient) -> None:
-        """End the server session (best effort on the server side) and forget the cookies."""
+        """End the server session; the cookies are forgotten even when the server cannot be told (that raises)."""
         with self._lock:
             try:
                 if self._ready:
@@ -549,8 +549,15 @@ class HttpClient:
         self.session.close()
 
     def url(self, path: str) -> str:
-        """The absolute URL of ``path`` (relative to :attr:`base_url`, or absolute)."""
-        return urljoin(self.base_url, path)
+        """The absolute URL of ``path``: appended to :attr:`base_url` (already quoted), or an absolute http(s) URL."""
+        if path.startswith(("http://", "https://")):
+            return path
+        return self.base_url + path.lstrip("/")
+
+    def is_own_origin(self, url: str) -> bool:
+        """True when ``url`` is on this client's server: only such requests get the auth plugin's credentials."""
+        mine, theirs = urlsplit(self.base_url), urlsplit(url)
+        return (mine.scheme, mine.netloc.lower()) == (theirs.scheme, theirs.netloc.lower())
 
     def reset_timings(self) -> None:
         self.timings.clear()
@@ -622,17 +629,19 @@ class HttpClient:
 
     def get_json(self, path: str, **kwargs: Any) -> Any:
         """GET and decode the JSON answer (:class:`ProtocolError` when it is not JSON)."""
-        return json_of(self.request("GET", path, headers={"Accept": "application/json"}, **kwargs))
+        headers = {"Accept": "application/json", **kwargs.pop("headers", {})}
+        return json_of(self.request("GET", path, headers=headers, **kwargs))
 
     def post_json(self, path: str, json: Any = None, **kwargs: Any) -> Any:
         """POST ``json`` and decode the JSON answer."""
-        return json_of(self.request("POST", path, json=json, headers={"Accept": "application/json"}, **kwargs))
+        headers = {"Accept": "application/json", **kwargs.pop("headers", {})}
+        return json_of(self.request("POST", path, json=json, headers=headers, **kwargs))
 
     # -- one attempt ----------------------------------------------------------------------------------------------
 
     def _send_authenticated(self, call: _Call, rewind: Callable[[], None] | None) -> requests.Response:
         """One attempt: log in if needed, send, and on an expired session log in again and send once more."""
-        auth = self.auth if call.authenticate else None
+        auth = self.auth if call.authenticate and self.is_own_origin(call.url) else None
         if auth is not None:
             auth.ensure(self)
         generation = auth.generation if auth is not None else 0
@@ -651,8 +660,9 @@ class HttpClient:
     def _send_once(self, call: _Call) -> requests.Response:
         request = requests.Request(call.method, call.url, params=call.params, data=call.data, headers=call.headers)
         prepared = self.session.prepare_request(request)
-        if self.auth is not None:
-            self.auth.apply(self, prepared)
+        own = self.auth is not None and self.is_own_origin(call.url)
+        if own:
+            self.auth.apply(self, prepared)  # type: ignore[union-attr]
         shown_url = mask_url(prepared.url or call.url)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s", curl_command(prepared))
@@ -673,8 +683,8 @@ class HttpClient:
         self.timings.append(Timing(call.method, shown_url, response.status_code, seconds, sent, received))
         log.debug("%s %s answered %d %s in %.3f s, %d bytes", call.method, shown_url, response.status_code,
                   response.reason, seconds, received)  # fmt: skip
-        if self.auth is not None:
-            self.auth.on_response(prepared, response)
+        if own:
+            self.auth.on_response(prepared, response)  # type: ignore[union-attr]
         return response
 
 

@@ -297,6 +297,17 @@ def test_bearer_token_is_refreshed_once(server: ScriptedServer) -> None:
     assert len(server.requests_to("/data")) == 2
 
 
+def test_credentials_never_go_to_another_server(server: ScriptedServer) -> None:
+    other = ScriptedServer()
+    try:
+        other.on("GET", "/presigned", Reply(200, {"ok": True}))
+        with HttpClient(server.url, auth=BearerTokenAuth(Secret(PASSWORD)), retry=FAST) as cli:
+            assert cli.get_json(other.url + "presigned") == {"ok": True}
+        assert "authorization" not in other.seen[0].headers
+    finally:
+        other.close()
+
+
 def test_basic_auth_401_is_final(server: ScriptedServer) -> None:
     server.on("GET", "/dav", Reply(401, {"error": "not_authenticated"}))
     with HttpClient(server.url, auth=BasicAuth("u", Secret(PASSWORD)), retry=FAST) as cli, pytest.raises(AuthError):
