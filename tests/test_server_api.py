@@ -7,6 +7,7 @@ The clock-skew test injects a clock function into OaioServerApi instead of chang
 from __future__ import annotations
 
 import datetime
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -168,9 +169,15 @@ def test_stampz_since_older_than_the_tombstones_lists_everything(alice: OaioServ
     assert 410 in {t.status for t in alice.http.timings}  # the hub said "gone", the client listed everything
 
 
-def test_csh_args_of_an_unknown_host(alice: OaioServerApi) -> None:
+def test_csh_args(hub: Any, alice: OaioServerApi, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="oaiod")
+    kwargs = {"root_folder": "/srv/oaio", "password": "csh-S3CRET-pw", "port": 8080}
+    hub.service.set_storage("Dav Host", kwargs)  # a space: the id is URL-encoded in the route
+    assert alice.csh_args("Dav Host") == kwargs
     with pytest.raises(NotFound):
         alice.csh_args("NoSuchHost")
+    assert "csh-S3CRET-pw" not in caplog.text and hub.users["alice"] not in caplog.text
+    assert "curl" in caplog.text  # the debug log was on
 
 
 # -- subscriptions and users ----------------------------------------------------------------------------------------
@@ -185,6 +192,9 @@ def test_subscribe_read_only_and_unsubscribe(alice: OaioServerApi, bob: OaioServ
     assert [(o.oaio_id, o.csh_access_right) for o in seen.objects] == [(obj.oaio_id, "r")]
     rights = {row["username"]: row["access_right"] for row in alice.user_subz(obj.oaio_id)}
     assert (rights["alice"], rights["bob"], rights["carol"]) == ("C", "r", "x")
+    unknown = alice.user_subz(new_object(alice, "never registered").oaio_id)
+    assert {"alice", "bob", "carol"} <= {row["username"] for row in unknown}
+    assert {row["access_right"] for row in unknown} == {"x"}
     with pytest.raises(PermissionDenied):
         bob.upload(next_version(obj, by="bob"))
     with pytest.raises(PermissionDenied):
