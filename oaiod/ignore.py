@@ -7,7 +7,9 @@ Paths are relative to the root, ``/``-separated. A folder is asked with ``is_dir
 
 from __future__ import annotations
 
+import fnmatch
 import logging
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -45,13 +47,19 @@ BUILTIN_PATTERNS: tuple[str, ...] = (
 
 MAX_IGNORE_FILE_BYTES = 1024 * 1024
 
+_BUILTIN_ANY = re.compile("|".join(fnmatch.translate(p) for p in BUILTIN_PATTERNS if not p.endswith("/")))
+_BUILTIN_DIRS = re.compile("|".join(fnmatch.translate(p[:-1]) for p in BUILTIN_PATTERNS if p.endswith("/")))
+
 
 class IgnoreRules:
     """The built-ins plus extra patterns (from the config) plus one root's ``.oaioignore``."""
 
     def __init__(self, extra_patterns: Iterable[str] = (), root_patterns: Iterable[str] = ()) -> None:
-        self.patterns = (*BUILTIN_PATTERNS, *extra_patterns, *root_patterns)
-        self._spec = pathspec.GitIgnoreSpec.from_lines(self.patterns)
+        user = [p for p in (*extra_patterns, *root_patterns) if p.strip() and not p.lstrip().startswith("#")]
+        self.patterns = (*BUILTIN_PATTERNS, *user)
+        # the built-ins name single files or folders: one regex on the last component is enough (and fast);
+        # pathspec (full gitignore semantics, negations included) runs only when the user gave patterns
+        self._spec = pathspec.GitIgnoreSpec.from_lines(self.patterns) if user else None
 
     @classmethod
     def for_root(cls, root: Path, extra_patterns: Iterable[str] = ()) -> IgnoreRules:
@@ -60,7 +68,10 @@ class IgnoreRules:
 
     def ignored(self, rel_path: str, *, is_dir: bool = False) -> bool:
         """True when ``rel_path`` (relative, ``/``-separated) must not sync."""
-        return self._spec.match_file(rel_path + "/" if is_dir else rel_path)
+        if self._spec is not None:
+            return self._spec.match_file(rel_path + "/" if is_dir else rel_path)
+        name = rel_path.rsplit("/", 1)[-1]
+        return bool(_BUILTIN_ANY.match(name) or (is_dir and _BUILTIN_DIRS.match(name)))
 
 
 def read_ignore_file(path: Path) -> list[str]:

@@ -130,11 +130,13 @@ class SyncEngine:
 
     def _index_local(self) -> IndexReport:
         total = IndexReport()
-        rows = self.repo.objects(STATUS_ACTIVE, STATUS_NEW, "held")
-        roots = rooted(rows)
         with self._dirty_lock:
             dirty, self._dirty = self._dirty, set()
             full, self._full_rescan = self._full_rescan, False
+        if not dirty and not full:
+            return total  # an idle cycle reads no object or file row
+        rows = self.repo.objects(STATUS_ACTIVE, STATUS_NEW, "held")
+        roots = rooted(rows)
         if full:
             targets = [(row, "") for _root, row in roots]
         else:
@@ -159,8 +161,11 @@ class SyncEngine:
     def _pull_all(self, report: CycleReport) -> tuple[bool, str]:
         cursor = self.repo.cursor(self.server_key) or None
         listing = self.api.stampz(cursor)
+        has_root = self.repo.has_kind(KIND_ROOT)
+        if has_root and not listing.objects and not listing.deleted_ids and not listing.full:
+            return True, listing.sync_stamp  # nothing changed: no object row is read
         known = {row.oaio_id: row for row in self.repo.objects()}
-        if not any(row.kind == KIND_ROOT for row in known.values()):
+        if not has_root:
             self._adopt_or_create_root(listing.objects if listing.full else self.api.stampz(None).objects, known)
             known = {row.oaio_id: row for row in self.repo.objects()}
             self._full_rescan = True

@@ -9,6 +9,7 @@ advances only when every file of the version was merged; otherwise the next cycl
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from oaiod.state.repo import FileStat
 from oaiod.storage.base import Backend
 
 log = logging.getLogger("oaiod.engine.pull")
+
+TRANSFER_THREADS = 8
 
 
 @dataclass
@@ -69,9 +72,10 @@ def pull_object(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> PullOu
         return outcome
     backend = ctx.backend(remote.csh_id) if any(_needs_backend(step) for step in steps) else None
     root = Path(row.local_root)
+    prefetched = _prefetch(ctx, backend, remote, root, steps) if backend is not None else {}
     for step in steps:
         try:
-            _apply(ctx, row, root, backend, remote, step, outcome)
+            _apply(ctx, row, root, backend, remote, step, outcome, prefetched.pop(step.path, None))
         except LocalChanged as exc:
             log.info("%s: %s; merging it next cycle", row.oaio_id, exc)
             outcome.complete = False
@@ -161,6 +165,7 @@ def _apply(
     remote: OaiObject,
     step: _Step,
     outcome: PullOutcome,
+    fetched: Path | BaseException | None = None,
 ) -> None:
     action, file = step.action, step.row
     if action is Action.FETCH_AND_DECIDE:
@@ -168,7 +173,9 @@ def _apply(
         return
     if action in (Action.DOWNLOAD, Action.RESTORE):
         assert backend is not None and step.remote is not None
-        temp = _fetch(ctx, backend, remote, root, step.path, step.remote)
+        if isinstance(fetched, BaseException):
+            raise fetched
+        temp = fetched or _fetch(ctx, backend, remote, root, step.path, step.remote)
         _install(ctx, row, root, step.path, temp, step.remote, file)
         outcome.downloads += 1
     elif action is Action.TRASH_LOCAL:
@@ -190,6 +197,26 @@ def _apply(
         assert backend is not None and step.remote is not None
         temp = _fetch(ctx, backend, remote, root, step.path, step.remote)
         _resolve_conflict(ctx, row, root, remote, step, temp, outcome)
+
+
+def _prefetch(
+    ctx: EngineContext, backend: Backend, remote: OaiObject, root: Path, steps: list[_Step]
+) -> dict[str, Path | BaseException]:
+    """Download plain downloads on up to ``max_connections`` threads into temp files (installed one by one later)."""
+    wanted = [s for s in steps if s.action in (Action.DOWNLOAD, Action.RESTORE) and s.remote is not None]
+    if len(wanted) < 2:
+        return {}
+
+    def fetch(step: _Step) -> Path | BaseException:
+        try:
+            assert step.remote is not None
+            return _fetch(ctx, backend, remote, root, step.path, step.remote)
+        except OaiodError as exc:
+            return exc
+
+    workers = max(1, min(getattr(backend.capabilities, "max_connections", 1), TRANSFER_THREADS))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oaiod-get") as pool:
+        return dict(zip((s.path for s in wanted), pool.map(fetch, wanted), strict=True))
 
 
 def _fetch_and_decide(
@@ -254,7 +281,6 @@ def _install(
     localfs.set_meta(temp, want.mtime_ns or None, executable)
     st = localfs.install(root, rel, temp, _stat_of(file))
     _write_row(ctx, row.oaio_id, rel, st, sha, executable)
-    ctx.repo.add_history(row.oaio_id, "download", rel)
 
 
 def _resolve_conflict(
@@ -320,7 +346,10 @@ def _finish(ctx: EngineContext, row: ObjectRow, remote: OaiObject, outcome: Pull
         if row.status == STATUS_HELD:
             row.status, row.hold_reason = STATUS_ACTIVE, ""
         row.delete_confirmed = False
-        ctx.repo.clear_error(f"obj:{row.oaio_id}")
+        ctx.repo.clear_errors_of(row.oaio_id)
+        if outcome.downloads or outcome.trashed:
+            detail = f"version {remote.client_stamp}: {outcome.downloads} downloaded, {outcome.trashed} to the trash"
+            ctx.repo.add_history(row.oaio_id, "pull", detail=detail)
     else:
         row.remote_dirty = True
     ctx.repo.save_object(row)
@@ -345,7 +374,6 @@ def _write_row(
         if synced:
             file.synced_sha256, file.synced_executable = sha, executable
         s.add(file)
-    ctx.repo.clear_error(f"file:{oaio_id}:{rel}")
 
 
 def _set_synced(ctx: EngineContext, oaio_id: str, rel: str, remote: RemoteFile | None) -> None:

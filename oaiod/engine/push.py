@@ -10,6 +10,7 @@ pulls, merges and tries again; the partial prefix ``<oaio_id>/S/`` is deleted.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from oaiod.storage.errors import ObjectNotFound, StorageError
 log = logging.getLogger("oaiod.engine.push")
 
 COMMIT = "commit"
+TRANSFER_THREADS = 8
 
 
 @dataclass
@@ -155,14 +157,9 @@ def _commit(ctx: EngineContext, row: ObjectRow, commit: _Commit, outcome: PushOu
     backend = ctx.backend(row.csh_id) if commit.files else None
     root = Path(row.local_root) if row.local_root else None
     try:
-        for path, source in commit.sources.items():
+        if commit.sources:
             assert backend is not None and root is not None
-            dst = storage_key(row.oaio_id, commit.stamp, path)
-            if source is not None and _copy(backend, storage_key(row.oaio_id, row.synced_stamp, source), dst):
-                outcome.copied += 1
-                continue
-            _upload(ctx, backend, root, path, commit.files[path], dst)
-            outcome.uploaded += 1
+            _put_files(ctx, backend, root, row, commit, outcome)
         obj = _version_object(ctx, row, commit.stamp, values)
         answer = ctx.api.register(obj) if row.status == STATUS_NEW else ctx.api.upload(obj)
     except UploadConflict as exc:
@@ -180,6 +177,29 @@ def _commit(ctx: EngineContext, row: ObjectRow, commit: _Commit, outcome: PushOu
     _record(ctx, row, commit, answer, entry)
     outcome.committed = commit.stamp
     return outcome
+
+
+def _put_files(
+    ctx: EngineContext, backend: Any, root: Path, row: ObjectRow, commit: _Commit, outcome: PushOutcome
+) -> None:
+    """Step 2, on up to ``max_connections`` threads: copy what the base has, upload the rest. The first failure
+    stops the commit (the others finish or fail; the journal row covers the partial prefix)."""
+
+    def put(item: tuple[str, str | None]) -> bool:
+        path, source = item
+        dst = storage_key(row.oaio_id, commit.stamp, path)
+        if source is not None and _copy(backend, storage_key(row.oaio_id, row.synced_stamp, source), dst):
+            return True
+        _upload(ctx, backend, root, path, commit.files[path], dst)
+        return False
+
+    workers = max(1, min(getattr(backend.capabilities, "max_connections", 1), TRANSFER_THREADS))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oaiod-put") as pool:
+        for copied in pool.map(put, commit.sources.items()):
+            if copied:
+                outcome.copied += 1
+            else:
+                outcome.uploaded += 1
 
 
 def _new_values(ctx: EngineContext, row: ObjectRow, commit: _Commit) -> dict[str, Any]:

@@ -99,6 +99,11 @@ class StateRepo:
                 query = query.where(ObjectRow.status.in_(statuses))
             return list(s.scalars(query))
 
+    def has_kind(self, kind: str) -> bool:
+        """True when an object of ``kind`` is synced (a cheap check that loads no values)."""
+        with self.session() as s:
+            return s.scalar(sa.select(ObjectRow.oaio_id).where(ObjectRow.kind == kind).limit(1)) is not None
+
     def dirty_objects(self) -> list[ObjectRow]:
         """Objects with local changes to push or new ones to register (one indexed query)."""
         with self.session() as s:
@@ -263,6 +268,11 @@ class StateRepo:
     def clear_error(self, key: str) -> None:
         with self.session() as s:
             s.execute(sa.delete(ErrorRow).where(ErrorRow.key == key))
+
+    def clear_errors_of(self, oaio_id: str) -> None:
+        """Forget every recorded failure of an object and its files (it synced completely)."""
+        with self.session() as s:
+            s.execute(sa.delete(ErrorRow).where(ErrorRow.oaio_id == oaio_id))
 
     def backing_off(self, key: str) -> bool:
         """True while ``key`` failed recently and its next try lies in the future."""

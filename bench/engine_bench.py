@@ -1,0 +1,168 @@
+"""Sync engine numbers, printed (no asserts): ``python bench/engine_bench.py [--files N] [--small N]``.
+
+* A sync cycle with nothing to do, with N indexed files (default 100,000): HTTP requests and time
+  (target: ≤ 3 requests, < 100 ms).
+* A full rescan of the N unchanged files vs ``find -printf '%s %T@'`` on the same tree (target: ≤ 3×).
+* Initial sync of ``--small`` (default 10,000) × 4 KiB files A → B: A's upload cycle and B's download cycle,
+  files/s and MiB/s, and ``rclone copy`` of the same tree to the same storage folder for comparison.
+
+Everything is real: a hub on loopback (SQLite), Local storage in a temp folder, two engines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from oaiod.engine.cycle import SyncEngine  # noqa: E402
+from oaiod.engine.settings import EngineSettings  # noqa: E402
+from oaiod.hub.server import HubServer  # noqa: E402
+from oaiod.hub.settings import HubSettings  # noqa: E402
+from oaiod.server_api import OaioServerApi  # noqa: E402
+from oaiod.state import StateRepo  # noqa: E402
+from oaiod.storage import open_backend  # noqa: E402
+
+PASSWORD = "bench-password-1"
+
+
+def make_tree(root: Path, count: int, size: int) -> None:
+    """``count`` files of ``size`` bytes in folders of 100, mtimes in the past (no quiet period)."""
+    past = time.time_ns() - 60_000_000_000
+    block = os.urandom(size)
+    for number in range(count):
+        folder = root / f"d{number // 100:04d}"
+        if number % 100 == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"f{number:06d}.dat"
+        path.write_bytes(number.to_bytes(4, "big") + block[4:])
+        os.utime(path, ns=(past, past))
+
+
+def engine(hub: HubServer, base: Path, device: str) -> tuple[SyncEngine, OaioServerApi]:
+    settings = EngineSettings(
+        client_root=base / device / "root",
+        device_id=device,
+        state_dir=base / device / "state",
+        username="bench",
+        csh_id="Local",
+        quiet_period=0.0,
+        home=base / device,
+        mass_delete_min=10**9,
+    )
+    api = OaioServerApi(hub.host, "bench", PASSWORD, device_id=device, app_id="oaiod")
+    return SyncEngine(settings, StateRepo(settings.state_dir), api, lambda c, a: open_backend(c, a)), api
+
+
+def timed(action) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = action()
+    return time.perf_counter() - started, result
+
+
+def bench_idle_and_rescan(hub: HubServer, base: Path, count: int) -> None:
+    eng, api = engine(hub, base, "big")
+    print(f"creating {count:,} files …", flush=True)
+    make_tree(eng.settings.client_root, count, 64)
+    seconds, report = timed(eng.sync_cycle)
+    seconds2, report2 = timed(eng.sync_cycle)
+    print(
+        f"initial index + commit of {count:,} files: {seconds:.1f} s + {seconds2:.1f} s "
+        f"(uploads {report.uploads + report2.uploads:,})"
+    )
+    eng.sync_cycle()  # our own commit comes back once
+    samples = []
+    for _ in range(5):
+        api.http.reset_timings()
+        seconds, _ = timed(eng.sync_cycle)
+        samples.append((seconds, len(api.http.timings)))
+    best = min(samples)
+    print(
+        f"no-op sync cycle with {count:,} indexed files: {best[1]} HTTP request(s), best {best[0] * 1000:.1f} ms "
+        f"(median {sorted(s for s, _ in samples)[2] * 1000:.1f} ms)   target ≤ 3 requests, < 100 ms"
+    )
+    rescan = min(timed(eng.rescan)[0] for _ in range(3))
+    find = min(
+        timed(
+            lambda: subprocess.run(
+                ["find", str(eng.settings.client_root), "-printf", "%s %T@\n"], stdout=subprocess.DEVNULL, check=True
+            )
+        )[0]
+        for _ in range(3)
+    )
+    print(
+        f"full rescan of {count:,} unchanged files: {rescan:.2f} s vs find -printf {find:.2f} s "
+        f"= {rescan / find:.1f}×   target ≤ 3×"
+    )
+    eng.close()
+    api.close()
+
+
+def bench_initial_sync(hub: HubServer, base: Path, storage: Path, count: int) -> None:
+    a, api_a = engine(hub, base, "a")
+    b, api_b = engine(hub, base, "b")
+    b.sync_cycle()
+    a.sync_cycle()
+    tree = base / "tree"
+    make_tree(tree, count, 4096)
+    shutil.copytree(tree, a.settings.client_root / "tree")
+    a.rescan()
+    megabytes = count * 4096 / 2**20
+    up, _ = timed(a.sync_cycle)
+    down, report = timed(b.sync_cycle)
+    print(
+        f"initial sync of {count:,} × 4 KiB ({megabytes:.0f} MiB): A upload cycle {up:.1f} s "
+        f"({count / up:,.0f} files/s, {megabytes / up:.1f} MiB/s); B download cycle {down:.1f} s "
+        f"({count / down:,.0f} files/s) [{report.downloads:,} downloads]"
+    )
+    rclone = shutil.which("rclone")
+    if rclone is None:
+        print("rclone is not installed: no comparison")
+    else:
+        seconds, _ = timed(
+            lambda: subprocess.run(
+                [rclone, "copy", str(tree), str(storage / "rclone-copy")], check=True, capture_output=True
+            )
+        )
+        print(
+            f"rclone copy of the same tree to the same storage: {seconds:.1f} s ({count / seconds:,.0f} files/s)"
+            f"   target: engine ≥ rclone throughput"
+        )
+    for eng, api in ((a, api_a), (b, api_b)):
+        eng.close()
+        api.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=100_000, help="indexed files for the no-op cycle and rescan")
+    parser.add_argument("--small", type=int, default=10_000, help="4 KiB files for the initial sync")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="oaiod-engine-bench-") as folder:
+        base = Path(folder)
+        storage = base / "storage"
+        storage.mkdir()
+        hub = HubServer(HubSettings(data_dir=base / "hub", port=0, body_limit=256 * 2**20))
+        hub.start()
+        try:
+            assert hub.service is not None
+            hub.service.add_user("bench", PASSWORD)
+            hub.service.set_storage("Local", {"root_folder": str(storage)})
+            if args.files:
+                bench_idle_and_rescan(hub, base, args.files)
+            if args.small:
+                bench_initial_sync(hub, base, storage, args.small)
+        finally:
+            hub.stop()
+
+
+if __name__ == "__main__":
+    main()
