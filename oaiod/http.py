@@ -824,7 +824,7 @@ def _reason(exc: BaseException) -> str:
         if not isinstance(nxt, BaseException) or nxt is inner:
             break
         inner = nxt
-    text = re.sub(r"<[^>]*>:? ?", "", str(inner))
+    text = re.sub(r"<[^>]*>:? ?|\w+Connection\([^)]*\):? ?", "", str(inner))
     text = re.sub(r"(url|host)[:=] ?\S+", r"\1 …", text)
     return f"{type(inner).__name__}: {text}"[:300]
 

@@ -30,6 +30,7 @@ import requests
 from oaiod.errors import ConfigError, ValidationError
 from oaiod.http import (
     DEFAULT_TIMEOUT,
+    NO_RETRY,
     Conflict,
     Gone,
     HttpClient,
@@ -355,7 +356,9 @@ class OaioServerApi:
         self._require("changes")
         connect = self.http.timeout[0] if isinstance(self.http.timeout, tuple) else self.http.timeout
         params = {"since": validate_stamp(since, "since"), "timeout": f"{timeout:g}"}
-        answer = self._get_json("hub/changes/", params=params, timeout=(connect, timeout + FEED_TIMEOUT_MARGIN))
+        answer = self._get_json(  # no retries: the caller's loop backs off, a hung poll is not waited out 5 times
+            "hub/changes/", params=params, timeout=(connect, timeout + FEED_TIMEOUT_MARGIN), retry=NO_RETRY
+        )
         changed = _field(answer, "changed")
         if not isinstance(changed, bool):
             raise ProtocolError("hub/changes/: 'changed' is not true or false")
