@@ -31,30 +31,38 @@ def measure(name: str, call: Callable[[], object], count: int) -> float:
     for _ in range(min(50, count)):  # warm the connection pool and caches
         call()
     samples = []
+    cpu_start = time.process_time()
     start = time.perf_counter()
     for _ in range(count):
         t0 = time.perf_counter()
         call()
         samples.append(time.perf_counter() - t0)
     total = time.perf_counter() - start
+    cpu = (time.process_time() - cpu_start) / count  # client and (in-process) server CPU per request
     mean = total / count
     p99 = sorted(samples)[int(0.99 * (count - 1))]
-    print(f"{name:<34} {count / total:9.0f} req/s   mean {mean * 1e6:8.1f} µs   "
-          f"median {statistics.median(samples) * 1e6:8.1f} µs   p99 {p99 * 1e6:8.1f} µs")  # fmt: skip
+    median = statistics.median(samples)
+    print(f"{name:<34} {count / total:9.0f} req/s   mean {mean * 1e6:8.1f} µs   median {median * 1e6:8.1f} µs   "
+          f"p99 {p99 * 1e6:8.1f} µs   cpu {cpu * 1e6:7.1f} µs")  # fmt: skip
     return mean
 
 
-def bench_plain_server(count: int) -> None:
+def bench_plain_server(count: int, rounds: int = 3) -> None:
     server = ScriptedServer()
     server.on("GET", "/ping", Reply(200, {"current_stamp": "20250101000000000000"}))
     try:
         session = requests.Session()
         url = server.url + "ping"
-        raw = measure("raw requests.Session GET+json", lambda: session.get(url, timeout=(10, 60)).json(), count)
         client = HttpClient(server.url, retry=NO_RETRY)
-        layer = measure("oaiod.http get_json", lambda: client.get_json("ping"), count)
-        server.seen.clear()
-        print(f"{'overhead of the layer':<34} {(layer - raw) * 1e6:+9.1f} µs per request "
+        raws, layers = [], []
+        for round_ in range(1, rounds + 1):  # alternate, so that warm-up and machine noise hit both alike
+            raws.append(
+                measure(f"[{round_}] raw requests GET+json", lambda: session.get(url, timeout=(10, 60)).json(), count)
+            )
+            layers.append(measure(f"[{round_}] oaiod.http get_json", lambda: client.get_json("ping"), count))
+            server.seen.clear()
+        raw, layer = statistics.median(raws), statistics.median(layers)
+        print(f"{'overhead of the layer (median)':<34} {(layer - raw) * 1e6:+9.1f} µs per request "
               f"({(layer / raw - 1) * 100:+.1f} %)")  # fmt: skip
         print(f"{'timings kept':<34} {len(client.timings)} (bounded deque)")
     finally:
