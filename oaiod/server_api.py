@@ -185,9 +185,12 @@ class OaioServerApi:
     def _get_json(self, path: str, **kwargs: Any) -> Any:
         return json_of(self._get(path, **kwargs))
 
-    def _post_json(self, path: str, payload: Any) -> Any:
+    def _post(self, path: str, payload: Any) -> requests.Response:
         headers = {**self._context, "Accept": "application/json"}
-        return json_of(self.http.request("POST", path, json=payload, headers=headers))
+        return self.http.request("POST", path, json=payload, headers=headers)
+
+    def _post_json(self, path: str, payload: Any) -> Any:
+        return json_of(self._post(path, payload))
 
     # -- session and clock --------------------------------------------------------------------------------------
 
@@ -244,7 +247,7 @@ class OaioServerApi:
     def delete(self, obj: OaiObject | str) -> None:
         """Remove an object and its subscriptions (needs ``C`` or ``D``)."""
         oaio_id = obj.oaio_id if isinstance(obj, OaiObject) else obj
-        self._post_json("delete/", {"oaio_id": validate_oaio_id(oaio_id)})
+        self._post("delete/", {"oaio_id": validate_oaio_id(oaio_id)}).close()  # any 2xx; the body is not read
 
     def stampz(self, since: str | None = None) -> StampzResult:
         """Objects changed after ``since`` and ids deleted since then (part B), else the full listing.
@@ -325,7 +328,7 @@ class OaioServerApi:
 
     def wipe_user(self, username: str) -> None:
         """Remove a user with their subscriptions and log entries."""
-        self._post_json("wipe_user/", {"Uid": validate_username(username)})
+        self._post("wipe_user/", {"Uid": validate_username(username)}).close()
 
     # -- part B: features and the change feed -----------------------------------------------------------------
 

@@ -306,6 +306,16 @@ def test_hostile_objects_are_refused(plain: tuple[ScriptedServer, OaioLoginRules
         api.upload(OaiObject(**{**good_object(), "csh_access_right": ""}))
 
 
+def test_empty_2xx_answers_where_the_spec_promises_no_body(plain: tuple[ScriptedServer, OaioLoginRules]) -> None:
+    server, rules = plain
+    rules.route("POST", "delete/", lambda seen: Reply(204))
+    rules.route("POST", "wipe_user/", lambda seen: Reply(200, body=b""))
+    api = plain_api(server)
+    api.delete(good_object()["oaio_id"])
+    api.wipe_user("bob")
+    assert server.requests_to("/api/wipe_user/", "POST")[0].json() == {"Uid": "bob"}
+
+
 def test_hostile_shapes_are_refused(plain: tuple[ScriptedServer, OaioLoginRules]) -> None:
     server, rules = plain
     rules.route("GET", "current_stamp/", lambda seen: Reply(200, {"current_stamp": "20991"}))
