@@ -85,6 +85,8 @@ def serve(data_dir: Path, db_url: str, host: str, port: int) -> None:
         HubServer(HubSettings(data_dir=data_dir, db_url=db_url, host=host, port=port)).serve_forever()
     except OaiodError as exc:
         raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it shut down for: a normal stop
+        logging.getLogger("oaiod.hub").info("oaiod hub stopped")
 
 
 # -- users --------------------------------------------------------------------------------------------------------
