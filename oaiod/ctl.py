@@ -442,11 +442,25 @@ def daemon_handlers(daemon: Any) -> dict[str, Handler]:
 
 
 def _listing(engine: Any) -> Any:
-    """What ``ctl ls`` shows: the engine's objects when it lists them, else its roots."""
+    """What ``ctl ls`` shows: one row per synced object (the engine's ``objects()`` when it has one)."""
     objects = getattr(engine, "objects", None)
     if callable(objects):
         return objects()
-    return [{"path": str(root)} for root in engine.roots()]
+    repo = getattr(engine, "repo", None)
+    if repo is None:
+        return [{"path": str(root)} for root in engine.roots()]
+    return [
+        {
+            "oaio_id": row.oaio_id,
+            "kind": row.kind,
+            "path": row.local_root,
+            "right": row.csh_access_right,
+            "status": row.status,
+            "stamp": row.synced_stamp,
+            "owner": row.username,
+        }
+        for row in repo.objects()
+    ]
 
 
 def _sync(daemon: Any, scheduler: Any, wait: bool) -> Any:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import faulthandler
 import fcntl
 import logging
 import logging.handlers
@@ -228,7 +229,7 @@ def build_engine(config: Config) -> EngineHandle:
 
     Imports are local: ``ctl`` and tests with a fake engine never load the engine, the hub or a backend.
     """
-    from oaiod.engine import SyncEngine
+    from oaiod.engine.cycle import SyncEngine
     from oaiod.engine.settings import EngineSettings
     from oaiod.server_api import OaioServerApi
     from oaiod.state import StateRepo
@@ -270,6 +271,9 @@ def build_engine(config: Config) -> EngineHandle:
             mass_delete_ratio=config.sync.mass_delete_ratio,
             mass_delete_min=config.sync.mass_delete_min,
             ignore_patterns=config.sync.ignore,
+            # the watcher already waited ``debounce`` seconds without an event for the file; half of that as the
+            # engine's "still being written" age keeps a just-debounced file from waiting for the next interval
+            quiet_period=config.sync.debounce / 2,
         )
         handle.engine = SyncEngine(
             settings, repo, api, lambda csh_id, args: open_backend(csh_id, args, wrappers=wrappers)
@@ -297,12 +301,11 @@ def csh_id_for(config: Config) -> str:
 
 def change_feed_of(api: Any) -> ChangeFeed | None:
     """The hub's long poll as a :data:`ChangeFeed`, or None when the server offers none (asked lazily)."""
-    from oaiod.model import OLDEST_SYNC_STAMP
     from oaiod.server_api import NotSupported
 
     def feed(since: str | None, timeout: float) -> tuple[bool, str | None]:
         try:
-            return api.wait_for_changes(since or OLDEST_SYNC_STAMP, timeout)
+            return api.wait_for_changes(since or api.current_stamp(), timeout)
         except NotSupported:
             time.sleep(min(timeout, 60.0))  # a plain oaio server: the periodic cycle is all there is
             return False, since
@@ -454,6 +457,7 @@ class Daemon:
             log.info("received SIGHUP; reloading the config")
             self.call_in_main(self.reload)
 
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1 PID: every thread's stack to stderr
         handlers = {signal.SIGTERM: on_stop, signal.SIGINT: on_stop, signal.SIGHUP: on_hup}
         return {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
 
@@ -562,11 +566,18 @@ class Daemon:
         return "reloaded"
 
     def rebuild_index(self) -> str:
-        """Move the state database aside and start over: the next cycle rebuilds it from disk and server.
+        """Rebuild the index from disk and server without touching user files.
 
-        User files are not touched: with an empty index every local file is hashed and every remote file compared,
-        and equal files are simply recorded as synced.
+        With a working engine its own ``rebuild_index`` forgets the index (the next cycle hashes every local file
+        and records equal ones as synced). Without one (a database that cannot be opened) the database files are
+        moved aside and the engine is built again on a fresh one.
         """
+        if self.handle is not None and hasattr(self.handle.engine, "rebuild_index"):
+            assert self.scheduler is not None
+            self.scheduler.run_exclusive("rebuild-index", self.handle.engine.rebuild_index)
+            self.scheduler.trigger("rebuild-index", force=True)
+            log.warning("index forgotten; rebuilding it from disk and server")
+            return "index rebuilt from disk and server"
         self._stop_components()
         db = self.config.paths.state_db
         moved = []

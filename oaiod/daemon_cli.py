@@ -366,6 +366,8 @@ def render_status(result: dict[str, Any]) -> None:
             table.add_row(key.replace("_", " "), _cell(result[key]))
     engine = result.get("engine") or {}
     for key, value in engine.items():
+        if key in ("state", "last_sync", "last_cycle") or value in (None, [], {}):
+            continue
         if key.endswith("bytes") and isinstance(value, int | float):
             value = _bytes(value)
         table.add_row(key.replace("_", " "), _cell(value))
@@ -373,15 +375,16 @@ def render_status(result: dict[str, Any]) -> None:
 
 
 def _progress_numbers(item: Any) -> tuple[float | None, float | None, str]:
-    """``(done, total, text)`` from a progress item; unknown shapes show a spinner with the state."""
+    """``(done, total, text)`` from a ``sync --wait`` item (the engine's Progress); else a spinner with the state."""
     state = str(item.get("state", "")) if isinstance(item, dict) else ""
     progress = item.get("progress") if isinstance(item, dict) else None
     if not isinstance(progress, dict):
         return None, None, state
-    done = next((progress[k] for k in ("done_bytes", "bytes_done", "transferred") if k in progress), None)
-    total = next((progress[k] for k in ("total_bytes", "bytes_total", "queued_bytes") if k in progress), None)
-    current = progress.get("current") or progress.get("path") or ""
-    return done, total, f"{state} {current}".strip()
+    done = progress.get("done_bytes") or 0
+    queued = (progress.get("queued_upload_bytes") or 0) + (progress.get("queued_download_bytes") or 0)
+    remaining = max(0, queued - (progress.get("current_done") or 0))
+    current = progress.get("current_path") or ""
+    return done, (done + remaining) or None, f"{state} {current}".strip()
 
 
 def show_sync_progress(stream: Any, *, quiet: bool = False) -> None:

@@ -41,14 +41,17 @@ class DaemonProcess:
             cmd = [sys.executable, "-m", "oaiod.daemon_cli", "--config", str(config_file), "run"]
         else:
             cmd = [sys.executable, str(FAKE_RUN), str(config_file)]
+        # stderr to a file, not a pipe: a chatty daemon (DEBUG) would block on a full pipe nobody reads
+        self.stderr_file = config_file.with_suffix(f".{len(list(config_file.parent.glob('*.stderr')))}.stderr")
+        self._stderr = self.stderr_file.open("w")
         self.proc = subprocess.Popen(
-            cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=self._stderr, text=True
         )
 
     def ready(self, timeout: float = 60.0) -> DaemonProcess:
         def answers() -> bool:
             if self.proc.poll() is not None:
-                raise AssertionError(f"daemon exited {self.proc.returncode}: {self.proc.stderr.read()}")
+                raise AssertionError(f"daemon exited {self.proc.returncode}: {self.stderr()}")
             try:
                 return self.client.call("status")["state"] != "starting"
             except CtlError:
@@ -72,12 +75,10 @@ class DaemonProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        self._stderr.close()
 
     def stderr(self) -> str:
-        return self.proc.stderr.read() if self.proc.stderr else ""
+        return self.stderr_file.read_text()
 
 
 def write_config(path: Path, text: str) -> Path:
