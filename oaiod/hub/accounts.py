@@ -8,6 +8,7 @@ not hand out logins. Passwords are hashed outside the write lock (scrypt takes t
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import threading
 import time
@@ -24,6 +25,8 @@ from oaiod.hub.errors import Conflict, NotAuthenticated, NotFound, RateLimited
 from oaiod.hub.passwords import hash_password, verify_password
 from oaiod.hub.settings import HubSettings
 from oaiod.model import now_stamp, validate_name, validate_username
+
+log = logging.getLogger("oaiod.hub")
 
 SECRET_KEY_WORDS = ("password", "passwd", "secret", "token", "key", "credential", "auth")
 
@@ -93,11 +96,16 @@ class AccountsMixin:
         if self._throttle is None:
             self._throttle = LoginThrottle(self.settings.login_max_failures, self.settings.login_window)
         keys = (f"user:{username}", f"addr:{address}")
-        self._throttle.check(*keys)
+        try:
+            self._throttle.check(*keys)
+        except RateLimited:
+            log.warning("hub: login for %r from %s refused after too many failures", username[:150], address)
+            raise
         with self.sessions() as db:
             user = db.get(User, username)
         if not verify_password(password, user.password_hash if user is not None else None) or user is None:
             self._throttle.failed(*keys)
+            log.info("hub: failed login for %r from %s", username[:150], address)
             raise NotAuthenticated("wrong username or password")
         self._throttle.succeeded(keys[0])
         token = secrets.token_urlsafe(32)
