@@ -82,7 +82,9 @@ class HubServer:
             raise HubStartError(f"hub database {self.settings.database_url.split('@')[-1]}: {exc}") from exc
         app = create_app(self.settings, self.service)
         family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets of that protocol; without it every
+        # answer on a kept-alive connection waits ~40 ms for the peer's delayed ACK.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.settings.host, self.settings.port))
