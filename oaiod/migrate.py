@@ -8,8 +8,10 @@ The scripts live in the top-level ``migrations/`` folder, one Alembic environmen
 from __future__ import annotations
 
 import importlib.resources
+import logging.config
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
@@ -37,3 +39,45 @@ def alembic_config(environment: str, url: str) -> Config:
 def upgrade(environment: str, url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision``; safe to call on every start."""
     command.upgrade(alembic_config(environment, url), revision)
+
+
+def run_environment(target_metadata: sa.MetaData) -> None:
+    """The body of every ``env.py``: emit SQL offline, or upgrade online.
+
+    Online it uses the open connection a caller handed over in ``config.attributes["connection"]``, else a
+    short-lived engine on ``sqlalchemy.url``. It configures logging from an ini file only when the caller did not
+    say ``config.attributes["configure_logger"] = False``, so an embedding process keeps its own log setup.
+    SQLite gets batch mode (ALTER TABLE by copy).
+    """
+    from alembic import context  # only importable while Alembic runs an environment
+
+    config = context.config
+    if config.config_file_name is not None and config.attributes.get("configure_logger", True) is not False:
+        logging.config.fileConfig(config.config_file_name)
+
+    def migrate_over(connection: sa.Connection) -> None:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    if context.is_offline_mode():
+        url = config.get_main_option("sqlalchemy.url")
+        context.configure(url=url, target_metadata=target_metadata, literal_binds=True, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        migrate_over(connection)
+        return
+    engine = sa.create_engine(config.get_main_option("sqlalchemy.url"), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            migrate_over(connection)
+    finally:
+        engine.dispose()
