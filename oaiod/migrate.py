@@ -7,7 +7,7 @@ The scripts live in the top-level ``migrations/`` folder, one Alembic environmen
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import logging.config
 from pathlib import Path
 
@@ -19,8 +19,12 @@ from alembic.config import Config
 def migrations_root() -> Path:
     """The folder holding one Alembic environment per database."""
     try:
-        root = Path(str(importlib.resources.files("oaiod._migrations")))
+        spec = importlib.util.find_spec("oaiod._migrations")
     except ModuleNotFoundError:
+        spec = None
+    if spec is not None and spec.submodule_search_locations:  # a wheel: a namespace package inside oaiod
+        root = Path(next(iter(spec.submodule_search_locations)))
+    else:  # a source checkout
         root = Path(__file__).resolve().parent.parent / "migrations"
     if not root.is_dir():  # pragma: no cover - a broken install
         raise RuntimeError(f"oaiod's migrations are missing (looked in {root})")
