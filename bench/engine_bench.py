@@ -47,18 +47,18 @@ def make_tree(root: Path, count: int, size: int) -> None:
         os.utime(path, ns=(past, past))
 
 
-def engine(hub: HubServer, base: Path, device: str) -> tuple[SyncEngine, OaioServerApi]:
+def engine(hub: HubServer, base: Path, device: str, user: str = "bench") -> tuple[SyncEngine, OaioServerApi]:
     settings = EngineSettings(
         client_root=base / device / "root",
         device_id=device,
         state_dir=base / device / "state",
-        username="bench",
+        username=user,
         csh_id="Local",
         quiet_period=0.0,
         home=base / device,
         mass_delete_min=10**9,
     )
-    api = OaioServerApi(hub.host, "bench", PASSWORD, device_id=device, app_id="oaiod")
+    api = OaioServerApi(hub.host, user, PASSWORD, device_id=device, app_id="oaiod")
     return SyncEngine(settings, StateRepo(settings.state_dir), api, lambda c, a: open_backend(c, a)), api
 
 
@@ -107,8 +107,9 @@ def bench_idle_and_rescan(hub: HubServer, base: Path, count: int) -> None:
 
 
 def bench_initial_sync(hub: HubServer, base: Path, storage: Path, count: int) -> None:
-    a, api_a = engine(hub, base, "a")
-    b, api_b = engine(hub, base, "b")
+    # another user than the 100k-file part: a fresh client root, so only this tree is transferred
+    a, api_a = engine(hub, base, "a", "bench2")
+    b, api_b = engine(hub, base, "b", "bench2")
     b.sync_cycle()
     a.sync_cycle()
     tree = base / "tree"
@@ -155,6 +156,7 @@ def main() -> None:
         try:
             assert hub.service is not None
             hub.service.add_user("bench", PASSWORD)
+            hub.service.add_user("bench2", PASSWORD)
             hub.service.set_storage("Local", {"root_folder": str(storage)})
             if args.files:
                 bench_idle_and_rescan(hub, base, args.files)
