@@ -530,7 +530,9 @@ class Daemon:
         if watcher is not None:
             watcher.stop()
         if scheduler is not None:
-            scheduler.shutdown(feed_join_timeout=2.0 if handle is None or handle.change_feed is None else None)
+            # a long poll in flight cannot be interrupted; its thread (a daemon thread) ends by itself when the poll
+            # returns (at most FEED_TIMEOUT later) and never starts another: do not hold up SIGTERM for it
+            scheduler.shutdown(feed_join_timeout=2.0)
         if handle is not None:
             handle.close()
 

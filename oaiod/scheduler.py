@@ -131,7 +131,7 @@ class SyncScheduler:
         if self._feed_thread is not None:
             self._feed_thread.join(self.settings.feed_timeout + 5 if feed_join_timeout is None else feed_join_timeout)
             if self._feed_thread.is_alive():
-                log.warning("change feed still waiting on the server after shutdown; abandoning its long poll")
+                log.info("change feed still in a long poll; it ends by itself when the server answers")
 
     @property
     def running(self) -> bool:
