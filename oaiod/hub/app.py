@@ -47,7 +47,7 @@ CSRF_COOKIE = "csrftoken"
 CSRF_HEADER = "X-CSRFToken"
 HUB_HEADER = "X-Oaiod-Hub"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-STREAMED_PREFIXES = ("/api/hub/blobs/",)  #: routes that read their body themselves (the blob store, later)
+STREAMED_PREFIXES = ("/api/hub/blobs/",)  #: routes that read their body themselves (the blob store)
 
 
 class HubJSONResponse(JSONResponse):
@@ -272,6 +272,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def create_app(settings: HubSettings, service: HubService | None = None) -> FastAPI:
     """The hub application over ``service`` (opened from ``settings`` when not given)."""
+    from oaiod.hub.blobs import mount as mount_blobs
     from oaiod.hub.feed import FEATURES
     from oaiod.hub.feed import router as feed_router  # routes import this module's dependencies
     from oaiod.hub.routes import router as core_router
@@ -302,5 +303,6 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     _install_error_handlers(app)
     app.include_router(core_router, prefix="/api")
     app.include_router(feed_router, prefix="/api")
+    mount_blobs(app)
     app.add_middleware(HubMiddleware, body_limit=settings.body_limit)
     return app

@@ -132,6 +132,46 @@ class StorageHost(Base):
     updated: Mapped[str] = mapped_column(STAMP)
 
 
+class Blob(Base):
+    """A finished blob (``hub/blobs/``): a name pointing at content stored once per sha256 under the data folder.
+
+    ``owner`` is ``""`` for blobs under an oaio id (shared by the object's subscribers) and the username for a
+    user's private blobs (keys outside any oaio id); ``scope`` is the key's first component, for access checks.
+    """
+
+    __tablename__ = "blobs"
+    __table_args__ = (UniqueConstraint("owner", "name_hash"), Index(None, "owner", "scope"))
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(NAME)
+    scope: Mapped[str] = mapped_column(ID)
+    name: Mapped[str] = mapped_column(sa.Text)
+    name_hash: Mapped[str] = mapped_column(String(64))  # sha256 of ``name``: long names cannot be indexed
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    creator: Mapped[str] = mapped_column(NAME)
+    created: Mapped[str] = mapped_column(STAMP)
+    expires: Mapped[str | None] = mapped_column(STAMP)
+
+
+class BlobUpload(Base):
+    """An unfinished blob upload; the caller's secret ``uploadId`` is kept only as its sha256."""
+
+    __tablename__ = "blob_uploads"
+    __table_args__ = (UniqueConstraint("owner", "name_hash"), Index(None, "owner", "scope"))
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(NAME)
+    scope: Mapped[str] = mapped_column(ID)
+    name: Mapped[str] = mapped_column(sa.Text)
+    name_hash: Mapped[str] = mapped_column(String(64))
+    upload_id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    creator: Mapped[str] = mapped_column(NAME)
+    created: Mapped[str] = mapped_column(STAMP)
+    deadline: Mapped[str] = mapped_column(STAMP, index=True)  # unfinished uploads are dropped after this
+    expires: Mapped[str | None] = mapped_column(STAMP)  # of the object, once finished
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

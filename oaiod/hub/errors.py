@@ -13,7 +13,8 @@
         ├── Gone                410 gone
         ├── TooLarge            413 too_large
         ├── UnsupportedMedia    415 unsupported_media_type
-        └── RateLimited         429 rate_limited (carries retry_after seconds)
+        ├── RateLimited         429 rate_limited (carries retry_after seconds)
+        └── InsufficientStorage 507 insufficient_storage (the blob store's disk is full)
 
 :mod:`oaiod.hub.service` raises them; :mod:`oaiod.hub.app` turns them into answers. Nothing here knows HTTP
 frameworks, so the CLI can catch the same errors.
@@ -84,3 +85,7 @@ class RateLimited(HubError):
     def __init__(self, reason: str, retry_after: int) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+
+
+class InsufficientStorage(HubError):
+    status, code = 507, "insufficient_storage"

@@ -19,7 +19,7 @@ from oaiod.hub.app import (
     csrf_check,
     get_service,
 )
-from oaiod.hub.errors import BadRequest
+from oaiod.hub.errors import BadRequest, NotFound
 from oaiod.hub.service import HubService
 from oaiod.model import (
     OBJECT_KEYS,
@@ -35,6 +35,7 @@ from oaiod.model import (
 
 router = APIRouter()
 
+HUB_CSH_ID = "Hub"  #: the csh id of the hub's own blob store
 POST_ROUTES = ("login/", "logout/", "register/", "upload/", "delete/", "subscribe/", "wipe_user/")
 
 
@@ -89,8 +90,19 @@ def current_stamp(request: Request, _actor: ActorDep) -> dict[str, str]:
 
 @router.get("/csh_args/{csh_id}")
 def csh_args(request: Request, csh_id: str, _actor: ActorDep) -> dict[str, Any]:
-    """Keyword arguments of the storage host class registered as ``csh_id``."""
-    return get_service(request).storage_args(validate_name(csh_id, "csh_id"))
+    """Keyword arguments of the storage host class registered as ``csh_id``.
+
+    ``Hub`` (the hub's own blob store) is offered without configuration: ``{"url": BASE}`` with the hub's public
+    URL or, when none is set, the base URL the client reached; a client reuses its own hub session there.
+    """
+    service = get_service(request)
+    csh_id = validate_name(csh_id, "csh_id")
+    try:
+        return service.storage_args(csh_id)
+    except NotFound:
+        if csh_id != HUB_CSH_ID:
+            raise
+    return {"url": service.settings.public_url or f"{request.base_url}api/"}
 
 
 # -- objects ------------------------------------------------------------------------------------------------------

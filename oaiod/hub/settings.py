@@ -27,6 +27,9 @@ class HubSettings:
     login_max_failures: int = 10  #: failed logins per username or per address within ``login_window``
     login_window: float = 60.0
     graceful_shutdown: float = 5.0  #: seconds ``stop()`` lets running requests finish
+    #: the base URL clients reach the hub at (``https://hub.example/api/``), answered by ``csh_args/Hub``;
+    #: empty: the URL of each request (right unless a proxy rewrites the host)
+    public_url: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())

@@ -1,9 +1,7 @@
 """Fixtures of the storage conformance suite: one real host per backend, joined through :data:`STORES`.
 
 A backend joins the suite with a factory in :data:`STORES` (name -> function of the pytest request and a fresh
-tmp folder, returning a :class:`StoreUnderTest`). The hub's blob store adds itself the same way::
-
-    STORES["hub"] = make_hub_store   # in this file, next to the others
+tmp folder, returning a :class:`StoreUnderTest`), as the hub's blob store does (``make_hub_store``).
 
 Servers are session-scoped; each test gets a fresh root (folder, WebDAV collection or S3 prefix). A server
 that cannot start is a skip with the reason locally and a failure in CI (``CI=true``): a backend that does not
@@ -350,6 +348,94 @@ def make_rclone_webdav_store(request: pytest.FixtureRequest, tmp: Path) -> Store
     return store
 
 
+# -- Hub ------------------------------------------------------------------------------------------------------
+
+HUB_USERS = {"alice": "alice-blob-secret", "bob": "bob-blob-secret"}
+READ_ONLY_ID = "some"  #: alice's object that bob may only read: his writes of ``some/key`` are refused
+
+
+@pytest.fixture(scope="session")
+def blob_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One hub on loopback for the suite, with alice and bob; each test starts with an empty blob store."""
+    from oaiod.hub.server import HubServer
+    from oaiod.hub.service import Actor
+    from oaiod.hub.settings import HubSettings
+    from oaiod.model import OaiObject, now_stamp
+
+    try:
+        server = HubServer(HubSettings(data_dir=tmp_path_factory.mktemp("blob-hub"), port=0)).start()
+    except Exception as exc:  # any reason the hub cannot start
+        print(f"hub did not start: {exc}")
+        yield None
+        return
+    service = server.service
+    assert service is not None
+    for name, password in HUB_USERS.items():
+        service.add_user(name, password)
+    alice = Actor("alice", "alice", False)
+    obj = OaiObject(oaio_id=READ_ONLY_ID, client_stamp=now_stamp(), client_values={"_name": "x"}, csh_id="Hub")
+    service.register(alice, obj)
+    service.subscribe(alice, READ_ONLY_ID, "bob", "r")
+    yield server
+    server.stop()
+
+
+def hub_args(url: str, username: str = "alice") -> dict[str, Any]:
+    return {"url": url, "username": username, "password": HUB_USERS[username]}
+
+
+def _empty_blob_store(server: Any) -> None:
+    import sqlalchemy as sa
+
+    from oaiod.hub.db import Blob, BlobUpload
+
+    with server.service.sessions.begin() as db:
+        db.execute(sa.delete(Blob))
+        db.execute(sa.delete(BlobUpload))
+    for folder in ("sha256", "uploads"):
+        shutil.rmtree(server.data_dir / "blobs" / folder, ignore_errors=True)
+        (server.data_dir / "blobs" / folder).mkdir()
+
+
+def read_hub_native(server: Any, name: str) -> bytes:
+    """The content the hub stores for ``name``, read from its data folder (content addressed by sha256)."""
+    from oaiod.hub.blobstore import BlobStore
+
+    found = [sha for _owner, stored, sha in BlobStore(server.service).iter_names() if stored == name]
+    assert len(found) == 1, f"{name!r} is stored {len(found)} times"
+    return (server.data_dir / "blobs" / "sha256" / found[0][:2] / found[0]).read_bytes()
+
+
+def make_hub_store(request: pytest.FixtureRequest, tmp: Path) -> StoreUnderTest:
+    from oaiod.storage.hub import HubBackend
+
+    server = request.getfixturevalue("blob_hub")
+    if server is None:
+        unavailable("the hub could not start on loopback")
+    _empty_blob_store(server)
+
+    def faulty() -> tuple[Backend, Callable[[], int]]:
+        proxy = servers.FaultProxy(server.port)
+        store.cleanups.append(proxy.close)
+        inner = HubBackend.from_args(hub_args(f"{proxy.url}/api/"))
+        return RetryingBackend(inner, attempts=3, backoff_base=0.01), lambda: proxy.faults
+
+    def denied() -> Backend:
+        """bob may read the object ``some`` (the suite writes ``some/key``) but not write its blobs: 403."""
+        return HubBackend.from_args(hub_args(server.url, "bob"))
+
+    store = StoreUnderTest(
+        name="hub",
+        csh_id="Hub",
+        args=hub_args(server.url),
+        make=lambda: HubBackend.from_args(hub_args(server.url)),
+        read_native=lambda path: read_hub_native(server, path),
+        faulty=faulty,
+        denied=denied,
+    )
+    return store
+
+
 # -- registry of stores -----------------------------------------------------------------------------------------
 
 #: name -> factory; each backend (and later the hub) joins the conformance suite here
@@ -359,6 +445,7 @@ STORES: dict[str, Callable[[pytest.FixtureRequest, Path], StoreUnderTest]] = {
     "s3": make_s3_store,
     "rclone_local": make_rclone_local_store,
     "rclone_webdav": make_rclone_webdav_store,
+    "hub": make_hub_store,
 }
 
 

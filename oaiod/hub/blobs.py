@@ -1,0 +1,272 @@
+"""The blob store's routes under ``/api/hub/blobs/`` (the object-service protocol; ``docs/hub-api.md``).
+
+Session and CSRF exactly as every hub route. ``<name>`` is a storage key ``<oaio_id>/<client_stamp>/<path>``,
+percent-encoded per component, validated with :func:`oaiod.storage.keys.validate_key` (unsafe: 400). The hub's
+body-limit middleware does not buffer these routes: ``data/`` streams to disk, JSON bodies are read here up to
+:data:`MAX_JSON_BODY`. The rules behind each route are in :mod:`oaiod.hub.blobstore`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from oaiod.errors import ValidationError
+from oaiod.hub.app import ActorDep, json_body
+from oaiod.hub.blobstore import BlobStore
+from oaiod.hub.errors import BadRequest, TooLarge, UnsupportedMedia
+from oaiod.model import validate_exact_keys, validate_stamp
+from oaiod.storage.keys import validate_key, validate_prefix
+
+log = logging.getLogger("oaiod.hub.blobs")
+
+router = APIRouter(prefix="/hub/blobs")
+
+FEATURE = "blobs"
+MAX_JSON_BODY = 256 * 1024  #: bytes of a JSON body (an inline upload of INLINE_MAX base64-encoded fits)
+INLINE_MAX = 64 * 1024  #: largest object the hub takes inline with createUpload
+WRITE_BLOCK = 4 * 1024 * 1024  #: bytes of an upload gathered before each disk write
+MAX_BLOB_SIZE = 1 << 40  #: 1 TiB
+LIST_PAGE = 1000
+_UPLOAD_ID = re.compile(r"\A[A-Za-z0-9_-]{22,128}\Z")  # ≥ 128 bits of URL-safe base64
+_SHA256 = re.compile(r"\A[0-9a-f]{64}\Z")
+
+
+class DownloadResponse(FileResponse):
+    chunk_size = 1024 * 1024  # 64 KiB chunks make a large download CPU-bound
+
+
+def get_store(request: Request) -> BlobStore:
+    return request.app.state.blobs
+
+
+async def blob_json(request: Request) -> Any:
+    """The JSON body, refused beyond :data:`MAX_JSON_BODY` (the middleware does not limit these routes)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise UnsupportedMedia(f"send the body as application/json, not {content_type[:60] or 'nothing'!r}")
+    size, chunks = 0, []
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_JSON_BODY:
+            raise TooLarge(f"a blob request body is at most {MAX_JSON_BODY} bytes")
+        chunks.append(chunk)
+    request._body = b"".join(chunks)  # json_body reads it from here
+    return await json_body(request)
+
+
+StoreDep = Annotated[BlobStore, Depends(get_store)]
+JsonDep = Annotated[Any, Depends(blob_json)]
+
+
+def _name(name: str, fld: str = "name") -> str:
+    key = validate_key(name, fld)
+    if len(key.split("/", 1)[0]) > 255:
+        raise ValidationError(fld, "the first component (the oaio id) is longer than 255 characters")
+    return key
+
+
+def _upload_id(value: Any) -> str:
+    if not isinstance(value, str) or not _UPLOAD_ID.match(value):
+        raise ValidationError("uploadId", "must be 22 to 128 URL-safe base64 characters (at least 128 random bits)")
+    return value
+
+
+def _size(value: Any, fld: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValidationError(fld, "must be an integer ≥ 0")
+    if value > MAX_BLOB_SIZE:
+        raise TooLarge(f"{fld} {value} is more than the hub's limit of {MAX_BLOB_SIZE} bytes")
+    return value
+
+
+def _url(request: Request, route: str, name: str, **params: str) -> str:
+    """The absolute URL of a blob route, on the host and port the client reached."""
+    query = f"?{urlencode(params)}" if params else ""
+    return f"{request.base_url}api/hub/blobs/{route}/{quote(name, safe='/')}{query}"
+
+
+# -- routes -------------------------------------------------------------------------------------------------------
+
+
+@router.get("/ping")
+def ping(_actor: ActorDep) -> dict[str, Any]:
+    """Answers without doing anything (the session is checked)."""
+    return {"alive": True}
+
+
+@router.put("/upload/{name:path}")
+def create_upload(request: Request, name: str, actor: ActorDep, store: StoreDep, body: JsonDep) -> dict[str, Any]:
+    """createUpload: ``{uploadId, sha256, size, expires?, proposedUploadMethods}`` → ``{expires, uploadMethod}``."""
+    name = _name(name)
+    validate_exact_keys(body, ("uploadId", "sha256", "size", "proposedUploadMethods"), "body", optional=("expires",))
+    upload_id = _upload_id(body["uploadId"])
+    sha256 = body["sha256"]
+    if not isinstance(sha256, str) or not _SHA256.match(sha256):
+        raise ValidationError("sha256", "must be 64 lowercase hex digits")
+    size = _size(body["size"], "size")
+    expires = validate_stamp(body["expires"], "expires") if body.get("expires") is not None else None
+    methods = body["proposedUploadMethods"]
+    validate_exact_keys(methods, (), "proposedUploadMethods", optional=("dataInline", "putUrl"))
+    inline = _inline_data(methods["dataInline"]) if "dataInline" in methods else None
+    if "putUrl" in methods:
+        validate_exact_keys(methods["putUrl"], ("contentType", "contentLength"), "putUrl")
+        if _size(methods["putUrl"]["contentLength"], "putUrl.contentLength") != size:
+            raise ValidationError("putUrl.contentLength", "must equal size")
+    row = store.create_upload(actor, name, upload_id, sha256, size, expires)
+    method: dict[str, Any] = {}
+    if inline is not None:
+        store.write_inline(row, inline)
+        method = {"dataInline": True}
+    elif "putUrl" in methods:
+        url = _url(request, "data", name, uploadId=upload_id, offset="0")
+        headers = {"Content-Type": "application/octet-stream"}
+        method = {"putUrl": {"url": url, "expires": row.deadline, "headers": headers}}
+    return {"expires": row.deadline, "uploadMethod": method}
+
+
+def _inline_data(value: Any) -> bytes:
+    validate_exact_keys(value, ("contentType", "objectData"), "dataInline")
+    data = value["objectData"]
+    if not isinstance(data, str) or len(data) > (INLINE_MAX * 4 // 3) + 4:
+        raise ValidationError("dataInline.objectData", f"must be base64 of at most {INLINE_MAX} bytes")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationError("dataInline.objectData", "is not valid base64") from None
+
+
+@router.delete("/upload/{name:path}")
+def cancel_upload(name: str, actor: ActorDep, store: StoreDep) -> dict[str, Any]:
+    """Drop the unfinished upload of ``name`` (to start over with a new uploadId); idempotent."""
+    return {"cancelled": store.cancel_upload(actor, _name(name))}
+
+
+@router.put("/data/{name:path}")
+async def put_data(
+    request: Request,
+    name: str,
+    actor: ActorDep,
+    store: StoreDep,
+    uploadId: str = "",
+    offset: int = 0,
+) -> dict[str, Any]:
+    """The bytes of an upload from ``offset`` on, streamed to disk; answers how many the hub now holds."""
+    name, upload_id = _name(name), _upload_id(uploadId)
+    if offset < 0:
+        raise ValidationError("offset", "must be ≥ 0")
+    target = await run_in_threadpool(store.target, actor, name, upload_id, offset)
+    buffer = bytearray()
+    try:
+        try:
+            async for chunk in request.stream():
+                buffer += chunk
+                if len(buffer) >= WRITE_BLOCK:
+                    await run_in_threadpool(target.write, buffer)
+                    buffer = bytearray()
+        except ClientDisconnect:
+            log.info("blob upload of %r by %s: the client went away; keeping what arrived", name, actor.username)
+        if buffer:
+            await run_in_threadpool(target.write, buffer)
+    finally:
+        received = await run_in_threadpool(target.close)
+    return {"received": received}
+
+
+@router.get("/upload-status/{name:path}")
+def upload_status(name: str, actor: ActorDep, store: StoreDep, uploadId: str = "") -> dict[str, int]:
+    """``{received, size}``: resume an upload at ``received``."""
+    return store.received(actor, _name(name), _upload_id(uploadId))
+
+
+@router.post("/finish-upload/{name:path}")
+def finish_upload(name: str, actor: ActorDep, store: StoreDep, body: JsonDep) -> dict[str, Any]:
+    """finishUpload: ``{uploadId}``; verifies size and sha256 (mismatch: 400, upload discarded); idempotent."""
+    validate_exact_keys(body, ("uploadId",), "body")
+    return store.finish_upload(actor, _name(name), _upload_id(body["uploadId"])).as_dict()
+
+
+@router.put("/start-download/{name:path}")
+def start_download(request: Request, name: str, actor: ActorDep, store: StoreDep, body: JsonDep) -> dict[str, Any]:
+    """startDownload: ``{acceptDownloadMethods: {simple?, getUrl?}}`` → method, url, hashes, size; 406 if none."""
+    name = _name(name)
+    validate_exact_keys(body, ("acceptDownloadMethods",), "body")
+    accepted = body["acceptDownloadMethods"]
+    if not isinstance(accepted, dict):
+        raise ValidationError("acceptDownloadMethods", "must be an object")
+    info = store.metadata(actor, name)
+    url = _url(request, "download", name)
+    answer = {"url": url, "hashes": {"sha256": info.sha256}, "size": info.size}
+    if accepted.get("getUrl") is True:
+        return {"method": "getUrl", **answer, "expires": None}
+    if accepted.get("simple") is True:
+        return {"method": "simple", **answer}
+    raise NotAcceptable("none of the accepted download methods is offered; the hub offers simple and getUrl")
+
+
+class NotAcceptable(BadRequest):
+    status, code = 406, "not_acceptable"
+
+
+@router.get("/download/{name:path}")
+def download(name: str, actor: ActorDep, store: StoreDep) -> Response:
+    """The object's bytes (``Range`` honoured, for resuming a download); ``X-Oaiod-Sha256`` carries its hash."""
+    path, info = store.open_download(actor, _name(name))
+    headers = {"X-Oaiod-Sha256": info.sha256}
+    return DownloadResponse(path, media_type="application/octet-stream", headers=headers)
+
+
+@router.get("/metadata/{name:path}")
+def metadata(name: str, actor: ActorDep, store: StoreDep) -> dict[str, Any]:
+    """``{name, size, sha256, created, expires}``."""
+    return store.metadata(actor, _name(name)).as_dict()
+
+
+@router.delete("/object/{name:path}")
+def delete_object(name: str, actor: ActorDep, store: StoreDep) -> dict[str, Any]:
+    """Remove an object (and any unfinished upload of it); idempotent."""
+    return {"deleted": store.delete(actor, _name(name))}
+
+
+@router.delete("/prefix/{prefix:path}")
+def delete_prefix(prefix: str, actor: ActorDep, store: StoreDep) -> dict[str, Any]:
+    """Remove every object in the folder ``prefix``; idempotent."""
+    return {"deleted": store.delete_prefix(actor, _name(prefix, "prefix"))}
+
+
+@router.post("/copy/")
+def copy(actor: ActorDep, store: StoreDep, body: JsonDep) -> dict[str, Any]:
+    """``{src, dst}``: ``dst`` names the content of ``src`` at once (no bytes move); replaces ``dst``."""
+    validate_exact_keys(body, ("src", "dst"), "body")
+    return store.copy(actor, _name(body["src"], "src"), _name(body["dst"], "dst")).as_dict()
+
+
+@router.get("/list/")
+def listing(
+    actor: ActorDep, store: StoreDep, prefix: str = "", after: int = 0, limit: int = LIST_PAGE
+) -> dict[str, Any]:
+    """``{items: [{name, size, sha256, created, expires}], next}``: the folder ``prefix``; ``next`` is the
+    ``after`` of the next page (null at the end)."""
+    prefix = validate_prefix(prefix)
+    if prefix:
+        _name(prefix, "prefix")
+    if not 1 <= limit <= LIST_PAGE:
+        raise ValidationError("limit", f"must be 1 to {LIST_PAGE}")
+    items, following = store.listing(actor, prefix, max(after, 0), limit)
+    return {"items": [item.as_dict() for item in items], "next": following}
+
+
+def mount(app: Any) -> None:
+    """Add the blob store to a hub application (routes, ``app.state.blobs``, the ``blobs`` feature)."""
+    app.state.blobs = BlobStore(app.state.service)
+    app.include_router(router, prefix="/api")
+    app.state.features.append(FEATURE)

@@ -1,0 +1,510 @@
+"""The hub's blob store: named, immutable blobs under ``<data_dir>/blobs/``, with the object-service life cycle.
+
+No HTTP here (:mod:`oaiod.hub.blobs` has the routes). Guarantees:
+
+- Content is stored once per sha256 (``blobs/sha256/ab/abcd…``); a name points at content. A server-side copy
+  only adds a name, and content goes when its last name goes.
+- An upload is created with the caller's secret ``uploadId`` (kept only as its sha256), the expected sha256
+  and size. Its bytes go to ``blobs/uploads/<id hash>``, in order, from any offset up to what was received, so
+  a client resumes from :meth:`BlobStore.received` after a dropped connection. Finishing checks size and
+  sha256 (a mismatch discards the upload), then makes the name point at the content in one transaction:
+  readers see the old object or the new one, never a partial one. Finishing is idempotent.
+- A different ``uploadId`` for a name with an unfinished upload is refused (409) until that upload is
+  cancelled (``DELETE upload/<name>``, by a user who may write the name) or expires (1 day).
+- A finished name may be uploaded again: the old object stays readable until the new upload finishes.
+
+Access (the key's first component is its *scope*):
+
+- a registered oaio id: read needs a subscription (any right), write and delete need ``U`` or more;
+- an unregistered id minted by the caller (``<app>⫻<defused username>﹫…``, files go up before ``register/``):
+  only that user, and only while no other user holds blobs there;
+- anything else (not an oaio id the hub knows, not minted): the caller's private space, which no other user
+  sees (``oaiod storage test`` and the storage conformance suite use it).
+
+A caller who may not read a name gets 404 (the same as a missing name); one who may read but not write, 403.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import hmac
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from oaiod.hub.db import Blob, BlobUpload, Object, stamp_add
+from oaiod.hub.errors import BadRequest, Conflict, Forbidden, InsufficientStorage, NotFound, TooLarge
+from oaiod.hub.service import Actor, HubService
+from oaiod.model import NO_ACCESS_RIGHT, UPDATE_ACCESS_RIGHT, defuse, now_stamp, right_grants
+
+log = logging.getLogger("oaiod.hub.blobs")
+
+UPLOAD_LIFETIME = 24 * 3600.0  #: seconds an unfinished upload is kept
+SWEEP_INTERVAL = 600.0  #: seconds between sweeps of expired uploads and objects
+HASH_BLOCK = 4 * 1024 * 1024
+MINTED_MARK = "⫻"  #: defused ``://`` in an id minted by ``oaiod.model.object_id``
+USER_MARK = "﹫"  #: defused ``@`` after the user name in a minted id
+
+
+def sha256_text(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Access:
+    """Where a name lives (``owner`` ``""``: shared under its oaio id; else a user's private space) and what the
+    caller may do there."""
+
+    owner: str
+    scope: str
+    read: bool
+    write: bool
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    name: str
+    size: int
+    sha256: str
+    created: str
+    expires: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "size": self.size, "sha256": self.sha256, "created": self.created,
+                "expires": self.expires}  # fmt: skip
+
+
+def _info(row: Blob) -> BlobInfo:
+    return BlobInfo(row.name, row.size, row.sha256, row.created, row.expires)
+
+
+class UploadTarget:
+    """Receives the bytes of one ``data/`` request into an upload's file, from ``offset`` on (thread methods)."""
+
+    def __init__(self, store: BlobStore, upload_key: int, path: Path, offset: int, size: int) -> None:
+        self.store, self.upload_key, self.path, self.size = store, upload_key, path, size
+        self.position = offset
+        self._file = open(path, "r+b" if path.exists() else "w+b")  # noqa: SIM115 - closed by close()
+        self._file.truncate(offset)
+        self._file.seek(offset)
+        self._hash = store.take_hasher(upload_key, offset)
+
+    def write(self, data: bytes | bytearray) -> None:
+        if self.position + len(data) > self.size:
+            raise TooLarge(f"the upload was created for {self.size} bytes; this request sends more")
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientStorage("the hub's disk is full") from None
+            raise
+        if self._hash is not None:
+            self._hash.update(data)
+        self.position += len(data)
+
+    def close(self) -> int:
+        """Flush what arrived (a dropped connection keeps every byte received) and free the upload; the size."""
+        try:
+            self._file.flush()
+        finally:
+            self._file.close()
+            self.store.release(self.upload_key, self.position, self._hash)
+        return self.position
+
+
+class BlobStore:
+    """Every blob operation of one hub (thread-safe: routes call it from the thread pool)."""
+
+    def __init__(self, service: HubService) -> None:
+        self.service = service
+        self.root = service.settings.data_dir / "blobs"
+        self.content_root = self.root / "sha256"
+        self.upload_root = self.root / "uploads"
+        for folder in (self.root, self.content_root, self.upload_root):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock = threading.Lock()  # name and content changes; never held during a transfer
+        self._busy: set[int] = set()  # uploads with a data/ request running
+        self._hashers: dict[int, tuple[int, Any]] = {}  # upload id -> (bytes hashed, sha256 object)
+        self._last_sweep = ""
+
+    # -- paths and access ----------------------------------------------------------------------------------------
+
+    def content_path(self, sha256: str) -> Path:
+        return self.content_root / sha256[:2] / sha256
+
+    def upload_path(self, row: BlobUpload) -> Path:
+        return self.upload_root / row.upload_id_hash
+
+    def access(self, db: Session, actor: Actor, name: str) -> Access:
+        """Where ``name`` lives and what ``actor`` may do with it (the rules in the module docstring)."""
+        scope = name.split("/", 1)[0]
+        if db.get(Object, scope) is not None:
+            right = HubService._right(db, scope, actor.username)
+            return Access("", scope, right != NO_ACCESS_RIGHT, right_grants(right, UPDATE_ACCESS_RIGHT))
+        if MINTED_MARK in scope:
+            minted = scope.split(MINTED_MARK, 1)[1].startswith(defuse(actor.username) + USER_MARK)
+            mine = minted and not self._claimed_by_other(db, scope, actor.username)
+            return Access("", scope, mine, mine)
+        return Access(actor.username, scope, True, True)
+
+    @staticmethod
+    def _claimed_by_other(db: Session, scope: str, username: str) -> bool:
+        """True when another user holds blobs in this unregistered scope (user names with ``@`` are ambiguous
+        in a minted id: the first writer keeps it)."""
+        for table in (Blob, BlobUpload):
+            query = sa.select(table.id).where(table.owner == "", table.scope == scope, table.creator != username)
+            if db.scalar(query.limit(1)) is not None:
+                return True
+        return False
+
+    def check(self, db: Session, actor: Actor, name: str, *, write: bool = False) -> Access:
+        """The access to ``name``; 404 when the actor may not read it, 403 when they may not write it."""
+        access = self.access(db, actor, name)
+        if not access.read:
+            raise NotFound(f"no blob {name!r} that {actor.username!r} may read")
+        if write and not access.write:
+            raise Forbidden(f"{actor.username!r} may only read the blobs of {access.scope!r}")
+        return access
+
+    @staticmethod
+    def _where(table: Any, access: Access, name: str) -> Any:
+        return sa.and_(table.owner == access.owner, table.name_hash == sha256_text(name))
+
+    # -- uploads -------------------------------------------------------------------------------------------------
+
+    def create_upload(
+        self, actor: Actor, name: str, upload_id: str, sha256: str, size: int, expires: str | None
+    ) -> BlobUpload:
+        """Create (or renew, with the same ``upload_id``) the upload of ``name``; 409 for another ``upload_id``."""
+        self.sweep()
+        id_hash, now = sha256_text(upload_id), now_stamp()
+        with self._lock, self.service.sessions.begin() as db:
+            access = self.check(db, actor, name, write=True)
+            row = db.scalar(sa.select(BlobUpload).where(self._where(BlobUpload, access, name)))
+            if row is not None and row.deadline < now:
+                self._drop_upload(db, row)
+                row = None
+            if row is None:
+                if db.scalar(sa.select(BlobUpload.id).where(BlobUpload.upload_id_hash == id_hash)) is not None:
+                    raise Conflict("this uploadId is in use for another name; choose a new random one")
+                row = BlobUpload(owner=access.owner, scope=access.scope, name=name, name_hash=sha256_text(name),
+                                 upload_id_hash=id_hash, sha256=sha256, size=size, creator=actor.username,
+                                 created=now, deadline=stamp_add(now, UPLOAD_LIFETIME), expires=expires)  # fmt: skip
+                db.add(row)
+                db.flush()
+                return row
+            if not hmac.compare_digest(row.upload_id_hash, id_hash):
+                raise Conflict(f"another upload of {name!r} is in progress (cancel it with DELETE upload/)")
+            if (row.sha256, row.size, row.expires) != (sha256, size, expires):
+                raise Conflict("sha256, size and expires cannot change after the first createUpload")
+            row.deadline = stamp_add(now, UPLOAD_LIFETIME)
+            return row
+
+    def _upload_row(self, db: Session, actor: Actor, name: str, upload_id: str) -> BlobUpload:
+        access = self.check(db, actor, name, write=True)
+        row = db.scalar(sa.select(BlobUpload).where(self._where(BlobUpload, access, name)))
+        if row is None or row.deadline < now_stamp():
+            raise NotFound(f"no unfinished upload of {name!r} (create it first with PUT upload/)")
+        if not hmac.compare_digest(row.upload_id_hash, sha256_text(upload_id)):
+            raise Conflict(f"the uploadId does not match the unfinished upload of {name!r}")
+        return row
+
+    def write_inline(self, row: BlobUpload, data: bytes) -> None:
+        """The whole content of a small upload, sent with ``createUpload``."""
+        if len(data) != row.size:
+            raise BadRequest(f"objectData holds {len(data)} bytes, not the announced size {row.size}")
+        target = self.open_target(row, 0)
+        try:
+            target.write(data)
+        finally:
+            target.close()
+
+    def target(self, actor: Actor, name: str, upload_id: str, offset: int) -> UploadTarget:
+        """Where a ``data/`` request writes; 409 when ``offset`` is beyond what was received."""
+        with self.service.sessions() as db:
+            row = self._upload_row(db, actor, name, upload_id)
+        return self.open_target(row, offset)
+
+    def open_target(self, row: BlobUpload, offset: int) -> UploadTarget:
+        path = self.upload_path(row)
+        received = path.stat().st_size if path.exists() else 0
+        if offset > received or offset > row.size:
+            raise Conflict(f"offset {offset} is beyond the {received} bytes received; resume from there",
+                           received=received)  # fmt: skip
+        with self._lock:
+            if row.id in self._busy:
+                raise Conflict("another transfer to this upload is running; retry shortly", received=received)
+            self._busy.add(row.id)
+        try:
+            return UploadTarget(self, row.id, path, offset, row.size)
+        except BaseException:
+            self.release(row.id, offset, None)
+            raise
+
+    def take_hasher(self, upload_key: int, offset: int) -> Any:
+        """The running sha256 of an upload when it covers exactly ``offset`` bytes (else None: hashed at finish)."""
+        with self._lock:
+            done, digest = self._hashers.pop(upload_key, (0, None))
+        if offset == 0:
+            return hashlib.sha256()
+        return digest if digest is not None and done == offset else None
+
+    def release(self, upload_key: int, position: int, digest: Any) -> None:
+        with self._lock:
+            self._busy.discard(upload_key)
+            if digest is not None:
+                self._hashers[upload_key] = (position, digest)
+
+    def received(self, actor: Actor, name: str, upload_id: str) -> dict[str, int]:
+        """How many bytes of the upload the hub holds (the offset to resume from) and its announced size."""
+        with self.service.sessions() as db:
+            row = self._upload_row(db, actor, name, upload_id)
+        path = self.upload_path(row)
+        return {"received": path.stat().st_size if path.exists() else 0, "size": row.size}
+
+    def cancel_upload(self, actor: Actor, name: str) -> bool:
+        """Drop the unfinished upload of ``name`` (whoever started it); True when there was one."""
+        with self._lock, self.service.sessions.begin() as db:
+            access = self.check(db, actor, name, write=True)
+            row = db.scalar(sa.select(BlobUpload).where(self._where(BlobUpload, access, name)))
+            if row is None:
+                return False
+            self._drop_upload(db, row)
+            return True
+
+    def _drop_upload(self, db: Session, row: BlobUpload) -> None:
+        db.delete(row)
+        self._hashers.pop(row.id, None)
+        with contextlib.suppress(FileNotFoundError):
+            self.upload_path(row).unlink()
+
+    def finish_upload(self, actor: Actor, name: str, upload_id: str) -> BlobInfo:
+        """Verify size and sha256 and publish the upload under its name; idempotent once finished."""
+        with self.service.sessions() as db:
+            access = self.check(db, actor, name, write=True)
+            row = db.scalar(sa.select(BlobUpload).where(self._where(BlobUpload, access, name)))
+            if row is None:
+                return self._finished(db, access, name)
+        row = self._upload_row_checked(actor, name, upload_id)
+        path = self.upload_path(row)
+        received = path.stat().st_size if path.exists() else 0
+        if received != row.size:
+            raise Conflict(f"received {received} of {row.size} bytes; send the rest first", received=received)
+        digest = self._digest(row, path)
+        if not hmac.compare_digest(digest, row.sha256):
+            with self._lock, self.service.sessions.begin() as db:
+                stored = db.get(BlobUpload, row.id)
+                if stored is not None:
+                    self._drop_upload(db, stored)
+            log.warning("blob upload of %r by %s discarded: sha256 %s, expected %s", name, actor.username,
+                        digest, row.sha256)  # fmt: skip
+            raise BadRequest(f"the data has sha256 {digest}, not {row.sha256}; the upload is discarded")
+        return self._publish(row, path)
+
+    def _upload_row_checked(self, actor: Actor, name: str, upload_id: str) -> BlobUpload:
+        with self.service.sessions() as db:
+            row = self._upload_row(db, actor, name, upload_id)
+        with self._lock:
+            if row.id in self._busy:
+                raise Conflict("a transfer to this upload is still running; finish after it")
+        return row
+
+    def _finished(self, db: Session, access: Access, name: str) -> BlobInfo:
+        blob = db.scalar(sa.select(Blob).where(self._where(Blob, access, name)))
+        if blob is None:
+            raise NotFound(f"no upload and no object named {name!r}")
+        return _info(blob)
+
+    def _digest(self, row: BlobUpload, path: Path) -> str:
+        with self._lock:
+            done, digest = self._hashers.get(row.id, (0, None))
+        if digest is not None and done == row.size:
+            return digest.hexdigest()
+        digest = hashlib.sha256()
+        with open(path, "rb") as file:
+            while block := file.read(HASH_BLOCK):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def _publish(self, row: BlobUpload, path: Path) -> BlobInfo:
+        with open(path, "rb") as file:
+            os.fsync(file.fileno())
+        content = self.content_path(row.sha256)
+        with self._lock, self.service.sessions.begin() as db:
+            stored = db.get(BlobUpload, row.id)
+            if stored is None:  # finished or cancelled meanwhile by another request
+                return self._finished(db, Access(row.owner, row.scope, True, True), row.name)
+            if content.exists():
+                path.unlink()
+            else:
+                content.parent.mkdir(exist_ok=True, mode=0o700)
+                os.replace(path, content)
+                _fsync_folder(content.parent)
+            db.delete(stored)
+            self._hashers.pop(row.id, None)
+            blob = self._put_name(db, row.owner, row.scope, row.name, row.sha256, row.size, row.creator, row.expires)
+            return _info(blob)
+
+    def _put_name(self, db: Session, owner: str, scope: str, name: str, sha256: str, size: int, creator: str,
+                  expires: str | None) -> Blob:  # fmt: skip
+        """Point ``name`` at content (replacing what it pointed at); call under the lock."""
+        where = sa.and_(Blob.owner == owner, Blob.name_hash == sha256_text(name))
+        blob = db.scalar(sa.select(Blob).where(where))
+        old = blob.sha256 if blob is not None else None
+        if blob is None:
+            blob = Blob(owner=owner, scope=scope, name=name, name_hash=sha256_text(name))
+            db.add(blob)
+        blob.sha256, blob.size, blob.creator, blob.created, blob.expires = sha256, size, creator, now_stamp(), expires
+        db.flush()
+        if old is not None and old != sha256:
+            self._forget_content(db, old)
+        return blob
+
+    def _forget_content(self, db: Session, sha256: str) -> None:
+        """Remove content no name points at any more (call under the lock, after the names changed)."""
+        if db.scalar(sa.select(Blob.id).where(Blob.sha256 == sha256).limit(1)) is None:
+            with contextlib.suppress(FileNotFoundError):
+                self.content_path(sha256).unlink()
+
+    # -- finished objects --------------------------------------------------------------------------------------
+
+    def metadata(self, actor: Actor, name: str) -> BlobInfo:
+        with self.service.sessions() as db:
+            access = self.check(db, actor, name)
+            blob = db.scalar(sa.select(Blob).where(self._where(Blob, access, name)))
+            if blob is None or (blob.expires is not None and blob.expires < now_stamp()):
+                raise NotFound(f"no blob {name!r} that {actor.username!r} may read")
+            return _info(blob)
+
+    def copy(self, actor: Actor, src: str, dst: str) -> BlobInfo:
+        """Make ``dst`` name the content of ``src`` (no bytes move); the caller must read src and write dst."""
+        with self._lock, self.service.sessions.begin() as db:
+            src_access = self.check(db, actor, src)
+            dst_access = self.check(db, actor, dst, write=True)
+            blob = db.scalar(sa.select(Blob).where(self._where(Blob, src_access, src)))
+            if blob is None:
+                raise NotFound(f"no blob {src!r} that {actor.username!r} may read")
+            made = self._put_name(db, dst_access.owner, dst_access.scope, dst, blob.sha256, blob.size,
+                                  actor.username, blob.expires)  # fmt: skip
+            return _info(made)
+
+    def delete(self, actor: Actor, name: str) -> bool:
+        """Remove the object ``name`` and any unfinished upload of it; idempotent. True when there was one."""
+        with self._lock, self.service.sessions.begin() as db:
+            access = self.check(db, actor, name, write=True)
+            upload = db.scalar(sa.select(BlobUpload).where(self._where(BlobUpload, access, name)))
+            if upload is not None:
+                self._drop_upload(db, upload)
+            blob = db.scalar(sa.select(Blob).where(self._where(Blob, access, name)))
+            if blob is None:
+                return upload is not None
+            db.delete(blob)
+            db.flush()
+            self._forget_content(db, blob.sha256)
+            return True
+
+    def delete_prefix(self, actor: Actor, prefix: str) -> int:
+        """Remove every object (and unfinished upload) in the folder ``prefix``; how many objects went."""
+        with self._lock, self.service.sessions.begin() as db:
+            access = self.check(db, actor, prefix, write=True)
+            for upload in db.scalars(self._in_folder(BlobUpload, access, prefix)):
+                self._drop_upload(db, upload)
+            blobs = list(db.scalars(self._in_folder(Blob, access, prefix)))
+            for blob in blobs:
+                db.delete(blob)
+            db.flush()
+            for sha256 in {blob.sha256 for blob in blobs}:
+                self._forget_content(db, sha256)
+            return len(blobs)
+
+    @staticmethod
+    def _in_folder(table: Any, access: Access, prefix: str) -> Any:
+        folder = prefix + "/"
+        return sa.select(table).where(
+            table.owner == access.owner,
+            table.scope == access.scope,
+            sa.func.substr(table.name, 1, len(folder)) == folder,
+        )
+
+    def listing(self, actor: Actor, prefix: str, after: int, limit: int) -> tuple[list[BlobInfo], int | None]:
+        """A page of the objects in the folder ``prefix`` the actor may read, by id after ``after``; and the
+        cursor of the next page (None at the end)."""
+        now = now_stamp()
+        with self.service.sessions() as db:
+            if prefix:
+                access = self.access(db, actor, prefix)
+                if not access.read:
+                    return [], None
+                query = self._in_folder(Blob, access, prefix).where(Blob.id > after).order_by(Blob.id)
+                rows = list(db.scalars(query.limit(limit + 1)))
+                page = rows[:limit]
+                found = [_info(row) for row in page if row.expires is None or row.expires >= now]
+                return found, (page[-1].id if len(rows) > limit else None)
+            return self._list_everything(db, actor, after, limit, now)
+
+    def _list_everything(
+        self, db: Session, actor: Actor, after: int, limit: int, now: str
+    ) -> tuple[list[BlobInfo], int | None]:
+        readable: dict[str, bool] = {}
+        found: list[BlobInfo] = []
+        query = sa.select(Blob).where(Blob.owner.in_(("", actor.username)), Blob.id > after).order_by(Blob.id)
+        for row in db.scalars(query.execution_options(yield_per=500)):
+            if row.owner == "" and row.scope not in readable:
+                readable[row.scope] = self.access(db, actor, row.name).read
+            if (row.owner or readable[row.scope]) and (row.expires is None or row.expires >= now):
+                found.append(_info(row))
+                if len(found) == limit:
+                    return found, row.id
+        return found, None
+
+    def open_download(self, actor: Actor, name: str) -> tuple[Path, BlobInfo]:
+        info = self.metadata(actor, name)
+        path = self.content_path(info.sha256)
+        if not path.exists():
+            log.error("blob %r: its content %s is missing from %s", name, info.sha256, self.content_root)
+            raise NotFound(f"the content of {name!r} is missing on the hub")
+        return path, info
+
+    # -- housekeeping ---------------------------------------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """Drop unfinished uploads past their deadline and expired objects (at most every SWEEP_INTERVAL)."""
+        now = now_stamp()
+        if self._last_sweep and stamp_add(self._last_sweep, SWEEP_INTERVAL) > now:
+            return
+        self._last_sweep = now
+        with self._lock, self.service.sessions.begin() as db:
+            stale = list(db.scalars(sa.select(BlobUpload).where(BlobUpload.deadline < now)))
+            for row in stale:
+                self._drop_upload(db, row)
+            expired = list(db.scalars(sa.select(Blob).where(Blob.expires.is_not(None), Blob.expires < now)))
+            for blob in expired:
+                db.delete(blob)
+            db.flush()
+            for sha256 in {blob.sha256 for blob in expired}:
+                self._forget_content(db, sha256)
+        if stale or expired:
+            log.info("blob store: dropped %d abandoned uploads and %d expired objects", len(stale), len(expired))
+
+    def iter_names(self) -> Iterator[tuple[str, str, str]]:
+        """``(owner, name, sha256)`` of every finished blob (for administration and tests)."""
+        with self.service.sessions() as db:
+            for owner, name, sha256 in db.execute(sa.select(Blob.owner, Blob.name, Blob.sha256)):
+                yield owner, name, sha256
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,418 @@
+"""The ``Hub`` storage host: the oaiod hub's own blob store (``hub/blobs/``, see ``docs/hub-api.md``).
+
+Speaks the object-service protocol through :mod:`oaiod.http`, logged in like every hub client
+(:class:`~oaiod.http.OaioSessionAuth`). Choices a user may notice:
+
+* put hashes the file first (the hub is told the sha256 up front and verifies it at finish), then sends it
+  inline with ``createUpload`` (≤ 64 KiB: two requests in all) or in chunks of :data:`CHUNK` bytes to the
+  ``putUrl`` the hub hands out. After a dropped connection or a 5xx it asks the hub how many bytes it holds
+  and resumes there; a retried put of the same file (same key, sha256, size) in this process resumes the same
+  upload. A different upload of the same name still in progress on the hub is cancelled: put overwrites.
+* get asks ``start-download`` for a URL and the sha256, streams to a temporary file beside the target and
+  checks size and sha256 before the rename.
+* copy is server-side (the hub only adds a name); ``stat`` has the sha256 (``Capabilities.hashes``).
+* HTTP answers map to the storage error tree at this boundary: 404 → ObjectNotFound, 401/403 →
+  StoragePermissionDenied, 413/507 → QuotaExceeded, transport errors, 429 and other 5xx → TransientStorageError.
+  This backend does not retry whole calls itself; the retry wrapper does.
+
+Arguments: ``url`` (the hub's API base, e.g. ``http://127.0.0.1:8765/api/``), ``username``, ``password_env`` or
+``password_file``, ``allow_insecure``. A daemon shares its own hub session with :meth:`HubBackend.sharing`
+(the hub answers ``csh_args/Hub`` with just ``{"url"}``).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as _dt
+import hashlib
+import logging
+import random
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import requests
+import requests.adapters
+
+from oaiod.errors import ConfigError
+from oaiod.http import (
+    NO_RETRY,
+    AuthPlugin,
+    Conflict,
+    HttpClient,
+    HTTPStatusError,
+    OaioSessionAuth,
+    RemoteError,
+    iter_bytes,
+    json_of,
+    server_base_url,
+)
+from oaiod.model import STAMP_FORMAT
+from oaiod.secrets import secret_from_args
+from oaiod.storage.base import (
+    Backend,
+    Capabilities,
+    ObjectInfo,
+    PathLike,
+    Progress,
+    atomic_local_file,
+    check_args,
+    checked_listing,
+    secret_arg_names,
+    truthy_arg,
+)
+from oaiod.storage.errors import (
+    InvalidKey,
+    ObjectNotFound,
+    PermanentStorageError,
+    QuotaExceeded,
+    StorageError,
+    StoragePermissionDenied,
+    TransientStorageError,
+)
+from oaiod.storage.keys import validate_key, validate_prefix
+
+log = logging.getLogger(__name__)
+
+BLOBS = "hub/blobs/"
+INLINE_MAX = 64 * 1024  #: objects up to this size go inline with createUpload
+CHUNK = 8 * 1024 * 1024  #: bytes per data/ request of a large upload
+BLOCK = 1024 * 1024  #: bytes read from disk and sent per socket write
+TIMEOUT = (10.0, 120.0)  #: connect, read (seconds between bytes)
+RESUME_ATTEMPTS = 5  #: consecutive failed chunks before a put gives up (the retry wrapper may call again)
+_SHA256 = re.compile(r"\A[0-9a-f]{64}\Z")
+
+
+class _BigBlockAdapter(requests.adapters.HTTPAdapter):
+    """Sends request bodies in 1 MiB blocks instead of urllib3's 16 KiB (a large upload is otherwise CPU-bound)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("blocksize", BLOCK)
+        super().init_poolmanager(*args, **kwargs)
+
+
+class _Slice:
+    """``length`` bytes of ``file`` from ``start`` as a request body: sized, rewindable, reporting progress."""
+
+    def __init__(self, file: IO[bytes], start: int, length: int, progress: Progress | None) -> None:
+        self._file, self._start, self._length, self._progress = file, start, length, progress
+        self._position = 0
+        file.seek(start)
+
+    def read(self, amount: int = -1) -> bytes:
+        left = self._length - self._position
+        if amount < 0 or amount > left:
+            amount = left
+        data = self._file.read(amount) if amount else b""
+        self._position += len(data)
+        if data and self._progress is not None:
+            self._progress(len(data))
+        return data
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, position: int, whence: int = 0) -> int:
+        self._position = position if whence == 0 else self._length if whence == 2 else self._position + position
+        self._file.seek(self._start + self._position)
+        return self._position
+
+    def __len__(self) -> int:
+        return self._length - self._position
+
+
+@contextlib.contextmanager
+def translate_remote_errors(key: str | None, what: str) -> Iterator[None]:
+    """Turn :mod:`oaiod.http` errors raised in the block into the storage error tree."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except HTTPStatusError as exc:
+        message = f"{what} {key!r}: {exc}"
+        if exc.status == 404:
+            raise ObjectNotFound(message, key=key) from exc
+        if exc.status in (401, 403):
+            raise StoragePermissionDenied(message, key=key) from exc
+        if exc.status in (413, 507):
+            raise QuotaExceeded(message, key=key) from exc
+        if exc.transient:
+            raise TransientStorageError(message, key=key) from exc
+        raise PermanentStorageError(message, key=key) from exc
+    except RemoteError as exc:
+        error = TransientStorageError if exc.transient else PermanentStorageError
+        raise error(f"{what} {key!r}: {exc}", key=key) from exc
+
+
+def _sha256_of(file: IO[bytes]) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    while block := file.read(4 * BLOCK):
+        digest.update(block)
+        size += len(block)
+    return digest.hexdigest(), size
+
+
+class HubBackend(Backend):
+    """Blobs in an oaiod hub, over a hub session.
+
+    Build it from arguments with :meth:`from_args` (logs in itself), or on an existing session with
+    :meth:`sharing` (a daemon passes its ``OaioServerApi.http``: the backend reuses that login and its cookies
+    through the shared auth plugin, with its own connection pool). ``HubBackend(url, auth)`` takes any
+    :class:`~oaiod.http.AuthPlugin` that logs in to that hub.
+    """
+
+    csh_id = "Hub"
+    capabilities = Capabilities(
+        server_side_copy=True, atomic_put=True, max_connections=4, multipart_threshold=INLINE_MAX, hashes=True
+    )
+
+    def __init__(
+        self,
+        url: str,
+        auth: AuthPlugin,
+        *,
+        headers: Mapping[str, str] | None = None,
+        allow_insecure: bool = False,
+        chunk_size: int = CHUNK,
+    ) -> None:
+        base_url = server_base_url(url, allow_insecure=allow_insecure)
+        pool = self.capabilities.max_connections
+        self.http = HttpClient(base_url, auth=auth, headers=headers, timeout=TIMEOUT, retry=NO_RETRY,
+                               allow_insecure=allow_insecure, pool_size=pool)  # fmt: skip
+        adapter = _BigBlockAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
+        self.http.session.mount("http://", adapter)
+        self.http.session.mount("https://", adapter)
+        self.chunk_size = chunk_size
+        self._uploads: dict[tuple[str, str, int], str] = {}  # (key, sha256, size) -> uploadId still unfinished
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, Any]) -> HubBackend:
+        checked = check_args(
+            args, cls.csh_id, required=("url",), optional=("username", "allow_insecure", *secret_arg_names("password"))
+        )
+        username = checked.get("username") or ""
+        if not username:
+            raise ConfigError(
+                "username", "Hub needs username and password_env or password_file (a daemon uses its own session)"
+            )
+        password = secret_from_args(checked, "password", required=True)
+        assert password is not None
+        return cls(checked["url"], OaioSessionAuth(username, password),
+                   allow_insecure=truthy_arg(checked, "allow_insecure"))  # fmt: skip
+
+    @classmethod
+    def sharing(cls, client: HttpClient, args: Mapping[str, Any] | None = None) -> HubBackend:
+        """A backend on the hub session of ``client``; ``args`` naming a ``username`` log in on their own."""
+        if args and args.get("username"):
+            return cls.from_args(args)
+        context = {name: value for name, value in client.session.headers.items() if name.lower().startswith("x-oaio-")}
+        if client.auth is None:
+            raise ConfigError("auth", "the shared hub client has no login to share")
+        return cls(client.base_url, client.auth, headers=context, allow_insecure=True)  # its URL was checked
+
+    def describe(self) -> str:
+        return f"Hub {self.http.base_url}{BLOBS}"
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- requests -------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _path(route: str, key: str) -> str:
+        return f"{BLOBS}{route}/{quote(key, safe='/')}"
+
+    def _json(self, method: str, path: str, key: str | None, what: str, **kwargs: Any) -> Any:
+        headers = {"Accept": "application/json", **kwargs.pop("headers", {})}
+        with translate_remote_errors(key, what):
+            answer = json_of(self.http.request(method, path, headers=headers, retry=NO_RETRY, **kwargs))
+        if not isinstance(answer, dict):
+            raise PermanentStorageError(f"{what} {key!r}: the hub answered {type(answer).__name__}, not an object")
+        return answer
+
+    def _own_url(self, url: Any, key: str) -> str:
+        """A URL the hub handed out, accepted only on the hub's own origin (the session goes nowhere else)."""
+        if not isinstance(url, str) or not self.http.is_own_origin(url):
+            raise PermanentStorageError(f"the hub handed out a URL for {key!r} that is not on its own origin", key=key)
+        return url
+
+    # -- put ------------------------------------------------------------------------------------------------------
+
+    def put_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+        validate_key(key)
+        with open(local_path, "rb") as file:
+            sha256, size = _sha256_of(file)
+            file.seek(0)
+            if size <= INLINE_MAX:
+                upload_id = self._create_inline(key, sha256, file.read(), progress)
+            else:
+                upload_id, data_url = self._create_chunked(key, sha256, size)
+                self._send(key, upload_id, data_url, file, size, progress)
+        self._json("POST", self._path("finish-upload", key), key, "cannot finish the upload of",
+                   json={"uploadId": upload_id})  # fmt: skip
+        with self._lock:
+            self._uploads.pop((key, sha256, size), None)
+
+    def _create(self, key: str, upload_id: str, sha256: str, size: int, methods: dict[str, Any]) -> dict[str, Any]:
+        """createUpload; a different upload of ``key`` still in progress (409) is cancelled once."""
+        body = {"uploadId": upload_id, "sha256": sha256, "size": size, "proposedUploadMethods": methods}
+        for attempt in (1, 2):
+            try:
+                with translate_remote_errors(key, "cannot start the upload of"):
+                    return json_of(self.http.put(self._path("upload", key), json=body, retry=NO_RETRY))
+            except PermanentStorageError as exc:
+                if attempt == 2 or not isinstance(exc.__cause__, Conflict):
+                    raise
+                log.info("hub upload of %r: another upload of it is unfinished; cancelling it to start anew", key)
+                self._json("DELETE", self._path("upload", key), key, "cannot cancel the unfinished upload of")
+        raise AssertionError("unreachable")
+
+    def _create_inline(self, key: str, sha256: str, data: bytes, progress: Progress | None) -> str:
+        upload_id = secrets.token_urlsafe(24)
+        inline = {"contentType": "application/octet-stream", "objectData": base64.b64encode(data).decode()}
+        answer = self._create(key, upload_id, sha256, len(data), {"dataInline": inline})
+        if answer.get("uploadMethod") != {"dataInline": True}:
+            raise PermanentStorageError(f"the hub did not take {key!r} inline: {answer.get('uploadMethod')!r}")
+        if progress is not None and data:
+            progress(len(data))
+        return upload_id
+
+    def _create_chunked(self, key: str, sha256: str, size: int) -> tuple[str, str]:
+        """createUpload with a putUrl: ``(uploadId, data URL)``; resumes this process's unfinished upload."""
+        with self._lock:
+            upload_id = self._uploads.get((key, sha256, size)) or secrets.token_urlsafe(24)
+        put_url = {"contentType": "application/octet-stream", "contentLength": size}
+        answer = self._create(key, upload_id, sha256, size, {"putUrl": put_url})
+        method = answer.get("uploadMethod")
+        if not isinstance(method, dict) or not isinstance(method.get("putUrl"), dict):
+            raise PermanentStorageError(f"the hub offered no putUrl for {key!r}: {method!r}", key=key)
+        data_url = self._own_url(method["putUrl"].get("url"), key)
+        with self._lock:
+            self._uploads[(key, sha256, size)] = upload_id
+        return upload_id, data_url
+
+    def _send(
+        self, key: str, upload_id: str, data_url: str, file: IO[bytes], size: int, progress: Progress | None
+    ) -> None:
+        """Send the file in chunks from what the hub holds; resume from its confirmed offset after a failure."""
+        parts = urlsplit(data_url)
+        url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        offset, failures = self._received(key, upload_id), 0
+        while offset < size:
+            length = min(self.chunk_size, size - offset)
+            body = _Slice(file, offset, length, progress)
+            headers = {"Content-Type": "application/octet-stream"}
+            try:
+                with translate_remote_errors(key, "cannot upload"):
+                    answer = json_of(self.http.put(url, params={"uploadId": upload_id, "offset": offset}, data=body,
+                                                   headers=headers, retry=NO_RETRY))  # fmt: skip
+                offset, failures = self._offset(answer, key), 0
+            except (TransientStorageError, PermanentStorageError) as exc:
+                resumable = isinstance(exc, TransientStorageError) or isinstance(exc.__cause__, Conflict)
+                failures += 1
+                if not resumable or failures >= RESUME_ATTEMPTS:
+                    raise
+                delay = random.uniform(0, min(10.0, 0.2 * 2**failures))
+                log.warning("hub upload of %r broke at byte %d (%s); resuming in %.1f s", key, offset, exc, delay)
+                time.sleep(delay)
+                offset = self._received(key, upload_id)
+
+    def _received(self, key: str, upload_id: str) -> int:
+        answer = self._json("GET", self._path("upload-status", key), key, "cannot ask how much arrived of",
+                            params={"uploadId": upload_id})  # fmt: skip
+        return self._offset(answer, key)
+
+    @staticmethod
+    def _offset(answer: Any, key: str) -> int:
+        received = answer.get("received") if isinstance(answer, dict) else None
+        if not isinstance(received, int) or isinstance(received, bool) or received < 0:
+            raise PermanentStorageError(f"the hub answered no byte count for the upload of {key!r}", key=key)
+        return received
+
+    # -- get, stat, list ------------------------------------------------------------------------------------------
+
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+        validate_key(key)
+        accepted = {"acceptDownloadMethods": {"getUrl": True, "simple": True}}
+        answer = self._json("PUT", self._path("start-download", key), key, "cannot download", json=accepted)
+        url = self._own_url(answer.get("url"), key)
+        sha256 = (answer.get("hashes") or {}).get("sha256") if isinstance(answer.get("hashes"), dict) else None
+        size = answer.get("size")
+        if not isinstance(sha256, str) or not _SHA256.match(sha256) or not isinstance(size, int):
+            raise PermanentStorageError(f"start-download of {key!r} gave no valid sha256 and size", key=key)
+        digest, received = hashlib.sha256(), 0
+        with translate_remote_errors(key, "cannot download"), atomic_local_file(local_path) as file:
+            response = self.http.get(url, stream=True, retry=NO_RETRY)
+            for chunk in iter_bytes(response, BLOCK):
+                file.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+            if received != size or digest.hexdigest() != sha256:
+                raise TransientStorageError(
+                    f"download of {key!r} gave {received} bytes with sha256 {digest.hexdigest()}, "
+                    f"not {size} bytes with {sha256}; nothing was written",
+                    key=key,
+                )
+
+    def stat(self, key: str) -> ObjectInfo:
+        validate_key(key)
+        return self._info(self._json("GET", self._path("metadata", key), key, "cannot stat"), key)
+
+    @staticmethod
+    def _info(item: Any, key: str | None = None) -> ObjectInfo:
+        name = item.get("name") if isinstance(item, dict) else None
+        size, sha256, created = (item.get(field) for field in ("size", "sha256", "created"))
+        if not isinstance(name, str) or not isinstance(size, int) or size < 0:
+            raise PermanentStorageError(f"the hub described {key or name!r} without a valid name and size", key=key)
+        if key is not None and name != key:
+            raise PermanentStorageError(f"the hub answered for {name[:200]!r}, not {key!r}", key=key)
+        mtime = None
+        with contextlib.suppress(TypeError, ValueError):
+            mtime = _dt.datetime.strptime(created, STAMP_FORMAT).replace(tzinfo=_dt.UTC).timestamp()
+        valid_sha = isinstance(sha256, str) and _SHA256.match(sha256) is not None
+        return ObjectInfo(key=name, size=size, sha256=sha256 if valid_sha else None, mtime=mtime)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        prefix = validate_prefix(prefix)
+        return checked_listing(self._pages(prefix), self.describe())
+
+    def _pages(self, prefix: str) -> Iterator[ObjectInfo]:
+        after: int | None = 0
+        while after is not None:
+            answer = self._json("GET", f"{BLOBS}list/", prefix, "cannot list",
+                                params={"prefix": prefix, "after": after})  # fmt: skip
+            items, following = answer.get("items"), answer.get("next")
+            if not isinstance(items, list) or not (following is None or isinstance(following, int)):
+                raise PermanentStorageError(f"the hub's listing of {prefix!r} is malformed", key=prefix)
+            for item in items:
+                yield self._info(item)
+            if following is not None and following <= after:
+                raise PermanentStorageError(f"the hub's listing of {prefix!r} does not advance", key=prefix)
+            after = following
+
+    # -- delete, copy ---------------------------------------------------------------------------------------------
+
+    def delete(self, key: str) -> None:
+        validate_key(key)
+        with contextlib.suppress(ObjectNotFound):  # nothing readable there: nothing to delete
+            self._json("DELETE", self._path("object", key), key, "cannot delete")
+
+    def delete_prefix(self, prefix: str) -> None:
+        prefix = validate_prefix(prefix)
+        if not prefix:
+            raise InvalidKey("prefix", "refusing to delete everything; give a non-empty prefix")
+        with contextlib.suppress(ObjectNotFound):
+            self._json("DELETE", self._path("prefix", prefix), prefix, "cannot delete")
+
+    def copy(self, src: str, dst: str) -> None:
+        validate_key(src, "src")
+        validate_key(dst, "dst")
+        self._json("POST", f"{BLOBS}copy/", src, "cannot copy", json={"src": src, "dst": dst})
