@@ -275,9 +275,16 @@ def build_engine(config: Config) -> EngineHandle:
             # engine's "still being written" age keeps a just-debounced file from waiting for the next interval
             quiet_period=config.sync.debounce / 2,
         )
-        handle.engine = SyncEngine(
-            settings, repo, api, lambda csh_id, args: open_backend(csh_id, args, wrappers=wrappers)
-        )
+
+        def opener(csh_id: str, args: dict[str, Any]) -> Any:
+            if csh_id == "Hub" and not args.get("username"):  # the hub's blob store: share our own hub session
+                from oaiod.storage.hub import HubBackend
+                from oaiod.storage.wrappers import wrap_backend
+
+                return wrap_backend(HubBackend.sharing(api.http, args), wrappers)
+            return open_backend(csh_id, args, wrappers=wrappers)
+
+        handle.engine = SyncEngine(settings, repo, api, opener)
         handle.closers.append(getattr(handle.engine, "close", lambda: None))
         handle.change_feed = change_feed_of(api)
     except BaseException:

@@ -119,3 +119,33 @@ def test_kill_9_during_upload_then_restart_converges(make_daemon: Callable[..., 
         assert (b.config.client.root / "big.bin").read_bytes() == data
     finally:
         a2.stop()
+
+
+def test_embedded_defaults_sync_oaio_root(isolated_home: Path) -> None:
+    """`oaiod run` without a config: in-process hub (Hub storage), a generated user and password, ~/oaio_root."""
+    config_file = isolated_home / "unused.toml"  # DaemonProcess needs a path; the daemon gets none (see env)
+    config_file.write_text("")
+    proc = DaemonProcess.__new__(DaemonProcess)
+    from oaiod.config import load_config
+    from oaiod.ctl import CtlClient
+
+    proc.config_file, proc.config = config_file, load_config(None)
+    proc.client = CtlClient(proc.config.paths.socket, timeout=60)
+    proc.stderr_file = isolated_home / "embedded.stderr"
+    proc._stderr = proc.stderr_file.open("w")
+    import subprocess
+    import sys
+
+    proc.proc = subprocess.Popen([sys.executable, "-m", "oaiod.daemon_cli", "run"], stderr=proc._stderr)
+    try:
+        proc.ready()
+        wait_for(lambda: proc.call("status")["last_sync"], 120, "the first cycle")
+        (isolated_home / "oaio_root" / "note.txt").write_text("hello")
+        wait_for(lambda: "(1 files)" in proc.config.log_file.read_text(), 120, "the file committed")
+        status = proc.call("status")
+        assert status["server"].startswith("http://127.0.0.1:") and status["state"] in ("idle", "syncing")
+        password = proc.config.paths.embedded_password_file
+        assert password.stat().st_mode & 0o777 == 0o600
+        assert proc.config.paths.hub_url_file.read_text().strip() == status["server"]
+    finally:
+        assert proc.stop() == 0
