@@ -498,8 +498,8 @@ class BlobStore:
     def iter_names(self) -> Iterator[tuple[str, str, str]]:
         """``(owner, name, sha256)`` of every finished blob (for administration and tests)."""
         with self.service.sessions() as db:
-            for owner, name, sha256 in db.execute(sa.select(Blob.owner, Blob.name, Blob.sha256)):
-                yield owner, name, sha256
+            rows = db.execute(sa.select(Blob.owner, Blob.name, Blob.sha256)).all()
+        yield from ((owner, name, sha256) for owner, name, sha256 in rows)
 
 
 def _fsync_folder(folder: Path) -> None:
