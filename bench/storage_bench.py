@@ -6,6 +6,11 @@
   in its own process so client and server do not share a GIL (target: within 2x of curl).
 * Memory growth of this process during the WebDav transfers: the peak of Python's allocations (tracemalloc)
   and the peak RSS above the level before (sampled every 20 ms) (target: below 64 MiB).
+* Hub (the hub's blob store, ``oaiod hub serve`` in its own process): the Hub backend's put (sha256 pass,
+  createUpload, 8 MiB chunks, finish with the hub's fsync) and get vs ``curl -T`` of the same file to the hub's
+  ``data/`` URL of an upload created beforehand (curl alone, and curl plus the finish call that verifies and
+  publishes it) and ``curl -o`` of the ``download/`` URL; memory growth as for WebDav (target: within 2x of
+  curl, memory below 64 MiB).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ sys.path.insert(0, str(ROOT / "tests" / "storage"))
 
 import storage_servers as servers  # noqa: E402
 
+from oaiod.storage.hub import HubBackend  # noqa: E402
 from oaiod.storage.local import LocalBackend  # noqa: E402
 from oaiod.storage.webdav import WebDavBackend  # noqa: E402
 
@@ -157,11 +163,113 @@ def bench_webdav(work: Path, source: Path, size: int) -> None:
     shutil.rmtree(root)
 
 
+HUB_USER, HUB_PASSWORD = "bench", "bench-password-not-secret"
+
+
+def start_hub_process(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    """``oaiod hub serve`` on a free port with one user; its base URL."""
+    oaiod = [sys.executable, "-c", "from oaiod.cli import main; main()"]
+    subprocess.run([*oaiod, "hub", "user", "add", HUB_USER, "--data-dir", str(data_dir), "--password-stdin"],
+                   input=HUB_PASSWORD, text=True, check=True, capture_output=True)  # fmt: skip
+    port = servers.free_port()
+    proc = subprocess.Popen([*oaiod, "hub", "serve", "--data-dir", str(data_dir), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    servers.wait_for_port(port, proc=proc)
+    return proc, f"http://127.0.0.1:{port}/api/"
+
+
+class CurlToHub:
+    """``curl -T`` into the data/ URL of an upload created (and afterwards finished) with a logged-in session."""
+
+    def __init__(self, url: str, source: Path) -> None:
+        import hashlib
+
+        import requests
+
+        self.url, self.source, self.session = url, source, requests.Session()
+        self.session.get(url + "login/")
+        self.csrf = self.session.cookies["csrftoken"]
+        self.session.headers["X-CSRFToken"] = self.csrf
+        self.session.post(url + "login/", json={"username": HUB_USER, "password": HUB_PASSWORD}).raise_for_status()
+        digest = hashlib.sha256()
+        with open(source, "rb") as file:
+            while block := file.read(8 * MIB):
+                digest.update(block)
+        self.sha256, self.size, self.upload_id = digest.hexdigest(), source.stat().st_size, ""
+        cookies = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
+        self.curl = ["curl", "-sS", "-f", "-o", os.devnull, "-b", cookies, "-H", f"X-CSRFToken: {self.csrf}"]
+
+    def create(self) -> None:
+        import secrets
+
+        self.session.delete(self.url + "hub/blobs/upload/bench/curl.bin").raise_for_status()  # the last run's
+        self.upload_id = secrets.token_urlsafe(24)
+        body = {"uploadId": self.upload_id, "sha256": self.sha256, "size": self.size, "proposedUploadMethods": {
+            "putUrl": {"contentType": "application/octet-stream", "contentLength": self.size}}}  # fmt: skip
+        self.session.put(self.url + "hub/blobs/upload/bench/curl.bin", json=body).raise_for_status()
+
+    def upload(self) -> None:
+        data_url = f"{self.url}hub/blobs/data/bench/curl.bin?uploadId={self.upload_id}&offset=0"
+        subprocess.run([*self.curl, "-T", str(self.source), data_url], check=True)
+
+    def finish(self) -> None:
+        url = self.url + "hub/blobs/finish-upload/bench/curl.bin"
+        self.session.post(url, json={"uploadId": self.upload_id}).raise_for_status()
+
+    def download(self, target: Path) -> None:
+        curl = [*self.curl[:4], str(target), *self.curl[5:]]
+        subprocess.run([*curl, self.url + "hub/blobs/download/bench/curl.bin"], check=True)
+
+
+def timed_around(prepare: Callable[[], object], action: Callable[[], object]) -> float:
+    """Like :func:`timed`, with an untimed ``prepare`` before each run."""
+    best = float("inf")
+    for _ in range(REPEAT):
+        prepare()
+        started = time.perf_counter()
+        action()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def bench_hub(work: Path, source: Path, size: int) -> None:
+    proc, url = start_hub_process(work / "hub-data")
+    try:
+        curl = CurlToHub(url, source)
+        curl_put = timed_around(curl.create, curl.upload)
+        curl_put_finish = timed_around(curl.create, lambda: (curl.upload(), curl.finish()))
+        curl_get = timed(lambda: curl.download(work / "curl-back"))
+        backend = HubBackend.from_args({"url": url, "username": HUB_USER, "password": HUB_PASSWORD})
+        backend.put_bytes("bench/warm", b"x")  # logs in: the scrypt login stays out of the timings
+        put = timed(lambda: backend.put_file("bench/object", source))
+        get = timed(lambda: backend.get_file("bench/object", work / "hub-back"))
+        _, put_traced, put_rss = memory_during(lambda: backend.put_file("bench/object", source))
+        _, get_traced, get_rss = memory_during(lambda: backend.get_file("bench/object", work / "hub-back"))
+        backend.close()
+    finally:
+        proc.terminate()
+        proc.wait()
+    print("Hub blob store over loopback (oaiod hub serve in its own process)")
+    print(f"  curl -T data/      {rate(size, curl_put)}")
+    print(f"  curl -T + finish   {rate(size, curl_put_finish)}")
+    print(f"  put (hash, chunks) {rate(size, put)}  = {put / curl_put:4.2f}x the time of curl -T, "
+          f"{put / curl_put_finish:4.2f}x of curl -T + finish")  # fmt: skip
+    print(f"  curl -o            {rate(size, curl_get)}")
+    print(f"  get (verified)     {rate(size, get)}  = {get / curl_get:4.2f}x the time of curl")
+    print("Memory growth during the Hub transfers")
+    print(f"  put: tracemalloc peak {put_traced / MIB:6.1f} MiB, RSS growth peak {put_rss / MIB:6.1f} MiB")
+    print(f"  get: tracemalloc peak {get_traced / MIB:6.1f} MiB, RSS growth peak {get_rss / MIB:6.1f} MiB")
+    for name in ("curl-back", "hub-back"):
+        (work / name).unlink(missing_ok=True)
+    shutil.rmtree(work / "hub-data")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024, help="file size in MiB (default 1024)")
     parser.add_argument("--dir", type=Path, default=None, help="work folder (default: the temp folder)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best is shown (default 3)")
+    parser.add_argument("--only", choices=("local", "webdav", "hub"), action="append", help="run only these")
     options = parser.parse_args()
     global REPEAT
     REPEAT = max(1, options.repeat)
@@ -171,8 +279,9 @@ def main() -> None:
         source = work / "source.bin"
         make_file(source, size)
         print(f"file: {options.size} MiB in {work}, best of {REPEAT} runs each")
-        bench_local(work, source, size)
-        bench_webdav(work, source, size)
+        for name, bench in (("local", bench_local), ("webdav", bench_webdav), ("hub", bench_hub)):
+            if not options.only or name in options.only:
+                bench(work, source, size)
 
 
 if __name__ == "__main__":
