@@ -74,7 +74,13 @@ def hub() -> None:
 @_data_dir_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True, help="Port (0: any).")
-def serve(data_dir: Path, db_url: str, host: str, port: int) -> None:
+@click.option(
+    "--public-url",
+    envvar="OAIOD_HUB_PUBLIC_URL",
+    default="",
+    help="Base URL clients reach the hub at (https://hub.example/api/), for csh_args/Hub behind a proxy.",
+)
+def serve(data_dir: Path, db_url: str, host: str, port: int, public_url: str) -> None:
     """Serve the hub until interrupted."""
     from oaiod.hub.server import HubServer
 
@@ -82,7 +88,8 @@ def serve(data_dir: Path, db_url: str, host: str, port: int) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
-        HubServer(HubSettings(data_dir=data_dir, db_url=db_url, host=host, port=port)).serve_forever()
+        settings = HubSettings(data_dir=data_dir, db_url=db_url, host=host, port=port, public_url=public_url)
+        HubServer(settings).serve_forever()
     except OaiodError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it shut down for: a normal stop
