@@ -7,8 +7,8 @@ are shut down and joined. SIGHUP reloads the config: a bad new config is logged 
 With ``NOTIFY_SOCKET`` set (systemd ``Type=notify``) the daemon sends READY=1, STATUS=…, WATCHDOG=1 at
 half of ``WATCHDOG_USEC`` (only while the main loop is alive) and STOPPING=1.
 
-Where the engine comes from is one function, :func:`build_engine`: the config becomes server API, state
-repository, storage opener and the embedded hub if asked for.
+Where the engine comes from is :func:`oaiod.daemon_wiring.build_engine` (server API, state repository,
+storage opener, embedded hub); the daemon only starts, stops and rebuilds what it returns.
 A failure there (a state database that cannot be opened, a wrong password) does not end the daemon: it
 stays up in the ``error`` state so ``oaiod ctl status`` can say why and ``ctl rebuild-index``/``reload``
 can repair it.
@@ -31,24 +31,21 @@ import logging
 import logging.handlers
 import os
 import queue
-import secrets
 import signal
 import socket
 import sys
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from oaiod import __version__
-from oaiod.config import Config, device_id, is_loopback, load_config
+from oaiod.config import Config, load_config
+from oaiod.daemon_wiring import EngineFactory, EngineHandle, build_engine
 from oaiod.errors import ConfigError, OaiodError
-from oaiod.scheduler import ChangeFeed, CycleOutcome, ScheduleSettings, SyncScheduler
-from oaiod.secrets import Secret
+from oaiod.scheduler import CycleOutcome, ScheduleSettings, SyncScheduler
 from oaiod.watch import Watcher
 
 log = logging.getLogger(__name__)
@@ -198,180 +195,6 @@ def setup_logging(config: Config, buffer: LogBuffer) -> list[logging.Handler]:
     root.setLevel(config.log.level)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # "job executed" lines every few seconds
     return handlers
-
-
-# -- the engine and what it needs -----------------------------------------------------------------------------------
-
-
-@dataclass
-class EngineHandle:
-    """A ready engine with its change feed (None when the server offers none) and how to close it all."""
-
-    engine: Any
-    change_feed: ChangeFeed | None = None
-    server_url: str = ""
-    device_id: str = ""
-    closers: list[Callable[[], None]] = field(default_factory=list)
-
-    def close(self) -> None:
-        for closer in reversed(self.closers):
-            try:
-                closer()
-            except Exception:  # closing is best effort; the process is going away or rebuilding
-                log.exception("error while closing %r", closer)
-
-
-EngineFactory = Callable[[Config], EngineHandle]
-
-
-def build_engine(config: Config) -> EngineHandle:
-    """The real engine for ``config``: server API (or the embedded hub), state repository, storage opener.
-
-    Imports are local: ``ctl`` and tests with a fake engine never load the engine, the hub or a backend.
-    """
-    from oaiod.engine.cycle import SyncEngine
-    from oaiod.engine.settings import EngineSettings
-    from oaiod.server_api import OaioServerApi
-    from oaiod.state import StateRepo
-    from oaiod.storage.registry import open_backend
-    from oaiod.storage.wrappers import WrapperConfig
-
-    handle = EngineHandle(engine=None, device_id=device_id(config))
-    try:
-        if config.server.embedded:
-            url, password = start_embedded_hub(config, handle)
-        else:
-            url, password = config.server.url, config.server.read_password()
-        handle.server_url = url
-        api = OaioServerApi(
-            url,
-            config.username,
-            password,
-            device_id=handle.device_id,
-            app_id=config.client.app_id,
-            allow_insecure=is_loopback(urllib.parse.urlsplit(url).hostname or ""),
-        )
-        handle.closers.append(api.close)
-        repo = StateRepo(config.paths.state_dir)
-        handle.closers.append(repo.close)
-        limits = config.limits
-        wrappers = WrapperConfig(
-            max_connections=limits.connections,
-            upload_limit=limits.upload or None,
-            download_limit=limits.download or None,
-        )
-        settings = EngineSettings(
-            client_root=config.client.root,
-            device_id=handle.device_id,
-            state_dir=config.paths.state_dir,
-            username=config.username,
-            csh_id=csh_id_for(config),
-            app_id=config.client.app_id,
-            trash_days=config.sync.trash_days,
-            mass_delete_ratio=config.sync.mass_delete_ratio,
-            mass_delete_min=config.sync.mass_delete_min,
-            ignore_patterns=config.sync.ignore,
-            # the watcher already waited ``debounce`` seconds without an event for the file; half of that as the
-            # engine's "still being written" age keeps a just-debounced file from waiting for the next interval
-            quiet_period=config.sync.debounce / 2,
-        )
-
-        def opener(csh_id: str, args: dict[str, Any]) -> Any:
-            if csh_id == "Hub" and not args.get("username"):  # the hub's blob store: share our own hub session
-                from oaiod.storage.hub import HubBackend
-                from oaiod.storage.wrappers import wrap_backend
-
-                return wrap_backend(HubBackend.sharing(api.http, args), wrappers)
-            return open_backend(csh_id, args, wrappers=wrappers)
-
-        handle.engine = SyncEngine(settings, repo, api, opener)
-        handle.closers.append(getattr(handle.engine, "close", lambda: None))
-        handle.change_feed = change_feed_of(api)
-    except BaseException:
-        handle.close()
-        raise
-    return handle
-
-
-def csh_id_for(config: Config) -> str:
-    """The storage host new objects go to: the configured one, else Hub storage if installed, else Local."""
-    if config.server.csh_id:
-        return config.server.csh_id
-    from oaiod.storage.registry import backend_class
-
-    try:
-        backend_class("Hub")
-    except ConfigError:
-        return "Local"  # until the Hub storage backend exists: a Local folder under the hub's data dir
-    return "Hub"
-
-
-def change_feed_of(api: Any) -> ChangeFeed | None:
-    """The hub's long poll as a :data:`ChangeFeed`, or None when the server offers none (asked lazily)."""
-    from oaiod.server_api import NotSupported
-
-    def feed(since: str | None, timeout: float) -> tuple[bool, str | None]:
-        try:
-            return api.wait_for_changes(since or api.current_stamp(), timeout)
-        except NotSupported:
-            time.sleep(min(timeout, 60.0))  # a plain oaio server: the periodic cycle is all there is
-            return False, since
-
-    return feed
-
-
-def start_embedded_hub(config: Config, handle: EngineHandle) -> tuple[str, Secret]:
-    """Start the in-process hub, make sure our user and storage host exist; returns its URL and our password."""
-    from oaiod.hub.server import HubServer
-    from oaiod.hub.settings import HubSettings
-
-    host, _, port = config.server.embedded_listen.rpartition(":")
-    data_dir = config.paths.hub_data_dir
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    hub = HubServer(HubSettings(data_dir=data_dir, host=host, port=int(port))).start()
-    handle.closers.append(hub.stop)
-    service = hub.service
-    assert service is not None  # set by start()
-    password = embedded_password(config)
-    if service.user(config.username) is None:
-        service.add_user(config.username, password.reveal())
-        log.info("embedded hub: created user %s (password in %s)", config.username, config.paths.embedded_password_file)
-    else:
-        service.set_password(config.username, password.reveal())  # the file is the truth, even if it was replaced
-    csh_id = csh_id_for(config)
-    if csh_id == "Local" and not any(name == "Local" for name, _ in service.list_storage()):
-        service.set_storage("Local", {"root_folder": str(data_dir / "files")})
-    _write_private(config.paths.hub_url_file, hub.url + "\n", replace=True)
-    log.info("embedded hub listening on %s", hub.url)
-    return hub.url, password
-
-
-def embedded_password(config: Config) -> Secret:
-    """The embedded hub user's password: read from its 0600 file, or generated and stored there on first start."""
-    from oaiod.secrets import read_secret_file
-
-    file = config.paths.embedded_password_file
-    if not file.exists():
-        _write_private(file, secrets.token_urlsafe(24) + "\n", replace=False)
-    return read_secret_file(file, "embedded password")
-
-
-def _write_private(path: Path, text: str, *, replace: bool) -> None:
-    """Write ``text`` to a file created 0600 (never readable by others, not even for a moment)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
-    if replace:
-        os.replace(tmp, path)
-    else:
-        try:
-            os.link(tmp, path)  # fails if another process created it meanwhile: theirs wins
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
 
 
 # -- the daemon --------------------------------------------------------------------------------------------------

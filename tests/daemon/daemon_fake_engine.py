@@ -111,7 +111,7 @@ class FakeEngine:
 
 def fake_factory(config: Any) -> Any:
     """An :data:`oaiod.daemon.EngineFactory` giving a :class:`FakeEngine` on the config's root."""
-    from oaiod.daemon import EngineHandle
+    from oaiod.daemon_wiring import EngineHandle
 
     config.client.root.mkdir(parents=True, exist_ok=True)
     config.paths.state_dir.mkdir(parents=True, exist_ok=True)

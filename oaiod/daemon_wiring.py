@@ -1,0 +1,216 @@
+"""Where the daemon's engine comes from: the config becomes server API (or an embedded hub), state repository,
+storage opener, engine settings and change feed — in one place, :func:`build_engine`.
+
+Imports of the engine, the hub and the storage backends are local to the functions: ``ctl`` and the tests
+with a fake engine never load them.
+
+Everything raised here is an :class:`~oaiod.errors.OaiodError` (a ``ConfigError`` for a missing password, a
+``RemoteError``/``StorageError`` from the server, a state database error…): the daemon stays up in the
+``error`` state and ``oaiod ctl status`` says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oaiod.config import Config, device_id, is_loopback
+from oaiod.errors import ConfigError
+from oaiod.scheduler import ChangeFeed
+from oaiod.secrets import Secret
+
+log = logging.getLogger("oaiod.daemon")
+
+
+@dataclass
+class EngineHandle:
+    """A ready engine with its change feed (None when the server offers none) and how to close it all."""
+
+    engine: Any
+    change_feed: ChangeFeed | None = None
+    server_url: str = ""
+    device_id: str = ""
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for closer in reversed(self.closers):
+            try:
+                closer()
+            except Exception:  # closing is best effort; the process is going away or rebuilding
+                log.exception("error while closing %r", closer)
+
+
+EngineFactory = Callable[[Config], EngineHandle]
+
+
+def build_engine(config: Config) -> EngineHandle:
+    """The real engine for ``config``: server API (or the embedded hub), state repository, storage opener."""
+    from oaiod.engine.cycle import SyncEngine
+    from oaiod.server_api import OaioServerApi
+    from oaiod.state import StateRepo
+
+    handle = EngineHandle(engine=None, device_id=device_id(config))
+    try:
+        if config.server.embedded:
+            url, password = start_embedded_hub(config, handle)
+        else:
+            url, password = config.server.url, config.server.read_password()
+        handle.server_url = url
+        api = OaioServerApi(
+            url,
+            config.username,
+            password,
+            device_id=handle.device_id,
+            app_id=config.client.app_id,
+            allow_insecure=is_loopback(urllib.parse.urlsplit(url).hostname or ""),
+        )
+        handle.closers.append(api.close)
+        repo = StateRepo(config.paths.state_dir)
+        handle.closers.append(repo.close)
+        engine = SyncEngine(engine_settings(config, handle.device_id), repo, api, storage_opener(config, api))
+        handle.engine = engine
+        handle.closers.append(getattr(engine, "close", lambda: None))
+        handle.change_feed = change_feed_of(api)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+def engine_settings(config: Config, device: str) -> Any:
+    """The engine's :class:`~oaiod.engine.settings.EngineSettings` from the daemon's config."""
+    from oaiod.engine.settings import EngineSettings
+
+    sync = config.sync
+    return EngineSettings(
+        client_root=config.client.root,
+        device_id=device,
+        state_dir=config.paths.state_dir,
+        username=config.username,
+        csh_id=csh_id_for(config),
+        app_id=config.client.app_id,
+        trash_days=sync.trash_days,
+        mass_delete_ratio=sync.mass_delete_ratio,
+        mass_delete_min=sync.mass_delete_min,
+        ignore_patterns=sync.ignore,
+        # the watcher already waited ``debounce`` seconds without an event for the file; half of that as the
+        # engine's "still being written" age keeps a just-debounced file from waiting for the next interval
+        quiet_period=sync.debounce / 2,
+    )
+
+
+def storage_opener(config: Config, api: Any) -> Callable[[str, dict[str, Any]], Any]:
+    """``open_backend(csh_id, csh_args)`` for the engine: every backend wrapped with the configured limits."""
+    from oaiod.storage.registry import open_backend
+    from oaiod.storage.wrappers import WrapperConfig
+
+    limits = config.limits
+    wrappers = WrapperConfig(
+        max_connections=limits.connections,
+        upload_limit=limits.upload or None,
+        download_limit=limits.download or None,
+    )
+
+    def opener(csh_id: str, args: dict[str, Any]) -> Any:
+        if csh_id == "Hub" and not args.get("username"):  # the hub's blob store: share our own hub session
+            from oaiod.storage.hub import HubBackend
+            from oaiod.storage.wrappers import wrap_backend
+
+            return wrap_backend(HubBackend.sharing(api.http, args), wrappers)
+        return open_backend(csh_id, args, wrappers=wrappers)
+
+    return opener
+
+
+def csh_id_for(config: Config) -> str:
+    """The storage host new objects go to: the configured one, else Hub storage if installed, else Local."""
+    if config.server.csh_id:
+        return config.server.csh_id
+    from oaiod.storage.registry import backend_class
+
+    try:
+        backend_class("Hub")
+    except ConfigError:
+        return "Local"  # without the Hub storage backend: a Local folder under the hub's data dir
+    return "Hub"
+
+
+def change_feed_of(api: Any) -> ChangeFeed:
+    """The hub's long poll as a :data:`ChangeFeed`, or None when the server offers none (asked lazily)."""
+    from oaiod.server_api import NotSupported
+
+    def feed(since: str | None, timeout: float) -> tuple[bool, str | None]:
+        try:
+            return api.wait_for_changes(since or api.current_stamp(), timeout)
+        except NotSupported:
+            time.sleep(min(timeout, 60.0))  # a plain oaio server: the periodic cycle is all there is
+            return False, since
+
+    return feed
+
+
+# -- the embedded hub -----------------------------------------------------------------------------------------------
+
+
+def start_embedded_hub(config: Config, handle: EngineHandle) -> tuple[str, Secret]:
+    """Start the in-process hub, make sure our user and storage host exist; returns its URL and our password."""
+    from oaiod.hub.server import HubServer
+    from oaiod.hub.settings import HubSettings
+
+    host, _, port = config.server.embedded_listen.rpartition(":")
+    data_dir = config.paths.hub_data_dir
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    hub = HubServer(HubSettings(data_dir=data_dir, host=host, port=int(port))).start()
+    handle.closers.append(hub.stop)
+    service = hub.service
+    assert service is not None  # set by start()
+    password = embedded_password(config)
+    if service.user(config.username) is None:
+        service.add_user(config.username, password.reveal())
+        log.info("embedded hub: created user %s (password in %s)", config.username, config.paths.embedded_password_file)
+    else:
+        service.set_password(config.username, password.reveal())  # the file is the truth, even if it was replaced
+    csh_id = csh_id_for(config)
+    if csh_id == "Local" and not any(name == "Local" for name, _ in service.list_storage()):
+        service.set_storage("Local", {"root_folder": str(data_dir / "files")})
+    write_private(config.paths.hub_url_file, hub.url + "\n", replace=True)
+    log.info("embedded hub listening on %s", hub.url)
+    return hub.url, password
+
+
+def embedded_password(config: Config) -> Secret:
+    """The embedded hub user's password: read from its 0600 file, or generated and stored there on first start."""
+    from oaiod.secrets import read_secret_file
+
+    file = config.paths.embedded_password_file
+    if not file.exists():
+        write_private(file, secrets.token_urlsafe(24) + "\n", replace=False)
+    return read_secret_file(file, "embedded password")
+
+
+def write_private(path: Path, text: str, *, replace: bool) -> None:
+    """Write ``text`` to a file created 0600 (never readable by others, not even for a moment).
+
+    ``replace=False`` keeps a file another process created meanwhile (theirs wins).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    if replace:
+        os.replace(tmp, path)
+    else:
+        try:
+            os.link(tmp, path)  # fails if another process created it meanwhile: theirs wins
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
