@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from oaiod.config import Config, device_id, is_loopback
-from oaiod.errors import ConfigError
+from oaiod.errors import ConfigError, ValidationError
+from oaiod.model import validate_stamp
 from oaiod.scheduler import ChangeFeed
 from oaiod.secrets import Secret
 
@@ -77,7 +78,7 @@ def build_engine(config: Config) -> EngineHandle:
         engine = SyncEngine(engine_settings(config, handle.device_id), repo, api, storage_opener(config, api))
         handle.engine = engine
         handle.closers.append(getattr(engine, "close", lambda: None))
-        handle.change_feed = change_feed_of(api)
+        handle.change_feed = change_feed_of(api, lambda: repo.cursor(engine.server_key))
     except BaseException:
         handle.close()
         raise
@@ -142,13 +143,26 @@ def csh_id_for(config: Config) -> str:
     return "Hub"
 
 
-def change_feed_of(api: Any) -> ChangeFeed:
-    """The hub's long poll as a :data:`ChangeFeed`, or None when the server offers none (asked lazily)."""
+def change_feed_of(api: Any, cursor: Callable[[], str] = lambda: "") -> ChangeFeed:
+    """The hub's long poll as a :data:`ChangeFeed` (asked lazily; a plain oaio server has none).
+
+    The first poll starts at ``cursor()`` — the engine's sync cursor, so a change made after the last cycle
+    listed the server (even one made while the daemon was down) wakes it at once. Without a valid cursor (first
+    start, or one the server would refuse) it starts at the server's current stamp. After that the loop passes
+    each answer's cursor back as ``since``.
+    """
     from oaiod.server_api import NotSupported
+
+    def start() -> str:
+        stamp = cursor()
+        try:
+            return validate_stamp(stamp, "cursor")
+        except ValidationError:
+            return api.current_stamp()
 
     def feed(since: str | None, timeout: float) -> tuple[bool, str | None]:
         try:
-            return api.wait_for_changes(since or api.current_stamp(), timeout)
+            return api.wait_for_changes(since or start(), timeout)
         except NotSupported:
             time.sleep(min(timeout, 60.0))  # a plain oaio server: the periodic cycle is all there is
             return False, since

@@ -1,0 +1,64 @@
+"""oaiod.daemon_wiring against a real hub over loopback: where the change feed starts.
+
+The feed's first long poll starts at the engine's sync cursor (so a change made after the last cycle listed
+the server wakes the daemon at once), else at the hub's current stamp; a cursor the hub would refuse
+(``OLDEST_SYNC_STAMP``, empty, garbage) never reaches it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from oaiod.daemon_wiring import change_feed_of
+from oaiod.model import OLDEST_SYNC_STAMP, OaiObject, now_stamp, object_id
+from oaiod.secrets import Secret
+from oaiod.server_api import OaioServerApi
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def api(hub: Any) -> Iterator[OaioServerApi]:
+    client = OaioServerApi(hub.url, "alice", Secret(hub.users["alice"]), device_id="dev-w", app_id="oaiod")
+    yield client
+    client.close()
+
+
+def register(api: OaioServerApi) -> None:
+    stamp = now_stamp()
+    values = {"_name": f"feed test {stamp}"}
+    api.register(
+        OaiObject(
+            oaio_id=object_id("alice", "dev-w", "oaiod", stamp, values),
+            client_stamp=stamp,
+            client_values=values,
+            csh_id="Local",
+            username="alice",
+            device_id="dev-w",
+            app_id="oaiod",
+        )
+    )
+
+
+def test_feed_starts_at_the_engines_cursor(api: OaioServerApi) -> None:
+    cursor = api.stampz().sync_stamp
+    register(api)  # after the last cycle's listing, before the feed starts: must not be missed
+    feed = change_feed_of(api, lambda: cursor)
+    changed, since = feed(None, 20.0)
+    assert changed is True and since is not None and since > cursor
+    changed, _ = feed(since, 0.2)
+    assert changed is False
+
+
+@pytest.mark.parametrize("stored", ["", OLDEST_SYNC_STAMP, "garbage"])
+def test_feed_without_a_valid_cursor_starts_at_the_current_stamp(api: OaioServerApi, stored: str) -> None:
+    register(api)  # before the feed starts, and the daemon has no cursor: a cycle will list it anyway
+    feed = change_feed_of(api, lambda: stored)
+    changed, since = feed(None, 0.2)
+    assert changed is False and since is not None and since > OLDEST_SYNC_STAMP
+    register(api)
+    changed, _ = feed(since, 20.0)
+    assert changed is True
