@@ -294,28 +294,34 @@ class BlobStore:
             row = db.scalar(sa.select(BlobUpload).where(self._where(BlobUpload, access, name)))
             if row is None:
                 return self._finished(db, access, name)
-        row = self._upload_row_checked(actor, name, upload_id)
-        path = self.upload_path(row)
-        received = path.stat().st_size if path.exists() else 0
-        if received != row.size:
-            raise Conflict(f"received {received} of {row.size} bytes; send the rest first", received=received)
-        digest = self._digest(row, path)
-        if not hmac.compare_digest(digest, row.sha256):
-            with self._lock, self.service.sessions.begin() as db:
-                stored = db.get(BlobUpload, row.id)
-                if stored is not None:
-                    self._drop_upload(db, stored)
-            log.warning("blob upload of %r by %s discarded: sha256 %s, expected %s", name, actor.username,
-                        digest, row.sha256)  # fmt: skip
-            raise BadRequest(f"the data has sha256 {digest}, not {row.sha256}; the upload is discarded")
-        return self._publish(row, path)
+        row = self._claim_upload(actor, name, upload_id)
+        try:
+            path = self.upload_path(row)
+            received = path.stat().st_size if path.exists() else 0
+            if received != row.size:
+                raise Conflict(f"received {received} of {row.size} bytes; send the rest first", received=received)
+            digest = self._digest(row, path)
+            if not hmac.compare_digest(digest, row.sha256):
+                with self._lock, self.service.sessions.begin() as db:
+                    stored = db.get(BlobUpload, row.id)
+                    if stored is not None:
+                        self._drop_upload(db, stored)
+                log.warning("blob upload of %r by %s discarded: sha256 %s, expected %s", name, actor.username,
+                            digest, row.sha256)  # fmt: skip
+                raise BadRequest(f"the data has sha256 {digest}, not {row.sha256}; the upload is discarded")
+            return self._publish(row, path)
+        finally:
+            with self._lock:
+                self._busy.discard(row.id)
 
-    def _upload_row_checked(self, actor: Actor, name: str, upload_id: str) -> BlobUpload:
+    def _claim_upload(self, actor: Actor, name: str, upload_id: str) -> BlobUpload:
+        """The upload row, marked busy: no ``data/`` request may change the file while it is checked."""
         with self.service.sessions() as db:
             row = self._upload_row(db, actor, name, upload_id)
         with self._lock:
             if row.id in self._busy:
                 raise Conflict("a transfer to this upload is still running; finish after it")
+            self._busy.add(row.id)
         return row
 
     def _finished(self, db: Session, access: Access, name: str) -> BlobInfo:
