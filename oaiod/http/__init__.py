@@ -1,50 +1,90 @@
-"""One HTTP layer for every remote (the oaio server, storage hosts); see :mod:`oaiod.http.client`."""
+"""One HTTP layer for every remote: the oaio server (hub) and the HTTP APIs of the storage hosts.
 
-from oaiod.http.client import (
-    DEFAULT_TIMEOUT,
-    IDEMPOTENT_METHODS,
-    MAX_ERROR_BODY,
-    NO_RETRY,
-    SAFE_METHODS,
-    SECRET_HEADERS,
-    SHOWN_BODY_CHARS,
-    USER_AGENT,
-    AuthError,
+Built on a ``requests.Session``. Each call gets a (connect, read) timeout; idempotent calls are retried with
+exponential backoff and full jitter on transient failures, honouring ``Retry-After``; a call that fails
+because the session or token expired logs in again once and is repeated once (the seeds' "refresh if
+necessary"); one :class:`AuthPlugin` may be shared by the clients of one server. Every request is logged at
+DEBUG (logger ``oaiod.http``) as a copy-pasteable ``curl`` line with passwords, tokens, cookies and
+``Authorization`` masked, and timed in :attr:`HttpClient.timings`.
+
+One module per idea: :mod:`~oaiod.http.client` (the client, timings, retry policy), :mod:`~oaiod.http.auth`
+(auth plugins), :mod:`~oaiod.http.errors` (the tree below, and the translation of answers and ``requests``
+failures into it), :mod:`~oaiod.http.redact` (masking secrets; curl lines), :mod:`~oaiod.http.urls` (base URLs,
+the HTTPS rule). Import from ``oaiod.http``; the submodules are an internal layout.
+
+Exceptions (nothing returns an error string; ``err.transient`` says whether a retry may help)::
+
+    OaiodError
+    └── RemoteError                 anything from an HTTP peer
+        ├── TransportError    *     connection refused or reset, DNS, TLS: no usable answer
+        │   └── RequestTimeout *    no connection or no answer within the timeout
+        ├── ProtocolError           an answer that breaks the protocol (not JSON, bad object, …)
+        └── HTTPStatusError         a non-2xx answer: .status .body .method .url (secrets masked)
+            ├── AuthError           401, or a failed login
+            ├── PermissionDenied    403
+            ├── NotFound            404
+            ├── Conflict            409; .body holds the server's object
+            ├── Gone                410
+            ├── PayloadTooLarge     413
+            ├── RateLimited   *     429; .retry_after in seconds (or None)
+            ├── ClientError         any other 4xx
+            └── ServerError   *     5xx
+    (* transient = True)
+"""
+
+from oaiod.http.auth import (
     AuthPlugin,
     BasicAuth,
     BearerTokenAuth,
+    OaioSessionAuth,
+)
+from oaiod.http.client import (
+    DEFAULT_TIMEOUT,
+    IDEMPOTENT_METHODS,
+    NO_RETRY,
+    SAFE_METHODS,
+    USER_AGENT,
     Body,
+    HttpClient,
+    RetryPolicy,
+    Timing,
+    iter_bytes,
+    json_of,
+)
+from oaiod.http.errors import (
+    MAX_ERROR_BODY,
+    SHOWN_BODY_CHARS,
+    AuthError,
     ClientError,
     Conflict,
     Gone,
-    HttpClient,
     HTTPStatusError,
     NotFound,
-    OaioSessionAuth,
     PayloadTooLarge,
     PermissionDenied,
     ProtocolError,
     RateLimited,
     RemoteError,
     RequestTimeout,
-    RetryPolicy,
     ServerError,
-    Timing,
     TransportError,
-    check_url_security,
-    curl_command,
     error_class,
     error_for_response,
-    is_loopback,
+    parse_retry_after,
+    translate_exception,
+)
+from oaiod.http.redact import (
+    SECRET_HEADERS,
+    curl_command,
     is_secret_name,
-    iter_bytes,
-    json_of,
     mask_headers,
     mask_json,
     mask_url,
-    parse_retry_after,
+)
+from oaiod.http.urls import (
+    check_url_security,
+    is_loopback,
     server_base_url,
-    translate_exception,
 )
 
 __all__ = [

@@ -1,260 +1,47 @@
-"""One HTTP layer for every remote: the oaio server (hub) and the HTTP APIs of the storage hosts.
+"""HttpClient: requests to one server, built on a ``requests.Session``.
 
-Built on a ``requests.Session``. Each call gets a (connect, read) timeout; idempotent calls are retried with
-exponential backoff and full jitter on transient failures, honouring ``Retry-After``; a call that fails
-because the session or token expired logs in again once and is repeated once (the seeds' "refresh if
-necessary"); one :class:`AuthPlugin` may be shared by the clients of one server. Every request is logged at
-DEBUG (logger ``oaiod.http``) as a copy-pasteable ``curl`` line with passwords, tokens, cookies and
-``Authorization`` masked, and timed in :attr:`HttpClient.timings`.
-
-Exceptions (nothing returns an error string; ``err.transient`` says whether a retry may help)::
-
-    OaiodError
-    └── RemoteError                 anything from an HTTP peer
-        ├── TransportError    *     connection refused or reset, DNS, TLS: no usable answer
-        │   └── RequestTimeout *    no connection or no answer within the timeout
-        ├── ProtocolError           an answer that breaks the protocol (not JSON, bad object, …)
-        └── HTTPStatusError         a non-2xx answer: .status .body .method .url (secrets masked)
-            ├── AuthError           401, or a failed login
-            ├── PermissionDenied    403
-            ├── NotFound            404
-            ├── Conflict            409; .body holds the server's object
-            ├── Gone                410
-            ├── PayloadTooLarge     413
-            ├── RateLimited   *     429; .retry_after in seconds (or None)
-            ├── ClientError         any other 4xx
-            └── ServerError   *     5xx
-    (* transient = True)
+Each call gets a (connect, read) timeout; idempotent calls are retried with exponential backoff and full jitter
+on transient failures, honouring ``Retry-After``; a call that fails because the session or token expired logs in
+again once and is repeated once (the seeds' "refresh if necessary"); one :class:`~oaiod.http.AuthPlugin` may be
+shared by the clients of one server. Every request is logged at DEBUG (logger ``oaiod.http``) as a
+copy-pasteable ``curl`` line with secrets masked, and timed in :attr:`HttpClient.timings`.
 """
 
 from __future__ import annotations
 
-import abc
-import datetime as _dt
-import email.utils
-import ipaddress
 import json as _json
 import logging
 import random
-import re
-import shlex
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import requests
 import requests.adapters
-import requests.cookies
 
 from oaiod import __version__
-from oaiod.errors import ConfigError, OaiodError
-from oaiod.secrets import MASK, Secret
+from oaiod.http.errors import (
+    ProtocolError,
+    RemoteError,
+    TransportError,
+    error_for_response,
+    translate_exception,
+)
+from oaiod.http.redact import curl_command, mask_url
+from oaiod.http.urls import check_url_security
 
-log = logging.getLogger("oaiod.http")
+if TYPE_CHECKING:
+    from oaiod.http.auth import AuthPlugin
+
+log = logging.getLogger("oaiod.http")  # one logger for the whole HTTP layer (operators and tests filter on it)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 60.0)
-MAX_ERROR_BODY = 64 * 1024  # bytes of an error answer read and kept in HTTPStatusError.body
-SHOWN_BODY_CHARS = 300  # characters of an error body shown in a message
 USER_AGENT = f"oaiod/{__version__}"
-
-# -- exceptions ---------------------------------------------------------------------------------------------------
-
-
-class RemoteError(OaiodError):
-    """Anything that went wrong talking to an HTTP peer."""
-
-    transient: bool = False
-
-
-class TransportError(RemoteError):
-    """No usable answer: connection refused or reset, name resolution, TLS. ``request_sent`` is False when the
-    failure happened before any byte of the request left, so even a non-idempotent call may be repeated."""
-
-    transient = True
-
-    def __init__(self, message: str, *, request_sent: bool = True) -> None:
-        super().__init__(message)
-        self.request_sent = request_sent
-
-
-class RequestTimeout(TransportError):
-    """No connection (``request_sent`` False) or no answer within the timeout."""
-
-
-class ProtocolError(RemoteError):
-    """The peer answered, but not as the protocol promises (a body that is not JSON, an invalid object, …)."""
-
-
-class HTTPStatusError(RemoteError):
-    """A non-2xx answer; ``body`` is the parsed JSON or the (truncated) text; ``url`` has its secrets masked."""
-
-    def __init__(
-        self, method: str, url: str, status: int, body: Any, reason: str = "", retry_after: float | None = None
-    ):
-        self.method = method
-        self.url = mask_url(url)
-        self.status = status
-        self.body = body
-        self.retry_after = retry_after
-        shown = _json.dumps(mask_json(body), ensure_ascii=False) if not isinstance(body, str) else body
-        if len(shown) > SHOWN_BODY_CHARS:
-            shown = shown[:SHOWN_BODY_CHARS] + "…"
-        super().__init__(f"{method} {self.url} answered {status} {reason}".rstrip() + (f": {shown}" if shown else ""))
-
-
-class AuthError(HTTPStatusError):
-    """401, or a login that was refused: the credentials are wrong or the session cannot be renewed."""
-
-
-class PermissionDenied(HTTPStatusError):
-    """403: logged in, but not allowed."""
-
-
-class NotFound(HTTPStatusError):
-    """404."""
-
-
-class Conflict(HTTPStatusError):
-    """409: the server kept its own state, which ``body`` holds (for the hub: ``body["object"]``)."""
-
-
-class Gone(HTTPStatusError):
-    """410: e.g. a ``since`` cursor older than the server keeps tombstones for."""
-
-
-class PayloadTooLarge(HTTPStatusError):
-    """413."""
-
-
-class RateLimited(HTTPStatusError):
-    """429; ``retry_after`` is how many seconds the server asked to wait, if it said."""
-
-    transient = True
-
-
-class ClientError(HTTPStatusError):
-    """Any other 4xx: the request was wrong and repeating it will not help."""
-
-
-class ServerError(HTTPStatusError):
-    """5xx: the server failed; a retry later may succeed."""
-
-    transient = True
-
-
-_STATUS_ERRORS: dict[int, type[HTTPStatusError]] = {
-    401: AuthError,
-    403: PermissionDenied,
-    404: NotFound,
-    409: Conflict,
-    410: Gone,
-    413: PayloadTooLarge,
-    429: RateLimited,
-}
-
-
-def error_class(status: int) -> type[HTTPStatusError]:
-    """The exception class for a non-2xx status."""
-    if status in _STATUS_ERRORS:
-        return _STATUS_ERRORS[status]
-    return ServerError if status >= 500 else ClientError
-
-
-# -- masking secrets ----------------------------------------------------------------------------------------------
-
-_SECRET_NAME = re.compile(r"pass|secret|token|key|auth|cookie|credential|signature|session|csrf|upload_?id", re.I)
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-csrftoken"})
-
-
-def is_secret_name(name: str) -> bool:
-    """True for a field, header or parameter name that may carry a secret (password, token, key, cookie…)."""
-    return name.lower() in SECRET_HEADERS or bool(_SECRET_NAME.search(name))
-
-
-def mask_json(value: Any) -> Any:
-    """A copy of JSON-like ``value`` with the values of secret-named keys replaced by ``***``."""
-    if isinstance(value, Mapping):
-        return {k: (MASK if is_secret_name(str(k)) else mask_json(v)) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [mask_json(v) for v in value]
-    if isinstance(value, Secret):
-        return MASK
-    return value
-
-
-def mask_url(url: str) -> str:
-    """``url`` without a password in its user info and with secret-named query parameters masked."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, MASK if is_secret_name(k) else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """A copy of ``headers`` with the values of secret headers masked."""
-    return {k: (MASK if is_secret_name(k) else v) for k, v in headers.items()}
-
-
-# -- base URLs and the HTTPS rule -------------------------------------------------------------------------------
-
-
-def is_loopback(hostname: str | None) -> bool:
-    """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``)."""
-    if not hostname:
-        return False
-    if hostname.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_url_security(url: str, *, allow_insecure: bool = False, key: str = "url") -> None:
-    """Refuse a URL that is not http(s), carries credentials, or is plain http to a host that is not loopback."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(key, f"{mask_url(url)!r} is not an http(s) URL with a host")
-    if parts.username or parts.password:
-        raise ConfigError(key, "a URL must not carry credentials; give username and password_env/password_file")
-    if parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_insecure:
-        raise ConfigError(
-            key,
-            f"refusing plain http to {parts.hostname}: passwords and data would cross the network unencrypted; "
-            "use https:// (or set allow_insecure only on a trusted network)",
-        )
-
-
-def server_base_url(host_or_url: str, *, allow_insecure: bool = False) -> str:
-    """The oaio API base URL for a host (``HOST[:PORT]``) or an explicit URL, always ending with ``/``.
-
-    A bare host gets ``http://HOST/api/`` when it is loopback, else ``https://HOST/api/`` (the spec's rule,
-    checked on the parsed host name rather than a string prefix). An explicit URL with no path gets ``/api/``;
-    plain ``http://`` to a host that is not loopback is refused unless ``allow_insecure``.
-    """
-    value = host_or_url.strip()
-    if not value:
-        raise ConfigError("server", "no server host or URL given")
-    if "://" not in value:
-        hostname = urlsplit("//" + value).hostname
-        value = f"{'http' if is_loopback(hostname) else 'https'}://{value.strip('/')}/api/"
-    parts = urlsplit(value)
-    check_url_security(value, allow_insecure=allow_insecure, key="server")
-    path = parts.path if parts.path not in ("", "/") else "/api/"
-    if not path.endswith("/"):
-        path += "/"
-    return urlunsplit((parts.scheme.lower(), parts.netloc, path, "", ""))
 
 
 # -- timings and retry policy ---------------------------------------------------------------------------------------
@@ -291,208 +78,6 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date); None when absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=_dt.UTC)
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-# -- auth plugins -------------------------------------------------------------------------------------------------
-
-
-class AuthPlugin(abc.ABC):
-    """How a client proves who it is. One plugin may be shared by several clients of the same server.
-
-    Logging in is serialised: :meth:`ensure` and :meth:`reauthenticate` run :meth:`authenticate` under a lock,
-    and a client that saw its session expire re-logs in only if nobody did so since its request left.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self._generation = 0  # bumped by every successful authenticate()
-        self._ready = False
-
-    @property
-    def generation(self) -> int:
-        return self._generation
-
-    def authenticate(self, client: HttpClient) -> None:  # noqa: B027 - static credentials need no login
-        """Obtain fresh credentials (log in); raise :class:`AuthError` when refused."""
-
-    @abc.abstractmethod
-    def apply(self, client: HttpClient, request: requests.PreparedRequest) -> None:
-        """Add the credentials to a request about to be sent."""
-
-    def needs_reauth(self, response: requests.Response) -> bool:
-        """True when ``response`` says the credentials expired and a fresh :meth:`authenticate` may help."""
-        return False
-
-    def on_response(self, request: requests.PreparedRequest, response: requests.Response) -> None:  # noqa: B027
-        """See every answer (e.g. to keep cookies)."""
-
-    def forget(self) -> None:
-        """Drop the credentials obtained so far; the next request logs in again."""
-        with self._lock:
-            self._ready = False
-
-    def ensure(self, client: HttpClient) -> None:
-        """Log in unless already done."""
-        if self._ready:
-            return
-        with self._lock:
-            if not self._ready:
-                self._login(client)
-
-    def reauthenticate(self, client: HttpClient, seen_generation: int) -> None:
-        """Log in again, unless another client already did after ``seen_generation``."""
-        with self._lock:
-            if self._generation == seen_generation or not self._ready:
-                self._login(client)
-
-    def _login(self, client: HttpClient) -> None:
-        self._ready = False
-        self.authenticate(client)
-        self._generation += 1
-        self._ready = True
-
-
-class BasicAuth(AuthPlugin):
-    """HTTP basic auth with fixed credentials (a 401 means they are wrong: no re-login)."""
-
-    def __init__(self, username: str, password: Secret) -> None:
-        super().__init__()
-        self.username = username
-        self.password = password
-
-    def apply(self, client: HttpClient, request: requests.PreparedRequest) -> None:
-        header = requests.auth._basic_auth_str(self.username, self.password.reveal())
-        request.headers["Authorization"] = header
-
-    def __repr__(self) -> str:
-        return f"BasicAuth({self.username!r}, {MASK!r})"
-
-
-class BearerTokenAuth(AuthPlugin):
-    """``Authorization: Bearer TOKEN``; with ``refresh`` (a callable returning a new token) a 401 renews it once."""
-
-    def __init__(self, token: Secret | None = None, refresh: Callable[[], Secret] | None = None) -> None:
-        super().__init__()
-        if token is None and refresh is None:
-            raise ConfigError("token", "give a token or a way to refresh it")
-        self._token = token
-        self._refresh = refresh
-        self._ready = token is not None
-
-    def authenticate(self, client: HttpClient) -> None:
-        if self._refresh is not None:
-            self._token = self._refresh()
-
-    def apply(self, client: HttpClient, request: requests.PreparedRequest) -> None:
-        if self._token is not None:
-            request.headers["Authorization"] = f"Bearer {self._token.reveal()}"
-
-    def needs_reauth(self, response: requests.Response) -> bool:
-        return response.status_code == 401 and self._refresh is not None
-
-    def __repr__(self) -> str:
-        return f"BearerTokenAuth({MASK!r})"
-
-
-_NOT_LOGGED_IN = re.compile(r"not_authenticated|csrf|credentials were not provided|not logged in", re.I)
-
-
-class OaioSessionAuth(AuthPlugin):
-    """The oaio server's Django-style session login, exactly as the published client does it.
-
-    Before a non-GET request without a ``csrftoken`` cookie it GETs the very URL it is about to post to; it
-    sends that cookie back as ``X-CSRFToken`` (and ``Referer`` over https); ``POST login/`` with JSON
-    ``{"username", "password"}`` sets the session cookie. Cookies live here, not in a client's session, so that
-    every client sharing this plugin uses the same session.
-    """
-
-    login_path = "login/"
-    logout_path = "logout/"
-
-    def __init__(self, username: str, password: Secret) -> None:
-        super().__init__()
-        self.username = username
-        self.password = password
-        self.cookies = requests.cookies.RequestsCookieJar()
-
-    def authenticate(self, client: HttpClient) -> None:
-        self.cookies.clear()
-        credentials = {"username": self.username, "password": self.password.reveal()}
-        try:
-            client.request("POST", self.login_path, json=credentials, authenticate=False, idempotent=True)
-        except HTTPStatusError as exc:
-            if exc.status >= 500 or exc.status == 429:
-                raise
-            raise AuthError(
-                exc.method, exc.url, exc.status, exc.body, f"(login of {self.username!r} refused)"
-            ) from None
-        log.info("logged in to %s as %s", mask_url(client.base_url), self.username)
-
-    def logout(self, client: HttpClient) -> None:
-        """End the server session; the cookies are forgotten even when the server cannot be told (that raises)."""
-        with self._lock:
-            try:
-                if self._ready:
-                    client.request("POST", self.logout_path, authenticate=False, retry=NO_RETRY)
-            finally:
-                self.cookies.clear()
-                self._ready = False
-
-    def csrf_token(self) -> str | None:
-        token = None
-        for cookie in self.cookies:
-            if cookie.name == "csrftoken" and cookie.value:
-                token = cookie.value
-        return token
-
-    def apply(self, client: HttpClient, request: requests.PreparedRequest) -> None:
-        if request.method not in SAFE_METHODS:
-            token = self.csrf_token()
-            if token is None:
-                assert request.url is not None
-                client.request("GET", request.url, authenticate=False)  # sets the csrftoken cookie
-                token = self.csrf_token()
-                if token is None:
-                    raise ProtocolError(f"GET {mask_url(request.url)} set no csrftoken cookie; cannot post to it")
-            request.headers["X-CSRFToken"] = token
-            if (request.url or "").startswith("https:"):
-                request.headers["Referer"] = request.url or ""
-        request.headers.pop("Cookie", None)
-        request.prepare_cookies(self.cookies)
-
-    def on_response(self, request: requests.PreparedRequest, response: requests.Response) -> None:
-        requests.cookies.extract_cookies_to_jar(self.cookies, request, response.raw)
-
-    def needs_reauth(self, response: requests.Response) -> bool:
-        if response.status_code == 401:
-            return True
-        if response.status_code != 403:
-            return False
-        text = response.text[:2000]
-        if not _NOT_LOGGED_IN.search(text):
-            return False
-        if "csrf" in text.lower():
-            self.cookies.clear()  # a stale token: fetch a new one together with the new session
-        return True
-
-    def __repr__(self) -> str:
-        return f"OaioSessionAuth({self.username!r}, {MASK!r})"
 
 
 # -- the client ---------------------------------------------------------------------------------------------------
@@ -744,33 +329,7 @@ def _body_size(prepared: requests.PreparedRequest) -> int:
     return int(prepared.headers.get("Content-Length") or 0)
 
 
-# -- answers and errors ----------------------------------------------------------------------------------------------
-
-
-def error_for_response(response: requests.Response) -> HTTPStatusError:
-    """The typed exception for a non-2xx answer (reads at most :data:`MAX_ERROR_BODY` bytes, then closes it)."""
-    request = response.request
-    method = request.method or "?"
-    chunks: list[bytes] = []
-    try:
-        for chunk in response.iter_content(64 * 1024):
-            chunks.append(chunk)
-            if sum(map(len, chunks)) >= MAX_ERROR_BODY:
-                break
-    except requests.RequestException:
-        pass  # the status says enough
-    finally:
-        response.close()
-    raw = b"".join(chunks)[:MAX_ERROR_BODY]
-    body: Any = raw.decode("utf-8", "replace")
-    if body[:1] in ("{", "["):
-        try:
-            body = _json.loads(body)
-        except ValueError:
-            pass
-    status = response.status_code
-    retry_after = parse_retry_after(response.headers.get("Retry-After"))
-    return error_class(status)(method, request.url or "", status, body, response.reason or "", retry_after)
+# -- answers -------------------------------------------------------------------------------------------------------
 
 
 def json_of(response: requests.Response) -> Any:
@@ -797,69 +356,3 @@ def iter_bytes(response: requests.Response, chunk_size: int = 1 << 20) -> Iterat
         raise translate_exception(exc, response.request.method or "GET", mask_url(response.url or "")) from None
     finally:
         response.close()
-
-
-def translate_exception(exc: requests.RequestException, method: str, shown_url: str) -> RemoteError:
-    """The :class:`RemoteError` for a ``requests`` failure; the message names no secret."""
-    reason = _reason(exc)
-    if isinstance(exc, requests.ConnectTimeout):
-        return RequestTimeout(f"{method} {shown_url}: no connection within the timeout ({reason})", request_sent=False)
-    if isinstance(exc, requests.Timeout):
-        return RequestTimeout(f"{method} {shown_url}: no answer within the timeout ({reason})")
-    if isinstance(exc, requests.exceptions.SSLError):
-        return TransportError(f"{method} {shown_url}: TLS failed: {reason}", request_sent=False)
-    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
-        return TransportError(f"{method} {shown_url}: invalid URL", request_sent=False)
-    sent = not re.search(r"NewConnectionError|NameResolutionError|Failed to establish", repr(exc.args))
-    return TransportError(f"{method} {shown_url}: {reason}", request_sent=sent)
-
-
-def _reason(exc: BaseException) -> str:
-    """A short reason from the innermost cause of a requests/urllib3 exception, without URLs or object reprs."""
-    inner: BaseException = exc
-    for _depth in range(6):
-        nxt = getattr(inner, "reason", None)
-        if not isinstance(nxt, BaseException) and inner.args and isinstance(inner.args[0], BaseException):
-            nxt = inner.args[0]
-        if not isinstance(nxt, BaseException) or nxt is inner:
-            break
-        inner = nxt
-    text = re.sub(r"<[^>]*>:? ?|\w+Connection\([^)]*\):? ?", "", str(inner))
-    text = re.sub(r"(url|host)[:=] ?\S+", r"\1 …", text)
-    return f"{type(inner).__name__}: {text}"[:300]
-
-
-# -- curl lines ---------------------------------------------------------------------------------------------------
-
-_NOT_SHOWN_HEADERS = frozenset({"content-length", "accept-encoding", "connection"})
-
-
-def curl_command(prepared: requests.PreparedRequest) -> str:
-    """A copy-pasteable ``curl`` command for a request, with every secret replaced by ``***``."""
-    words = ["curl", "-sS"]
-    if prepared.method not in ("GET", None):
-        words += ["-X", prepared.method] if prepared.method != "HEAD" else ["-I"]
-    words.append(mask_url(prepared.url or ""))
-    for name, value in prepared.headers.items():
-        if name.lower() not in _NOT_SHOWN_HEADERS:
-            words += ["-H", f"{name}: {MASK if is_secret_name(name) else value}"]
-    body = prepared.body
-    if body is not None:
-        words += _curl_body(body, prepared.headers.get("Content-Type", ""))
-    return " ".join(shlex.quote(word) for word in words)
-
-
-def _curl_body(body: Any, content_type: str) -> list[str]:
-    """curl arguments showing a body: JSON and forms masked; anything else only by its size."""
-    if isinstance(body, bytes | str):
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-        if "json" in content_type:
-            try:
-                return ["--data-raw", _json.dumps(mask_json(_json.loads(text)), ensure_ascii=False)]
-            except ValueError:
-                pass
-        if "x-www-form-urlencoded" in content_type:
-            pairs = parse_qsl(text, keep_blank_values=True)
-            return ["--data-raw", urlencode([(k, MASK if is_secret_name(k) else v) for k, v in pairs], safe="*")]
-        return ["--data-binary", f"@body-of-{len(body)}-bytes"]
-    return ["--data-binary", "@streamed-body"]
