@@ -349,21 +349,43 @@ class HubBackend(Backend):
         size = answer.get("size")
         if not isinstance(sha256, str) or not _SHA256.match(sha256) or not isinstance(size, int):
             raise PermanentStorageError(f"start-download of {key!r} gave no valid sha256 and size", key=key)
-        digest, received = hashlib.sha256(), 0
-        with translate_remote_errors(key, "cannot download"), atomic_local_file(local_path) as file:
-            response = self.http.get(url, stream=True, retry=NO_RETRY)
-            for chunk in iter_bytes(response, BLOCK):
-                file.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-                if progress is not None:
-                    progress(len(chunk))
-            if received != size or digest.hexdigest() != sha256:
+        with atomic_local_file(local_path) as file:
+            digest, received = self._download(file, url, key, sha256, progress)
+            if received != size or digest != sha256:
                 raise TransientStorageError(
-                    f"download of {key!r} gave {received} bytes with sha256 {digest.hexdigest()}, "
+                    f"download of {key!r} gave {received} bytes with sha256 {digest}, "
                     f"not {size} bytes with {sha256}; nothing was written",
                     key=key,
                 )
+
+    def _download(self, file: IO[bytes], url: str, key: str, sha256: str, progress: Progress | None) -> tuple[str, int]:
+        """Stream ``url`` into ``file``; after a dropped connection continue with ``Range`` where it broke.
+        The sha256 digest and size of what was written."""
+        digest, received, failures = hashlib.sha256(), 0, 0
+        while True:
+            try:
+                with translate_remote_errors(key, "cannot download"):
+                    headers = {"Range": f"bytes={received}-"} if received else {}
+                    response = self.http.get(url, stream=True, retry=NO_RETRY, headers=headers)
+                    if response.headers.get("X-Oaiod-Sha256", sha256) != sha256 or (
+                        received and response.status_code != 206
+                    ):
+                        response.close()
+                        raise TransientStorageError(f"{key!r} changed on the hub during the download", key=key)
+                    for chunk in iter_bytes(response, BLOCK):
+                        file.write(chunk)
+                        digest.update(chunk)
+                        received += len(chunk)
+                        if progress is not None:
+                            progress(len(chunk))
+                return digest.hexdigest(), received
+            except TransientStorageError as exc:
+                failures += 1
+                if failures >= RESUME_ATTEMPTS or "changed on the hub" in str(exc):
+                    raise
+                delay = random.uniform(0, min(10.0, 0.2 * 2**failures))
+                log.warning("hub download of %r broke at byte %d (%s); resuming in %.1f s", key, received, exc, delay)
+                time.sleep(delay)
 
     def stat(self, key: str) -> ObjectInfo:
         validate_key(key)

@@ -359,11 +359,12 @@ def test_bad_input_answers_4xx_json_and_changes_nothing(
 
 
 class CuttingProxy:
-    """A TCP proxy to ``port`` that closes both sides of a connection once, after ``cut_after`` request bytes
-    have passed it in all (a network drop in the middle of an upload); afterwards it forwards untouched."""
+    """A TCP proxy to ``port`` that closes both sides of a connection once, after ``cut_after`` bytes have passed
+    it in all in one direction (requests, or with ``answers`` the hub's answers): a network drop in the middle
+    of an upload or a download. Afterwards it forwards untouched."""
 
-    def __init__(self, port: int, cut_after: int) -> None:
-        self.port, self.cut_after = port, cut_after
+    def __init__(self, port: int, cut_after: int, *, answers: bool = False) -> None:
+        self.port, self.cut_after, self.answers = port, cut_after, answers
         self.forwarded, self.cuts = 0, 0
         self._lock = threading.Lock()
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -377,8 +378,8 @@ class CuttingProxy:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.port))
-            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, self.answers), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, upstream, not self.answers), daemon=True).start()
 
     def _pipe(self, src: socket.socket, dst: socket.socket, counted: bool) -> None:
         try:
@@ -420,6 +421,26 @@ def test_backend_resumes_a_dropped_upload_from_the_confirmed_offset(hub: HubServ
         assert max(offsets) < len(data)
         assert backend.get_bytes("scratch/resumed.bin") == data
         assert backend.stat("scratch/resumed.bin").sha256 == sha(data)
+    finally:
+        backend.close()
+        proxy.close()
+
+
+def test_backend_resumes_a_dropped_download_with_range(hub: HubServer, tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    args = {"url": hub.url, "username": "bob", "password": hub.users["bob"]}
+    with HubBackend.from_args(args) as direct:
+        direct.put_bytes("scratch/download.bin", data)
+    proxy = CuttingProxy(hub.port, cut_after=1024 * 1024, answers=True)
+    backend = HubBackend.from_args({**args, "url": proxy.url})
+    try:
+        folder = tmp_path / "downloads"
+        folder.mkdir()
+        backend.get_file("scratch/download.bin", folder / "back")
+        assert proxy.cuts == 1
+        assert (folder / "back").read_bytes() == data
+        assert len([t for t in backend.http.timings if "/download/" in t.url]) == 2  # the second with Range
+        assert [p.name for p in folder.iterdir()] == ["back"]
     finally:
         backend.close()
         proxy.close()
