@@ -8,8 +8,8 @@ Speaks the object-service protocol through :mod:`oaiod.http`, logged in like eve
   ``putUrl`` the hub hands out. After a dropped connection or a 5xx it asks the hub how many bytes it holds
   and resumes there; a retried put of the same file (same key, sha256, size) in this process resumes the same
   upload. A different upload of the same name still in progress on the hub is cancelled: put overwrites.
-* get asks ``start-download`` for a URL and the sha256, streams to a temporary file beside the target and
-  checks size and sha256 before the rename.
+* get asks ``start-download`` for a URL and the sha256, streams to a temporary file beside the target
+  (continuing with ``Range`` after a dropped connection) and checks size and sha256 before the rename.
 * copy is server-side (the hub only adds a name); ``stat`` has the sha256 (``Capabilities.hashes``).
 * HTTP answers map to the storage error tree at this boundary: 404 → ObjectNotFound, 401/403 →
   StoragePermissionDenied, 413/507 → QuotaExceeded, transport errors, 429 and other 5xx → TransientStorageError.
