@@ -377,8 +377,17 @@ def _local_path(value: Any, name: str) -> Path:
     return path
 
 
+QUEUE_GRACE = 2.0  #: seconds a state-changing command waits for its result before answering "queued"
+
+
 def daemon_handlers(daemon: Any) -> dict[str, Handler]:
-    """The command table the daemon serves; ``daemon`` is an :class:`oaiod.daemon.Daemon`."""
+    """The command table the daemon serves; ``daemon`` is an :class:`oaiod.daemon.Daemon`.
+
+    Three kinds of command (design §6): reads and server-side calls (status, ls, users, share…) answer at once,
+    even during a sync cycle; commands that change the engine's state (add, remove, confirm-delete, restore,
+    rebuild-index) are queued to run between cycles and answer their result when it comes within
+    :data:`QUEUE_GRACE`, else ``{"queued": …}`` — with ``wait: true`` they stream progress until the result.
+    """
 
     def scheduler() -> Any:
         daemon.ready.wait(600)  # commands sent while the daemon starts wait for it
@@ -386,28 +395,59 @@ def daemon_handlers(daemon: Any) -> dict[str, Handler]:
             daemon.engine()  # raises with the reason
         return daemon.scheduler
 
-    def exclusive(what: str, func: Callable[[Any], Any], *, resync: bool = True) -> Any:
-        result = scheduler().run_exclusive(what, lambda: func(daemon.engine()))
-        daemon.rewatch()
-        if resync:
-            daemon.scheduler.trigger(what, force=True)
-        return jsonable(result)
+    def queued(what: str, func: Callable[[Any], Any], args: Mapping[str, Any], *, resync: bool = True) -> Any:
+        def operation() -> Any:
+            result = func(daemon.engine())
+            daemon.rewatch()
+            if resync and daemon.scheduler is not None:
+                daemon.scheduler.trigger(what, force=True)
+            return jsonable(result)
+
+        wait = _arg(args, "wait", _flag, False)
+        return _answer_future(daemon, what, scheduler().submit(what, operation), wait)
 
     def read(func: Callable[[Any], Any]) -> Any:
         daemon.ready.wait(600)
         return jsonable(func(daemon.engine()))
 
-    def in_main(func: Callable[[], Any]) -> Any:
-        try:
-            return daemon.call_in_main(func).result(timeout=600)
-        except concurrent.futures.TimeoutError:
-            raise CommandFailed("the daemon is busy; the request is still queued") from None
+    def in_main(what: str, func: Callable[[], Any], args: Mapping[str, Any]) -> Any:
+        return _answer_future(daemon, what, daemon.call_in_main(func), _arg(args, "wait", _flag, False))
+
+    def rebuild(args: Mapping[str, Any]) -> Any:
+        daemon.ready.wait(600)
+        handle = daemon.handle
+        if daemon.scheduler is not None and hasattr(getattr(handle, "engine", None), "rebuild_index"):
+            return _answer_future(
+                daemon,
+                "ctl rebuild-index",
+                daemon.scheduler.submit("ctl rebuild-index", daemon.forget_index),
+                _arg(args, "wait", _flag, False),
+            )
+        return in_main("ctl rebuild-index", daemon.rebuild_index, args)  # no engine: no cycle to wait for
 
     def right(value: Any, name: str) -> str:
         return model.validate_access_right(value, name, allow_none=False)
 
     obj = lambda args: _arg(args, "oaio_id", model.validate_oaio_id)  # noqa: E731
     user = lambda args: _arg(args, "user", model.validate_username)  # noqa: E731
+
+    def add(args: Mapping[str, Any]) -> Any:
+        path = _arg(args, "path", _local_path)
+        return queued(f"ctl add {path}", lambda e: e.add_folder(path), args)
+
+    def remove(args: Mapping[str, Any]) -> Any:
+        oaio_id = obj(args)
+        return queued(f"ctl remove {oaio_id}", lambda e: e.remove(oaio_id), args)
+
+    def confirm_delete(args: Mapping[str, Any]) -> Any:
+        oaio_id = obj(args)
+        return queued(f"ctl confirm-delete {oaio_id}", lambda e: e.confirm_delete(oaio_id), args)
+
+    def restore(args: Mapping[str, Any]) -> Any:
+        oaio_id, stamp = obj(args), _arg(args, "stamp", model.validate_stamp)
+        to = _arg(args, "to", _local_path, None)
+        return queued(f"ctl restore {oaio_id} {stamp}", lambda e: e.restore(oaio_id, stamp, to=to), args)
+
     return {
         "ping": lambda args: {"pid": os.getpid()},
         "status": lambda args: jsonable(daemon.status()),
@@ -415,30 +455,45 @@ def daemon_handlers(daemon: Any) -> dict[str, Handler]:
         "pause": lambda args: scheduler().pause() or "paused",
         "resume": lambda args: scheduler().resume() or "resumed",
         "stop": lambda args: daemon.request_stop() or "stopping",
-        "reload": lambda args: in_main(daemon.reload),
-        "rebuild-index": lambda args: in_main(daemon.rebuild_index),
+        "reload": lambda args: in_main("ctl reload", daemon.reload, args),
+        "rebuild-index": rebuild,
         "ls": lambda args: read(_listing),
-        "add": lambda args: exclusive("ctl add", lambda e: e.add_folder(_arg(args, "path", _local_path))),
-        "remove": lambda args: exclusive("ctl remove", lambda e: e.remove(obj(args))),
-        "share": lambda args: exclusive(
-            "ctl share", lambda e: e.share(obj(args), user(args), _arg(args, "right", right)), resync=False
-        ),
-        "unshare": lambda args: exclusive("ctl unshare", lambda e: e.unshare(obj(args), user(args)), resync=False),
+        "add": add,
+        "remove": remove,
+        # server-side calls only: safe while a cycle runs (the engine takes no lock for them)
+        "share": lambda args: read(lambda e: e.share(obj(args), user(args), _arg(args, "right", right))),
+        "unshare": lambda args: read(lambda e: e.unshare(obj(args), user(args))),
         "users": lambda args: read(lambda e: e.users(obj(args))),
         "conflicts": lambda args: read(lambda e: e.conflicts()),
-        "confirm-delete": lambda args: exclusive("ctl confirm-delete", lambda e: e.confirm_delete(obj(args))),
+        "confirm-delete": confirm_delete,
         "history": lambda args: read(lambda e: e.history()),
         "versions": lambda args: read(lambda e: e.versions(obj(args))),
-        "restore": lambda args: exclusive(
-            "ctl restore",
-            lambda e: e.restore(
-                obj(args),
-                _arg(args, "stamp", model.validate_stamp),
-                to=_arg(args, "to", _local_path, None),
-            ),
-        ),
+        "restore": restore,
         "log": lambda args: _log(daemon, _arg(args, "lines", _count, 50), _arg(args, "follow", _flag, False)),
     }
+
+
+def _answer_future(daemon: Any, what: str, future: concurrent.futures.Future[Any], wait: bool) -> Any:
+    """The result when it comes within :data:`QUEUE_GRACE`; else ``{"queued": what}``, or with ``wait`` a stream
+    of progress items that ends with the result (or the operation's error)."""
+    try:
+        return future.result(timeout=QUEUE_GRACE)
+    except concurrent.futures.TimeoutError:
+        pass
+    if not wait:
+        return {"queued": what, "detail": "runs when the current sync cycle ends (--wait waits for it)"}
+
+    def items() -> Iterator[Any]:
+        while True:
+            try:
+                future.result(timeout=0.5)
+                return
+            except concurrent.futures.TimeoutError:
+                yield _progress(daemon)
+            except Exception:  # raised again by result() below, which the server answers as ok: false
+                return
+
+    return Stream(items(), future.result)
 
 
 def _listing(engine: Any) -> Any:

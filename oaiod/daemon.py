@@ -400,16 +400,11 @@ class Daemon:
     def rebuild_index(self) -> str:
         """Rebuild the index from disk and server without touching user files.
 
-        With a working engine its own ``rebuild_index`` forgets the index (the next cycle hashes every local file
-        and records equal ones as synced). Without one (a database that cannot be opened) the database files are
-        moved aside and the engine is built again on a fresh one.
+        With a working engine see :meth:`forget_index` (run here once no cycle runs). Without one (a database
+        that cannot be opened) the database files are moved aside and the engine is built again on a fresh one.
         """
-        if self.handle is not None and hasattr(self.handle.engine, "rebuild_index"):
-            assert self.scheduler is not None
-            self.scheduler.run_exclusive("rebuild-index", self.handle.engine.rebuild_index)
-            self.scheduler.trigger("rebuild-index", force=True)
-            log.warning("index forgotten; rebuilding it from disk and server")
-            return "index rebuilt from disk and server"
+        if self.handle is not None and self.scheduler is not None and hasattr(self.handle.engine, "rebuild_index"):
+            return self.scheduler.run_exclusive("rebuild-index", self.forget_index)
         self._stop_components()
         db = self.config.paths.state_db
         moved = []
@@ -423,6 +418,19 @@ class Daemon:
         if self.engine_error:
             raise DaemonError(f"rebuilt index cannot be opened either: {self.engine_error}")
         return f"index rebuilt; old database kept as {db.name}{suffix}"
+
+    def forget_index(self) -> str:
+        """The engine forgets its index; the next cycle hashes every local file and records equal ones as synced.
+
+        Must run while no cycle runs (``ctl`` queues it with :meth:`SyncScheduler.submit`).
+        """
+        handle, scheduler = self.handle, self.scheduler
+        if handle is None or scheduler is None:
+            raise DaemonError(f"not syncing: {self.engine_error or 'the daemon is starting or stopping'}")
+        handle.engine.rebuild_index()
+        scheduler.trigger("rebuild-index", force=True)
+        log.warning("index forgotten; rebuilding it from disk and server")
+        return "index rebuilt from disk and server"
 
     # -- what ctl shows ------------------------------------------------------------------------------------------
 
@@ -465,6 +473,7 @@ class Daemon:
             "last_error": self.engine_error or (str(last.error) if last and last.error else None),
             "next_try": scheduler.backoff_until or None if scheduler else None,
             "cycles": scheduler.started_cycles if scheduler else 0,
+            "queued": scheduler.queued if scheduler else [],
             "watched": [str(root) for root in self.watcher.roots] if self.watcher else [],
             "engine": {},
         }

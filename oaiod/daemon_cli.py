@@ -81,6 +81,40 @@ def _call(ctx: click.Context, cmd: str, render: Callable[[Any], None] | None = N
     return result
 
 
+def _call_queued(ctx: click.Context, cmd: str, render: Callable[[Any], None], wait: bool, **args: Any) -> None:
+    """A command the daemon queues while a sync cycle runs: prints "queued" unless ``wait``, which waits
+    (with a progress bar) for the result; ``--json`` prints the daemon's answer either way."""
+    as_json = bool(ctx.params.get("as_json"))
+    if not wait:
+        _call(ctx, cmd, lambda r: render_queued(r) if _is_queued(r) else render(r), wait=False, **args)
+        return
+    from oaiod.ctl import CtlError, NoDaemon
+
+    client, config = _client(ctx, timeout=None)
+    try:
+        stream = client.stream(cmd, wait=True, **args)
+        show_sync_progress(stream, quiet=as_json)
+    except NoDaemon as exc:
+        _no_daemon(exc, config)
+    except CtlError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    if as_json:
+        click.echo(json.dumps(stream.result, indent=2, sort_keys=True))
+    else:
+        render(stream.result)
+
+
+def _is_queued(result: Any) -> bool:
+    return isinstance(result, dict) and set(result) == {"queued", "detail"}
+
+
+def render_queued(result: dict[str, Any]) -> None:
+    click.echo(f"queued: {result['queued']}; it {result['detail']}")
+
+
+wait_option = click.option("--wait", is_flag=True, help="If a sync cycle is running, wait for it and the result.")
+
+
 def _no_daemon(exc: Exception, config: Any) -> None:
     which = f"--config {config.source} " if config.source else ""
     _fail(
@@ -141,8 +175,19 @@ def _simple(name: str, cmd: str, doc: str, message: str) -> None:
 _simple("pause", "pause", "Pause syncing (changes are still recorded).", "paused")
 _simple("resume", "resume", "Resume syncing and sync at once.", "resumed")
 _simple("stop", "stop", "Stop the daemon gracefully.", "stopping")
-_simple("reload", "reload", "Reload the config file (a bad one is refused, the old one kept).", "reloaded")
-_simple("rebuild-index", "rebuild-index", "Rebuild the state database from disk and server (files untouched).", "")
+
+
+def _queued_simple(name: str, doc: str) -> None:
+    @ctl.command(name, help=doc)
+    @wait_option
+    @json_option
+    @click.pass_context
+    def command(ctx: click.Context, wait: bool, as_json: bool) -> None:
+        _call_queued(ctx, name, lambda r: click.echo(r), wait)
+
+
+_queued_simple("reload", "Reload the config file (a bad one is refused, the old one kept).")
+_queued_simple("rebuild-index", "Rebuild the state database from disk and server (files untouched).")
 
 
 @ctl.command("ls")
@@ -155,20 +200,23 @@ def ctl_ls(ctx: click.Context, as_json: bool) -> None:
 
 @ctl.command("add")
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@wait_option
 @json_option
 @click.pass_context
-def ctl_add(ctx: click.Context, path: Path, as_json: bool) -> None:
+def ctl_add(ctx: click.Context, path: Path, wait: bool, as_json: bool) -> None:
     """Sync another folder (registered as a folder object)."""
-    _call(ctx, "add", lambda r: click.echo(f"added {path} as {r}"), path=str(path.expanduser().absolute()))
+    render = lambda r: click.echo(f"added {path} as {r}")  # noqa: E731
+    _call_queued(ctx, "add", render, wait, path=str(path.expanduser().absolute()))
 
 
 @ctl.command("remove")
 @click.argument("oaio_id", metavar="OBJ")
+@wait_option
 @json_option
 @click.pass_context
-def ctl_remove(ctx: click.Context, oaio_id: str, as_json: bool) -> None:
+def ctl_remove(ctx: click.Context, oaio_id: str, wait: bool, as_json: bool) -> None:
     """Stop syncing an object and remove it from the server (local files stay)."""
-    _call(ctx, "remove", lambda r: click.echo(f"removed {oaio_id}"), oaio_id=oaio_id)
+    _call_queued(ctx, "remove", lambda r: click.echo(f"removed {oaio_id}"), wait, oaio_id=oaio_id)
 
 
 @ctl.command("share")
@@ -226,25 +274,28 @@ _listing("versions", "versions", "List the stored versions of an object.", with_
 
 @ctl.command("confirm-delete")
 @click.argument("oaio_id", metavar="OBJ")
+@wait_option
 @json_option
 @click.pass_context
-def ctl_confirm_delete(ctx: click.Context, oaio_id: str, as_json: bool) -> None:
+def ctl_confirm_delete(ctx: click.Context, oaio_id: str, wait: bool, as_json: bool) -> None:
     """Let a held mass deletion of an object go ahead."""
-    _call(ctx, "confirm-delete", lambda r: click.echo(f"mass deletion of {oaio_id} confirmed"), oaio_id=oaio_id)
+    render = lambda r: click.echo(f"mass deletion of {oaio_id} confirmed")  # noqa: E731
+    _call_queued(ctx, "confirm-delete", render, wait, oaio_id=oaio_id)
 
 
 @ctl.command("restore")
 @click.argument("oaio_id", metavar="OBJ")
 @click.option("--stamp", required=True, help="The version to restore (see: oaiod ctl versions OBJ).")
 @click.option("--to", "to", type=click.Path(file_okay=False, path_type=Path), help="Restore into this folder.")
+@wait_option
 @json_option
 @click.pass_context
-def ctl_restore(ctx: click.Context, oaio_id: str, stamp: str, to: Path | None, as_json: bool) -> None:
+def ctl_restore(ctx: click.Context, oaio_id: str, stamp: str, to: Path | None, wait: bool, as_json: bool) -> None:
     """Restore an old version of an object (in place, or into a folder)."""
     args: dict[str, Any] = {"oaio_id": oaio_id, "stamp": stamp}
     if to is not None:
         args["to"] = str(to.expanduser().absolute())
-    _call(ctx, "restore", lambda r: click.echo(f"restored {oaio_id} at {stamp}"), **args)
+    _call_queued(ctx, "restore", lambda r: click.echo(f"restored {oaio_id} at {stamp}"), wait, **args)
 
 
 @ctl.command("log")

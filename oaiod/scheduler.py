@@ -2,14 +2,19 @@
 
 APScheduler 3 (``BackgroundScheduler``) runs the periodic jobs; the guarantees are ours:
 
-- **One engine operation at a time.** Sync cycles, rescans and gc share one lock. A sync requested while a
-  cycle runs is not lost: it sets a *pending* flag and the running cycle goes round once more (so a burst of
-  requests costs at most one extra cycle).
+- **One engine operation at a time.** Sync cycles, rescans, gc and queued ctl operations share one lock. A
+  sync requested while a cycle runs is not lost: it sets a *pending* flag and the running cycle goes round
+  once more (so a burst of requests costs at most one extra cycle).
+- **ctl operations between cycles.** :meth:`SyncScheduler.submit` queues an operation that changes the
+  engine's state (``ctl add``, ``remove``, ``restore``…); it runs as soon as no cycle runs, before the next
+  cycle starts, and its :class:`~concurrent.futures.Future` carries the result. Nobody waits for a long cycle
+  unless they ask to.
 - **Backoff while offline.** A cycle that fails with a transient error (``err.transient``) delays the next
   periodic cycle exponentially (2 s, 4 s … 5 min); immediate triggers from the watcher or the change feed are
   then ignored (their dirty paths stay recorded), an explicit ``ctl sync`` still tries. Success resets it.
 - **Clean shutdown.** :meth:`SyncScheduler.shutdown` stops the APScheduler threads, waits for the running
-  operation to finish and joins the change-feed thread: no thread is left behind.
+  operation to finish and joins the change-feed thread: no thread is left behind. Operations still queued
+  fail with :class:`SchedulerStopped`.
 
 The change feed is a callable ``feed(since, timeout) -> (changed, next_since)`` (the hub's long poll, see
 docs/hub-api.md); a thread loops on it and triggers a cycle when ``changed``.
@@ -17,16 +22,20 @@ docs/hub-api.md); a thread loops on it and triggers a cycle when ``changed``.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+
+from oaiod.errors import OaiodError
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +77,10 @@ class CycleOutcome:
         return bool(self.error is not None and getattr(self.error, "transient", False))
 
 
+class SchedulerStopped(OaiodError):
+    """A queued operation did not run: the daemon is stopping (or reloading)."""
+
+
 def _is_transient(exc: BaseException) -> bool:
     return bool(getattr(exc, "transient", False))
 
@@ -94,6 +107,8 @@ class SyncScheduler:
         self._state = threading.Condition()  # guards the counters below and wakes waiters
         self._started_cycles = 0
         self._rescan_queued = False
+        self._queued: collections.deque[tuple[str, Callable[[], Any], Future[Any]]] = collections.deque()
+        self._queue_job_added = False
         self.last: CycleOutcome | None = None
         self.last_success: float | None = None
         self.failures = 0
@@ -128,6 +143,7 @@ class SyncScheduler:
             self._state.notify_all()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
+        self._fail_queued()
         if self._feed_thread is not None:
             self._feed_thread.join(self.settings.feed_timeout + 5 if feed_join_timeout is None else feed_join_timeout)
             if self._feed_thread.is_alive():
@@ -191,10 +207,60 @@ class SyncScheduler:
             return self.last
 
     def run_exclusive(self, what: str, func: Callable[[], Any]) -> Any:
-        """Run ``func`` while no cycle, rescan or gc runs (for ctl commands that change the engine's state)."""
+        """Run ``func`` now in this thread, once no cycle, rescan or gc runs (waits for a running cycle)."""
         with self._work_lock:
             log.debug("running %s exclusively", what)
             return func()
+
+    def submit(self, what: str, func: Callable[[], Any]) -> Future[Any]:
+        """Queue ``func`` to run while no cycle, rescan or gc runs — at once when idle, else when the running
+        cycle ends (before the next one). Operations run in the order submitted; the future carries the result
+        or the exception (:class:`SchedulerStopped` when the scheduler shut down first)."""
+        future: Future[Any] = Future()
+        with self._state:
+            if self._stopping.is_set():
+                future.set_exception(SchedulerStopped(f"not done, the daemon is stopping: {what}"))
+                return future
+            self._queued.append((what, func, future))
+            add_job, self._queue_job_added = not self._queue_job_added, True
+        if add_job:
+            self._scheduler.add_job(self._queue_job)
+        return future
+
+    @property
+    def queued(self) -> list[str]:
+        """What :meth:`submit` queued and has not started yet."""
+        with self._state:
+            return [what for what, _func, _future in self._queued]
+
+    def _queue_job(self) -> None:
+        with self._work_lock:
+            with self._state:
+                self._queue_job_added = False
+            self._run_queued()
+
+    def _run_queued(self) -> None:
+        """Run every queued operation; the caller holds the work lock."""
+        while True:
+            with self._state:
+                if not self._queued or self._stopping.is_set():  # shutdown fails what is left
+                    return
+                what, func, future = self._queued.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue
+            log.debug("running queued %s", what)
+            try:
+                future.set_result(func())
+            except BaseException as exc:  # handed to whoever waits for it; logged for whoever does not
+                log.error("%s failed: %s", what, exc, exc_info=not isinstance(exc, OaiodError))
+                future.set_exception(exc)
+
+    def _fail_queued(self) -> None:
+        with self._state:
+            queued, self._queued = list(self._queued), collections.deque()
+        for what, _func, future in queued:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(SchedulerStopped(f"not done, the daemon is stopping: {what}"))
 
     # -- jobs -------------------------------------------------------------------------------------------
 
@@ -223,6 +289,7 @@ class SyncScheduler:
         report: Any = None
         error: BaseException | None = None
         with self._work_lock:
+            self._run_queued()  # ctl operations asked for during the previous cycle go first
             try:
                 report = self.engine.sync_cycle()
             except Exception as exc:  # the daemon must outlive any failing cycle; the error is reported

@@ -4,6 +4,7 @@ end-to-end tests; this one records what it was asked and lets a test steer it th
 
 - ``<state_dir>/fail-transient``: ``sync_cycle`` raises a transient error (the server looks offline);
 - ``<state_dir>/slow``: ``sync_cycle`` takes that many seconds (a float in the file);
+- ``<state_dir>/gate``: ``sync_cycle`` does not end while the file exists (a long cycle, ended by the test);
 - ``<state_dir>/cycles``: every finished cycle appends a line (readable after a kill).
 """
 
@@ -42,6 +43,8 @@ class FakeEngine:
             for step in range(10):
                 self.progress = {"done_bytes": step * 100, "total_bytes": 1000, "current": "big.bin"}
                 time.sleep(total / 10)
+        while (self.state_dir / "gate").exists():
+            time.sleep(0.05)
         if (self.state_dir / "fail-transient").exists():
             raise FakeTransientError("server unreachable (fake)")
         with self._lock:

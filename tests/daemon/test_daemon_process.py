@@ -13,6 +13,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -279,3 +280,33 @@ def test_every_command_has_one_line_help() -> None:
             assert result.exit_code == 0, (name, result.output)
             help_text = command.help or ""
             assert help_text and "\n" not in help_text.strip(), name
+
+
+def test_state_changing_commands_are_queued_during_a_long_cycle(daemon: DaemonProcess, tmp_path: Path) -> None:
+    """design §6: ctl answers at once during a cycle; add/remove/… run between cycles, --wait waits for them."""
+    wait_for(lambda: daemon.call("status")["engine"]["cycles_done"] >= 1, what="the first cycle")
+    gate = daemon.config.paths.state_dir / "gate"
+    gate.write_text("")  # the next cycle runs until the test removes the gate
+    daemon.call("sync")
+    wait_for(lambda: daemon.call("status")["state"] == "syncing", what="the long cycle")
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    answer = daemon.call("add", path=str(extra))
+    assert answer == {"queued": f"ctl add {extra}", "detail": answer["detail"]}
+    assert daemon.call("status")["queued"] == [f"ctl add {extra}"]
+    daemon.call("share", oaio_id="fake-extra", user="bob", right="r")  # a server call: done during the cycle
+    assert daemon.call("status")["engine"]["calls"] == [["share", "fake-extra", "bob", "r"]]
+
+    waited: dict[str, object] = {}
+    client = CtlClient(daemon.config.paths.socket, timeout=60)
+    remove = lambda: waited.update(result=client.call("remove", oaio_id="fake-extra", wait=True))  # noqa: E731
+    waiter = threading.Thread(target=remove)
+    waiter.start()
+    wait_for(lambda: len(daemon.call("status")["queued"]) == 2, what="the remove to be queued")
+    gate.unlink()
+    waiter.join(60)
+    assert waited == {"result": None}
+    calls = daemon.call("status")["engine"]["calls"]
+    assert calls[1:] == [["add_folder", str(extra)], ["remove", "fake-extra"]]
+    assert daemon.call("status")["queued"] == []
+    assert daemon.call("add", path=str(extra)) == "fake-extra"  # idle: the result at once, as before

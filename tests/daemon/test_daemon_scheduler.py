@@ -163,3 +163,40 @@ def test_change_feed_triggers_cycles_and_shutdown_joins_every_thread() -> None:
     scheduler.shutdown()  # waits for the running cycle, stops APScheduler, joins the feed thread
     assert engine.running == 0
     assert oaiod_threads() == before
+
+
+def test_submitted_operations_run_between_cycles_in_order_and_fail_on_shutdown() -> None:
+    engine = Engine()
+    gate = threading.Event()
+    engine.sync_cycle_inner = engine.sync_cycle  # type: ignore[attr-defined]
+    engine.sync_cycle = lambda: (gate.wait(60), engine.sync_cycle_inner())[1]  # type: ignore[method-assign]
+    scheduler = SyncScheduler(engine, SLOW)
+    scheduler.start(initial_cycle=False)
+    order: list[str] = []
+    try:
+        assert scheduler.submit("idle", lambda: "done").result(10) == "done"  # no cycle: runs at once
+        scheduler.trigger("long")
+        wait_for(lambda: scheduler.syncing, what="a running cycle")
+        first = scheduler.submit("first", lambda: order.append(f"first during {engine.running} cycles"))
+        second = scheduler.submit("second", lambda: 1 / 0)
+        third = scheduler.submit("third", lambda: order.append("third"))
+        assert not first.done() and scheduler.queued == ["first", "second", "third"]
+        gate.set()
+        assert third.result(10) is None
+        assert order == ["first during 0 cycles", "third"]  # in order, never beside a cycle; a failure stops none
+        assert isinstance(second.exception(10), ZeroDivisionError)
+        assert scheduler.queued == []
+        gate.clear()
+        scheduler.trigger("long again")
+        wait_for(lambda: scheduler.syncing, what="a running cycle")
+        stranded = scheduler.submit("stranded", lambda: order.append("stranded"))
+        stopper = threading.Thread(target=scheduler.shutdown)
+        stopper.start()
+        wait_for(lambda: not scheduler.running, what="shutdown to begin")
+        gate.set()
+        stopper.join(60)
+        assert "daemon is stopping: stranded" in str(stranded.exception(10))
+        assert "stranded" not in order
+    finally:
+        gate.set()
+        scheduler.shutdown()
