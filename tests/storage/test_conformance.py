@@ -1,7 +1,7 @@
-"""One conformance suite for every storage backend; each joins through ``STORES`` in conftest.py.
+"""One conformance suite for every storage backend; each joins through ``STORES`` in storage_stores.py.
 
 Every case runs against a real host: a local folder, a wsgidav server, moto's S3 server, rclone's rcd over a
-local remote and over the WebDAV server (and the hub's blob store once it joins).
+local remote and over the WebDAV server, and the hub's blob store.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from conftest import StoreUnderTest
+from storage_stores import StoreUnderTest
 
 from oaiod.model import storage_key
 from oaiod.storage.base import Backend

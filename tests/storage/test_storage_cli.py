@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import storage_servers as servers
 from click.testing import CliRunner
-from conftest import running_webdav
+from storage_stores import running_webdav
 
 from oaiod.cli import main
 
