@@ -1,8 +1,8 @@
 """The exceptions of the HTTP layer (the tree is drawn in :mod:`oaiod.http`), and the boundary where an answer
 or a ``requests`` failure becomes one of them: :func:`error_for_response` and :func:`translate_exception`.
 
-Nothing outside this package catches a ``requests`` exception: every call of :class:`~oaiod.http.HttpClient`
-and every body read through :func:`~oaiod.http.iter_bytes` or :func:`~oaiod.http.json_of` passes through here.
+Every call of :class:`~oaiod.http.HttpClient` and every body read through :func:`~oaiod.http.iter_bytes` or
+:func:`~oaiod.http.json_of` has its ``requests`` failures translated here, so their callers never catch one.
 """
 
 from __future__ import annotations
