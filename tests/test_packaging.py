@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import venv
@@ -16,8 +17,12 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # Build from a clean copy: setuptools reuses a source tree's build/ folder and would pack stale files.
+    source = out / "src"
+    junk = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".venv")
+    shutil.copytree(ROOT, source, ignore=junk)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(source)],
         check=True,
         capture_output=True,
         timeout=300,
@@ -34,6 +39,7 @@ def test_wheel_carries_migrations_and_service_files(wheel: Path) -> None:
         assert f"oaiod/_migrations/{env}/script.py.mako" in names
     assert "oaiod/py.typed" in names
     assert not any(n.startswith(("tests/", "migrations/")) for n in names)
+    assert "oaiod/http.py" not in names  # a module turned package leaves no stale copy behind
 
 
 def test_installed_wheel_upgrades_both_databases(wheel: Path, tmp_path: Path) -> None:
