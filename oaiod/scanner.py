@@ -14,12 +14,12 @@ import logging
 import os
 import stat as _stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from oaiod.ignore import IgnoreRules
-from oaiod.state.repo import FileStat
+from oaiod.state.repo import FileStat, StatRow
 
 log = logging.getLogger("oaiod.scanner")
 
@@ -87,11 +87,28 @@ def walk(
     exclude: frozenset[str] = frozenset(),
     on_symlink: Callable[[str], None] | None = None,
 ) -> Iterator[LocalFile]:
-    """Regular files under ``root/prefix`` (or that one file), without following symlinks.
+    """Regular files under ``root/prefix`` (or that one file), without following symlinks, sorted by path.
 
     ``exclude`` holds relative folders that belong to other objects; ignored and excluded folders are not entered.
     """
-    ignore = ignore or IgnoreRules()
+    for rel, st in _walk_stats(root, prefix, ignore or IgnoreRules(), exclude, on_symlink, None):
+        yield _local_file(rel, st)
+
+
+def _walk_stats(
+    root: Path,
+    prefix: str,
+    ignore: IgnoreRules,
+    exclude: frozenset[str],
+    on_symlink: Callable[[str], None] | None,
+    on_unlisted: Callable[[str], None] | None,
+) -> Iterator[tuple[str, os.stat_result]]:
+    """``(relative path, lstat)`` of every regular file, in code point order of the path (SQLite's binary order).
+
+    Depth first, each folder's entries sorted by name with ``/`` appended to folders: a folder's files then come
+    exactly where their paths sort (``a-b`` < ``a/x`` < ``a0``). ``on_unlisted`` hears of folders that cannot be
+    listed, whose indexed files must be left alone rather than taken as deleted.
+    """
     start = root / prefix if prefix else root
     try:
         st = start.lstat()
@@ -103,36 +120,62 @@ def walk(
         return
     if _stat.S_ISREG(st.st_mode):
         if prefix and not ignore.ignored(prefix):
-            yield _local_file(prefix, st)
+            yield prefix, st
         return
     if not _stat.S_ISDIR(st.st_mode) or (prefix and (prefix in exclude or ignore.ignored(prefix, is_dir=True))):
         return
-    stack = [(str(start), prefix)]
+    stack = [(iter(_listing(str(start), prefix, on_unlisted)), f"{prefix}/" if prefix else "")]
     while stack:
-        folder, rel_folder = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError as exc:
-            log.warning("cannot list %s (%s); its files are left as indexed", folder, exc.strerror)
-            continue
+        entries, folder = stack[-1]
         for entry in entries:
-            rel = f"{rel_folder}/{entry.name}" if rel_folder else entry.name
+            rel = folder + entry.name
             try:
-                if entry.is_symlink():
-                    if on_symlink and not ignore.ignored(rel):
-                        on_symlink(rel)
-                elif entry.is_dir(follow_symlinks=False):
+                if entry.is_dir(follow_symlinks=False):
                     if rel not in exclude and not ignore.ignored(rel, is_dir=True):
-                        stack.append((entry.path, rel))
-                elif entry.is_file(follow_symlinks=False) and not ignore.ignored(rel):
-                    yield _local_file(rel, entry.stat(follow_symlinks=False))
+                        stack.append((iter(_listing(entry.path, rel, on_unlisted)), rel + "/"))
+                        break  # descend now: the folder's files sort right here
+                elif entry.is_file(follow_symlinks=False):
+                    if not ignore.ignored(rel):
+                        yield rel, entry.stat(follow_symlinks=False)
+                elif entry.is_symlink() and on_symlink and not ignore.ignored(rel):
+                    on_symlink(rel)
             except OSError:
                 continue  # vanished between listing and stat: the watcher or the next scan sees it
+        else:
+            stack.pop()
+
+
+def _listing(folder: str, rel: str, on_unlisted: Callable[[str], None] | None) -> list[os.DirEntry[str]]:
+    """The entries of ``folder`` in walk order; [] (reported) when it cannot be listed."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=_sort_key)
+    except OSError as exc:
+        log.warning("cannot list %s (%s); its files are left as indexed", folder, exc.strerror)
+        if on_unlisted is not None:
+            on_unlisted(rel)
+        return []
+    return entries
+
+
+def _sort_key(entry: os.DirEntry[str]) -> str:
+    try:
+        return entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name
+    except OSError:
+        return entry.name
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def scan(
     root: Path,
-    indexed: dict[str, FileStat],
+    indexed: Iterable[StatRow] | Mapping[str, FileStat],
     prefix: str = "",
     *,
     ignore: IgnoreRules | None = None,
@@ -141,47 +184,65 @@ def scan(
 ) -> ScanResult:
     """Compare ``root/prefix`` with ``indexed`` (the index rows under ``prefix``) and hash what changed.
 
-    An unchanged stat is never hashed. ``indexed`` entries not found on disk are reported missing (unless they lie
-    in an excluded or ignored folder, which this scan does not look at).
+    ``indexed`` is a stream of ``(path, size, mtime_ns, inode, present)`` sorted by path (as
+    :meth:`~oaiod.state.repo.StateRepo.iter_file_stats` gives it), or a mapping. The walk and the rows are merged
+    in one pass, so memory stays bounded by a folder listing and a fetch batch however big the root is. An
+    unchanged stat is never hashed. Rows not found on disk are reported missing, unless they lie in an excluded
+    folder or one that cannot be listed (this scan does not look there).
     """
+    if isinstance(indexed, Mapping):
+        indexed = sorted((p, s.size, s.mtime_ns, s.inode, s.present) for p, s in indexed.items())
     result = ScanResult()
-    seen: set[str] = set()
-    now_ns = time.time_ns()
-    quiet_ns = int(quiet_period * 1e9)
-    for local in walk(root, prefix, ignore=ignore, exclude=exclude, on_symlink=result.symlinks.append):
-        seen.add(local.path)
+    unlisted: list[str] = []
+    gone: list[str] = []
+    rows = iter(indexed)
+    row = next(rows, None)
+    now_ns, quiet_ns = time.time_ns(), int(quiet_period * 1e9)
+    previous = ""
+    files = _walk_stats(root, prefix, ignore or IgnoreRules(), exclude, result.symlinks.append, unlisted.append)
+    for rel, st in files:
+        if rel <= previous:
+            raise RuntimeError(f"the walk of {root} is out of order at {rel!r}")  # a bug: missing would be wrong
+        previous = rel
         result.seen += 1
-        old = indexed.get(local.path)
-        if (
-            old is not None
-            and old.present
-            and (old.size, old.mtime_ns, old.inode)
-            == (
-                local.size,
-                local.mtime_ns,
-                local.inode,
-            )
-        ):
-            continue
-        if now_ns - local.mtime_ns < quiet_ns:
-            result.unstable.append(local.path)
-            continue
-        hashed = _hash_stable(root, local, result)
-        if hashed is not None:
-            result.changed.append(hashed)
-    for path, old in indexed.items():
-        if old.present and path not in seen and not _outside_scan(path, exclude, ignore):
-            result.missing.append(path)
+        while row is not None and row[0] < rel:
+            if row[4]:
+                gone.append(row[0])
+            row = next(rows, None)
+        if row is not None and row[0] == rel:
+            old, row = row, next(rows, None)
+            if old[4] and old[1] == st.st_size and old[2] == st.st_mtime_ns and old[3] == st.st_ino:
+                continue
+        _look_at_changed(root, _local_file(rel, st), now_ns - st.st_mtime_ns < quiet_ns, result)
+    while row is not None:
+        if row[4]:
+            gone.append(row[0])
+        row = next(rows, None)
+    result.missing = [path for path in gone if not _outside_scan(path, exclude.union(unlisted))]
     return result
 
 
-def _outside_scan(path: str, exclude: frozenset[str], ignore: IgnoreRules | None) -> bool:
+def _look_at_changed(root: Path, local: LocalFile, in_quiet_period: bool, result: ScanResult) -> None:
+    """Hash a new or changed file, unless it is still being written or its name cannot be stored (not UTF-8: only
+    such a name can hold surrogates, and only a file without an index row gets here, so the check costs nothing)."""
+    if not local.path.isascii() and not _utf8(local.path):
+        log.warning("skipping %s: its name is not valid UTF-8, so it cannot be synced", root / local.path)
+        result.unreadable.append(local.path)
+        return
+    if in_quiet_period:
+        result.unstable.append(local.path)
+        return
+    hashed = _hash_stable(root, local, result)
+    if hashed is not None:
+        result.changed.append(hashed)
+
+
+def _outside_scan(path: str, exclude: frozenset[str]) -> bool:
+    """True when ``path`` lies in one of the ``exclude`` folders (another object's, or one that cannot be listed)."""
+    if not exclude:
+        return False
     parts = path.split("/")
-    for depth in range(1, len(parts)):
-        folder = "/".join(parts[:depth])
-        if folder in exclude:
-            return True
-    return False
+    return any("/".join(parts[:depth]) in exclude for depth in range(len(parts)))  # "": the whole root
 
 
 def _hash_stable(root: Path, local: LocalFile, result: ScanResult) -> HashedFile | None:

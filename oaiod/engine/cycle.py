@@ -26,7 +26,7 @@ from oaiod.errors import OaiodError
 from oaiod.http import RemoteError, TransportError
 from oaiod.model import FILES_VALUES_KEY, NAME_VALUES_KEY, ROOT_VALUES_KEY, OaiObject, now_stamp, object_id
 from oaiod.placeholders import PathMapper
-from oaiod.state.models import KIND_ROOT, STATUS_ACTIVE, STATUS_NEW, STATUS_REMOVED, ObjectRow
+from oaiod.state.models import KIND_FILES, KIND_ROOT, STATUS_ACTIVE, STATUS_NEW, STATUS_REMOVED, ObjectRow
 from oaiod.state.repo import StateRepo
 from oaiod.storage.errors import StorageError
 
@@ -95,7 +95,7 @@ class SyncEngine:
 
     def roots(self) -> list[Path]:
         """Every local folder synced (the client root first), for the watcher."""
-        rows = [row for row in self.repo.objects(STATUS_ACTIVE, STATUS_NEW, "held") if row.local_root]
+        rows = [row for row in self.repo.objects(STATUS_ACTIVE, STATUS_NEW, "held", values=False) if row.local_root]
         roots = [Path(self.settings.client_root)]
         roots += sorted({Path(row.local_root) for row in rows if row.local_root} - {roots[0]})
         return roots
@@ -135,7 +135,9 @@ class SyncEngine:
             full, self._full_rescan = self._full_rescan, False
         if not dirty and not full:
             return total  # an idle cycle reads no object or file row
-        rows = self.repo.objects(STATUS_ACTIVE, STATUS_NEW, "held")
+        rows = self.repo.objects(STATUS_ACTIVE, STATUS_NEW, "held", values=False)
+        # only an app's file object needs its values (the listed files); a folder's hold a manifest of every file
+        rows = [self.repo.get_object(row.oaio_id) or row if row.kind == KIND_FILES else row for row in rows]
         roots = rooted(rows)
         if full:
             targets = [(row, "") for _root, row in roots]

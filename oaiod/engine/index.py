@@ -78,12 +78,12 @@ def index_object(
     root = Path(row.local_root or "")
     if not root.is_dir():
         return report
-    indexed = ctx.repo.file_stats(row.oaio_id, prefix)
     if row.kind == KIND_FILES:
-        result = _scan_listed(root, indexed)
+        result = _scan_listed(root, ctx.repo.file_stats(row.oaio_id, prefix))
     else:
         rules = ctx.ignore_rules(root, reload=prefix in ("", ".oaioignore"))
         exclude = excluded_subroots(row, roots)
+        indexed = ctx.repo.iter_file_stats(row.oaio_id, prefix)  # streamed, merged with the walk in path order
         result = scan(root, indexed, prefix, ignore=rules, exclude=exclude, quiet_period=ctx.settings.quiet_period)
     report.unstable = [root / rel for rel in result.unstable]
     report.symlinks = [root / rel for rel in result.symlinks]

@@ -189,12 +189,12 @@ def gc(ctx: EngineContext) -> dict[str, int]:
 def status(engine: SyncEngine) -> dict[str, Any]:
     """What ``ctl status`` shows; cheap enough to call from another thread while a cycle runs."""
     repo = engine.repo
-    held = [{"oaio_id": row.oaio_id, "reason": row.hold_reason} for row in repo.objects(STATUS_HELD)]
+    held = [{"oaio_id": row.oaio_id, "reason": row.hold_reason} for row in repo.objects(STATUS_HELD, values=False)]
     report = engine.last_report
     return {
         "state": engine.state,
         "last_sync": engine.last_sync,
-        "objects": len(repo.objects(STATUS_ACTIVE, STATUS_NEW, STATUS_HELD)),
+        "objects": len(repo.objects(STATUS_ACTIVE, STATUS_NEW, STATUS_HELD, values=False)),
         "held": held,
         "conflicts": len(repo.conflicts()),
         "errors": [row_dict(row) for row in repo.errors()],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,12 @@ from oaiod.state.models import (
 )
 
 STREAM_BATCH = 2000
+#: the JSON columns of an object row (a folder's values hold its manifest)
+_VALUE_COLUMNS = (ObjectRow.client_values, ObjectRow.server_values, ObjectRow.synced_values, ObjectRow.local_values)
+_STAT_QUERY = "SELECT path, size, mtime_ns, inode, present FROM files WHERE oaio_id = ?"
+
+#: ``(path, size, mtime_ns, inode, present)`` as the rescan compares it
+StatRow = tuple[str, int, int, int, bool]
 MAX_BACKOFF_SECONDS = 3600.0
 FIRST_BACKOFF_SECONDS = 10.0
 
@@ -91,12 +98,19 @@ class StateRepo:
         with self.session() as s:
             return s.get(ObjectRow, oaio_id)
 
-    def objects(self, *statuses: str) -> list[ObjectRow]:
-        """Objects (few: one per synced folder or data object), by status; all when none is given."""
+    def objects(self, *statuses: str, values: bool = True) -> list[ObjectRow]:
+        """Objects (few: one per synced folder or data object), by status; all when none is given.
+
+        ``values=False`` leaves the JSON value columns unloaded (reading one raises): a folder's values hold its
+        whole manifest, three times, so callers that only need ids, kinds and folders (the rescan, ``status``)
+        skip decoding megabytes of JSON.
+        """
         with self.session() as s:
             query = sa.select(ObjectRow).order_by(ObjectRow.oaio_id)
             if statuses:
                 query = query.where(ObjectRow.status.in_(statuses))
+            if not values:
+                query = query.options(*(sa.orm.defer(column, raiseload=True) for column in _VALUE_COLUMNS))
             return list(s.scalars(query))
 
     def has_kind(self, kind: str) -> bool:
@@ -150,16 +164,29 @@ class StateRepo:
             yield from s.scalars(query)
 
     def file_stats(self, oaio_id: str, prefix: str = "") -> dict[str, FileStat]:
-        """``path -> FileStat`` of an object's indexed files under ``prefix`` (plain tuples, no ORM objects)."""
-        query = (
-            sa.select(FileRow.path, FileRow.size, FileRow.mtime_ns, FileRow.inode, FileRow.present)
-            .where(FileRow.oaio_id == oaio_id, prefix_filter(prefix))
-            .execution_options(yield_per=STREAM_BATCH)
-        )
-        with self.session() as s:
-            return {
-                path: FileStat(size, mtime, inode, present) for path, size, mtime, inode, present in s.execute(query)
-            }
+        """``path -> FileStat`` of an object's indexed files under ``prefix`` (for few files: a dict in memory)."""
+        return {
+            path: FileStat(size, mtime, inode, bool(present))
+            for path, size, mtime, inode, present in self.iter_file_stats(oaio_id, prefix)
+        }
+
+    def iter_file_stats(self, oaio_id: str, prefix: str = "") -> Iterator[StatRow]:
+        """``(path, size, mtime_ns, inode, present)`` of an object's files under ``prefix``, sorted by path (SQLite's
+        binary order, which is code point order), streamed from a plain DB-API cursor: the rescan reads every row
+        and compares it with the disk, so no ORM object or SQLAlchemy row is built per file."""
+        sql = _STAT_QUERY + (" AND (path = ? OR (path >= ? AND path < ?))" if prefix else "") + " ORDER BY path"
+        params = (oaio_id, prefix, prefix + "/", prefix + "0") if prefix else (oaio_id,)
+        try:
+            with self.engine.connect() as connection:
+                cursor = connection.connection.cursor()
+                try:
+                    cursor.execute(sql, params)
+                    while rows := cursor.fetchmany(STREAM_BATCH):
+                        yield from rows
+                finally:
+                    cursor.close()
+        except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:
+            raise StateError(f"state database {self.path}: {str(exc).splitlines()[0]}") from exc
 
     def get_file(self, oaio_id: str, path: str, session: Session | None = None) -> FileRow | None:
         query = sa.select(FileRow).where(FileRow.oaio_id == oaio_id, FileRow.path == path)

@@ -112,3 +112,61 @@ def test_fallback_names(mapper: PathMapper) -> None:
     assert mapper.fallback_root("x", [first]) == mapper.client_root / "x (2)"
     assert mapper.fallback_root("docs", [], suffix=" (bob)") == mapper.client_root / "docs (bob)"
     assert safe_folder_name("..") == "object" and safe_folder_name("a/b\x00") == "object"
+
+
+#: names around "/" in code point order, a folder beside files with its name as prefix, non-ASCII
+TRICKY_NAMES = ("a-b", "a b", "a0", "ab", "A", "é", "z", "~x", "a/b-c", "a/b/c", "a.b/c", "ü/x", "a.c", "a/b.d")
+
+
+def test_walk_order_matches_the_index_order(tmp_path: Path) -> None:
+    """The scan merges the walk with rows in SQLite's path order: a mismatch would report present files missing."""
+    from oaiod.state import StateRepo
+    from oaiod.state.models import KIND_FOLDER, FileRow, ObjectRow
+
+    root = tmp_path / "root"
+    for name in TRICKY_NAMES:
+        _write(root / name, name.encode())
+    first = scan(root, {})
+    assert [h.file.path for h in first.changed] == sorted(h.file.path for h in first.changed)
+    repo = StateRepo(tmp_path / "state")
+    repo.save_object(ObjectRow(oaio_id="o", kind=KIND_FOLDER, local_root=str(root)))
+    with repo.session() as s:
+        for h in first.changed:
+            s.add(
+                FileRow(oaio_id="o", path=h.file.path, size=h.file.size, mtime_ns=h.file.mtime_ns, inode=h.file.inode)
+            )
+    second = scan(root, repo.iter_file_stats("o"))
+    assert (second.changed, second.missing, second.seen) == ([], [], len(first.changed))
+    assert [row[0] for row in repo.iter_file_stats("o", "a")] == ["a/b-c", "a/b.d", "a/b/c"]
+    repo.close()
+
+
+def test_an_unlistable_folder_is_not_taken_as_deleted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder that cannot be listed keeps its indexed files (deleting them on the server would lose data).
+
+    The tests run as root, who can list anything: the failure is injected at ``os.scandir`` for that one folder.
+    """
+    _write(tmp_path / "locked" / "f", b"f")
+    _write(tmp_path / "g", b"g")
+    index = {h.file.path: h.file.stat for h in scan(tmp_path, {}).changed}
+    real_scandir = os.scandir
+
+    def scandir(path: str) -> object:
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_scandir(path)
+
+    monkeypatch.setattr("oaiod.scanner.os.scandir", scandir)
+    result = scan(tmp_path, index)
+    assert (result.missing, result.changed, result.seen) == ([], [], 1)
+    assert scan(tmp_path / "locked", {"f": FileStat(1, 1, 1)}).missing == []  # the whole root unlistable
+
+
+def test_names_that_are_not_utf8_are_skipped(tmp_path: Path) -> None:
+    _write(tmp_path / "ok", b"ok")
+    bad = os.fsencode(tmp_path) + b"/bad-\xff"
+    with open(bad, "wb") as handle:
+        handle.write(b"x")
+    past = time.time_ns() - 10_000_000_000
+    os.utime(bad, ns=(past, past))
+    assert [h.file.path for h in scan(tmp_path, {}).changed] == ["ok"]

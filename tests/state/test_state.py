@@ -92,3 +92,25 @@ def test_sqlite_sees_the_alembic_version(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "state.sqlite3") as connection:
         assert connection.execute("select version_num from alembic_version").fetchone() == ("0001",)
     assert sa.__version__.startswith("2.")
+
+
+def test_objects_without_values_and_sorted_stat_stream(tmp_path: Path) -> None:
+    repo = StateRepo(tmp_path)
+    row = _object("o1")
+    row.client_values = {"_oaiod": {"files": {"a": [1, 2, "x", False]}}}
+    repo.save_object(row)
+    with repo.session() as s:
+        for path in ("b", "a/c", "a-b", "a"):
+            s.add(FileRow(oaio_id="o1", path=path, size=1, mtime_ns=2, inode=3, present=path != "b"))
+    (light,) = repo.objects(values=False)
+    assert (light.oaio_id, light.kind, light.local_root) == ("o1", KIND_FOLDER, "/tmp/x")
+    with pytest.raises(sa.orm.exc.DetachedInstanceError):
+        _ = light.client_values  # not loaded: reading it is a bug, not a silent query
+    assert repo.objects()[0].client_values == row.client_values
+    assert list(repo.iter_file_stats("o1")) == [
+        ("a", 1, 2, 3, 1),
+        ("a-b", 1, 2, 3, 1),
+        ("a/c", 1, 2, 3, 1),
+        ("b", 1, 2, 3, 0),
+    ]
+    repo.close()
