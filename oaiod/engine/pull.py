@@ -140,7 +140,12 @@ def _needs_backend(step: _Step) -> bool:
 
 def _held(ctx: EngineContext, row: ObjectRow, steps: list[_Step], outcome: PullOutcome) -> bool:
     """Hold a pull that would trash most of an object's files until ``confirm_delete`` (design §5)."""
-    trash = sum(1 for step in steps if step.action is Action.TRASH_LOCAL)
+    arriving = {step.remote.sha256 for step in steps if step.remote is not None}
+    trash = sum(  # a file that arrives under another path (moved or renamed) is not a deletion
+        1
+        for step in steps
+        if step.action is Action.TRASH_LOCAL and (step.row is None or step.row.synced_sha256 not in arriving)
+    )
     if row.delete_confirmed or not trash:
         return False
     total = ctx.repo.count_files(row.oaio_id, synced=True)

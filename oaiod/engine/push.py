@@ -125,7 +125,8 @@ def _prepare(ctx: EngineContext, row: ObjectRow) -> _Commit:
     sources: dict[str, str | None] = {}
     base_by_sha: dict[str, str] = {}
     pending: list[tuple[str, str]] = []
-    deleted = base_total = 0
+    gone: list[str] = []  # synced sha256 of each deleted file
+    base_total = 0
     changed = False
     ctx.progress.queued_uploads = ctx.progress.queued_upload_bytes = 0
     for file in ctx.repo.iter_files(row.oaio_id):
@@ -133,7 +134,8 @@ def _prepare(ctx: EngineContext, row: ObjectRow) -> _Commit:
             base_total += 1
             base_by_sha.setdefault(file.synced_sha256, file.path)
         if not file.present or file.sha256 is None:
-            deleted += file.synced_sha256 is not None
+            if file.synced_sha256 is not None:
+                gone.append(file.synced_sha256)
             changed = changed or file.synced_sha256 is not None
             continue
         files[file.path] = [file.size, file.mtime_ns, file.sha256, file.executable]
@@ -148,6 +150,8 @@ def _prepare(ctx: EngineContext, row: ObjectRow) -> _Commit:
         if sources[path] is None:
             ctx.progress.queued_uploads += 1
             ctx.progress.queued_upload_bytes += files[path][0]
+    kept = {entry[2] for entry in files.values()}
+    deleted = sum(1 for sha in gone if sha not in kept)  # a moved or renamed file is not a deletion
     return _Commit(stamp, files, sources, deleted, base_total, changed)
 
 
