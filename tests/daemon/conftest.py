@@ -4,7 +4,9 @@ sockets and the embedded defaults never touch the real user's files."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,3 +31,28 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
         monkeypatch.delenv(key, raising=False)
     assert os.environ["HOME"] == str(home)
     return home
+
+
+@pytest.fixture
+def cluster(hub: Any, tmp_path: Path) -> Iterator[Any]:
+    """Daemon processes of the hub's users on Local storage in ``tmp_path`` (see ``e2e_helpers.Cluster``)."""
+    from e2e_helpers import Cluster
+
+    storage = tmp_path / "csh-local"
+    storage.mkdir()
+    hub.service.set_storage("Local", {"root_folder": str(storage)})
+    group = Cluster(hub, tmp_path, storage)
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Numbers the end-to-end tests measured (never asserted): e.g. change propagation time."""
+    from e2e_helpers import MEASUREMENTS
+
+    if MEASUREMENTS:
+        terminalreporter.section("oaiod end-to-end measurements")
+        for line in MEASUREMENTS:
+            terminalreporter.write_line(line)
