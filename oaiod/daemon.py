@@ -43,7 +43,7 @@ from typing import Any
 
 from oaiod import __version__
 from oaiod.config import Config, load_config
-from oaiod.daemon_wiring import EngineFactory, EngineHandle, build_engine
+from oaiod.daemon_wiring import EngineFactory, EngineHandle, build_engine, remove_stale_temp_files
 from oaiod.errors import ConfigError, OaiodError
 from oaiod.scheduler import CycleOutcome, ScheduleSettings, SyncScheduler
 from oaiod.watch import Watcher
@@ -349,9 +349,14 @@ class Daemon:
             sync.debounce,
             is_ignored=ignore_rule(sync.ignore),
         )
-        watcher.start(handle.engine.roots())
+        roots = handle.engine.roots()
+        watcher.start(roots)
         self.handle, self.watcher, self.scheduler, self.engine_error = handle, watcher, scheduler, None
         scheduler.start()
+        cleanup = threading.Thread(
+            target=remove_stale_temp_files, args=(roots, self.started), name="oaiod-temp-cleanup", daemon=True
+        )
+        cleanup.start()
 
     def _stop_components(self) -> None:
         """Stop watcher, scheduler (waits for the running cycle) and engine, in that order; idempotent."""

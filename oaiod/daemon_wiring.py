@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import stat
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -168,6 +169,35 @@ def change_feed_of(api: Any, cursor: Callable[[], str] = lambda: "") -> ChangeFe
             return False, since
 
     return feed
+
+
+def remove_stale_temp_files(roots: list[Path], started: float) -> int:
+    """Delete the download temp files (``.oaiod-tmp-*``) a killed daemon left in the synced folders.
+
+    Only files whose inode last changed before ``started`` (this daemon's start) go: they cannot belong to a
+    download of this process, so this may run beside the first cycles. oaiod's own ``.oaiod/`` folders are not
+    entered, symlinks are not followed. Returns how many were removed.
+    """
+    from oaiod.ignore import STATE_FOLDER, TEMP_PREFIX
+
+    removed = 0
+    for root in roots:
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = [name for name in dirs if name != STATE_FOLDER]
+            for name in files:
+                if not name.startswith(TEMP_PREFIX):
+                    continue
+                path = os.path.join(folder, name)
+                try:
+                    info = os.lstat(path)
+                    if stat.S_ISREG(info.st_mode) and info.st_ctime < started:
+                        os.unlink(path)
+                        removed += 1
+                except OSError as exc:  # gone meanwhile, or not ours to delete: nothing to repair
+                    log.debug("cannot remove stale temp file %s: %s", path, exc)
+    if removed:
+        log.info("removed %d temp file(s) of downloads interrupted by a crash", removed)
+    return removed
 
 
 # -- the embedded hub -----------------------------------------------------------------------------------------------

@@ -7,12 +7,15 @@ the server wakes the daemon at once), else at the hub's current stamp; a cursor 
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from oaiod.daemon_wiring import change_feed_of
+from oaiod.daemon_wiring import change_feed_of, remove_stale_temp_files
 from oaiod.model import OLDEST_SYNC_STAMP, OaiObject, now_stamp, object_id
 from oaiod.secrets import Secret
 from oaiod.server_api import OaioServerApi
@@ -62,3 +65,24 @@ def test_feed_without_a_valid_cursor_starts_at_the_current_stamp(api: OaioServer
     register(api)
     changed, _ = feed(since, 20.0)
     assert changed is True
+
+
+def test_stale_download_temp_files_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    for folder in (root / "a" / "b", root / ".oaiod" / "trash", outside):
+        folder.mkdir(parents=True)
+    stale = [root / ".oaiod-tmp-1a2b", root / "a" / "b" / ".oaiod-tmp-x52gybnw"]
+    kept = [root / "a" / "file.txt", root / ".oaiod" / "trash" / ".oaiod-tmp-old", outside / ".oaiod-tmp-elsewhere"]
+    for path in stale + kept:
+        path.write_bytes(b"partial")
+    (root / "link").symlink_to(outside)  # never followed
+    time.sleep(0.05)  # file times come from the kernel's coarse clock: keep "before" and "after" apart
+    started = time.time()  # this daemon's start: every file above predates it
+    time.sleep(0.05)
+    fresh = root / "a" / ".oaiod-tmp-in-flight"
+    fresh.write_bytes(b"ours")
+    os.utime(fresh, (started - 100, started - 100))  # an old mtime (set from the remote): ctime still counts
+    assert remove_stale_temp_files([root], started) == 2
+    assert not any(path.exists() for path in stale)
+    assert all(path.exists() for path in kept)
+    assert remove_stale_temp_files([root], time.time() - 3600) == 0
