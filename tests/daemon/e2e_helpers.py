@@ -223,6 +223,11 @@ class Stopwatch:
 # -- the commit-point fault proxy ---------------------------------------------------------------------------------
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a killed daemon's connection breaks mid-answer: expected here, not worth a traceback
+
+
 class HoldProxy:
     """An HTTP proxy in front of the hub that passes everything through, except that — once armed — it holds the
     first ``POST …/upload/`` (the commit point, design §4): *before* forwarding it (``mode="request"``: the hub
@@ -252,7 +257,7 @@ class HoldProxy:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _relay
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}{parts.path}"
         threading.Thread(target=self.server.serve_forever, name="hold-proxy", daemon=True).start()
