@@ -91,7 +91,7 @@ def test_kill_9_during_commit_then_restart_converges(cluster: Cluster, held: str
         proxy.release()
 
         a2 = cluster.start("dev-a")
-        final = wait_converged([a2, b], {"report.txt", "keep.txt", "new.txt"})
+        wait_converged([a2, b], {"report.txt", "keep.txt", "new.txt"})
         assert (root_of(b) / "report.txt").read_text() == "v2 at the commit point"
         wait_for(lambda: "'recover'" in str(a2.call("history")), 120, "a's journal recovery in ctl history")
         stamps = {v["stamp"] for v in a2.call("versions", oaio_id=root_id)}
