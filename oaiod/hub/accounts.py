@@ -86,7 +86,8 @@ class AccountsMixin:
     settings: HubSettings
     sessions: sessionmaker
     _writing: Callable[..., AbstractContextManager[tuple[Session, str]]]
-    _wipe: Callable[[Session, str], None]
+    _removing: Callable[[], AbstractContextManager[tuple[Session, str, Any]]]
+    _wipe: Callable[[Session, str, Any], None]
     _throttle: LoginThrottle | None = None
 
     # -- login sessions -----------------------------------------------------------------------------------------
@@ -160,10 +161,10 @@ class AccountsMixin:
 
     def delete_user(self, username: str) -> None:
         """Wipe a user as ``wipe_user/`` does (for the admin CLI)."""
-        with self._writing() as (db, _stamp):
+        with self._removing() as (db, _stamp, removal):
             if db.get(User, username) is None:
                 raise NotFound(f"no user named {username!r}")
-            self._wipe(db, username)
+            self._wipe(db, username, removal)
 
     def list_users(self) -> list[dict[str, Any]]:
         with self.sessions() as db:

@@ -12,6 +12,11 @@ No HTTP here (:mod:`oaiod.hub.blobs` has the routes). Guarantees:
 - A different ``uploadId`` for a name with an unfinished upload is refused (409) until that upload is
   cancelled (``DELETE upload/<name>``, by a user who may write the name) or expires (1 day).
 - A finished name may be uploaded again: the old object stays readable until the new upload finishes.
+- Names change under one lock; content whose last name went is removed from disk after the commit (still
+  under the lock, so no name can point at it again meanwhile).
+- Deleting an object (``delete/``, ``wipe_user/``) drops every blob and unfinished upload under its id in the
+  same transaction (:meth:`BlobStore.removing`, an :class:`~oaiod.hub.service.Attachment`); wiping a user drops
+  their private blobs, the blobs of ids they minted and never registered, and their unfinished uploads.
 
 Access (the key's first component is its *scope*):
 
@@ -33,17 +38,17 @@ import hmac
 import logging
 import os
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from oaiod.hub.db import Blob, BlobUpload, Object, stamp_add
 from oaiod.hub.errors import BadRequest, Conflict, Forbidden, InsufficientStorage, NotFound, TooLarge
-from oaiod.hub.service import Actor, HubService
+from oaiod.hub.service import Actor, HubService, Removal
 from oaiod.model import NO_ACCESS_RIGHT, UPDATE_ACCESS_RIGHT, defuse, now_stamp, right_grants
 
 log = logging.getLogger("oaiod.hub.blobs")
@@ -53,6 +58,9 @@ SWEEP_INTERVAL = 600.0  #: seconds between sweeps of expired uploads and objects
 HASH_BLOCK = 4 * 1024 * 1024
 MINTED_MARK = "⫻"  #: defused ``://`` in an id minted by ``oaiod.model.object_id``
 USER_MARK = "﹫"  #: defused ``@`` after the user name in a minted id
+BATCH = 500  #: values in one SQL ``IN (…)``
+
+T = TypeVar("T")
 
 
 def sha256_text(value: str) -> str:
@@ -85,6 +93,35 @@ class BlobInfo:
 
 def _info(row: Blob) -> BlobInfo:
     return BlobInfo(row.name, row.size, row.sha256, row.created, row.expires)
+
+
+def _batches(values: Iterable[T]) -> Iterator[list[T]]:
+    """``values`` in lists of at most :data:`BATCH` (for ``IN (…)``)."""
+    batch: list[T] = []
+    for value in values:
+        batch.append(value)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _file_size(path: Path) -> int:
+    """Bytes in ``path``; 0 when it does not exist (an upload that received nothing, or was dropped meanwhile)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+@dataclass
+class Garbage:
+    """Files a change of names may leave behind: content that may have lost its last name (checked against the
+    database after the change) and the files of dropped uploads (removed only when the change committed)."""
+
+    content: set[str] = field(default_factory=set)
+    upload_files: list[Path] = field(default_factory=list)
 
 
 class UploadTarget:
@@ -135,6 +172,7 @@ class BlobStore:
         self._busy: set[int] = set()  # uploads with a data/ request running
         self._hashers: dict[int, tuple[int, Any]] = {}  # upload id -> (bytes hashed, sha256 object)
         self._last_sweep = ""
+        service.attach(self)
 
     # -- paths and access ----------------------------------------------------------------------------------------
 
@@ -179,6 +217,70 @@ class BlobStore:
     def _where(table: Any, access: Access, name: str) -> Any:
         return sa.and_(table.owner == access.owner, table.name_hash == sha256_text(name))
 
+    # -- changing names ------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _collecting(self) -> Iterator[Garbage]:
+        """Hold the lock over a change of names, then remove what it left behind: content with no name left
+        (whether or not the change committed: the check reads the committed state) and, only when it committed,
+        the files of the uploads it dropped."""
+        garbage = Garbage()
+        with self._lock:
+            try:
+                yield garbage
+            finally:
+                self._remove_unnamed(garbage.content)
+            for path in garbage.upload_files:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[tuple[Session, Garbage]]:
+        """A transaction that changes names, under the lock, cleaned up after commit (see :meth:`_collecting`)."""
+        with self._collecting() as garbage, self.service.sessions.begin() as db:
+            yield db, garbage
+
+    def _remove_unnamed(self, candidates: set[str]) -> None:
+        """Unlink the content among ``candidates`` that no name points at (call under the lock, after commit)."""
+        if not candidates:
+            return
+        named: set[str] = set()
+        with self.service.sessions() as db:
+            for batch in _batches(sorted(candidates)):
+                named.update(db.scalars(sa.select(Blob.sha256).where(Blob.sha256.in_(batch)).distinct()))
+        for sha256 in candidates - named:
+            with contextlib.suppress(FileNotFoundError):
+                self.content_path(sha256).unlink()
+
+    @contextlib.contextmanager
+    def removing(self) -> Iterator[Callable[[Session, Removal], None]]:
+        """The :class:`~oaiod.hub.service.Attachment` hook: the hub deletes objects or wipes a user, and the blob
+        store drops its part in the same transaction, under its lock (see the module docstring)."""
+        with self._collecting() as garbage:
+            yield lambda db, removal: self.drop_removed(db, removal, garbage)
+
+    def drop_removed(self, db: Session, removal: Removal, garbage: Garbage) -> None:
+        """Drop the blobs and uploads under deleted objects' ids, and those of wiped users: their private ones,
+        those under ids they minted and never registered, and every unfinished upload they started."""
+        blobs: list[Any] = []
+        uploads: list[Any] = []
+        for ids in _batches(removal.oaio_ids):
+            blobs.append(sa.and_(Blob.owner == "", Blob.scope.in_(ids)))
+            uploads.append(sa.and_(BlobUpload.owner == "", BlobUpload.scope.in_(ids)))
+        for users in _batches(removal.usernames):
+            registered = sa.exists().where(Object.oaio_id == Blob.scope)
+            blobs += [Blob.owner.in_(users), sa.and_(Blob.owner == "", Blob.creator.in_(users), ~registered)]
+            uploads += [BlobUpload.owner.in_(users), BlobUpload.creator.in_(users)]
+        for where in uploads:
+            for upload in list(db.scalars(sa.select(BlobUpload).where(where))):
+                self._drop_upload(db, upload, garbage)
+        for where in blobs:
+            rows = db.execute(sa.select(Blob.id, Blob.sha256).where(where)).all()
+            for ids in _batches(row_id for row_id, _sha256 in rows):
+                db.execute(sa.delete(Blob).where(Blob.id.in_(ids)))
+            garbage.content.update(sha256 for _row_id, sha256 in rows)
+        db.flush()
+
     # -- uploads -------------------------------------------------------------------------------------------------
 
     def create_upload(
@@ -187,11 +289,11 @@ class BlobStore:
         """Create (or renew, with the same ``upload_id``) the upload of ``name``; 409 for another ``upload_id``."""
         self.sweep()
         id_hash, now = sha256_text(upload_id), now_stamp()
-        with self._lock, self.service.sessions.begin() as db:
+        with self._changing() as (db, garbage):
             access = self.check(db, actor, name, write=True)
             row = db.scalar(sa.select(BlobUpload).where(self._where(BlobUpload, access, name)))
             if row is not None and row.deadline < now:
-                self._drop_upload(db, row)
+                self._drop_upload(db, row, garbage)
                 row = None
             if row is None:
                 if db.scalar(sa.select(BlobUpload.id).where(BlobUpload.upload_id_hash == id_hash)) is not None:
@@ -236,7 +338,7 @@ class BlobStore:
 
     def open_target(self, row: BlobUpload, offset: int) -> UploadTarget:
         path = self.upload_path(row)
-        received = path.stat().st_size if path.exists() else 0
+        received = _file_size(path)
         if offset > received or offset > row.size:
             raise Conflict(f"offset {offset} is beyond the {received} bytes received; resume from there",
                            received=received)  # fmt: skip
@@ -268,24 +370,23 @@ class BlobStore:
         """How many bytes of the upload the hub holds (the offset to resume from) and its announced size."""
         with self.service.sessions() as db:
             row = self._upload_row(db, actor, name, upload_id)
-        path = self.upload_path(row)
-        return {"received": path.stat().st_size if path.exists() else 0, "size": row.size}
+        return {"received": _file_size(self.upload_path(row)), "size": row.size}
 
     def cancel_upload(self, actor: Actor, name: str) -> bool:
         """Drop the unfinished upload of ``name`` (whoever started it); True when there was one."""
-        with self._lock, self.service.sessions.begin() as db:
+        with self._changing() as (db, garbage):
             access = self.check(db, actor, name, write=True)
             row = db.scalar(sa.select(BlobUpload).where(self._where(BlobUpload, access, name)))
             if row is None:
                 return False
-            self._drop_upload(db, row)
+            self._drop_upload(db, row, garbage)
             return True
 
-    def _drop_upload(self, db: Session, row: BlobUpload) -> None:
+    def _drop_upload(self, db: Session, row: BlobUpload, garbage: Garbage) -> None:
+        """Forget an unfinished upload (call under the lock); its file goes once the change committed."""
         db.delete(row)
         self._hashers.pop(row.id, None)
-        with contextlib.suppress(FileNotFoundError):
-            self.upload_path(row).unlink()
+        garbage.upload_files.append(self.upload_path(row))
 
     def finish_upload(self, actor: Actor, name: str, upload_id: str) -> BlobInfo:
         """Verify size and sha256 and publish the upload under its name; idempotent once finished."""
@@ -297,19 +398,21 @@ class BlobStore:
         row = self._claim_upload(actor, name, upload_id)
         try:
             path = self.upload_path(row)
-            received = path.stat().st_size if path.exists() else 0
+            received = _file_size(path)
             if received != row.size:
                 raise Conflict(f"received {received} of {row.size} bytes; send the rest first", received=received)
             digest = self._digest(row, path)
             if not hmac.compare_digest(digest, row.sha256):
-                with self._lock, self.service.sessions.begin() as db:
+                with self._changing() as (db, garbage):
                     stored = db.get(BlobUpload, row.id)
                     if stored is not None:
-                        self._drop_upload(db, stored)
+                        self._drop_upload(db, stored, garbage)
                 log.warning("blob upload of %r by %s discarded: sha256 %s, expected %s", name, actor.username,
                             digest, row.sha256)  # fmt: skip
                 raise BadRequest(f"the data has sha256 {digest}, not {row.sha256}; the upload is discarded")
             return self._publish(row, path)
+        except FileNotFoundError:  # the upload was dropped meanwhile (cancelled, or its object deleted)
+            raise NotFound(f"the upload of {name!r} was cancelled or deleted while it was being finished") from None
         finally:
             with self._lock:
                 self._busy.discard(row.id)
@@ -345,23 +448,25 @@ class BlobStore:
         with open(path, "rb") as file:
             os.fsync(file.fileno())
         content = self.content_path(row.sha256)
-        with self._lock, self.service.sessions.begin() as db:
+        with self._changing() as (db, garbage):
             stored = db.get(BlobUpload, row.id)
             if stored is None:  # finished or cancelled meanwhile by another request
                 return self._finished(db, Access(row.owner, row.scope, True, True), row.name)
             if content.exists():
-                path.unlink()
+                garbage.upload_files.append(path)
             else:
                 content.parent.mkdir(exist_ok=True, mode=0o700)
                 os.replace(path, content)
                 _fsync_folder(content.parent)
+                garbage.content.add(row.sha256)  # removed again should the commit fail
             db.delete(stored)
             self._hashers.pop(row.id, None)
-            blob = self._put_name(db, row.owner, row.scope, row.name, row.sha256, row.size, row.creator, row.expires)
+            blob = self._put_name(db, garbage, row.owner, row.scope, row.name, row.sha256, row.size, row.creator,
+                                  row.expires)  # fmt: skip
             return _info(blob)
 
-    def _put_name(self, db: Session, owner: str, scope: str, name: str, sha256: str, size: int, creator: str,
-                  expires: str | None) -> Blob:  # fmt: skip
+    def _put_name(self, db: Session, garbage: Garbage, owner: str, scope: str, name: str, sha256: str, size: int,
+                  creator: str, expires: str | None) -> Blob:  # fmt: skip
         """Point ``name`` at content (replacing what it pointed at); call under the lock."""
         where = sa.and_(Blob.owner == owner, Blob.name_hash == sha256_text(name))
         blob = db.scalar(sa.select(Blob).where(where))
@@ -372,14 +477,8 @@ class BlobStore:
         blob.sha256, blob.size, blob.creator, blob.created, blob.expires = sha256, size, creator, now_stamp(), expires
         db.flush()
         if old is not None and old != sha256:
-            self._forget_content(db, old)
+            garbage.content.add(old)
         return blob
-
-    def _forget_content(self, db: Session, sha256: str) -> None:
-        """Remove content no name points at any more (call under the lock, after the names changed)."""
-        if db.scalar(sa.select(Blob.id).where(Blob.sha256 == sha256).limit(1)) is None:
-            with contextlib.suppress(FileNotFoundError):
-                self.content_path(sha256).unlink()
 
     # -- finished objects --------------------------------------------------------------------------------------
 
@@ -393,43 +492,40 @@ class BlobStore:
 
     def copy(self, actor: Actor, src: str, dst: str) -> BlobInfo:
         """Make ``dst`` name the content of ``src`` (no bytes move); the caller must read src and write dst."""
-        with self._lock, self.service.sessions.begin() as db:
+        with self._changing() as (db, garbage):
             src_access = self.check(db, actor, src)
             dst_access = self.check(db, actor, dst, write=True)
             blob = db.scalar(sa.select(Blob).where(self._where(Blob, src_access, src)))
             if blob is None:
                 raise NotFound(f"no blob {src!r} that {actor.username!r} may read")
-            made = self._put_name(db, dst_access.owner, dst_access.scope, dst, blob.sha256, blob.size,
+            made = self._put_name(db, garbage, dst_access.owner, dst_access.scope, dst, blob.sha256, blob.size,
                                   actor.username, blob.expires)  # fmt: skip
             return _info(made)
 
     def delete(self, actor: Actor, name: str) -> bool:
         """Remove the object ``name`` and any unfinished upload of it; idempotent. True when there was one."""
-        with self._lock, self.service.sessions.begin() as db:
+        with self._changing() as (db, garbage):
             access = self.check(db, actor, name, write=True)
             upload = db.scalar(sa.select(BlobUpload).where(self._where(BlobUpload, access, name)))
             if upload is not None:
-                self._drop_upload(db, upload)
+                self._drop_upload(db, upload, garbage)
             blob = db.scalar(sa.select(Blob).where(self._where(Blob, access, name)))
             if blob is None:
                 return upload is not None
             db.delete(blob)
-            db.flush()
-            self._forget_content(db, blob.sha256)
+            garbage.content.add(blob.sha256)
             return True
 
     def delete_prefix(self, actor: Actor, prefix: str) -> int:
         """Remove every object (and unfinished upload) in the folder ``prefix``; how many objects went."""
-        with self._lock, self.service.sessions.begin() as db:
+        with self._changing() as (db, garbage):
             access = self.check(db, actor, prefix, write=True)
-            for upload in db.scalars(self._in_folder(BlobUpload, access, prefix)):
-                self._drop_upload(db, upload)
+            for upload in list(db.scalars(self._in_folder(BlobUpload, access, prefix))):
+                self._drop_upload(db, upload, garbage)
             blobs = list(db.scalars(self._in_folder(Blob, access, prefix)))
             for blob in blobs:
                 db.delete(blob)
-            db.flush()
-            for sha256 in {blob.sha256 for blob in blobs}:
-                self._forget_content(db, sha256)
+            garbage.content.update(blob.sha256 for blob in blobs)
             return len(blobs)
 
     @staticmethod
@@ -488,16 +584,14 @@ class BlobStore:
         if self._last_sweep and stamp_add(self._last_sweep, SWEEP_INTERVAL) > now:
             return
         self._last_sweep = now
-        with self._lock, self.service.sessions.begin() as db:
+        with self._changing() as (db, garbage):
             stale = list(db.scalars(sa.select(BlobUpload).where(BlobUpload.deadline < now)))
             for row in stale:
-                self._drop_upload(db, row)
+                self._drop_upload(db, row, garbage)
             expired = list(db.scalars(sa.select(Blob).where(Blob.expires.is_not(None), Blob.expires < now)))
             for blob in expired:
                 db.delete(blob)
-            db.flush()
-            for sha256 in {blob.sha256 for blob in expired}:
-                self._forget_content(db, sha256)
+            garbage.content.update(blob.sha256 for blob in expired)
         if stale or expired:
             log.info("blob store: dropped %d abandoned uploads and %d expired objects", len(stale), len(expired))
 

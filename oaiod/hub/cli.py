@@ -121,8 +121,11 @@ def user_add(name: str, supervisor: bool, password_stdin: bool, data_dir: Path, 
 @click.argument("name")
 @_data_dir_option
 def user_del(name: str, data_dir: Path, db_url: str) -> None:
-    """Remove a user with subscriptions and log entries."""
+    """Remove a user with subscriptions, log entries and blobs (as wipe_user/ does)."""
+    from oaiod.hub.blobstore import BlobStore
+
     with _service(data_dir, db_url) as service:
+        BlobStore(service)  # attaches itself: the user's blobs and the objects' blobs go too
         service.delete_user(name)
     click.echo(f"removed user {name}")
 

@@ -13,15 +13,18 @@ Guarantees:
 - A refused request (any :class:`HubError` raised inside a write) rolls back: the database is unchanged.
 - Rights (see ``docs/hub-api.md``): ``C`` only for the creator; ``upload/`` needs ``U``; ``delete/`` needs
   ``D``; granting needs ``D`` and never more than the granter holds; a non-subscriber learns nothing.
+- Data kept beside objects and users (the blob store) is an :class:`Attachment`: a transaction that deletes
+  objects or wipes a user hands it the :class:`Removal` before commit, so it drops its part in the same
+  transaction, and lets it clean up files after commit.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -78,6 +81,23 @@ class Actor:
     app_id: str = ""
 
 
+@dataclass
+class Removal:
+    """What one write transaction removes, for the attachments to follow: objects by id, users by name."""
+
+    oaio_ids: list[str] = field(default_factory=list)
+    usernames: list[str] = field(default_factory=list)
+
+
+class Attachment(Protocol):
+    """Data a hub keeps beside its objects and users (the blob store), removed together with them."""
+
+    def removing(self) -> AbstractContextManager[Callable[[Session, Removal], None]]:
+        """Entered before the write lock; the callable drops the attachment's rows for a :class:`Removal` inside
+        the transaction (before commit); leaving cleans up what must wait for the commit (files)."""
+        ...
+
+
 class HubService(AccountsMixin):
     """Every hub operation; thread-safe (routes call it from the threadpool)."""
 
@@ -90,6 +110,11 @@ class HubService(AccountsMixin):
         self._last_purge = ""
         #: called with the change stamp after each committed change (the change feed hooks in here)
         self.on_commit: Callable[[str], None] | None = None
+        self.attachments: list[Attachment] = []  #: see :meth:`attach`
+
+    def attach(self, attachment: Attachment) -> None:
+        """Have ``attachment`` follow every object deletion and user wipe (see :class:`Attachment`)."""
+        self.attachments.append(attachment)
 
     @classmethod
     def open(cls, settings: HubSettings) -> HubService:
@@ -130,6 +155,19 @@ class HubService(AccountsMixin):
                 self._last_stamp = stamp
         if changes and self.on_commit is not None:
             self.on_commit(stamp)
+
+    @contextmanager
+    def _removing(self) -> Iterator[tuple[Session, str, Removal]]:
+        """:meth:`_writing` for a change that deletes objects or users: the block fills the :class:`Removal`, and
+        every attachment drops its part in the same transaction. Attachments are entered before the write lock
+        (their lock first, then ours: no other path takes both)."""
+        removal = Removal()
+        with ExitStack() as stack:
+            drops = [stack.enter_context(attachment.removing()) for attachment in self.attachments]
+            with self._writing() as (db, stamp):
+                yield db, stamp, removal
+                for drop in drops:
+                    drop(db, removal)
 
     def tombstone_horizon(self) -> str:
         """Removals older than this stamp are forgotten; a ``since`` before it answers 410."""
@@ -299,11 +337,12 @@ class HubService(AccountsMixin):
 
     def delete(self, actor: Actor, oaio_id: str) -> None:
         """Remove an object with its versions and subscriptions; needs ``D``; every subscriber gets a tombstone."""
-        with self._writing() as (db, stamp):
+        with self._removing() as (db, stamp, removal):
             _row, right = self._readable(db, oaio_id, actor)
             if not right_grants(right, DELETE_ACCESS_RIGHT):
                 raise Forbidden(f"{actor.username!r} may not delete {oaio_id!r} (right {right})")
             self._bury(db, oaio_id, self._delete_object(db, oaio_id), stamp)
+            removal.oaio_ids.append(oaio_id)
             self._log(db, actor, stamp, "delete", oaio_id)
 
     def list_objects(self, actor: Actor, since: str = "") -> tuple[str, list[dict[str, Any]], int]:
@@ -400,22 +439,24 @@ class HubService(AccountsMixin):
         """Remove a user (a supervisor, or the user themself) with subscriptions, sessions and log entries."""
         if not (actor.is_supervisor or username == actor.username):
             raise Forbidden(f"only a supervisor or {username!r} themself may wipe {username!r}")
-        with self._writing() as (db, stamp):
+        with self._removing() as (db, stamp, removal):
             if db.get(User, username) is None:
                 raise NotFound(f"no user named {username!r}")
-            self._wipe(db, username)
+            self._wipe(db, username, removal)
             if actor.username != username:
                 self._log(db, actor, stamp, "wipe_user", None, username)
 
-    def _wipe(self, db: Session, username: str) -> None:
-        """Delete a user's rows; objects nobody else subscribes to go too."""
+    def _wipe(self, db: Session, username: str, removal: Removal) -> None:
+        """Delete a user's rows; objects nobody else subscribes to go too (both noted in ``removal``)."""
         oaio_ids = list(db.scalars(sa.select(Subscription.oaio_id).where(Subscription.username == username)))
         for table in (Subscription, Tombstone, LogEntry, LoginSession):
             db.execute(sa.delete(table).where(table.username == username))
         db.execute(sa.delete(User).where(User.username == username))
+        removal.usernames.append(username)
         for oaio_id in oaio_ids:
             if db.scalar(sa.select(sa.func.count()).where(Subscription.oaio_id == oaio_id)) == 0:
                 self._delete_object(db, oaio_id)
+                removal.oaio_ids.append(oaio_id)
 
     # -- part B -------------------------------------------------------------------------------------------------
 

@@ -33,3 +33,9 @@ def _snapshot(hub: HubServer, skip: tuple[str, ...] = ("sessions",)) -> dict[str
 def db_snapshot() -> Callable[..., dict[str, Any]]:
     """``db_snapshot(hub)``: every row of every hub table but sessions, to prove a refused request changed nothing."""
     return _snapshot
+
+
+@pytest.fixture
+def sessions(hub: HubServer, hub_session: Callable[..., Any]) -> dict[str, Any]:
+    """Logged-in sessions of alice (supervisor), bob and carol on ``hub``."""
+    return {name: hub_session(hub, name) for name in ("alice", "bob", "carol")}

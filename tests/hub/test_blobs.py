@@ -6,11 +6,8 @@ connection once after a set number of request bytes).
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import os
-import secrets
 import socket
 import threading
 from collections.abc import Callable
@@ -25,57 +22,10 @@ import sqlalchemy as sa
 from oaiod.hub.db import BlobUpload
 from oaiod.hub.server import HubServer
 from oaiod.storage.hub import HubBackend
+from tests.hub.blobhelpers import STAMP, B, create, download, minted, new_id, put_blob, send, sha
 from tests.hub.objects import new_object
 
 pytestmark = pytest.mark.integration
-
-B = "hub/blobs/"
-STAMP = "20250101120000123456"
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def new_id() -> str:
-    return secrets.token_urlsafe(24)
-
-
-def create(session: Any, name: str, data: bytes, upload_id: str, *, inline: bool = True, **extra: Any) -> Any:
-    if inline:
-        methods = {
-            "dataInline": {"contentType": "application/octet-stream", "objectData": base64.b64encode(data).decode()}
-        }
-    else:
-        methods = {"putUrl": {"contentType": "application/octet-stream", "contentLength": len(data)}}
-    body = {"uploadId": upload_id, "sha256": sha(data), "size": len(data), "proposedUploadMethods": methods, **extra}
-    return session.put(B + "upload/" + quote(name), json=body)
-
-
-def put_blob(session: Any, name: str, data: bytes) -> None:
-    upload_id = new_id()
-    assert create(session, name, data, upload_id).status_code == 200
-    answer = session.post(B + "finish-upload/" + quote(name), json={"uploadId": upload_id})
-    assert answer.status_code == 200, answer.text
-
-
-def send(session: Any, name: str, upload_id: str, data: bytes, offset: int = 0) -> Any:
-    params = {"uploadId": upload_id, "offset": offset}
-    return session.put(B + "data/" + quote(name), params=params, data=data)
-
-
-def download(session: Any, name: str) -> Any:
-    return session.get(B + "download/" + quote(name))
-
-
-def minted(user: str, name: str = "x") -> str:
-    """An unregistered id as ``oaiod.model.object_id`` mints it for ``user``."""
-    return f"testapp⫻{user}﹫dev1⁄{name}⁄{STAMP}"
-
-
-@pytest.fixture
-def sessions(hub: HubServer, hub_session: Callable[..., Any]) -> dict[str, Any]:
-    return {name: hub_session(hub, name) for name in ("alice", "bob", "carol")}
 
 
 # -- protocol ---------------------------------------------------------------------------------------------------
