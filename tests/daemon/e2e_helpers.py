@@ -103,6 +103,9 @@ def root_of(proc: DaemonProcess) -> Path:
     return proc.config.client.root
 
 
+_HASHES: dict[tuple[str, int, int, int], str] = {}  # (path, size, mtime_ns, inode) -> sha256: cheap polling
+
+
 def tree(root: Path) -> dict[str, str]:
     """Relative path -> sha256 of every file under ``root`` except oaiod's state folder ``.oaiod/``.
 
@@ -111,8 +114,22 @@ def tree(root: Path) -> dict[str, str]:
     found = {}
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
-        if path.is_file() and not (rel == ".oaiod" or rel.startswith(".oaiod/")):
-            found[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+        if rel == ".oaiod" or rel.startswith(".oaiod/"):
+            continue
+        try:
+            info = path.lstat()
+            if not path.is_file() or path.is_symlink():
+                continue
+            key = (str(path), info.st_size, info.st_mtime_ns, info.st_ino)
+            if key not in _HASHES:
+                digest = hashlib.sha256()
+                with path.open("rb") as stream:
+                    while chunk := stream.read(1 << 20):
+                        digest.update(chunk)
+                _HASHES[key] = digest.hexdigest()
+            found[rel] = _HASHES[key]
+        except FileNotFoundError:  # renamed or deleted while we looked: the next poll sees it
+            continue
     return found
 
 
@@ -126,32 +143,44 @@ def temp_files(root: Path) -> list[str]:
 
 
 def wait_converged(
-    procs: Iterable[DaemonProcess], expect: set[str] | Callable[[dict[str, str]], bool] | None = None, timeout=180.0
+    procs: Iterable[DaemonProcess],
+    expect: set[str] | Callable[[dict[str, str]], bool] | None = None,
+    timeout: float = 180.0,
+    folders: Iterable[Path] = (),
 ) -> dict[str, str]:
-    """Wait until every daemon's root holds the same files, byte for byte (and ``expect`` holds); returns the tree.
-
-    A daemon that died fails at once with its stderr.
-    """
+    """Wait until every daemon's root (or every folder in ``folders``) holds the same files, byte for byte, and
+    ``expect`` holds (the set of paths, or a predicate on the tree); returns the tree. A daemon that died fails at
+    once with its stderr."""
     procs = list(procs)
+    dirs = list(folders) or [root_of(proc) for proc in procs]
 
     def check() -> dict[str, str] | None:
         for proc in procs:
             if proc.proc.poll() is not None:
                 raise AssertionError(f"daemon {proc.config.client.device_id} exited: {proc.stderr()[-3000:]}")
-        trees = [tree(root_of(proc)) for proc in procs]
+        trees = [tree(folder) for folder in dirs]
         if any(t != trees[0] for t in trees[1:]):
             return None
         if expect is not None and not (expect(trees[0]) if callable(expect) else set(trees[0]) == expect):
             return None
         return trees[0] or {"": ""}
 
-    what = f"convergence of {', '.join(p.config.client.device_id for p in procs)}"
+    what = f"convergence of {', '.join(str(d) for d in dirs)}"
     try:
-        return wait_for(check, timeout, what)
+        return wait_for(check, timeout, what, interval=0.25)
     except AssertionError:
-        for proc in procs:
-            print(f"--- {proc.config.client.device_id}: {sorted(tree(root_of(proc)))}")
+        for folder in dirs:
+            print(f"--- {folder}: {sorted(tree(folder))[:50]}")
         raise
+
+
+def local_path(proc: DaemonProcess, oaio_id: str) -> Path:
+    """Where ``proc`` keeps the object ``oaio_id`` (waits for it to appear in ``ctl ls``)."""
+
+    def find() -> str | None:
+        return next((row["path"] for row in proc.call("ls") if row["oaio_id"] == oaio_id and row.get("path")), None)
+
+    return Path(wait_for(find, 120, f"{oaio_id} on {proc.config.client.device_id}", interval=0.25))
 
 
 def first_cycles(*procs: DaemonProcess) -> None:
