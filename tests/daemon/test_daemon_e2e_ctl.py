@@ -55,7 +55,7 @@ def test_ctl_commands_against_a_running_daemon_and_without_one(cluster: Cluster)
     wait_committed(cluster, oid, work)
     versions = ctl_json(cfg, "versions", oid)
     assert len(versions) >= 2
-    oldest = versions[-1]["stamp"]
+    oldest = versions[1]["stamp"]  # newest first: the version before the change
     restored = cluster.base / "restored"
     done = ctl(cfg, "restore", oid, "--stamp", oldest, "--to", str(restored), "--wait")
     assert done.returncode == 0, done.stderr
