@@ -12,13 +12,18 @@ import base64
 import binascii
 import logging
 import re
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
+import anyio
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 from oaiod.errors import ValidationError
 from oaiod.hub.app import ActorDep, json_body
@@ -42,7 +47,27 @@ _SHA256 = re.compile(r"\A[0-9a-f]{64}\Z")
 
 
 class DownloadResponse(FileResponse):
+    """A content file, held by the blob store until the answer ends (:meth:`BlobStore.release_download` runs
+    however the answer ends: sent, cut or failed)."""
+
     chunk_size = 1024 * 1024  # 64 KiB chunks make a large download CPU-bound
+
+    def __init__(self, path: Path, release: Callable[[], None], **kwargs: Any) -> None:
+        self._release = release
+        try:
+            super().__init__(path, **kwargs)
+        except BaseException:
+            release()
+            raise
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # without "http.response.pathsend" the file is read here, not by the server after this returns
+        extensions = {k: v for k, v in scope.get("extensions", {}).items() if k != "http.response.pathsend"}
+        try:
+            await super().__call__({**scope, "extensions": extensions}, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(self._release)
 
 
 def get_store(request: Request) -> BlobStore:
@@ -222,7 +247,8 @@ def download(name: str, actor: ActorDep, store: StoreDep) -> Response:
     """The object's bytes (``Range`` honoured, for resuming a download); ``X-Oaiod-Sha256`` carries its hash."""
     path, info = store.open_download(actor, _name(name))
     headers = {"X-Oaiod-Sha256": info.sha256}
-    return DownloadResponse(path, media_type="application/octet-stream", headers=headers)
+    release = partial(store.release_download, info.sha256)
+    return DownloadResponse(path, release, media_type="application/octet-stream", headers=headers)
 
 
 @router.get("/metadata/{name:path}")

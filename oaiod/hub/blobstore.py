@@ -13,7 +13,8 @@ No HTTP here (:mod:`oaiod.hub.blobs` has the routes). Guarantees:
   cancelled (``DELETE upload/<name>``, by a user who may write the name) or expires (1 day).
 - A finished name may be uploaded again: the old object stays readable until the new upload finishes.
 - Names change under one lock; content whose last name went is removed from disk after the commit (still
-  under the lock, so no name can point at it again meanwhile).
+  under the lock, so no name can point at it again meanwhile), and not before the downloads reading it end:
+  a download that found its name reads the content fully, one that did not answers 404.
 - Deleting an object (``delete/``, ``wipe_user/``) drops every blob and unfinished upload under its id in the
   same transaction (:meth:`BlobStore.removing`, an :class:`~oaiod.hub.service.Attachment`); wiping a user drops
   their private blobs, the blobs of ids they minted and never registered, and their unfinished uploads.
@@ -38,6 +39,7 @@ import hmac
 import logging
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,6 +173,8 @@ class BlobStore:
         self._lock = threading.Lock()  # name and content changes; never held during a transfer
         self._busy: set[int] = set()  # uploads with a data/ request running
         self._hashers: dict[int, tuple[int, Any]] = {}  # upload id -> (bytes hashed, sha256 object)
+        self._readers: Counter[str] = Counter()  # content sha256 -> downloads reading it
+        self._unnamed_in_use: set[str] = set()  # content that lost its last name while being downloaded
         self._last_sweep = ""
         service.attach(self)
 
@@ -241,7 +245,8 @@ class BlobStore:
             yield db, garbage
 
     def _remove_unnamed(self, candidates: set[str]) -> None:
-        """Unlink the content among ``candidates`` that no name points at (call under the lock, after commit)."""
+        """Unlink the content among ``candidates`` that no name points at (call under the lock, after commit);
+        content a download is reading waits until its last reader ends (:meth:`release_download`)."""
         if not candidates:
             return
         named: set[str] = set()
@@ -249,6 +254,9 @@ class BlobStore:
             for batch in _batches(sorted(candidates)):
                 named.update(db.scalars(sa.select(Blob.sha256).where(Blob.sha256.in_(batch)).distinct()))
         for sha256 in candidates - named:
+            if self._readers[sha256]:
+                self._unnamed_in_use.add(sha256)
+                continue
             with contextlib.suppress(FileNotFoundError):
                 self.content_path(sha256).unlink()
 
@@ -569,12 +577,35 @@ class BlobStore:
         return found, None
 
     def open_download(self, actor: Actor, name: str) -> tuple[Path, BlobInfo]:
-        info = self.metadata(actor, name)
-        path = self.content_path(info.sha256)
-        if not path.exists():
-            log.error("blob %r: its content %s is missing from %s", name, info.sha256, self.content_root)
-            raise NotFound(f"the content of {name!r} is missing on the hub")
-        return path, info
+        """The content of ``name``, held for reading: it stays on disk, even if its last name goes meanwhile,
+        until :meth:`release_download` (call it exactly once, when the answer ends). 404 when the name, or the
+        content it pointed at, went before the download started."""
+        for _attempt in range(3):
+            info = self.metadata(actor, name)
+            path = self.content_path(info.sha256)
+            with self._lock:
+                if path.exists():
+                    self._readers[info.sha256] += 1
+                    return path, info
+            # the name pointed at content that a concurrent delete or replace removed: read the name again
+        log.error("blob %r: its content %s is missing from %s", name, info.sha256, self.content_root)
+        raise NotFound(f"the content of {name!r} is missing on the hub")
+
+    def downloads_in_flight(self) -> int:
+        """How many downloads hold content now (each until its answer ended)."""
+        with self._lock:
+            return sum(self._readers.values())
+
+    def release_download(self, sha256: str) -> None:
+        """The end of a download of ``open_download``: content that lost its last name meanwhile goes now."""
+        with self._lock:
+            self._readers[sha256] -= 1
+            if self._readers[sha256] > 0:
+                return
+            del self._readers[sha256]
+            if sha256 in self._unnamed_in_use:
+                self._unnamed_in_use.discard(sha256)
+                self._remove_unnamed({sha256})
 
     # -- housekeeping ---------------------------------------------------------------------------------------------
 

@@ -50,3 +50,12 @@ def download(session: Any, name: str) -> Any:
 def minted(user: str, name: str = "x") -> str:
     """An unregistered id as ``oaiod.model.object_id`` mints it for ``user``."""
     return f"testapp⫻{user}﹫dev1⁄{name}⁄{STAMP}"
+
+
+def put_large(session: Any, name: str, data: bytes) -> None:
+    """Upload ``data`` through the ``putUrl`` method (any size), in one ``data/`` request."""
+    upload_id = new_id()
+    assert create(session, name, data, upload_id, inline=False).status_code == 200
+    assert send(session, name, upload_id, data).json() == {"received": len(data)}
+    answer = session.post(B + "finish-upload/" + quote(name), json={"uploadId": upload_id})
+    assert answer.status_code == 200, answer.text
