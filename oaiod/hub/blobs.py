@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from oaiod.errors import ValidationError
-from oaiod.hub.app import ActorDep, json_body
+from oaiod.hub.app import CSRF_COOKIE, ActorDep, json_body
 from oaiod.hub.blobstore import BlobStore
 from oaiod.hub.errors import BadRequest, TooLarge, UnsupportedMedia
 from oaiod.model import validate_exact_keys, validate_stamp
@@ -44,6 +44,16 @@ MAX_BLOB_SIZE = 1 << 40  #: 1 TiB
 LIST_PAGE = 1000
 _UPLOAD_ID = re.compile(r"\A[A-Za-z0-9_-]{22,128}\Z")  # ≥ 128 bits of URL-safe base64
 _SHA256 = re.compile(r"\A[0-9a-f]{64}\Z")
+#: the routes that change something, and their methods: a GET there answers 200 (see :func:`_csrf_hint`)
+CHANGING_ROUTES = {
+    "upload/{name:path}": "PUT or DELETE",
+    "data/{name:path}": "PUT",
+    "finish-upload/{name:path}": "POST",
+    "start-download/{name:path}": "PUT",
+    "object/{name:path}": "DELETE",
+    "prefix/{name:path}": "DELETE",
+    "copy/": "POST",
+}
 
 
 class DownloadResponse(FileResponse):
@@ -121,6 +131,20 @@ def _url(request: Request, route: str, name: str, **params: str) -> str:
 
 
 # -- routes -------------------------------------------------------------------------------------------------------
+
+
+def _csrf_hint(methods: str) -> Callable[[], dict[str, str]]:
+    """A GET on a changing route answers 200 without a session, as part A's POST routes do: the published
+    client fetches its CSRF cookie with a GET on the URL it is about to change (the middleware sets it)."""
+
+    def hint() -> dict[str, str]:
+        return {"detail": f"send {methods} here; this GET only hands out the {CSRF_COOKIE} cookie"}
+
+    return hint
+
+
+for _route, _methods in CHANGING_ROUTES.items():
+    router.add_api_route(f"/{_route}", _csrf_hint(_methods), methods=["GET"], include_in_schema=False)
 
 
 @router.get("/ping")

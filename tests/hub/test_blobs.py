@@ -213,6 +213,25 @@ def test_supervisor_gets_no_extra_rights(hub: HubServer, sessions: dict[str, Any
     assert alice.get(B + "metadata/" + quote(name)).status_code == 404
 
 
+def test_changing_routes_answer_a_get_with_json_and_the_csrf_cookie(hub: HubServer) -> None:
+    name = quote(f"{minted('bob')}/{STAMP}/f ä")
+    routes = [f"{route}/{name}" for route in ("upload", "data", "finish-upload", "start-download", "object")]
+    for route in [*routes, "prefix/" + quote(minted("bob")), "copy/"]:
+        answer = requests.get(hub.url + B + route, timeout=10)  # no session, no cookie yet
+        assert answer.status_code == 200 and "cookie" in answer.json()["detail"], route
+        assert answer.cookies.get("csrftoken"), route
+    # the published client's habit: GET the URL it is about to change, then send that cookie's token
+    with requests.Session() as client:
+        url = hub.url + B + routes[0]
+        token = client.get(url, timeout=10).cookies["csrftoken"]
+        login = {"username": "bob", "password": hub.users["bob"]}
+        assert client.post(hub.url + "login/", json=login, headers={"X-CSRFToken": token}, timeout=10).ok
+        body = {"uploadId": new_id(), "sha256": sha(b""), "size": 0,
+                "proposedUploadMethods": {"dataInline": {"contentType": "x", "objectData": ""}}}  # fmt: skip
+        assert client.put(url, json=body, headers={"X-CSRFToken": token}, timeout=10).status_code == 200
+        assert client.put(url, json=body, timeout=10).status_code == 403  # and without it: refused
+
+
 # -- hostile input ----------------------------------------------------------------------------------------------
 
 
