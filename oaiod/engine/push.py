@@ -2,7 +2,8 @@
 
 1. stamp ``S`` and a journal row; 2. every file of the new manifest is put at ``<oaio_id>/S/<path>``: changed ones
 uploaded (a file that changes during its upload aborts the commit), unchanged and renamed ones server-side copied
-from the base version; 3. ``upload/`` (or ``register/``) with ``server_stamp`` = the base: the commit point;
+from the base version, then one ``backend.flush()`` makes them all durable (one sync per version, not per file);
+3. ``upload/`` (or ``register/``) with ``server_stamp`` = the base: the commit point;
 4. the new synced state in one transaction, journal row deleted. A 409 returns the server's object so the cycle
 pulls, merges and tries again; the partial prefix ``<oaio_id>/S/`` is deleted.
 """
@@ -164,6 +165,7 @@ def _commit(ctx: EngineContext, row: ObjectRow, commit: _Commit, outcome: PushOu
         if commit.sources:
             assert backend is not None and root is not None
             _put_files(ctx, backend, root, row, commit, outcome)
+            backend.flush()  # every file of the version durable before the commit point names it
         obj = _version_object(ctx, row, commit.stamp, values)
         answer = ctx.api.register(obj) if row.status == STATUS_NEW else ctx.api.upload(obj)
     except UploadConflict as exc:

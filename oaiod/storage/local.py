@@ -2,8 +2,12 @@
 
 Objects are files under ``root_folder``. Guarantees and choices:
 
-* put writes a temporary file in the target folder, fsyncs it and ``os.replace``-s it over the key, then fsyncs
-  the folder: a reader sees the old or the new object, never a partial one, even after a crash.
+* put writes a temporary file in the target folder and ``os.replace``-s it over the key: a reader (or a process
+  killed meanwhile) sees the old or the new object, never a partial one. When the key already holds an object,
+  the new file is fsynced before the rename, so even a power loss leaves the old or the new object.
+* Durability is batched (the :meth:`Backend.flush` contract): a new object is durable once ``flush()`` or
+  ``close()`` returned, which is one ``syncfs(2)`` of the storage filesystem (or, where that call does not exist,
+  an fsync of every file and folder written since) instead of two fsyncs per object.
 * Objects are never modified in place, only replaced by a rename. That makes ``copy`` by hard link safe: a
   later put of either key makes a new inode and leaves the other untouched. ``copy`` tries a reflink
   (``FICLONE``) first, then a hard link, then a streamed copy.
@@ -22,6 +26,7 @@ import logging
 import os
 import shutil
 import stat as stat_mod
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +42,8 @@ from oaiod.storage.base import (
     atomic_local_file,
     check_args,
     checked_listing,
+    fsync_path,
+    sync_filesystem,
 )
 from oaiod.storage.errors import (
     ObjectNotFound,
@@ -127,6 +134,37 @@ class LocalBackend(Backend):
         if not root.is_dir():
             raise ConfigError("root_folder", f"{root} is not an existing folder (is the disk mounted?)")
         self.root = root.resolve()
+        self._unsynced_lock = threading.Lock()
+        self._unsynced: set[Path] = set()  # written since the last flush (files and their folders)
+        self._made_folders: set[str] = set()  # key folders checked and made since the last flush
+
+    def _written(self, path: Path) -> None:
+        """Note a file (renamed into place) that the next flush must make durable, with its folder."""
+        with self._unsynced_lock:
+            self._unsynced.add(path)
+            self._unsynced.add(path.parent)
+
+    def flush(self) -> None:
+        """One ``syncfs`` of the storage filesystem; else an fsync of every file and folder written since the last
+        flush. Afterwards every object put or copied before the call survives a power loss."""
+        with self._unsynced_lock:
+            pending, self._unsynced = self._unsynced, set()
+            self._made_folders.clear()
+        if not pending:
+            return
+        try:
+            with translate_os_errors(None, f"cannot sync {self.root}"):
+                if not sync_filesystem(self.root):
+                    for path in sorted(pending, key=lambda p: len(p.parts), reverse=True):  # files, then folders
+                        with contextlib.suppress(FileNotFoundError):
+                            fsync_path(path)
+        except BaseException:
+            with self._unsynced_lock:
+                self._unsynced |= pending  # not durable yet: the next flush tries again
+            raise
+
+    def close(self) -> None:
+        self.flush()
 
     @classmethod
     def from_args(cls, args: Mapping[str, Any]) -> LocalBackend:
@@ -139,15 +177,47 @@ class LocalBackend(Backend):
     # -- paths ------------------------------------------------------------------------------------------------
 
     def _path(self, key: str, fld: str = "key") -> Path:
-        """The path of a validated ``key``; refused if an existing symlink would lead it out of the root."""
-        path = self.root.joinpath(*validate_key(key, fld).split("/"))
-        resolved = Path(os.path.realpath(path))
-        if resolved != path and not resolved.is_relative_to(self.root):
-            raise StoragePermissionDenied(f"key {key!r} leads out of {self.root} through a symlink", key=key)
+        """The path of a validated ``key``; refused if an existing symlink would lead it out of the root.
+
+        Only the components below the (resolved) root can be symlinks: they are lstat-ed up to the first missing
+        one, and only a symlink among them costs a full ``realpath``.
+        """
+        parts = validate_key(key, fld).split("/")
+        path = self.root.joinpath(*parts)
+        current = str(self.root)
+        for part in parts:
+            current = f"{current}/{part}"
+            try:
+                mode = os.lstat(current).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                break
+            except OSError:
+                break  # the operation itself reports it
+            if stat_mod.S_ISLNK(mode):
+                resolved = Path(os.path.realpath(path))
+                if not resolved.is_relative_to(self.root):
+                    raise StoragePermissionDenied(f"key {key!r} leads out of {self.root} through a symlink", key=key)
+                break
+        return path
+
+    def _dst_path(self, key: str, fld: str = "key") -> Path:
+        """:meth:`_path` of a key to write, with its folders made. Folders made since the last flush are remembered
+        (a version's files share a few folders), which saves two system calls per object; the symlink check still
+        runs for every key."""
+        path = self._path(key, fld)
+        parent = key.rpartition("/")[0]
+        with self._unsynced_lock:
+            known = parent in self._made_folders
+        if not known:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self._unsynced_lock:
+                self._made_folders.add(parent)
         return path
 
     def _prune_empty_parents(self, path: Path) -> None:
         """Remove the folders above ``path`` that are left empty, stopping at the root."""
+        with self._unsynced_lock:
+            self._made_folders.clear()
         folder = path.parent
         while folder != self.root and folder.is_relative_to(self.root):
             try:
@@ -165,19 +235,25 @@ class LocalBackend(Backend):
     # -- primitives -------------------------------------------------------------------------------------------
 
     def put_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
-        path = self._path(key)
         with translate_os_errors(key, "cannot store"):
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path = self._dst_path(key)
             with open(local_path, "rb") as src:
                 self._replace_with(path, lambda dst: copy_fd(src.fileno(), dst, progress))
 
     def _replace_with(self, path: Path, fill: Any) -> None:
-        """Write a temp file beside ``path`` with ``fill(fd)``, fsync it and rename it over ``path``."""
+        """Write a temp file beside ``path`` with ``fill(fd)`` and rename it over ``path``; fsynced first only when
+        it replaces an object (old or new after a power loss), otherwise durable at the next :meth:`flush`."""
         tmp = path.parent / f"{TEMP_PREFIX}{os.urandom(8).hex()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileNotFoundError:  # a remembered folder was deleted meanwhile (gc of another device): remake it
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, flags, 0o666)
         try:
             fill(fd)
-            os.fsync(fd)
+            if os.path.lexists(path):
+                os.fsync(fd)
             os.close(fd)
             fd = -1
             os.replace(tmp, path)
@@ -187,7 +263,7 @@ class LocalBackend(Backend):
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
-        fsync_dir(path.parent)
+        self._written(path)
 
     def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
         path = self._path(key)
@@ -259,13 +335,12 @@ class LocalBackend(Backend):
     def copy(self, src: str, dst: str) -> None:
         """Reflink, else hard link, else a kernel-side copy; always through a temp name renamed over ``dst``."""
         src_path = self._path(src, "src")
-        dst_path = self._path(dst, "dst")
         with translate_os_errors(src, "cannot copy"):
+            dst_path = self._dst_path(dst, "dst")
             src_fd = os.open(src_path, os.O_RDONLY | os.O_NOFOLLOW)
             try:
                 if not stat_mod.S_ISREG(os.fstat(src_fd).st_mode):
                     raise ObjectNotFound(f"{src!r} is not an object", key=src)
-                dst_path.parent.mkdir(parents=True, exist_ok=True)
                 if not self._hard_link(src_fd, dst_path):
                     self._replace_with(dst_path, lambda fd: copy_fd(src_fd, fd, None))
             finally:
@@ -293,5 +368,5 @@ class LocalBackend(Backend):
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
-        fsync_dir(dst_path.parent)
+        self._written(dst_path)
         return True

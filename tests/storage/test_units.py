@@ -296,3 +296,87 @@ def test_logging_keeps_timings_and_logs_one_line_per_call(tmp_path: Path, caplog
         ("get", "missing", 0, "ObjectNotFound"),
     ]
     assert backend.capabilities.server_side_copy
+
+
+# -- durability: flush() ------------------------------------------------------------------------------------------
+
+
+def test_local_flush_makes_writes_durable_and_passes_through_wrappers(tmp_path: Path) -> None:
+    """A put is visible at once; the Local backend owes a sync until flush(), which reaches it through every
+    wrapper (the base passes flush on to ``inner``). The sync itself cannot be observed without a power cut: the
+    test checks the bookkeeping, and that the sync runs without error on this filesystem."""
+    local = LocalBackend(tmp_path)
+    backend = wrap_backend(local, WrapperConfig())
+    source = tmp_path / "src.bin"
+    source.write_bytes(b"x" * 100)
+    backend.put_file("o/1/a", source)
+    backend.copy("o/1/a", "o/2/a")
+    assert backend.get_bytes("o/2/a") == b"x" * 100  # visible before any flush
+    assert local._unsynced >= {tmp_path / "o/1/a", tmp_path / "o/2/a", tmp_path / "o/1"}
+    backend.flush()
+    assert local._unsynced == set()
+    backend.put_file("o/1/a", source)  # replacing an object: fsynced before the rename, synced again at close
+    backend.close()
+    assert local._unsynced == set()
+
+
+def test_flush_default_does_nothing_for_hosts_that_are_durable_at_put() -> None:
+    class Durable(Backend):
+        csh_id = "Durable"
+
+        @classmethod
+        def from_args(cls, args: Any) -> Backend:
+            return cls()
+
+        def put_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None: ...
+        def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None: ...
+        def stat(self, key: str) -> ObjectInfo:
+            return ObjectInfo(key, 0)
+
+        def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+            return iter(())
+
+        def delete(self, key: str) -> None: ...
+
+    Durable().flush()
+    wrap_backend(Durable(), WrapperConfig()).flush()
+
+
+def test_get_file_leaves_the_fsync_to_a_caller_who_asks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside caller_syncs_local_files() get_file still writes through a temp file and a rename, without an fsync.
+    (fsync is counted through os.fsync: there is no other way to see whether a sync happened.)"""
+    from oaiod.storage import base
+
+    backend = LocalBackend(tmp_path)
+    backend.put_bytes("k", b"data")
+    calls: list[int] = []
+    real_fsync = base.os.fsync
+    monkeypatch.setattr(base.os, "fsync", lambda fd: calls.append(fd) or real_fsync(fd))
+    backend.get_file("k", tmp_path / "plain")
+    assert len(calls) == 1
+    with base.caller_syncs_local_files():
+        backend.get_file("k", tmp_path / "deferred")
+    assert len(calls) == 1 and (tmp_path / "deferred").read_bytes() == b"data"
+    assert base.sync_filesystem(tmp_path) in (True, False)
+
+
+def test_local_put_into_a_folder_deleted_by_someone_else(tmp_path: Path) -> None:
+    """Local remembers the folders it made until the next flush; one removed behind its back is made again, and a
+    symlink put in its place that leads out of the root is still refused."""
+    import shutil
+
+    from oaiod.storage.errors import StoragePermissionDenied
+
+    store, outside = tmp_path / "store", tmp_path / "outside"
+    store.mkdir()
+    outside.mkdir()
+    backend = LocalBackend(store)
+    backend.put_bytes("o/1/a", b"a")
+    shutil.rmtree(store / "o" / "1")  # another device's garbage collection
+    backend.put_bytes("o/1/b", b"b")
+    assert backend.get_bytes("o/1/b") == b"b"
+    shutil.rmtree(store / "o" / "1")
+    (store / "o" / "1").symlink_to(outside)
+    with pytest.raises(StoragePermissionDenied):
+        backend.put_bytes("o/1/c", b"c")
+    assert list(outside.iterdir()) == []
