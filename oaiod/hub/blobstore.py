@@ -18,16 +18,7 @@ No HTTP here (:mod:`oaiod.hub.blobs` has the routes). Guarantees:
 - Deleting an object (``delete/``, ``wipe_user/``) drops every blob and unfinished upload under its id in the
   same transaction (:meth:`BlobStore.removing`, an :class:`~oaiod.hub.service.Attachment`); wiping a user drops
   their private blobs, the blobs of ids they minted and never registered, and their unfinished uploads.
-
-Access (the key's first component is its *scope*):
-
-- a registered oaio id: read needs a subscription (any right), write and delete need ``U`` or more;
-- an unregistered id minted by the caller (``<app>⫻<defused username>﹫…``, files go up before ``register/``):
-  only that user, and only while no other user holds blobs there;
-- anything else (not an oaio id the hub knows, not minted): the caller's private space, which no other user
-  sees (``oaiod storage test`` and the storage conformance suite use it).
-
-A caller who may not read a name gets 404 (the same as a missing name); one who may read but not write, 403.
+- Who may read and write a name: :mod:`oaiod.hub.blobaccess`.
 """
 
 from __future__ import annotations
@@ -48,18 +39,17 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from oaiod.hub.blobaccess import Access, blob_access, check_access
 from oaiod.hub.db import Blob, BlobUpload, Object, stamp_add
-from oaiod.hub.errors import BadRequest, Conflict, Forbidden, InsufficientStorage, NotFound, TooLarge
+from oaiod.hub.errors import BadRequest, Conflict, InsufficientStorage, NotFound, TooLarge
 from oaiod.hub.service import Actor, HubService, Removal
-from oaiod.model import NO_ACCESS_RIGHT, UPDATE_ACCESS_RIGHT, defuse, now_stamp, right_grants
+from oaiod.model import now_stamp
 
 log = logging.getLogger("oaiod.hub.blobs")
 
 UPLOAD_LIFETIME = 24 * 3600.0  #: seconds an unfinished upload is kept
 SWEEP_INTERVAL = 600.0  #: seconds between sweeps of expired uploads and objects
 HASH_BLOCK = 4 * 1024 * 1024
-MINTED_MARK = "⫻"  #: defused ``://`` in an id minted by ``oaiod.model.object_id``
-USER_MARK = "﹫"  #: defused ``@`` after the user name in a minted id
 BATCH = 500  #: values in one SQL ``IN (…)``
 
 T = TypeVar("T")
@@ -67,17 +57,6 @@ T = TypeVar("T")
 
 def sha256_text(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-@dataclass(frozen=True)
-class Access:
-    """Where a name lives (``owner`` ``""``: shared under its oaio id; else a user's private space) and what the
-    caller may do there."""
-
-    owner: str
-    scope: str
-    read: bool
-    write: bool
 
 
 @dataclass(frozen=True)
@@ -161,7 +140,8 @@ class UploadTarget:
 
 
 class BlobStore:
-    """Every blob operation of one hub (thread-safe: routes call it from the thread pool)."""
+    """Every blob operation of one hub (thread-safe: routes call it from the thread pool). Creating it attaches
+    it to ``service``, which from then on hands it every object deletion and user wipe."""
 
     def __init__(self, service: HubService) -> None:
         self.service = service
@@ -178,44 +158,13 @@ class BlobStore:
         self._last_sweep = ""
         service.attach(self)
 
-    # -- paths and access ----------------------------------------------------------------------------------------
+    # -- paths ---------------------------------------------------------------------------------------------------
 
     def content_path(self, sha256: str) -> Path:
         return self.content_root / sha256[:2] / sha256
 
     def upload_path(self, row: BlobUpload) -> Path:
         return self.upload_root / row.upload_id_hash
-
-    def access(self, db: Session, actor: Actor, name: str) -> Access:
-        """Where ``name`` lives and what ``actor`` may do with it (the rules in the module docstring)."""
-        scope = name.split("/", 1)[0]
-        if db.get(Object, scope) is not None:
-            right = HubService._right(db, scope, actor.username)
-            return Access("", scope, right != NO_ACCESS_RIGHT, right_grants(right, UPDATE_ACCESS_RIGHT))
-        if MINTED_MARK in scope:
-            minted = scope.split(MINTED_MARK, 1)[1].startswith(defuse(actor.username) + USER_MARK)
-            mine = minted and not self._claimed_by_other(db, scope, actor.username)
-            return Access("", scope, mine, mine)
-        return Access(actor.username, scope, True, True)
-
-    @staticmethod
-    def _claimed_by_other(db: Session, scope: str, username: str) -> bool:
-        """True when another user holds blobs in this unregistered scope (user names with ``@`` are ambiguous
-        in a minted id: the first writer keeps it)."""
-        for table in (Blob, BlobUpload):
-            query = sa.select(table.id).where(table.owner == "", table.scope == scope, table.creator != username)
-            if db.scalar(query.limit(1)) is not None:
-                return True
-        return False
-
-    def check(self, db: Session, actor: Actor, name: str, *, write: bool = False) -> Access:
-        """The access to ``name``; 404 when the actor may not read it, 403 when they may not write it."""
-        access = self.access(db, actor, name)
-        if not access.read:
-            raise NotFound(f"no blob {name!r} that {actor.username!r} may read")
-        if write and not access.write:
-            raise Forbidden(f"{actor.username!r} may only read the blobs of {access.scope!r}")
-        return access
 
     @staticmethod
     def _where(table: Any, access: Access, name: str) -> Any:
@@ -298,7 +247,7 @@ class BlobStore:
         self.sweep()
         id_hash, now = sha256_text(upload_id), now_stamp()
         with self._changing() as (db, garbage):
-            access = self.check(db, actor, name, write=True)
+            access = check_access(db, actor, name, write=True)
             row = db.scalar(sa.select(BlobUpload).where(self._where(BlobUpload, access, name)))
             if row is not None and row.deadline < now:
                 self._drop_upload(db, row, garbage)
@@ -320,7 +269,7 @@ class BlobStore:
             return row
 
     def _upload_row(self, db: Session, actor: Actor, name: str, upload_id: str) -> BlobUpload:
-        access = self.check(db, actor, name, write=True)
+        access = check_access(db, actor, name, write=True)
         row = db.scalar(sa.select(BlobUpload).where(self._where(BlobUpload, access, name)))
         if row is None or row.deadline < now_stamp():
             raise NotFound(f"no unfinished upload of {name!r} (create it first with PUT upload/)")
@@ -383,7 +332,7 @@ class BlobStore:
     def cancel_upload(self, actor: Actor, name: str) -> bool:
         """Drop the unfinished upload of ``name`` (whoever started it); True when there was one."""
         with self._changing() as (db, garbage):
-            access = self.check(db, actor, name, write=True)
+            access = check_access(db, actor, name, write=True)
             row = db.scalar(sa.select(BlobUpload).where(self._where(BlobUpload, access, name)))
             if row is None:
                 return False
@@ -399,7 +348,7 @@ class BlobStore:
     def finish_upload(self, actor: Actor, name: str, upload_id: str) -> BlobInfo:
         """Verify size and sha256 and publish the upload under its name; idempotent once finished."""
         with self.service.sessions() as db:
-            access = self.check(db, actor, name, write=True)
+            access = check_access(db, actor, name, write=True)
             row = db.scalar(sa.select(BlobUpload).where(self._where(BlobUpload, access, name)))
             if row is None:
                 return self._finished(db, access, name)
@@ -492,7 +441,7 @@ class BlobStore:
 
     def metadata(self, actor: Actor, name: str) -> BlobInfo:
         with self.service.sessions() as db:
-            access = self.check(db, actor, name)
+            access = check_access(db, actor, name)
             blob = db.scalar(sa.select(Blob).where(self._where(Blob, access, name)))
             if blob is None or (blob.expires is not None and blob.expires < now_stamp()):
                 raise NotFound(f"no blob {name!r} that {actor.username!r} may read")
@@ -501,8 +450,8 @@ class BlobStore:
     def copy(self, actor: Actor, src: str, dst: str) -> BlobInfo:
         """Make ``dst`` name the content of ``src`` (no bytes move); the caller must read src and write dst."""
         with self._changing() as (db, garbage):
-            src_access = self.check(db, actor, src)
-            dst_access = self.check(db, actor, dst, write=True)
+            src_access = check_access(db, actor, src)
+            dst_access = check_access(db, actor, dst, write=True)
             blob = db.scalar(sa.select(Blob).where(self._where(Blob, src_access, src)))
             if blob is None:
                 raise NotFound(f"no blob {src!r} that {actor.username!r} may read")
@@ -513,7 +462,7 @@ class BlobStore:
     def delete(self, actor: Actor, name: str) -> bool:
         """Remove the object ``name`` and any unfinished upload of it; idempotent. True when there was one."""
         with self._changing() as (db, garbage):
-            access = self.check(db, actor, name, write=True)
+            access = check_access(db, actor, name, write=True)
             upload = db.scalar(sa.select(BlobUpload).where(self._where(BlobUpload, access, name)))
             if upload is not None:
                 self._drop_upload(db, upload, garbage)
@@ -527,7 +476,7 @@ class BlobStore:
     def delete_prefix(self, actor: Actor, prefix: str) -> int:
         """Remove every object (and unfinished upload) in the folder ``prefix``; how many objects went."""
         with self._changing() as (db, garbage):
-            access = self.check(db, actor, prefix, write=True)
+            access = check_access(db, actor, prefix, write=True)
             for upload in list(db.scalars(self._in_folder(BlobUpload, access, prefix))):
                 self._drop_upload(db, upload, garbage)
             blobs = list(db.scalars(self._in_folder(Blob, access, prefix)))
@@ -551,7 +500,7 @@ class BlobStore:
         now = now_stamp()
         with self.service.sessions() as db:
             if prefix:
-                access = self.access(db, actor, prefix)
+                access = blob_access(db, actor, prefix)
                 if not access.read:
                     return [], None
                 query = self._in_folder(Blob, access, prefix).where(Blob.id > after).order_by(Blob.id)
@@ -569,7 +518,7 @@ class BlobStore:
         query = sa.select(Blob).where(Blob.owner.in_(("", actor.username)), Blob.id > after).order_by(Blob.id)
         for row in db.scalars(query.execution_options(yield_per=500)):
             if row.owner == "" and row.scope not in readable:
-                readable[row.scope] = self.access(db, actor, row.name).read
+                readable[row.scope] = blob_access(db, actor, row.name).read
             if (row.owner or readable[row.scope]) and (row.expires is None or row.expires >= now):
                 found.append(_info(row))
                 if len(found) == limit:
