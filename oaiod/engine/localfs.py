@@ -15,6 +15,7 @@ Errors::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import logging
@@ -29,6 +30,7 @@ from oaiod.errors import OaiodError, ValidationError
 from oaiod.ignore import STATE_FOLDER, TEMP_PREFIX
 from oaiod.model import validate_file_path
 from oaiod.state.repo import FileStat
+from oaiod.storage.base import fsync_path, sync_filesystem
 
 log = logging.getLogger("oaiod.engine.localfs")
 
@@ -71,18 +73,44 @@ def safe_join(root: Path, rel: str) -> Path:
 
 
 def make_parents(root: Path, rel: str) -> Path:
-    """Create the folders of ``root/rel`` (never through a symlink) and return the full path."""
-    target = safe_join(root, rel)
-    root.mkdir(parents=True, exist_ok=True)
-    folder = root
-    for part in rel.split("/")[:-1]:
+    """Create the folders of ``root/rel`` (never through a symlink) and return the full path.
+
+    One lstat per existing component (the symlink check) and one mkdir per missing folder: no mkdir-and-recheck of
+    folders that exist, which matters when a pull installs thousands of files into a few folders.
+    """
+    try:
+        validate_file_path(rel, "path")
+    except ValidationError as exc:
+        raise UnsafePath(str(rel), exc.reason) from None
+    if not root.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+    parts = rel.split("/")
+    path = root
+    for depth, part in enumerate(parts):
+        path = path / part
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:
+            _make_folders(root, rel, parts, depth)
+            return root / rel
+        except OSError as exc:
+            raise LocalFsError(f"cannot check {path}: {exc.strerror}") from exc
+        if _stat.S_ISLNK(mode):
+            raise UnsafePath(rel, f"{path} is a symlink; oaiod never writes through one")
+        if depth < len(parts) - 1 and not _stat.S_ISDIR(mode):
+            raise UnsafePath(rel, f"{path} exists and is not a folder")
+    return root / rel
+
+
+def _make_folders(root: Path, rel: str, parts: list[str], first_missing: int) -> None:
+    folder = root.joinpath(*parts[:first_missing])
+    for part in parts[first_missing:-1]:
         folder = folder / part
         try:
             folder.mkdir()
-        except FileExistsError:
+        except FileExistsError:  # made meanwhile: check it like an existing one
             if not folder.is_dir() or folder.is_symlink():
                 raise UnsafePath(rel, f"{folder} exists and is not a folder") from None
-    return target
 
 
 def temp_beside(target: Path) -> Path:
@@ -114,6 +142,20 @@ def still_as_indexed(path: Path, expected: FileStat | None) -> bool:
         expected.mtime_ns,
         expected.inode,
     )
+
+
+def make_durable(root: Path, paths: list[Path]) -> None:
+    """Make the data of ``paths`` and their names in their folders survive a power loss: one ``syncfs`` of the
+    filesystem holding ``root`` where Linux offers it, else an fsync of every file and folder (a batch barrier:
+    one call per batch of downloads instead of one fsync per file)."""
+    try:
+        if sync_filesystem(root):
+            return
+        for path in [*paths, *sorted({path.parent for path in paths})]:  # the files, then their folders
+            with contextlib.suppress(FileNotFoundError):
+                fsync_path(path)
+    except OSError as exc:
+        raise LocalFsError(f"cannot make the files written to {root} durable: {exc.strerror or exc}") from exc
 
 
 def set_meta(path: Path, mtime_ns: int | None, executable: bool) -> None:
@@ -168,7 +210,7 @@ def install(root: Path, rel: str, temp: Path, expected: FileStat | None) -> File
     if not still_as_indexed(target, expected):
         temp.unlink(missing_ok=True)
         raise LocalChanged(f"{target} changed since it was indexed; keeping it")
-    if target.exists():
+    if expected is not None and expected.present:  # still as indexed, so it is there: keep it in the trash
         to_trash(root, rel, keep=True)
     os.replace(temp, target)
     st = target.lstat()

@@ -13,23 +13,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from oaiod.engine import localfs
 from oaiod.engine.context import EngineContext, EngineError, IntegrityError
 from oaiod.engine.localfs import LocalChanged, LocalFsError
 from oaiod.engine.manifest import RemoteFile, confirmed_delete, remote_files
 from oaiod.engine.plan import UNKNOWN, Action, conflict_name, decide, is_mass_deletion, merge_values
+from oaiod.engine.rows import RowWriter
 from oaiod.errors import OaiodError
 from oaiod.model import OaiObject, right_grants, storage_key
 from oaiod.scanner import file_sha256
 from oaiod.state.models import KIND_DATA, STATUS_ACTIVE, STATUS_HELD, FileRow, ObjectRow
 from oaiod.state.repo import FileStat
-from oaiod.storage.base import Backend
+from oaiod.storage.base import Backend, caller_syncs_local_files
 
 log = logging.getLogger("oaiod.engine.pull")
 
 TRANSFER_THREADS = 8
+#: steps per batch: temp files on disk and index rows in memory at most; two syncs per batch
+APPLY_BATCH = 5000
 
 
 @dataclass
@@ -71,22 +72,62 @@ def pull_object(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> PullOu
     if not confirmed_delete(remote.client_values, remote.client_stamp) and _held(ctx, row, steps, outcome):
         return outcome
     backend = ctx.backend(remote.csh_id) if any(_needs_backend(step) for step in steps) else None
-    root = Path(row.local_root)
-    prefetched = _prefetch(ctx, backend, remote, root, steps) if backend is not None else {}
-    for step in steps:
-        try:
-            _apply(ctx, row, root, backend, remote, step, outcome, prefetched.pop(step.path, None))
-        except LocalChanged as exc:
-            log.info("%s: %s; merging it next cycle", row.oaio_id, exc)
-            outcome.complete = False
-            outcome.retry_paths.append(root / step.path)
-        except (LocalFsError, EngineError, OaiodError) as exc:
-            log.warning("%s: cannot merge %s (%s); trying again later", row.oaio_id, step.path, exc)
-            ctx.repo.record_error(f"file:{row.oaio_id}:{step.path}", str(exc), row.oaio_id, step.path)
-            outcome.errors.append(f"{step.path}: {exc}")
-            outcome.complete = False
+    merge = _Merge(ctx, row, Path(row.local_root), backend, remote, outcome, RowWriter(ctx.repo, row.oaio_id))
+    for start in range(0, len(steps), APPLY_BATCH):
+        _apply_batch(merge, steps[start : start + APPLY_BATCH])
     _finish(ctx, row, remote, outcome)
     return outcome
+
+
+@dataclass
+class _Merge:
+    """One object's pull in progress: what every step needs."""
+
+    ctx: EngineContext
+    row: ObjectRow
+    root: Path
+    backend: Backend | None
+    remote: OaiObject
+    outcome: PullOutcome
+    rows: RowWriter
+    #: files renamed into the folder since the last durability barrier
+    installed: list[Path] = field(default_factory=list)
+
+
+def _apply_batch(m: _Merge, steps: list[_Step]) -> None:
+    """Fetch the plain downloads in parallel, make them durable with one sync, apply every step, make the renames
+    durable with one more sync, then write the batch's index rows in one transaction (design §3: no index row
+    describes a file a power loss could take back; no file is renamed over another before its data is on disk)."""
+    prefetched = _prefetch(m, steps) if m.backend is not None else {}
+    temps = [temp for temp in prefetched.values() if isinstance(temp, Path)]
+    try:
+        if temps:
+            localfs.make_durable(m.root, temps)
+        for step in steps:
+            _apply_step(m, step, prefetched.pop(step.path, None))
+    finally:
+        for leftover in prefetched.values():  # an interrupted batch: its downloads were never installed
+            if isinstance(leftover, Path):
+                leftover.unlink(missing_ok=True)
+        if m.installed:
+            localfs.make_durable(m.root, m.installed)
+            m.installed = []
+        m.rows.flush()
+
+
+def _apply_step(m: _Merge, step: _Step, fetched: Path | BaseException | None) -> None:
+    oaio_id = m.row.oaio_id
+    try:
+        _apply(m, step, fetched)
+    except LocalChanged as exc:
+        log.info("%s: %s; merging it next cycle", oaio_id, exc)
+        m.outcome.complete = False
+        m.outcome.retry_paths.append(m.root / step.path)
+    except (LocalFsError, EngineError, OaiodError) as exc:
+        log.warning("%s: cannot merge %s (%s); trying again later", oaio_id, step.path, exc)
+        m.ctx.repo.record_error(f"file:{oaio_id}:{step.path}", str(exc), oaio_id, step.path)
+        m.outcome.errors.append(f"{step.path}: {exc}")
+        m.outcome.complete = False
 
 
 def _merge_values_only(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> None:
@@ -162,52 +203,43 @@ def _held(ctx: EngineContext, row: ObjectRow, steps: list[_Step], outcome: PullO
     return True
 
 
-def _apply(
-    ctx: EngineContext,
-    row: ObjectRow,
-    root: Path,
-    backend: Backend | None,
-    remote: OaiObject,
-    step: _Step,
-    outcome: PullOutcome,
-    fetched: Path | BaseException | None = None,
-) -> None:
+def _apply(m: _Merge, step: _Step, fetched: Path | BaseException | None = None) -> None:
     action, file = step.action, step.row
     if action is Action.FETCH_AND_DECIDE:
-        _fetch_and_decide(ctx, row, root, backend, remote, step, outcome)
+        _fetch_and_decide(m, step)
         return
     if action in (Action.DOWNLOAD, Action.RESTORE):
-        assert backend is not None and step.remote is not None
+        assert step.remote is not None
         if isinstance(fetched, BaseException):
             raise fetched
-        temp = fetched or _fetch(ctx, backend, remote, root, step.path, step.remote)
-        _install(ctx, row, root, step.path, temp, step.remote, file)
-        outcome.downloads += 1
+        temp = fetched or _fetch(m, step.path, step.remote)
+        _install(m, step.path, temp, step.remote, file)
+        m.outcome.downloads += 1
     elif action is Action.TRASH_LOCAL:
-        localfs.trash_if_unchanged(root, step.path, _stat_of(file))
-        _delete_row(ctx, row.oaio_id, step.path)
-        ctx.repo.add_history(row.oaio_id, "trash", step.path, "deleted on the server; moved to the trash")
-        outcome.trashed += 1
+        localfs.trash_if_unchanged(m.root, step.path, _stat_of(file))
+        m.rows.delete(step.path)
+        m.ctx.repo.add_history(m.row.oaio_id, "trash", step.path, "deleted on the server; moved to the trash")
+        m.outcome.trashed += 1
     elif action is Action.NOTHING:
         if step.remote is None:
-            _delete_row(ctx, row.oaio_id, step.path)
+            m.rows.delete(step.path)
         else:
-            _set_synced(ctx, row.oaio_id, step.path, step.remote)
+            m.rows.set_synced(step.path, step.remote.sha256, step.remote.executable)
     elif action is Action.KEEP_LOCAL:
-        _set_synced(ctx, row.oaio_id, step.path, None)  # not in the new base: pushed again as a new file
-        _report_kept(ctx, row, step.path, "deleted on the server but modified here; kept")
+        m.rows.set_synced(step.path, None, False)  # not in the new base: pushed again as a new file
+        _report_kept(m.ctx, m.row, step.path, "deleted on the server but modified here; kept")
     elif action is Action.PUSH:
-        _report_kept(ctx, row, step.path, "")
+        _report_kept(m.ctx, m.row, step.path, "")
     elif action in (Action.CONFLICT, Action.CONFLICT_NO_BASE):
-        assert backend is not None and step.remote is not None
-        temp = _fetch(ctx, backend, remote, root, step.path, step.remote)
-        _resolve_conflict(ctx, row, root, remote, step, temp, outcome)
+        assert step.remote is not None
+        _resolve_conflict(m, step, _fetch(m, step.path, step.remote))
 
 
-def _prefetch(
-    ctx: EngineContext, backend: Backend, remote: OaiObject, root: Path, steps: list[_Step]
-) -> dict[str, Path | BaseException]:
-    """Download plain downloads on up to ``max_connections`` threads into temp files (installed one by one later)."""
+def _prefetch(m: _Merge, steps: list[_Step]) -> dict[str, Path | BaseException]:
+    """Download plain downloads on up to ``max_connections`` threads into temp files (installed one by one later).
+
+    The temp files are not fsynced one by one: the batch makes them durable with one sync before any is renamed.
+    """
     wanted = [s for s in steps if s.action in (Action.DOWNLOAD, Action.RESTORE) and s.remote is not None]
     if len(wanted) < 2:
         return {}
@@ -215,106 +247,103 @@ def _prefetch(
     def fetch(step: _Step) -> Path | BaseException:
         try:
             assert step.remote is not None
-            return _fetch(ctx, backend, remote, root, step.path, step.remote)
+            with caller_syncs_local_files():
+                return _fetch(m, step.path, step.remote)
         except OaiodError as exc:
             return exc
 
-    workers = max(1, min(getattr(backend.capabilities, "max_connections", 1), TRANSFER_THREADS))
+    assert m.backend is not None
+    workers = max(1, min(getattr(m.backend.capabilities, "max_connections", 1), TRANSFER_THREADS))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oaiod-get") as pool:
         return dict(zip((s.path for s in wanted), pool.map(fetch, wanted), strict=True))
 
 
-def _fetch_and_decide(
-    ctx: EngineContext,
-    row: ObjectRow,
-    root: Path,
-    backend: Backend | None,
-    remote: OaiObject,
-    step: _Step,
-    outcome: PullOutcome,
-) -> None:
+def _fetch_and_decide(m: _Merge, step: _Step) -> None:
     """The manifest is stale: download, hash, then decide with the real hash."""
-    assert backend is not None and step.remote is not None
-    temp = _fetch(ctx, backend, remote, root, step.path, step.remote)
+    assert step.remote is not None
+    temp = _fetch(m, step.path, step.remote)
     known = RemoteFile(file_sha256(temp), step.remote.size, step.remote.mtime_ns, _is_exec(step.remote, step.row))
     file = step.row
     local = file.sha256 if file is not None and file.present else None
     base = file.synced_sha256 if file is not None else None
-    action = decide(base, local, known.sha256, has_base=bool(row.synced_stamp))  # type: ignore[arg-type]
+    action = decide(base, local, known.sha256, has_base=bool(m.row.synced_stamp))  # type: ignore[arg-type]
     step = _Step(file, step.path, known, action)
     if action in (Action.DOWNLOAD, Action.RESTORE):
-        _install(ctx, row, root, step.path, temp, known, file)
-        outcome.downloads += 1
+        _install(m, step.path, temp, known, file)
+        m.outcome.downloads += 1
         return
     if action in (Action.CONFLICT, Action.CONFLICT_NO_BASE):
-        _resolve_conflict(ctx, row, root, remote, step, temp, outcome)
+        _resolve_conflict(m, step, temp)
         return
     temp.unlink(missing_ok=True)
     if action is Action.NOTHING:
-        _set_synced(ctx, row.oaio_id, step.path, known)
+        m.rows.set_synced(step.path, known.sha256, known.executable)
     elif action is Action.PUSH:
-        _report_kept(ctx, row, step.path, "")
+        _report_kept(m.ctx, m.row, step.path, "")
 
 
 def _is_exec(remote: RemoteFile, file: FileRow | None) -> bool:
     return remote.executable if remote.sha256 is not UNKNOWN else bool(file and file.executable)
 
 
-def _fetch(ctx: EngineContext, backend: Backend, remote: OaiObject, root: Path, rel: str, want: RemoteFile) -> Path:
-    """Download a file of ``remote``'s version to a temp file beside its target; verified when the hash is known."""
-    target = localfs.make_parents(root, rel)
+def _fetch(m: _Merge, rel: str, want: RemoteFile) -> Path:
+    """Download a file of the remote version to a temp file beside its target; verified when the hash is known.
+
+    Outside :func:`caller_syncs_local_files` (a file fetched alone) the backend fsyncs it; inside, the batch does.
+    """
+    assert m.backend is not None
+    progress = m.ctx.progress
+    target = localfs.make_parents(m.root, rel)
     temp = localfs.temp_beside(target)
-    key = storage_key(remote.oaio_id, remote.client_stamp, rel)
-    ctx.progress.start(rel, max(0, want.size))
+    key = storage_key(m.remote.oaio_id, m.remote.client_stamp, rel)
+    progress.start(rel, max(0, want.size))
     try:
-        backend.get_file(key, temp, progress=ctx.progress.advance)
+        m.backend.get_file(key, temp, progress=progress.advance)
         if want.sha256 is not UNKNOWN and (got := file_sha256(temp)) != want.sha256:
             raise IntegrityError(f"{key}: downloaded sha256 {got[:12]}… is not the manifest's {want.sha256[:12]}…")
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
     finally:
-        ctx.progress.finish(False, max(0, want.size))
+        progress.finish(False, max(0, want.size))
     return temp
 
 
-def _install(
-    ctx: EngineContext, row: ObjectRow, root: Path, rel: str, temp: Path, want: RemoteFile, file: FileRow | None
-) -> None:
+def _install(m: _Merge, rel: str, temp: Path, want: RemoteFile, file: FileRow | None, *, synced: bool = True) -> None:
     sha = want.sha256 if want.sha256 is not UNKNOWN else file_sha256(temp)
     executable = _is_exec(want, file)
     localfs.set_meta(temp, want.mtime_ns or None, executable)
-    st = localfs.install(root, rel, temp, _stat_of(file))
-    _write_row(ctx, row.oaio_id, rel, st, sha, executable)
+    st = localfs.install(m.root, rel, temp, _stat_of(file))
+    m.installed.append(m.root / rel)
+    m.rows.write(rel, st, sha, executable, synced=synced)
 
 
-def _resolve_conflict(
-    ctx: EngineContext, row: ObjectRow, root: Path, remote: OaiObject, step: _Step, temp: Path, outcome: PullOutcome
-) -> None:
+def _resolve_conflict(m: _Merge, step: _Step, temp: Path) -> None:
     """Keep both sides: design §5's conflicted copy (or, without a base, the remote side as the copy)."""
-    file, rel = step.row, step.path
+    file, rel, root, remote = step.row, step.path, m.root, m.remote
     assert file is not None and step.remote is not None
     if step.action is Action.CONFLICT:
-        copy = _free_conflict_name(root, rel, ctx.settings.device_id)
+        copy = _free_conflict_name(root, rel, m.ctx.settings.device_id)
         if not localfs.still_as_indexed(root / rel, _stat_of(file)):
             temp.unlink(missing_ok=True)
             raise LocalChanged(f"{root / rel} changed since it was indexed")
         localfs.rename_within(root, rel, copy)
         st = localfs.current_stat(root / copy)
         assert st is not None
-        _write_row(ctx, row.oaio_id, copy, st, file.sha256 or "", file.executable, synced=False)
-        _delete_row(ctx, row.oaio_id, rel)
-        _install(ctx, row, root, rel, temp, step.remote, None)
+        m.installed.append(root / copy)
+        m.rows.write(copy, st, file.sha256 or "", file.executable, synced=False)
+        m.rows.delete(rel)
+        _install(m, rel, temp, step.remote, None)
     else:
         copy = _free_conflict_name(root, rel, remote.device_id or "server")
-        _install(ctx, row, root, copy, temp, step.remote, None)
-        _set_synced(ctx, row.oaio_id, copy, None)
-        _set_synced(ctx, row.oaio_id, rel, step.remote)
-    ctx.repo.add_conflict(row.oaio_id, "file", rel, copy, f"changed here and on {remote.device_id or 'the server'}")
-    ctx.repo.add_history(row.oaio_id, "conflict", rel, f"conflicted copy: {copy}")
-    log.warning("%s: %s changed on both sides; kept both (copy: %s)", row.oaio_id, rel, copy)
-    outcome.conflicts.append(copy)
-    _mark_dirty(ctx, row.oaio_id)
+        _install(m, copy, temp, step.remote, None, synced=False)  # not in the base: pushed as a new file
+        m.rows.set_synced(rel, step.remote.sha256, step.remote.executable)
+    oaio_id = m.row.oaio_id
+    m.ctx.repo.add_conflict(oaio_id, "file", rel, copy, f"changed here and on {remote.device_id or 'the server'}")
+    m.ctx.repo.add_history(oaio_id, "conflict", rel, f"conflicted copy: {copy}")
+    log.warning("%s: %s changed on both sides; kept both (copy: %s)", oaio_id, rel, copy)
+    m.outcome.conflicts.append(copy)
+    _mark_dirty(m.ctx, oaio_id)
 
 
 def _free_conflict_name(root: Path, rel: str, device: str) -> str:
@@ -360,38 +389,13 @@ def _finish(ctx: EngineContext, row: ObjectRow, remote: OaiObject, outcome: Pull
     ctx.repo.save_object(row)
 
 
-# -- index rows ---------------------------------------------------------------------------------------------------
+# -- helpers ------------------------------------------------------------------------------------------------------
 
 
 def _stat_of(file: FileRow | None) -> FileStat | None:
     if file is None or not file.present:
         return None
     return FileStat(file.size, file.mtime_ns, file.inode)
-
-
-def _write_row(
-    ctx: EngineContext, oaio_id: str, rel: str, st: FileStat, sha: str, executable: bool, *, synced: bool = True
-) -> None:
-    with ctx.repo.session() as s:
-        file = ctx.repo.get_file(oaio_id, rel, session=s) or FileRow(oaio_id=oaio_id, path=rel)
-        file.present, file.size, file.mtime_ns, file.inode = True, st.size, st.mtime_ns, st.inode
-        file.sha256, file.executable = sha, executable
-        if synced:
-            file.synced_sha256, file.synced_executable = sha, executable
-        s.add(file)
-
-
-def _set_synced(ctx: EngineContext, oaio_id: str, rel: str, remote: RemoteFile | None) -> None:
-    with ctx.repo.session() as s:
-        file = ctx.repo.get_file(oaio_id, rel, session=s)
-        if file is not None:
-            file.synced_sha256 = remote.sha256 if remote is not None else None  # type: ignore[assignment]
-            file.synced_executable = bool(remote and remote.executable)
-
-
-def _delete_row(ctx: EngineContext, oaio_id: str, rel: str) -> None:
-    with ctx.repo.session() as s:
-        s.execute(sa.delete(FileRow).where(FileRow.oaio_id == oaio_id, FileRow.path == rel))
 
 
 def _mark_dirty(ctx: EngineContext, oaio_id: str) -> None:
