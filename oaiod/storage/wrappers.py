@@ -227,6 +227,9 @@ class CallTiming:
     error: str | None = None
 
 
+LARGE_TRANSFER_LOGGED = 8 * 1024 * 1024  #: transfers at least this big are logged at INFO, others at DEBUG
+
+
 class LoggingBackend(WrappingBackend):
     """One log line per call (operation, key, bytes, seconds); the last timings stay in ``timings``."""
 
@@ -237,7 +240,8 @@ class LoggingBackend(WrappingBackend):
     def _record(self, name: str, key: str, nbytes: int, started: float, error: StorageError | None) -> None:
         seconds = time.monotonic() - started
         self.timings.append(CallTiming(name, key, nbytes, seconds, type(error).__name__ if error else None))
-        level = logging.DEBUG if name in ("stat", "exists") else logging.INFO
+        # A sync of thousands of small files must not write thousands of INFO lines: only big transfers are news.
+        level = logging.INFO if nbytes >= LARGE_TRANSFER_LOGGED else logging.DEBUG
         if error is not None:
             log.warning("storage %s %s %r failed after %.3f s: %s", name, self.describe(), key, seconds, error)
         else:

@@ -284,8 +284,10 @@ def test_logging_keeps_timings_and_logs_one_line_per_call(tmp_path: Path, caplog
     root.mkdir()
     backend = wrap_backend(LocalBackend(root), WrapperConfig())
     assert isinstance(backend, LoggingBackend)
-    caplog.set_level(logging.INFO, logger="oaiod.storage.wrappers")
+    caplog.set_level(logging.DEBUG, logger="oaiod.storage.wrappers")
     backend.put_bytes("a/b", b"12345")
+    (small_put,) = [r for r in caplog.records if "'a/b'" in r.getMessage()]
+    assert small_put.levelno == logging.DEBUG  # only big transfers are INFO news
     with pytest.raises(StorageError):
         backend.get_bytes("missing")
     lines = [r.getMessage() for r in caplog.records if r.name == "oaiod.storage.wrappers"]
