@@ -33,6 +33,7 @@ from oaiod.hub.errors import (
     HubError,
     NotAuthenticated,
     NotFound,
+    RangeNotSatisfiable,
     RateLimited,
     UnsupportedMedia,
 )
@@ -246,6 +247,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         response = HubJSONResponse(exc.body(), status_code=exc.status)
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, RangeNotSatisfiable):
+            response.headers["Content-Range"] = f"bytes */{exc.size}"
         return response
 
     @app.exception_handler(ValidationError)

@@ -28,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 from oaiod.errors import ValidationError
 from oaiod.hub.app import CSRF_COOKIE, ActorDep, json_body
 from oaiod.hub.blobstore import BlobStore
-from oaiod.hub.errors import BadRequest, TooLarge, UnsupportedMedia
+from oaiod.hub.errors import BadRequest, RangeNotSatisfiable, TooLarge, UnsupportedMedia
 from oaiod.model import validate_exact_keys, validate_stamp
 from oaiod.storage.keys import validate_key, validate_prefix
 
@@ -42,8 +42,10 @@ INLINE_MAX = 64 * 1024  #: largest object the hub takes inline with createUpload
 WRITE_BLOCK = 4 * 1024 * 1024  #: bytes of an upload gathered before each disk write
 MAX_BLOB_SIZE = 1 << 40  #: 1 TiB
 LIST_PAGE = 1000
+MAX_CURSOR = (1 << 31) - 1  #: largest ``after`` of a listing: ``blobs.id`` is a 32-bit integer on PostgreSQL
 _UPLOAD_ID = re.compile(r"\A[A-Za-z0-9_-]{22,128}\Z")  # ≥ 128 bits of URL-safe base64
 _SHA256 = re.compile(r"\A[0-9a-f]{64}\Z")
+_RANGE_SPEC = re.compile(r"\A(?:([0-9]{1,19})-([0-9]{0,19})|-([0-9]{1,19}))\Z")
 #: the routes that change something, and their methods: a GET there answers 200 (see :func:`_csrf_hint`)
 CHANGING_ROUTES = {
     "upload/{name:path}": "PUT or DELETE",
@@ -267,12 +269,38 @@ class NotAcceptable(BadRequest):
 
 
 @router.get("/download/{name:path}")
-def download(name: str, actor: ActorDep, store: StoreDep) -> Response:
+def download(request: Request, name: str, actor: ActorDep, store: StoreDep) -> Response:
     """The object's bytes (``Range`` honoured, for resuming a download); ``X-Oaiod-Sha256`` carries its hash."""
     path, info = store.open_download(actor, _name(name))
-    headers = {"X-Oaiod-Sha256": info.sha256}
     release = partial(store.release_download, info.sha256)
+    try:
+        check_range(request.headers.get("range"), info.size)
+    except BaseException:
+        release()
+        raise
+    headers = {"X-Oaiod-Sha256": info.sha256}
     return DownloadResponse(path, release, media_type="application/octet-stream", headers=headers)
+
+
+def check_range(header: str | None, size: int) -> None:
+    """Refuse, as JSON, a ``Range`` the download would not serve: malformed 400, not inside the object 416.
+
+    Stricter than RFC 9110 where the file response is: every range must start inside the object."""
+    if header is None:
+        return
+    unit, _, specs = header.partition("=")
+    if unit.strip().lower() != "bytes":
+        raise BadRequest(f"Range {header[:80]!r}: only byte ranges are served")
+    for spec in specs.split(","):
+        match = _RANGE_SPEC.match(spec.strip())
+        if match is None:
+            raise BadRequest(f"Range {header[:80]!r}: each range is FIRST-[LAST] or -SUFFIX (at most 19 digits)")
+        first, last, suffix = match.groups()
+        if last and int(last) < int(first):
+            raise BadRequest(f"Range {header[:80]!r}: a range ends before it starts")
+        start = int(first) if first is not None else max(size - int(suffix), 0)
+        if start >= size or (suffix is not None and int(suffix) == 0):
+            raise RangeNotSatisfiable(f"Range {header[:80]!r} is not inside the object of {size} bytes", size)
 
 
 @router.get("/metadata/{name:path}")
@@ -311,7 +339,9 @@ def listing(
         _name(prefix, "prefix")
     if not 1 <= limit <= LIST_PAGE:
         raise ValidationError("limit", f"must be 1 to {LIST_PAGE}")
-    items, following = store.listing(actor, prefix, max(after, 0), limit)
+    if not 0 <= after <= MAX_CURSOR:
+        raise ValidationError("after", "must be the next of a previous page (0 for the first)")
+    items, following = store.listing(actor, prefix, after, limit)
     return {"items": [item.as_dict() for item in items], "next": following}
 
 

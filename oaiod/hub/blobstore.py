@@ -30,6 +30,7 @@ import hmac
 import logging
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -111,7 +112,10 @@ class UploadTarget:
     def __init__(self, store: BlobStore, upload_key: int, path: Path, offset: int, size: int) -> None:
         self.store, self.upload_key, self.path, self.size = store, upload_key, path, size
         self.position = offset
-        self._file = open(path, "r+b" if path.exists() else "w+b")  # noqa: SIM115 - closed by close()
+        try:
+            self._file = open(path, "r+b")  # noqa: SIM115 - closed by close()
+        except FileNotFoundError:  # nothing received yet (or the upload was dropped just now: swept later)
+            self._file = open(path, "w+b")  # noqa: SIM115
         self._file.truncate(offset)
         self._file.seek(offset)
         self._hash = store.take_hasher(upload_key, offset)
@@ -518,7 +522,8 @@ class BlobStore:
         query = sa.select(Blob).where(Blob.owner.in_(("", actor.username)), Blob.id > after).order_by(Blob.id)
         for row in db.scalars(query.execution_options(yield_per=500)):
             if row.owner == "" and row.scope not in readable:
-                readable[row.scope] = blob_access(db, actor, row.name).read
+                access = blob_access(db, actor, row.name)
+                readable[row.scope] = access.read and access.owner == ""  # shared, not the caller's private space
             if (row.owner or readable[row.scope]) and (row.expires is None or row.expires >= now):
                 found.append(_info(row))
                 if len(found) == limit:
@@ -572,8 +577,23 @@ class BlobStore:
             for blob in expired:
                 db.delete(blob)
             garbage.content.update(blob.sha256 for blob in expired)
-        if stale or expired:
-            log.info("blob store: dropped %d abandoned uploads and %d expired objects", len(stale), len(expired))
+        stray = self._drop_stray_upload_files()
+        if stale or expired or stray:
+            log.info("blob store: dropped %d abandoned uploads, %d expired objects and %d stray upload files",
+                     len(stale), len(expired), stray)  # fmt: skip
+
+    def _drop_stray_upload_files(self) -> int:
+        """Remove files under ``uploads/`` that no upload names, untouched for a day (a ``data/`` request racing
+        the removal of its upload can leave one behind); how many went."""
+        with self.service.sessions() as db:
+            known = set(db.scalars(sa.select(BlobUpload.upload_id_hash)))
+        horizon, count = time.time() - UPLOAD_LIFETIME, 0
+        for path in self.upload_root.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if path.name not in known and path.stat().st_mtime < horizon:
+                    path.unlink()
+                    count += 1
+        return count
 
     def iter_names(self) -> Iterator[tuple[str, str, str]]:
         """``(owner, name, sha256)`` of every finished blob (for administration and tests)."""

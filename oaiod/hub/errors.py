@@ -13,6 +13,7 @@
         ├── Gone                410 gone
         ├── TooLarge            413 too_large
         ├── UnsupportedMedia    415 unsupported_media_type
+        ├── RangeNotSatisfiable 416 range_not_satisfiable (carries the object's size, for Content-Range)
         ├── RateLimited         429 rate_limited (carries retry_after seconds)
         └── InsufficientStorage 507 insufficient_storage (the blob store's disk is full)
 
@@ -77,6 +78,14 @@ class TooLarge(HubError):
 
 class UnsupportedMedia(HubError):
     status, code = 415, "unsupported_media_type"
+
+
+class RangeNotSatisfiable(HubError):
+    status, code = 416, "range_not_satisfiable"
+
+    def __init__(self, reason: str, size: int) -> None:
+        super().__init__(reason, size=size)
+        self.size = size
 
 
 class RateLimited(HubError):

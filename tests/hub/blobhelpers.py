@@ -5,8 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import time
 from typing import Any
 from urllib.parse import quote
+
+from oaiod.hub.blobstore import BlobStore
+from oaiod.hub.server import HubServer
 
 B = "hub/blobs/"
 STAMP = "20250101120000123456"
@@ -59,3 +63,13 @@ def put_large(session: Any, name: str, data: bytes) -> None:
     assert send(session, name, upload_id, data).json() == {"received": len(data)}
     answer = session.post(B + "finish-upload/" + quote(name), json={"uploadId": upload_id})
     assert answer.status_code == 200, answer.text
+
+
+def wait_for_no_downloads(hub: HubServer) -> None:
+    """The hub releases a download's content after its last byte went out: wait (bounded) until none is held."""
+    assert hub.service is not None
+    [store] = [part for part in hub.service.attachments if isinstance(part, BlobStore)]
+    deadline = time.monotonic() + 10
+    while store.downloads_in_flight() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.downloads_in_flight() == 0

@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 import requests
 
-from oaiod.hub.blobstore import BlobStore
 from oaiod.hub.server import HubServer
-from tests.hub.blobhelpers import B, download, put_large, sha
+from tests.hub.blobhelpers import B, download, put_large, sha, wait_for_no_downloads
 
 pytestmark = pytest.mark.integration
 
@@ -29,16 +28,6 @@ MAX_REQUESTS = 3000  #: per downloading thread
 
 def content_files(hub: HubServer) -> list[str]:
     return [path.name for path in (hub.data_dir / "blobs" / "sha256").rglob("*") if path.is_file()]
-
-
-def wait_for_no_downloads(hub: HubServer) -> None:
-    """The hub releases a download's content after its last byte went out: wait (bounded) until none is held."""
-    assert hub.service is not None
-    [store] = [part for part in hub.service.attachments if isinstance(part, BlobStore)]
-    deadline = time.monotonic() + 10
-    while store.downloads_in_flight() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert store.downloads_in_flight() == 0
 
 
 def test_downloads_racing_deletes_answer_the_content_or_404(

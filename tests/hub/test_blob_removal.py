@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from oaiod.cli import main
+from oaiod.hub.blobstore import BlobStore, sha256_text
 from oaiod.hub.db import Blob, BlobUpload, Object
 from oaiod.hub.server import HubServer
 from oaiod.hub.service import Removal
@@ -172,3 +174,25 @@ def test_admin_user_del_drops_the_blobs_too(
     again = hub_factory(db_url=db_url, data_dir=hub.data_dir, users=False)
     again.users = hub.users
     check_bob_is_gone(again, hub_session(again, "alice"), shared)
+
+
+def test_leftovers_of_earlier_versions_stay_invisible_and_stray_upload_files_are_swept(
+    hub: HubServer, sessions: dict[str, Any]
+) -> None:
+    assert hub.service is not None
+    with hub.service.sessions.begin() as db:  # a blob an earlier version left behind when it deleted its object
+        db.add(Blob(owner="", scope="legacy", name="legacy/x", name_hash=sha256_text("legacy/x"), sha256=sha(b"old"),
+                    size=3, creator="alice", created=STAMP, expires=None))  # fmt: skip
+    bob = sessions["bob"]
+    assert bob.get(B + "list/").json()["items"] == []  # not shared with anyone, not bob's private blob
+    assert bob.get(B + "metadata/legacy/x").status_code == 404
+
+    uploads = hub.data_dir / "blobs" / "uploads"
+    stray, fresh = uploads / ("0" * 64), uploads / ("1" * 64)  # no upload row names either
+    stray.write_bytes(b"left by a data/ request that raced the removal of its upload")
+    fresh.write_bytes(b"maybe an upload being created right now")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(stray, (two_days_ago, two_days_ago))
+    [store] = [part for part in hub.service.attachments if isinstance(part, BlobStore)]
+    store.sweep()  # the first sweep of this hub runs at once
+    assert not stray.exists() and fresh.exists()

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from oaiod.hub.db import BlobUpload
 from oaiod.hub.server import HubServer
 from oaiod.storage.hub import HubBackend
-from tests.hub.blobhelpers import STAMP, B, create, download, minted, new_id, put_blob, send, sha
+from tests.hub.blobhelpers import STAMP, B, create, download, minted, new_id, put_blob, send, sha, wait_for_no_downloads
 from tests.hub.objects import new_object
 
 pytestmark = pytest.mark.integration
@@ -311,7 +311,27 @@ def test_bad_input_answers_4xx_json_and_changes_nothing(
         ("DELETE", "prefix/a/%2E%2E/b", {}),
         ("GET", "nothing-here", {}),
         ("POST", "ping", {}),
+        ("GET", f"list/?after={1 << 31}", {}),  # beyond a row id: PostgreSQL's integer would overflow
+        ("GET", "list/?after=" + "9" * 30, {}),
+        ("GET", "list/?after=-1", {}),
+        ("GET", "list/?after=1e3", {}),
+        ("PUT", f"data/scratch/open?uploadId={good_id}&offset={1 << 70}", {"data": b"x"}),
+        ("DELETE", f"object/{quote(good)}", {"headers": {"X-CSRFToken": "wrong"}}),
+        ("PUT", "upload/scratch/%ED%A0%80", {"json": {**body, "size": 2}}),  # a broken UTF-8 name, a broken body
+        ("GET", "metadata/scratch/%FF%FE", {}),
     ]
+    for bad_range in (
+        "bytes=a-b",
+        "bytes=5-2",
+        "bytes=" + "9" * 5000 + "-",
+        "items=0-1",
+        "bytes=0-1,x",
+        "bytes=",
+        "bytes=2-",
+        "bytes=-0",
+        "bytes=0-0,9-",
+    ):  # fmt: skip  (the object has 2 bytes)
+        cases.append(("GET", f"download/{quote(good)}", {"headers": {"Range": bad_range}}))
     for method, route, kwargs in cases:
         answer = alice.request(method, B + route, timeout=30, **kwargs)
         assert 400 <= answer.status_code < 500, f"{method} {route}: {answer.status_code} {answer.text[:200]}"
@@ -320,6 +340,12 @@ def test_bad_input_answers_4xx_json_and_changes_nothing(
     after.pop("blob_uploads"), before.pop("blob_uploads")  # only their deadlines may move: compare the rest
     assert after == before
     assert download(alice, good).content == b"ok"
+    assert alice.get(B + "download/" + quote(good), headers={"Range": "bytes=-5"}).content == b"ok"  # suffix > size
+    tail = alice.get(B + "download/" + quote(good), headers={"Range": "bytes=1-"})
+    assert tail.status_code == 206 and tail.content == b"k"
+    beyond = alice.get(B + "download/" + quote(good), headers={"Range": "bytes=2-"})
+    assert beyond.status_code == 416 and beyond.headers["Content-Range"] == "bytes */2"
+    wait_for_no_downloads(hub)  # refused downloads hold nothing either
     status = alice.get(B + "upload-status/scratch/open", params={"uploadId": good_id}).json()
     assert status == {"received": 0, "size": 10}
 
