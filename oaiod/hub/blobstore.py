@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -109,16 +109,13 @@ class Garbage:
 class UploadTarget:
     """Receives the bytes of one ``data/`` request into an upload's file, from ``offset`` on (thread methods)."""
 
-    def __init__(self, store: BlobStore, upload_key: int, path: Path, offset: int, size: int) -> None:
-        self.store, self.upload_key, self.path, self.size = store, upload_key, path, size
+    def __init__(self, store: BlobStore, upload_key: int, file: BinaryIO, offset: int, size: int, hasher: Any):
+        self.store, self.upload_key, self.size = store, upload_key, size
         self.position = offset
-        try:
-            self._file = open(path, "r+b")  # noqa: SIM115 - closed by close()
-        except FileNotFoundError:  # nothing received yet (or the upload was dropped just now: swept later)
-            self._file = open(path, "w+b")  # noqa: SIM115
+        self._file = file
         self._file.truncate(offset)
         self._file.seek(offset)
-        self._hash = store.take_hasher(upload_key, offset)
+        self._hash = hasher
 
     def write(self, data: bytes | bytearray) -> None:
         if self.position + len(data) > self.size:
@@ -298,31 +295,44 @@ class BlobStore:
         return self.open_target(row, offset)
 
     def open_target(self, row: BlobUpload, offset: int) -> UploadTarget:
+        """The upload's file, open at ``offset`` and marked busy. Opened under the lock, after checking that the
+        upload still exists: no file is made for an upload dropped meanwhile (404). 409 when ``offset`` is beyond
+        what was received, or another transfer to the upload runs."""
         path = self.upload_path(row)
-        received = _file_size(path)
-        if offset > received or offset > row.size:
-            raise Conflict(f"offset {offset} is beyond the {received} bytes received; resume from there",
-                           received=received)  # fmt: skip
         with self._lock:
+            if self._dropped(row):
+                raise NotFound(f"the upload of {row.name!r} was cancelled, or its object deleted, meanwhile")
+            received = _file_size(path)
+            if offset > received or offset > row.size:
+                raise Conflict(f"offset {offset} is beyond the {received} bytes received; resume from there",
+                               received=received)  # fmt: skip
             if row.id in self._busy:
                 raise Conflict("another transfer to this upload is running; retry shortly", received=received)
+            file = open(path, "r+b" if path.exists() else "w+b")  # noqa: SIM115 - closed by UploadTarget.close
             self._busy.add(row.id)
+            done, digest = self._hashers.pop(row.id, (0, None))
+        if offset == 0:
+            digest = hashlib.sha256()
+        elif digest is not None and done != offset:
+            digest = None  # the running hash does not cover exactly what is kept: hashed in full at finish
         try:
-            return UploadTarget(self, row.id, path, offset, row.size)
+            return UploadTarget(self, row.id, file, offset, row.size, digest)
         except BaseException:
+            file.close()
             self.release(row.id, offset, None)
             raise
 
-    def take_hasher(self, upload_key: int, offset: int) -> Any:
-        """The running sha256 of an upload when it covers exactly ``offset`` bytes (else None: hashed at finish)."""
-        with self._lock:
-            done, digest = self._hashers.pop(upload_key, (0, None))
-        if offset == 0:
-            return hashlib.sha256()
-        return digest if digest is not None and done == offset else None
+    def _dropped(self, row: BlobUpload) -> bool:
+        """True when the upload ``row`` is gone (cancelled, expired, its object deleted or its user wiped)."""
+        with self.service.sessions() as db:
+            stored = db.get(BlobUpload, row.id)
+        return stored is None or stored.upload_id_hash != row.upload_id_hash  # SQLite may reuse a dropped id
 
     def release(self, upload_key: int, position: int, digest: Any) -> None:
+        """The end of a transfer to an upload: keep its running hash, unless the upload was dropped meanwhile."""
         with self._lock:
+            if upload_key not in self._busy:
+                return
             self._busy.discard(upload_key)
             if digest is not None:
                 self._hashers[upload_key] = (position, digest)
@@ -347,6 +357,7 @@ class BlobStore:
         """Forget an unfinished upload (call under the lock); its file goes once the change committed."""
         db.delete(row)
         self._hashers.pop(row.id, None)
+        self._busy.discard(row.id)  # a transfer still running writes into the removed file, and keeps no hash
         garbage.upload_files.append(self.upload_path(row))
 
     def finish_upload(self, actor: Actor, name: str, upload_id: str) -> BlobInfo:
@@ -360,20 +371,22 @@ class BlobStore:
         try:
             path = self.upload_path(row)
             received = _file_size(path)
+            if received != row.size and self._dropped(row):
+                raise NotFound(f"the upload of {name!r} was cancelled, or its object deleted, meanwhile")
             if received != row.size:
                 raise Conflict(f"received {received} of {row.size} bytes; send the rest first", received=received)
             digest = self._digest(row, path)
             if not hmac.compare_digest(digest, row.sha256):
                 with self._changing() as (db, garbage):
                     stored = db.get(BlobUpload, row.id)
-                    if stored is not None:
+                    if stored is not None and stored.upload_id_hash == row.upload_id_hash:
                         self._drop_upload(db, stored, garbage)
                 log.warning("blob upload of %r by %s discarded: sha256 %s, expected %s", name, actor.username,
                             digest, row.sha256)  # fmt: skip
                 raise BadRequest(f"the data has sha256 {digest}, not {row.sha256}; the upload is discarded")
             return self._publish(row, path)
-        except FileNotFoundError:  # the upload was dropped meanwhile (cancelled, or its object deleted)
-            raise NotFound(f"the upload of {name!r} was cancelled or deleted while it was being finished") from None
+        except FileNotFoundError:  # its file went with the upload, dropped while it was checked
+            raise NotFound(f"the upload of {name!r} was cancelled, or its object deleted, meanwhile") from None
         finally:
             with self._lock:
                 self._busy.discard(row.id)
@@ -411,7 +424,7 @@ class BlobStore:
         content = self.content_path(row.sha256)
         with self._changing() as (db, garbage):
             stored = db.get(BlobUpload, row.id)
-            if stored is None:  # finished or cancelled meanwhile by another request
+            if stored is None or stored.upload_id_hash != row.upload_id_hash:  # finished or dropped meanwhile
                 return self._finished(db, Access(row.owner, row.scope, True, True), row.name)
             if content.exists():
                 garbage.upload_files.append(path)

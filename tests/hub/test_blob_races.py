@@ -12,12 +12,16 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
+import sqlalchemy as sa
 
+from oaiod.hub.db import Blob, BlobUpload
 from oaiod.hub.server import HubServer
-from tests.hub.blobhelpers import B, download, put_large, sha, wait_for_no_downloads
+from tests.hub.blobhelpers import STAMP, B, create, download, new_id, put_large, sha, wait_for_no_downloads
+from tests.hub.objects import new_object
 
 pytestmark = pytest.mark.integration
 
@@ -128,3 +132,56 @@ def test_a_download_the_client_cuts_releases_its_content(
     wait_for_no_downloads(hub)
     assert content_files(hub) == []
     assert download(alice, "big/y").status_code == 404
+
+
+def test_uploads_racing_an_object_delete_leave_nothing_behind(
+    db_url: str, hub_factory: Callable[..., Any], hub_session: Callable[..., Any]
+) -> None:
+    hub = hub_factory(db_url=db_url)
+    alice, bob = hub_session(hub, "alice"), hub_session(hub, "bob")
+    answers: Counter[int] = Counter()
+    failures: list[str] = []
+
+    def upload_until_gone(oaio_id: str, started: threading.Event, gone: threading.Event) -> None:
+        try:
+            for number in range(300):  # bounded; ends soon after the object went
+                name = f"{oaio_id}/{STAMP}/f{number}"
+                data, upload_id = os.urandom(2000), new_id()
+                try:
+                    created = create(bob, name, data, upload_id)
+                    finish = bob.post(B + "finish-upload/" + quote(name), json={"uploadId": upload_id})
+                    statuses = [created.status_code, finish.status_code]
+                except requests.RequestException:
+                    statuses = [0]  # no answer: the hub dropped the connection
+                    bob.close()
+                answers.update(statuses)
+                if statuses == [200, 200]:
+                    started.set()
+                if gone.is_set() and 404 in statuses:
+                    return
+        except Exception as exc:  # reported below
+            failures.append(repr(exc))
+        finally:
+            started.set()
+
+    for round_ in range(4):
+        obj = new_object("alice", f"doc{round_}")
+        assert alice.post("register/", json=obj).ok
+        oaio_id = obj["oaio_id"]
+        assert alice.post("subscribe/", json={"oaio_id": oaio_id, "username": "bob", "access_right": "U"}).ok
+        started, gone = threading.Event(), threading.Event()
+        uploader = threading.Thread(target=upload_until_gone, args=(oaio_id, started, gone))
+        uploader.start()
+        started.wait(timeout=60)  # at least one file went up under the object
+        time.sleep(0.05 * round_)  # the delete lands at different points of an upload
+        assert alice.post("delete/", json={"oaio_id": oaio_id}).status_code == 200
+        gone.set()
+        uploader.join(timeout=120)
+    print(f"uploads racing deletes: {dict(answers)}")
+    assert not failures, failures
+    assert answers[200] and answers[404] and set(answers) == {200, 404}, answers  # never a 5xx
+    assert content_files(hub) == [] and list((hub.data_dir / "blobs" / "uploads").iterdir()) == []
+    assert hub.service is not None
+    with hub.service.sessions() as db:
+        assert db.scalar(sa.select(sa.func.count()).select_from(Blob)) == 0
+        assert db.scalar(sa.select(sa.func.count()).select_from(BlobUpload)) == 0
