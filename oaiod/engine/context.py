@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from oaiod.engine.settings import EngineSettings
 from oaiod.errors import OaiodError
@@ -21,6 +22,8 @@ from oaiod.storage.base import Backend
 log = logging.getLogger("oaiod.engine")
 
 OpenBackend = Callable[[str, Mapping[str, Any]], Backend]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class ServerApi(Protocol):
@@ -120,6 +123,24 @@ class EngineContext:
                 except OaiodError as exc:  # pragma: no cover - closing is best effort
                     log.debug("closing %s: %s", backend, exc)
             self._backends.clear()
+
+
+TRANSFER_THREADS = 8  # at most, whatever a backend allows
+
+
+def transfer_map(backend: Backend, func: Callable[[T], R], items: Iterable[T], name: str) -> Iterator[R]:
+    """``map(func, items)`` on up to ``capabilities.max_connections`` threads (results in order).
+
+    With one connection it runs in the calling thread: no pool, no futures. That is not only simpler: with
+    several threads every system call of a transfer hands CPython's GIL over (measured with strace: ~120 futex
+    calls per 4 KiB file on Local storage, whose calls are CPU-bound), which made 8 threads twice as slow as 1.
+    """
+    workers = max(1, min(getattr(backend.capabilities, "max_connections", 1), TRANSFER_THREADS))
+    if workers == 1:
+        yield from map(func, items)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"oaiod-{name}") as pool:
+        yield from pool.map(func, items)
 
 
 def object_owner(oaio_id: str) -> str:

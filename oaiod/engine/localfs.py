@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import errno
+import functools
 import logging
 import os
 import secrets
@@ -72,18 +73,30 @@ def safe_join(root: Path, rel: str) -> Path:
     return root / rel
 
 
+@functools.lru_cache(maxsize=8192)
+def _validated(rel: str) -> str | None:
+    """None when ``rel`` is a valid relative path, else the reason (a pure function of the string: cached, since
+    every download checks its path twice, before the temp file and before the rename)."""
+    try:
+        validate_file_path(rel, "path")
+    except ValidationError as exc:
+        return exc.reason
+    return None
+
+
+def _checked(rel: str) -> None:
+    reason = _validated(rel) if isinstance(rel, str) else "not a string"
+    if reason is not None:
+        raise UnsafePath(str(rel), reason)
+
+
 def make_parents(root: Path, rel: str) -> Path:
     """Create the folders of ``root/rel`` (never through a symlink) and return the full path.
 
     One lstat per existing component (the symlink check) and one mkdir per missing folder: no mkdir-and-recheck of
     folders that exist, which matters when a pull installs thousands of files into a few folders.
     """
-    try:
-        validate_file_path(rel, "path")
-    except ValidationError as exc:
-        raise UnsafePath(str(rel), exc.reason) from None
-    if not root.is_dir():
-        root.mkdir(parents=True, exist_ok=True)
+    _checked(rel)
     parts = rel.split("/")
     path = root
     for depth, part in enumerate(parts):
@@ -103,6 +116,8 @@ def make_parents(root: Path, rel: str) -> Path:
 
 
 def _make_folders(root: Path, rel: str, parts: list[str], first_missing: int) -> None:
+    if first_missing == 0:
+        root.mkdir(parents=True, exist_ok=True)
     folder = root.joinpath(*parts[:first_missing])
     for part in parts[first_missing:-1]:
         folder = folder / part

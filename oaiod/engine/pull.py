@@ -9,12 +9,11 @@ advances only when every file of the version was merged; otherwise the next cycl
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from oaiod.engine import localfs
-from oaiod.engine.context import EngineContext, EngineError, IntegrityError
+from oaiod.engine.context import EngineContext, EngineError, IntegrityError, transfer_map
 from oaiod.engine.localfs import LocalChanged, LocalFsError
 from oaiod.engine.manifest import RemoteFile, confirmed_delete, remote_files
 from oaiod.engine.plan import UNKNOWN, Action, conflict_name, decide, is_mass_deletion, merge_values
@@ -28,7 +27,6 @@ from oaiod.storage.base import Backend, caller_syncs_local_files
 
 log = logging.getLogger("oaiod.engine.pull")
 
-TRANSFER_THREADS = 8
 #: steps per batch: temp files on disk and index rows in memory at most; two syncs per batch
 APPLY_BATCH = 5000
 
@@ -253,9 +251,7 @@ def _prefetch(m: _Merge, steps: list[_Step]) -> dict[str, Path | BaseException]:
             return exc
 
     assert m.backend is not None
-    workers = max(1, min(getattr(m.backend.capabilities, "max_connections", 1), TRANSFER_THREADS))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oaiod-get") as pool:
-        return dict(zip((s.path for s in wanted), pool.map(fetch, wanted), strict=True))
+    return dict(zip((s.path for s in wanted), transfer_map(m.backend, fetch, wanted, "get"), strict=True))
 
 
 def _fetch_and_decide(m: _Merge, step: _Step) -> None:

@@ -11,14 +11,13 @@ pulls, merges and tries again; the partial prefix ``<oaio_id>/S/`` is deleted.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from oaiod.engine.context import EngineContext
+from oaiod.engine.context import EngineContext, transfer_map
 from oaiod.engine.localfs import LocalChanged, current_stat
 from oaiod.engine.manifest import MANIFEST_KEY, build_manifest
 from oaiod.engine.plan import is_mass_deletion, merge_values
@@ -38,7 +37,6 @@ from oaiod.storage.errors import ObjectNotFound, StorageError
 log = logging.getLogger("oaiod.engine.push")
 
 COMMIT = "commit"
-TRANSFER_THREADS = 8
 
 
 @dataclass
@@ -199,13 +197,11 @@ def _put_files(
         _upload(ctx, backend, root, path, commit.files[path], dst)
         return False
 
-    workers = max(1, min(getattr(backend.capabilities, "max_connections", 1), TRANSFER_THREADS))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oaiod-put") as pool:
-        for copied in pool.map(put, commit.sources.items()):
-            if copied:
-                outcome.copied += 1
-            else:
-                outcome.uploaded += 1
+    for copied in transfer_map(backend, put, commit.sources.items(), "put"):
+        if copied:
+            outcome.copied += 1
+        else:
+            outcome.uploaded += 1
 
 
 def _new_values(ctx: EngineContext, row: ObjectRow, commit: _Commit) -> dict[str, Any]:

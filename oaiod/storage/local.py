@@ -127,7 +127,9 @@ class LocalBackend(Backend):
     """Objects as files under a folder of this machine."""
 
     csh_id = "Local"
-    capabilities = Capabilities(server_side_copy=True, atomic_put=True, max_connections=8)
+    #: one call at a time: its calls are system calls bound by this machine's CPU, and Python threads running them
+    #: hand the GIL over at every call (8 threads moved 4 KiB files at half the rate of 1, with twice the CPU)
+    capabilities = Capabilities(server_side_copy=True, atomic_put=True, max_connections=1)
 
     def __init__(self, root_folder: PathLike) -> None:
         root = Path(root_folder).expanduser()
@@ -237,8 +239,11 @@ class LocalBackend(Backend):
     def put_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
         with translate_os_errors(key, "cannot store"):
             path = self._dst_path(key)
-            with open(local_path, "rb") as src:
-                self._replace_with(path, lambda dst: copy_fd(src.fileno(), dst, progress))
+            src = os.open(local_path, os.O_RDONLY)  # a raw fd: no buffer, no isatty probe
+            try:
+                self._replace_with(path, lambda dst: copy_fd(src, dst, progress))
+            finally:
+                os.close(src)
 
     def _replace_with(self, path: Path, fill: Any) -> None:
         """Write a temp file beside ``path`` with ``fill(fd)`` and rename it over ``path``; fsynced first only when
