@@ -58,3 +58,25 @@ def test_idle_cycle_is_one_request(make_device) -> None:
     a.api.http.reset_timings()
     report = a.engine.sync_cycle()
     assert len(a.api.http.timings) == 1 and report.pulled == 0 and report.pushed == 0
+
+
+def test_pull_in_several_batches_with_a_replacement(make_device, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Downloads go in batches (temp files synced, renamed, synced, rows written per batch): with batches of 3,
+    seven new files and a replaced one arrive, their rows are right (the next cycles transfer nothing), and the
+    replaced version is in the trash."""
+    from oaiod.engine import pull
+
+    monkeypatch.setattr(pull, "APPLY_BATCH", 3)
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "keep.txt", "v1")
+    converge(a, b)
+    for number in range(7):
+        write(a.root / "many" / f"f{number}.txt", f"file {number}")
+    write(a.root / "keep.txt", "v2")
+    converge(a, b)
+    assert b.tree() == a.tree() and len(b.tree()) == 8
+    assert [p.read_text() for p in (b.root / ".oaiod" / "trash").rglob("keep.txt")] == ["v1"]
+    for device in (a, b):
+        report = device.sync()
+        assert (report.downloads, report.uploads, report.pushed, report.hashed) == (0, 0, 0, 0)
+    assert b.engine.rescan().hashed == 0  # the rows hold the installed files' stats
