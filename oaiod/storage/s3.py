@@ -6,6 +6,8 @@ so non-ASCII oaio ids round-trip exactly. Choices a user may notice:
 * Uploads above 64 MiB go in 16 MiB parts (boto3's TransferConfig), four at a time; S3 makes a finished PUT or
   multipart upload visible at once, so puts are atomic.
 * ``copy`` is server-side (``CopyObject``, multipart copy above the threshold, needed above 5 GiB).
+  ``copy_many`` sends one ``CopyObject`` per pair (no ``HeadObject`` first) on ``max_connections`` threads; an
+  object beyond what one ``CopyObject`` takes goes through ``copy``.
 * Listing is paginated (1000 keys a page); ``delete_prefix`` deletes in batches of 1000.
 * botocore's own retries are off: the one retry policy is :class:`oaiod.storage.wrappers.RetryingBackend`, so a
   503 or SlowDown is retried once in one place, with its backoff and its log lines.
@@ -22,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import boto3
@@ -42,9 +44,11 @@ from oaiod.storage.base import (
     atomic_local_file,
     check_args,
     checked_listing,
+    copy_on_threads,
     require_https,
     secret_arg_names,
     truthy_arg,
+    validate_pairs,
 )
 from oaiod.storage.errors import (
     ObjectNotFound,
@@ -64,6 +68,7 @@ MULTIPART_CHUNK = 16 * MIB
 DELETE_BATCH = 1000
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+_TOO_LARGE_TO_COPY = {"InvalidRequest", "EntityTooLarge"}  #: CopyObject of a source beyond 5 GiB
 _DENIED = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled", "AuthFailure"}
 _QUOTA = {"QuotaExceeded", "StorageQuotaExceeded", "InsufficientStorage", "507"}
 _TRANSIENT = {
@@ -135,7 +140,11 @@ class S3Backend(Backend):
 
     csh_id = "S3"
     capabilities = Capabilities(
-        server_side_copy=True, atomic_put=True, max_connections=8, multipart_threshold=MULTIPART_THRESHOLD
+        server_side_copy=True,
+        atomic_put=True,
+        max_connections=8,
+        multipart_threshold=MULTIPART_THRESHOLD,
+        batch_copy=True,
     )
 
     def __init__(
@@ -282,3 +291,21 @@ class S3Backend(Backend):
         name = self._name(validate_key(dst, "dst"))
         with translate_boto_errors(src, "cannot copy"):
             self.client.copy(source, self.bucket, name, Config=self.transfer)
+
+    def copy_many(self, pairs: Iterable[tuple[str, str]], *, progress: Progress | None = None) -> None:
+        checked = validate_pairs(pairs)
+        copy_on_threads(checked, self._copy_object, self.capabilities.max_connections, progress)
+
+    def _copy_object(self, src: str, dst: str) -> None:
+        """One ``CopyObject``; a source too large for it (S3: above 5 GiB) goes through the managed :meth:`copy`."""
+        source = {"Bucket": self.bucket, "Key": self._name(src)}
+        try:
+            with translate_boto_errors(src, "cannot copy"):
+                self.client.copy_object(CopySource=source, Bucket=self.bucket, Key=self._name(dst))
+        except PermanentStorageError as exc:
+            cause = exc.__cause__
+            if not isinstance(cause, botocore.exceptions.ClientError):
+                raise
+            if cause.response.get("Error", {}).get("Code") not in _TOO_LARGE_TO_COPY:
+                raise
+            self.copy(src, dst)

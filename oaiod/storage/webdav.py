@@ -180,6 +180,7 @@ class WebDavBackend(Backend):
             self.session.auth = (username, password)
         self._known_collections: set[str] = set()
         self._lock = threading.Lock()
+        self._mkcol_lock = threading.Lock()  # one MKCOL at a time: servers answer 500 to a second one racing it
 
     @classmethod
     def from_args(cls, args: Mapping[str, Any]) -> WebDavBackend:
@@ -224,12 +225,15 @@ class WebDavBackend(Backend):
             if folder in self._known_collections:
                 continue
             url = self.server_url + "".join("/" + quote(part, safe="") for part in parts[:depth]) + "/"
-            response = self._request("MKCOL", url, key, "cannot create the folder for")
-            if response.status_code not in (200, 201, 204, 301, 405):
-                raise_for_status(response, key, f"cannot create folder {folder!r} for")
-                raise PermanentStorageError(f"MKCOL {folder!r} answered HTTP {response.status_code}", key=key)
-            with self._lock:
-                self._known_collections.add(folder)
+            with self._mkcol_lock:  # several copies or puts into one new folder at once (copy_many) make it once
+                if folder in self._known_collections:
+                    continue
+                response = self._request("MKCOL", url, key, "cannot create the folder for")
+                if response.status_code not in (200, 201, 204, 301, 405):
+                    raise_for_status(response, key, f"cannot create folder {folder!r} for")
+                    raise PermanentStorageError(f"MKCOL {folder!r} answered HTTP {response.status_code}", key=key)
+                with self._lock:
+                    self._known_collections.add(folder)
 
     def _move(self, src: str, dst: str, what: str) -> None:
         headers = {"Destination": self._url(dst), "Overwrite": "T"}

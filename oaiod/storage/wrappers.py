@@ -3,6 +3,11 @@
 From the outside in: logging (one line per call, timings kept) → retry (transient errors only, exponential
 backoff with full jitter) → concurrency cap (a semaphore) → bandwidth limit (token buckets, up and down) → the
 backend. Retry sits outside the cap so a call waiting out its backoff holds no connection slot.
+
+``copy_many`` is logged as one line. On a host with ``capabilities.batch_copy`` the batch goes to the host's
+``copy_many`` in chunks of :data:`RETRY_BATCH` pairs, each retried as a whole (``copy_many`` is idempotent) and
+holding one concurrency slot; on any other host the wrappers copy pair by pair, so each pair is retried and
+capped on its own.
 """
 
 from __future__ import annotations
@@ -12,16 +17,28 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from oaiod.storage.base import Backend, Capabilities, ObjectInfo, PathLike, Progress
+from oaiod.storage.base import (
+    Backend,
+    Capabilities,
+    CheckedPairs,
+    ObjectInfo,
+    PathLike,
+    Progress,
+    copy_on_threads,
+    validate_pairs,
+)
 from oaiod.storage.errors import StorageError, TransientStorageError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+#: pairs of a ``copy_many`` retried together on a ``batch_copy`` host (the hub's requests hold as many)
+RETRY_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -84,11 +101,28 @@ class WrappingBackend(Backend):
     def copy(self, src: str, dst: str) -> None:
         self._call("copy", f"{src} -> {dst}", lambda: self.inner.copy(src, dst))
 
+    def copy_many(self, pairs: Iterable[tuple[str, str]], *, progress: Progress | None = None) -> None:
+        """The whole batch to the host's ``copy_many`` when it has ``batch_copy``; else pair by pair through this
+        wrapper's :meth:`copy` (so each pair is retried, capped and limited on its own)."""
+        checked = validate_pairs(pairs)
+        if not checked:
+            return
+        if self.capabilities.batch_copy:
+            self._call("copy_many", describe_pairs(checked), lambda: self.inner.copy_many(checked, progress=progress))
+        else:
+            copy_on_threads(checked, self.copy, self.capabilities.max_connections, progress)
+
     def close(self) -> None:
         self.inner.close()
 
     def describe(self) -> str:
         return self.inner.describe()
+
+
+def describe_pairs(pairs: CheckedPairs) -> str:
+    """``N pairs (first SRC -> DST)`` for logs."""
+    src, dst = pairs[0]
+    return f"{len(pairs)} pairs (first {src} -> {dst})"
 
 
 class RetryingBackend(WrappingBackend):
@@ -123,6 +157,19 @@ class RetryingBackend(WrappingBackend):
                             exc, attempt + 1, self.attempts - 1, delay)  # fmt: skip
                 time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def copy_many(self, pairs: Iterable[tuple[str, str]], *, progress: Progress | None = None) -> None:
+        """Retried by chunks of :data:`RETRY_BATCH` pairs on a ``batch_copy`` host (a failure late in a large batch
+        repeats only its chunk; progress is reported per chunk done), else pair by pair."""
+        checked = validate_pairs(pairs)
+        if not self.capabilities.batch_copy:
+            copy_on_threads(checked, self.copy, self.capabilities.max_connections, progress)
+            return
+        for start in range(0, len(checked), RETRY_BATCH):
+            chunk = CheckedPairs(checked[start : start + RETRY_BATCH])
+            self._call("copy_many", describe_pairs(chunk), lambda chunk=chunk: self.inner.copy_many(chunk))
+            if progress is not None:
+                progress(len(chunk))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         for attempt in range(self.attempts):
@@ -228,6 +275,7 @@ class CallTiming:
 
 
 LARGE_TRANSFER_LOGGED = 8 * 1024 * 1024  #: transfers at least this big are logged at INFO, others at DEBUG
+LARGE_BATCH_LOGGED = 1000  #: a ``copy_many`` of at least this many pairs is logged at INFO, a smaller one at DEBUG
 
 
 class LoggingBackend(WrappingBackend):
@@ -271,6 +319,22 @@ class LoggingBackend(WrappingBackend):
 
     def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
         self._transfer("get", key, local_path, lambda: self.inner.get_file(key, local_path, progress=progress))
+
+    def copy_many(self, pairs: Iterable[tuple[str, str]], *, progress: Progress | None = None) -> None:
+        """One line and one timing for the whole batch, however the wrappers inside copy it."""
+        checked = validate_pairs(pairs)
+        if not checked:
+            return
+        started, what = time.monotonic(), describe_pairs(checked)
+        try:
+            self.inner.copy_many(checked, progress=progress)
+        except StorageError as exc:
+            self._record("copy_many", what, 0, started, exc)
+            raise
+        seconds = time.monotonic() - started
+        self.timings.append(CallTiming("copy_many", what, 0, seconds))
+        level = logging.INFO if len(checked) >= LARGE_BATCH_LOGGED else logging.DEBUG
+        log.log(level, "storage copy_many %s: %s in %.3f s", self.describe(), what, seconds)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         started, count = time.monotonic(), 0

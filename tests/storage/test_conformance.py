@@ -17,6 +17,7 @@ from storage_stores import StoreUnderTest
 from oaiod.model import storage_key
 from oaiod.storage.base import Backend
 from oaiod.storage.errors import InvalidKey, ObjectNotFound, StoragePermissionDenied
+from oaiod.storage.wrappers import LoggingBackend, WrapperConfig, wrap_backend
 
 pytestmark = pytest.mark.integration
 
@@ -197,3 +198,83 @@ def test_upstream_layout(store: StoreUnderTest, backend: Backend) -> None:
     key = storage_key(OAIO_ID, STAMP, "sub dir/file ä.txt")
     backend.put_bytes(key, b"layout")
     assert store.read_native(f"{OAIO_ID}/{STAMP}/sub dir/file ä.txt") == b"layout"
+
+
+# -- copy_many --------------------------------------------------------------------------------------------------
+
+NEXT_STAMP = "20250101120000123457"
+
+
+def test_copy_many_copies_every_pair(backend: Backend) -> None:
+    """A version's worth of pairs: non-ASCII paths, one source copied to several destinations, an existing
+    destination replaced; progress counts every pair; a second call with the same pairs changes nothing."""
+    names = [f"d{i % 3}/file {i} ä.txt" for i in range(24)] + ["日本語/ファイル.dat", "emoji-🎉.bin"]
+    sources = {name: storage_key(OAIO_ID, STAMP, name) for name in names}
+    for name, key in sources.items():
+        backend.put_bytes(key, name.encode())
+    pairs = [(key, storage_key(OAIO_ID, NEXT_STAMP, name)) for name, key in sources.items()]
+    pairs += [(sources[names[0]], storage_key(OAIO_ID, NEXT_STAMP, f"renamed {i}/ü")) for i in range(3)]
+    backend.put_bytes(pairs[1][1], b"an older object at a destination")
+    done: list[int] = []
+    backend.copy_many(iter(pairs), progress=done.append)
+    assert sum(done) == len(pairs)
+    for src, dst in pairs:
+        assert backend.get_bytes(dst) == backend.get_bytes(src)
+    assert len(keys(backend, f"{OAIO_ID}/{NEXT_STAMP}")) == len(pairs)
+    backend.copy_many(pairs)  # idempotent
+    assert len(keys(backend, f"{OAIO_ID}/{NEXT_STAMP}")) == len(pairs)
+    backend.put_bytes(sources[names[0]], b"changed")  # the copies do not follow
+    assert backend.get_bytes(storage_key(OAIO_ID, NEXT_STAMP, "renamed 0/ü")) == names[0].encode()
+
+
+def test_copy_many_of_nothing_does_nothing(backend: Backend) -> None:
+    backend.copy_many([])
+    backend.copy_many(iter(()), progress=lambda count: None)
+    assert keys(backend) == []
+
+
+def test_copy_many_with_a_missing_source_names_it(backend: Backend) -> None:
+    backend.put_bytes("src/a", b"a")
+    backend.put_bytes("src/b", b"b")
+    pairs = [("src/a", "dst/a"), ("src/missing ä", "dst/m"), ("src/b", "dst/b")]
+    with pytest.raises(ObjectNotFound) as caught:
+        backend.copy_many(pairs)
+    assert caught.value.key == "src/missing ä"
+    assert not backend.exists("dst/m")
+    backend.copy_many([pair for pair in pairs if pair[0] != "src/missing ä"])  # finishing the job later works
+    assert backend.get_bytes("dst/b") == b"b"
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        [("src/a", "dst/x"), ("src/a", "dst/x")],  # a destination twice
+        [("src/a", "dst/x"), ("dst/x", "dst/y")],  # a destination that is also a source
+        [("src/a", "dst/ok"), ("src/a", "../escape")],
+        [("src/a", "dst/ok"), ("/abs", "dst/z")],
+        [("src/a",)],
+    ],
+)
+def test_copy_many_refuses_bad_pairs_before_copying(backend: Backend, pairs: list[tuple[str, ...]]) -> None:
+    backend.put_bytes("src/a", b"a")
+    with pytest.raises(InvalidKey):
+        backend.copy_many(pairs)  # type: ignore[arg-type]
+    assert keys(backend) == ["src/a"]
+
+
+def test_copy_many_through_the_wrappers(store: StoreUnderTest) -> None:
+    """The daemon's wrapped backend: one timing for the batch, whether the host copies in batches or by pair."""
+    wrapped = wrap_backend(store.make(), WrapperConfig(attempts=2, backoff_base=0.01))
+    try:
+        for number in range(5):
+            wrapped.put_bytes(f"src/{number}", bytes([number]))
+        wrapped.copy_many([(f"src/{number}", f"dst/ä {number}") for number in range(5)])
+        assert [wrapped.get_bytes(f"dst/ä {number}") for number in range(5)] == [bytes([n]) for n in range(5)]
+        with pytest.raises(ObjectNotFound):
+            wrapped.copy_many([("src/0", "dst/again"), ("src/none", "dst/none")])
+        assert isinstance(wrapped, LoggingBackend)
+        batches = [timing for timing in wrapped.timings if timing.operation == "copy_many"]
+        assert [timing.error for timing in batches] == [None, "ObjectNotFound"]
+        assert not [timing for timing in wrapped.timings if timing.operation == "copy"]
+    finally:
+        wrapped.close()
