@@ -38,6 +38,8 @@ router = APIRouter(prefix="/hub/blobs")
 
 FEATURE = "blobs"
 MAX_JSON_BODY = 256 * 1024  #: bytes of a JSON body (an inline upload of INLINE_MAX base64-encoded fits)
+MAX_COPY_PAIRS = 1000  #: pairs in one ``copy-many/`` request
+MAX_COPY_BODY = 4 * 1024 * 1024  #: bytes of a ``copy-many/`` body (1000 pairs of keys of up to ~2 KiB each)
 INLINE_MAX = 64 * 1024  #: largest object the hub takes inline with createUpload
 WRITE_BLOCK = 4 * 1024 * 1024  #: bytes of an upload gathered before each disk write
 MAX_BLOB_SIZE = 1 << 40  #: 1 TiB
@@ -55,6 +57,7 @@ CHANGING_ROUTES = {
     "object/{name:path}": "DELETE",
     "prefix/{name:path}": "DELETE",
     "copy/": "POST",
+    "copy-many/": "POST",
 }
 
 
@@ -88,14 +91,23 @@ def get_store(request: Request) -> BlobStore:
 
 async def blob_json(request: Request) -> Any:
     """The JSON body, refused beyond :data:`MAX_JSON_BODY` (the middleware does not limit these routes)."""
+    return await _read_json(request, MAX_JSON_BODY)
+
+
+async def copy_many_json(request: Request) -> Any:
+    """The JSON body of ``copy-many/``, refused beyond :data:`MAX_COPY_BODY`."""
+    return await _read_json(request, MAX_COPY_BODY)
+
+
+async def _read_json(request: Request, limit: int) -> Any:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise UnsupportedMedia(f"send the body as application/json, not {content_type[:60] or 'nothing'!r}")
     size, chunks = 0, []
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_JSON_BODY:
-            raise TooLarge(f"a blob request body is at most {MAX_JSON_BODY} bytes")
+        if size > limit:
+            raise TooLarge(f"this blob request's body is at most {limit} bytes")
         chunks.append(chunk)
     request._body = b"".join(chunks)  # json_body reads it from here
     return await json_body(request)
@@ -103,6 +115,7 @@ async def blob_json(request: Request) -> Any:
 
 StoreDep = Annotated[BlobStore, Depends(get_store)]
 JsonDep = Annotated[Any, Depends(blob_json)]
+CopyManyJsonDep = Annotated[Any, Depends(copy_many_json)]
 
 
 def _name(name: str, fld: str = "name") -> str:
@@ -326,6 +339,29 @@ def copy(actor: ActorDep, store: StoreDep, body: JsonDep) -> dict[str, Any]:
     """``{src, dst}``: ``dst`` names the content of ``src`` at once (no bytes move); replaces ``dst``."""
     validate_exact_keys(body, ("src", "dst"), "body")
     return store.copy(actor, _name(body["src"], "src"), _name(body["dst"], "dst")).as_dict()
+
+
+@router.post("/copy-many/")
+def copy_many(actor: ActorDep, store: StoreDep, body: CopyManyJsonDep) -> dict[str, int]:
+    """``{pairs: [{src, dst}, …]}`` (at most :data:`MAX_COPY_PAIRS`): ``copy/`` for each pair, in one transaction
+    (all or none) → ``{copied: N}``. The pairs must be independent: each ``dst`` once, none also a ``src``."""
+    validate_exact_keys(body, ("pairs",), "body")
+    return {"copied": store.copy_many(actor, _copy_pairs(body["pairs"]))}
+
+
+def _copy_pairs(value: Any) -> list[tuple[str, str]]:
+    if not isinstance(value, list) or len(value) > MAX_COPY_PAIRS:
+        raise ValidationError("pairs", f"must be a list of at most {MAX_COPY_PAIRS} {{src, dst}} objects")
+    pairs: list[tuple[str, str]] = []
+    for number, pair in enumerate(value):
+        validate_exact_keys(pair, ("src", "dst"), f"pairs[{number}]")
+        pairs.append((_name(pair["src"], f"pairs[{number}].src"), _name(pair["dst"], f"pairs[{number}].dst")))
+    targets = {dst for _src, dst in pairs}
+    if len(targets) != len(pairs):
+        raise ValidationError("pairs", "names a dst twice; each pair must have its own dst")
+    if both := targets.intersection(src for src, _dst in pairs):
+        raise ValidationError("pairs", f"{min(both)[:200]!r} is both a src and a dst; copy in two requests")
+    return pairs
 
 
 @router.get("/list/")

@@ -3,7 +3,7 @@
 No HTTP here (:mod:`oaiod.hub.blobs` has the routes). Guarantees:
 
 - Content is stored once per sha256 (``blobs/sha256/ab/abcd…``); a name points at content. A server-side copy
-  only adds a name, and content goes when its last name goes.
+  only adds a name, and content goes when its last name goes. A batch of copies is one transaction.
 - An upload is created with the caller's secret ``uploadId`` (kept only as its sha256), the expected sha256
   and size. Its bytes go to ``blobs/uploads/<id hash>``, in order, from any offset up to what was received, so
   a client resumes from :meth:`BlobStore.received` after a dropped connection. Finishing checks size and
@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 
 from oaiod.hub.blobaccess import Access, blob_access, check_access
 from oaiod.hub.db import Blob, BlobUpload, Object, stamp_add
-from oaiod.hub.errors import BadRequest, Conflict, InsufficientStorage, NotFound, TooLarge
+from oaiod.hub.errors import BadRequest, Conflict, Forbidden, InsufficientStorage, NotFound, TooLarge
 from oaiod.hub.service import Actor, HubService, Removal
 from oaiod.model import now_stamp
 
@@ -475,6 +475,66 @@ class BlobStore:
             made = self._put_name(db, garbage, dst_access.owner, dst_access.scope, dst, blob.sha256, blob.size,
                                   actor.username, blob.expires)  # fmt: skip
             return _info(made)
+
+    def copy_many(self, actor: Actor, pairs: list[tuple[str, str]]) -> int:
+        """:meth:`copy` for every ``(src, dst)`` pair in one transaction: all of them or none. Sources are read
+        before any name changes; the caller passes independent pairs (each ``dst`` once, none also a source). Each
+        scope's access is checked once; a source that is missing or not readable is 404 carrying its ``name``."""
+        now = now_stamp()
+        with self._changing() as (db, garbage):
+            memo: dict[tuple[str, bool], Access] = {}
+            sources = [self._locate(db, actor, src, False, memo) for src, _dst in pairs]
+            targets = [self._locate(db, actor, dst, True, memo) for _src, dst in pairs]
+            found, existing = self._blob_rows(db, sources), self._blob_rows(db, targets)
+            inserts: list[dict[str, Any]] = []
+            updates: list[dict[str, Any]] = []
+            for (src, dst), source, (owner, name_hash, scope) in zip(pairs, sources, targets, strict=True):
+                blob = found.get(source[:2])
+                if blob is None:
+                    raise NotFound(f"no blob {src!r} that {actor.username!r} may read", name=src)
+                fields = {"sha256": blob.sha256, "size": blob.size, "creator": actor.username, "created": now,
+                          "expires": blob.expires}  # fmt: skip
+                old = existing.get((owner, name_hash))
+                if old is None:
+                    inserts.append({"owner": owner, "scope": scope, "name": dst, "name_hash": name_hash, **fields})
+                    continue
+                updates.append({"id": old.id, **fields})
+                if old.sha256 != blob.sha256:
+                    garbage.content.add(old.sha256)
+            if inserts:
+                db.execute(sa.insert(Blob), inserts)
+            if updates:
+                db.execute(sa.update(Blob), updates)
+            return len(pairs)
+
+    @staticmethod
+    def _locate(
+        db: Session, actor: Actor, name: str, write: bool, memo: dict[tuple[str, bool], Access]
+    ) -> tuple[str, str, str]:
+        """``(owner, name_hash, scope)`` of ``name`` after the access check (once per scope, kept in ``memo``:
+        access depends on the scope alone); 404/403 carry the ``name``."""
+        scope = name.split("/", 1)[0]
+        access = memo.get((scope, write))
+        if access is None:
+            try:
+                access = memo[(scope, write)] = check_access(db, actor, name, write=write)
+            except (NotFound, Forbidden) as exc:
+                raise type(exc)(exc.reason, name=name) from None
+        return access.owner, sha256_text(name), access.scope
+
+    @staticmethod
+    def _blob_rows(db: Session, located: list[tuple[str, str, str]]) -> dict[tuple[str, str], Any]:
+        """The blob rows (id, sha256, size, expires) of located names, by ``(owner, name_hash)``."""
+        by_owner: dict[str, set[str]] = {}
+        for owner, name_hash, _scope in located:
+            by_owner.setdefault(owner, set()).add(name_hash)
+        rows: dict[tuple[str, str], Any] = {}
+        columns = (Blob.id, Blob.name_hash, Blob.sha256, Blob.size, Blob.expires)
+        for owner, hashes in by_owner.items():
+            for batch in _batches(sorted(hashes)):
+                for row in db.execute(sa.select(*columns).where(Blob.owner == owner, Blob.name_hash.in_(batch))):
+                    rows[(owner, row.name_hash)] = row
+        return rows
 
     def delete(self, actor: Actor, name: str) -> bool:
         """Remove the object ``name`` and any unfinished upload of it; idempotent. True when there was one."""

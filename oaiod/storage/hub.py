@@ -10,7 +10,9 @@ Speaks the object-service protocol through :mod:`oaiod.http`, logged in like eve
   upload. A different upload of the same name still in progress on the hub is cancelled: put overwrites.
 * get asks ``start-download`` for a URL and the sha256, streams to a temporary file beside the target
   (continuing with ``Range`` after a dropped connection) and checks size and sha256 before the rename.
-* copy is server-side (the hub only adds a name); ``stat`` has the sha256 (``Capabilities.hashes``).
+* copy is server-side (the hub only adds a name); ``copy_many`` sends up to :data:`COPY_BATCH` pairs per
+  ``copy-many/`` request, one after the other (each is one transaction on the hub; an older hub without that
+  route gets one ``copy/`` per pair). ``stat`` has the sha256 (``Capabilities.hashes``).
 * HTTP answers map to the storage error tree at this boundary: 404 → ObjectNotFound, 401/403 →
   StoragePermissionDenied, 413/507 → QuotaExceeded, transport errors, 429 and other 5xx → TransientStorageError.
   This backend does not retry whole calls itself; the retry wrapper does.
@@ -32,7 +34,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -57,6 +59,7 @@ from oaiod.secrets import secret_from_args
 from oaiod.storage.base import (
     Backend,
     Capabilities,
+    CheckedPairs,
     ObjectInfo,
     PathLike,
     Progress,
@@ -65,6 +68,7 @@ from oaiod.storage.base import (
     checked_listing,
     secret_arg_names,
     truthy_arg,
+    validate_pairs,
 )
 from oaiod.storage.errors import (
     InvalidKey,
@@ -88,6 +92,8 @@ CHUNK = 64 * 1024 * 1024
 BLOCK = 1024 * 1024  #: bytes read from disk and sent per socket write
 TIMEOUT = (10.0, 120.0)  #: connect, read (seconds between bytes)
 RESUME_ATTEMPTS = 5  #: consecutive failed chunks before a put gives up (the retry wrapper may call again)
+COPY_BATCH = 1000  #: pairs per ``copy-many/`` request (the hub's limit)
+COPY_BATCH_BYTES = 2 * 1024 * 1024  #: and at most about this many bytes of keys (the hub takes 4 MiB of JSON)
 _SHA256 = re.compile(r"\A[0-9a-f]{64}\Z")
 
 
@@ -171,7 +177,12 @@ class HubBackend(Backend):
 
     csh_id = "Hub"
     capabilities = Capabilities(
-        server_side_copy=True, atomic_put=True, max_connections=4, multipart_threshold=INLINE_MAX, hashes=True
+        server_side_copy=True,
+        atomic_put=True,
+        max_connections=4,
+        multipart_threshold=INLINE_MAX,
+        hashes=True,
+        batch_copy=True,
     )
 
     def __init__(
@@ -193,6 +204,7 @@ class HubBackend(Backend):
         self.chunk_size = chunk_size
         self._uploads: dict[tuple[str, str, int], str] = {}  # (key, sha256, size) -> uploadId still unfinished
         self._lock = threading.Lock()
+        self._copy_many_route = True  # False once the hub answered that it has no copy-many/ route
 
     @classmethod
     def from_args(cls, args: Mapping[str, Any]) -> HubBackend:
@@ -441,3 +453,49 @@ class HubBackend(Backend):
         validate_key(src, "src")
         validate_key(dst, "dst")
         self._json("POST", f"{BLOBS}copy/", src, "cannot copy", json={"src": src, "dst": dst})
+
+    def copy_many(self, pairs: Iterable[tuple[str, str]], *, progress: Progress | None = None) -> None:
+        checked = validate_pairs(pairs)
+        for batch in _copy_batches(checked):
+            if not self._copy_many_route:
+                super().copy_many(batch, progress=progress)
+                continue
+            self._copy_batch(batch)
+            if progress is not None:
+                progress(len(batch))
+
+    def _copy_batch(self, batch: CheckedPairs) -> None:
+        """One ``copy-many/`` request: all pairs copied, or none. A refusal names the key at fault (the error's
+        ``key``: a missing source for 404); a 404 naming nothing means a hub without the route: the batch then goes
+        one ``copy/`` per pair."""
+        body = {"pairs": [{"src": src, "dst": dst} for src, dst in batch]}
+        try:
+            self._json("POST", f"{BLOBS}copy-many/", batch[0][0], "cannot copy", json=body)
+        except StorageError as exc:
+            answer = getattr(exc.__cause__, "body", None)
+            name = answer.get("name") if isinstance(answer, dict) else None
+            if name is None and isinstance(exc, ObjectNotFound):
+                log.info("%s has no copy-many/ route (an older hub); copying one pair per request", self.describe())
+                self._copy_many_route = False
+                Backend.copy_many(self, batch)
+                return
+            if name is None:
+                raise
+            if not any(name in pair for pair in batch):
+                raise PermanentStorageError(f"the hub's copy answer names {str(name)[:200]!r}, not a key sent") from exc
+            raise type(exc)(f"cannot copy {name!r}: {exc.__cause__}", key=name) from exc
+
+
+def _copy_batches(pairs: CheckedPairs) -> Iterator[CheckedPairs]:
+    """``pairs`` in requests of at most :data:`COPY_BATCH` pairs and about :data:`COPY_BATCH_BYTES` of keys."""
+    batch = CheckedPairs()
+    size = 0
+    for src, dst in pairs:
+        weight = len(src.encode()) + len(dst.encode()) + 24
+        if batch and (len(batch) == COPY_BATCH or size + weight > COPY_BATCH_BYTES):
+            yield batch
+            batch, size = CheckedPairs(), 0
+        batch.append((src, dst))
+        size += weight
+    if batch:
+        yield batch
