@@ -6,8 +6,13 @@ folder, registered on the hub under the csh id ``Local`` (the client maps ``Loca
 
 from __future__ import annotations
 
+import re
 import shutil
-from collections.abc import Callable
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +86,75 @@ def _close(client: OaioClient) -> None:
     if client.connected:
         client._request("post", "logout/")
         client.connected = False
+
+
+class CliAdmin:
+    """The admin side of a hub process, through ``oaiod hub …`` commands on its data dir (nothing in-process)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+
+    def run(self, *args: str, stdin: str | None = None) -> str:
+        command = [sys.executable, "-m", "oaiod.cli", "hub", *args, "--data-dir", str(self.data_dir)]
+        done = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def set_storage(self, csh_id: str, args: dict[str, str]) -> None:
+        self.run("storage", "set", csh_id, *(f"{key}={value}" for key, value in args.items()))
+
+    def list_users(self) -> list[dict[str, str]]:
+        return [{"username": line.split("\t")[0]} for line in self.run("user", "list").splitlines() if line]
+
+
+class ServedHub:
+    """A real ``oaiod hub serve`` process, looking like the ``hub`` fixture to the flow below."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.service = CliAdmin(data_dir)
+        self.users = {name: f"pw-{name}-0123" for name in ("alice", "bob", "carol")}
+        for name, password in self.users.items():
+            flags = ["--supervisor"] if name == "alice" else []
+            self.service.run("user", "add", name, *flags, "--password-stdin", stdin=password + "\n")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "oaiod.cli", "hub", "serve", "--data-dir", str(data_dir), "--port", "0"],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+        lines: list[str] = []
+        listening = threading.Event()
+
+        def read() -> None:
+            assert self.process.stderr is not None
+            for line in self.process.stderr:
+                lines.append(line)
+                if "oaiod hub listening on" in line:
+                    listening.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        assert listening.wait(60), "".join(lines)
+        found = re.search(r"oaiod hub listening on (http://(\S+)/api/)", "".join(lines))
+        assert found is not None
+        self.url, self.host = found.group(1), found.group(2)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def served_hub(tmp_path: Path) -> Iterator[ServedHub]:
+    hub = ServedHub(tmp_path / "hub-data")
+    yield hub
+    hub.stop()
+
+
+def test_published_client_whole_flow_against_oaiod_hub_serve(
+    served_hub: ServedHub, tmp_path: Path, hub_session: Callable[..., Any]
+) -> None:
+    """The same flow against a real ``oaiod hub serve`` process set up with the admin CLI only."""
+    test_published_client_whole_flow(served_hub, tmp_path, hub_session)  # type: ignore[arg-type]
 
 
 def test_published_client_whole_flow(hub: HubServer, tmp_path: Path, hub_session: Callable[..., Any]) -> None:
