@@ -10,7 +10,9 @@ Objects are files under ``root_folder``. Guarantees and choices:
   an fsync of every file and folder written since) instead of two fsyncs per object.
 * Objects are never modified in place, only replaced by a rename. That makes ``copy`` by hard link safe: a
   later put of either key makes a new inode and leaves the other untouched. ``copy`` tries a reflink
-  (``FICLONE``) first, then a hard link, then a streamed copy.
+  (``FICLONE``) first, then a hard link, then a streamed copy; once a reflink failed as unsupported it is not
+  tried again. ``copy_many`` on a filesystem without reflinks makes each new destination with one ``link(2)``
+  (folders checked once per call, no fsync: :meth:`LocalBackend.flush` makes the batch durable).
 * ``root_folder`` must exist: a missing one usually means an unmounted disk, and writing to the empty mount
   point would fill the wrong disk.
 * Symlinks are never followed: a key whose resolved path leaves the root is refused, listings skip symlinks.
@@ -27,7 +29,7 @@ import os
 import shutil
 import stat as stat_mod
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ from oaiod.storage.base import (
     checked_listing,
     fsync_path,
     sync_filesystem,
+    validate_pairs,
 )
 from oaiod.storage.errors import (
     ObjectNotFound,
@@ -64,6 +67,7 @@ _NOT_FOUND = {errno.ENOENT, errno.ENOTDIR}
 _DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _TRANSIENT = {errno.EIO, errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE, errno.EBUSY}
+_NO_REFLINK = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.EXDEV}  #: FICLONE unsupported here
 
 
 @contextlib.contextmanager
@@ -129,7 +133,7 @@ class LocalBackend(Backend):
     csh_id = "Local"
     #: one call at a time: its calls are system calls bound by this machine's CPU, and Python threads running them
     #: hand the GIL over at every call (8 threads moved 4 KiB files at half the rate of 1, with twice the CPU)
-    capabilities = Capabilities(server_side_copy=True, atomic_put=True, max_connections=1)
+    capabilities = Capabilities(server_side_copy=True, atomic_put=True, max_connections=1, batch_copy=True)
 
     def __init__(self, root_folder: PathLike) -> None:
         root = Path(root_folder).expanduser()
@@ -139,6 +143,7 @@ class LocalBackend(Backend):
         self._unsynced_lock = threading.Lock()
         self._unsynced: set[Path] = set()  # written since the last flush (files and their folders)
         self._made_folders: set[str] = set()  # key folders checked and made since the last flush
+        self._reflinks = True  # False once FICLONE failed as unsupported on this filesystem
 
     def _written(self, path: Path) -> None:
         """Note a file (renamed into place) that the next flush must make durable, with its folder."""
@@ -357,11 +362,13 @@ class LocalBackend(Backend):
         The reflink shares blocks copy-on-write; the hard link shares the inode, which is safe because objects
         are only ever replaced by a rename, never written in place.
         """
-        try:
-            self._replace_with(dst_path, lambda fd: fcntl.ioctl(fd, FICLONE, src_fd))
-            return True
-        except OSError:
-            pass
+        if self._reflinks:
+            try:
+                self._replace_with(dst_path, lambda fd: fcntl.ioctl(fd, FICLONE, src_fd))
+                return True
+            except OSError as exc:
+                if exc.errno in _NO_REFLINK:
+                    self._reflinks = False
         tmp = dst_path.parent / f"{TEMP_PREFIX}{os.urandom(8).hex()}"
         try:
             os.link(f"/proc/self/fd/{src_fd}", tmp, follow_symlinks=True)
@@ -375,3 +382,47 @@ class LocalBackend(Backend):
             raise
         self._written(dst_path)
         return True
+
+    def copy_many(self, pairs: Iterable[tuple[str, str]], *, progress: Progress | None = None) -> None:
+        """Without reflinks: each destination a hard link, made by one ``link(2)`` when it is new (else linked under
+        a temp name and renamed over it), its folders checked for symlinks once per call; anything unusual (a
+        missing source or folder, a filesystem without hard links) goes through :meth:`copy`. With reflinks (or
+        before the first copy showed there are none): :meth:`copy` per pair."""
+        checked = validate_pairs(pairs)
+        folders: dict[tuple[str, str], Path] = {}  # (folder key, "src"/"dst") -> its checked path
+        for src, dst in checked:
+            if not (self._reflinks is False and self._link(src, dst, folders)):
+                self.copy(src, dst)
+            if progress is not None:
+                progress(1)
+
+    def _link(self, src: str, dst: str, folders: dict[tuple[str, str], Path]) -> bool:
+        """``dst`` a hard link of ``src``; False when this fast path does not apply (the caller copies instead)."""
+        src_path = self._checked_folder(src, "src", folders) / src.rpartition("/")[2]
+        dst_path = self._checked_folder(dst, "dst", folders) / dst.rpartition("/")[2]
+        with translate_os_errors(src, "cannot copy"):
+            try:
+                try:
+                    os.link(src_path, dst_path, follow_symlinks=False)
+                    made = dst_path
+                except FileExistsError:
+                    made = dst_path.parent / f"{TEMP_PREFIX}{os.urandom(8).hex()}"
+                    os.link(src_path, made, follow_symlinks=False)
+            except OSError:
+                return False  # a missing source or folder, a folder as source, no hard links here: copy() decides
+            if not stat_mod.S_ISREG(os.lstat(made).st_mode):  # a symlink or special file is not an object
+                made.unlink()
+                raise ObjectNotFound(f"{src!r} is not an object", key=src)
+            if made != dst_path:
+                os.replace(made, dst_path)
+        self._written(dst_path)
+        return True
+
+    def _checked_folder(self, key: str, fld: str, folders: dict[tuple[str, str], Path]) -> Path:
+        """The folder of ``key``, checked for symlinks leaving the root (and made, for a destination) once."""
+        parent = key.rpartition("/")[0]
+        path = folders.get((parent, fld))
+        if path is None:
+            checked = self._dst_path(key, fld) if fld == "dst" else self._path(key, fld)
+            path = folders[(parent, fld)] = checked.parent
+        return path
