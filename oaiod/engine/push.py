@@ -2,7 +2,8 @@
 
 1. stamp ``S`` and a journal row; 2. every file of the new manifest is put at ``<oaio_id>/S/<path>``: changed ones
 uploaded (a file that changes during its upload aborts the commit), unchanged and renamed ones server-side copied
-from the base version, then one ``backend.flush()`` makes them all durable (one sync per version, not per file);
+from the base version (one ``backend.copy_many`` for all), then one ``backend.flush()`` makes them all durable
+(one sync per version, not per file);
 3. ``upload/`` (or ``register/``) with ``server_stamp`` = the base: the commit point;
 4. the new synced state in one transaction, journal row deleted. A 409 returns the server's object so the cycle
 pulls, merges and tries again; the partial prefix ``<oaio_id>/S/`` is deleted.
@@ -186,22 +187,49 @@ def _commit(ctx: EngineContext, row: ObjectRow, commit: _Commit, outcome: PushOu
 def _put_files(
     ctx: EngineContext, backend: Any, root: Path, row: ObjectRow, commit: _Commit, outcome: PushOutcome
 ) -> None:
-    """Step 2, on up to ``max_connections`` threads: copy what the base has, upload the rest. The first failure
-    stops the commit (the others finish or fail; the journal row covers the partial prefix)."""
+    """Step 2: one ``copy_many`` of everything the base has (on the hub: one request per 1000 files, not one per
+    file), then the uploads on up to ``max_connections`` threads. The first failure stops the commit (the others
+    finish or fail; the journal row covers the partial prefix)."""
+    new = storage_key(row.oaio_id, commit.stamp)
+    base = storage_key(row.oaio_id, row.synced_stamp) if row.synced_stamp else ""  # no base: nothing to copy
+    copies = {  # keys joined here and checked once, in copy_many (storage_key per file took 1.2 s for 10,000)
+        path: (f"{base}/{source}", f"{new}/{path}") for path, source in commit.sources.items() if source is not None
+    }
+    missing = _copy_from_base(backend, copies)
+    outcome.copied += len(copies) - len(missing)
+    uploads = [path for path, source in commit.sources.items() if source is None] + missing
 
-    def put(item: tuple[str, str | None]) -> bool:
-        path, source = item
-        dst = storage_key(row.oaio_id, commit.stamp, path)
-        if source is not None and _copy(backend, storage_key(row.oaio_id, row.synced_stamp, source), dst):
-            return True
-        _upload(ctx, backend, root, path, commit.files[path], dst)
-        return False
+    def put(path: str) -> None:
+        _upload(ctx, backend, root, path, commit.files[path], storage_key(row.oaio_id, commit.stamp, path))
 
-    for copied in transfer_map(backend, put, commit.sources.items(), "put"):
-        if copied:
-            outcome.copied += 1
-        else:
-            outcome.uploaded += 1
+    for _done in transfer_map(backend, put, uploads, "put"):
+        outcome.uploaded += 1
+
+
+MISSING_ROUNDS = 3  #: copy_many calls that may each find a base file missing before copying goes one by one
+
+
+def _copy_from_base(backend: Any, copies: dict[str, tuple[str, str]]) -> list[str]:
+    """Copy every ``path -> (src, dst)`` of ``copies`` with one ``copy_many``; the paths whose base file is missing
+    on storage (to upload instead). After a missing source (``ObjectNotFound`` names it) the rest is copied again
+    (``copy_many`` is idempotent); after :data:`MISSING_ROUNDS` of them, one file at a time."""
+    pending, missing = dict(copies), []
+    for _round in range(MISSING_ROUNDS):
+        try:
+            backend.copy_many(list(pending.values()))
+            return missing
+        except ObjectNotFound as exc:
+            lost = [path for path, (src, _dst) in pending.items() if src == exc.key]
+            if not lost:
+                raise
+            log.info("%s is missing on storage; uploading %s again", exc.key, lost[0])
+            missing += lost
+            for path in lost:
+                del pending[path]
+    for path, (src, dst) in pending.items():
+        if not _copy(backend, src, dst):
+            missing.append(path)
+    return missing
 
 
 def _new_values(ctx: EngineContext, row: ObjectRow, commit: _Commit) -> dict[str, Any]:
