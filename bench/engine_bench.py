@@ -6,6 +6,8 @@
 * Initial sync of ``--small`` (default 10,000) × 4 KiB files A → B: A's upload cycle and B's download cycle,
   files/s and MiB/s, and ``rclone copy`` of the same tree to the same storage folder for comparison (run
   before and after the engine; the engine is compared with the faster run).
+* A new version of a ``--version`` (default 10,000) file folder with one file changed, on Local and on Hub
+  storage: seconds and the storage requests it took (the unchanged files are copied with one ``copy_many``).
 
 Everything is real: a hub on loopback (SQLite), Local storage in a temp folder, two engines.
 """
@@ -31,6 +33,8 @@ from oaiod.hub.settings import HubSettings  # noqa: E402
 from oaiod.server_api import OaioServerApi  # noqa: E402
 from oaiod.state import StateRepo  # noqa: E402
 from oaiod.storage import open_backend  # noqa: E402
+from oaiod.storage.hub import HubBackend  # noqa: E402
+from oaiod.storage.wrappers import WrapperConfig, wrap_backend  # noqa: E402
 
 PASSWORD = "bench-password-1"
 
@@ -153,10 +157,52 @@ def bench_initial_sync(hub: HubServer, base: Path, storage: Path, count: int) ->
         api.close()
 
 
+def bench_new_version(hub: HubServer, base: Path, count: int, csh_id: str) -> None:
+    """Commit ``count`` files to ``csh_id`` storage, change one, and time the cycle committing the new version."""
+    user = f"version-{csh_id.lower()}"
+    assert hub.service is not None
+    hub.service.add_user(user, PASSWORD)
+    hubs: list[HubBackend] = []
+    api = OaioServerApi(hub.host, user, PASSWORD, device_id="v", app_id="oaiod")
+
+    def opener(cid: str, args: dict) -> object:
+        if cid != "Hub":
+            return open_backend(cid, args)
+        hubs.append(HubBackend.sharing(api.http, args))  # the daemon's wiring: Hub storage on the API session
+        return wrap_backend(hubs[-1], WrapperConfig())
+
+    home = base / user
+    settings = EngineSettings(client_root=home / "root", device_id="v", state_dir=home / "state", username=user,
+                              csh_id=csh_id, quiet_period=0.0, home=home, mass_delete_min=10**9)  # fmt: skip
+    eng = SyncEngine(settings, StateRepo(settings.state_dir), api, opener)
+    make_tree(settings.client_root, count, 64)
+    first, _ = timed(eng.sync_cycle)
+    eng.sync_cycle()  # our own commit comes back once
+    samples = []
+    for number in range(3):
+        changed = settings.client_root / "d0000" / "f000000.dat"
+        changed.write_bytes(os.urandom(64))
+        past = time.time_ns() - 30_000_000_000 + number
+        os.utime(changed, ns=(past, past))
+        eng.rescan()
+        for backend in hubs:
+            backend.http.reset_timings()
+        seconds, _ = timed(eng.sync_cycle)
+        samples.append((seconds, sum(len(backend.http.timings) for backend in hubs)))
+        eng.sync_cycle()
+    best = min(samples)
+    requests = f", {best[1]} storage requests" if csh_id == "Hub" else ""
+    print(f"{csh_id} storage: first commit of {count:,} files {first:.1f} s; a new version with one file changed: "
+          f"best {best[0]:.2f} s of {len(samples)}{requests}")  # fmt: skip
+    eng.close()
+    api.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=100_000, help="indexed files for the no-op cycle and rescan")
     parser.add_argument("--small", type=int, default=10_000, help="4 KiB files for the initial sync")
+    parser.add_argument("--version", type=int, default=10_000, help="files of the folder a new version commits")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="oaiod-engine-bench-") as folder:
         base = Path(folder)
@@ -173,6 +219,8 @@ def main() -> None:
                 bench_idle_and_rescan(hub, base, args.files)
             if args.small:
                 bench_initial_sync(hub, base, storage, args.small)
+            for csh_id in ("Local", "Hub") if args.version else ():
+                bench_new_version(hub, base, args.version, csh_id)
         finally:
             hub.stop()
 
