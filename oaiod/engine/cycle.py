@@ -16,7 +16,7 @@ from typing import Any
 
 from oaiod.engine import ops
 from oaiod.engine.context import EngineContext, OpenBackend
-from oaiod.engine.index import IndexReport, index_object, owner_of, rooted
+from oaiod.engine.index import IndexReport, index_paths, owner_of, rooted
 from oaiod.engine.manifest import MANIFEST_KEY, build_manifest
 from oaiod.engine.mapping import is_own_root, map_object
 from oaiod.engine.pull import PullOutcome, pull_object
@@ -139,17 +139,15 @@ class SyncEngine:
         # only an app's file object needs its values (the listed files); a folder's hold a manifest of every file
         rows = [self.repo.get_object(row.oaio_id) or row if row.kind == KIND_FILES else row for row in rows]
         roots = rooted(rows)
-        if full:
-            targets = [(row, "") for _root, row in roots]
-        else:
-            found = {}
+        targets: dict[str, tuple[ObjectRow, list[str]]] = {row.oaio_id: (row, [""]) for _root, row in roots}
+        if not full:  # only the dirty paths, grouped by the object owning them
+            targets = {}
             for path in dirty:
                 owner = owner_of(path, roots)
                 if owner is not None:
-                    found.setdefault((owner[0].oaio_id, owner[1]), owner[0])
-            targets = [(row, rel) for (_oid, rel), row in found.items()]
-        for row, rel in targets:
-            report = index_object(self.ctx, row, roots, rel)
+                    targets.setdefault(owner[0].oaio_id, (owner[0], []))[1].append(owner[1])
+        for row, prefixes in targets.values():  # one pass and one transaction per object, however many paths
+            report = index_paths(self.ctx, row, roots, prefixes)
             total.hashed += report.hashed
             total.unstable += report.unstable
             for link in report.symlinks:

@@ -70,27 +70,60 @@ def excluded_subroots(row: ObjectRow, roots: list[tuple[Path, ObjectRow]]) -> fr
     )
 
 
-def index_object(
-    ctx: EngineContext, row: ObjectRow, roots: list[tuple[Path, ObjectRow]], prefix: str = ""
+def index_paths(
+    ctx: EngineContext, row: ObjectRow, roots: list[tuple[Path, ObjectRow]], prefixes: Iterable[str]
 ) -> IndexReport:
-    """Scan ``row``'s root (or the part at ``prefix``) and store what changed."""
+    """Scan the parts of ``row``'s root at ``prefixes`` ("": all of it) and store what changed in one transaction.
+
+    The watcher hands over thousands of paths after a burst of writes: each is scanned (a stat, a range query of
+    its rows), but the ignore rules are loaded once and the results written together, so the cost per path is a
+    stat and an indexed lookup rather than a transaction. A path under another one given is covered by that one.
+    """
     report = IndexReport()
     root = Path(row.local_root or "")
     if not root.is_dir():
         return report
+    parts = covering(prefixes)
+    result = ScanResult()
     if row.kind == KIND_FILES:
-        result = _scan_listed(root, ctx.repo.file_stats(row.oaio_id, prefix))
+        for prefix in parts:
+            _merge(result, _scan_listed(root, ctx.repo.file_stats(row.oaio_id, prefix)))
     else:
-        rules = ctx.ignore_rules(root, reload=prefix in ("", ".oaioignore"))
+        rules = ctx.ignore_rules(root, reload=any(prefix in ("", ".oaioignore") for prefix in parts))
         exclude = excluded_subroots(row, roots)
-        indexed = ctx.repo.iter_file_stats(row.oaio_id, prefix)  # streamed, merged with the walk in path order
-        result = scan(root, indexed, prefix, ignore=rules, exclude=exclude, quiet_period=ctx.settings.quiet_period)
+        quiet = ctx.settings.quiet_period
+        for prefix in parts:
+            indexed = ctx.repo.iter_file_stats(row.oaio_id, prefix)  # streamed, merged with the walk in path order
+            _merge(result, scan(root, indexed, prefix, ignore=rules, exclude=exclude, quiet_period=quiet))
     report.unstable = [root / rel for rel in result.unstable]
     report.symlinks = [root / rel for rel in result.symlinks]
     report.hashed = len(result.changed)
     if _store(ctx, row.oaio_id, result):
         report.dirty_objects.add(row.oaio_id)
     return report
+
+
+def covering(prefixes: Iterable[str]) -> list[str]:
+    """The given relative paths without those inside another one given ("" covers everything), sorted."""
+    wanted = set(prefixes)
+    if "" in wanted:
+        return [""]
+    kept = []
+    for prefix in sorted(wanted):
+        parts = prefix.split("/")
+        if not any("/".join(parts[:depth]) in wanted for depth in range(1, len(parts))):
+            kept.append(prefix)
+    return kept
+
+
+def _merge(total: ScanResult, part: ScanResult) -> None:
+    """Add the scan of one (disjoint) part of a root to ``total``."""
+    total.changed += part.changed
+    total.missing += part.missing
+    total.unstable += part.unstable
+    total.symlinks += part.symlinks
+    total.unreadable += part.unreadable
+    total.seen += part.seen
 
 
 def _scan_listed(root: Path, indexed: dict) -> ScanResult:
