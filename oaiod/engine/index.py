@@ -183,14 +183,14 @@ def _upsert(session: sa.orm.Session, oaio_id: str, batch: list[HashedFile]) -> N
         }
         for h in batch
     ]
-    statement = insert(FileRow).values(rows)
+    statement = insert(FileRow)
     statement = statement.on_conflict_do_update(
         index_elements=[FileRow.oaio_id, FileRow.path],
         set_={
             name: statement.excluded[name] for name in ("present", "size", "mtime_ns", "inode", "sha256", "executable")
         },
     )
-    session.execute(statement)
+    session.connection().execute(statement, rows)  # one statement compiled, executed for every row (executemany)
 
 
 def forget_under(ctx: EngineContext, oaio_id: str, prefix: str) -> None:
