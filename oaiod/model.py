@@ -264,6 +264,8 @@ _ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def _unsafe_char(text: str) -> str | None:
     """The first control, line/paragraph separator or bidi override character in ``text``, if any."""
+    if text.isprintable():  # exact: every refused character is in a category isprintable() rejects
+        return None
     if text.isascii():  # the common case, and 10x cheaper than asking unicodedata per character
         match = _ASCII_CONTROL.search(text)
         return match.group() if match else None
