@@ -17,14 +17,13 @@ from typing import Any
 from oaiod.engine import ops
 from oaiod.engine.context import EngineContext, OpenBackend
 from oaiod.engine.index import IndexReport, index_paths, owner_of, rooted
-from oaiod.engine.manifest import MANIFEST_KEY, build_manifest
 from oaiod.engine.mapping import is_own_root, map_object
 from oaiod.engine.pull import PullOutcome, pull_object
 from oaiod.engine.push import PushOutcome, push_object
 from oaiod.engine.settings import ROOT_OBJECT_NAME, EngineSettings
 from oaiod.errors import OaiodError
 from oaiod.http import RemoteError, TransportError
-from oaiod.model import FILES_VALUES_KEY, NAME_VALUES_KEY, ROOT_VALUES_KEY, OaiObject, now_stamp, object_id
+from oaiod.model import OaiObject, now_stamp
 from oaiod.placeholders import PathMapper
 from oaiod.state.models import KIND_FILES, KIND_ROOT, STATUS_ACTIVE, STATUS_NEW, STATUS_REMOVED, ObjectRow
 from oaiod.state.repo import StateRepo
@@ -265,29 +264,8 @@ class SyncEngine:
             row.synced_values = {}
             self.repo.save_object(row)
             return
-        stamp = now_stamp()
-        values = {
-            NAME_VALUES_KEY: ROOT_OBJECT_NAME,
-            ROOT_VALUES_KEY: self.ctx.mapper.to_placeholder(Path(root)),
-            FILES_VALUES_KEY: [],
-            MANIFEST_KEY: build_manifest(KIND_ROOT, stamp, {}),
-        }
-        settings = self.settings
-        oaio_id = object_id(settings.username, settings.device_id, settings.app_id, stamp, values)
-        log.info("registering client root object %s for %s", oaio_id, root)
-        self.repo.save_object(
-            ObjectRow(
-                oaio_id=oaio_id,
-                kind=KIND_ROOT,
-                local_root=root,
-                status=STATUS_NEW,
-                client_values=values,
-                synced_values={},
-                csh_id=settings.csh_id,
-                csh_access_right="C",
-                local_dirty=True,
-            )
-        )
+        oaio_id = ops.new_folder_object(self.ctx, Path(root), KIND_ROOT, name=ROOT_OBJECT_NAME)
+        log.info("registered client root object %s for %s locally; the next push sends it", oaio_id, root)
 
     # -- ctl operations (see ops) -----------------------------------------------------------------------------
 

@@ -79,27 +79,7 @@ def add_folder(ctx: EngineContext, path: Path) -> str:
     for row in ctx.repo.objects(STATUS_ACTIVE, STATUS_NEW, STATUS_HELD):
         if row.local_root and _resolved(Path(row.local_root)) == local:
             return row.oaio_id
-    settings = ctx.settings
-    stamp = now_stamp()
-    values = {
-        ROOT_VALUES_KEY: ctx.mapper.to_placeholder(local),
-        FILES_VALUES_KEY: [],
-        MANIFEST_KEY: build_manifest(KIND_FOLDER, stamp, {}),
-    }
-    oaio_id = object_id(settings.username, settings.device_id, settings.app_id, stamp, values)
-    ctx.repo.save_object(
-        ObjectRow(
-            oaio_id=oaio_id,
-            kind=KIND_FOLDER,
-            local_root=str(local),
-            status=STATUS_NEW,
-            client_values=values,
-            synced_values={},
-            csh_id=settings.csh_id,
-            csh_access_right="C",
-            local_dirty=True,
-        )
-    )
+    oaio_id = new_folder_object(ctx, local, KIND_FOLDER)
     ctx.repo.add_history(oaio_id, "add", str(local))
     return oaio_id
 
@@ -218,3 +198,31 @@ def version_dict(version: Any) -> dict[str, Any]:
         "files": len(files),
         "created": version.created,
     }
+
+
+def new_folder_object(ctx: EngineContext, local: Path, kind: str, name: str | None = None) -> str:
+    """Record a new, empty folder object for ``local`` (registered by the next push); its oaio id.
+
+    ``kind`` is ``KIND_ROOT`` (the client root, found on other devices by its ``_name``) or ``KIND_FOLDER``.
+    """
+    settings = ctx.settings
+    stamp = now_stamp()
+    values: dict[str, Any] = {NAME_VALUES_KEY: name} if name else {}
+    values[ROOT_VALUES_KEY] = ctx.mapper.to_placeholder(local)
+    values[FILES_VALUES_KEY] = []
+    values[MANIFEST_KEY] = build_manifest(kind, stamp, {})
+    oaio_id = object_id(settings.username, settings.device_id, settings.app_id, stamp, values)
+    ctx.repo.save_object(
+        ObjectRow(
+            oaio_id=oaio_id,
+            kind=kind,
+            local_root=str(local),
+            status=STATUS_NEW,
+            client_values=values,
+            synced_values={},
+            csh_id=settings.csh_id,
+            csh_access_right="C",
+            local_dirty=True,
+        )
+    )
+    return oaio_id
