@@ -4,9 +4,10 @@ Open a backend with :func:`~oaiod.storage.registry.open_backend` (registry + wra
 the errors of :mod:`oaiod.storage.errors`.
 """
 
-from oaiod.storage.base import Backend, Capabilities, ObjectInfo
+from oaiod.storage.base import Backend, Capabilities, ObjectInfo, Transfer, Transferred
 from oaiod.storage.errors import (
     InvalidKey,
+    LocalFileChanged,
     ObjectNotFound,
     PermanentStorageError,
     QuotaExceeded,
@@ -20,12 +21,15 @@ __all__ = [
     "Backend",
     "Capabilities",
     "InvalidKey",
+    "LocalFileChanged",
     "ObjectInfo",
     "ObjectNotFound",
     "PermanentStorageError",
     "QuotaExceeded",
     "StorageError",
     "StoragePermissionDenied",
+    "Transfer",
+    "Transferred",
     "TransientStorageError",
     "backend_class",
     "open_backend",

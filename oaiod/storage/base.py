@@ -11,13 +11,15 @@ import abc
 import contextlib
 import contextvars
 import ctypes
+import hashlib
 import ipaddress
 import logging
 import os
 import secrets
+import stat as stat_mod
 import tempfile
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,7 @@ from typing import IO, Any, ClassVar
 from urllib.parse import urlsplit
 
 from oaiod.errors import ConfigError
-from oaiod.storage.errors import InvalidKey, ObjectNotFound
+from oaiod.storage.errors import InvalidKey, LocalFileChanged, ObjectNotFound, StorageError
 from oaiod.storage.keys import TEMP_PREFIX, validate_key, validate_prefix
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,9 @@ class Capabilities:
     #: ``copy_many`` does better than one ``copy`` per pair (a batch request, a cheaper primitive): wrappers pass a
     #: whole batch on instead of copying pair by pair
     batch_copy: bool = False
+    #: ``put_many``/``get_many`` do better than one ``put_file``/``get_file`` per item (worker processes, a batch
+    #: request): wrappers pass whole batches on instead of transferring item by item
+    batch_transfer: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,38 @@ class ObjectInfo:
     size: int
     sha256: str | None = None
     mtime: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """One item of a :meth:`Backend.put_many` / :meth:`Backend.get_many` batch.
+
+    ``mtime_ns`` and ``executable`` are used by ``get_many`` only: the written file gets that mtime (``None``: the
+    time of writing) and mode ``0o777 & ~umask`` when executable, else ``0o666 & ~umask``.
+    """
+
+    key: str
+    local_path: str
+    mtime_ns: int | None = None
+    executable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Transferred:
+    """The outcome of one :class:`Transfer`: the local file's stat and the sha256 of the bytes moved, or ``error``.
+
+    ``size``/``mtime_ns``/``inode`` are those of the local file: for a put, as it was read (taken before reading
+    and checked unchanged after); for a get, as written (after its mtime was set). ``sha256`` is always set by
+    ``get_many``; ``put_many`` sets it when it hashed the bytes on the way (``None`` otherwise). When ``error`` is
+    set the other fields are meaningless (``-1``/``None``).
+    """
+
+    key: str
+    size: int = -1
+    mtime_ns: int = -1
+    inode: int = -1
+    sha256: str | None = None
+    error: StorageError | None = None
 
 
 class Backend(abc.ABC):
@@ -164,6 +201,36 @@ class Backend(abc.ABC):
         """
         checked = validate_pairs(pairs)
         copy_on_threads(checked, self.copy, self.capabilities.max_connections, progress)
+
+    def put_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
+        """Store each item's local file under its key, as :meth:`put_file` does one; one result per item, in order.
+
+        Items fail one by one: a failed item's result carries ``error`` (a :class:`StorageError`; a local file that
+        is missing, unreadable or changed while it was read is :class:`LocalFileChanged`) and the others go on.
+        Errors that concern the whole call (an unsafe key: :class:`InvalidKey`, checked before anything moves; the
+        host refusing the batch itself) are raised. A key appears at most once per call. Stored objects are
+        visible on return and durable after :meth:`flush`. ``progress`` gets bytes moved, as for ``put_file``.
+
+        This default calls :meth:`put_file` per item on up to ``capabilities.max_connections`` threads (in the
+        calling thread when that is 1), with an ``lstat`` before and after each; a backend with worker processes
+        or a batch request overrides it and sets ``capabilities.batch_transfer``.
+        """
+        checked = validate_transfers(items)
+        return list(map_on_threads(lambda item: put_one(self, item, progress), checked, self.capabilities))
+
+    def get_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
+        """Write each item's object to its local path, which must not exist: a new file, created exclusively.
+
+        Each written file is complete, has the item's mtime and mode, and its result carries the sha256 of what
+        was written and its stat; it is **not** fsynced (the caller syncs a whole batch, see
+        :func:`sync_filesystem`). A failed item leaves no file behind and its result carries ``error``
+        (:class:`ObjectNotFound` for a missing key, :class:`LocalFileChanged` when the local path exists); the
+        others go on. Whole-call errors are raised as for :meth:`put_many`. ``progress`` gets bytes moved.
+
+        This default calls :meth:`get_file` per item (see :meth:`put_many`), then hashes the written file.
+        """
+        checked = validate_transfers(items)
+        return list(map_on_threads(lambda item: get_one(self, item, progress), checked, self.capabilities))
 
     def put_bytes(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key`` (for small objects; goes through :meth:`put_file`)."""
@@ -271,6 +338,108 @@ def copy_on_threads(
             for future in window:
                 future.cancel()
             raise
+
+
+def validate_transfers(items: Sequence[Transfer]) -> list[Transfer]:
+    """The items of a ``put_many``/``get_many`` as a list, every key checked; :class:`InvalidKey` for an unsafe key
+    or one named twice."""
+    checked = list(items)
+    seen: set[str] = set()
+    for item in checked:
+        if not isinstance(item, Transfer):
+            raise InvalidKey("items", f"each item is a Transfer, not {str(item)[:80]!r}")
+        if validate_key(item.key) in seen:
+            raise InvalidKey("key", f"{item.key[:200]!r} appears twice in one batch")
+        seen.add(item.key)
+    return checked
+
+
+def map_on_threads(
+    func: Callable[[Transfer], Transferred], items: list[Transfer], caps: Capabilities
+) -> Iterator[Transferred]:
+    """``map(func, items)`` on up to ``caps.max_connections`` threads, in order; in the calling thread when that is
+    1 (with several threads each system call hands CPython's GIL over, which made 8 threads slower than 1 on
+    CPU-bound local storage)."""
+    workers = max(1, min(caps.max_connections, 8, len(items)))
+    if workers == 1:
+        yield from map(func, items)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oaiod-transfer") as pool:
+        yield from pool.map(func, items)
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
+
+
+def put_one(backend: Backend, item: Transfer, progress: Progress | None) -> Transferred:
+    """One item of the default :meth:`Backend.put_many`: ``put_file`` with the source's stat checked around it."""
+    before = _lstat(item.local_path)
+    if before is None or not stat_mod.S_ISREG(before.st_mode):
+        return Transferred(
+            item.key, error=LocalFileChanged(f"{item.local_path} is missing or not a file", key=item.key)
+        )
+    try:
+        backend.put_file(item.key, item.local_path, progress=progress)
+    except StorageError as exc:
+        return Transferred(item.key, error=exc)
+    after = _lstat(item.local_path)
+    ident = (before.st_size, before.st_mtime_ns, before.st_ino)
+    if after is None or (after.st_size, after.st_mtime_ns, after.st_ino) != ident:
+        return Transferred(
+            item.key, error=LocalFileChanged(f"{item.local_path} changed while it was read", key=item.key)
+        )
+    return Transferred(item.key, *ident)
+
+
+def get_one(backend: Backend, item: Transfer, progress: Progress | None) -> Transferred:
+    """One item of the default :meth:`Backend.get_many`: ``get_file`` to a new file, its meta set, then hashed."""
+    if os.path.lexists(item.local_path):
+        return Transferred(
+            item.key, error=LocalFileChanged(f"{item.local_path} exists; not replacing it", key=item.key)
+        )
+    try:
+        with caller_syncs_local_files():
+            backend.get_file(item.key, item.local_path, progress=progress)
+    except StorageError as exc:
+        return Transferred(item.key, error=exc)
+    try:
+        set_local_meta(item.local_path, item.mtime_ns, item.executable)
+        digest = hashlib.sha256()
+        with open(item.local_path, "rb") as file:
+            while chunk := file.read(CHUNK_SIZE):
+                digest.update(chunk)
+            st = os.fstat(file.fileno())
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(item.local_path)
+        return Transferred(item.key, error=LocalFileChanged(f"{item.local_path}: {exc.strerror}", key=item.key))
+    return Transferred(item.key, st.st_size, st.st_mtime_ns, st.st_ino, digest.hexdigest())
+
+
+def set_local_meta(path: str, mtime_ns: int | None, executable: bool) -> None:
+    """Give a file written by ``get_many`` its mtime and its mode (``0o777``/``0o666`` less the umask)."""
+    os.chmod(path, (0o777 if executable else 0o666) & ~current_umask())
+    if mtime_ns is not None:
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: the process umask, read once at import (reading it means setting it, which is not thread-safe later)
+UMASK = _read_umask()
+
+
+def current_umask() -> int:
+    """The process umask as read at import."""
+    return UMASK
 
 
 _CALLER_SYNCS_LOCAL_FILES: contextvars.ContextVar[bool] = contextvars.ContextVar("caller_syncs", default=False)

@@ -10,6 +10,7 @@ this tree where they enter; code above a backend catches only these::
         ├── QuotaExceeded            the host is full or the account's quota is used up
         ├── TransientStorageError    retryable: connection lost, timeout, 429/5xx, SlowDown
         ├── PermanentStorageError    anything else the host refused; retrying will not help
+        │   └── LocalFileChanged     the local side of a batch transfer vanished or changed while it was read
         └── InvalidKey               an unsafe key, going in or coming out (also a ValidationError)
 
 Only :class:`TransientStorageError` is retried (by :class:`oaiod.storage.wrappers.RetryingBackend`); every other
@@ -52,6 +53,11 @@ class TransientStorageError(StorageError):
 
 class PermanentStorageError(StorageError):
     """The host refused the call for a reason that retrying will not change."""
+
+
+class LocalFileChanged(PermanentStorageError):
+    """The local file of a ``put_many`` item is missing, unreadable, or changed (size, mtime or inode) while it was
+    read; or the local path of a ``get_many`` item already exists. The host may hold a copy of what was read."""
 
 
 class InvalidKey(StorageError, ValidationError):
