@@ -3,7 +3,8 @@
 Session and CSRF exactly as every hub route. ``<name>`` is a storage key ``<oaio_id>/<client_stamp>/<path>``,
 percent-encoded per component, validated with :func:`oaiod.storage.keys.validate_key` (unsafe: 400). The hub's
 body-limit middleware does not buffer these routes: ``data/`` streams to disk, JSON bodies are read here up to
-:data:`MAX_JSON_BODY`. The rules behind each route are in :mod:`oaiod.hub.blobstore`.
+:data:`MAX_JSON_BODY`. The rules behind each route are in :mod:`oaiod.hub.blobstore`
+and :mod:`oaiod.hub.blobuploads`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 from oaiod.errors import ValidationError
 from oaiod.hub.app import CSRF_COOKIE, ActorDep, json_body
 from oaiod.hub.blobstore import BlobStore
+from oaiod.hub.blobuploads import Uploads
 from oaiod.hub.errors import BadRequest, RangeNotSatisfiable, TooLarge, UnsupportedMedia
 from oaiod.model import validate_exact_keys, validate_stamp
 from oaiod.storage.keys import validate_key, validate_prefix
@@ -89,6 +91,10 @@ def get_store(request: Request) -> BlobStore:
     return request.app.state.blobs
 
 
+def get_uploads(request: Request) -> Uploads:
+    return request.app.state.blob_uploads
+
+
 async def blob_json(request: Request) -> Any:
     """The JSON body, refused beyond :data:`MAX_JSON_BODY` (the middleware does not limit these routes)."""
     return await _read_json(request, MAX_JSON_BODY)
@@ -114,6 +120,7 @@ async def _read_json(request: Request, limit: int) -> Any:
 
 
 StoreDep = Annotated[BlobStore, Depends(get_store)]
+UploadsDep = Annotated[Uploads, Depends(get_uploads)]
 JsonDep = Annotated[Any, Depends(blob_json)]
 CopyManyJsonDep = Annotated[Any, Depends(copy_many_json)]
 
@@ -169,7 +176,7 @@ def ping(_actor: ActorDep) -> dict[str, Any]:
 
 
 @router.put("/upload/{name:path}")
-def create_upload(request: Request, name: str, actor: ActorDep, store: StoreDep, body: JsonDep) -> dict[str, Any]:
+def create_upload(request: Request, name: str, actor: ActorDep, uploads: UploadsDep, body: JsonDep) -> dict[str, Any]:
     """createUpload: ``{uploadId, sha256, size, expires?, proposedUploadMethods}`` → ``{expires, uploadMethod}``."""
     name = _name(name)
     validate_exact_keys(body, ("uploadId", "sha256", "size", "proposedUploadMethods"), "body", optional=("expires",))
@@ -186,10 +193,10 @@ def create_upload(request: Request, name: str, actor: ActorDep, store: StoreDep,
         validate_exact_keys(methods["putUrl"], ("contentType", "contentLength"), "putUrl")
         if _size(methods["putUrl"]["contentLength"], "putUrl.contentLength") != size:
             raise ValidationError("putUrl.contentLength", "must equal size")
-    row = store.create_upload(actor, name, upload_id, sha256, size, expires)
+    row = uploads.create_upload(actor, name, upload_id, sha256, size, expires)
     method: dict[str, Any] = {}
     if inline is not None:
-        store.write_inline(row, inline)
+        uploads.write_inline(row, inline)
         method = {"dataInline": True}
     elif "putUrl" in methods:
         url = _url(request, "data", name, uploadId=upload_id, offset="0")
@@ -210,9 +217,9 @@ def _inline_data(value: Any) -> bytes:
 
 
 @router.delete("/upload/{name:path}")
-def cancel_upload(name: str, actor: ActorDep, store: StoreDep) -> dict[str, Any]:
+def cancel_upload(name: str, actor: ActorDep, uploads: UploadsDep) -> dict[str, Any]:
     """Drop the unfinished upload of ``name`` (to start over with a new uploadId); idempotent."""
-    return {"cancelled": store.cancel_upload(actor, _name(name))}
+    return {"cancelled": uploads.cancel_upload(actor, _name(name))}
 
 
 @router.put("/data/{name:path}")
@@ -220,7 +227,7 @@ async def put_data(
     request: Request,
     name: str,
     actor: ActorDep,
-    store: StoreDep,
+    uploads: UploadsDep,
     uploadId: str = "",
     offset: int = 0,
 ) -> dict[str, Any]:
@@ -228,7 +235,7 @@ async def put_data(
     name, upload_id = _name(name), _upload_id(uploadId)
     if offset < 0:
         raise ValidationError("offset", "must be ≥ 0")
-    target = await run_in_threadpool(store.target, actor, name, upload_id, offset)
+    target = await run_in_threadpool(uploads.target, actor, name, upload_id, offset)
     buffer = bytearray()
     try:
         try:
@@ -247,16 +254,16 @@ async def put_data(
 
 
 @router.get("/upload-status/{name:path}")
-def upload_status(name: str, actor: ActorDep, store: StoreDep, uploadId: str = "") -> dict[str, int]:
+def upload_status(name: str, actor: ActorDep, uploads: UploadsDep, uploadId: str = "") -> dict[str, int]:
     """``{received, size}``: resume an upload at ``received``."""
-    return store.received(actor, _name(name), _upload_id(uploadId))
+    return uploads.received(actor, _name(name), _upload_id(uploadId))
 
 
 @router.post("/finish-upload/{name:path}")
-def finish_upload(name: str, actor: ActorDep, store: StoreDep, body: JsonDep) -> dict[str, Any]:
+def finish_upload(name: str, actor: ActorDep, uploads: UploadsDep, body: JsonDep) -> dict[str, Any]:
     """finishUpload: ``{uploadId}``; verifies size and sha256 (mismatch: 400, upload discarded); idempotent."""
     validate_exact_keys(body, ("uploadId",), "body")
-    return store.finish_upload(actor, _name(name), _upload_id(body["uploadId"])).as_dict()
+    return uploads.finish_upload(actor, _name(name), _upload_id(body["uploadId"])).as_dict()
 
 
 @router.put("/start-download/{name:path}")
@@ -384,5 +391,6 @@ def listing(
 def mount(app: Any) -> None:
     """Add the blob store to a hub application (routes, ``app.state.blobs``, the ``blobs`` feature)."""
     app.state.blobs = BlobStore(app.state.service)
+    app.state.blob_uploads = Uploads(app.state.blobs)
     app.include_router(router, prefix="/api")
     app.state.features.append(FEATURE)
