@@ -225,7 +225,9 @@ class Backend(abc.ABC):
         was written and its stat; it is **not** fsynced (the caller syncs a whole batch, see
         :func:`sync_filesystem`). A failed item leaves no file behind and its result carries ``error``
         (:class:`ObjectNotFound` for a missing key, :class:`LocalFileChanged` when the local path exists); the
-        others go on. Whole-call errors are raised as for :meth:`put_many`. ``progress`` gets bytes moved.
+        others go on. Whole-call errors are raised as for :meth:`put_many`; a call that raises leaves no file of its
+        items behind (a batch that fails midway removes what it wrote), so the same call can be made again.
+        ``progress`` gets bytes moved.
 
         This default calls :meth:`get_file` per item (see :meth:`put_many`), then hashes the written file.
         """
@@ -340,10 +342,16 @@ def copy_on_threads(
             raise
 
 
+class CheckedTransfers(list[Transfer]):
+    """Items that :func:`validate_transfers` checked: wrappers pass them on without checking them again."""
+
+
 def validate_transfers(items: Sequence[Transfer]) -> list[Transfer]:
     """The items of a ``put_many``/``get_many`` as a list, every key checked; :class:`InvalidKey` for an unsafe key
-    or one named twice."""
-    checked = list(items)
+    or one named twice. :class:`CheckedTransfers` are returned as they are."""
+    if isinstance(items, CheckedTransfers):
+        return items
+    checked = CheckedTransfers(items)
     seen: set[str] = set()
     for item in checked:
         if not isinstance(item, Transfer):

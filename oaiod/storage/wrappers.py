@@ -8,6 +8,13 @@ backend. Retry sits outside the cap so a call waiting out its backoff holds no c
 ``copy_many`` in chunks of :data:`RETRY_BATCH` pairs, each retried as a whole (``copy_many`` is idempotent) and
 holding one concurrency slot; on any other host the wrappers copy pair by pair, so each pair is retried and
 capped on its own.
+
+``put_many``/``get_many`` are logged as one line with one timing. On a host with ``capabilities.batch_transfer``
+the whole batch goes down in one call holding one concurrency slot, throttled through ``progress``; the retry
+wrapper repeats a whole call that raised a transient error (both calls may be repeated: a ``get_many`` that raises
+leaves no file behind) and re-sends, as a smaller batch, only the items whose result carries a transient error.
+On any other host the wrappers go item by item (``put_file``/``get_file`` through every wrapper), so each item is
+retried, capped and throttled on its own.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,13 +33,20 @@ from oaiod.storage.base import (
     Backend,
     Capabilities,
     CheckedPairs,
+    CheckedTransfers,
     ObjectInfo,
     PathLike,
     Progress,
+    Transfer,
+    Transferred,
     copy_on_threads,
+    get_one,
+    map_on_threads,
+    put_one,
     validate_pairs,
+    validate_transfers,
 )
-from oaiod.storage.errors import StorageError, TransientStorageError
+from oaiod.storage.errors import PermanentStorageError, StorageError, TransientStorageError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -112,6 +126,29 @@ class WrappingBackend(Backend):
         else:
             copy_on_threads(checked, self.copy, self.capabilities.max_connections, progress)
 
+    def put_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
+        """The whole batch to the host's ``put_many`` when it has ``batch_transfer``; else item by item through this
+        wrapper's :meth:`put_file` (so each item is retried, capped and limited on its own)."""
+        checked = validate_transfers(items)
+        if not checked:
+            return []
+        if self.capabilities.batch_transfer:
+            return self._call(
+                "put_many", describe_transfers(checked), lambda: self.inner.put_many(checked, progress=progress)
+            )
+        return list(map_on_threads(lambda item: put_one(self, item, progress), checked, self.capabilities))
+
+    def get_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
+        """As :meth:`put_many`, for downloads (item by item through this wrapper's :meth:`get_file`)."""
+        checked = validate_transfers(items)
+        if not checked:
+            return []
+        if self.capabilities.batch_transfer:
+            return self._call(
+                "get_many", describe_transfers(checked), lambda: self.inner.get_many(checked, progress=progress)
+            )
+        return list(map_on_threads(lambda item: get_one(self, item, progress), checked, self.capabilities))
+
     def close(self) -> None:
         self.inner.close()
 
@@ -123,6 +160,11 @@ def describe_pairs(pairs: CheckedPairs) -> str:
     """``N pairs (first SRC -> DST)`` for logs."""
     src, dst = pairs[0]
     return f"{len(pairs)} pairs (first {src} -> {dst})"
+
+
+def describe_transfers(items: Sequence[Transfer]) -> str:
+    """``N items (first KEY)`` for logs."""
+    return f"{len(items)} items (first {items[0].key})" if items else "0 items"
 
 
 class RetryingBackend(WrappingBackend):
@@ -170,6 +212,79 @@ class RetryingBackend(WrappingBackend):
             self._call("copy_many", describe_pairs(chunk), lambda chunk=chunk: self.inner.copy_many(chunk))
             if progress is not None:
                 progress(len(chunk))
+
+    def put_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
+        """On a ``batch_transfer`` host: the batch, then again only its items that failed transiently (see
+        :meth:`_batch_with_retries`); else item by item, each retried on its own."""
+        checked = validate_transfers(items)
+        if not self.capabilities.batch_transfer:
+            return super().put_many(checked, progress=progress)
+        return self._batch_with_retries(
+            "put_many", checked, lambda batch: self.inner.put_many(batch, progress=progress)
+        )
+
+    def get_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
+        """As :meth:`put_many`, for downloads."""
+        checked = validate_transfers(items)
+        if not self.capabilities.batch_transfer:
+            return super().get_many(checked, progress=progress)
+        return self._batch_with_retries(
+            "get_many", checked, lambda batch: self.inner.get_many(batch, progress=progress)
+        )
+
+    def _batch_with_retries(
+        self, name: str, items: list[Transfer], send: Callable[[CheckedTransfers], list[Transferred]]
+    ) -> list[Transferred]:
+        """``send(items)``, then ``send`` of the items whose result carries a transient error, up to ``attempts``
+        calls in all with the usual backoff; a call that raised a transient error is repeated for the same items.
+
+        Once some items are done, an error of a later call is given to the items still pending instead of being
+        raised, so the results of the done ones are never lost (a caller would otherwise redo them).
+        """
+        results: list[Transferred | None] = [None] * len(items)
+        pending = list(range(len(items)))
+        for attempt in range(self.attempts if items else 0):
+            batch = CheckedTransfers(items[index] for index in pending)
+            what = describe_transfers(batch)
+            last = attempt + 1 >= self.attempts
+            try:
+                answers = send(batch)
+            except StorageError as exc:
+                if len(pending) == len(items) and results[0] is None and (last or not exc.retryable):
+                    raise  # nothing done yet: the whole call failed
+                if last or not exc.retryable:
+                    log.error("storage %s %s of %s failed, giving up on those items: %s", name, self.describe(),
+                              what, exc)  # fmt: skip
+                    for index in pending:
+                        results[index] = Transferred(items[index].key, error=exc)
+                    break
+                self._back_off(name, what, exc, attempt)
+                continue
+            if len(answers) != len(batch):
+                raise PermanentStorageError(f"{self.describe()} {name} answered {len(answers)} of {len(batch)} items")
+            failed: list[int] = []
+            for index, answer in zip(pending, answers, strict=True):
+                results[index] = answer
+                if answer.error is not None and answer.error.retryable:
+                    failed.append(index)
+            if not failed:
+                break
+            first = results[failed[0]]
+            assert first is not None and first.error is not None
+            if last:
+                log.error("storage %s %s: %d items still failed after %d attempts (first %r: %s)", name,
+                          self.describe(), len(failed), self.attempts, first.key, first.error)  # fmt: skip
+                break
+            self._back_off(name, f"{len(failed)} of {len(batch)} items (first {first.key})", first.error, attempt)
+            pending = failed
+        assert all(result is not None for result in results)
+        return results  # type: ignore[return-value]
+
+    def _back_off(self, name: str, what: str, exc: StorageError, attempt: int) -> None:
+        delay = self._delay(attempt)
+        log.warning("storage %s %s of %s failed (%s); retry %d/%d in %.1f s", name, self.describe(), what, exc,
+                    attempt + 1, self.attempts - 1, delay)  # fmt: skip
+        time.sleep(delay)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         for attempt in range(self.attempts):
@@ -262,6 +377,12 @@ class BandwidthLimitedBackend(WrappingBackend):
     def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
         self.inner.get_file(key, local_path, progress=self._throttled(self.download, progress))
 
+    def put_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
+        return self.inner.put_many(validate_transfers(items), progress=self._throttled(self.upload, progress))
+
+    def get_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
+        return self.inner.get_many(validate_transfers(items), progress=self._throttled(self.download, progress))
+
 
 @dataclass(frozen=True)
 class CallTiming:
@@ -275,7 +396,7 @@ class CallTiming:
 
 
 LARGE_TRANSFER_LOGGED = 8 * 1024 * 1024  #: transfers at least this big are logged at INFO, others at DEBUG
-LARGE_BATCH_LOGGED = 1000  #: a ``copy_many`` of at least this many pairs is logged at INFO, a smaller one at DEBUG
+LARGE_BATCH_LOGGED = 1000  #: a batch of at least this many pairs or items is logged at INFO, a smaller one at DEBUG
 
 
 class LoggingBackend(WrappingBackend):
@@ -335,6 +456,39 @@ class LoggingBackend(WrappingBackend):
         self.timings.append(CallTiming("copy_many", what, 0, seconds))
         level = logging.INFO if len(checked) >= LARGE_BATCH_LOGGED else logging.DEBUG
         log.log(level, "storage copy_many %s: %s in %.3f s", self.describe(), what, seconds)
+
+    def put_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
+        """One line and one timing for the whole batch, however the wrappers inside send it."""
+        return self._batch("put_many", validate_transfers(items), lambda c: self.inner.put_many(c, progress=progress))
+
+    def get_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
+        """One line and one timing for the whole batch, however the wrappers inside send it."""
+        return self._batch("get_many", validate_transfers(items), lambda c: self.inner.get_many(c, progress=progress))
+
+    def _batch(
+        self, name: str, checked: list[Transfer], send: Callable[[list[Transfer]], list[Transferred]]
+    ) -> list[Transferred]:
+        if not checked:
+            return []
+        started, what = time.monotonic(), describe_transfers(checked)
+        try:
+            results = send(checked)
+        except StorageError as exc:
+            self._record(name, what, 0, started, exc)
+            raise
+        seconds = time.monotonic() - started
+        nbytes = sum(result.size for result in results if result.error is None)
+        failed = [result for result in results if result.error is not None]
+        first_error = failed[0].error if failed else None
+        self.timings.append(CallTiming(name, what, nbytes, seconds, type(first_error).__name__ if failed else None))
+        if failed:
+            log.warning("storage %s %s %s: %d failed (first %r: %s), %d bytes in %.3f s", name, self.describe(), what,
+                        len(failed), failed[0].key, first_error, nbytes, seconds)  # fmt: skip
+            return results
+        big = len(checked) >= LARGE_BATCH_LOGGED or nbytes >= LARGE_TRANSFER_LOGGED
+        log.log(logging.INFO if big else logging.DEBUG, "storage %s %s %s: %d bytes in %.3f s", name, self.describe(),
+                what, nbytes, seconds)  # fmt: skip
+        return results
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         started, count = time.monotonic(), 0
