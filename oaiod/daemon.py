@@ -252,7 +252,8 @@ class Daemon:
             self.lock.release()
 
     def _serve(self) -> int:
-        from oaiod.ctl import CtlServer, daemon_handlers
+        from oaiod.ctl import CtlServer
+        from oaiod.ctl_commands import daemon_handlers
 
         self.ctl_server = CtlServer(self.config.paths.socket, daemon_handlers(self))
         self.ctl_server.start()

@@ -204,9 +204,16 @@ def ctl_ls(ctx: click.Context, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def ctl_add(ctx: click.Context, path: Path, wait: bool, as_json: bool) -> None:
-    """Sync another folder (registered as a folder object)."""
-    render = lambda r: click.echo(f"added {path} as {r}")  # noqa: E731
-    _call_queued(ctx, "add", render, wait, path=str(path.expanduser().absolute()))
+    """Sync another folder; answers once the server has registered it (or why not yet: offline, paused)."""
+    _call_queued(ctx, "add", lambda r: render_added(path, r), wait, path=str(path.expanduser().absolute()))
+
+
+def render_added(path: Path, result: Any) -> None:
+    """``added PATH as ID; registered on the server`` (or why not yet: offline, paused, still uploading)."""
+    if isinstance(result, dict) and "oaio_id" in result:
+        click.echo(f"added {path} as {result['oaio_id']}; {result.get('detail') or 'registered on the server'}")
+    else:
+        click.echo(f"added {path} as {result}")
 
 
 @ctl.command("remove")

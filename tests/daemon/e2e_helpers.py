@@ -263,6 +263,8 @@ class HoldProxy:
     never sees it) or *after* the hub answered (``mode="response"``: committed, but the daemon never hears it).
     :attr:`held` is set when it holds one; :meth:`release` lets it go (to a daemon that is usually dead by then).
 
+    With :attr:`down` set it drops every request unanswered (the connection closes): the server looks offline.
+
     Fault injection at the transport, as the project's test rules ask: the daemon runs unchanged.
     """
 
@@ -270,6 +272,7 @@ class HoldProxy:
         parts = urllib.parse.urlsplit(upstream)
         self.upstream_host, self.upstream_port = parts.hostname or "127.0.0.1", parts.port or 80
         self.mode = ""
+        self.down = False
         self.held = threading.Event()
         self._release = threading.Event()
         self._lock = threading.Lock()
@@ -310,6 +313,9 @@ class HoldProxy:
     def relay(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else None
+        if self.down:
+            handler.close_connection = True
+            return
         hold = self._take_hold(handler)
         if hold == "request":
             self._hold()

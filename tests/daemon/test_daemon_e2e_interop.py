@@ -52,7 +52,7 @@ def test_published_client_and_daemon_interoperate(cluster: Cluster) -> None:
 
     plain = cluster.base / "plain-folder"
     write_tree(plain, {"f1.txt": "one", "sub/f2.txt": "two", "sub/deeper/f3.bin": bytes(range(256)) * 100})
-    folder_id = a.call("add", path=str(plain), wait=True)
+    folder_id = a.call("add", path=str(plain), wait=True)["oaio_id"]
     wait_committed(cluster, folder_id, plain)
     (plain / "f1.txt").write_text("one v2")  # a second version: the others are server-side copies
     wait_committed(cluster, folder_id, plain)

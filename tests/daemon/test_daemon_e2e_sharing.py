@@ -20,9 +20,8 @@ def test_shared_folder_with_each_access_right(cluster: Cluster) -> None:
     first_cycles(alice, bob, carol)
     team = cluster.base / "team"
     write_tree(team, {"plan.txt": "v1", "budget.txt": "100", "notes/a.txt": "a", "notes/b.txt": "b"})
-    team_id = alice.call("add", path=str(team), wait=True)
-    wait_for(lambda: server_tree(cluster, team_id), 120, "the folder registered")  # the next cycle registers it
-    alice.call("share", oaio_id=team_id, user="bob", right="r")
+    team_id = alice.call("add", path=str(team))["oaio_id"]
+    alice.call("share", oaio_id=team_id, user="bob", right="r")  # waits for the cycle registering it, if need be
     alice.call("share", oaio_id=team_id, user="carol", right="U")
     rights = {row["username"]: row["access_right"] for row in alice.call("users", oaio_id=team_id)}
     assert rights == {"alice": "C", "bob": "r", "carol": "U"}

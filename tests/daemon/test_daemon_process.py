@@ -83,7 +83,7 @@ def test_ctl_protocol_rejects_bad_requests(daemon: DaemonProcess) -> None:
 def test_ctl_commands_reach_the_engine(daemon: DaemonProcess, tmp_path: Path) -> None:
     extra = tmp_path / "extra"
     extra.mkdir()
-    assert daemon.call("add", path=str(extra)) == "fake-extra"
+    assert daemon.call("add", path=str(extra))["oaio_id"] == "fake-extra"
     assert str(extra) in daemon.call("status")["watched"]
     daemon.call("share", oaio_id="fake-extra", user="bob", right="U")
     daemon.call("unshare", oaio_id="fake-extra", user="bob")
@@ -309,4 +309,4 @@ def test_state_changing_commands_are_queued_during_a_long_cycle(daemon: DaemonPr
     calls = daemon.call("status")["engine"]["calls"]
     assert calls[1:] == [["add_folder", str(extra)], ["remove", "fake-extra"]]
     assert daemon.call("status")["queued"] == []
-    assert daemon.call("add", path=str(extra)) == "fake-extra"  # idle: the result at once, as before
+    assert daemon.call("add", path=str(extra))["oaio_id"] == "fake-extra"  # idle: the result at once, as before

@@ -1,0 +1,397 @@
+"""The daemon's side of ``oaiod ctl``: one handler per command, served by :class:`oaiod.ctl.CtlServer`.
+
+Three kinds of command (design §6): reads and server-side calls (status, ls, users, share…) answer at once, even
+during a sync cycle; commands that change the engine's state (add, remove, confirm-delete, restore, rebuild-index)
+are queued to run between cycles; reload runs on the daemon's main thread.
+
+**A folder just added** exists only locally until a sync cycle registers it on the server (its files first, then
+``register/``: the commit point). So that ``oaiod ctl add DIR && oaiod ctl share ID bob --right U`` works,
+``add`` asks for that cycle at once and answers once the object is registered (``registered: true``), or says why
+not yet — the server is unreachable, sync is paused, or (without ``--wait``) the cycle uploading the folder still
+runs; and ``share``, ``unshare`` and ``users`` of an object still waiting for registration first wait for the
+cycle that registers it (streaming progress), or fail saying why it is not registered yet.
+
+Request arguments are untrusted: each is checked here (``oaiod.model`` validators) before the engine sees it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import datetime
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path, PurePath
+from typing import Any
+
+from oaiod import model
+from oaiod.ctl import HEARTBEAT, CommandFailed, Handler, Stream
+from oaiod.errors import OaiodError, ValidationError
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types: dataclasses become objects, paths and stamps strings, sets lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(item) for item in value]
+    if isinstance(value, Path | PurePath):
+        return str(value)
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if hasattr(value, "__dict__"):
+        return {key: jsonable(item) for key, item in vars(value).items() if not key.startswith("_")}
+    return str(value)
+
+
+def _arg(args: Mapping[str, Any], name: str, check: Callable[[Any, str], Any] | None = None, default: Any = ...) -> Any:
+    """One request argument, validated; a missing or bad one is a :class:`CommandFailed` naming it."""
+    if name not in args:
+        if default is ...:
+            raise CommandFailed(f"missing argument {name!r}")
+        return default
+    value = args[name]
+    if check is None:
+        return value
+    try:
+        return check(value, name)
+    except ValidationError as exc:
+        raise CommandFailed(str(exc)) from None
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(name, "must be true or false")
+    return value
+
+
+def _count(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100_000:
+        raise ValidationError(name, "must be a whole number between 0 and 100000")
+    return value
+
+
+def _local_path(value: Any, name: str) -> Path:
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise ValidationError(name, "must be a path")
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        raise ValidationError(name, "must be an absolute path (the CLI makes it absolute)")
+    return path
+
+
+QUEUE_GRACE = 2.0  #: seconds a state-changing command waits for its result before answering "queued"
+
+
+def daemon_handlers(daemon: Any) -> dict[str, Handler]:
+    """The command table the daemon serves; ``daemon`` is an :class:`oaiod.daemon.Daemon`.
+
+    Three kinds of command (design §6): reads and server-side calls (status, ls, users, share…) answer at once,
+    even during a sync cycle; commands that change the engine's state (add, remove, confirm-delete, restore,
+    rebuild-index) are queued to run between cycles and answer their result when it comes within
+    :data:`QUEUE_GRACE`, else ``{"queued": …}`` — with ``wait: true`` they stream progress until the result.
+    """
+
+    def scheduler() -> Any:
+        daemon.ready.wait(600)  # commands sent while the daemon starts wait for it
+        if daemon.scheduler is None:
+            daemon.engine()  # raises with the reason
+        return daemon.scheduler
+
+    def queued(what: str, func: Callable[[Any], Any], args: Mapping[str, Any], *, resync: bool = True) -> Any:
+        def operation() -> Any:
+            result = func(daemon.engine())
+            daemon.rewatch()
+            if resync and daemon.scheduler is not None:
+                daemon.scheduler.trigger(what, force=True)
+            return jsonable(result)
+
+        wait = _arg(args, "wait", _flag, False)
+        return _answer_future(daemon, what, scheduler().submit(what, operation), wait)
+
+    def read(func: Callable[[Any], Any]) -> Any:
+        daemon.ready.wait(600)
+        return jsonable(func(daemon.engine()))
+
+    def in_main(what: str, func: Callable[[], Any], args: Mapping[str, Any]) -> Any:
+        return _answer_future(daemon, what, daemon.call_in_main(func), _arg(args, "wait", _flag, False))
+
+    def rebuild(args: Mapping[str, Any]) -> Any:
+        daemon.ready.wait(600)
+        handle = daemon.handle
+        if daemon.scheduler is not None and hasattr(getattr(handle, "engine", None), "rebuild_index"):
+            return _answer_future(
+                daemon,
+                "ctl rebuild-index",
+                daemon.scheduler.submit("ctl rebuild-index", daemon.forget_index),
+                _arg(args, "wait", _flag, False),
+            )
+        return in_main("ctl rebuild-index", daemon.rebuild_index, args)  # no engine: no cycle to wait for
+
+    def right(value: Any, name: str) -> str:
+        return model.validate_access_right(value, name, allow_none=False)
+
+    obj = lambda args: _arg(args, "oaio_id", model.validate_oaio_id)  # noqa: E731
+    user = lambda args: _arg(args, "user", model.validate_username)  # noqa: E731
+
+    def add(args: Mapping[str, Any]) -> Any:
+        path, wait = _arg(args, "path", _local_path), _arg(args, "wait", _flag, False)
+        what = f"ctl add {path}"
+
+        def operation() -> tuple[str, int | None]:
+            oaio_id = daemon.engine().add_folder(path)
+            daemon.rewatch()
+            registering = daemon.scheduler  # the cycle that registers it, asked for before anybody waits for it
+            return oaio_id, registering.trigger(what, force=True) if registering is not None else None
+
+        return _added(daemon, what, scheduler().submit(what, operation), wait)
+
+    def server_call(args: Mapping[str, Any], call: Callable[[Any, str], Any]) -> Any:
+        """``call(engine, oaio_id)`` — after the cycle registering the object when it is not on the server yet."""
+        daemon.ready.wait(600)
+        oaio_id = obj(args)
+        registration = Registration(daemon, oaio_id)
+        if not registration.pending():
+            return jsonable(call(daemon.engine(), oaio_id))
+
+        def items() -> Iterator[Any]:
+            yield from registration.wait()
+            if registration.reason:
+                raise CommandFailed(f"{oaio_id} is not registered on the server yet: {registration.reason}")
+
+        return Stream(items(), lambda: jsonable(call(daemon.engine(), oaio_id)))
+
+    def share(args: Mapping[str, Any]) -> Any:
+        who, what = user(args), _arg(args, "right", right)
+        return server_call(args, lambda e, oaio_id: e.share(oaio_id, who, what))
+
+    def unshare(args: Mapping[str, Any]) -> Any:
+        who = user(args)
+        return server_call(args, lambda e, oaio_id: e.unshare(oaio_id, who))
+
+    def remove(args: Mapping[str, Any]) -> Any:
+        oaio_id = obj(args)
+        return queued(f"ctl remove {oaio_id}", lambda e: e.remove(oaio_id), args)
+
+    def confirm_delete(args: Mapping[str, Any]) -> Any:
+        oaio_id = obj(args)
+        return queued(f"ctl confirm-delete {oaio_id}", lambda e: e.confirm_delete(oaio_id), args)
+
+    def restore(args: Mapping[str, Any]) -> Any:
+        oaio_id, stamp = obj(args), _arg(args, "stamp", model.validate_stamp)
+        to = _arg(args, "to", _local_path, None)
+        return queued(f"ctl restore {oaio_id} {stamp}", lambda e: e.restore(oaio_id, stamp, to=to), args)
+
+    return {
+        "ping": lambda args: {"pid": os.getpid()},
+        "status": lambda args: jsonable(daemon.status()),
+        "sync": lambda args: _sync(daemon, scheduler(), _arg(args, "wait", _flag, False)),
+        "pause": lambda args: scheduler().pause() or "paused",
+        "resume": lambda args: scheduler().resume() or "resumed",
+        "stop": lambda args: daemon.request_stop() or "stopping",
+        "reload": lambda args: in_main("ctl reload", daemon.reload, args),
+        "rebuild-index": rebuild,
+        "ls": lambda args: read(_listing),
+        "add": add,
+        "remove": remove,
+        # server-side calls only: safe while a cycle runs (the engine takes no lock for them)
+        "share": share,
+        "unshare": unshare,
+        "users": lambda args: server_call(args, lambda e, oaio_id: e.users(oaio_id)),
+        "conflicts": lambda args: read(lambda e: e.conflicts()),
+        "confirm-delete": confirm_delete,
+        "history": lambda args: read(lambda e: e.history()),
+        "versions": lambda args: read(lambda e: e.versions(obj(args))),
+        "restore": restore,
+        "log": lambda args: _log(daemon, _arg(args, "lines", _count, 50), _arg(args, "follow", _flag, False)),
+    }
+
+
+def _answer_future(daemon: Any, what: str, future: concurrent.futures.Future[Any], wait: bool) -> Any:
+    """The result when it comes within :data:`QUEUE_GRACE`; else ``{"queued": what}``, or with ``wait`` a stream
+    of progress items that ends with the result (or the operation's error)."""
+    try:
+        return future.result(timeout=QUEUE_GRACE)
+    except concurrent.futures.TimeoutError:
+        pass
+    if not wait:
+        return _queued(what)
+    return Stream(_future_progress(daemon, future), future.result)
+
+
+def _queued(what: str) -> dict[str, str]:
+    return {"queued": what, "detail": "runs when the current sync cycle ends (--wait waits for it)"}
+
+
+def _future_progress(daemon: Any, future: concurrent.futures.Future[Any]) -> Iterator[Any]:
+    """Progress items every half second until ``future`` is done (its error is left for ``result()`` to raise)."""
+    while True:
+        try:
+            future.result(timeout=0.5)
+            return
+        except concurrent.futures.TimeoutError:
+            yield _progress(daemon)
+        except Exception:
+            return
+
+
+def _added(daemon: Any, what: str, future: concurrent.futures.Future[tuple[str, int | None]], wait: bool) -> Any:
+    """``ctl add``'s answer: ``{"oaio_id", "registered", "detail"}`` once the folder is registered on the server or
+    it is clear why not yet; without ``wait`` within :data:`QUEUE_GRACE` (else ``{"queued": …}``), with ``wait``
+    streaming progress until then."""
+    deadline = time.monotonic() + QUEUE_GRACE
+    if not wait:
+        try:
+            oaio_id, cycle = future.result(timeout=QUEUE_GRACE)
+        except concurrent.futures.TimeoutError:
+            return _queued(what)
+        registration = Registration(daemon, oaio_id)
+        for _item in registration.wait(deadline, cycle):
+            pass
+        return registration.answer()
+    done: list[Registration] = []
+
+    def items() -> Iterator[Any]:
+        yield from _future_progress(daemon, future)
+        oaio_id, cycle = future.result()  # the add's own error is the answer
+        done.append(Registration(daemon, oaio_id))
+        yield from done[0].wait(None, cycle)
+
+    return Stream(items(), lambda: done[0].answer())
+
+
+class Registration:
+    """Waits for the sync cycle that registers a folder added with ``ctl add`` on the server (see the module
+    docstring); after :meth:`wait`, :attr:`reason` is empty when it is registered, else says why not yet."""
+
+    def __init__(self, daemon: Any, oaio_id: str) -> None:
+        self.daemon = daemon
+        self.oaio_id = oaio_id
+        self.reason = ""
+
+    def pending(self) -> bool:
+        """True while the object exists only in the state database (status ``new``)."""
+        from oaiod.state.models import STATUS_NEW
+
+        repo = getattr(self.daemon.engine(), "repo", None)
+        row = repo.get_object(self.oaio_id) if repo is not None else None
+        return row is not None and row.status == STATUS_NEW
+
+    def wait(self, deadline: float | None = None, cycle: int | None = None) -> Iterator[Any]:
+        """Progress items until the object is registered, or cycle ``cycle`` (one asked for here when None) ended
+        without registering it, or ``time.monotonic()`` passes ``deadline``."""
+        self.reason = ""
+        scheduler = self.daemon.scheduler
+        while self.pending():
+            if scheduler is None or not scheduler.running or scheduler is not self.daemon.scheduler:
+                self.reason = "the daemon is stopping or reloading; it is registered at the next sync cycle"
+                return
+            if scheduler.paused:
+                self.reason = "sync is paused; it is registered after: oaiod ctl resume"
+                return
+            if cycle is None:
+                cycle = scheduler.trigger(f"registering {self.oaio_id}", force=True)
+            outcome = scheduler.wait_for_cycle(cycle, 0.5)
+            if outcome is not None:
+                if self.pending():
+                    self.reason = self._why_not(outcome)
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                self.reason = "the sync cycle uploading its files runs now (see: oaiod ctl status); share waits for it"
+                return
+            yield _progress(self.daemon)
+
+    def _why_not(self, outcome: Any) -> str:
+        if outcome.error is not None:
+            what = "the server is unreachable" if outcome.transient else "the sync cycle failed"
+            return f"{what} ({outcome.error}); it is registered at the next sync cycle"
+        repo = getattr(self.daemon.engine(), "repo", None)
+        for row in repo.errors() if repo is not None else []:
+            if row.oaio_id == self.oaio_id:
+                return f"registering it failed ({row.message}); it is tried again at the next sync cycle"
+        return "it is registered at the next sync cycle"
+
+    def answer(self) -> dict[str, Any]:
+        if not self.reason:
+            return {"oaio_id": self.oaio_id, "registered": True, "detail": "registered on the server"}
+        return {
+            "oaio_id": self.oaio_id,
+            "registered": False,
+            "detail": f"not registered on the server yet: {self.reason}",
+        }
+
+
+def _listing(engine: Any) -> Any:
+    """What ``ctl ls`` shows: one row per synced object (the engine's ``objects()`` when it has one)."""
+    objects = getattr(engine, "objects", None)
+    if callable(objects):
+        return objects()
+    repo = getattr(engine, "repo", None)
+    if repo is None:
+        return [{"path": str(root)} for root in engine.roots()]
+    return [
+        {
+            "oaio_id": row.oaio_id,
+            "kind": row.kind,
+            "path": row.local_root,
+            "right": row.csh_access_right,
+            "status": row.status,
+            "stamp": row.synced_stamp,
+            "owner": row.username,
+        }
+        for row in repo.objects()
+    ]
+
+
+def _sync(daemon: Any, scheduler: Any, wait: bool) -> Any:
+    """``ctl sync``: request a cycle now (even while backing off); ``--wait`` streams progress until it ended."""
+    if scheduler.paused:
+        raise CommandFailed("sync is paused; run: oaiod ctl resume")
+    number = scheduler.trigger("ctl sync", force=True)
+    if not wait:
+        return {"requested": number}
+    outcome: list[Any] = []
+
+    def items() -> Iterator[Any]:
+        while not outcome:
+            done = scheduler.wait_for_cycle(number, 0.5)
+            if done is not None:
+                outcome.append(done)
+                return
+            if not scheduler.running:
+                raise CommandFailed("the daemon is stopping")
+            yield _progress(daemon)
+
+    def result() -> Any:
+        done = outcome[0]
+        if done.error is not None:
+            raise CommandFailed(f"sync failed: {done.error}")
+        return {"cycle": done.number, "report": jsonable(done.report)}
+
+    return Stream(items(), result)
+
+
+def _progress(daemon: Any) -> Any:
+    try:
+        return {"state": daemon.state(), "progress": jsonable(getattr(daemon.engine(), "progress", None))}
+    except OaiodError:
+        return {"state": daemon.state(), "progress": None}
+
+
+def _log(daemon: Any, lines: int, follow: bool) -> Any:
+    buffer = daemon.log_buffer
+    recent = buffer.since(0)[-lines:] if lines else []
+    if not follow:
+        return [line for _, line in recent]
+    start = recent[0][0] - 1 if recent else buffer.counter
+
+    def items() -> Iterator[Any]:
+        for line in daemon.follow_log(start, lambda: False):
+            yield HEARTBEAT if line is None else line
+
+    return Stream(items(), lambda: None)
