@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -23,7 +22,6 @@ log = logging.getLogger("oaiod.engine")
 
 OpenBackend = Callable[[str, Mapping[str, Any]], Backend]
 T = TypeVar("T")
-R = TypeVar("R")
 
 
 class ServerApi(Protocol):
@@ -46,7 +44,8 @@ class IntegrityError(EngineError):
 class Progress:
     """Transfer progress, read by ``status()`` from another thread (plain attributes, updated in place)."""
 
-    current_path: str = ""
+    current_path: str = ""  # the (first) file of the transfer or batch in flight
+    current_files: int = 0  # files in the batch in flight
     current_done: int = 0
     current_total: int = 0
     queued_uploads: int = 0
@@ -55,25 +54,32 @@ class Progress:
     queued_download_bytes: int = 0
     done_bytes: int = 0
 
-    def start(self, path: str, total: int) -> None:
-        self.current_path, self.current_done, self.current_total = path, 0, total
+    def start(self, path: str, total: int, files: int = 1) -> None:
+        """A transfer (or a batch of ``files`` transfers, named by its first path) of ``total`` bytes begins."""
+        self.current_path, self.current_files, self.current_done, self.current_total = path, files, 0, total
 
     def advance(self, count: int) -> None:
         self.current_done += count
         self.done_bytes += count
 
-    def finish(self, upload: bool, size: int) -> None:
-        self.current_path, self.current_done, self.current_total = "", 0, 0
+    def finish(self, upload: bool, size: int, files: int = 1) -> None:
+        """The transfer (or batch of ``files``) of ``size`` bytes begun by :meth:`start` is over."""
+        self.current_path, self.current_files, self.current_done, self.current_total = "", 0, 0, 0
         if upload:
-            self.queued_uploads = max(0, self.queued_uploads - 1)
+            self.queued_uploads = max(0, self.queued_uploads - files)
             self.queued_upload_bytes = max(0, self.queued_upload_bytes - size)
         else:
-            self.queued_downloads = max(0, self.queued_downloads - 1)
+            self.queued_downloads = max(0, self.queued_downloads - files)
             self.queued_download_bytes = max(0, self.queued_download_bytes - size)
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "current": {"path": self.current_path, "done": self.current_done, "total": self.current_total}
+            "current": {
+                "path": self.current_path,
+                "files": self.current_files,
+                "done": self.current_done,
+                "total": self.current_total,
+            }
             if self.current_path
             else None,
             "queued_uploads": self.queued_uploads,
@@ -125,22 +131,26 @@ class EngineContext:
             self._backends.clear()
 
 
-TRANSFER_THREADS = 8  # at most, whatever a backend allows
+#: a ``put_many``/``get_many`` call carries at most this many files and bytes (a single larger file goes alone), so
+#: progress advances and a failure stops the commit or pull batch by batch, and temp files stay bounded
+TRANSFER_BATCH_FILES = 500
+TRANSFER_BATCH_BYTES = 64 * 2**20
 
 
-def transfer_map(backend: Backend, func: Callable[[T], R], items: Iterable[T], name: str) -> Iterator[R]:
-    """``map(func, items)`` on up to ``capabilities.max_connections`` threads (results in order).
-
-    With one connection it runs in the calling thread: no pool, no futures. That is not only simpler: with
-    several threads every system call of a transfer hands CPython's GIL over (measured with strace: ~120 futex
-    calls per 4 KiB file on Local storage, whose calls are CPU-bound), which made 8 threads twice as slow as 1.
-    """
-    workers = max(1, min(getattr(backend.capabilities, "max_connections", 1), TRANSFER_THREADS))
-    if workers == 1:
-        yield from map(func, items)
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"oaiod-{name}") as pool:
-        yield from pool.map(func, items)
+def transfer_batches(items: Iterable[T], size: Callable[[T], int]) -> Iterator[list[T]]:
+    """``items`` in order, cut into lists of at most :data:`TRANSFER_BATCH_FILES` items and
+    :data:`TRANSFER_BATCH_BYTES` bytes (``size`` of each item; an item larger than that is a batch of its own)."""
+    batch: list[T] = []
+    total = 0
+    for item in items:
+        nbytes = max(0, size(item))
+        if batch and (len(batch) >= TRANSFER_BATCH_FILES or total + nbytes > TRANSFER_BATCH_BYTES):
+            yield batch
+            batch, total = [], 0
+        batch.append(item)
+        total += nbytes
+    if batch:
+        yield batch
 
 
 def object_owner(oaio_id: str) -> str:

@@ -1,7 +1,8 @@
 """Step 3 of a cycle: commit a new version of an object with local changes (design §4).
 
 1. stamp ``S`` and a journal row; 2. every file of the new manifest is put at ``<oaio_id>/S/<path>``: changed ones
-uploaded (a file that changes during its upload aborts the commit), unchanged and renamed ones server-side copied
+uploaded with ``backend.put_many`` in bounded batches (a file that is not as indexed, or changes during its upload,
+aborts the commit), unchanged and renamed ones server-side copied
 from the base version (one ``backend.copy_many`` for all), then one ``backend.flush()`` makes them all durable
 (one sync per version, not per file);
 3. ``upload/`` (or ``register/``) with ``server_stamp`` = the base: the commit point;
@@ -18,8 +19,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from oaiod.engine.context import EngineContext, transfer_map
-from oaiod.engine.localfs import LocalChanged, current_stat
+from oaiod.engine.context import EngineContext, transfer_batches
+from oaiod.engine.localfs import LocalChanged
 from oaiod.engine.manifest import MANIFEST_KEY, build_manifest
 from oaiod.engine.plan import is_mass_deletion, merge_values
 from oaiod.model import FILES_VALUES_KEY, OaiObject, now_stamp, right_grants, storage_key
@@ -33,7 +34,8 @@ from oaiod.state.models import (
     JournalRow,
     ObjectRow,
 )
-from oaiod.storage.errors import ObjectNotFound, StorageError
+from oaiod.storage.base import Backend, Transfer, Transferred
+from oaiod.storage.errors import LocalFileChanged, ObjectNotFound, StorageError
 
 log = logging.getLogger("oaiod.engine.push")
 
@@ -185,11 +187,11 @@ def _commit(ctx: EngineContext, row: ObjectRow, commit: _Commit, outcome: PushOu
 
 
 def _put_files(
-    ctx: EngineContext, backend: Any, root: Path, row: ObjectRow, commit: _Commit, outcome: PushOutcome
+    ctx: EngineContext, backend: Backend, root: Path, row: ObjectRow, commit: _Commit, outcome: PushOutcome
 ) -> None:
     """Step 2: one ``copy_many`` of everything the base has (on the hub: one request per 1000 files, not one per
-    file), then the uploads on up to ``max_connections`` threads. The first failure stops the commit (the others
-    finish or fail; the journal row covers the partial prefix)."""
+    file), then the uploads with ``put_many`` in bounded batches. The first failure stops the commit (the journal
+    row covers the partial prefix)."""
     new = storage_key(row.oaio_id, commit.stamp)
     base = storage_key(row.oaio_id, row.synced_stamp) if row.synced_stamp else ""  # no base: nothing to copy
     copies = {  # keys joined here and checked once, in copy_many (storage_key per file took 1.2 s for 10,000)
@@ -198,12 +200,30 @@ def _put_files(
     missing = _copy_from_base(backend, copies)
     outcome.copied += len(copies) - len(missing)
     uploads = [path for path, source in commit.sources.items() if source is None] + missing
+    folder = str(root)
+    for batch in transfer_batches(uploads, lambda path: commit.files[path][0]):
+        items = [Transfer(f"{new}/{path}", f"{folder}/{path}") for path in batch]  # keys checked by put_many
+        total = sum(commit.files[path][0] for path in batch)
+        ctx.progress.start(batch[0], total, len(batch))
+        try:
+            results = backend.put_many(items, progress=ctx.progress.advance)
+        finally:
+            ctx.progress.finish(True, total, len(batch))
+        for path, result in zip(batch, results, strict=True):
+            _check_upload(root, path, commit.files[path], result)
+        outcome.uploaded += len(batch)
 
-    def put(path: str) -> None:
-        _upload(ctx, backend, root, path, commit.files[path], storage_key(row.oaio_id, commit.stamp, path))
 
-    for _done in transfer_map(backend, put, uploads, "put"):
-        outcome.uploaded += 1
+def _check_upload(root: Path, path: str, entry: list[Any], result: Transferred) -> None:
+    """An upload counts only if it read the file as indexed (size, mtime and, when hashed on the way, content);
+    LocalChanged when the user changed it since (this commit is dropped and retried next cycle)."""
+    if isinstance(result.error, LocalFileChanged):
+        raise LocalChanged(f"{root / path} changed while it was uploaded")
+    if result.error is not None:
+        raise result.error
+    size, mtime_ns, sha = entry[0], entry[1], entry[2]
+    if (result.size, result.mtime_ns) != (size, mtime_ns) or result.sha256 not in (None, sha):
+        raise LocalChanged(f"{root / path} changed since it was indexed")
 
 
 MISSING_ROUNDS = 3  #: copy_many calls that may each find a base file missing before copying goes one by one
@@ -266,23 +286,6 @@ def _copy(backend: Any, src: str, dst: str) -> bool:
         log.info("%s is missing on storage; uploading it again", src)
         return False
     return True
-
-
-def _upload(ctx: EngineContext, backend: Any, root: Path, rel: str, entry: list[Any], key: str) -> None:
-    """Upload one file; LocalChanged when it is not as indexed before or after (it changed meanwhile)."""
-    size, mtime_ns = entry[0], entry[1]
-    path = root / rel
-    before = current_stat(path)
-    if before is None or (before.size, before.mtime_ns) != (size, mtime_ns):
-        raise LocalChanged(f"{path} changed since it was indexed")
-    ctx.progress.start(rel, size)
-    try:
-        backend.put_file(key, path, progress=ctx.progress.advance)
-    finally:
-        ctx.progress.finish(True, size)
-    after = current_stat(path)
-    if after is None or (after.size, after.mtime_ns, after.inode) != (before.size, before.mtime_ns, before.inode):
-        raise LocalChanged(f"{path} changed while it was uploaded")
 
 
 def _abandon(ctx: EngineContext, backend: Any, oaio_id: str, stamp: str, entry: int) -> None:
