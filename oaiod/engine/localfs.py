@@ -31,7 +31,7 @@ from oaiod.errors import OaiodError, ValidationError
 from oaiod.ignore import STATE_FOLDER, TEMP_PREFIX
 from oaiod.model import validate_file_path
 from oaiod.state.repo import FileStat
-from oaiod.storage.base import fsync_path, sync_filesystem
+from oaiod.storage.base import current_umask, fsync_path, sync_filesystem
 
 log = logging.getLogger("oaiod.engine.localfs")
 
@@ -133,10 +133,112 @@ def temp_beside(target: Path) -> Path:
     return target.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}")
 
 
-def current_stat(path: Path) -> FileStat | None:
+class BatchFolders:
+    """The folders a batch of downloads writes into, each checked (a folder, not a symlink) or made once per batch,
+    not once per file: a pull of 10,000 files into 100 folders makes ~100 checks instead of ~30,000 lstats.
+
+    A file is then written as a temp file in its checked folder and renamed within that folder
+    (:func:`install_fetched`): if a folder were swapped for a symlink meanwhile, the temp file is not found there.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = str(root)
+        self._known: dict[str, str | LocalFsError] = {}
+
+    def parent_of(self, rel: str) -> str:
+        """The folder of ``root/rel`` (made when missing) after validating ``rel``; UnsafePath when ``rel`` or a
+        folder on the way is unsafe (a symlink, a file), LocalFsError when it cannot be checked or made."""
+        _checked(rel)
+        return self._folder(rel.rpartition("/")[0])
+
+    def _folder(self, folder: str) -> str:
+        known = self._known.get(folder)
+        if known is None:
+            try:
+                known = self._check(folder)
+            except LocalFsError as exc:
+                known = exc
+            self._known[folder] = known
+        if isinstance(known, LocalFsError):
+            raise known.with_traceback(None)  # the same refusal for every file of the folder
+        return known
+
+    def _check(self, folder: str) -> str:
+        if not folder:
+            try:
+                os.makedirs(self.root, exist_ok=True)
+            except OSError as exc:
+                raise LocalFsError(f"cannot make {self.root}: {exc.strerror}") from exc
+            return self.root
+        parent, _, name = folder.rpartition("/")
+        path = f"{self._folder(parent)}/{name}"
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            try:
+                os.mkdir(path)
+                return path
+            except FileExistsError:  # made meanwhile: check it like an existing one
+                mode = os.lstat(path).st_mode
+            except OSError as exc:
+                raise LocalFsError(f"cannot make {path}: {exc.strerror}") from exc
+        except OSError as exc:
+            raise LocalFsError(f"cannot check {path}: {exc.strerror}") from exc
+        if _stat.S_ISLNK(mode):
+            raise UnsafePath(folder, f"{path} is a symlink; oaiod never writes through one")
+        if not _stat.S_ISDIR(mode):
+            raise UnsafePath(folder, f"{path} exists and is not a folder")
+        return path
+
+
+def temp_in(folder: str) -> str:
+    """A fresh temp name in ``folder`` (ignored by the scanner and the watcher; swept after a crash)."""
+    return f"{folder}/{TEMP_PREFIX}{secrets.token_hex(8)}"
+
+
+def discard(temp: Path | str) -> None:
+    """Remove a temp file that will not be installed (gone already is fine)."""
+    with contextlib.suppress(OSError):
+        os.unlink(temp)
+
+
+def install_fetched(root: Path, rel: str, temp: str, expected: FileStat | None) -> str:
+    """Rename ``temp`` (complete, verified, with its mtime and mode, in the checked folder of ``root/rel``) to
+    ``root/rel`` if the file there is still as indexed; the replaced file goes to the trash first. Returns the
+    target path. LocalChanged when the user changed the file meanwhile (``temp`` is left to the caller).
+
+    The folder was checked when ``temp`` was written in it (:class:`BatchFolders`); ``temp`` must lie in the same
+    folder as the target, so the rename cannot lead anywhere else. Between the check and the rename lies one
+    system call.
+    """
+    _checked(rel)
+    target = f"{root}/{rel}"
+    if os.path.dirname(temp) != os.path.dirname(target):
+        raise LocalFsError(f"{temp} is not in the folder of {target}; not installing it")
+    if not still_as_indexed(target, expected):
+        raise LocalChanged(f"{target} changed since it was indexed; keeping it")
+    if expected is not None and expected.present:  # still as indexed, so it is there: keep it in the trash
+        to_trash(root, rel, keep=True)
+    os.replace(temp, target)
+    return target
+
+
+def set_executable(root: Path, rel: str, executable: bool, expected: FileStat | None) -> None:
+    """Give ``root/rel`` the executable bit ``executable`` (as umask allows) if it is still as indexed (else
+    LocalChanged); a chmod changes neither size, mtime nor inode, so the index row's stat stays true."""
+    target = safe_join(root, rel)
+    if expected is None or not still_as_indexed(target, expected):
+        raise LocalChanged(f"{target} changed since it was indexed; not changing its executable bit")
+    mode = target.lstat().st_mode & 0o7777
+    wanted = (mode | (0o111 & ~_umask())) if executable else (mode & ~0o111)
+    if wanted != mode:
+        os.chmod(target, wanted)
+
+
+def current_stat(path: Path | str) -> FileStat | None:
     """The stat of a regular file at ``path``; None when absent; LocalChanged for a symlink or a folder."""
     try:
-        st = path.lstat()
+        st = os.lstat(path)
     except FileNotFoundError:
         return None
     if not _stat.S_ISREG(st.st_mode):
@@ -144,7 +246,7 @@ def current_stat(path: Path) -> FileStat | None:
     return FileStat(st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def still_as_indexed(path: Path, expected: FileStat | None) -> bool:
+def still_as_indexed(path: Path | str, expected: FileStat | None) -> bool:
     """True when ``path`` is absent and expected absent, or present with the expected size, mtime and inode."""
     try:
         now = current_stat(path)
@@ -159,14 +261,14 @@ def still_as_indexed(path: Path, expected: FileStat | None) -> bool:
     )
 
 
-def make_durable(root: Path, paths: list[Path]) -> None:
+def make_durable(root: Path, paths: list[Path] | list[str]) -> None:
     """Make the data of ``paths`` and their names in their folders survive a power loss: one ``syncfs`` of the
     filesystem holding ``root`` where Linux offers it, else an fsync of every file and folder (a batch barrier:
     one call per batch of downloads instead of one fsync per file)."""
     try:
         if sync_filesystem(root):
             return
-        for path in [*paths, *sorted({path.parent for path in paths})]:  # the files, then their folders
+        for path in [*paths, *sorted({os.path.dirname(path) for path in paths})]:  # the files, then their folders
             with contextlib.suppress(FileNotFoundError):
                 fsync_path(path)
     except OSError as exc:
@@ -176,12 +278,14 @@ def make_durable(root: Path, paths: list[Path]) -> None:
 def set_meta(path: Path, mtime_ns: int | None, executable: bool) -> None:
     """Give a file its mtime (when known) and executable bit (owner, group and others alike, as umask allows)."""
     mode = path.stat().st_mode & 0o7777
-    umask = os.umask(0)
-    os.umask(umask)
-    mode = (mode | (0o111 & ~umask)) if executable else (mode & ~0o111)
+    mode = (mode | (0o111 & ~_umask())) if executable else (mode & ~0o111)
     os.chmod(path, mode)
     if mtime_ns:
         os.utime(path, ns=(time.time_ns(), mtime_ns))
+
+
+def _umask() -> int:
+    return current_umask()  # read once at import: setting it to read it is not thread-safe
 
 
 def trash_path(root: Path, rel: str, day: _dt.date | None = None) -> Path:

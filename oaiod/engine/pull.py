@@ -1,8 +1,9 @@
 """Step 2 of a cycle: merge the server's newest version of one object into the local folder (design §3.2, §5).
 
-Downloads go to a temp file beside their target, are verified against the manifest's sha256 (or hashed, when the
-manifest is stale), get their mtime and executable bit, and are renamed into place only if the local file is
-still as indexed. A replaced or deleted file goes to the trash first. The object's base (``synced_stamp``)
+Downloads go with ``backend.get_many`` in bounded batches to temp files beside their targets, written with their
+mtime and mode; each is verified against the manifest's sha256 (the backend hashes what it wrote: no second read)
+and renamed into place only if the local file is still as indexed; its index row takes the stat the backend
+returned. A replaced or deleted file goes to the trash first. The object's base (``synced_stamp``)
 advances only when every file of the version was merged; otherwise the next cycle merges again (idempotent).
 """
 
@@ -13,17 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from oaiod.engine import localfs
-from oaiod.engine.context import EngineContext, EngineError, IntegrityError, transfer_map
+from oaiod.engine.context import EngineContext, EngineError, IntegrityError, transfer_batches
 from oaiod.engine.localfs import LocalChanged, LocalFsError
 from oaiod.engine.manifest import RemoteFile, confirmed_delete, remote_files
 from oaiod.engine.plan import UNKNOWN, Action, conflict_name, decide, is_mass_deletion, merge_values
 from oaiod.engine.rows import RowWriter
 from oaiod.errors import OaiodError
 from oaiod.model import OaiObject, right_grants, storage_key
-from oaiod.scanner import file_sha256
 from oaiod.state.models import KIND_DATA, STATUS_ACTIVE, STATUS_HELD, FileRow, ObjectRow
 from oaiod.state.repo import FileStat
-from oaiod.storage.base import Backend, caller_syncs_local_files
+from oaiod.storage.base import Backend, Transfer, Transferred
+from oaiod.storage.errors import StorageError
 
 log = logging.getLogger("oaiod.engine.pull")
 
@@ -89,34 +90,57 @@ class _Merge:
     outcome: PullOutcome
     rows: RowWriter
     #: files renamed into the folder since the last durability barrier
-    installed: list[Path] = field(default_factory=list)
+    installed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    """A download in its temp file: ``got`` is its stat as written and the sha256 of its content."""
+
+    temp: str
+    got: Transferred
+
+    @property
+    def stat(self) -> FileStat:
+        return FileStat(self.got.size, self.got.mtime_ns, self.got.inode)
+
+
+Fetched = _Fetched | OaiodError  # a step's download, or why it failed
 
 
 def _apply_batch(m: _Merge, steps: list[_Step]) -> None:
-    """Fetch the plain downloads in parallel, make them durable with one sync, apply every step, make the renames
-    durable with one more sync, then write the batch's index rows in one transaction (design §3: no index row
-    describes a file a power loss could take back; no file is renamed over another before its data is on disk)."""
-    prefetched = _prefetch(m, steps) if m.backend is not None else {}
-    temps = [temp for temp in prefetched.values() if isinstance(temp, Path)]
+    """Fetch the batch's downloads (``get_many``), make them durable with one sync, apply every step, make the
+    renames durable with one more sync, then write the batch's index rows in one transaction (design §3: no index
+    row describes a file a power loss could take back; no file is renamed over another before its data is on
+    disk)."""
+    fetched: dict[str, Fetched] = {}
     try:
+        if m.backend is not None:
+            _prefetch(m, steps, fetched)
+        temps = [got.temp for got in fetched.values() if isinstance(got, _Fetched)]
         if temps:
             localfs.make_durable(m.root, temps)
         for step in steps:
-            _apply_step(m, step, prefetched.pop(step.path, None))
+            _apply_step(m, step, fetched.pop(step.path, None))
     finally:
-        for leftover in prefetched.values():  # an interrupted batch: its downloads were never installed
-            if isinstance(leftover, Path):
-                leftover.unlink(missing_ok=True)
+        for leftover in fetched.values():  # an interrupted batch: its downloads were never installed
+            if isinstance(leftover, _Fetched):
+                localfs.discard(leftover.temp)
         if m.installed:
             localfs.make_durable(m.root, m.installed)
             m.installed = []
         m.rows.flush()
 
 
-def _apply_step(m: _Merge, step: _Step, fetched: Path | BaseException | None) -> None:
+def _apply_step(m: _Merge, step: _Step, fetched: Fetched | None) -> None:
     oaio_id = m.row.oaio_id
     try:
-        _apply(m, step, fetched)
+        try:
+            _apply(m, step, fetched)
+        except BaseException:
+            if isinstance(fetched, _Fetched):
+                localfs.discard(fetched.temp)  # not installed (gone already when it was)
+            raise
     except LocalChanged as exc:
         log.info("%s: %s; merging it next cycle", oaio_id, exc)
         m.outcome.complete = False
@@ -155,7 +179,8 @@ def _plan(ctx: EngineContext, row: ObjectRow, remote_map: dict[str, RemoteFile])
             if action is Action.NOTHING and file.synced_sha256 == remote_sha and (local is not None or remote is None):
                 if remote is None and not file.present:
                     steps.append(_Step(file, file.path, None, action))  # deleted on both sides: drop the row
-                continue
+                if remote is None or file.executable == remote.executable == file.synced_executable:
+                    continue  # else only the executable bit differs: merged by _settle_executable
             s.expunge(file)
             steps.append(_Step(file, file.path, remote, action))
     for path, remote in remaining.items():
@@ -201,17 +226,13 @@ def _held(ctx: EngineContext, row: ObjectRow, steps: list[_Step], outcome: PullO
     return True
 
 
-def _apply(m: _Merge, step: _Step, fetched: Path | BaseException | None = None) -> None:
+def _apply(m: _Merge, step: _Step, fetched: Fetched | None = None) -> None:
     action, file = step.action, step.row
     if action is Action.FETCH_AND_DECIDE:
-        _fetch_and_decide(m, step)
-        return
-    if action in (Action.DOWNLOAD, Action.RESTORE):
+        _fetch_and_decide(m, step, _take(step, fetched))
+    elif action in (Action.DOWNLOAD, Action.RESTORE):
         assert step.remote is not None
-        if isinstance(fetched, BaseException):
-            raise fetched
-        temp = fetched or _fetch(m, step.path, step.remote)
-        _install(m, step.path, temp, step.remote, file)
+        _install(m, step.path, _take(step, fetched), step.remote, file)
         m.outcome.downloads += 1
     elif action is Action.TRASH_LOCAL:
         localfs.trash_if_unchanged(m.root, step.path, _stat_of(file))
@@ -222,56 +243,117 @@ def _apply(m: _Merge, step: _Step, fetched: Path | BaseException | None = None) 
         if step.remote is None:
             m.rows.delete(step.path)
         else:
-            m.rows.set_synced(step.path, step.remote.sha256, step.remote.executable)
+            _settle_executable(m, step)
     elif action is Action.KEEP_LOCAL:
         m.rows.set_synced(step.path, None, False)  # not in the new base: pushed again as a new file
         _report_kept(m.ctx, m.row, step.path, "deleted on the server but modified here; kept")
     elif action is Action.PUSH:
         _report_kept(m.ctx, m.row, step.path, "")
     elif action in (Action.CONFLICT, Action.CONFLICT_NO_BASE):
+        _resolve_conflict(m, step, _take(step, fetched))
+
+
+def _take(step: _Step, fetched: Fetched | None) -> _Fetched:
+    """The step's download, or the reason it failed raised."""
+    if isinstance(fetched, OaiodError):
+        raise fetched.with_traceback(None)
+    if fetched is None:
+        raise EngineError(f"{step.path} was not downloaded")  # a bug: every step that needs storage is prefetched
+    return fetched
+
+
+def _settle_executable(m: _Merge, step: _Step) -> None:
+    """Local and remote content agree: merge the executable bit three-way (design §5 for one bit). The remote bit
+    changed and the local one is as in the base: chmod here. The local bit changed (or there is no base): it
+    wins and is pushed. Either way the remote version becomes the base."""
+    file, remote = step.row, step.remote
+    assert remote is not None
+    if file is None or not file.present or file.executable == remote.executable:
+        m.rows.set_synced(step.path, remote.sha256, remote.executable)
+    elif file.synced_sha256 is not None and file.executable == file.synced_executable:
+        stat = _stat_of(file)
+        assert stat is not None and file.sha256 is not None
+        localfs.set_executable(m.root, step.path, remote.executable, stat)
+        m.rows.write(step.path, stat, file.sha256, remote.executable)
+        m.ctx.repo.add_history(m.row.oaio_id, "chmod", step.path, f"executable: {remote.executable} (server)")
+    else:
+        m.rows.set_synced(step.path, remote.sha256, remote.executable)
+        _report_kept(m.ctx, m.row, step.path, "")
+
+
+def _prefetch(m: _Merge, steps: list[_Step], fetched: dict[str, Fetched]) -> None:
+    """Download every step that needs a file from storage into a temp file beside its target, ``get_many`` per
+    bounded batch (``fetched``: path -> the temp file, or why it failed). Folders are checked or made once per
+    batch. The temp files are not fsynced: the caller makes the whole batch durable with one sync."""
+    wanted = [step for step in steps if _needs_backend(step) and step.remote is not None]
+    if not wanted:
+        return
+    folders = localfs.BatchFolders(m.root)
+    prefix = storage_key(m.remote.oaio_id, m.remote.client_stamp)  # once: rel is checked by parent_of
+    items: list[tuple[_Step, Transfer]] = []
+    for step in wanted:
         assert step.remote is not None
-        _resolve_conflict(m, step, _fetch(m, step.path, step.remote))
-
-
-def _prefetch(m: _Merge, steps: list[_Step]) -> dict[str, Path | BaseException]:
-    """Download plain downloads on up to ``max_connections`` threads into temp files (installed one by one later).
-
-    The temp files are not fsynced one by one: the batch makes them durable with one sync before any is renamed.
-    """
-    wanted = [s for s in steps if s.action in (Action.DOWNLOAD, Action.RESTORE) and s.remote is not None]
-    if len(wanted) < 2:
-        return {}
-
-    def fetch(step: _Step) -> Path | BaseException:
         try:
-            assert step.remote is not None
-            with caller_syncs_local_files():
-                return _fetch(m, step.path, step.remote)
-        except OaiodError as exc:
-            return exc
+            temp = localfs.temp_in(folders.parent_of(step.path))
+        except LocalFsError as exc:
+            fetched[step.path] = exc
+            continue
+        mtime = step.remote.mtime_ns or None
+        items.append((step, Transfer(f"{prefix}/{step.path}", temp, mtime, _is_exec(step.remote, step.row))))
+    for batch in transfer_batches(items, lambda item: item[0].remote.size if item[0].remote else 0):
+        _get_batch(m, batch, fetched)
 
+
+def _get_batch(m: _Merge, batch: list[tuple[_Step, Transfer]], fetched: dict[str, Fetched]) -> None:
+    """One ``get_many`` call; each result verified against the manifest's sha256."""
     assert m.backend is not None
-    return dict(zip((s.path for s in wanted), transfer_map(m.backend, fetch, wanted, "get"), strict=True))
+    progress = m.ctx.progress
+    total = sum(max(0, step.remote.size) for step, _item in batch if step.remote is not None)
+    progress.start(batch[0][0].path, total, len(batch))
+    try:
+        results = m.backend.get_many([item for _step, item in batch], progress=progress.advance)
+    except BaseException as exc:
+        for _step, item in batch:  # a failed call may have left some of its files
+            localfs.discard(item.local_path)
+        if not isinstance(exc, StorageError):
+            raise
+        results = [Transferred(item.key, error=exc) for _step, item in batch]
+    finally:
+        progress.finish(False, total, len(batch))
+    for (step, item), got in zip(batch, results, strict=True):
+        fetched[step.path] = _verified(step, item, got)
 
 
-def _fetch_and_decide(m: _Merge, step: _Step) -> None:
-    """The manifest is stale: download, hash, then decide with the real hash."""
+def _verified(step: _Step, item: Transfer, got: Transferred) -> Fetched:
     assert step.remote is not None
-    temp = _fetch(m, step.path, step.remote)
-    known = RemoteFile(file_sha256(temp), step.remote.size, step.remote.mtime_ns, _is_exec(step.remote, step.row))
+    if got.error is not None:
+        return got.error
+    want = step.remote.sha256
+    if got.sha256 is None or (want is not UNKNOWN and got.sha256 != want):
+        localfs.discard(item.local_path)
+        shown = (got.sha256 or "none")[:12]
+        return IntegrityError(f"{item.key}: downloaded sha256 {shown}… is not the manifest's {str(want)[:12]}…")
+    return _Fetched(item.local_path, got)
+
+
+def _fetch_and_decide(m: _Merge, step: _Step, fetched: _Fetched) -> None:
+    """The manifest is stale: the download's hash decides."""
+    assert step.remote is not None and fetched.got.sha256 is not None
+    sha = fetched.got.sha256
+    known = RemoteFile(sha, step.remote.size, step.remote.mtime_ns, _is_exec(step.remote, step.row))
     file = step.row
     local = file.sha256 if file is not None and file.present else None
     base = file.synced_sha256 if file is not None else None
-    action = decide(base, local, known.sha256, has_base=bool(m.row.synced_stamp))  # type: ignore[arg-type]
+    action = decide(base, local, known.sha256, has_base=bool(m.row.synced_stamp))
     step = _Step(file, step.path, known, action)
     if action in (Action.DOWNLOAD, Action.RESTORE):
-        _install(m, step.path, temp, known, file)
+        _install(m, step.path, fetched, known, file)
         m.outcome.downloads += 1
         return
     if action in (Action.CONFLICT, Action.CONFLICT_NO_BASE):
-        _resolve_conflict(m, step, temp)
+        _resolve_conflict(m, step, fetched)
         return
-    temp.unlink(missing_ok=True)
+    localfs.discard(fetched.temp)
     if action is Action.NOTHING:
         m.rows.set_synced(step.path, known.sha256, known.executable)
     elif action is Action.PUSH:
@@ -282,57 +364,34 @@ def _is_exec(remote: RemoteFile, file: FileRow | None) -> bool:
     return remote.executable if remote.sha256 is not UNKNOWN else bool(file and file.executable)
 
 
-def _fetch(m: _Merge, rel: str, want: RemoteFile) -> Path:
-    """Download a file of the remote version to a temp file beside its target; verified when the hash is known.
-
-    Outside :func:`caller_syncs_local_files` (a file fetched alone) the backend fsyncs it; inside, the batch does.
-    """
-    assert m.backend is not None
-    progress = m.ctx.progress
-    target = localfs.make_parents(m.root, rel)
-    temp = localfs.temp_beside(target)
-    key = storage_key(m.remote.oaio_id, m.remote.client_stamp, rel)
-    progress.start(rel, max(0, want.size))
-    try:
-        m.backend.get_file(key, temp, progress=progress.advance)
-        if want.sha256 is not UNKNOWN and (got := file_sha256(temp)) != want.sha256:
-            raise IntegrityError(f"{key}: downloaded sha256 {got[:12]}… is not the manifest's {want.sha256[:12]}…")
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    finally:
-        progress.finish(False, max(0, want.size))
-    return temp
+def _install(
+    m: _Merge, rel: str, fetched: _Fetched, want: RemoteFile, file: FileRow | None, *, synced: bool = True
+) -> None:
+    """Rename a verified download into place (its mtime and mode were set as it was written); its index row takes
+    the stat ``get_many`` returned (a rename keeps size, mtime and inode)."""
+    assert fetched.got.sha256 is not None
+    m.installed.append(localfs.install_fetched(m.root, rel, fetched.temp, _stat_of(file)))
+    m.rows.write(rel, fetched.stat, fetched.got.sha256, _is_exec(want, file), synced=synced)
 
 
-def _install(m: _Merge, rel: str, temp: Path, want: RemoteFile, file: FileRow | None, *, synced: bool = True) -> None:
-    sha = want.sha256 if want.sha256 is not UNKNOWN else file_sha256(temp)
-    executable = _is_exec(want, file)
-    localfs.set_meta(temp, want.mtime_ns or None, executable)
-    st = localfs.install(m.root, rel, temp, _stat_of(file))
-    m.installed.append(m.root / rel)
-    m.rows.write(rel, st, sha, executable, synced=synced)
-
-
-def _resolve_conflict(m: _Merge, step: _Step, temp: Path) -> None:
+def _resolve_conflict(m: _Merge, step: _Step, fetched: _Fetched) -> None:
     """Keep both sides: design §5's conflicted copy (or, without a base, the remote side as the copy)."""
     file, rel, root, remote = step.row, step.path, m.root, m.remote
     assert file is not None and step.remote is not None
     if step.action is Action.CONFLICT:
         copy = _free_conflict_name(root, rel, m.ctx.settings.device_id)
         if not localfs.still_as_indexed(root / rel, _stat_of(file)):
-            temp.unlink(missing_ok=True)
             raise LocalChanged(f"{root / rel} changed since it was indexed")
         localfs.rename_within(root, rel, copy)
         st = localfs.current_stat(root / copy)
         assert st is not None
-        m.installed.append(root / copy)
+        m.installed.append(str(root / copy))
         m.rows.write(copy, st, file.sha256 or "", file.executable, synced=False)
         m.rows.delete(rel)
-        _install(m, rel, temp, step.remote, None)
+        _install(m, rel, fetched, step.remote, None)
     else:
         copy = _free_conflict_name(root, rel, remote.device_id or "server")
-        _install(m, copy, temp, step.remote, None, synced=False)  # not in the base: pushed as a new file
+        _install(m, copy, fetched, step.remote, None, synced=False)  # not in the base: pushed as a new file
         m.rows.set_synced(rel, step.remote.sha256, step.remote.executable)
     oaio_id = m.row.oaio_id
     m.ctx.repo.add_conflict(oaio_id, "file", rel, copy, f"changed here and on {remote.device_id or 'the server'}")
