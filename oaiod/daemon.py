@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_LINES_KEPT = 2000  #: lines ``oaiod ctl log`` can show
+WATCH_CHECK_INTERVAL = 10.0  #: seconds between checks that every root is still watched (a dead emitter restarts)
 
 
 class DaemonError(OaiodError):
@@ -352,6 +353,7 @@ class Daemon:
         )
         roots = handle.engine.roots()
         watcher.start(roots)
+        scheduler.add_check("watch-health", watcher.check_health, WATCH_CHECK_INTERVAL)
         self.handle, self.watcher, self.scheduler, self.engine_error = handle, watcher, scheduler, None
         scheduler.start()
         cleanup = threading.Thread(

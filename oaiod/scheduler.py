@@ -12,6 +12,8 @@ APScheduler 3 (``BackgroundScheduler``) runs the periodic jobs; the guarantees a
 - **Backoff while offline.** A cycle that fails with a transient error (``err.transient``) delays the next
   periodic cycle exponentially (2 s, 4 s … 5 min); immediate triggers from the watcher or the change feed are
   then ignored (their dirty paths stay recorded), an explicit ``ctl sync`` still tries. Success resets it.
+- **Health checks** (:meth:`SyncScheduler.add_check`) run on their own interval beside the engine, e.g. the
+  watcher's check that restarts watching a root whose watchdog emitter died.
 - **Clean shutdown.** :meth:`SyncScheduler.shutdown` stops the APScheduler threads, waits for the running
   operation to finish and joins the change-feed thread: no thread is left behind. Operations still queued
   fail with :class:`SchedulerStopped`.
@@ -345,6 +347,20 @@ class SyncScheduler:
                 self.engine.gc()
         except Exception as exc:  # gc is best effort and runs again later
             log.warning("garbage collection failed: %s", exc)
+
+    def add_check(self, name: str, func: Callable[[], Any], seconds: float) -> None:
+        """Run ``func`` every ``seconds``, beside the engine (not under its lock): cheap health checks such as the
+        watcher's (:meth:`oaiod.watch.Watcher.check_health`). A failing check is logged and runs again."""
+
+        def check() -> None:
+            if self._stopping.is_set():
+                return
+            try:
+                func()
+            except Exception:  # the daemon outlives a failing check; the next one tries again
+                log.exception("%s failed; trying again in %.0f s", name, seconds)
+
+        self._scheduler.add_job(check, "interval", seconds=seconds, id=name, replace_existing=True)
 
     def request_rescan(self) -> None:
         """A rescan as soon as possible (after an inotify overflow or a watch-limit error); requests coalesce."""

@@ -10,6 +10,13 @@ Lost events never crash the daemon: an inotify queue overflow (reported by watch
 we listen to) and a watch-limit error (``ENOSPC``/``EMFILE`` when a root is scheduled) log a warning and call
 ``on_overflow()``, which schedules a rescan. A root that could not be watched is retried on the next
 :meth:`Watcher.watch` call (the daemon calls it after each rescan and when roots change).
+
+Watching that silently stopped is noticed too: watchdog's inotify emitter thread ends by itself when its root
+is deleted (``IN_DELETE_SELF``; the observer keeps the dead emitter, so scheduling the same path again would do
+nothing) and dies on an exception; the observer thread can die as well. :meth:`Watcher.check_health` — run
+every few seconds by the scheduler — finds dead emitters (and a dead observer), logs a warning, watches those
+roots again with fresh emitters (a deleted root as soon as it exists again) and calls ``on_overflow()``: the
+rescan finds what changed while nobody watched.
 """
 
 from __future__ import annotations
@@ -176,11 +183,14 @@ class Watcher:
         self.is_ignored = is_ignored
         self.debouncer = Debouncer(on_dirty, on_flush, debounce)
         self._on_overflow = on_overflow
+        self._observer_factory = observer_factory
         self._observer = observer_factory()
         self._watches: dict[Path, ObservedWatch] = {}
+        self._wanted: set[Path] = set()  # what watch() was asked for; missing folders are retried by check_health
         self._lock = threading.Lock()
         self._listener = _OverflowListener(self._lost_events)
         self._started = False
+        self._stopped = False
 
     def start(self, roots: Iterable[Path] = ()) -> None:
         for name in WATCHDOG_LOGGERS:
@@ -194,9 +204,12 @@ class Watcher:
         """Stop observing and flush what was collected; joins every thread this watcher started."""
         for name in WATCHDOG_LOGGERS:
             logging.getLogger(name).removeHandler(self._listener)
+        with self._lock:
+            self._stopped = True
+            observer = self._observer
         if self._started:
-            self._observer.stop()
-            self._observer.join()
+            observer.stop()
+            observer.join()
         self.debouncer.stop()
 
     @property
@@ -208,6 +221,7 @@ class Watcher:
         """Watch exactly ``roots``: new ones are scheduled, gone ones unscheduled, failed ones retried."""
         wanted = {Path(root) for root in roots}
         with self._lock:
+            self._wanted = wanted
             for root in set(self._watches) - wanted:
                 self._observer.unschedule(self._watches.pop(root))
                 log.info("stopped watching %s", root)
@@ -225,6 +239,54 @@ class Watcher:
             self._watch_failed(root, exc)
             return
         log.info("watching %s", root)
+
+    def check_health(self) -> list[Path]:
+        """Watch again every root whose watching stopped (dead emitter or observer thread, a root deleted and
+        re-created, a missing root that appeared); each is logged, and one rescan is requested for all. Returns
+        those roots. Cheap when all is well: a liveness look at each emitter thread."""
+        with self._lock:
+            if not self._started or self._stopped:
+                return []
+            observer_died = not self._observer.is_alive()
+            restarted = self._restart_observer() if observer_died else self._restart_dead_emitters()
+            for root in sorted(self._wanted - set(self._watches)):
+                if root.is_dir():  # a missing root that exists (again); one that failed otherwise waits for watch()
+                    self._schedule(root)
+                    if root in self._watches:
+                        log.warning("synced root %s exists again; watching it and rescanning", root)
+                        restarted.append(root)
+        if restarted:
+            self._on_overflow()
+        return restarted
+
+    def _restart_dead_emitters(self) -> list[Path]:
+        """Unschedule each root whose emitter thread ended and schedule it again; the caller holds the lock."""
+        alive = {emitter.watch for emitter in self._observer.emitters if emitter.is_alive()}
+        dead = [root for root, watch in self._watches.items() if watch not in alive]
+        for root in dead:
+            try:
+                self._observer.unschedule(self._watches.pop(root))
+            except KeyError:  # watchdog already forgot it
+                pass
+            why = "the folder was deleted" if not root.is_dir() else "watchdog's emitter thread ended"
+            log.warning("watching %s stopped (%s); watching it again and rescanning", root, why)
+            self._schedule(root)
+        return dead
+
+    def _restart_observer(self) -> list[Path]:
+        """Replace a dead observer thread with a new one watching every root; the caller holds the lock."""
+        roots = sorted(self._watches)
+        log.warning("the file watcher thread died; restarting it for %d root(s) and rescanning", len(roots))
+        old, self._observer, self._watches = self._observer, self._observer_factory(), {}
+        old.stop()
+        try:
+            old.join(5)
+        except RuntimeError:  # never started
+            pass
+        self._observer.start()
+        for root in roots:
+            self._schedule(root)
+        return roots
 
     def _watch_failed(self, root: Path, exc: OSError) -> None:
         hint = ""

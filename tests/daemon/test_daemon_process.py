@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -310,3 +311,18 @@ def test_state_changing_commands_are_queued_during_a_long_cycle(daemon: DaemonPr
     assert calls[1:] == [["add_folder", str(extra)], ["remove", "fake-extra"]]
     assert daemon.call("status")["queued"] == []
     assert daemon.call("add", path=str(extra))["oaio_id"] == "fake-extra"  # idle: the result at once, as before
+
+
+def test_a_watched_root_deleted_and_recreated_is_watched_again(daemon: DaemonProcess) -> None:
+    """The daemon's periodic watch check (every 10 s) notices that deleting the root ended watchdog's emitter
+    thread (the kernel's IN_DELETE_SELF), watches the new folder and asks for a rescan."""
+    root = daemon.config.client.root
+    wait_for(lambda: daemon.call("status")["engine"]["cycles_done"] >= 1, what="the first cycle")
+    rescans = daemon.call("status")["engine"]["rescans"]
+    shutil.rmtree(root)
+    root.mkdir()
+    wait_for(lambda: daemon.call("status")["engine"]["rescans"] > rescans, 60, "the rescan after the restart")
+    assert "watching it again and rescanning" in "\n".join(daemon.call("log", lines=200))
+    (root / "after.txt").write_text("seen")
+    wait_for(lambda: "after.txt" in daemon.call("status")["engine"]["dirty"].get(str(root), []), 30, "the new file")
+    assert daemon.stop() == 0

@@ -200,3 +200,24 @@ def test_submitted_operations_run_between_cycles_in_order_and_fail_on_shutdown()
     finally:
         gate.set()
         scheduler.shutdown()
+
+
+def test_a_health_check_runs_on_its_interval_and_outlives_its_failures() -> None:
+    engine = Engine()
+    scheduler = SyncScheduler(engine, SLOW)
+    calls: list[int] = []
+
+    def check() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a failing check is logged and runs again")
+
+    scheduler.add_check("watch-health", check, 0.1)
+    scheduler.start(initial_cycle=False)
+    try:
+        wait_for(lambda: len(calls) >= 3, what="the check to run again after it failed")
+    finally:
+        scheduler.shutdown()
+    done = len(calls)
+    time.sleep(0.3)
+    assert len(calls) == done  # nothing runs after shutdown

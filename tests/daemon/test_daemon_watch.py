@@ -4,12 +4,15 @@ A real inotify queue overflow or watch limit cannot be produced reliably (it nee
 kernel), so two things are injected and said so where they are: the overflow is the exact warning watchdog's
 inotify emitter logs when the kernel reports IN_Q_OVERFLOW (we listen to that logger), and the watch limit
 is an observer whose ``schedule`` raises ``OSError(ENOSPC)`` as watchdog's ``inotify_add_watch`` wrapper does.
+Watching that stops is real: a watched root deleted (the kernel's IN_DELETE_SELF ends watchdog's emitter thread),
+an emitter thread and the observer thread stopped with watchdog's own ``stop()``.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import shutil
 import threading
 from pathlib import Path
 
@@ -202,3 +205,96 @@ def test_max_delay_bounds_waiting_under_constant_events(tmp_path: Path) -> None:
         thread.join()
     finally:
         debouncer.stop()
+
+
+def _observers() -> tuple[list[Observer], object]:
+    """An observer factory that keeps what it made, so a test can reach the real emitter threads."""
+    made: list[Observer] = []
+
+    def factory() -> Observer:
+        made.append(Observer())
+        return made[-1]
+
+    return made, factory
+
+
+def _sees_new_files(rec: Recorder, root: Path, name: str) -> None:
+    (root / name).write_text(name)
+    wait_for(lambda: name in rec.paths(root), what=f"the event of {name}")
+
+
+def test_a_deleted_root_is_watched_again_when_it_exists_again(tmp_path: Path) -> None:
+    root, other = tmp_path / "root", tmp_path / "other"
+    root.mkdir()
+    other.mkdir()
+    rec = Recorder()
+    watcher = make_watcher(rec, debounce=0.1)
+    watcher.start([root, other])
+    try:
+        _sees_new_files(rec, root, "before.txt")
+        assert watcher.check_health() == []  # all is well: nothing restarted, no rescan
+        shutil.rmtree(root)  # inotify reports IN_DELETE_SELF: watchdog's emitter for root ends itself
+        wait_for(lambda: watcher.check_health() == [root], what="the dead emitter found")
+        assert rec.rescans == 1 and root not in watcher.roots and other in watcher.roots
+        assert watcher.check_health() == []  # still missing: waited for quietly
+        root.mkdir()
+        assert watcher.check_health() == [root] and root in watcher.roots
+        assert rec.rescans == 2  # what was written while nobody watched is found by the rescan
+        _sees_new_files(rec, root, "after.txt")
+        _sees_new_files(rec, other, "untouched.txt")
+    finally:
+        watcher.stop()
+
+
+def test_a_root_deleted_and_recreated_between_checks(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    rec = Recorder()
+    made, factory = _observers()
+    watcher = make_watcher(rec, debounce=0.1, observer_factory=factory)
+    watcher.start([root])
+    try:
+        shutil.rmtree(root)
+        root.mkdir()  # back before the check ran: only the dead emitter thread tells
+        wait_for(lambda: not any(e.is_alive() for e in made[0].emitters), what="the emitter to end")
+        assert watcher.check_health() == [root] and rec.rescans == 1
+        _sees_new_files(rec, root, "after.txt")
+    finally:
+        watcher.stop()
+
+
+def test_a_stopped_emitter_thread_is_replaced(tmp_path: Path, caplog: object) -> None:
+    rec = Recorder()
+    made, factory = _observers()
+    watcher = make_watcher(rec, debounce=0.1, observer_factory=factory)
+    watcher.start([tmp_path])
+    try:
+        (emitter,) = made[0].emitters
+        emitter.stop()  # the thread ends as it would after an exception in queue_events
+        emitter.join(10)
+        with caplog.at_level(logging.WARNING, logger="oaiod.watch"):  # type: ignore[attr-defined]
+            assert watcher.check_health() == [tmp_path]
+        assert "(watchdog's emitter thread ended); watching it again and rescanning" in caplog.text  # type: ignore[attr-defined]
+        assert rec.rescans == 1 and all(e.is_alive() for e in made[0].emitters)
+        _sees_new_files(rec, tmp_path, "after.txt")
+    finally:
+        watcher.stop()
+
+
+def test_a_dead_observer_thread_is_replaced(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    rec = Recorder()
+    made, factory = _observers()
+    watcher = make_watcher(rec, debounce=0.1, observer_factory=factory)
+    watcher.start([a, b])
+    try:
+        made[0].stop()
+        made[0].join(10)
+        assert watcher.check_health() == [a, b] and rec.rescans == 1 and len(made) == 2
+        _sees_new_files(rec, a, "after-a.txt")
+        _sees_new_files(rec, b, "after-b.txt")
+    finally:
+        watcher.stop()
+    assert not made[1].is_alive()
