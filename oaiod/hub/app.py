@@ -1,8 +1,8 @@
 """The hub's FastAPI application: transport rules shared by every route, and error answers.
 
-- :class:`HubMiddleware` (pure ASGI, outermost): ``X-Oaiod-Hub`` on every answer; a ``csrftoken`` cookie on
-  every GET answer when the request had none; request bodies are read up front and refused with 413 beyond
-  ``body_limit`` (by ``Content-Length`` and by counting the bytes that arrive).
+- :class:`HubMiddleware` (pure ASGI, outermost): ``X-Oaiod-Hub`` on every answer (a 500 included); a
+  ``csrftoken`` cookie on every GET answer when the request had none; request bodies are read up front and
+  refused with 413 beyond ``body_limit`` (by ``Content-Length`` and by counting the bytes that arrive).
 - Dependencies: :func:`context_ids` (``X-OAIO-*`` headers → 400 when malformed), :func:`csrf_check` (non-GET
   needs ``X-CSRFToken`` equal to the cookie → 403), :func:`current_actor` (live session → 401; supervisors may
   act for another user through ``X-OAIO-user``), :func:`json_body` (415 / 400 for anything but plain JSON).
@@ -81,8 +81,12 @@ class HubMiddleware:
         if scope["method"] == "GET" and f"{CSRF_COOKIE}=" not in headers.get("cookie", ""):
             new_csrf = secrets.token_urlsafe(32)
 
+        started = False
+
         async def send_wrapper(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 extra = [(HUB_HEADER.encode(), __version__.encode())]
                 if new_csrf:
                     cookie = f"{CSRF_COOKIE}={new_csrf}; Path=/; SameSite=Lax; Max-Age=31449600"
@@ -90,14 +94,21 @@ class HubMiddleware:
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
-        if scope["method"] in SAFE_METHODS or scope["path"].startswith(STREAMED_PREFIXES):
+        if scope["method"] not in SAFE_METHODS and not scope["path"].startswith(STREAMED_PREFIXES):
+            body = await self._read_body(headers, receive)
+            if isinstance(body, HubJSONResponse):
+                await body(scope, receive, send_wrapper)
+                return
+            receive = _replay(body, receive)
+        try:
             await self.app(scope, receive, send_wrapper)
-            return
-        body = await self._read_body(headers, receive)
-        if isinstance(body, HubJSONResponse):
-            await body(scope, receive, send_wrapper)
-            return
-        await self.app(scope, _replay(body, receive), send_wrapper)
+        except Exception:
+            if started:  # the answer is under way: the server can only cut the connection
+                raise
+            # answered here, not by Starlette's outermost error middleware, so the 500 carries the hub header too
+            log.exception("hub: %s %s failed; the request was rolled back", scope["method"], scope["path"])
+            answer = error_response(500, "internal", "the hub failed on this request; its log has the details")
+            await answer(scope, receive, send_wrapper)
 
     async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes | HubJSONResponse:
         limit = self.body_limit

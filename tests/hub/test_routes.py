@@ -193,3 +193,24 @@ def test_wipe_user(hub: HubServer, hub_session: Callable[..., Any]) -> None:
         assert not [e for e in db.query(LogEntry).all() if e.username == "bob"]
     assert alice.post("wipe_user/", json={"Uid": "carol"}).ok  # a supervisor may wipe anyone
     assert alice.post("wipe_user/", json={"Uid": "carol"}).status_code == 404
+
+
+def test_a_failure_inside_the_hub_answers_500_json_with_the_hub_header(
+    hub_factory: Callable[..., Any], hub_session: Callable[..., Any]
+) -> None:
+    """A real fault, not a mock: the blob table is renamed away under the running hub (SQLite), so the query fails."""
+    import sqlalchemy as sa
+
+    hub = hub_factory()
+    alice = hub_session(hub, "alice")
+    with hub.service.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE blobs RENAME TO blobs_gone"))
+    try:
+        answer = alice.get("hub/blobs/metadata/scratch/x")
+        assert answer.status_code == 500
+        assert answer.json()["error"] == "internal"
+        assert answer.headers["X-Oaiod-Hub"]
+    finally:
+        with hub.service.engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE blobs_gone RENAME TO blobs"))
+    assert alice.get("hub/blobs/metadata/scratch/x").status_code == 404
