@@ -286,6 +286,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def create_app(settings: HubSettings, service: HubService | None = None) -> FastAPI:
     """The hub application over ``service`` (opened from ``settings`` when not given)."""
+    from oaiod.hub.blobbatch import mount as mount_blob_batches
     from oaiod.hub.blobs import mount as mount_blobs
     from oaiod.hub.feed import FEATURES
     from oaiod.hub.feed import router as feed_router  # routes import this module's dependencies
@@ -318,5 +319,6 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     app.include_router(core_router, prefix="/api")
     app.include_router(feed_router, prefix="/api")
     mount_blobs(app)
+    mount_blob_batches(app)
     app.add_middleware(HubMiddleware, body_limit=settings.body_limit)
     return app

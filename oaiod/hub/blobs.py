@@ -50,7 +50,7 @@ MAX_CURSOR = (1 << 31) - 1  #: largest ``after`` of a listing: ``blobs.id`` is a
 _UPLOAD_ID = re.compile(r"\A[A-Za-z0-9_-]{22,128}\Z")  # ≥ 128 bits of URL-safe base64
 _SHA256 = re.compile(r"\A[0-9a-f]{64}\Z")
 _RANGE_SPEC = re.compile(r"\A(?:([0-9]{1,19})-([0-9]{0,19})|-([0-9]{1,19}))\Z")
-#: the routes that change something, and their methods: a GET there answers 200 (see :func:`_csrf_hint`)
+#: the routes that change something, and their methods: a GET there answers 200 (see :func:`csrf_hint`)
 CHANGING_ROUTES = {
     "upload/{name:path}": "PUT or DELETE",
     "data/{name:path}": "PUT",
@@ -97,15 +97,15 @@ def get_uploads(request: Request) -> Uploads:
 
 async def blob_json(request: Request) -> Any:
     """The JSON body, refused beyond :data:`MAX_JSON_BODY` (the middleware does not limit these routes)."""
-    return await _read_json(request, MAX_JSON_BODY)
+    return await read_json_body(request, MAX_JSON_BODY)
 
 
 async def copy_many_json(request: Request) -> Any:
     """The JSON body of ``copy-many/``, refused beyond :data:`MAX_COPY_BODY`."""
-    return await _read_json(request, MAX_COPY_BODY)
+    return await read_json_body(request, MAX_COPY_BODY)
 
 
-async def _read_json(request: Request, limit: int) -> Any:
+async def read_json_body(request: Request, limit: int) -> Any:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise UnsupportedMedia(f"send the body as application/json, not {content_type[:60] or 'nothing'!r}")
@@ -125,7 +125,7 @@ JsonDep = Annotated[Any, Depends(blob_json)]
 CopyManyJsonDep = Annotated[Any, Depends(copy_many_json)]
 
 
-def _name(name: str, fld: str = "name") -> str:
+def checked_name(name: str, fld: str = "name") -> str:
     key = validate_key(name, fld)
     if len(key.split("/", 1)[0]) > 255:
         raise ValidationError(fld, "the first component (the oaio id) is longer than 255 characters")
@@ -155,7 +155,7 @@ def _url(request: Request, route: str, name: str, **params: str) -> str:
 # -- routes -------------------------------------------------------------------------------------------------------
 
 
-def _csrf_hint(methods: str) -> Callable[[], dict[str, str]]:
+def csrf_hint(methods: str) -> Callable[[], dict[str, str]]:
     """A GET on a changing route answers 200 without a session, as part A's POST routes do: the published
     client fetches its CSRF cookie with a GET on the URL it is about to change (the middleware sets it)."""
 
@@ -166,7 +166,7 @@ def _csrf_hint(methods: str) -> Callable[[], dict[str, str]]:
 
 
 for _route, _methods in CHANGING_ROUTES.items():
-    router.add_api_route(f"/{_route}", _csrf_hint(_methods), methods=["GET"], include_in_schema=False)
+    router.add_api_route(f"/{_route}", csrf_hint(_methods), methods=["GET"], include_in_schema=False)
 
 
 @router.get("/ping")
@@ -178,7 +178,7 @@ def ping(_actor: ActorDep) -> dict[str, Any]:
 @router.put("/upload/{name:path}")
 def create_upload(request: Request, name: str, actor: ActorDep, uploads: UploadsDep, body: JsonDep) -> dict[str, Any]:
     """createUpload: ``{uploadId, sha256, size, expires?, proposedUploadMethods}`` → ``{expires, uploadMethod}``."""
-    name = _name(name)
+    name = checked_name(name)
     validate_exact_keys(body, ("uploadId", "sha256", "size", "proposedUploadMethods"), "body", optional=("expires",))
     upload_id = _upload_id(body["uploadId"])
     sha256 = body["sha256"]
@@ -219,7 +219,7 @@ def _inline_data(value: Any) -> bytes:
 @router.delete("/upload/{name:path}")
 def cancel_upload(name: str, actor: ActorDep, uploads: UploadsDep) -> dict[str, Any]:
     """Drop the unfinished upload of ``name`` (to start over with a new uploadId); idempotent."""
-    return {"cancelled": uploads.cancel_upload(actor, _name(name))}
+    return {"cancelled": uploads.cancel_upload(actor, checked_name(name))}
 
 
 @router.put("/data/{name:path}")
@@ -232,7 +232,7 @@ async def put_data(
     offset: int = 0,
 ) -> dict[str, Any]:
     """The bytes of an upload from ``offset`` on, streamed to disk; answers how many the hub now holds."""
-    name, upload_id = _name(name), _upload_id(uploadId)
+    name, upload_id = checked_name(name), _upload_id(uploadId)
     if offset < 0:
         raise ValidationError("offset", "must be ≥ 0")
     target = await run_in_threadpool(uploads.target, actor, name, upload_id, offset)
@@ -256,20 +256,20 @@ async def put_data(
 @router.get("/upload-status/{name:path}")
 def upload_status(name: str, actor: ActorDep, uploads: UploadsDep, uploadId: str = "") -> dict[str, int]:
     """``{received, size}``: resume an upload at ``received``."""
-    return uploads.received(actor, _name(name), _upload_id(uploadId))
+    return uploads.received(actor, checked_name(name), _upload_id(uploadId))
 
 
 @router.post("/finish-upload/{name:path}")
 def finish_upload(name: str, actor: ActorDep, uploads: UploadsDep, body: JsonDep) -> dict[str, Any]:
     """finishUpload: ``{uploadId}``; verifies size and sha256 (mismatch: 400, upload discarded); idempotent."""
     validate_exact_keys(body, ("uploadId",), "body")
-    return uploads.finish_upload(actor, _name(name), _upload_id(body["uploadId"])).as_dict()
+    return uploads.finish_upload(actor, checked_name(name), _upload_id(body["uploadId"])).as_dict()
 
 
 @router.put("/start-download/{name:path}")
 def start_download(request: Request, name: str, actor: ActorDep, store: StoreDep, body: JsonDep) -> dict[str, Any]:
     """startDownload: ``{acceptDownloadMethods: {simple?, getUrl?}}`` → method, url, hashes, size; 406 if none."""
-    name = _name(name)
+    name = checked_name(name)
     validate_exact_keys(body, ("acceptDownloadMethods",), "body")
     accepted = body["acceptDownloadMethods"]
     if not isinstance(accepted, dict):
@@ -291,7 +291,7 @@ class NotAcceptable(BadRequest):
 @router.get("/download/{name:path}")
 def download(request: Request, name: str, actor: ActorDep, store: StoreDep) -> Response:
     """The object's bytes (``Range`` honoured, for resuming a download); ``X-Oaiod-Sha256`` carries its hash."""
-    path, info = store.open_download(actor, _name(name))
+    path, info = store.open_download(actor, checked_name(name))
     release = partial(store.release_download, info.sha256)
     try:
         check_range(request.headers.get("range"), info.size)
@@ -326,26 +326,26 @@ def check_range(header: str | None, size: int) -> None:
 @router.get("/metadata/{name:path}")
 def metadata(name: str, actor: ActorDep, store: StoreDep) -> dict[str, Any]:
     """``{name, size, sha256, created, expires}``."""
-    return store.metadata(actor, _name(name)).as_dict()
+    return store.metadata(actor, checked_name(name)).as_dict()
 
 
 @router.delete("/object/{name:path}")
 def delete_object(name: str, actor: ActorDep, store: StoreDep) -> dict[str, Any]:
     """Remove an object (and any unfinished upload of it); idempotent."""
-    return {"deleted": store.delete(actor, _name(name))}
+    return {"deleted": store.delete(actor, checked_name(name))}
 
 
 @router.delete("/prefix/{prefix:path}")
 def delete_prefix(prefix: str, actor: ActorDep, store: StoreDep) -> dict[str, Any]:
     """Remove every object in the folder ``prefix``; idempotent."""
-    return {"deleted": store.delete_prefix(actor, _name(prefix, "prefix"))}
+    return {"deleted": store.delete_prefix(actor, checked_name(prefix, "prefix"))}
 
 
 @router.post("/copy/")
 def copy(actor: ActorDep, store: StoreDep, body: JsonDep) -> dict[str, Any]:
     """``{src, dst}``: ``dst`` names the content of ``src`` at once (no bytes move); replaces ``dst``."""
     validate_exact_keys(body, ("src", "dst"), "body")
-    return store.copy(actor, _name(body["src"], "src"), _name(body["dst"], "dst")).as_dict()
+    return store.copy(actor, checked_name(body["src"], "src"), checked_name(body["dst"], "dst")).as_dict()
 
 
 @router.post("/copy-many/")
@@ -362,7 +362,9 @@ def _copy_pairs(value: Any) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     for number, pair in enumerate(value):
         validate_exact_keys(pair, ("src", "dst"), f"pairs[{number}]")
-        pairs.append((_name(pair["src"], f"pairs[{number}].src"), _name(pair["dst"], f"pairs[{number}].dst")))
+        pairs.append(
+            (checked_name(pair["src"], f"pairs[{number}].src"), checked_name(pair["dst"], f"pairs[{number}].dst"))
+        )
     targets = {dst for _src, dst in pairs}
     if len(targets) != len(pairs):
         raise ValidationError("pairs", "names a dst twice; each pair must have its own dst")
@@ -379,7 +381,7 @@ def listing(
     ``after`` of the next page (null at the end)."""
     prefix = validate_prefix(prefix)
     if prefix:
-        _name(prefix, "prefix")
+        checked_name(prefix, "prefix")
     if not 1 <= limit <= LIST_PAGE:
         raise ValidationError("limit", f"must be 1 to {LIST_PAGE}")
     if not 0 <= after <= MAX_CURSOR:

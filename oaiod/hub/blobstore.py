@@ -321,12 +321,12 @@ class BlobStore:
 
     @staticmethod
     def blob_rows(db: Session, located: list[tuple[str, str, str]]) -> dict[tuple[str, str], Any]:
-        """The blob rows (id, sha256, size, expires) of located names, by ``(owner, name_hash)``."""
+        """The blob rows (id, sha256, size, created, expires) of located names, by ``(owner, name_hash)``."""
         by_owner: dict[str, set[str]] = {}
         for owner, name_hash, _scope in located:
             by_owner.setdefault(owner, set()).add(name_hash)
         rows: dict[tuple[str, str], Any] = {}
-        columns = (Blob.id, Blob.name_hash, Blob.sha256, Blob.size, Blob.expires)
+        columns = (Blob.id, Blob.name_hash, Blob.sha256, Blob.size, Blob.created, Blob.expires)
         for owner, hashes in by_owner.items():
             for batch in in_batches(sorted(hashes)):
                 for row in db.execute(sa.select(*columns).where(Blob.owner == owner, Blob.name_hash.in_(batch))):
@@ -414,6 +414,18 @@ class BlobStore:
             # the name pointed at content that a concurrent delete or replace removed: read the name again
         log.error("blob %r: its content %s is missing from %s", name, info.sha256, self.content_root)
         raise NotFound(f"the content of {name!r} is missing on the hub")
+
+    def hold(self, sha256s: list[str]) -> list[bool]:
+        """Hold each content for reading, as :meth:`open_download` does (release each held one with
+        :meth:`release_download`); False for content no longer on disk (its last name went meanwhile)."""
+        held: list[bool] = []
+        with self.lock:
+            for sha256 in sha256s:
+                present = self.content_path(sha256).exists()
+                if present:
+                    self._readers[sha256] += 1
+                held.append(present)
+        return held
 
     def downloads_in_flight(self) -> int:
         """How many downloads hold content now (each until its answer ended)."""
