@@ -110,9 +110,14 @@ def _systemd_quote(arg: str) -> str:
     return f'"{escaped}"' if escaped != arg or " " in arg or not arg else arg
 
 
+def launchd_log_dir() -> Path:
+    """Where the agent's stdout/stderr go; launchd does not create missing folders, ``install`` does."""
+    return Path.home() / "Library" / "Logs" / "oaiod"
+
+
 def render_launchd_plist(config: Path | None, exe: Sequence[str] | None = None, log_dir: Path | None = None) -> bytes:
     label = LAUNCHD_LABEL if config is None else f"{LAUNCHD_LABEL}.{instance_name(config)}"
-    logs = log_dir or Path("~/Library/Logs/oaiod").expanduser()
+    logs = log_dir or launchd_log_dir()
     plist = {
         "Label": label,
         "ProgramArguments": command_line(config, exe),
@@ -183,12 +188,21 @@ def _write(path: Path, content: bytes, lines: list[str], dry_run: bool) -> None:
     lines.append(f"wrote {path}")
 
 
+def _make_folder(path: Path, lines: list[str], dry_run: bool) -> None:
+    if path.is_dir():
+        return
+    lines.append(f"{'would create' if dry_run else 'created'} {path}")
+    if not dry_run:
+        path.mkdir(parents=True, mode=0o700)
+
+
 def install(config: Path | None, *, dry_run: bool = False) -> list[str]:
     """Write the service file and start it now and at every login."""
     lines: list[str] = []
     if _is_macos():
         path = launchd_plist_path(config)
         _write(path, render_launchd_plist(config), lines, dry_run)
+        _make_folder(launchd_log_dir(), lines, dry_run)
         _run(["launchctl", "bootout", f"gui/{os.getuid()}", str(path)], lines, dry_run, check=False)
         _run(["launchctl", "bootstrap", f"gui/{os.getuid()}", str(path)], lines, dry_run)
         return lines

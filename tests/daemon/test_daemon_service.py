@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import plistlib
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from oaiod import service
+from oaiod.config import instance_name
 from oaiod.daemon_cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,3 +138,48 @@ print("ok")
         [sys.executable, "-c", code], preexec_fn=deny_write_execute, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def _dry_run_on_macos(monkeypatch: pytest.MonkeyPatch, *args: str) -> list[str]:
+    """``oaiod [ARGS…] --dry-run`` as on macOS: only the platform name is faked (launchd cannot run here)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(sys, "platform", "darwin")
+        result = CliRunner().invoke(main, [*args, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    return result.output.splitlines()
+
+
+def _plist_in(lines: list[str], path: Path) -> dict:
+    start = lines.index(f"would write {path}:") + 1
+    body = [line[4:] for line in lines[start:] if line.startswith("    ")]
+    return plistlib.loads("\n".join(body).encode())
+
+
+def test_install_dry_run_on_macos_writes_a_launch_agent(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = _dry_run_on_macos(monkeypatch, "service", "install")
+    agent = isolated_home / "Library/LaunchAgents/org.oaio.oaiod.plist"
+    plist = _plist_in(lines, agent)
+    assert plist["Label"] == "org.oaio.oaiod"
+    assert plist["ProgramArguments"] == [*service.executable(), "run"]
+    assert plist["RunAtLoad"] is True and plist["KeepAlive"] == {"SuccessfulExit": False}
+    logs = isolated_home / "Library/Logs/oaiod"
+    assert plist["StandardErrorPath"] == str(logs / "org.oaio.oaiod.err.log")
+    uid = os.getuid()
+    assert f"would create {logs}" in lines  # launchd would not create the log folder itself
+    assert f"would run: launchctl bootout gui/{uid} {agent}" in lines
+    assert f"would run: launchctl bootstrap gui/{uid} {agent}" in lines
+    assert not any("systemctl" in line for line in lines)
+    assert not (isolated_home / "Library").exists()  # a dry run changes nothing
+
+
+def test_service_dry_runs_on_macos_with_a_config(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = isolated_home / "work.toml"
+    label = f"org.oaio.oaiod.{instance_name(config)}"
+    agent = isolated_home / f"Library/LaunchAgents/{label}.plist"
+    plist = _plist_in(_dry_run_on_macos(monkeypatch, "--config", str(config), "service", "install"), agent)
+    assert plist["Label"] == label
+    assert plist["ProgramArguments"] == [*service.executable(), "--config", str(config), "run"]
+    removed = _dry_run_on_macos(monkeypatch, "--config", str(config), "service", "uninstall")
+    assert removed == [f"would run: launchctl bootout gui/{os.getuid()} {agent}", f"would remove {agent}"]
+    status = _dry_run_on_macos(monkeypatch, "--config", str(config), "service", "status")
+    assert status == [f"{agent}: not installed", f"would run: launchctl print gui/{os.getuid()}/{label}"]
