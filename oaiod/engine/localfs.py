@@ -84,10 +84,14 @@ def _validated(rel: str) -> str | None:
     return None
 
 
-def _checked(rel: str) -> None:
+def check_path(rel: str) -> None:
+    """UnsafePath unless ``rel`` is a valid relative path (:func:`oaiod.model.validate_file_path`)."""
     reason = _validated(rel) if isinstance(rel, str) else "not a string"
     if reason is not None:
         raise UnsafePath(str(rel), reason)
+
+
+_checked = check_path
 
 
 def make_parents(root: Path, rel: str) -> Path:
@@ -207,14 +211,14 @@ def install_fetched(root: Path, rel: str, temp: str, expected: FileStat | None) 
     ``root/rel`` if the file there is still as indexed; the replaced file goes to the trash first. Returns the
     target path. LocalChanged when the user changed the file meanwhile (``temp`` is left to the caller).
 
-    The folder was checked when ``temp`` was written in it (:class:`BatchFolders`); ``temp`` must lie in the same
-    folder as the target, so the rename cannot lead anywhere else. Between the check and the rename lies one
-    system call.
+    ``rel`` was validated and its folder checked when ``temp`` was written there (:class:`BatchFolders`); the
+    target must be a plain name in that same folder (the string compared, no second validation or lstat per
+    component), so the rename cannot lead anywhere else. Between the check and the rename lies one system call.
     """
-    _checked(rel)
     target = f"{root}/{rel}"
-    if os.path.dirname(temp) != os.path.dirname(target):
-        raise LocalFsError(f"{temp} is not in the folder of {target}; not installing it")
+    folder, _, name = target.rpartition("/")
+    if folder != temp.rpartition("/")[0] or name in ("", ".", "..") or "\x00" in name:
+        raise UnsafePath(rel, f"not a file name beside {temp}; not installing it")
     if not still_as_indexed(target, expected):
         raise LocalChanged(f"{target} changed since it was indexed; keeping it")
     if expected is not None and expected.present:  # still as indexed, so it is there: keep it in the trash

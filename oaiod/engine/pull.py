@@ -409,6 +409,7 @@ def _free_conflict_name(root: Path, rel: str, device: str) -> str:
         number += 1
         stem, dot, ext = name.rpartition(".") if "." in name.rsplit("/", 1)[-1] else (name, "", "")
         candidate = f"{stem} {number}{dot}{ext}"
+    localfs.check_path(candidate)  # made of a checked path and a device id: checked again before it names a file
     return candidate
 
 
