@@ -223,7 +223,10 @@ def install_fetched(root: Path, rel: str, temp: str, expected: FileStat | None) 
         raise LocalChanged(f"{target} changed since it was indexed; keeping it")
     if expected is not None and expected.present:  # still as indexed, so it is there: keep it in the trash
         to_trash(root, rel, keep=True)
-    os.replace(temp, target)
+    try:
+        os.replace(temp, target)
+    except OSError as exc:  # e.g. the folder was swapped for a symlink: the temp file is not found through it
+        raise LocalFsError(f"cannot rename {temp} to {target}: {exc.strerror}") from exc
     return target
 
 

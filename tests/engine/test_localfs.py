@@ -86,3 +86,61 @@ def test_set_meta(tmp_path: Path) -> None:
     assert path.stat().st_mtime_ns == 1_600_000_000_123_456_789 and os.access(path, os.X_OK)
     localfs.set_meta(path, None, False)
     assert not os.access(path, os.X_OK)
+
+
+def test_batch_folders_check_each_folder_once_and_refuse_symlinks_and_files(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    outside.mkdir()
+    folders = localfs.BatchFolders(root)
+    assert folders.parent_of("a/b/c.txt") == f"{root}/a/b" and (root / "a" / "b").is_dir()
+    assert folders.parent_of("top.txt") == str(root)
+    (root / "link").symlink_to(outside)
+    (root / "plain").write_text("a file, not a folder")
+    for rel, reason in (("link/x.txt", "symlink"), ("link/deep/x.txt", "symlink"), ("plain/x.txt", "not a folder")):
+        with pytest.raises(UnsafePath, match=reason):
+            folders.parent_of(rel)
+    with pytest.raises(UnsafePath):
+        folders.parent_of("a/../../x")
+    # checked once per batch: a folder swapped for a symlink after its temp file was written there is caught at
+    # the rename (the temp file is not found through the symlink), and nothing lands outside
+    temp = localfs.temp_in(folders.parent_of("a/b/d.txt"))
+    Path(temp).write_text("downloaded")
+    (root / "a" / "b").rename(root / "a" / "moved")
+    (root / "a" / "b").symlink_to(outside)
+    assert folders.parent_of("a/b/d.txt") == f"{root}/a/b"
+    with pytest.raises(localfs.LocalFsError, match="cannot rename"):
+        localfs.install_fetched(root, "a/b/d.txt", temp, None)
+    assert list(outside.iterdir()) == []
+
+
+def test_install_fetched_renames_within_the_checked_folder_only(tmp_path: Path) -> None:
+    folders = localfs.BatchFolders(tmp_path)
+    folder = folders.parent_of("a/f.txt")
+    temp = localfs.temp_in(folder)
+    Path(temp).write_text("new")
+    with pytest.raises(UnsafePath):  # a target outside the temp file's folder
+        localfs.install_fetched(tmp_path, "b/f.txt", temp, None)
+    with pytest.raises(UnsafePath):
+        localfs.install_fetched(tmp_path, "a/..", temp, None)
+    (tmp_path / "a" / "f.txt").write_text("the user's")
+    with pytest.raises(LocalChanged):  # not indexed, but there now: kept
+        localfs.install_fetched(tmp_path, "a/f.txt", temp, None)
+    assert (tmp_path / "a" / "f.txt").read_text() == "the user's" and Path(temp).exists()
+    indexed = _stat(tmp_path / "a" / "f.txt")
+    assert localfs.install_fetched(tmp_path, "a/f.txt", temp, indexed) == f"{tmp_path}/a/f.txt"
+    assert (tmp_path / "a" / "f.txt").read_text() == "new" and not Path(temp).exists()
+    (trashed,) = (tmp_path / ".oaiod" / "trash").rglob("f.txt")
+    assert trashed.read_text() == "the user's"
+
+
+def test_set_executable_only_when_still_as_indexed(tmp_path: Path) -> None:
+    path = tmp_path / "run.sh"
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o644)
+    indexed = _stat(path)
+    localfs.set_executable(tmp_path, "run.sh", True, indexed)
+    assert path.stat().st_mode & 0o111 == 0o111 & ~localfs.current_umask() and _stat(path) == indexed
+    os.utime(path, ns=(1, 1))
+    with pytest.raises(LocalChanged):
+        localfs.set_executable(tmp_path, "run.sh", False, indexed)
+    assert path.stat().st_mode & 0o100
