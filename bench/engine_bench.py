@@ -3,9 +3,10 @@
 * A sync cycle with nothing to do, with N indexed files (default 100,000): HTTP requests and time
   (target: ≤ 3 requests, < 100 ms).
 * A full rescan of the N unchanged files vs ``find -printf '%s %T@'`` on the same tree (target: ≤ 3×).
-* Initial sync of ``--small`` (default 10,000) × 4 KiB files A → B: A's upload cycle and B's download cycle,
-  files/s and MiB/s, and ``rclone copy`` of the same tree to the same storage folder for comparison (run
-  before and after the engine; the engine is compared with the faster run).
+* Initial sync of ``--small`` (default 10,000) × 4 KiB files A → B: A's upload cycle and B's download cycle, and
+  ``rclone copy`` of the same tree to the same storage, in ``--rounds`` (default 3) rounds with a fresh user each,
+  rclone before the engine in one round and after it in the next, an ``os.sync()`` before every timed phase;
+  each round is printed, then the median engine / rclone ratios.
 * A new version of a ``--version`` (default 10,000) file folder with one file changed, on Local and on Hub
   storage: seconds and the storage requests it took (the unchanged files are copied with one ``copy_many``).
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -117,44 +119,70 @@ def rclone_copy(tree: Path, target: Path) -> float | None:
     if rclone is None:
         return None
     command = [rclone, "copy", str(tree), str(target)]
+    os.sync()  # no dirty pages of an earlier phase written back on this one's time
     seconds, _ = timed(lambda: subprocess.run(command, check=True, capture_output=True))
     return seconds
 
 
-def bench_initial_sync(hub: HubServer, base: Path, storage: Path, count: int) -> None:
-    """A uploads, B downloads; rclone copies the same tree before and after (this machine is shared and noisy:
-    the engine is compared with the faster of the two rclone runs)."""
-    # another user than the 100k-file part: a fresh client root, so only this tree is transferred
-    a, api_a = engine(hub, base, "a", "bench2")
-    b, api_b = engine(hub, base, "b", "bench2")
+def synced_timed(action) -> tuple[float, object]:
+    """:func:`timed` after an ``os.sync()``, so each phase starts with no dirty pages of the one before."""
+    os.sync()
+    return timed(action)
+
+
+def initial_sync_round(
+    hub: HubServer, base: Path, storage: Path, tree: Path, count: int, number: int
+) -> tuple[float, float, float]:
+    """One round with a fresh user and fresh devices: A's upload cycle, B's download cycle and ``rclone copy`` of
+    the same tree to the same storage (rclone first in even rounds, last in odd ones). Returns (up, down, rclone)
+    seconds (rclone: NaN when not installed)."""
+    user = f"initial-{number}"
+    assert hub.service is not None
+    hub.service.add_user(user, PASSWORD)
+    home = base / f"round-{number}"
+    a, api_a = engine(hub, home, "a", user)
+    b, api_b = engine(hub, home, "b", user)
     b.sync_cycle()
     a.sync_cycle()
-    tree = base / "tree"
-    make_tree(tree, count, 4096)
     shutil.copytree(tree, a.settings.client_root / "tree")
     a.rescan()
-    megabytes = count * 4096 / 2**20
-    before = rclone_copy(tree, storage / "rclone-copy-before")
-    up, _ = timed(a.sync_cycle)
-    down, report = timed(b.sync_cycle)
-    after = rclone_copy(tree, storage / "rclone-copy-after")
-    print(
-        f"initial sync of {count:,} × 4 KiB ({megabytes:.0f} MiB): A upload cycle {up:.1f} s "
-        f"({count / up:,.0f} files/s, {megabytes / up:.1f} MiB/s); B download cycle {down:.1f} s "
-        f"({count / down:,.0f} files/s) [{report.downloads:,} downloads]"
-    )
-    if before is None or after is None:
-        print("rclone is not installed: no comparison")
-    else:
-        best = count / min(before, after)
-        print(
-            f"rclone copy of the same tree to the same storage: {count / before:,.0f} files/s before, "
-            f"{count / after:,.0f} files/s after; engine / best rclone: upload {count / up / best:.2f}, "
-            f"download {count / down / best:.2f}   target ≥ 1"
-        )
+    rclone = rclone_copy(tree, storage / f"rclone-{number}") if number % 2 == 0 else None
+    up, _ = synced_timed(a.sync_cycle)
+    down, report = synced_timed(b.sync_cycle)
+    if number % 2:
+        rclone = rclone_copy(tree, storage / f"rclone-{number}")
+    assert getattr(report, "downloads", None) == count, report  # every file arrived: the timing is of a full sync
     for eng, api in ((a, api_a), (b, api_b)):
         eng.close()
         api.close()
+    return up, down, float("nan") if rclone is None else rclone
+
+
+def bench_initial_sync(hub: HubServer, base: Path, storage: Path, count: int, rounds: int) -> None:
+    """A uploads, B downloads, rclone copies the same tree, in ``rounds`` interleaved rounds (this machine is shared
+    and noisy: each round is printed, and the median ratios)."""
+    tree = base / "tree"
+    make_tree(tree, count, 4096)
+    megabytes = count * 4096 / 2**20
+    ups, downs = [], []
+    for number in range(rounds):
+        up, down, rclone = initial_sync_round(hub, base, storage, tree, count, number)
+        ups.append(rclone / up)
+        downs.append(rclone / down)
+        print(
+            f"round {number + 1}: initial sync of {count:,} × 4 KiB ({megabytes:.0f} MiB): A upload cycle {up:.2f} s "
+            f"({count / up:,.0f} files/s), B download cycle {down:.2f} s ({count / down:,.0f} files/s), "
+            f"rclone copy {rclone:.2f} s ({count / rclone:,.0f} files/s); engine / rclone: upload "
+            f"{rclone / up:.2f}, download {rclone / down:.2f}",
+            flush=True,
+        )
+    if shutil.which("rclone") is None:
+        print("rclone is not installed: no comparison")
+        return
+    print(
+        f"initial sync, median of {rounds} round(s), engine / rclone throughput: upload {statistics.median(ups):.2f}, "
+        f"download {statistics.median(downs):.2f}   target ≥ 1"
+    )
 
 
 def bench_new_version(hub: HubServer, base: Path, count: int, csh_id: str) -> None:
@@ -203,6 +231,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=100_000, help="indexed files for the no-op cycle and rescan")
     parser.add_argument("--small", type=int, default=10_000, help="4 KiB files for the initial sync")
     parser.add_argument("--version", type=int, default=10_000, help="files of the folder a new version commits")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the initial sync vs rclone")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="oaiod-engine-bench-") as folder:
         base = Path(folder)
@@ -213,12 +242,11 @@ def main() -> None:
         try:
             assert hub.service is not None
             hub.service.add_user("bench", PASSWORD)
-            hub.service.add_user("bench2", PASSWORD)
             hub.service.set_storage("Local", {"root_folder": str(storage)})
             if args.files:
                 bench_idle_and_rescan(hub, base, args.files)
             if args.small:
-                bench_initial_sync(hub, base, storage, args.small)
+                bench_initial_sync(hub, base, storage, args.small, max(1, args.rounds))
             for csh_id in ("Local", "Hub") if args.version else ():
                 bench_new_version(hub, base, args.version, csh_id)
         finally:
