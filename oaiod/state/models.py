@@ -80,7 +80,7 @@ class FileRow(Base):
     """One file of an object: its local stat and hash (``sha256`` NULL while unknown) and its synced state."""
 
     __tablename__ = "files"
-    __table_args__ = (UniqueConstraint("oaio_id", "path"),)
+    __table_args__ = (UniqueConstraint("oaio_id", "path"), sa.Index("ix_files_oaio_id_ignored", "oaio_id", "ignored"))
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     oaio_id: Mapped[str] = mapped_column(ID, ForeignKey("objects.oaio_id", ondelete="CASCADE"))
     path: Mapped[str] = mapped_column(String(4096))
@@ -95,6 +95,23 @@ class FileRow(Base):
     synced_sha256: Mapped[str | None] = mapped_column(SHA)
     synced_stamp: Mapped[str] = mapped_column(STAMP, default="")
     synced_executable: Mapped[bool] = mapped_column(default=False)
+    #: the path is ignored here now (``.oaioignore``, ``ignore_patterns``) but was synced: the row is frozen at the
+    #: synced state, so the file stays on the server as it was and is neither uploaded nor deleted from here
+    ignored: Mapped[bool] = mapped_column(default=False, server_default=sa.text("0"))
+
+
+class ExcludedFolderRow(Base):
+    """A folder inside a synced folder that is not synced with it on this device: it was the root of an object that
+    stopped syncing here (``ctl remove``, deleted on the server, unshared). Its files stay on disk and are not taken
+    into the folder around it until ``ctl add`` syncs it again or it is deleted or moved away (design §1)."""
+
+    __tablename__ = "excluded_folders"
+    #: absolute local path
+    path: Mapped[str] = mapped_column(String(4096), primary_key=True)
+    #: the object whose folder it was
+    oaio_id: Mapped[str] = mapped_column(ID, default="")
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    created: Mapped[str] = mapped_column(STAMP)
 
 
 class CursorRow(Base):

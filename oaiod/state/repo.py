@@ -27,6 +27,7 @@ from oaiod.state.models import (
     ConflictRow,
     CursorRow,
     ErrorRow,
+    ExcludedFolderRow,
     FileRow,
     HistoryRow,
     JournalRow,
@@ -37,9 +38,12 @@ STREAM_BATCH = 2000
 #: the JSON columns of an object row (a folder's values hold its manifest)
 _VALUE_COLUMNS = (ObjectRow.client_values, ObjectRow.server_values, ObjectRow.synced_values, ObjectRow.local_values)
 _STAT_QUERY = "SELECT path, size, mtime_ns, inode, present FROM files WHERE oaio_id = ?"
+_SCAN_QUERY = "SELECT path, size, mtime_ns, inode, present, ignored FROM files WHERE oaio_id = ?"
 
 #: ``(path, size, mtime_ns, inode, present)`` as the rescan compares it
 StatRow = tuple[str, int, int, int, bool]
+#: ``(path, size, mtime_ns, inode, present, ignored)``: a StatRow and whether the row is frozen as ignored
+ScanRow = tuple[str, int, int, int, bool, bool]
 MAX_BACKOFF_SECONDS = 3600.0
 FIRST_BACKOFF_SECONDS = 10.0
 
@@ -52,6 +56,7 @@ class FileStat:
     mtime_ns: int
     inode: int
     present: bool = True
+    ignored: bool = False
 
 
 def _stamp_in(seconds: float) -> str:
@@ -174,7 +179,14 @@ class StateRepo:
         """``(path, size, mtime_ns, inode, present)`` of an object's files under ``prefix``, sorted by path (SQLite's
         binary order, which is code point order), streamed from a plain DB-API cursor: the rescan reads every row
         and compares it with the disk, so no ORM object or SQLAlchemy row is built per file."""
-        sql = _STAT_QUERY + (" AND (path = ? OR (path >= ? AND path < ?))" if prefix else "") + " ORDER BY path"
+        return self._iter_rows(_STAT_QUERY, oaio_id, prefix)
+
+    def iter_scan_rows(self, oaio_id: str, prefix: str = "") -> Iterator[ScanRow]:
+        """Like :meth:`iter_file_stats`, each row with its ``ignored`` flag (what the rescan merges with the walk)."""
+        return self._iter_rows(_SCAN_QUERY, oaio_id, prefix)
+
+    def _iter_rows(self, query: str, oaio_id: str, prefix: str) -> Iterator[Any]:
+        sql = query + (" AND (path = ? OR (path >= ? AND path < ?))" if prefix else "") + " ORDER BY path"
         params = (oaio_id, prefix, prefix + "/", prefix + "0") if prefix else (oaio_id,)
         try:
             with self.engine.connect() as connection:
@@ -195,12 +207,33 @@ class StateRepo:
         with self.session() as s:
             return s.scalar(query)
 
+    def ignored_files(self, oaio_id: str) -> list[FileRow]:
+        """The rows of an object frozen as ignored (one indexed query; none in the common case)."""
+        with self.session() as s:
+            query = sa.select(FileRow).where(FileRow.oaio_id == oaio_id, FileRow.ignored.is_(True))
+            return list(s.scalars(query.order_by(FileRow.path)))
+
     def count_files(self, oaio_id: str, *, synced: bool = False) -> int:
         with self.session() as s:
             query = sa.select(sa.func.count()).select_from(FileRow).where(FileRow.oaio_id == oaio_id)
             if synced:
                 query = query.where(FileRow.synced_sha256.is_not(None))
             return s.scalar(query) or 0
+
+    # -- folders excluded from the synced folder around them ------------------------------------------------------
+
+    def exclude_folder(self, path: str, oaio_id: str, reason: str) -> None:
+        with self.session() as s:
+            s.merge(ExcludedFolderRow(path=path, oaio_id=oaio_id, reason=reason[:500], created=now_stamp()))
+
+    def excluded_folders(self) -> list[ExcludedFolderRow]:
+        with self.session() as s:
+            return list(s.scalars(sa.select(ExcludedFolderRow).order_by(ExcludedFolderRow.path)))
+
+    def include_folder(self, path: str) -> bool:
+        """Drop the exclusion of ``path``; True when there was one."""
+        with self.session() as s:
+            return bool(s.execute(sa.delete(ExcludedFolderRow).where(ExcludedFolderRow.path == path)).rowcount)
 
     # -- cursor --------------------------------------------------------------------------------------------------
 
