@@ -73,6 +73,13 @@ class IgnoreRules:
         name = rel_path.rsplit("/", 1)[-1]
         return bool(_BUILTIN_ANY.match(name) or (is_dir and _BUILTIN_DIRS.match(name)))
 
+    def covers(self, rel_path: str) -> bool:
+        """True when the file ``rel_path`` is ignored, itself or through one of its folders (the walk never enters
+        an ignored folder, so a file inside one is ignored whatever the patterns say about the file)."""
+        parts = rel_path.split("/")
+        folders = ("/".join(parts[:depth]) for depth in range(1, len(parts)))
+        return any(self.ignored(folder, is_dir=True) for folder in folders) or self.ignored(rel_path)
+
 
 def read_ignore_file(path: Path) -> list[str]:
     """The patterns of one ``.oaioignore``; ``[]`` when there is none."""

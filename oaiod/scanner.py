@@ -5,6 +5,10 @@ The walk uses ``os.scandir`` and never follows a symlink: symlinks are skipped a
 still being written — modified within the quiet period, or changed while it was hashed — is left for the next
 cycle (reported as *unstable*). Ignored names (:mod:`oaiod.ignore`) and the folders of other objects' roots
 (``exclude``) are not descended into.
+
+An indexed file that the rules ignore now is not missing: it is reported as *ignored* (the index freezes its row
+at the synced state, so it is neither uploaded nor deleted on the server); a frozen row whose file the walk finds
+again is *unignored*, and one no longer ignored but absent from disk is *to restore* (design §6).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from oaiod.ignore import IgnoreRules
-from oaiod.state.repo import FileStat, StatRow
+from oaiod.state.repo import FileStat, ScanRow, StatRow
 
 log = logging.getLogger("oaiod.scanner")
 
@@ -61,6 +65,12 @@ class ScanResult:
     symlinks: list[str] = field(default_factory=list)
     #: could not be read (permissions, vanished while hashed…)
     unreadable: list[str] = field(default_factory=list)
+    #: indexed, not frozen yet, and ignored now: to freeze at the synced state
+    ignored: list[str] = field(default_factory=list)
+    #: frozen as ignored, and found again by the walk: syncs again from what is on disk
+    unignored: list[str] = field(default_factory=list)
+    #: frozen as ignored, no longer ignored, but absent from disk: to restore from the synced version
+    restore: list[str] = field(default_factory=list)
     seen: int = 0
 
 
@@ -118,11 +128,13 @@ def _walk_stats(
         if on_symlink and prefix:
             on_symlink(prefix)
         return
+    if prefix and (prefix in exclude or _outside_scan(prefix, exclude) or _in_ignored_folder(prefix, ignore)):
+        return
     if _stat.S_ISREG(st.st_mode):
         if prefix and not ignore.ignored(prefix):
             yield prefix, st
         return
-    if not _stat.S_ISDIR(st.st_mode) or (prefix and (prefix in exclude or ignore.ignored(prefix, is_dir=True))):
+    if not _stat.S_ISDIR(st.st_mode) or (prefix and ignore.ignored(prefix, is_dir=True)):
         return
     stack = [(iter(_listing(str(start), prefix, on_unlisted)), f"{prefix}/" if prefix else "")]
     while stack:
@@ -143,6 +155,12 @@ def _walk_stats(
                 continue  # vanished between listing and stat: the watcher or the next scan sees it
         else:
             stack.pop()
+
+
+def _in_ignored_folder(rel: str, ignore: IgnoreRules) -> bool:
+    """True when a folder above ``rel`` is ignored (a walk that starts below it must not look)."""
+    parts = rel.split("/")
+    return any(ignore.ignored("/".join(parts[:depth]), is_dir=True) for depth in range(1, len(parts)))
 
 
 def _listing(folder: str, rel: str, on_unlisted: Callable[[str], None] | None) -> list[os.DirEntry[str]]:
@@ -175,7 +193,7 @@ def _utf8(name: str) -> bool:
 
 def scan(
     root: Path,
-    indexed: Iterable[StatRow] | Mapping[str, FileStat],
+    indexed: Iterable[StatRow] | Iterable[ScanRow] | Mapping[str, FileStat],
     prefix: str = "",
     *,
     ignore: IgnoreRules | None = None,
@@ -184,42 +202,60 @@ def scan(
 ) -> ScanResult:
     """Compare ``root/prefix`` with ``indexed`` (the index rows under ``prefix``) and hash what changed.
 
-    ``indexed`` is a stream of ``(path, size, mtime_ns, inode, present)`` sorted by path (as
-    :meth:`~oaiod.state.repo.StateRepo.iter_file_stats` gives it), or a mapping. The walk and the rows are merged
+    ``indexed`` is a stream of ``(path, size, mtime_ns, inode, present[, ignored])`` sorted by path (as
+    :meth:`~oaiod.state.repo.StateRepo.iter_scan_rows` gives it), or a mapping. The walk and the rows are merged
     in one pass, so memory stays bounded by a folder listing and a fetch batch however big the root is. An
     unchanged stat is never hashed. Rows not found on disk are reported missing, unless they lie in an excluded
-    folder or one that cannot be listed (this scan does not look there).
+    folder or one that cannot be listed (this scan does not look there) or the ignore rules cover them (then they
+    are *ignored*, or *to restore* when a frozen row is no longer ignored; see the module docstring).
     """
     if isinstance(indexed, Mapping):
-        indexed = sorted((p, s.size, s.mtime_ns, s.inode, s.present) for p, s in indexed.items())
+        indexed = sorted((p, s.size, s.mtime_ns, s.inode, s.present, s.ignored) for p, s in indexed.items())
+    rules = ignore or IgnoreRules()
     result = ScanResult()
     unlisted: list[str] = []
-    gone: list[str] = []
+    passed: list[tuple[str, bool, bool]] = []  # (path, present, frozen) of rows the walk did not find
     rows = iter(indexed)
     row = next(rows, None)
     now_ns, quiet_ns = time.time_ns(), int(quiet_period * 1e9)
     previous = ""
-    files = _walk_stats(root, prefix, ignore or IgnoreRules(), exclude, result.symlinks.append, unlisted.append)
+    files = _walk_stats(root, prefix, rules, exclude, result.symlinks.append, unlisted.append)
     for rel, st in files:
         if rel <= previous:
             raise RuntimeError(f"the walk of {root} is out of order at {rel!r}")  # a bug: missing would be wrong
         previous = rel
         result.seen += 1
         while row is not None and row[0] < rel:
-            if row[4]:
-                gone.append(row[0])
+            passed.append((row[0], bool(row[4]), len(row) > 5 and bool(row[5])))
             row = next(rows, None)
         if row is not None and row[0] == rel:
             old, row = row, next(rows, None)
+            if len(old) > 5 and old[5]:
+                result.unignored.append(rel)
             if old[4] and old[1] == st.st_size and old[2] == st.st_mtime_ns and old[3] == st.st_ino:
                 continue
         _look_at_changed(root, _local_file(rel, st), now_ns - st.st_mtime_ns < quiet_ns, result)
     while row is not None:
-        if row[4]:
-            gone.append(row[0])
+        passed.append((row[0], bool(row[4]), len(row) > 5 and bool(row[5])))
         row = next(rows, None)
-    result.missing = [path for path in gone if not _outside_scan(path, exclude.union(unlisted))]
+    _not_found(passed, rules, exclude.union(unlisted), result)
     return result
+
+
+def _not_found(
+    passed: list[tuple[str, bool, bool]], rules: IgnoreRules, outside: frozenset[str], result: ScanResult
+) -> None:
+    """Sort the rows the walk did not find: ignored now, to restore, missing, or not this scan's business."""
+    for path, present, frozen in passed:
+        if _outside_scan(path, outside):
+            continue
+        if rules.covers(path):
+            if not frozen:
+                result.ignored.append(path)
+        elif frozen:
+            result.restore.append(path)
+        elif present:
+            result.missing.append(path)
 
 
 def _look_at_changed(root: Path, local: LocalFile, in_quiet_period: bool, result: ScanResult) -> None:

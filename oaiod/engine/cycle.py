@@ -3,6 +3,10 @@
 0. recover interrupted commits (journal); 1. local index (dirty paths, or a full rescan when asked or at start);
 2. pull (``stampz(since=cursor)``: one request when nothing changed); 3. push every object with local changes;
 4. advance the cursor only when every pull of the cycle completed.
+
+The client root object: adopted (the oldest of the user's), or registered when there is none. Two devices that
+start at once may both register one; the device using the newer one switches to the older when it sees it (its
+files merge into it) and, if it registered the newer one, deletes that once the merge is committed (design §1).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 from oaiod.engine import ops
 from oaiod.engine.context import EngineContext, OpenBackend
-from oaiod.engine.index import IndexReport, index_paths, owner_of, rooted
+from oaiod.engine.index import IndexReport, index_paths, owner_of, rooted, settle_ignored
 from oaiod.engine.mapping import is_own_root, map_object
 from oaiod.engine.pull import PullOutcome, pull_object
 from oaiod.engine.push import PushOutcome, push_object
@@ -66,6 +70,8 @@ class SyncEngine:
         self._dirty: set[Path] = set()
         self._full_rescan = True
         self._recovered = False
+        self._drops_pending = True  # superseded client roots to delete: looked up in the journal at the first cycle
+        self._restore: dict[str, set[str]] = {}  # oaio_id -> files no longer ignored, deleted meanwhile
         self.state = "idle"
         self.last_sync = ""
         self.last_report: CycleReport | None = None
@@ -115,7 +121,10 @@ class SyncEngine:
                 cursor_ok, sync_stamp = self._pull_all(report)
                 if self._full_rescan:  # the client root was just adopted or created: index it before pushing
                     report.hashed += self._index_local().hashed
+                self._restore_unignored(report)
                 self._push_all(report)
+                if self._drops_pending:
+                    self._drops_pending = ops.drop_superseded_roots(self.ctx)
                 if cursor_ok and sync_stamp:
                     self.repo.set_cursor(self.server_key, sync_stamp)
             except (RemoteError, StorageError, OaiodError) as exc:
@@ -138,6 +147,7 @@ class SyncEngine:
         # only an app's file object needs its values (the listed files); a folder's hold a manifest of every file
         rows = [self.repo.get_object(row.oaio_id) or row if row.kind == KIND_FILES else row for row in rows]
         roots = rooted(rows)
+        excluded = ops.live_exclusions(self.ctx)
         targets: dict[str, tuple[ObjectRow, list[str]]] = {row.oaio_id: (row, [""]) for _root, row in roots}
         if not full:  # only the dirty paths, grouped by the object owning them
             targets = {}
@@ -146,9 +156,11 @@ class SyncEngine:
                 if owner is not None:
                     targets.setdefault(owner[0].oaio_id, (owner[0], []))[1].append(owner[1])
         for row, prefixes in targets.values():  # one pass and one transaction per object, however many paths
-            report = index_paths(self.ctx, row, roots, prefixes)
+            report = index_paths(self.ctx, row, roots, prefixes, excluded)
             total.hashed += report.hashed
             total.unstable += report.unstable
+            for oaio_id, paths in report.restore.items():
+                self._restore.setdefault(oaio_id, set()).update(paths)
             for link in report.symlinks:
                 if str(link) not in self.symlinks:
                     self.symlinks.add(str(link))
@@ -175,21 +187,28 @@ class SyncEngine:
         if listing.full:
             listed = {obj.oaio_id for obj in listing.objects}
             gone |= {oid for oid, row in known.items() if oid not in listed and row.status != STATUS_NEW}
+        root = self._client_root_row()
+        if root is not None and root.oaio_id in gone:
+            complete = self._replace_deleted_root(root, report) and complete
+            gone.discard(root.oaio_id)
         for oaio_id in gone:
             ops.forget_object(self.ctx, oaio_id, "no longer on the server or no longer shared with you")
         return complete, listing.sync_stamp
 
     def _pull_one(self, obj: OaiObject, known: dict[str, ObjectRow], report: CycleReport) -> bool:
         row = known.get(obj.oaio_id)
-        if row is None:
-            if is_own_root(obj, self.settings.username):
-                log.info("%s is another client root of yours; oaiod syncs only the first one", obj.oaio_id)
+        if row is None and is_own_root(obj, self.settings.username):
+            row = self._switch_to_older_root(obj, known)
+            if row is None:
                 return True
+        if row is None:
             kind, local_root = map_object(self.ctx, obj, list(known.values()))
             row = ObjectRow(oaio_id=obj.oaio_id, kind=kind, local_root=str(local_root) if local_root else None)
             row.synced_values, row.status = {}, STATUS_ACTIVE
             self.repo.apply_server_object(row, obj)
             row = self.repo.save_object(row)
+            if local_root is not None and self.repo.include_folder(str(local_root)):
+                log.info("%s is no longer excluded: it is the folder of %s now", local_root, obj.oaio_id)
             log.info("new object %s (%s) at %s", obj.oaio_id, kind, local_root or "the state database")
             known[obj.oaio_id] = row
         elif row.status == STATUS_REMOVED:
@@ -197,7 +216,7 @@ class SyncEngine:
         if self.repo.backing_off(f"obj:{obj.oaio_id}"):
             return False
         try:
-            outcome = pull_object(self.ctx, row, obj)
+            outcome = self._pull(row, obj)
         except (RemoteError, StorageError, OaiodError) as exc:
             log.warning("%s: pull failed (%s); backing off", obj.oaio_id, exc)
             self.repo.record_error(f"obj:{obj.oaio_id}", f"pull: {exc}", obj.oaio_id)
@@ -205,6 +224,23 @@ class SyncEngine:
             return False
         self._account_pull(outcome, obj.oaio_id, report)
         return outcome.complete or outcome.held
+
+    def _pull(self, row: ObjectRow, obj: OaiObject) -> PullOutcome:
+        """Merge ``obj`` into ``row``; ignored files changed here keep the local file (design §6)."""
+        kept = settle_ignored(self.ctx, row, obj) if row.local_root and obj.client_stamp != row.synced_stamp else []
+        outcome = pull_object(self.ctx, row, obj)
+        outcome.conflicts += kept
+        return outcome
+
+    def _restore_unignored(self, report: CycleReport) -> None:
+        """Files no longer ignored that were deleted while they were come back from the synced version."""
+        pending, self._restore = self._restore, {}
+        for oaio_id, paths in pending.items():
+            failed = ops.restore_unignored(self.ctx, oaio_id, sorted(paths))
+            report.downloads += len(paths) - len(failed)
+            if failed:
+                report.errors.append(f"{oaio_id}: {len(failed)} file(s) no longer ignored not restored yet")
+                self._restore[oaio_id] = set(failed)
 
     def _account_pull(self, outcome: PullOutcome, oaio_id: str, report: CycleReport) -> None:
         report.pulled += int(outcome.merged)
@@ -247,7 +283,7 @@ class SyncEngine:
             report.held.append(row.oaio_id)
         if outcome.conflict is None:
             return False
-        pulled = pull_object(self.ctx, row, outcome.conflict)
+        pulled = self._pull(row, outcome.conflict)
         self._account_pull(pulled, row.oaio_id, report)
         return pulled.complete
 
@@ -255,7 +291,9 @@ class SyncEngine:
 
     def _adopt_or_create_root(self, listing: list[OaiObject], known: dict[str, ObjectRow]) -> None:
         """Adopt the user's client root object (the oldest registration) or register one (design §1)."""
-        mine = sorted((o for o in listing if is_own_root(o, self.settings.username)), key=lambda o: o.oaio_id[-20:])
+        mine = sorted(
+            (o for o in listing if is_own_root(o, self.settings.username)), key=lambda o: ops.root_age(o.oaio_id)
+        )
         root = str(self.settings.client_root)
         if mine:
             obj = mine[0]
@@ -263,9 +301,40 @@ class SyncEngine:
             row = ObjectRow(oaio_id=obj.oaio_id, kind=KIND_ROOT, local_root=root, status=STATUS_ACTIVE)
             row.synced_values = {}
             self.repo.save_object(row)
+            for newer in mine[1:]:  # left by a race this device lost before a rebuild-index: its files merge here
+                self._drops_pending |= ops.queue_root_drop(self.ctx, newer.oaio_id)
             return
         oaio_id = ops.new_folder_object(self.ctx, Path(root), KIND_ROOT, name=ROOT_OBJECT_NAME)
         log.info("registered client root object %s for %s locally; the next push sends it", oaio_id, root)
+
+    def _client_root_row(self) -> ObjectRow | None:
+        return next((row for row in self.repo.objects(values=False) if row.kind == KIND_ROOT), None)
+
+    def _switch_to_older_root(self, obj: OaiObject, known: dict[str, ObjectRow]) -> ObjectRow | None:
+        """Another client root of this user: switch to it when it is older than ours (a registration race, design
+        §1) and return its new row; None when ours is the older one (its device merges it into ours)."""
+        current = next((row for row in known.values() if row.kind == KIND_ROOT), None)
+        if current is not None and ops.root_age(current.oaio_id) <= ops.root_age(obj.oaio_id):
+            log.info("%s is a newer client root of yours; its device merges it into %s", obj.oaio_id, current.oaio_id)
+            self._drops_pending |= ops.queue_root_drop(self.ctx, obj.oaio_id)  # ours, from before a rebuild-index
+            return None
+        row = ops.switch_root(self.ctx, current, obj)
+        if current is not None:
+            known.pop(current.oaio_id, None)
+        known[row.oaio_id] = row
+        self._drops_pending = True
+        return row
+
+    def _replace_deleted_root(self, current: ObjectRow, report: CycleReport) -> bool:
+        """Our client root object was deleted on the server (merged into an older one by the device that registered
+        it, or deleted by hand): switch to the user's oldest other one, else register a new one; no file is lost."""
+        others = [o for o in self.api.stampz(None).objects if is_own_root(o, self.settings.username)]
+        others = sorted((o for o in others if o.oaio_id != current.oaio_id), key=lambda o: ops.root_age(o.oaio_id))
+        row = ops.switch_root(self.ctx, current, others[0] if others else None)
+        if not others:
+            log.warning("client root object %s was deleted on the server; registering a new one", current.oaio_id)
+            return True
+        return self._pull_one(others[0], {row.oaio_id: row}, report)
 
     # -- ctl operations (see ops) -----------------------------------------------------------------------------
 
@@ -278,6 +347,10 @@ class SyncEngine:
     def remove(self, oaio_id: str) -> None:
         with self._lock:
             ops.remove(self.ctx, oaio_id)
+
+    def objects(self) -> list[dict[str, Any]]:
+        """What ``ctl ls`` lists: the synced objects and the folders excluded from the folder around them."""
+        return ops.listing(self.ctx)
 
     def share(self, oaio_id: str, user: str, right: str) -> int:
         return int(self.api.subscribe(oaio_id, user, right))

@@ -3,6 +3,14 @@
 Each local path belongs to the innermost object root containing it. Folder objects are scanned (all of the root,
 or the part under a dirty path); file objects of apps only stat their listed files — a new file in their folder is
 not theirs. Changes are written with one upsert per batch; an object whose files changed gets ``local_dirty``.
+
+**Ignored after sync** (design §6): a synced file that the ignore rules cover now keeps its row, *frozen* at the
+synced state (``ignored``): the push carries it on unchanged (a server-side copy), so it stays on the server and on
+the other devices, and nothing this device does to it is uploaded or deleted there. Before a pull,
+:func:`settle_ignored` lets a remote change through only when the local file is still as synced; otherwise the
+local file is kept and reported, and the row takes the server's version as its base. Un-ignored, the file syncs
+again from what is on disk; one that was deleted meanwhile is restored from the synced version (never deleted on
+the server by an un-ignore).
 """
 
 from __future__ import annotations
@@ -12,14 +20,20 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert
 
 from oaiod.engine.context import EngineContext
+from oaiod.engine.localfs import LocalChanged, LocalFsError, current_stat, safe_join, temp_beside
+from oaiod.engine.manifest import MANIFEST_KEY, RemoteFile, remote_files
+from oaiod.engine.plan import UNKNOWN
+from oaiod.ignore import IGNORE_FILE
+from oaiod.model import FILES_VALUES_KEY, OaiObject, storage_key
 from oaiod.placeholders import _resolved, is_inside
-from oaiod.scanner import HashedFile, ScanResult, _hash_stable, _local_file, scan
-from oaiod.state.models import KIND_FILES, STATUS_REMOVED, FileRow, ObjectRow
+from oaiod.scanner import HashedFile, ScanResult, _hash_stable, _local_file, file_sha256, scan
+from oaiod.state.models import KIND_FILES, KIND_FOLDER, KIND_ROOT, STATUS_REMOVED, FileRow, ObjectRow
 from oaiod.state.repo import prefix_filter
 
 log = logging.getLogger("oaiod.engine.index")
@@ -34,6 +48,8 @@ class IndexReport:
     dirty_objects: set[str] = field(default_factory=set)
     unstable: list[Path] = field(default_factory=list)
     symlinks: list[Path] = field(default_factory=list)
+    #: ``oaio_id -> paths`` no longer ignored but absent from disk: restored from the synced version
+    restore: dict[str, list[str]] = field(default_factory=dict)
     hashed: int = 0
 
 
@@ -60,18 +76,22 @@ def _listed(row: ObjectRow, rel: str) -> bool:
     return any(path == rel or path.startswith(rel + "/") for path in listed)
 
 
-def excluded_subroots(row: ObjectRow, roots: list[tuple[Path, ObjectRow]]) -> frozenset[str]:
-    """Folders under ``row``'s root that belong to other objects (relative, ``/``-separated)."""
+def excluded_subroots(
+    row: ObjectRow, roots: list[tuple[Path, ObjectRow]], excluded: Iterable[Path] = ()
+) -> frozenset[str]:
+    """Folders under ``row``'s root that are not its own (relative, ``/``-separated): other objects' roots and the
+    ``excluded`` folders (those of objects that stopped syncing here, design §1)."""
     mine = _resolved(Path(row.local_root or "/"))
-    return frozenset(
-        root.relative_to(mine).as_posix()
-        for root, other in roots
-        if other is not row and root != mine and is_inside(root, mine)
-    )
+    others = [root for root, other in roots if other is not row] + [_resolved(Path(path)) for path in excluded]
+    return frozenset(root.relative_to(mine).as_posix() for root in others if root != mine and is_inside(root, mine))
 
 
 def index_paths(
-    ctx: EngineContext, row: ObjectRow, roots: list[tuple[Path, ObjectRow]], prefixes: Iterable[str]
+    ctx: EngineContext,
+    row: ObjectRow,
+    roots: list[tuple[Path, ObjectRow]],
+    prefixes: Iterable[str],
+    excluded: Iterable[Path] = (),
 ) -> IndexReport:
     """Scan the parts of ``row``'s root at ``prefixes`` ("": all of it) and store what changed in one transaction.
 
@@ -89,15 +109,19 @@ def index_paths(
         for prefix in parts:
             _merge(result, _scan_listed(root, ctx.repo.file_stats(row.oaio_id, prefix)))
     else:
-        rules = ctx.ignore_rules(root, reload=any(prefix in ("", ".oaioignore") for prefix in parts))
-        exclude = excluded_subroots(row, roots)
+        rules = ctx.ignore_rules(root, reload=any(prefix in ("", IGNORE_FILE) for prefix in parts))
+        if IGNORE_FILE in parts:
+            parts = [""]  # new rules: every path may be ignored or un-ignored now
+        exclude = excluded_subroots(row, roots, excluded)
         quiet = ctx.settings.quiet_period
         for prefix in parts:
-            indexed = ctx.repo.iter_file_stats(row.oaio_id, prefix)  # streamed, merged with the walk in path order
+            indexed = ctx.repo.iter_scan_rows(row.oaio_id, prefix)  # streamed, merged with the walk in path order
             _merge(result, scan(root, indexed, prefix, ignore=rules, exclude=exclude, quiet_period=quiet))
     report.unstable = [root / rel for rel in result.unstable]
     report.symlinks = [root / rel for rel in result.symlinks]
     report.hashed = len(result.changed)
+    if result.restore:
+        report.restore[row.oaio_id] = result.restore
     if _store(ctx, row.oaio_id, result):
         report.dirty_objects.add(row.oaio_id)
     return report
@@ -123,6 +147,9 @@ def _merge(total: ScanResult, part: ScanResult) -> None:
     total.unstable += part.unstable
     total.symlinks += part.symlinks
     total.unreadable += part.unreadable
+    total.ignored += part.ignored
+    total.unignored += part.unignored
+    total.restore += part.restore
     total.seen += part.seen
 
 
@@ -150,9 +177,25 @@ def _scan_listed(root: Path, indexed: dict) -> ScanResult:
 
 def _store(ctx: EngineContext, oaio_id: str, result: ScanResult) -> bool:
     """Write scan results; True when anything changed."""
-    if not result.changed and not result.missing:
+    if not (result.changed or result.missing or result.ignored or result.unignored):
         return False
+    base = _base_entries(ctx, oaio_id) if result.ignored else {}
     with ctx.repo.session() as s:
+        for start in range(0, len(result.unignored), UPSERT_BATCH):
+            batch = result.unignored[start : start + UPSERT_BATCH]
+            s.execute(
+                sa.update(FileRow).where(FileRow.oaio_id == oaio_id, FileRow.path.in_(batch)).values(ignored=False)
+            )
+            log.info("%s: %d file(s) no longer ignored sync again, e.g. %s", oaio_id, len(batch), batch[0])
+        for path in result.ignored:
+            _freeze(s, oaio_id, path, base)
+        if result.ignored:
+            log.info(
+                "%s: %d synced file(s) ignored now, e.g. %s: they stay on the server as synced, no longer uploaded",
+                oaio_id,
+                len(result.ignored),
+                result.ignored[0],
+            )
         for start in range(0, len(result.changed), UPSERT_BATCH):
             _upsert(s, oaio_id, result.changed[start : start + UPSERT_BATCH])
         for start in range(0, len(result.missing), UPSERT_BATCH):
@@ -191,6 +234,153 @@ def _upsert(session: sa.orm.Session, oaio_id: str, batch: list[HashedFile]) -> N
         },
     )
     session.connection().execute(statement, rows)  # one statement compiled, executed for every row (executemany)
+
+
+def _base_entries(ctx: EngineContext, oaio_id: str) -> dict[str, RemoteFile]:
+    """The files of the object's synced version (their size and mtime, which the index rows do not keep)."""
+    row = ctx.repo.get_object(oaio_id)
+    return remote_files(row.synced_values, row.synced_stamp) if row is not None else {}
+
+
+def _freeze(session: sa.orm.Session, oaio_id: str, path: str, base: dict[str, RemoteFile]) -> None:
+    """Freeze the row of a file the rules ignore now at its synced state (a never-synced file's row is dropped).
+
+    A local change not pushed yet is not pushed any more: the row goes back to the base content, its size and
+    mtime from the base manifest and inode 0, which no file has — so :func:`settle_ignored` sees the disk as
+    changed since the base and never lets a download replace it.
+    """
+    file = session.scalar(sa.select(FileRow).where(FileRow.oaio_id == oaio_id, FileRow.path == path))
+    if file is None:
+        return
+    if file.synced_sha256 is None:
+        session.delete(file)
+        return
+    if not (file.present and file.sha256 == file.synced_sha256 and file.executable == file.synced_executable):
+        entry = base.get(path)
+        if entry is not None and entry.size >= 0:
+            file.size, file.mtime_ns = entry.size, entry.mtime_ns
+        file.inode, file.present = 0, True
+        file.sha256, file.executable = file.synced_sha256, file.synced_executable
+    file.ignored = True
+
+
+def settle_ignored(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> list[str]:
+    """Before merging ``remote`` into a folder object, for files the ignore rules cover here; returns the paths
+    where the local file was kept (reported).
+
+    A frozen file that the server changed and that changed here too keeps the local file; its row takes the
+    server's version as the base, so the pull leaves it alone and the next push carries the server's version on.
+    A frozen file unchanged here is left to the pull (downloaded). A file the server adds or changes at an ignored
+    path where an unindexed local file stands gets a frozen row the same way (the pull would otherwise find a file
+    in the way of its download at every cycle, since the index never takes an ignored file in).
+    """
+    if not row.local_root or row.kind not in (KIND_ROOT, KIND_FOLDER):
+        return []
+    root = Path(row.local_root)
+    frozen = ctx.repo.ignored_files(row.oaio_id)
+    rules = ctx.ignore_rules(root)
+    in_the_way = [
+        path
+        for path in _changed_paths(row, remote)
+        if rules.covers(path) and ctx.repo.get_file(row.oaio_id, path) is None and _on_disk(root, path)
+    ]
+    if not frozen and not in_the_way:
+        return []
+    wanted = remote_files(remote.client_values, remote.client_stamp)
+    kept = []
+    for file in frozen:
+        want = wanted.get(file.path)
+        if want is not None and want.sha256 == file.synced_sha256:
+            continue  # the server did not change it
+        if _unchanged_on_disk(root / file.path, file):
+            continue  # as synced: the pull applies the server's change
+        if want is not None and want.sha256 is UNKNOWN:
+            want = _fetch_hash(ctx, remote, file.path, root)
+            if want.sha256 == file.synced_sha256:
+                continue
+        _keep_local(ctx, row.oaio_id, file.path, want)
+        kept.append(file.path)
+    for path in in_the_way:
+        want = wanted[path]
+        if want.sha256 is UNKNOWN:
+            want = _fetch_hash(ctx, remote, path, root)
+        if _keep_local(ctx, row.oaio_id, path, want, disk=root / path):
+            kept.append(path)
+    return kept
+
+
+def _changed_paths(row: ObjectRow, remote: OaiObject) -> list[str]:
+    """Paths of ``remote`` whose manifest entry differs from the synced version's (compared raw, cheaply: only a
+    candidate list; what is used later comes from the validated :func:`remote_files`)."""
+    before, now = _raw_shas(row.synced_values or {}), _raw_shas(remote.client_values)
+    return [path for path in remote.client_values.get(FILES_VALUES_KEY) or [] if now.get(path, 0) != before.get(path)]
+
+
+def _raw_shas(values: dict[str, Any]) -> dict[str, Any]:
+    manifest = values.get(MANIFEST_KEY)
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        return {}
+    return {path: entry[2] for path, entry in files.items() if isinstance(entry, list) and len(entry) == 4}
+
+
+def _on_disk(root: Path, rel: str) -> bool:
+    try:
+        return current_stat(safe_join(root, rel)) is not None
+    except LocalFsError:
+        return False
+
+
+def _unchanged_on_disk(path: Path, file: FileRow) -> bool:
+    try:
+        now = current_stat(path)
+    except LocalChanged:
+        return False
+    return now is not None and (now.size, now.mtime_ns, now.inode) == (file.size, file.mtime_ns, file.inode)
+
+
+def _fetch_hash(ctx: EngineContext, remote: OaiObject, rel: str, root: Path) -> RemoteFile:
+    """The server's file of a stale manifest, hashed (downloaded to a temp file beside it, then removed)."""
+    temp = temp_beside(root / rel)
+    try:
+        ctx.backend(remote.csh_id).get_file(storage_key(remote.oaio_id, remote.client_stamp, rel), temp)
+        return RemoteFile(file_sha256(temp), temp.stat().st_size, 0, False)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _keep_local(ctx: EngineContext, oaio_id: str, path: str, want: RemoteFile | None, disk: Path | None = None) -> bool:
+    """The server changed an ignored file that differs here: keep the local one, take the server's as the base (a
+    frozen row; ``disk``: a file not indexed yet). False when ``disk`` holds the server's content already."""
+    where = (FileRow.oaio_id == oaio_id, FileRow.path == path)
+    with ctx.repo.session() as s:
+        if want is None:  # deleted on the server: the local file stays, outside the index (it is ignored)
+            s.execute(sa.delete(FileRow).where(*where))
+        else:
+            assert isinstance(want.sha256, str)
+            stat = (max(0, want.size), want.mtime_ns, 0)  # inode 0 is no file's: the disk stays "changed"
+            same = disk is not None and file_sha256(disk) == want.sha256
+            if same:
+                now = current_stat(disk)
+                stat = (now.size, now.mtime_ns, now.inode) if now is not None else stat
+            if disk is not None:
+                s.add(FileRow(oaio_id=oaio_id, path=path, synced_stamp=""))
+                s.flush()
+            s.execute(
+                sa.update(FileRow)
+                .where(*where)
+                .values(present=True, size=stat[0], mtime_ns=stat[1], inode=stat[2], ignored=True)
+                .values(sha256=want.sha256, executable=want.executable)
+                .values(synced_sha256=want.sha256, synced_executable=want.executable)
+            )
+            if same:
+                return False
+    what = "deleted" if want is None else "changed"
+    detail = f"ignored here and different here; {what} on the server: the local file was kept"
+    log.warning("%s: %s %s", oaio_id, path, detail)
+    ctx.repo.add_conflict(oaio_id, "ignored", path, detail=detail)
+    ctx.repo.add_history(oaio_id, "keep", path, detail)
+    return True
 
 
 def forget_under(ctx: EngineContext, oaio_id: str, prefix: str) -> None:

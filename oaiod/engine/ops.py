@@ -1,19 +1,33 @@
 """The engine's operations besides the cycle: journal recovery, adding and removing folders, values, restore,
-status and garbage collection. ``SyncEngine`` holds its lock around each."""
+status and garbage collection, switching the client root object after a registration race, folders excluded
+from the folder around them. ``SyncEngine`` holds its lock around each."""
 
 from __future__ import annotations
 
 import logging
+import stat as _stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
 
 from oaiod.engine import localfs
 from oaiod.engine.context import EngineContext, EngineError
 from oaiod.engine.manifest import MANIFEST_KEY, build_manifest, remote_files
 from oaiod.engine.plan import UNKNOWN
-from oaiod.errors import ValidationError
-from oaiod.http import NotFound
-from oaiod.model import FILES_VALUES_KEY, NAME_VALUES_KEY, ROOT_VALUES_KEY, now_stamp, object_id, storage_key
+from oaiod.engine.settings import ROOT_OBJECT_NAME
+from oaiod.errors import OaiodError, ValidationError
+from oaiod.http import NotFound, PermissionDenied
+from oaiod.model import (
+    FILES_VALUES_KEY,
+    NAME_VALUES_KEY,
+    ROOT_VALUES_KEY,
+    OaiObject,
+    dedefuse,
+    now_stamp,
+    object_id,
+    storage_key,
+)
 from oaiod.placeholders import _resolved, is_inside
 from oaiod.scanner import file_sha256
 from oaiod.state.models import (
@@ -24,8 +38,11 @@ from oaiod.state.models import (
     STATUS_HELD,
     STATUS_NEW,
     STATUS_REMOVED,
+    FileRow,
+    JournalRow,
     ObjectRow,
 )
+from oaiod.state.repo import FileStat
 from oaiod.storage.errors import StorageError
 
 if TYPE_CHECKING:
@@ -33,11 +50,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("oaiod.engine")
 
+COMMIT = "commit"  #: journal op of a version commit in flight (push.COMMIT)
+DROP_ROOT = "drop-root"  #: journal op: delete a client root object this device registered and no longer uses
+
 
 def recover_journal(ctx: EngineContext) -> None:
     """Finish or undo commits interrupted by a crash (design §4): a commit the server has is left to the next pull
     (all its files are already here, so the merge only records them); a partial one has its prefix deleted."""
     for entry in ctx.repo.journal():
+        if entry.op != COMMIT:
+            continue
         row = ctx.repo.get_object(entry.oaio_id)
         committed = False
         try:
@@ -60,13 +82,55 @@ def recover_journal(ctx: EngineContext) -> None:
 
 
 def forget_object(ctx: EngineContext, oaio_id: str, why: str) -> None:
-    """Stop syncing an object the server no longer gives us; its local files stay where they are."""
+    """Stop syncing an object the server no longer gives us; its local files stay where they are.
+
+    A folder inside another synced folder is excluded from that one on this device (design §1): its files are not
+    the outer object's, and taking them in would upload them there (another user's files into your own root)."""
     row = ctx.repo.get_object(oaio_id)
     if row is None or row.status == STATUS_REMOVED:
         return
     log.info("%s: %s; its files stay at %s", oaio_id, why, row.local_root or "-")
+    outer = _outer_folder(ctx, row)
+    if outer is not None:
+        ctx.repo.exclude_folder(str(row.local_root), oaio_id, why)
+        log.info("%s stays on disk but is not synced with %s (excluded) until `oaiod ctl add`", row.local_root, outer)
     ctx.repo.delete_object(oaio_id)
-    ctx.repo.add_history(oaio_id, "removed", detail=why)
+    ctx.repo.add_history(oaio_id, "removed", str(row.local_root or ""), why)
+
+
+def _outer_folder(ctx: EngineContext, row: ObjectRow) -> str | None:
+    """The folder of another synced folder object (client root, added folder) that contains ``row``'s folder."""
+    if not row.local_root:
+        return None
+    mine = _resolved(Path(row.local_root))
+    for other in ctx.repo.objects(STATUS_ACTIVE, STATUS_NEW, STATUS_HELD, values=False):
+        if other.oaio_id == row.oaio_id or other.kind not in (KIND_ROOT, KIND_FOLDER) or not other.local_root:
+            continue
+        outer = _resolved(Path(other.local_root))
+        if outer != mine and is_inside(mine, outer):
+            return str(outer)
+    return None
+
+
+def live_exclusions(ctx: EngineContext) -> list[Path]:
+    """The excluded folders that still exist; an exclusion whose folder was deleted or moved away ends (design §1:
+    a folder that appears at that path later, or the moved folder at its new place, syncs like any other)."""
+    live = []
+    for excluded in ctx.repo.excluded_folders():
+        path = Path(excluded.path)
+        try:
+            is_folder = _stat.S_ISDIR(path.lstat().st_mode)
+        except FileNotFoundError:
+            is_folder = False
+        except OSError:
+            is_folder = True  # cannot tell: keep it excluded
+        if is_folder:
+            live.append(path)
+            continue
+        ctx.repo.include_folder(excluded.path)
+        log.info("excluded folder %s was deleted or moved away; no longer excluded", path)
+        ctx.repo.add_history(excluded.oaio_id, "include", excluded.path, "the excluded folder is gone")
+    return live
 
 
 def add_folder(ctx: EngineContext, path: Path) -> str:
@@ -80,6 +144,9 @@ def add_folder(ctx: EngineContext, path: Path) -> str:
         if row.local_root and _resolved(Path(row.local_root)) == local:
             return row.oaio_id
     oaio_id = new_folder_object(ctx, local, KIND_FOLDER)
+    for excluded in ctx.repo.excluded_folders():
+        if _resolved(Path(excluded.path)) == local:
+            ctx.repo.include_folder(excluded.path)  # its own object now: no longer excluded
     ctx.repo.add_history(oaio_id, "add", str(local))
     return oaio_id
 
@@ -205,24 +272,198 @@ def new_folder_object(ctx: EngineContext, local: Path, kind: str, name: str | No
 
     ``kind`` is ``KIND_ROOT`` (the client root, found on other devices by its ``_name``) or ``KIND_FOLDER``.
     """
+    row = ctx.repo.save_object(_new_folder_row(ctx, local, kind, name))
+    return row.oaio_id
+
+
+def _new_folder_row(ctx: EngineContext, local: Path, kind: str, name: str | None) -> ObjectRow:
     settings = ctx.settings
     stamp = now_stamp()
     values: dict[str, Any] = {NAME_VALUES_KEY: name} if name else {}
     values[ROOT_VALUES_KEY] = ctx.mapper.to_placeholder(local)
     values[FILES_VALUES_KEY] = []
     values[MANIFEST_KEY] = build_manifest(kind, stamp, {})
-    oaio_id = object_id(settings.username, settings.device_id, settings.app_id, stamp, values)
-    ctx.repo.save_object(
-        ObjectRow(
-            oaio_id=oaio_id,
-            kind=kind,
-            local_root=str(local),
-            status=STATUS_NEW,
-            client_values=values,
-            synced_values={},
-            csh_id=settings.csh_id,
-            csh_access_right="C",
-            local_dirty=True,
-        )
+    return ObjectRow(
+        oaio_id=object_id(settings.username, settings.device_id, settings.app_id, stamp, values),
+        kind=kind,
+        local_root=str(local),
+        status=STATUS_NEW,
+        client_values=values,
+        synced_values={},
+        csh_id=settings.csh_id,
+        csh_access_right="C",
+        local_dirty=True,
     )
-    return oaio_id
+
+
+# -- the client root after a registration race (design §1) -------------------------------------------------------
+
+
+def root_age(oaio_id: str) -> tuple[str, str]:
+    """Sort key of client root objects, oldest first: the registration stamp that ends the id, then the id."""
+    return oaio_id[-20:], oaio_id
+
+
+def registered_here(ctx: EngineContext, oaio_id: str) -> bool:
+    """True when this device (user, device id and app) registered ``oaio_id``."""
+    settings = ctx.settings
+    return dedefuse(oaio_id).startswith(f"{settings.app_id}://{settings.username}@{settings.device_id}/")
+
+
+def switch_root(ctx: EngineContext, current: ObjectRow | None, obj: OaiObject | None) -> ObjectRow:
+    """Make ``obj`` (None: a new registration) this device's client root object in place of ``current``.
+
+    One transaction moves the index rows over without a base (``synced_*`` cleared), so the next pull merges the
+    local files as a first sync does (design §5: nothing is replaced; a file that differs on both sides keeps the
+    local one under its name and the server's as a conflicted copy) and the next push commits them into ``obj``.
+    Rows of ignored files are dropped (the new object never had them). When this device registered ``current``,
+    a journal row asks to delete it on the server once the merge is committed (:func:`drop_superseded_roots`).
+    """
+    root = Path(ctx.settings.client_root)
+    if obj is None:
+        row = _new_folder_row(ctx, root, KIND_ROOT, ROOT_OBJECT_NAME)
+    else:
+        row = ObjectRow(oaio_id=obj.oaio_id, kind=KIND_ROOT, local_root=str(root), status=STATUS_ACTIVE)
+        row.synced_values, row.local_dirty = {}, True
+    with ctx.repo.session() as s:
+        row = s.merge(row)
+        s.flush()
+        if current is not None:
+            old = FileRow.oaio_id == current.oaio_id
+            s.execute(sa.delete(FileRow).where(old, sa.or_(FileRow.present.is_(False), FileRow.ignored.is_(True))))
+            s.execute(
+                sa.update(FileRow)
+                .where(old)
+                .values(oaio_id=row.oaio_id, synced_sha256=None, synced_stamp="", synced_executable=False)
+            )
+            s.execute(sa.delete(ObjectRow).where(ObjectRow.oaio_id == current.oaio_id))
+            if current.status != STATUS_NEW and registered_here(ctx, current.oaio_id):
+                stamp = now_stamp()
+                s.add(JournalRow(op=DROP_ROOT, oaio_id=current.oaio_id, stamp=stamp, data={}, created=stamp))
+    if current is not None:
+        ctx.repo.clear_errors_of(current.oaio_id)
+        log.warning(
+            "client root %s: switching from %s to %s; the local files are merged into it",
+            root,
+            current.oaio_id,
+            row.oaio_id,
+        )
+        ctx.repo.add_history(row.oaio_id, "switch-root", str(root), f"replaces {current.oaio_id}")
+    return row
+
+
+def queue_root_drop(ctx: EngineContext, oaio_id: str) -> bool:
+    """Ask to delete a client root object this device registered but does not use (e.g. seen again after
+    ``rebuild-index`` lost the journal); True when newly queued."""
+    if not registered_here(ctx, oaio_id) or any(e.op == DROP_ROOT and e.oaio_id == oaio_id for e in ctx.repo.journal()):
+        return False
+    ctx.repo.journal_add(DROP_ROOT, oaio_id, now_stamp(), "", {})
+    return True
+
+
+def drop_superseded_roots(ctx: EngineContext) -> bool:
+    """Delete on the server the client root objects this device registered and replaced, once the merge into the
+    one in use is committed (so other devices find the merged files there). True while some remain to delete."""
+    pending = False
+    for entry in ctx.repo.journal():
+        if entry.op != DROP_ROOT:
+            continue
+        current = next((r for r in ctx.repo.objects(values=False) if r.kind == KIND_ROOT), None)
+        if current is None or current.status != STATUS_ACTIVE or current.local_dirty:
+            pending = True  # the merge is not committed yet
+            continue
+        try:
+            ctx.api.delete(entry.oaio_id)
+        except NotFound:
+            pass
+        except PermissionDenied as exc:
+            log.warning("client root object %s cannot be deleted (%s); leaving it", entry.oaio_id, exc)
+        except OaiodError as exc:
+            log.info("client root object %s: deleting it failed (%s); trying again next cycle", entry.oaio_id, exc)
+            pending = True
+            continue
+        ctx.repo.journal_remove(entry.id)
+        log.info("deleted client root object %s (merged into %s)", entry.oaio_id, current.oaio_id)
+        ctx.repo.add_history(entry.oaio_id, "drop-root", detail=f"merged into {current.oaio_id}")
+    return pending
+
+
+# -- files no longer ignored ---------------------------------------------------------------------------------------
+
+
+def restore_unignored(ctx: EngineContext, oaio_id: str, paths: list[str]) -> list[str]:
+    """Download the synced version of files that are no longer ignored but were deleted while they were (design §6:
+    an un-ignore never deletes on the server). Returns the paths to try again."""
+    row = ctx.repo.get_object(oaio_id)
+    if row is None or not row.local_root or not row.synced_stamp:
+        return []
+    root, failed = Path(row.local_root), []
+    rules = ctx.ignore_rules(root)
+    for rel in paths:
+        file = ctx.repo.get_file(oaio_id, rel)
+        if file is None or not file.ignored or file.synced_sha256 is None or rules.covers(rel):
+            continue
+        try:
+            st = _fetch_synced(ctx, row, file, root)
+        except (StorageError, OaiodError) as exc:
+            log.warning("%s: cannot restore %s, no longer ignored (%s); trying again", oaio_id, rel, exc)
+            failed.append(rel)
+            continue
+        with ctx.repo.session() as s:
+            s.execute(
+                sa.update(FileRow)
+                .where(FileRow.oaio_id == oaio_id, FileRow.path == rel)
+                .values(present=True, size=st.size, mtime_ns=st.mtime_ns, inode=st.inode, ignored=False)
+                .values(sha256=FileRow.synced_sha256, executable=FileRow.synced_executable)
+            )
+        log.info("%s: %s is no longer ignored; restored the synced version deleted meanwhile", oaio_id, rel)
+        ctx.repo.add_history(oaio_id, "restore", rel, "no longer ignored; restored the synced version")
+    return failed
+
+
+def _fetch_synced(ctx: EngineContext, row: ObjectRow, file: FileRow, root: Path) -> FileStat:
+    target = localfs.make_parents(root, file.path)
+    temp = localfs.temp_beside(target)
+    try:
+        ctx.backend(row.csh_id).get_file(storage_key(row.oaio_id, row.synced_stamp, file.path), temp)
+        if file_sha256(temp) != file.synced_sha256:
+            raise EngineError(f"{row.oaio_id}/{row.synced_stamp}/{file.path}: the stored file does not match")
+        localfs.set_meta(temp, file.mtime_ns or None, file.synced_executable)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return localfs.install(root, file.path, temp, None)
+
+
+# -- ctl ls -----------------------------------------------------------------------------------------------------
+
+
+def listing(ctx: EngineContext) -> list[dict[str, Any]]:
+    """What ``ctl ls`` shows: every object, then every folder excluded from the synced folder around it."""
+    rows = [
+        {
+            "oaio_id": row.oaio_id,
+            "kind": row.kind,
+            "path": row.local_root,
+            "right": row.csh_access_right,
+            "status": row.status,
+            "stamp": row.synced_stamp,
+            "owner": row.username,
+            "detail": row.hold_reason,
+        }
+        for row in ctx.repo.objects(values=False)
+    ]
+    for excluded in ctx.repo.excluded_folders():
+        rows.append(
+            {
+                "oaio_id": excluded.oaio_id,
+                "kind": "excluded",
+                "path": excluded.path,
+                "right": "",
+                "status": "excluded",
+                "stamp": excluded.created,
+                "owner": "",
+                "detail": f"not synced ({excluded.reason}); `oaiod ctl add {excluded.path}` syncs it again",
+            }
+        )
+    return rows
