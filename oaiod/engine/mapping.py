@@ -4,7 +4,8 @@ Folder objects with the ``_oaiod`` manifest are folders; ``_file_paths`` without
 files at all is a data object. A ``_root_path`` is hostile: it is used only when :meth:`PathMapper.resolve_root`
 accepts it (inside a synced root, outside the state dir) and no other object lives there; objects of another
 user always go under ``client_root/<name> (OWNER)``; file objects without a root under
-``client_root/filez/<oaio_id>``.
+``client_root/filez/<oaio_id>``. Such a fallback folder is never one that is excluded here (it holds the files
+an earlier object left; a new object there would take them in).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def map_object(ctx: EngineContext, obj: OaiObject, known: list[ObjectRow]) -> tu
         return kind, None
     live = [row for row in known if row.status != STATUS_REMOVED and row.local_root]
     taken = [Path(row.local_root) for row in live if row.local_root]
+    taken += [Path(excluded.path) for excluded in ctx.repo.excluded_folders()]  # left files of an earlier object
     owner = object_owner(obj.oaio_id)
     me = ctx.settings.username
     if owner and owner != me:
