@@ -290,12 +290,12 @@ def settle_ignored(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> lis
     kept = []
     for file in frozen:
         want = wanted.get(file.path)
-        if want is not None and want.sha256 == file.synced_sha256:
+        if want is not None and (want.sha256, want.executable) == (file.synced_sha256, file.synced_executable):
             continue  # the server did not change it
         if _unchanged_on_disk(root / file.path, file):
-            continue  # as synced: the pull applies the server's change
+            continue  # as synced: the pull applies the server's change (content or executable bit)
         if want is not None and want.sha256 is UNKNOWN:
-            want = _fetch_hash(ctx, remote, file.path, root)
+            want = _fetch_hash(ctx, remote, file.path, root, file.synced_executable)
             if want.sha256 == file.synced_sha256:
                 continue
         _keep_local(ctx, row.oaio_id, file.path, want)
@@ -303,7 +303,7 @@ def settle_ignored(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> lis
     for path in in_the_way:
         want = wanted[path]
         if want.sha256 is UNKNOWN:
-            want = _fetch_hash(ctx, remote, path, root)
+            want = _fetch_hash(ctx, remote, path, root, False)
         if _keep_local(ctx, row.oaio_id, path, want, disk=root / path):
             kept.append(path)
     return kept
@@ -321,7 +321,7 @@ def _raw_shas(values: dict[str, Any]) -> dict[str, Any]:
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict):
         return {}
-    return {path: entry[2] for path, entry in files.items() if isinstance(entry, list) and len(entry) == 4}
+    return {path: entry[2:] for path, entry in files.items() if isinstance(entry, list) and len(entry) == 4}
 
 
 def _on_disk(root: Path, rel: str) -> bool:
@@ -339,12 +339,13 @@ def _unchanged_on_disk(path: Path, file: FileRow) -> bool:
     return now is not None and (now.size, now.mtime_ns, now.inode) == (file.size, file.mtime_ns, file.inode)
 
 
-def _fetch_hash(ctx: EngineContext, remote: OaiObject, rel: str, root: Path) -> RemoteFile:
-    """The server's file of a stale manifest, hashed (downloaded to a temp file beside it, then removed)."""
+def _fetch_hash(ctx: EngineContext, remote: OaiObject, rel: str, root: Path, executable: bool) -> RemoteFile:
+    """The server's file of a stale manifest (which knows no executable bit: ``executable`` stands in), hashed
+    (downloaded to a temp file beside it, then removed)."""
     temp = temp_beside(root / rel)
     try:
         ctx.backend(remote.csh_id).get_file(storage_key(remote.oaio_id, remote.client_stamp, rel), temp)
-        return RemoteFile(file_sha256(temp), temp.stat().st_size, 0, False)
+        return RemoteFile(file_sha256(temp), temp.stat().st_size, 0, executable)
     finally:
         temp.unlink(missing_ok=True)
 

@@ -53,9 +53,10 @@ def test_ignored_after_sync_stays_everywhere_and_comes_back(make_device) -> None
     assert [c["path"] for c in kept] == ["notes.log"]
     assert (b.root / "notes.log").read_text() == "notes v2 from b"
     assert "fresh.log" not in b.tree()
-    for device in (a, b):  # settled: the frozen rows cause no transfer
+    for device in (a, b):  # settled: the frozen rows cause no transfer, every pull completed
         report = device.sync()
         assert (report.uploads, report.downloads, report.pushed, report.errors) == (0, 0, 0, [])
+        assert not any(row.remote_dirty for row in device.engine.repo.objects())
 
     a = _restart(make_device, a)  # un-ignored: a's files sync again from what is on disk
     converge(a, b)
@@ -108,3 +109,22 @@ def test_remote_file_at_an_ignored_path_in_the_way_keeps_the_local_one(make_devi
     converge(b, a)
     assert (a.root / "same.log").read_text() == "same, changed on b"
     assert sorted(_server_files(a)) == ["mine.log", "same.log", "x.txt"]
+
+
+def test_executable_bit_changed_on_the_server_for_an_ignored_file(make_device) -> None:
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "tool.sh", "echo tool")
+    write(a.root / "run.sh", "echo run")
+    converge(a, b)
+    a = _restart(make_device, a, ignore_patterns=("*.sh",))
+    write(a.root / "run.sh", "echo run, edited on a")
+    converge(a)
+    for name in ("tool.sh", "run.sh"):  # same content, new mtime (a chmod alone changes no indexed stat)
+        write(b.root / name, (b.root / name).read_bytes()).chmod(0o755)
+    converge(b, a)
+    assert (a.root / "tool.sh").stat().st_mode & 0o100  # unchanged on a: the server's bit arrives
+    assert not (a.root / "run.sh").stat().st_mode & 0o100 and (a.root / "run.sh").read_text().endswith("on a")
+    assert [c["path"] for c in a.engine.conflicts() if c["kind"] == "ignored"] == ["run.sh"]
+    report = a.sync()
+    assert (report.uploads, report.downloads, report.pushed, report.errors) == (0, 0, 0, [])
+    assert not any(row.remote_dirty for row in a.engine.repo.objects())  # every pull completed
