@@ -153,7 +153,8 @@ def add_folder(ctx: EngineContext, path: Path) -> str:
 
 def remove(ctx: EngineContext, oaio_id: str) -> None:
     """Stop syncing an object everywhere: deleted on the server when we created it, else our subscription ends.
-    Local files stay. The client root cannot be removed."""
+    Local files stay (a folder inside another synced folder is excluded from it: :func:`forget_object`). The
+    client root cannot be removed."""
     row = ctx.repo.get_object(oaio_id)
     if row is None:
         raise ValidationError("oaio_id", f"{oaio_id} is not synced here")
