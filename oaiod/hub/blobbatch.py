@@ -192,7 +192,7 @@ class BatchDownloadResponse(StreamingResponse):
 def frame_line(item: Outgoing) -> bytes:
     """The JSON line before an item's bytes (ASCII: names with any character stay valid JSON)."""
     if item.error is not None:
-        head: dict[str, Any] = {"name": item.name, **item_error(item.error)}
+        head: dict[str, Any] = item_error(item.name, item.error)
     else:
         assert item.info is not None
         head = {"name": item.name, "size": item.info.size, "sha256": item.info.sha256}

@@ -66,9 +66,10 @@ class Outgoing:
     error: HubError | None = None
 
 
-def item_error(exc: HubError) -> dict[str, Any]:
-    """The per-item answer of a refused item: the status and JSON the single-file route would answer."""
-    return {"status": exc.status, **exc.body()}
+def item_error(name: str, exc: HubError) -> dict[str, Any]:
+    """The per-item answer of a refused item: its name, and the status and JSON the single-file route would
+    answer."""
+    return {"name": name, "status": exc.status, **exc.body()}
 
 
 class BatchReceiver:
@@ -179,7 +180,7 @@ class BatchStore:
         for number, (item, digest) in enumerate(zip(items, receiver.digests, strict=True)):
             if digest != item.sha256:
                 reason = f"the data of {item.name[:200]!r} has sha256 {digest}, not {item.sha256}; not stored"
-                answers[number] = item_error(BadRequest(reason))
+                answers[number] = item_error(item.name, BadRequest(reason))
         if not any(answer is None for answer in answers):
             return answers  # type: ignore[return-value]
         _sync_or_fsync(self.store.upload_root, receiver.paths)  # the staged bytes are durable before any rename
@@ -216,10 +217,11 @@ class BatchStore:
                     memo[scope] = exc
             access = memo[scope]
             if isinstance(access, NotFound):
-                answers[number] = item_error(NotFound(f"no blob {item.name!r} that {actor.username!r} may read"))
+                missing = NotFound(f"no blob {item.name!r} that {actor.username!r} may read")
+                answers[number] = item_error(item.name, missing)
                 continue
             if isinstance(access, HubError):
-                answers[number] = item_error(access)  # 403: the reason names the scope
+                answers[number] = item_error(item.name, access)  # 403: the reason names the scope
                 continue
             accepted.append((number, (access.owner, sha256_text(item.name), access.scope)))
         return accepted

@@ -10,6 +10,8 @@ Speaks the object-service protocol through :mod:`oaiod.http`, logged in like eve
   upload. A different upload of the same name still in progress on the hub is cancelled: put overwrites.
 * get asks ``start-download`` for a URL and the sha256, streams to a temporary file beside the target
   (continuing with ``Range`` after a dropped connection) and checks size and sha256 before the rename.
+* ``put_many``/``get_many`` move up to 1000 small files per request (:mod:`oaiod.storage.hub_batch`); files
+  above 4 MiB, and every file on a hub without those routes, go one by one as above.
 * copy is server-side (the hub only adds a name); ``copy_many`` sends up to :data:`COPY_BATCH` pairs per
   ``copy-many/`` request, one after the other (each is one transaction on the hub; an older hub without that
   route gets one ``copy/`` per pair). ``stat`` has the sha256 (``Capabilities.hashes``).
@@ -34,7 +36,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -63,12 +65,15 @@ from oaiod.storage.base import (
     ObjectInfo,
     PathLike,
     Progress,
+    Transfer,
+    Transferred,
     atomic_local_file,
     check_args,
     checked_listing,
     secret_arg_names,
     truthy_arg,
     validate_pairs,
+    validate_transfers,
 )
 from oaiod.storage.errors import (
     InvalidKey,
@@ -94,6 +99,7 @@ TIMEOUT = (10.0, 120.0)  #: connect, read (seconds between bytes)
 RESUME_ATTEMPTS = 5  #: consecutive failed chunks before a put gives up (the retry wrapper may call again)
 COPY_BATCH = 1000  #: pairs per ``copy-many/`` request (the hub's limit)
 COPY_BATCH_BYTES = 2 * 1024 * 1024  #: and at most about this many bytes of keys (the hub takes 4 MiB of JSON)
+BATCH_BYTES = 16 * 1024 * 1024  #: file bytes per put-many request (the hub's body limit is 32 MiB by default)
 _SHA256 = re.compile(r"\A[0-9a-f]{64}\Z")
 
 
@@ -183,6 +189,7 @@ class HubBackend(Backend):
         multipart_threshold=INLINE_MAX,
         hashes=True,
         batch_copy=True,
+        batch_transfer=True,
     )
 
     def __init__(
@@ -205,6 +212,8 @@ class HubBackend(Backend):
         self._uploads: dict[tuple[str, str, int], str] = {}  # (key, sha256, size) -> uploadId still unfinished
         self._lock = threading.Lock()
         self._copy_many_route = True  # False once the hub answered that it has no copy-many/ route
+        self.batch_routes = True  # False once the hub answered that it has no put-many/ or get-many/ route
+        self.batch_bytes = BATCH_BYTES  #: file bytes per put-many request (lowered when the hub takes less)
 
     @classmethod
     def from_args(cls, args: Mapping[str, Any]) -> HubBackend:
@@ -349,6 +358,27 @@ class HubBackend(Backend):
         if not isinstance(received, int) or isinstance(received, bool) or received < 0:
             raise PermanentStorageError(f"the hub answered no byte count for the upload of {key!r}", key=key)
         return received
+
+    # -- batches -------------------------------------------------------------------------------------------------
+
+    def put_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
+        """Small files in ``put-many/`` requests, large ones through :meth:`put_file` (see :mod:`.hub_batch`)."""
+        from oaiod.storage.hub_batch import BatchPut
+
+        return BatchPut(self, validate_transfers(items), progress).run()
+
+    def get_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
+        """``get-many/`` requests until every item has a result; large files through :meth:`get_file`."""
+        from oaiod.storage.hub_batch import BatchGet
+
+        return BatchGet(self, validate_transfers(items), progress).run()
+
+    def forget_batch_routes(self) -> None:
+        """The hub has no batch routes (an older hub): transfer item by item from now on."""
+        if self.batch_routes:
+            log.info("%s has no put-many/get-many routes (an older hub); transferring one file per request",
+                     self.describe())  # fmt: skip
+        self.batch_routes = False
 
     # -- get, stat, list ------------------------------------------------------------------------------------------
 
