@@ -11,6 +11,10 @@
   ``data/`` URL of an upload created beforehand (curl alone, and curl plus the finish call that verifies and
   publishes it) and ``curl -o`` of the ``download/`` URL; memory growth as for WebDav (target: within 2x of
   curl, memory below 64 MiB).
+* Small files (``--only small``): 10,000 x 4 KiB files in 50 folders, Local ``put_many`` (through the daemon's
+  wrappers) of the tree into a storage folder vs ``rclone copy`` of the same tree into the same storage folder, and
+  ``get_many`` of those objects to new local files vs ``rclone copy`` back; ``os.sync()`` before each timed phase,
+  rounds interleaved, each round and the median ratio printed (target: put and get at least as fast as rclone).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,6 +37,7 @@ sys.path.insert(0, str(ROOT / "tests" / "storage"))
 
 import storage_servers as servers  # noqa: E402
 
+from oaiod.storage.base import Backend  # noqa: E402
 from oaiod.storage.hub import HubBackend  # noqa: E402
 from oaiod.storage.local import LocalBackend  # noqa: E402
 from oaiod.storage.webdav import WebDavBackend  # noqa: E402
@@ -264,12 +270,99 @@ def bench_hub(work: Path, source: Path, size: int) -> None:
     shutil.rmtree(work / "hub-data")
 
 
+SMALL_FILES, SMALL_SIZE, SMALL_FOLDERS = 10_000, 4096, 50
+
+
+def make_small_tree(folder: Path) -> list[str]:
+    """``SMALL_FILES`` random files in ``SMALL_FOLDERS`` folders under ``folder``; their relative paths."""
+    names = [f"folder {n % SMALL_FOLDERS:02d}/file {n:05d}.bin" for n in range(SMALL_FILES)]
+    for name in names:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(SMALL_SIZE))
+    return names
+
+
+def synced_timing(action: Callable[[], object]) -> float:
+    """Seconds ``action`` takes, after an ``os.sync()`` so that no earlier phase's write-back is measured."""
+    os.sync()
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def rclone_copy(src: Path, dst: Path) -> None:
+    subprocess.run(["rclone", "copy", "-q", "--config", os.devnull, str(src), str(dst)], check=True)
+
+
+def small_round(backend: Backend, work: Path, names: list[str], number: int) -> dict[str, float]:
+    """One round: put_many and rclone copy up, get_many and rclone copy down (who goes first alternates)."""
+    from oaiod.storage.base import Transfer
+
+    tree, store, back = work / "small-tree", work / "small-store", work / f"small-back-{number}"
+    prefix = f"bench/round {number}"
+    puts = [Transfer(f"{prefix}/{name}", str(tree / name)) for name in names]
+    gets = [Transfer(f"{prefix}/{name}", str(back / "oaiod" / name)) for name in names]
+
+    def put() -> None:
+        assert all(result.error is None for result in backend.put_many(puts))
+
+    def get() -> None:
+        for folder in {Path(item.local_path).parent for item in gets}:
+            folder.mkdir(parents=True, exist_ok=True)
+        assert all(result.error is None for result in backend.get_many(gets))
+
+    times: dict[str, float] = {}
+    for phase, ours, theirs in (
+        ("put", put, lambda: rclone_copy(tree, store / f"rclone {number}")),
+        ("get", get, lambda: rclone_copy(store / f"rclone {number}", back / "rclone")),
+    ):
+        if number % 2:
+            times[f"rclone {phase}"] = synced_timing(theirs)
+        times[phase] = synced_timing(ours)
+        if not number % 2:
+            times[f"rclone {phase}"] = synced_timing(theirs)
+    times["flush"] = synced_timing(backend.flush)
+    shutil.rmtree(back)
+    return times
+
+
+def bench_small(work: Path, _source: Path, _size: int) -> None:
+    from oaiod.storage.wrappers import WrapperConfig, wrap_backend
+
+    if shutil.which("rclone") is None:
+        print("Small files: rclone is not installed (apt-get install rclone); skipped")
+        return
+    tree, store = work / "small-tree", work / "small-store"
+    names = make_small_tree(tree)
+    store.mkdir()
+    local = LocalBackend(store)
+    backend = wrap_backend(local, WrapperConfig())
+    print(f"Small files: {SMALL_FILES} x {SMALL_SIZE} B in {SMALL_FOLDERS} folders, Local with "
+          f"{local.pool.workers} worker processes vs rclone copy ({REPEAT} rounds, interleaved; round 1 of "
+          "put_many includes starting the workers)")  # fmt: skip
+    ratios: dict[str, list[float]] = {"put": [], "get": []}
+    for round_number in range(REPEAT):
+        times = small_round(backend, work, names, round_number)
+        for phase in ratios:
+            ratios[phase].append(times[f"rclone {phase}"] / times[phase])
+        print(f"  round {round_number + 1}: put_many {times['put']:6.2f} s, rclone copy up "
+              f"{times['rclone put']:6.2f} s ({ratios['put'][-1]:4.2f}x rclone's throughput); get_many "
+              f"{times['get']:6.2f} s, rclone copy down {times['rclone get']:6.2f} s ({ratios['get'][-1]:4.2f}x); "
+              f"flush after {times['flush']:5.2f} s")  # fmt: skip
+    for phase, values in ratios.items():
+        print(f"  {phase}: median throughput {statistics.median(values):4.2f}x rclone copy's (target >= 1)")
+    backend.close()
+    shutil.rmtree(store)
+    shutil.rmtree(tree)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024, help="file size in MiB (default 1024)")
     parser.add_argument("--dir", type=Path, default=None, help="work folder (default: the temp folder)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best is shown (default 3)")
-    parser.add_argument("--only", choices=("local", "webdav", "hub"), action="append", help="run only these")
+    parser.add_argument("--only", choices=("local", "webdav", "hub", "small"), action="append", help="run only these")
     options = parser.parse_args()
     global REPEAT
     REPEAT = max(1, options.repeat)
@@ -277,9 +370,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="oaiod-storage-bench-", dir=options.dir) as folder:
         work = Path(folder)
         source = work / "source.bin"
-        make_file(source, size)
-        print(f"file: {options.size} MiB in {work}, best of {REPEAT} runs each")
-        for name, bench in (("local", bench_local), ("webdav", bench_webdav), ("hub", bench_hub)):
+        if options.only != ["small"]:
+            make_file(source, size)
+            print(f"file: {options.size} MiB in {work}, best of {REPEAT} runs each")
+        benches = (("local", bench_local), ("webdav", bench_webdav), ("hub", bench_hub), ("small", bench_small))
+        for name, bench in benches:
             if not options.only or name in options.only:
                 bench(work, source, size)
 

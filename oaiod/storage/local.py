@@ -17,6 +17,10 @@ Objects are files under ``root_folder``. Guarantees and choices:
   point would fill the wrong disk.
 * Symlinks are never followed: a key whose resolved path leaves the root is refused, listings skip symlinks.
 * Deleting the last object of a folder removes the folders left empty, up to the root.
+* ``put_many``/``get_many`` run a batch of at least :attr:`LocalBackend.process_threshold` items on worker
+  processes (:mod:`oaiod.storage.local_pool`), a smaller one in the calling thread, with the same per-item code
+  (:mod:`oaiod.storage.local_worker`): the keys' folders are checked for symlinks and made once per batch, each
+  item costs a handful of system calls, and the guarantees above hold (atomic put, durability through ``flush``).
 """
 
 from __future__ import annotations
@@ -29,26 +33,32 @@ import os
 import shutil
 import stat as stat_mod
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from oaiod.errors import ConfigError
+from oaiod.storage import local_worker as worker
 from oaiod.storage.base import (
     CHUNK_SIZE,
+    UMASK,
     Backend,
     Capabilities,
     ObjectInfo,
     PathLike,
     Progress,
+    Transfer,
+    Transferred,
     atomic_local_file,
     check_args,
     checked_listing,
     fsync_path,
     sync_filesystem,
     validate_pairs,
+    validate_transfers,
 )
 from oaiod.storage.errors import (
+    LocalFileChanged,
     ObjectNotFound,
     PermanentStorageError,
     QuotaExceeded,
@@ -57,6 +67,7 @@ from oaiod.storage.errors import (
     TransientStorageError,
 )
 from oaiod.storage.keys import TEMP_PREFIX, join_key, validate_key, validate_prefix
+from oaiod.storage.local_pool import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +89,34 @@ def translate_os_errors(key: str | None, what: str) -> Iterator[None]:
     except StorageError:
         raise
     except OSError as exc:
-        message = f"{what} {key!r}: {exc.strerror or exc}"
-        if exc.errno in _NOT_FOUND:
-            raise ObjectNotFound(message, key=key) from exc
-        if exc.errno in _DENIED:
-            raise StoragePermissionDenied(message, key=key) from exc
-        if exc.errno in _FULL:
-            raise QuotaExceeded(message, key=key) from exc
-        if exc.errno in _TRANSIENT:
-            raise TransientStorageError(message, key=key) from exc
-        raise PermanentStorageError(message, key=key) from exc
+        raise error_for_errno(exc.errno, f"{what} {key!r}: {exc.strerror or exc}", key) from exc
+
+
+def error_for_errno(code: int | None, message: str, key: str | None) -> StorageError:
+    """The storage error for an ``OSError`` number of the storage side."""
+    if code in _NOT_FOUND:
+        return ObjectNotFound(message, key=key)
+    if code in _DENIED:
+        return StoragePermissionDenied(message, key=key)
+    if code in _FULL:
+        return QuotaExceeded(message, key=key)
+    if code in _TRANSIENT:
+        return TransientStorageError(message, key=key)
+    return PermanentStorageError(message, key=key)
+
+
+def item_error(answer: worker.Answer, key: str) -> StorageError:
+    """The storage error for a failed item's ``(kind, errno, message)`` answer of :mod:`local_worker`."""
+    kind, code, message = answer
+    if kind in (worker.SOURCE, worker.CHANGED, worker.EXISTS):
+        return LocalFileChanged(message, key=key)
+    if kind == worker.NOT_OBJECT:
+        return ObjectNotFound(f"{key!r} is {message}", key=key)
+    if kind == worker.LOST:
+        return TransientStorageError(message, key=key)
+    if kind == worker.LOCAL:
+        return TransientStorageError(message, key=key) if code in _TRANSIENT else LocalFileChanged(message, key=key)
+    return error_for_errno(code, message, key)
 
 
 def copy_fd(src: int, dst: int, progress: Progress | None) -> None:
@@ -133,7 +162,12 @@ class LocalBackend(Backend):
     csh_id = "Local"
     #: one call at a time: its calls are system calls bound by this machine's CPU, and Python threads running them
     #: hand the GIL over at every call (8 threads moved 4 KiB files at half the rate of 1, with twice the CPU)
-    capabilities = Capabilities(server_side_copy=True, atomic_put=True, max_connections=1, batch_copy=True)
+    #: (batch transfers go to worker processes instead, see put_many)
+    capabilities = Capabilities(
+        server_side_copy=True, atomic_put=True, max_connections=1, batch_copy=True, batch_transfer=True
+    )
+    #: a put_many/get_many of at least this many items runs on worker processes, a smaller one in this thread
+    process_threshold = 256
 
     def __init__(self, root_folder: PathLike) -> None:
         root = Path(root_folder).expanduser()
@@ -141,15 +175,17 @@ class LocalBackend(Backend):
             raise ConfigError("root_folder", f"{root} is not an existing folder (is the disk mounted?)")
         self.root = root.resolve()
         self._unsynced_lock = threading.Lock()
-        self._unsynced: set[Path] = set()  # written since the last flush (files and their folders)
+        self._unsynced: set[str] = set()  # paths written since the last flush (files and their folders)
         self._made_folders: set[str] = set()  # key folders checked and made since the last flush
         self._reflinks = True  # False once FICLONE failed as unsupported on this filesystem
+        #: the worker processes of big batches (none until the first one; idle ones shut down)
+        self.pool = WorkerPool()
 
     def _written(self, path: Path) -> None:
         """Note a file (renamed into place) that the next flush must make durable, with its folder."""
         with self._unsynced_lock:
-            self._unsynced.add(path)
-            self._unsynced.add(path.parent)
+            self._unsynced.add(str(path))
+            self._unsynced.add(str(path.parent))
 
     def flush(self) -> None:
         """One ``syncfs`` of the storage filesystem; else an fsync of every file and folder written since the last
@@ -162,7 +198,7 @@ class LocalBackend(Backend):
         try:
             with translate_os_errors(None, f"cannot sync {self.root}"):
                 if not sync_filesystem(self.root):
-                    for path in sorted(pending, key=lambda p: len(p.parts), reverse=True):  # files, then folders
+                    for path in sorted(pending, key=lambda p: p.count("/"), reverse=True):  # files, then folders
                         with contextlib.suppress(FileNotFoundError):
                             fsync_path(path)
         except BaseException:
@@ -171,7 +207,10 @@ class LocalBackend(Backend):
             raise
 
     def close(self) -> None:
-        self.flush()
+        try:
+            self.flush()
+        finally:
+            self.pool.close()
 
     @classmethod
     def from_args(cls, args: Mapping[str, Any]) -> LocalBackend:
@@ -426,3 +465,107 @@ class LocalBackend(Backend):
             checked = self._dst_path(key, fld) if fld == "dst" else self._path(key, fld)
             path = folders[(parent, fld)] = checked.parent
         return path
+
+    # -- batch transfers ----------------------------------------------------------------------------------------
+
+    def put_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
+        """Each item as :meth:`put_file` stores one (temp file + rename), with the local file's stat checked
+        before and after reading it; folders checked and made once per batch; durable at the next :meth:`flush`."""
+        checked = validate_transfers(items)
+        results: list[Transferred | None] = [None] * len(checked)
+        folders: dict[str, str | StorageError] = {}
+        tasks: list[tuple[str, str]] = []
+        places: list[int] = []
+        for index, item in enumerate(checked):
+            head, _, name = item.key.rpartition("/")
+            folder = folders[head] if head in folders else self._batch_folder(head, folders, make=True)
+            if isinstance(folder, StorageError):
+                results[index] = Transferred(item.key, error=folder)
+                continue
+            tasks.append((os.fspath(item.local_path), f"{folder}/{name}"))
+            places.append(index)
+        token = os.urandom(6).hex()
+        answers, marks = self._run_batch(worker.put_items, worker.put_chunk, (token,), tasks, progress)
+        written = [str(folder) for folder in folders.values() if isinstance(folder, str)]
+        for position, (index, answer) in enumerate(zip(places, answers, strict=True)):
+            key, target = checked[index].key, tasks[position][1]
+            if len(answer) == 4:
+                results[index] = Transferred(key, *answer)
+                written.append(target)
+                continue
+            results[index] = Transferred(key, error=item_error(answer, key))
+            if marks and marks[position] == worker.DONE:  # renamed into place by a worker that died afterwards
+                written.append(target)
+            elif marks and marks[position] == worker.CREATED:  # its temp file, left by a worker that died
+                with contextlib.suppress(OSError):
+                    os.unlink(f"{target.rpartition('/')[0]}/{TEMP_PREFIX}{token}{position:x}")
+        with self._unsynced_lock:
+            self._unsynced.update(written)
+        return results  # type: ignore[return-value]
+
+    def get_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
+        """Each object read once into a new local file (``O_EXCL``) with its sha256 computed on the way, then its
+        mtime set; no fsync (the caller syncs). The keys' folders are checked for symlinks once per batch."""
+        checked = validate_transfers(items)
+        results: list[Transferred | None] = [None] * len(checked)
+        folders: dict[str, str | StorageError] = {}
+        tasks: list[tuple[str, str, int | None, bool]] = []
+        places: list[int] = []
+        for index, item in enumerate(checked):
+            head, _, name = item.key.rpartition("/")
+            folder = folders[head] if head in folders else self._batch_folder(head, folders, make=False)
+            if isinstance(folder, StorageError):
+                results[index] = Transferred(item.key, error=folder)
+                continue
+            tasks.append((f"{folder}/{name}", os.fspath(item.local_path), item.mtime_ns, item.executable))
+            places.append(index)
+        answers, marks = self._run_batch(worker.get_items, worker.get_chunk, (UMASK,), tasks, progress)
+        for position, (index, answer) in enumerate(zip(places, answers, strict=True)):
+            key = checked[index].key
+            if len(answer) == 4:
+                results[index] = Transferred(key, *answer)
+                continue
+            results[index] = Transferred(key, error=item_error(answer, key))
+            if marks and marks[position] in (worker.CREATED, worker.DONE):  # left by a worker that died: ours
+                with contextlib.suppress(OSError):
+                    os.unlink(tasks[position][1])
+        return results  # type: ignore[return-value]
+
+    def _batch_folder(self, head: str, folders: dict[str, str | StorageError], *, make: bool) -> str | StorageError:
+        """The path of the key folder ``head`` (``""``: the root) checked for symlinks leaving the root, and made
+        when ``make``; or the error every item in it gets. Remembered in ``folders`` for the rest of the batch."""
+        found: str | StorageError
+        try:
+            with translate_os_errors(head, "cannot store in" if make else "cannot read from"):
+                path = self._path(head, "key") if head else self.root
+                with self._unsynced_lock:
+                    known = not make or not head or head in self._made_folders
+                if not known:
+                    path.mkdir(parents=True, exist_ok=True)
+                    with self._unsynced_lock:
+                        self._made_folders.add(head)
+                found = str(path)
+        except StorageError as exc:
+            found = exc
+        folders[head] = found
+        return found
+
+    def _run_batch(
+        self,
+        in_thread: Callable[..., list[worker.Answer]],
+        in_process: Callable[..., list[worker.Answer]],
+        head: tuple[Any, ...],
+        tasks: list[Any],
+        progress: Progress | None,
+    ) -> tuple[list[worker.Answer], bytes | None]:
+        """The answers for ``tasks``, from the worker processes for a big batch (with the marks the workers left,
+        for cleaning up after one that died), else from this thread (and no marks)."""
+        if len(tasks) < self.process_threshold:
+            return in_thread(tasks, *head, 0, bytearray(len(tasks)), progress), None
+
+        def on_chunk(answers: list[worker.Answer]) -> None:
+            if progress is not None:
+                progress(sum(answer[0] for answer in answers if len(answer) == 4))
+
+        run = self.pool.run(in_process, head, tasks, on_chunk)
+        return run.answers, run.marks

@@ -314,7 +314,7 @@ def test_local_flush_makes_writes_durable_and_passes_through_wrappers(tmp_path: 
     backend.put_file("o/1/a", source)
     backend.copy("o/1/a", "o/2/a")
     assert backend.get_bytes("o/2/a") == b"x" * 100  # visible before any flush
-    assert local._unsynced >= {tmp_path / "o/1/a", tmp_path / "o/2/a", tmp_path / "o/1"}
+    assert local._unsynced >= {str(tmp_path / "o/1/a"), str(tmp_path / "o/2/a"), str(tmp_path / "o/1")}
     backend.flush()
     assert local._unsynced == set()
     backend.put_file("o/1/a", source)  # replacing an object: fsynced before the rename, synced again at close
