@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from oaiod.ignore import IgnoreRules
 from oaiod.state.repo import FileStat, ScanRow, StatRow
@@ -202,7 +203,7 @@ def scan(
 ) -> ScanResult:
     """Compare ``root/prefix`` with ``indexed`` (the index rows under ``prefix``) and hash what changed.
 
-    ``indexed`` is a stream of ``(path, size, mtime_ns, inode, present[, ignored])`` sorted by path (as
+    ``indexed`` is a stream of ``(path, size, mtime_ns, inode, present[, ignored, executable])`` sorted by path (as
     :meth:`~oaiod.state.repo.StateRepo.iter_scan_rows` gives it), or a mapping. The walk and the rows are merged
     in one pass, so memory stays bounded by a folder listing and a fetch batch however big the root is. An
     unchanged stat is never hashed. Rows not found on disk are reported missing, unless they lie in an excluded
@@ -210,7 +211,9 @@ def scan(
     are *ignored*, or *to restore* when a frozen row is no longer ignored; see the module docstring).
     """
     if isinstance(indexed, Mapping):
-        indexed = sorted((p, s.size, s.mtime_ns, s.inode, s.present, s.ignored) for p, s in indexed.items())
+        indexed = sorted(
+            (p, s.size, s.mtime_ns, s.inode, s.present, s.ignored, s.executable) for p, s in indexed.items()
+        )
     rules = ignore or IgnoreRules()
     result = ScanResult()
     unlisted: list[str] = []
@@ -232,7 +235,7 @@ def scan(
             old, row = row, next(rows, None)
             if len(old) > 5 and old[5]:
                 result.unignored.append(rel)
-            if old[4] and old[1] == st.st_size and old[2] == st.st_mtime_ns and old[3] == st.st_ino:
+            if _unchanged(old, st):
                 continue
         _look_at_changed(root, _local_file(rel, st), now_ns - st.st_mtime_ns < quiet_ns, result)
     while row is not None:
@@ -240,6 +243,14 @@ def scan(
         row = next(rows, None)
     _not_found(passed, rules, exclude.union(unlisted), result)
     return result
+
+
+def _unchanged(row: tuple[Any, ...], st: os.stat_result) -> bool:
+    """The indexed row still describes the file: present, same size, mtime and inode, and (when the row has it) the
+    same executable bit — a chmod changes neither size nor mtime."""
+    if not (row[4] and row[1] == st.st_size and row[2] == st.st_mtime_ns and row[3] == st.st_ino):
+        return False
+    return len(row) < 7 or row[6] is None or bool(row[6]) == bool(st.st_mode & _stat.S_IXUSR)
 
 
 def _not_found(

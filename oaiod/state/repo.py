@@ -38,12 +38,13 @@ STREAM_BATCH = 2000
 #: the JSON columns of an object row (a folder's values hold its manifest)
 _VALUE_COLUMNS = (ObjectRow.client_values, ObjectRow.server_values, ObjectRow.synced_values, ObjectRow.local_values)
 _STAT_QUERY = "SELECT path, size, mtime_ns, inode, present FROM files WHERE oaio_id = ?"
-_SCAN_QUERY = "SELECT path, size, mtime_ns, inode, present, ignored FROM files WHERE oaio_id = ?"
+_SCAN_QUERY = "SELECT path, size, mtime_ns, inode, present, ignored, executable FROM files WHERE oaio_id = ?"
 
 #: ``(path, size, mtime_ns, inode, present)`` as the rescan compares it
 StatRow = tuple[str, int, int, int, bool]
-#: ``(path, size, mtime_ns, inode, present, ignored)``: a StatRow and whether the row is frozen as ignored
-ScanRow = tuple[str, int, int, int, bool, bool]
+#: ``(path, size, mtime_ns, inode, present, ignored, executable)``: a StatRow, whether the row is frozen as ignored,
+#: and the indexed executable bit (a chmod changes neither size nor mtime)
+ScanRow = tuple[str, int, int, int, bool, bool, bool]
 MAX_BACKOFF_SECONDS = 3600.0
 FIRST_BACKOFF_SECONDS = 10.0
 
@@ -57,6 +58,7 @@ class FileStat:
     inode: int
     present: bool = True
     ignored: bool = False
+    executable: bool | None = None  #: None: not compared
 
 
 def _stamp_in(seconds: float) -> str:

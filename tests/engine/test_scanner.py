@@ -53,6 +53,19 @@ def test_scan_hashes_only_changed_and_reports(tmp_path: Path) -> None:
     assert [h.file.path for h in third.changed] == ["sub/b.txt"]
 
 
+def test_a_chmod_of_the_executable_bit_alone_is_a_change(tmp_path: Path) -> None:
+    """chmod changes neither size nor mtime: the rescan compares the indexed bit too (rows without it: not)."""
+    _write(tmp_path / "run.sh", b"echo hi")
+    st = (tmp_path / "run.sh").stat()
+    index = {"run.sh": FileStat(st.st_size, st.st_mtime_ns, st.st_ino, executable=False)}
+    assert scan(tmp_path, index).changed == []
+    (tmp_path / "run.sh").chmod(0o755)
+    [changed] = scan(tmp_path, index).changed
+    assert changed.file.path == "run.sh" and changed.file.executable
+    unknown = {"run.sh": FileStat(st.st_size, st.st_mtime_ns, st.st_ino)}  # executable None: not compared
+    assert scan(tmp_path, unknown).changed == []
+
+
 def test_files_being_written_wait_for_the_quiet_period(tmp_path: Path) -> None:
     _write(tmp_path / "fresh", b"x", old=False)
     result = scan(tmp_path, {}, quiet_period=60)

@@ -24,7 +24,7 @@ def test_upgrade_from_0001_keeps_rows(tmp_path: Path) -> None:
             " synced_stamp, synced_executable) values ('o1', 'a.txt', 1, 1, 2, 3, 'x', 0, 'x', '', 0)"
         )
     repo = StateRepo(tmp_path)  # upgrades to the newest revision
-    assert list(repo.iter_scan_rows("o1")) == [("a.txt", 1, 2, 3, 1, 0)]
+    assert list(repo.iter_scan_rows("o1")) == [("a.txt", 1, 2, 3, 1, 0, 0)]
     assert repo.ignored_files("o1") == []
     repo.close()
 
