@@ -17,8 +17,8 @@ Objects are files under ``root_folder``. Guarantees and choices:
   point would fill the wrong disk.
 * Symlinks are never followed: a key whose resolved path leaves the root is refused, listings skip symlinks.
 * Deleting the last object of a folder removes the folders left empty, up to the root.
-* ``put_many``/``get_many`` run a batch of at least :attr:`LocalBackend.process_threshold` items on worker
-  processes (:mod:`oaiod.storage.local_pool`), a smaller one in the calling thread, with the same per-item code
+* ``put_many``/``get_many`` run a big batch (see :attr:`LocalBackend.process_threshold`) on worker processes
+  (:mod:`oaiod.storage.local_pool`), a smaller one in the calling thread, with the same per-item code
   (:mod:`oaiod.storage.local_worker`): the keys' folders are checked for symlinks and made once per batch, each
   item costs a handful of system calls, and the guarantees above hold (atomic put, durability through ``flush``).
 """
@@ -166,8 +166,11 @@ class LocalBackend(Backend):
     capabilities = Capabilities(
         server_side_copy=True, atomic_put=True, max_connections=1, batch_copy=True, batch_transfer=True
     )
-    #: a put_many/get_many of at least this many items runs on worker processes, a smaller one in this thread
+    #: a put_many/get_many of at least this many items runs on the worker processes while they run, a smaller one
+    #: in this thread; starting them (about 0.2 s, the first time a fork server too) waits for a batch of at least
+    #: ``pool_start_threshold`` items
     process_threshold = 256
+    pool_start_threshold = 1024
 
     def __init__(self, root_folder: PathLike) -> None:
         root = Path(root_folder).expanduser()
@@ -560,7 +563,8 @@ class LocalBackend(Backend):
     ) -> tuple[list[worker.Answer], bytes | None]:
         """The answers for ``tasks``, from the worker processes for a big batch (with the marks the workers left,
         for cleaning up after one that died), else from this thread (and no marks)."""
-        if len(tasks) < self.process_threshold:
+        threshold = self.process_threshold if self.pool.running else self.pool_start_threshold
+        if len(tasks) < max(1, threshold):
             return in_thread(tasks, *head, 0, bytearray(len(tasks)), progress), None
 
         def on_chunk(answers: list[worker.Answer]) -> None:

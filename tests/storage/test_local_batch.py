@@ -29,7 +29,7 @@ def local(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalBacke
     root = tmp_path / "store"
     root.mkdir()
     backend = LocalBackend(root)
-    backend.process_threshold = 10**9 if request.param == "in thread" else 2
+    backend.process_threshold = backend.pool_start_threshold = 10**9 if request.param == "in thread" else 1
     yield backend
     backend.close()
 
@@ -143,7 +143,7 @@ def test_a_killed_worker_fails_its_items_transiently_and_the_pool_is_rebuilt(tmp
     root = tmp_path / "store"
     root.mkdir()
     backend = LocalBackend(root)
-    backend.process_threshold = 2
+    backend.process_threshold = backend.pool_start_threshold = 2
     count = 1500
     sources = make_sources(tmp_path / "src", [256 * (n % 5) for n in range(count)])
     killed: list[int] = []
@@ -186,7 +186,7 @@ def test_idle_workers_are_shut_down_and_close_stops_them(tmp_path: Path) -> None
     root = tmp_path / "store"
     root.mkdir()
     backend = LocalBackend(root)
-    backend.process_threshold = 2
+    backend.process_threshold = backend.pool_start_threshold = 2
     backend.pool.idle_seconds = 0.2
     sources = make_sources(tmp_path / "src", [1] * 40)
     pids: list[int] = []
