@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from oaiod.engine.plan import UNKNOWN, _Unknown
-from oaiod.errors import ValidationError
-from oaiod.model import FILES_VALUES_KEY, validate_file_path
+from oaiod.model import FILES_VALUES_KEY
 
 MANIFEST_KEY = "_oaiod"
 MANIFEST_VERSION = 1
@@ -44,26 +43,31 @@ def remote_files(values: dict[str, Any], client_stamp: str) -> dict[str, RemoteF
     Hashes come from the manifest only when it describes this very version (``stamp == client_stamp``).
     """
     paths = values.get(FILES_VALUES_KEY) or []
-    entries = _fresh_entries(values.get(MANIFEST_KEY), client_stamp)
+    entries = _fresh_entries(values.get(MANIFEST_KEY), client_stamp, paths)
     return {path: entries.get(path, RemoteFile(UNKNOWN)) for path in paths}
 
 
-def _fresh_entries(manifest: Any, client_stamp: str) -> dict[str, RemoteFile]:
+def _fresh_entries(manifest: Any, client_stamp: str, paths: list[str]) -> dict[str, RemoteFile]:
+    """The manifest's entries of ``paths`` (validated ``_file_paths``: other keys are never looked at, so they need
+    no validation); empty when the manifest is not this version's or any entry is malformed."""
     if not isinstance(manifest, dict) or manifest.get("v") != MANIFEST_VERSION:
         return {}
-    if manifest.get("stamp") != client_stamp or not isinstance(manifest.get("files"), dict):
+    files = manifest.get("files")
+    if manifest.get("stamp") != client_stamp or not isinstance(files, dict):
         return {}
     entries: dict[str, RemoteFile] = {}
     try:
-        for path, entry in manifest["files"].items():
-            validate_file_path(path, MANIFEST_KEY)
+        for path in paths:
+            entry = files.get(path)
+            if entry is None:
+                continue
             size, mtime_ns, sha, executable = entry
             if not (isinstance(size, int) and size >= 0 and isinstance(mtime_ns, int) and mtime_ns >= 0):
                 return {}
             if not (isinstance(sha, str) and _SHA.match(sha) and isinstance(executable, bool)):
                 return {}
             entries[path] = RemoteFile(sha, size, mtime_ns, executable)
-    except (ValidationError, TypeError, ValueError):
+    except (TypeError, ValueError):
         return {}
     return entries
 
