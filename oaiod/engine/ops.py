@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from oaiod.engine import localfs
-from oaiod.engine.context import EngineContext, EngineError
+from oaiod.engine.context import EngineContext, EngineError, transfer_batches
 from oaiod.engine.manifest import MANIFEST_KEY, build_manifest, remote_files
 from oaiod.engine.plan import UNKNOWN
 from oaiod.engine.settings import ROOT_OBJECT_NAME
@@ -43,6 +43,7 @@ from oaiod.state.models import (
     ObjectRow,
 )
 from oaiod.state.repo import FileStat
+from oaiod.storage.base import Transfer
 from oaiod.storage.errors import StorageError
 
 if TYPE_CHECKING:
@@ -185,7 +186,10 @@ def set_values(ctx: EngineContext, oaio_id: str, values: dict[str, Any]) -> None
 
 def restore(ctx: EngineContext, oaio_id: str, stamp: str, to: Path | None) -> list[str]:
     """Download version ``stamp`` of an object into ``to`` (a folder of the user's choice) or over the live files
-    (replaced files go to the trash; the restored state is then pushed as a new version). Returns the paths."""
+    (replaced files go to the trash; the restored state is then pushed as a new version). Returns the paths.
+
+    Files come with ``get_many`` in bounded batches into temp files beside their targets, are verified, made
+    durable with one sync per batch and then renamed into place (a file changed meanwhile is not replaced)."""
     row = ctx.repo.get_object(oaio_id)
     if row is None or not row.local_root:
         raise ValidationError("oaio_id", f"{oaio_id} is not a synced folder here")
@@ -194,20 +198,35 @@ def restore(ctx: EngineContext, oaio_id: str, stamp: str, to: Path | None) -> li
         raise ValidationError("stamp", f"the server keeps no version {stamp} of {oaio_id}")
     backend = ctx.backend(version.csh_id or row.csh_id)
     root = Path(to) if to is not None else Path(row.local_root)
+    folders, prefix = localfs.BatchFolders(root), storage_key(oaio_id, stamp)
+    wanted = [
+        (rel, want, Transfer(f"{prefix}/{rel}", localfs.temp_in(folders.parent_of(rel)), want.mtime_ns or None,
+                             want.executable))
+        for rel, want in remote_files(version.values, stamp).items()
+    ]  # fmt: skip
     restored: list[str] = []
-    for rel, want in remote_files(version.values, stamp).items():
-        target = localfs.make_parents(root, rel)
-        temp = localfs.temp_beside(target)
-        backend.get_file(storage_key(oaio_id, stamp, rel), temp)
-        if want.sha256 is not UNKNOWN and file_sha256(temp) != want.sha256:
-            temp.unlink(missing_ok=True)
-            raise EngineError(f"{oaio_id}/{stamp}/{rel}: the stored file does not match its manifest")
-        localfs.set_meta(temp, want.mtime_ns or None, want.executable)
-        expected = localfs.current_stat(target)
-        localfs.install(root, rel, temp, expected)
-        restored.append(rel)
+    for batch in transfer_batches(wanted, lambda entry: entry[1].size):
+        _restore_batch(root, backend, batch, restored)
     ctx.repo.add_history(oaio_id, "restore", str(root), f"version {stamp}: {len(restored)} files")
     return restored
+
+
+def _restore_batch(root: Path, backend: Any, batch: list[tuple[str, Any, Transfer]], restored: list[str]) -> None:
+    """One ``get_many`` of a restore; the first failed or corrupt file stops it (its temp files removed)."""
+    try:
+        results = backend.get_many([item for _rel, _want, item in batch])
+        for (_rel, want, item), got in zip(batch, results, strict=True):
+            if got.error is not None:
+                raise got.error
+            if want.sha256 is not UNKNOWN and got.sha256 != want.sha256:
+                raise EngineError(f"{item.key}: the stored file does not match its manifest")
+        localfs.make_durable(root, [item.local_path for _rel, _want, item in batch])
+        for rel, _want, item in batch:
+            localfs.install_fetched(root, rel, item.local_path, localfs.current_stat(root / rel))
+            restored.append(rel)
+    finally:
+        for _rel, _want, item in batch:  # installed ones are gone already
+            localfs.discard(item.local_path)
 
 
 def gc(ctx: EngineContext) -> dict[str, int]:
