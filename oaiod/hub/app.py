@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -243,6 +243,16 @@ async def json_body(request: Request) -> Any:
 
 ActorDep = Annotated[Actor, Depends(current_actor)]
 BodyDep = Annotated[Any, Depends(json_body)]
+
+
+def json_answer(data: Any, headers: dict[str, str] | None = None) -> Response:
+    """``data`` (plain JSON types) as a response, serialised by :func:`json.dumps` alone.
+
+    A returned dict would first be walked by FastAPI's ``jsonable_encoder``, element by element: for an object
+    whose manifest lists 10,000 files that took ~0.25 s per answer; ``json.dumps`` takes ~0.02 s.
+    """
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return Response(body, media_type="application/json", headers=headers)
 
 
 def _refuse_constant(name: str) -> None:

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from oaiod import __version__
 from oaiod.errors import ValidationError
-from oaiod.hub.app import ActorDep, ChangeNotifier, get_service
+from oaiod.hub.app import ActorDep, ChangeNotifier, get_service, json_answer
 from oaiod.hub.service import HubService
 from oaiod.model import validate_oaio_id, validate_stamp
 
@@ -38,9 +38,9 @@ def deleted(request: Request, actor: ActorDep, since: str | None = None) -> dict
 
 
 @router.get("/versions/{oaio_id}")
-def versions(request: Request, oaio_id: str, actor: ActorDep) -> list[dict[str, Any]]:
+def versions(request: Request, oaio_id: str, actor: ActorDep) -> Any:
     """Every stored version of an object the caller may read, newest first."""
-    return get_service(request).versions(actor, validate_oaio_id(oaio_id))
+    return json_answer(get_service(request).versions(actor, validate_oaio_id(oaio_id)))
 
 
 def _timeout(value: str | None, default: float, most: float) -> float:

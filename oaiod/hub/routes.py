@@ -18,6 +18,7 @@ from oaiod.hub.app import (
     context_ids,
     csrf_check,
     get_service,
+    json_answer,
 )
 from oaiod.hub.errors import BadRequest, NotFound
 from oaiod.hub.service import HubService
@@ -110,12 +111,12 @@ def csh_args(request: Request, csh_id: str, _actor: ActorDep) -> dict[str, Any]:
 
 @router.post("/register/")
 def register(request: Request, actor: ActorDep, body: BodyDep) -> Any:
-    return get_service(request).register(actor, _object(body))
+    return json_answer(get_service(request).register(actor, _object(body)))
 
 
 @router.post("/upload/")
 def upload(request: Request, actor: ActorDep, body: BodyDep) -> Any:
-    return get_service(request).upload(actor, _object(body))
+    return json_answer(get_service(request).upload(actor, _object(body)))
 
 
 @router.post("/delete/")
@@ -128,13 +129,11 @@ def delete(request: Request, actor: ActorDep, body: BodyDep) -> Any:
 
 
 @router.get("/oaio_stampz/")
-def oaio_stampz(request: Request, response: Response, actor: ActorDep, since: str | None = None) -> Any:
+def oaio_stampz(request: Request, actor: ActorDep, since: str | None = None) -> Any:
     """Objects the caller may read, by ``client_stamp``; with ``since`` only those changed after it (part B)."""
     since_stamp = validate_stamp(since, "since") if since is not None else ""
     cursor, items, deleted = get_service(request).list_objects(actor, since_stamp)
-    response.headers["X-Oaiod-Sync-Stamp"] = cursor
-    response.headers["X-Oaiod-Deleted-Count"] = str(deleted)
-    return items
+    return json_answer(items, {"X-Oaiod-Sync-Stamp": cursor, "X-Oaiod-Deleted-Count": str(deleted)})
 
 
 # -- subscriptions and users ------------------------------------------------------------------------------------
