@@ -571,5 +571,9 @@ class LocalBackend(Backend):
             if progress is not None:
                 progress(sum(answer[0] for answer in answers if len(answer) == 4))
 
-        run = self.pool.run(in_process, head, tasks, on_chunk)
+        try:
+            run = self.pool.run(in_process, head, tasks, on_chunk)
+        except OSError as exc:  # no shared marks file: nothing started yet
+            log.warning("no worker processes for %d items (%s); moving them in this thread", len(tasks), exc)
+            return in_thread(tasks, *head, 0, bytearray(len(tasks)), progress), None
         return run.answers, run.marks

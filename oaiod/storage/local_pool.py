@@ -73,13 +73,17 @@ def marks_file(count: int) -> Iterator[tuple[str, mmap.mmap]]:
     try:
         os.ftruncate(fd, count)
         marks = mmap.mmap(fd, count)
+    except OSError:
+        os.unlink(path)
+        raise
     finally:
         os.close(fd)
     try:
         yield path, marks
     finally:
         marks.close()
-        os.unlink(path)
+        with contextlib.suppress(OSError):  # an OSError out of here would read as "nothing started"
+            os.unlink(path)
 
 
 class WorkerPool:
@@ -109,7 +113,8 @@ class WorkerPool:
     def run(self, func: Callable[..., list[Answer]], head: tuple[Any, ...], tasks: list[Any],
             on_chunk: Callable[[list[Answer]], None] | None = None) -> ChunkRun:  # fmt: skip
         """``func(marks_path, *head, first, chunk)`` for chunks of ``tasks`` on the workers; ``on_chunk`` is called
-        with each chunk's answers as they come (in order)."""
+        with each chunk's answers as they come (in order). An ``OSError`` means nothing was started (no marks file);
+        a chunk that could not be handed over or whose worker died answers ``LOST`` for its items."""
         executor, broken = self._acquire(), False
         try:
             with marks_file(len(tasks)) as (path, marks):
@@ -131,8 +136,9 @@ class WorkerPool:
     @staticmethod
     def _submit(executor: ProcessPoolExecutor, func: Callable[..., Any], args: tuple[Any, ...]) -> Future[Any] | None:
         try:
-            return executor.submit(func, *args)
-        except (BrokenProcessPool, RuntimeError):  # RuntimeError: shut down meanwhile (closed)
+            return executor.submit(func, *args)  # may start a worker process
+        except (BrokenProcessPool, RuntimeError, OSError) as exc:  # RuntimeError: shut down meanwhile (closed)
+            log.warning("cannot hand a chunk to the local transfer workers: %r", exc)
             return None
 
     @staticmethod
