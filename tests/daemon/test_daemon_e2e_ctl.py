@@ -6,6 +6,7 @@ scripts — and exit code 3 once no daemon runs. ``share`` right after ``add`` w
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,8 @@ def test_ctl_commands_against_a_running_daemon_and_without_one(cluster: Cluster)
     status = ctl_json(cfg, "status")
     assert status["state"] in ("idle", "syncing") and status["device_id"] == "dev-a" and status["queued"] == []
     assert "last sync" in ctl(cfg, "status").stdout
+    if "PYTHONMALLOC" not in os.environ:  # `oaiod run` re-executed itself (same PID) with glibc's malloc
+        assert b"PYTHONMALLOC=malloc" in Path(f"/proc/{a.proc.pid}/environ").read_bytes().split(b"\0")
 
     work = cluster.base / "work"
     write_tree(work, {f"f{i}.txt": f"version 1 of {i}" for i in range(6)})
