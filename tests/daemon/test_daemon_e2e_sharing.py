@@ -78,6 +78,6 @@ def _readonly_reported(proc, name: str) -> bool:
 
 def _right(proc, oaio_id: str) -> str | None:
     for row in proc.call("ls"):
-        if row["oaio_id"] == oaio_id and row.get("status") != "removed":
+        if row["oaio_id"] == oaio_id and row.get("status") not in ("removed", "excluded"):  # excluded: files stay
             return row.get("right")
     return None
