@@ -544,7 +544,8 @@ def release_free_memory() -> None:
 
 def use_system_malloc() -> None:
     """``oaiod run`` only: re-execute this process (same PID, same arguments) with ``PYTHONMALLOC=malloc``,
-    once, on glibc; returns only when it does not (``PYTHONMALLOC`` already set, not glibc, exec failed).
+    once, on glibc; returns only when it does not (``PYTHONMALLOC`` already set, not glibc, not started as the
+    ``oaiod`` program — the command run in-process by a test runner must not replace that — or exec failed).
 
     Why: CPython's small-object allocator keeps a 1 MiB arena mapped while any object in it lives, so after the
     initial sync of 100,000 files an idle daemon held about 230 MB RSS, mostly arenas left nearly empty by the
@@ -554,6 +555,8 @@ def use_system_malloc() -> None:
     """
     argv = getattr(sys, "orig_argv", None)
     if "PYTHONMALLOC" in os.environ or _MALLOC_TRIM is None or not argv:
+        return
+    if Path(sys.argv[0]).name != "oaiod":  # started as another program (a test runner, an embedding): never exec it
         return
     try:
         os.execve(sys.executable, argv, {**os.environ, "PYTHONMALLOC": "malloc"})
