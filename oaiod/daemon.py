@@ -556,8 +556,9 @@ def use_system_malloc() -> None:
     argv = getattr(sys, "orig_argv", None)
     if "PYTHONMALLOC" in os.environ or _MALLOC_TRIM is None or not argv:
         return
-    if Path(sys.argv[0]).name != "oaiod":  # started as another program (a test runner, an embedding): never exec it
-        return
+    program = Path(sys.argv[0])
+    if program.name != "oaiod" and program.resolve().parent != Path(__file__).resolve().parent:
+        return  # started as another program (a test runner, an embedding), not as oaiod or ``-m oaiod.…``
     try:
         os.execve(sys.executable, argv, {**os.environ, "PYTHONMALLOC": "malloc"})
     except OSError as exc:  # run on with pymalloc: only memory use differs
