@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from oaiod.ignore import IgnoreRules
 from oaiod.state.repo import FileStat, ScanRow, StatRow
@@ -235,7 +234,14 @@ def scan(
             old, row = row, next(rows, None)
             if len(old) > 5 and old[5]:
                 result.unignored.append(rel)
-            if _unchanged(old, st):
+            if (  # unchanged: present, same size, mtime, inode and (rows that have it) executable bit — a chmod
+                # changes no other field. Inline: this runs once per file of every rescan (a call costs ~10 %)
+                old[4]
+                and old[1] == st.st_size
+                and old[2] == st.st_mtime_ns
+                and old[3] == st.st_ino
+                and (len(old) < 7 or old[6] is None or bool(old[6]) == bool(st.st_mode & _stat.S_IXUSR))
+            ):
                 continue
         _look_at_changed(root, _local_file(rel, st), now_ns - st.st_mtime_ns < quiet_ns, result)
     while row is not None:
@@ -243,14 +249,6 @@ def scan(
         row = next(rows, None)
     _not_found(passed, rules, exclude.union(unlisted), result)
     return result
-
-
-def _unchanged(row: tuple[Any, ...], st: os.stat_result) -> bool:
-    """The indexed row still describes the file: present, same size, mtime and inode, and (when the row has it) the
-    same executable bit — a chmod changes neither size nor mtime."""
-    if not (row[4] and row[1] == st.st_size and row[2] == st.st_mtime_ns and row[3] == st.st_ino):
-        return False
-    return len(row) < 7 or row[6] is None or bool(row[6]) == bool(st.st_mode & _stat.S_IXUSR)
 
 
 def _not_found(
