@@ -143,11 +143,11 @@ def _walk_stats(
             rel = folder + entry.name
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    if rel not in exclude and not ignore.ignored(rel, is_dir=True):
+                    if rel not in exclude and not ignore.ignored_entry(rel, entry.name, is_dir=True):
                         stack.append((iter(_listing(entry.path, rel, on_unlisted)), rel + "/"))
                         break  # descend now: the folder's files sort right here
                 elif entry.is_file(follow_symlinks=False):
-                    if not ignore.ignored(rel):
+                    if not ignore.ignored_entry(rel, entry.name):
                         yield rel, entry.stat(follow_symlinks=False)
                 elif entry.is_symlink() and on_symlink and not ignore.ignored(rel):
                     on_symlink(rel)
