@@ -43,6 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "daemon"))
 
 from daemon_helpers import DaemonProcess, wait_for
+from daemon_propagation import cpu_seconds, rss_mb  # bench/ is on sys.path: this script's folder
 
 OAIOD = [sys.executable, "-c", "from oaiod.cli import main; main()"]
 SAMPLE_EVERY = 5.0
@@ -148,18 +149,6 @@ def server_file_count(url: str, password: str) -> int:
     finally:
         api.close()
     return len((roots[0].client_values.get("_oaiod") or {}).get("files") or {}) if roots else 0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def threads(pid: int) -> int:

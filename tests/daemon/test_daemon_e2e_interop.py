@@ -15,22 +15,14 @@ from daemon_helpers import wait_for
 from e2e_helpers import Cluster, first_cycles, root_of, tree, wait_committed, write_tree
 
 from tests.hub.test_ae_client_flow import LocalApi, _close
+from tests.hub.test_ae_client_flow import published_client as ae_client
 
 pytestmark = pytest.mark.integration
 assert LocalApi.__name__ == "LocalApi"  # importing it registers the csh id "Local" with the published client
 
 
 def published_client(hub: Any, folder: Path, device: str) -> OaioClient:
-    client = OaioClient(
-        hub.host,
-        {"username": "alice", "password": hub.users["alice"]},
-        app_id="pubapp",
-        device_id=device,
-        csh_default_id="Local",
-        client_root=str(folder / f"pub-{device}"),
-    )
-    assert client.synchronize_with_server_if_online(), client.error_message
-    return client
+    return ae_client(hub, folder / f"pub-{device}", "alice", device, "pubapp")
 
 
 def test_published_client_and_daemon_interoperate(cluster: Cluster) -> None:

@@ -18,23 +18,14 @@ from oaiod.engine.cycle import SyncEngine
 from oaiod.state import StateRepo
 from oaiod.storage import open_backend
 from tests.engine.conftest import converge, tree, write
-from tests.hub.test_ae_client_flow import LocalApi, _close
+from tests.hub.test_ae_client_flow import LocalApi, _close, published_client
 
 pytestmark = pytest.mark.integration
 assert LocalApi.__name__ == "LocalApi"  # importing it registers the csh id "Local" with the published client
 
 
 def _client(hub: Any, tmp_path: Path, device: str) -> OaioClient:
-    client = OaioClient(
-        hub.host,
-        {"username": "alice", "password": hub.users["alice"]},
-        app_id="pubapp",
-        device_id=device,
-        csh_default_id="Local",
-        client_root=str(tmp_path / f"pub-{device}"),
-    )
-    assert client.synchronize_with_server_if_online(), client.error_message
-    return client
+    return published_client(hub, tmp_path / f"pub-{device}", "alice", device, "pubapp")
 
 
 def test_objects_of_the_published_client_reach_the_engine(hub, make_device, tmp_path) -> None:

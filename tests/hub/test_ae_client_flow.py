@@ -68,17 +68,22 @@ class LocalApi(CshApiBase):
         return ""
 
 
-def _client(hub: HubServer, tmp_path: Path, username: str, device: str) -> OaioClient:
+def published_client(hub: HubServer, root: Path, username: str, device: str, app_id: str) -> OaioClient:
+    """The published client logged in to ``hub`` as ``username`` (Local storage, client root ``root``), synced."""
     client = OaioClient(
         hub.host,
         {"username": username, "password": hub.users[username]},  # type: ignore[attr-defined]
-        app_id="flowapp",
+        app_id=app_id,
         device_id=device,
         csh_default_id="Local",
-        client_root=str(tmp_path / f"client-{username}"),
+        client_root=str(root),
     )
     assert client.synchronize_with_server_if_online(), client.error_message
     return client
+
+
+def _client(hub: HubServer, tmp_path: Path, username: str, device: str) -> OaioClient:
+    return published_client(hub, tmp_path / f"client-{username}", username, device, "flowapp")
 
 
 def _close(client: OaioClient) -> None:
