@@ -475,18 +475,8 @@ class LocalBackend(Backend):
         """Each item as :meth:`put_file` stores one (temp file + rename), with the local file's stat checked
         before and after reading it; folders checked and made once per batch; durable at the next :meth:`flush`."""
         checked = validate_transfers(items)
-        results: list[Transferred | None] = [None] * len(checked)
-        folders: dict[str, str | StorageError] = {}
-        tasks: list[tuple[str, str]] = []
-        places: list[int] = []
-        for index, item in enumerate(checked):
-            head, _, name = item.key.rpartition("/")
-            folder = folders[head] if head in folders else self._batch_folder(head, folders, make=True)
-            if isinstance(folder, StorageError):
-                results[index] = Transferred(item.key, error=folder)
-                continue
-            tasks.append((os.fspath(item.local_path), f"{folder}/{name}"))
-            places.append(index)
+        results, folders, places, paths = self._place_batch(checked, make=True)
+        tasks = [(os.fspath(checked[index].local_path), path) for index, path in zip(places, paths, strict=True)]
         token = os.urandom(6).hex()
         answers, marks = self._run_batch(worker.put_items, worker.put_chunk, (token,), tasks, progress)
         written = [str(folder) for folder in folders.values() if isinstance(folder, str)]
@@ -510,18 +500,11 @@ class LocalBackend(Backend):
         """Each object read once into a new local file (``O_EXCL``) with its sha256 computed on the way, then its
         mtime set; no fsync (the caller syncs). The keys' folders are checked for symlinks once per batch."""
         checked = validate_transfers(items)
-        results: list[Transferred | None] = [None] * len(checked)
-        folders: dict[str, str | StorageError] = {}
-        tasks: list[tuple[str, str, int | None, bool]] = []
-        places: list[int] = []
-        for index, item in enumerate(checked):
-            head, _, name = item.key.rpartition("/")
-            folder = folders[head] if head in folders else self._batch_folder(head, folders, make=False)
-            if isinstance(folder, StorageError):
-                results[index] = Transferred(item.key, error=folder)
-                continue
-            tasks.append((f"{folder}/{name}", os.fspath(item.local_path), item.mtime_ns, item.executable))
-            places.append(index)
+        results, _folders, places, paths = self._place_batch(checked, make=False)
+        tasks = [
+            (path, os.fspath(item.local_path), item.mtime_ns, item.executable)
+            for item, path in zip((checked[index] for index in places), paths, strict=True)
+        ]
         answers, marks = self._run_batch(worker.get_items, worker.get_chunk, (UMASK,), tasks, progress)
         for position, (index, answer) in enumerate(zip(places, answers, strict=True)):
             key = checked[index].key
@@ -533,6 +516,26 @@ class LocalBackend(Backend):
                 with contextlib.suppress(OSError):
                     os.unlink(tasks[position][1])
         return results  # type: ignore[return-value]
+
+    def _place_batch(
+        self, checked: list[Transfer], *, make: bool
+    ) -> tuple[list[Transferred | None], dict[str, str | StorageError], list[int], list[str]]:
+        """Where each item's object lies: ``(results, folders, places, paths)`` — the items whose key folder is
+        refused already have their result (the rest ``None``); ``places`` are the indexes of the others, ``paths``
+        their object paths, in the same order. Each key folder is checked (and made when ``make``) once."""
+        results: list[Transferred | None] = [None] * len(checked)
+        folders: dict[str, str | StorageError] = {}
+        places: list[int] = []
+        paths: list[str] = []
+        for index, item in enumerate(checked):
+            head, _, name = item.key.rpartition("/")
+            folder = folders[head] if head in folders else self._batch_folder(head, folders, make=make)
+            if isinstance(folder, StorageError):
+                results[index] = Transferred(item.key, error=folder)
+                continue
+            places.append(index)
+            paths.append(f"{folder}/{name}")
+        return results, folders, places, paths
 
     def _batch_folder(self, head: str, folders: dict[str, str | StorageError], *, make: bool) -> str | StorageError:
         """The path of the key folder ``head`` (``""``: the root) checked for symlinks leaving the root, and made
