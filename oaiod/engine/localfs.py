@@ -31,7 +31,7 @@ from oaiod.errors import OaiodError, ValidationError
 from oaiod.ignore import STATE_FOLDER, TEMP_PREFIX
 from oaiod.model import validate_file_path
 from oaiod.state.repo import FileStat
-from oaiod.storage.base import current_umask, fsync_path, sync_filesystem
+from oaiod.storage.base import UMASK, fsync_path, sync_filesystem
 
 log = logging.getLogger("oaiod.engine.localfs")
 
@@ -237,7 +237,7 @@ def set_executable(root: Path, rel: str, executable: bool, expected: FileStat | 
     if expected is None or not still_as_indexed(target, expected):
         raise LocalChanged(f"{target} changed since it was indexed; not changing its executable bit")
     mode = target.lstat().st_mode & 0o7777
-    wanted = (mode | (0o111 & ~_umask())) if executable else (mode & ~0o111)
+    wanted = _with_executable(mode, executable)
     if wanted != mode:
         os.chmod(target, wanted)
 
@@ -284,15 +284,14 @@ def make_durable(root: Path, paths: list[Path] | list[str]) -> None:
 
 def set_meta(path: Path, mtime_ns: int | None, executable: bool) -> None:
     """Give a file its mtime (when known) and executable bit (owner, group and others alike, as umask allows)."""
-    mode = path.stat().st_mode & 0o7777
-    mode = (mode | (0o111 & ~_umask())) if executable else (mode & ~0o111)
-    os.chmod(path, mode)
+    os.chmod(path, _with_executable(path.stat().st_mode & 0o7777, executable))
     if mtime_ns:
         os.utime(path, ns=(time.time_ns(), mtime_ns))
 
 
-def _umask() -> int:
-    return current_umask()  # read once at import: setting it to read it is not thread-safe
+def _with_executable(mode: int, executable: bool) -> int:
+    """``mode`` with the executable bits set for owner, group and others as the umask allows, or cleared."""
+    return (mode | (0o111 & ~UMASK)) if executable else (mode & ~0o111)
 
 
 def trash_path(root: Path, rel: str, day: _dt.date | None = None) -> Path:

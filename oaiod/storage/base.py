@@ -430,7 +430,7 @@ def get_one(backend: Backend, item: Transfer, progress: Progress | None) -> Tran
 
 def set_local_meta(path: str, mtime_ns: int | None, executable: bool) -> None:
     """Give a file written by ``get_many`` its mtime and its mode (``0o777``/``0o666`` less the umask)."""
-    os.chmod(path, (0o777 if executable else 0o666) & ~current_umask())
+    os.chmod(path, new_file_mode(executable))
     if mtime_ns is not None:
         os.utime(path, ns=(mtime_ns, mtime_ns))
 
@@ -445,9 +445,9 @@ def _read_umask() -> int:
 UMASK = _read_umask()
 
 
-def current_umask() -> int:
-    """The process umask as read at import."""
-    return UMASK
+def new_file_mode(executable: bool) -> int:
+    """The mode a new file gets from ``open``: ``0o777`` (executable) or ``0o666``, less the umask."""
+    return (0o777 if executable else 0o666) & ~UMASK
 
 
 _CALLER_SYNCS_LOCAL_FILES: contextvars.ContextVar[bool] = contextvars.ContextVar("caller_syncs", default=False)

@@ -35,9 +35,9 @@ from oaiod.storage.base import (
     Progress,
     Transfer,
     Transferred,
-    current_umask,
     get_one,
     map_on_threads,
+    new_file_mode,
     put_one,
 )
 from oaiod.storage.errors import (
@@ -417,7 +417,7 @@ class BatchGet:
                 if digest.hexdigest() != sha256:
                     raise TransientStorageError(f"the bytes of {item.key!r} do not have the announced sha256")
                 file.flush()
-                os.fchmod(file.fileno(), (0o777 if item.executable else 0o666) & ~current_umask())
+                os.fchmod(file.fileno(), new_file_mode(item.executable))
                 if item.mtime_ns is not None:
                     os.utime(file.fileno(), ns=(item.mtime_ns, item.mtime_ns))
                 st = os.fstat(file.fileno())

@@ -139,7 +139,7 @@ def test_set_executable_only_when_still_as_indexed(tmp_path: Path) -> None:
     path.chmod(0o644)
     indexed = _stat(path)
     localfs.set_executable(tmp_path, "run.sh", True, indexed)
-    assert path.stat().st_mode & 0o111 == 0o111 & ~localfs.current_umask() and _stat(path) == indexed
+    assert path.stat().st_mode & 0o111 == 0o111 & ~localfs.UMASK and _stat(path) == indexed
     os.utime(path, ns=(1, 1))
     with pytest.raises(LocalChanged):
         localfs.set_executable(tmp_path, "run.sh", False, indexed)
