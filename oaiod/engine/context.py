@@ -16,7 +16,7 @@ from oaiod.ignore import IgnoreRules
 from oaiod.model import dedefuse
 from oaiod.placeholders import PathMapper
 from oaiod.state.repo import StateRepo
-from oaiod.storage.base import Backend
+from oaiod.storage.base import Backend, Transfer, Transferred
 
 log = logging.getLogger("oaiod.engine")
 
@@ -135,6 +135,17 @@ class EngineContext:
 #: progress advances and a failure stops the commit or pull batch by batch, and temp files stay bounded
 TRANSFER_BATCH_FILES = 500
 TRANSFER_BATCH_BYTES = 64 * 2**20
+
+
+def fetch_one(
+    backend: Backend, key: str, local_path: Path, mtime_ns: int | None = None, executable: bool = False
+) -> Transferred:
+    """One object into the new file ``local_path`` through ``get_many`` (sha256 and stat come back; no second read
+    to hash it); the item's error raised. For the odd single file: batches go through :func:`transfer_batches`."""
+    got = backend.get_many([Transfer(key, str(local_path), mtime_ns, executable)])[0]
+    if got.error is not None:
+        raise got.error
+    return got
 
 
 def transfer_batches(items: Iterable[T], size: Callable[[T], int]) -> Iterator[list[T]]:

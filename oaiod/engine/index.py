@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert
 
-from oaiod.engine.context import EngineContext
+from oaiod.engine.context import EngineContext, fetch_one
 from oaiod.engine.localfs import LocalChanged, LocalFsError, current_stat, safe_join, temp_beside
 from oaiod.engine.manifest import MANIFEST_KEY, RemoteFile, remote_files
 from oaiod.engine.plan import UNKNOWN
@@ -349,8 +349,9 @@ def _fetch_hash(ctx: EngineContext, remote: OaiObject, rel: str, root: Path, exe
     (downloaded to a temp file beside it, then removed)."""
     temp = temp_beside(root / rel)
     try:
-        ctx.backend(remote.csh_id).get_file(storage_key(remote.oaio_id, remote.client_stamp, rel), temp)
-        return RemoteFile(file_sha256(temp), temp.stat().st_size, 0, executable)
+        got = fetch_one(ctx.backend(remote.csh_id), storage_key(remote.oaio_id, remote.client_stamp, rel), temp)
+        assert got.sha256 is not None  # get_many always hashes
+        return RemoteFile(got.sha256, got.size, 0, executable)
     finally:
         temp.unlink(missing_ok=True)
 

@@ -24,7 +24,6 @@ import os
 import secrets
 import shutil
 import stat as _stat
-import time
 from pathlib import Path
 
 from oaiod.errors import OaiodError, ValidationError
@@ -237,7 +236,7 @@ def set_executable(root: Path, rel: str, executable: bool, expected: FileStat | 
     if expected is None or not still_as_indexed(target, expected):
         raise LocalChanged(f"{target} changed since it was indexed; not changing its executable bit")
     mode = target.lstat().st_mode & 0o7777
-    wanted = _with_executable(mode, executable)
+    wanted = (mode | (0o111 & ~UMASK)) if executable else (mode & ~0o111)  # as umask allows, or cleared
     if wanted != mode:
         os.chmod(target, wanted)
 
@@ -280,18 +279,6 @@ def make_durable(root: Path, paths: list[Path] | list[str]) -> None:
                 fsync_path(path)
     except OSError as exc:
         raise LocalFsError(f"cannot make the files written to {root} durable: {exc.strerror or exc}") from exc
-
-
-def set_meta(path: Path, mtime_ns: int | None, executable: bool) -> None:
-    """Give a file its mtime (when known) and executable bit (owner, group and others alike, as umask allows)."""
-    os.chmod(path, _with_executable(path.stat().st_mode & 0o7777, executable))
-    if mtime_ns:
-        os.utime(path, ns=(time.time_ns(), mtime_ns))
-
-
-def _with_executable(mode: int, executable: bool) -> int:
-    """``mode`` with the executable bits set for owner, group and others as the umask allows, or cleared."""
-    return (mode | (0o111 & ~UMASK)) if executable else (mode & ~0o111)
 
 
 def trash_path(root: Path, rel: str, day: _dt.date | None = None) -> Path:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from oaiod.engine import localfs
-from oaiod.engine.context import EngineContext, EngineError, transfer_batches
+from oaiod.engine.context import EngineContext, EngineError, fetch_one, transfer_batches
 from oaiod.engine.manifest import MANIFEST_KEY, build_manifest, remote_files
 from oaiod.engine.plan import UNKNOWN
 from oaiod.engine.settings import ROOT_OBJECT_NAME
@@ -29,7 +29,6 @@ from oaiod.model import (
     storage_key,
 )
 from oaiod.placeholders import _resolved, is_inside
-from oaiod.scanner import file_sha256
 from oaiod.state.models import (
     KIND_DATA,
     KIND_FOLDER,
@@ -444,14 +443,11 @@ def restore_unignored(ctx: EngineContext, oaio_id: str, paths: list[str]) -> lis
 def _fetch_synced(ctx: EngineContext, row: ObjectRow, file: FileRow, root: Path) -> FileStat:
     target = localfs.make_parents(root, file.path)
     temp = localfs.temp_beside(target)
-    try:
-        ctx.backend(row.csh_id).get_file(storage_key(row.oaio_id, row.synced_stamp, file.path), temp)
-        if file_sha256(temp) != file.synced_sha256:
-            raise EngineError(f"{row.oaio_id}/{row.synced_stamp}/{file.path}: the stored file does not match")
-        localfs.set_meta(temp, file.mtime_ns or None, file.synced_executable)
-    except BaseException:
+    key = storage_key(row.oaio_id, row.synced_stamp, file.path)
+    got = fetch_one(ctx.backend(row.csh_id), key, temp, file.mtime_ns or None, file.synced_executable)
+    if got.sha256 != file.synced_sha256:
         temp.unlink(missing_ok=True)
-        raise
+        raise EngineError(f"{row.oaio_id}/{row.synced_stamp}/{file.path}: the stored file does not match")
     return localfs.install(root, file.path, temp, None)
 
 

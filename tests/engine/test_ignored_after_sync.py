@@ -128,3 +128,21 @@ def test_executable_bit_changed_on_the_server_for_an_ignored_file(make_device) -
     report = a.sync()
     assert (report.uploads, report.downloads, report.pushed, report.errors) == (0, 0, 0, [])
     assert not any(row.remote_dirty for row in a.engine.repo.objects())  # every pull completed
+
+
+def test_a_stale_manifests_file_is_hashed_from_storage(make_device) -> None:
+    """``_fetch_hash`` (a server file whose manifest is stale, at an ignored path): downloaded beside its target,
+    hashed by the backend on the way, measured, and removed; nothing else is left in the folder."""
+    import hashlib
+
+    from oaiod.engine.index import _fetch_hash
+
+    a = make_device("alice", "a")
+    write(a.root / "data.bin", "payload v1")
+    converge(a)
+    (remote,) = [o for o in a.api.stampz(None).objects if o.client_values.get("_name") == "oaiod-root"]
+    before = sorted(p.name for p in a.root.iterdir())
+    got = _fetch_hash(a.engine.ctx, remote, "data.bin", a.root, True)
+    assert got.sha256 == hashlib.sha256(b"payload v1").hexdigest()
+    assert (got.size, got.mtime_ns, got.executable) == (len(b"payload v1"), 0, True)
+    assert sorted(p.name for p in a.root.iterdir()) == before

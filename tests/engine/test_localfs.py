@@ -79,15 +79,6 @@ def test_trash_and_purge(tmp_path: Path) -> None:
     assert moved.exists()
 
 
-def test_set_meta(tmp_path: Path) -> None:
-    path = tmp_path / "x"
-    path.write_text("x")
-    localfs.set_meta(path, 1_600_000_000_123_456_789, True)
-    assert path.stat().st_mtime_ns == 1_600_000_000_123_456_789 and os.access(path, os.X_OK)
-    localfs.set_meta(path, None, False)
-    assert not os.access(path, os.X_OK)
-
-
 def test_batch_folders_check_each_folder_once_and_refuse_symlinks_and_files(tmp_path: Path) -> None:
     root, outside = tmp_path / "root", tmp_path / "outside"
     outside.mkdir()
