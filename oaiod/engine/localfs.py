@@ -30,7 +30,8 @@ from oaiod.errors import OaiodError, ValidationError
 from oaiod.ignore import STATE_FOLDER, TEMP_PREFIX
 from oaiod.model import validate_file_path
 from oaiod.state.repo import FileStat
-from oaiod.storage.base import UMASK, fsync_path, sync_filesystem
+from oaiod.storage.base import UMASK
+from oaiod.storage.fsops import fsync_path, rename_noreplace, sync_filesystem
 
 log = logging.getLogger("oaiod.engine.localfs")
 
@@ -212,18 +213,24 @@ def install_fetched(root: Path, rel: str, temp: str, expected: FileStat | None) 
 
     ``rel`` was validated and its folder checked when ``temp`` was written there (:class:`BatchFolders`); the
     target must be a plain name in that same folder (the string compared, no second validation or lstat per
-    component), so the rename cannot lead anywhere else. Between the check and the rename lies one system call.
+    component), so the rename cannot lead anywhere else. A file expected absent is renamed only if nothing is at the
+    target (one atomic call); one expected present is checked, and between that check and the rename lies one
+    system call.
     """
     target = f"{root}/{rel}"
     folder, _, name = target.rpartition("/")
     if folder != temp.rpartition("/")[0] or name in ("", ".", "..") or "\x00" in name:
         raise UnsafePath(rel, f"not a file name beside {temp}; not installing it")
-    if not still_as_indexed(target, expected):
-        raise LocalChanged(f"{target} changed since it was indexed; keeping it")
-    if expected is not None and expected.present:  # still as indexed, so it is there: keep it in the trash
-        to_trash(root, rel, keep=True)
+    replacing = expected is not None and expected.present
+    if replacing:
+        if not still_as_indexed(target, expected):
+            raise LocalChanged(f"{target} changed since it was indexed; keeping it")
+        to_trash(root, rel, keep=True)  # still as indexed, so it is there: keep it in the trash
     try:
-        os.replace(temp, target)
+        if replacing:
+            os.replace(temp, target)
+        elif not rename_noreplace(temp, target):  # expected absent: whatever appeared meanwhile is the user's
+            raise LocalChanged(f"{target} appeared since the folder was indexed; keeping it")
     except OSError as exc:  # e.g. the folder was swapped for a symlink: the temp file is not found through it
         raise LocalFsError(f"cannot rename {temp} to {target}: {exc.strerror}") from exc
     return target
@@ -316,15 +323,20 @@ def install(root: Path, rel: str, temp: Path, expected: FileStat | None) -> File
     """Rename the complete, verified ``temp`` to ``root/rel`` if the file there is still as indexed.
 
     The replaced file goes to the trash first. Returns the installed file's stat; raises LocalChanged (and removes
-    ``temp``) when the user changed the file meanwhile. Between the check and the rename lies one system call.
+    ``temp``) when the user changed the file meanwhile. A file expected absent is renamed only if nothing is at
+    the target (one atomic call); between the check of a present one and the rename lies one system call.
     """
     target = make_parents(root, rel)
-    if not still_as_indexed(target, expected):
+    replacing = expected is not None and expected.present
+    if replacing and not still_as_indexed(target, expected):
         temp.unlink(missing_ok=True)
         raise LocalChanged(f"{target} changed since it was indexed; keeping it")
-    if expected is not None and expected.present:  # still as indexed, so it is there: keep it in the trash
+    if replacing:  # still as indexed, so it is there: keep it in the trash
         to_trash(root, rel, keep=True)
-    os.replace(temp, target)
+        os.replace(temp, target)
+    elif not rename_noreplace(temp, target):  # expected absent: whatever appeared meanwhile is the user's
+        temp.unlink(missing_ok=True)
+        raise LocalChanged(f"{target} appeared since the folder was indexed; keeping it")
     st = target.lstat()
     return FileStat(st.st_size, st.st_mtime_ns, st.st_ino)
 

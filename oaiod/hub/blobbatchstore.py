@@ -40,7 +40,7 @@ from oaiod.hub.blobstore import BlobInfo, BlobStore, Garbage, NameWrite, fsync_f
 from oaiod.hub.errors import BadRequest, Forbidden, HubError, InsufficientStorage, NotFound, TooLarge
 from oaiod.hub.service import Actor
 from oaiod.model import now_stamp
-from oaiod.storage.base import sync_filesystem
+from oaiod.storage.fsops import sync_filesystem
 
 log = logging.getLogger("oaiod.hub.blobs")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import abc
 import contextlib
 import contextvars
-import ctypes
 import hashlib
 import ipaddress
 import logging
@@ -489,43 +488,6 @@ def atomic_local_file(local_path: PathLike) -> Iterator[IO[bytes]]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-def _libc_syncfs() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL(None, use_errno=True).syncfs  # Linux; ctypes releases the GIL during the call
-    except (AttributeError, OSError):
-        return None
-
-
-_SYNCFS = _libc_syncfs()
-
-
-def sync_filesystem(path: PathLike) -> bool:
-    """Write out every dirty file of the filesystem holding the folder ``path`` (Linux ``syncfs(2)``): one call
-    instead of an fsync per file and folder. False where the call does not exist (then fsync what you wrote)."""
-    if _SYNCFS is None:
-        return False
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if _SYNCFS(fd) != 0:
-            code = ctypes.get_errno()
-            raise OSError(code, os.strerror(code), str(path))
-    finally:
-        os.close(fd)
-    return True
-
-
-def fsync_path(path: PathLike) -> None:
-    """fsync a file or folder by name (a folder: the renames in it); best effort where folders cannot be opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except IsADirectoryError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def checked_listing(infos: Iterator[ObjectInfo], source: str) -> Iterator[ObjectInfo]:

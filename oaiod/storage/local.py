@@ -52,8 +52,6 @@ from oaiod.storage.base import (
     atomic_local_file,
     check_args,
     checked_listing,
-    fsync_path,
-    sync_filesystem,
     validate_pairs,
     validate_transfers,
 )
@@ -66,6 +64,7 @@ from oaiod.storage.errors import (
     StoragePermissionDenied,
     TransientStorageError,
 )
+from oaiod.storage.fsops import fsync_path, sync_filesystem
 from oaiod.storage.keys import TEMP_PREFIX, join_key, validate_key, validate_prefix
 from oaiod.storage.local_pool import WorkerPool
 

@@ -135,3 +135,25 @@ def test_set_executable_only_when_still_as_indexed(tmp_path: Path) -> None:
     with pytest.raises(LocalChanged):
         localfs.set_executable(tmp_path, "run.sh", False, indexed)
     assert path.stat().st_mode & 0o100
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink", "folder"])
+def test_install_fetched_never_replaces_what_appeared(tmp_path: Path, kind: str) -> None:
+    """A download expected to be new is renamed only if nothing is at its name by then: the check and the rename
+    are one call, so a file the user saved (or a symlink planted) a moment before stays as it is."""
+    folder = localfs.BatchFolders(tmp_path).parent_of("d/f.txt")
+    temp = localfs.temp_in(folder)
+    Path(temp).write_text("remote")
+    target = tmp_path / "d" / "f.txt"
+    if kind == "file":
+        target.write_text("user's")
+    elif kind == "symlink":
+        target.symlink_to(tmp_path / "outside")
+    else:
+        target.mkdir()
+    with pytest.raises(LocalChanged, match="appeared"):
+        localfs.install_fetched(tmp_path, "d/f.txt", temp, None)
+    assert Path(temp).read_text() == "remote"  # left to the caller, which discards it
+    assert not (tmp_path / "outside").exists()
+    if kind == "file":
+        assert target.read_text() == "user's"
