@@ -1,12 +1,13 @@
 """The file-moving side of :meth:`LocalBackend.put_many` / ``get_many``, run in worker processes or in-process.
 
-Plain functions over plain tuples that import only the standard library, so a worker process starts fast and
-pickling stays cheap. The caller (:mod:`oaiod.storage.local`) has already checked the keys, resolved and made the
-folders and refused symlinks leaving the root; here each item costs as few system calls as it can:
+Plain functions over plain tuples that import only the standard library (and :mod:`~oaiod.storage.fsops`, which
+does too), so a worker process starts fast and pickling stays cheap. The caller (:mod:`oaiod.storage.local`) has
+already checked the keys, resolved and made the folders and refused symlinks leaving the root; here each item costs
+as few system calls as it can:
 
 * put: open the source, fstat, create a temp file beside the target (``O_EXCL|O_NOFOLLOW``), copy
-  (``copy_file_range``, else read/write in bounded memory), fstat the source again (changed: fail), fsync only when
-  an object is replaced, close, rename over the target.
+  (``copy_file_range``, else read/write in bounded memory), fstat the source again (changed: fail), close, rename
+  without replacing (an object there: fsync the temp file first, then rename over it).
 * get: open the object, fstat, create the new local file (``O_EXCL|O_NOFOLLOW``, its mode), read + sha256 + write
   in one pass, futimens, fstat, close. No fsync: the caller syncs a whole batch.
 
@@ -29,7 +30,10 @@ import stat
 from collections.abc import Callable, Iterator
 from typing import Any
 
-#: must equal :data:`oaiod.storage.keys.TEMP_PREFIX` (not imported: this module imports the standard library only)
+from oaiod.storage.fsops import fsync_path, rename_noreplace
+
+#: must equal :data:`oaiod.storage.keys.TEMP_PREFIX` (not imported: this module imports the standard library and
+#: the stdlib-only fsops alone)
 TEMP_PREFIX = ".oaiod-tmp-"
 CHUNK = 1024 * 1024  #: read/write buffer
 COPY_PIECE = 64 * CHUNK  #: bytes per copy_file_range call (progress granularity for big files)
@@ -130,23 +134,15 @@ def _fill_and_rename(src: int, dst: int, before: os.stat_result, source: str, te
         if copied != before.st_size or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
             _discard(dst, temp)
             return (CHANGED, 0, f"{source} changed while it was read")
-        if _lexists(target):
-            os.fsync(dst)  # replacing an object: the old or the new one after a power loss, never an empty file
         fd, dst = dst, -1  # closed even when close fails: never closed twice
         os.close(fd)
-        os.rename(temp, target)
+        if not rename_noreplace(temp, target):  # replacing an object: first its data, so that a power loss leaves
+            fsync_path(temp)  # the old or the new one, never an empty file
+            os.rename(temp, target)
     except OSError as exc:
         _discard(dst, temp)
         return (HOST, exc.errno, f"cannot store {target}: {exc.strerror}")
     return (before.st_size, before.st_mtime_ns, before.st_ino, None)
-
-
-def _lexists(path: str) -> bool:
-    try:
-        os.lstat(path)
-    except FileNotFoundError:
-        return False
-    return True
 
 
 def _copy(src: int, dst: int, size: int, progress: Progress) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from oaiod.storage import keys, local_worker
+from oaiod.storage import fsops, keys, local_worker
 from oaiod.storage.base import UMASK, Transfer
 from oaiod.storage.errors import LocalFileChanged, ObjectNotFound, StoragePermissionDenied, TransientStorageError
 from oaiod.storage.local import LocalBackend
@@ -214,7 +214,8 @@ def alive(pid: int) -> bool:
 
 
 def test_the_worker_module_needs_only_the_standard_library() -> None:
-    """Its own imports are stdlib (what the package's __init__ pulls in is the package's business)."""
+    """Its own imports are stdlib and the stdlib-only fsops (what the package's __init__ pulls in is the package's
+    business)."""
     assert local_worker.TEMP_PREFIX == keys.TEMP_PREFIX
     code = (
         "import ast, sys; tree = ast.parse(open(sys.argv[1]).read());"
@@ -222,5 +223,6 @@ def test_the_worker_module_needs_only_the_standard_library() -> None:
         " | {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module};"
         "print(sorted(m for m in names if m.split('.')[0] not in sys.stdlib_module_names))"
     )
-    found = subprocess.run([sys.executable, "-c", code, local_worker.__file__], capture_output=True, text=True)
-    assert found.stdout.strip() == "[]", found.stderr
+    for module, allowed in ((local_worker, "['oaiod.storage.fsops']"), (fsops, "[]")):
+        found = subprocess.run([sys.executable, "-c", code, module.__file__], capture_output=True, text=True)
+        assert found.stdout.strip() == allowed, found.stderr
