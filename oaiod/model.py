@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from oaiod import jsoncodec
 from oaiod.errors import ValidationError
 
 # -- access rights: C create (and delete, update), D delete (and update), U update, r read, x none -------------
@@ -313,6 +314,20 @@ def validate_oaio_id(value: Any, fld: str = "oaio_id") -> str:
 
 
 _DRIVE = re.compile(r"\A[A-Za-z]:")
+#: a path :func:`validate_file_path` accepts, in the common form: printable ASCII, components of 1-255 characters
+#: but neither ``.`` nor ``..``, no backslash, no drive; any other path takes the full checks (and their messages)
+_PLAIN_COMPONENT = rf"(?!\.\.?(?:/|\Z))[\x20-\x2e\x30-\x5b\x5d-\x7e]{{1,{MAX_PATH_COMPONENT_BYTES}}}"
+_PLAIN_PATH = re.compile(rf"(?![A-Za-z]:){_PLAIN_COMPONENT}(?:/{_PLAIN_COMPONENT})*")
+
+
+def _is_plain_path(value: Any) -> bool:
+    """True for a path of the common form (see :data:`_PLAIN_PATH`): then every check would pass (~5x faster)."""
+    return (
+        isinstance(value, str)
+        and value.isascii()
+        and len(value) <= MAX_PATH_BYTES
+        and _PLAIN_PATH.fullmatch(value) is not None
+    )
 
 
 def validate_file_path(value: Any, fld: str = FILES_VALUES_KEY) -> str:
@@ -321,6 +336,13 @@ def validate_file_path(value: Any, fld: str = FILES_VALUES_KEY) -> str:
     Refused: absolute and drive paths, empty, ``.`` and ``..`` components, backslashes, control characters,
     a trailing ``/``, over-long components or paths.
     """
+    if _is_plain_path(value):
+        return value
+    return _check_file_path(value, fld)
+
+
+def _check_file_path(value: Any, fld: str) -> str:
+    """Every check of :func:`validate_file_path`, one by one, each with its own message."""
     if not isinstance(value, str):
         raise ValidationError(fld, f"a path must be a string, not {type(value).__name__}")
     shown = repr(value[:80])
@@ -380,26 +402,44 @@ def validate_file_paths(value: Any, fld: str = FILES_VALUES_KEY) -> list[str]:
         raise ValidationError(fld, f"lists more than {MAX_FILE_PATHS} files")
     seen: set[str] = set()
     for path in value:
-        validate_file_path(path, fld)
+        if not _is_plain_path(path):
+            _check_file_path(path, fld)
         if path in seen:
             raise ValidationError(fld, f"lists {path[:80]!r} twice")
         seen.add(path)
     return value
 
 
-def validate_values(value: Any, fld: str = "client_values", *, max_bytes: int = MAX_VALUES_BYTES) -> dict[str, Any]:
-    """An object's values: a JSON object within ``max_bytes``; reserved keys of the right form.
+def validate_json_object(value: Any, fld: str, *, max_bytes: int = MAX_VALUES_BYTES) -> dict[str, Any]:
+    """A JSON object of plain JSON (no NaN/Infinity) whose ``json.dumps()`` is at most ``max_bytes`` in UTF-8.
 
-    Any other key is user data and passes untouched.
+    The size is measured with :func:`oaiod.jsoncodec.dumps` (compact): ``json.dumps``' default form adds one space
+    per ``,`` and ``:`` and writes no float more than 1.25x longer, so it is at most twice as long; only a value
+    near the limit by that bound is measured again the old (slow) way, and the accepted set is the same.
     """
     if not isinstance(value, dict):
         raise ValidationError(fld, f"must be a JSON object, not {type(value).__name__}")
     try:
-        size = len(json.dumps(value, allow_nan=False, ensure_ascii=False).encode())
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise ValidationError(fld, f"is not plain JSON: {exc}") from None
+        size = len(jsoncodec.dumps(value))
+    except (TypeError, ValueError, RecursionError):
+        size = -1  # the measure below raises the very error it always did
+    if size < 0 or 2 * size > max_bytes:
+        try:
+            size = len(json.dumps(value, allow_nan=False, ensure_ascii=False).encode())
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ValidationError(fld, f"is not plain JSON: {exc}") from None
     if size > max_bytes:
         raise ValidationError(fld, f"is {size} bytes, more than the limit of {max_bytes}")
+    return value
+
+
+def validate_values(value: Any, fld: str = "client_values", *, max_bytes: int = MAX_VALUES_BYTES) -> dict[str, Any]:
+    """An object's values: a JSON object within ``max_bytes`` (:func:`validate_json_object`); reserved keys of
+    the right form.
+
+    Any other key is user data and passes untouched.
+    """
+    validate_json_object(value, fld, max_bytes=max_bytes)
     if NAME_VALUES_KEY in value:
         validate_name(value[NAME_VALUES_KEY], f"{fld}.{NAME_VALUES_KEY}", max_chars=MAX_ID_BYTES)
     if ROOT_VALUES_KEY in value:
@@ -421,8 +461,12 @@ def validate_exact_keys(data: Any, keys: Iterable[str], what: str, *, optional: 
     return data
 
 
-def validate_object_dict(data: Any, *, what: str = "object") -> OaiObject:
-    """An :class:`OaiObject` from untrusted JSON: exactly :data:`OBJECT_KEYS`, each of the right type and form."""
+def validate_object_dict(data: Any, *, what: str = "object", server_values_ignored: bool = False) -> OaiObject:
+    """An :class:`OaiObject` from untrusted JSON: exactly :data:`OBJECT_KEYS`, each of the right type and form.
+
+    ``server_values_ignored``: the caller neither stores nor returns ``server_values`` (the hub's register and
+    upload), so they are only checked to be a JSON object within the size limit, not key by key.
+    """
     validate_exact_keys(data, OBJECT_KEYS, what)
     csh_id = data["csh_id"]
     if csh_id is not None:
@@ -435,7 +479,9 @@ def validate_object_dict(data: Any, *, what: str = "object") -> OaiObject:
         client_stamp=validate_stamp(data["client_stamp"], "client_stamp"),
         server_stamp=validate_stamp(data["server_stamp"], "server_stamp", allow_empty=True),
         client_values=validate_values(data["client_values"], "client_values"),
-        server_values=validate_values(data["server_values"], "server_values"),
+        server_values=(validate_json_object if server_values_ignored else validate_values)(
+            data["server_values"], "server_values"
+        ),
         csh_id=csh_id,
         username=validate_name(data["username"], "username", allow_empty=True),
         device_id=validate_name(data["device_id"], "device_id", allow_empty=True),
