@@ -9,7 +9,6 @@ copy-pasteable ``curl`` line with secrets masked, and timed in :attr:`HttpClient
 
 from __future__ import annotations
 
-import json as _json
 import logging
 import random
 import time
@@ -22,7 +21,7 @@ from urllib.parse import urlsplit
 import requests
 import requests.adapters
 
-from oaiod import __version__
+from oaiod import __version__, jsoncodec
 from oaiod.http.errors import (
     ProtocolError,
     RemoteError,
@@ -175,7 +174,7 @@ class HttpClient:
         url = self.url(path)
         call_headers = dict(headers or {})
         if json is not _UNSET:
-            data = _json.dumps(json, ensure_ascii=False, allow_nan=False).encode()
+            data = jsoncodec.dumps(json)  # compact UTF-8; NaN, Infinity and what is not JSON raise as in json.dumps
             call_headers.setdefault("Content-Type", "application/json")
         rewind = _rewinder(data)
         repeatable = (method in IDEMPOTENT_METHODS if idempotent is None else idempotent) and rewind is not None

@@ -15,6 +15,7 @@ from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
+from oaiod import jsoncodec
 from oaiod.model import STAMP_FORMAT, stamp_to_datetime
 
 NAME = String(150)  # user, device and app ids
@@ -181,13 +182,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``: SQLite gets WAL, foreign keys and a busy timeout; PostgreSQL a bigger pool."""
+    """An engine for ``url``: SQLite gets WAL, foreign keys and a busy timeout; PostgreSQL a bigger pool.
+
+    JSON columns are written by :func:`oaiod.jsoncodec.dumps_text` (compact UTF-8; an object's values can be a
+    megabyte, written twice per upload) and read by the driver's default ``json.loads``.
+    """
     parsed = sa.engine.make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = sa.create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, json_serializer=jsoncodec.dumps_text
+        )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return sa.create_engine(
+        url, pool_size=10, max_overflow=20, pool_pre_ping=True, json_serializer=jsoncodec.dumps_text
+    )
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic.util import CommandError
 from sqlalchemy.engine import Engine
 
-from oaiod import migrate
+from oaiod import jsoncodec, migrate
 from oaiod.errors import OaiodError
 
 log = logging.getLogger("oaiod.state")
@@ -51,8 +51,14 @@ def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
 
 
 def create_engine(path: Path) -> Engine:
-    """A SQLAlchemy engine on ``path`` with WAL, foreign keys and a busy timeout on every connection."""
-    engine = sa.create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False})
+    """A SQLAlchemy engine on ``path`` with WAL, foreign keys and a busy timeout on every connection.
+
+    JSON columns (an object's values hold its manifest: 10,000 files ≈ 1.4 MB) are written by
+    :func:`oaiod.jsoncodec.dumps_text` and read by the stdlib.
+    """
+    engine = sa.create_engine(
+        f"sqlite:///{path}", connect_args={"check_same_thread": False}, json_serializer=jsoncodec.dumps_text
+    )
     sa.event.listen(engine, "connect", _on_connect)
     return engine
 
