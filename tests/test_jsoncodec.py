@@ -14,6 +14,7 @@ import pytest
 from oaiod import jsoncodec
 from oaiod.errors import ValidationError
 from oaiod.model import validate_json_object, validate_values
+from tests.hub.objects import new_object, next_version
 
 
 def stdlib(obj: Any) -> bytes:
@@ -140,3 +141,54 @@ def test_validate_values_errors_unchanged() -> None:
     with pytest.raises(ValidationError, match="is not plain JSON: Object of type set"):
         validate_values({"a": {1}})
     assert validate_values({"big": 2**70}) == {"big": 2**70}
+
+
+# -- through a real hub (SQLite): request decoding, validation, the database's JSON columns, the answers --------
+
+
+def _register(session: Any, **values: Any) -> dict[str, Any]:
+    answer = session.post("register/", json=new_object(session.username, **values))
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_hub_keeps_values_exactly(hub: Any, hub_session: Any) -> None:
+    values = {
+        "big": [2**70, -(2**63) - 1, 2**64 - 1],
+        "floats": [1e16, 1e-05, 0.1, -0.0],
+        "text": "日本 \x00 \u2028 null",
+        "nothing": None,
+        "_file_paths": ["d/é.txt", "a b/c"],
+    }
+    alice = hub_session(hub, "alice")
+    stored = _register(alice, **values)
+    listed = alice.get("oaio_stampz/").json()[0]["client_values"]
+    for answer in (stored["client_values"], listed):
+        assert answer == {"_name": "note", **values}
+        assert all(type(number) is int for number in answer["big"])
+
+
+def test_hub_refuses_non_finite_numbers(hub: Any, hub_session: Any) -> None:
+    alice = hub_session(hub, "alice")
+    body = json.dumps(new_object("alice")).replace('"client_values": {', '"client_values": {"x": NaN, ')
+    refused = alice.post("register/", data=body, headers={"Content-Type": "application/json"})
+    assert refused.status_code == 400 and refused.json()["error"] == "bad_request", refused.text
+    overflow = body.replace("NaN", "1e400")  # the stdlib parser reads Infinity: the value check refuses it
+    refused = alice.post("register/", data=overflow, headers={"Content-Type": "application/json"})
+    assert refused.status_code == 400 and refused.json()["field"] == "client_values", refused.text
+    assert alice.get("oaio_stampz/").json() == []
+
+
+def test_hub_checks_ignored_server_values_only_for_form(hub: Any, hub_session: Any) -> None:
+    """register/ and upload/ never read a request's server_values: a JSON object within the limit is enough."""
+    alice = hub_session(hub, "alice")
+    stored = _register(alice, text="one")
+    update = {**next_version(stored, text="two"), "server_values": {"_file_paths": ["../x"], "_name": 5}}
+    uploaded = alice.post("upload/", json=update)
+    assert uploaded.status_code == 200, uploaded.text
+    assert uploaded.json()["server_values"] == stored["client_values"]
+    for bad in ([], "x", None):
+        refused = alice.post("upload/", json={**next_version(uploaded.json(), text="3"), "server_values": bad})
+        assert refused.status_code == 400 and refused.json()["field"] == "server_values", refused.text
+    refused = alice.post("upload/", json={**next_version(uploaded.json(), text="4"), "client_values": {"_name": 5}})
+    assert refused.status_code == 400 and refused.json()["field"] == "client_values._name", refused.text

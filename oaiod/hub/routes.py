@@ -49,7 +49,13 @@ for _path in POST_ROUTES:
 
 
 def _object(data: Any) -> OaiObject:
-    return validate_object_dict(data)
+    """The object of a register or upload request.
+
+    The hub never reads a request's ``server_values``: register stores ``{}``, upload moves the stored newest
+    version's values there (see :class:`HubService`). So they are only checked to be a JSON object within the
+    size limit; everything stored or returned is validated in full.
+    """
+    return validate_object_dict(data, server_values_ignored=True)
 
 
 # -- session ------------------------------------------------------------------------------------------------------
