@@ -315,9 +315,12 @@ def validate_oaio_id(value: Any, fld: str = "oaio_id") -> str:
 
 _DRIVE = re.compile(r"\A[A-Za-z]:")
 #: a path :func:`validate_file_path` accepts, in the common form: printable ASCII, components of 1-255 characters
-#: but neither ``.`` nor ``..``, no backslash, no drive; any other path takes the full checks (and their messages)
-_PLAIN_COMPONENT = rf"(?!\.\.?(?:/|\Z))[\x20-\x2e\x30-\x5b\x5d-\x7e]{{1,{MAX_PATH_COMPONENT_BYTES}}}"
-_PLAIN_PATH = re.compile(rf"(?![A-Za-z]:){_PLAIN_COMPONENT}(?:/{_PLAIN_COMPONENT})*")
+#: but neither ``.`` nor ``..``, no backslash, no drive; any other path takes the full checks (and their messages).
+#: ``_PLAIN_PATH_LINES`` matches such paths one per line (a component ends at ``/``, a line break or the end).
+_PLAIN_COMPONENT = rf"(?!\.\.?(?:[/\n]|\Z))[\x20-\x2e\x30-\x5b\x5d-\x7e]{{1,{MAX_PATH_COMPONENT_BYTES}}}"
+_PLAIN_PATH_PATTERN = rf"(?![A-Za-z]:){_PLAIN_COMPONENT}(?:/{_PLAIN_COMPONENT})*"
+_PLAIN_PATH = re.compile(_PLAIN_PATH_PATTERN)
+_PLAIN_PATH_LINES = re.compile(rf"{_PLAIN_PATH_PATTERN}(?:\n{_PLAIN_PATH_PATTERN})*")
 
 
 def _is_plain_path(value: Any) -> bool:
@@ -327,6 +330,22 @@ def _is_plain_path(value: Any) -> bool:
         and value.isascii()
         and len(value) <= MAX_PATH_BYTES
         and _PLAIN_PATH.fullmatch(value) is not None
+    )
+
+
+def _all_plain_and_distinct(paths: list[Any]) -> bool:
+    """True when every entry is a plain path (:func:`_is_plain_path`) and none repeats: one regex over them all,
+    ~3x faster than one call per path."""
+    try:
+        text = "\n".join(paths)
+    except TypeError:  # an entry that is not a string
+        return False
+    return (
+        text.isascii()
+        and text.count("\n") == len(paths) - 1  # no entry holds a line break: the lines are the entries
+        and max(map(len, paths)) <= MAX_PATH_BYTES
+        and _PLAIN_PATH_LINES.fullmatch(text) is not None
+        and len(set(paths)) == len(paths)
     )
 
 
@@ -400,7 +419,9 @@ def validate_file_paths(value: Any, fld: str = FILES_VALUES_KEY) -> list[str]:
         raise ValidationError(fld, f"must be a list of paths, not {type(value).__name__}")
     if len(value) > MAX_FILE_PATHS:
         raise ValidationError(fld, f"lists more than {MAX_FILE_PATHS} files")
-    seen: set[str] = set()
+    if value and _all_plain_and_distinct(value):
+        return value
+    seen: set[str] = set()  # one by one, for the first bad entry's message
     for path in value:
         if not _is_plain_path(path):
             _check_file_path(path, fld)

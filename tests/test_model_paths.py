@@ -7,6 +7,7 @@ Both are compared on hand-picked tricky paths and on random ones built from the 
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,7 @@ from oaiod.errors import ValidationError
 from oaiod.model import (
     MAX_PATH_BYTES,
     MAX_PATH_COMPONENT_BYTES,
+    _all_plain_and_distinct,
     _check_file_path,
     _is_plain_path,
     validate_file_path,
@@ -72,6 +74,38 @@ def test_fast_path_agrees_on_random_paths() -> None:
         value = "/".join(parts)
         assert_same(value)
         assert_same(value[: MAX_PATH_BYTES + rng.randint(-2, 2)])
+
+
+def one_by_one(paths: list[Any]) -> bool:
+    """The reference verdict on a list: every entry passes the full checks, and none repeats."""
+    return all(verdict(_check_file_path, path) for path in paths) and len(set(map(repr, paths))) == len(paths)
+
+
+def list_verdict(paths: list[Any]) -> bool:
+    try:
+        validate_file_paths(paths)
+    except ValidationError:
+        return False
+    return True
+
+
+def test_list_fast_path_agrees() -> None:
+    """The whole-list regex (lines of plain paths) must not let a bad entry hide at a line boundary."""
+    cases: list[list[Any]] = [[value] for value in TRICKY + NOT_STRINGS]
+    cases += (
+        [["a", value] for value in TRICKY]
+        + [[value, "b"] for value in TRICKY]
+        + [["a", value, "b"] for value in TRICKY]
+    )
+    cases += [["a\n.", "b"], ["a", ".\nb"], ["a\nb"], ["a", "a"], ["a/b", "a/b/"], ["x", "C:y"], ["x\n", "y"], []]
+    rng = random.Random(11)
+    pool = ["a", "b/c", ".", "..", "a/.", "../a", "C:x", "x:C", "é", "a\nb", "\n", "", "a//b", "a/", "...", "a b"]
+    cases += [[rng.choice(pool) for _ in range(rng.randint(1, 6))] for _ in range(3000)]
+    for paths in cases:
+        assert list_verdict(paths) == one_by_one(paths), paths
+    many = [f"d{number // 100:04d}/f{number:06d}.dat" for number in range(10_000)]
+    assert _all_plain_and_distinct(many) and validate_file_paths(many) is many
+    assert not _all_plain_and_distinct([*many, many[5]])
 
 
 def test_plain_paths_take_the_fast_path() -> None:
