@@ -111,6 +111,10 @@ def test_list_fast_path_agrees() -> None:
 def test_plain_paths_take_the_fast_path() -> None:
     for value in ("a", "d0001/f000123.dat", "My Documents/report (final) #2.pdf", "a/C:x", "...", f"x/{LONG}"):
         assert _is_plain_path(value), value
+    # names beyond ASCII, and storage keys (an oaio id's defused characters) take it too
+    for value in ("Übersicht/Straße.txt", "日本/語.txt", "oaiod⫻u5﹫b⁄oaiod-root⁄20261122054107025030/x/f.dat"):
+        assert _is_plain_path(value), value
+    assert _all_plain_and_distinct(["Übersicht/a.txt", "日本/語.txt", "plain/ascii"])
 
 
 def test_list_keeps_its_first_error() -> None:
