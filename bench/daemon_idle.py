@@ -17,7 +17,7 @@ cProfile sees only the main thread): N thread dumps (``kill -USR1``: the daemon'
 thread's stack to its stderr) half a second apart, and the most frequent innermost frames.
 
 The daemon's memory: ``oaiod run`` re-executes itself with ``PYTHONMALLOC=malloc`` and trims glibc's heap after
-every cycle (``oaiod.daemon.use_system_malloc``/``release_free_memory``). Before that, the idle daemon held
+every cycle (``oaiod.heap.use_system_malloc``/``release_free_memory``). Before that, the idle daemon held
 302 MB after the initial sync (pymalloc arenas and glibc heap pages left by the sync's temporary objects; about
 85 MB were live); trimming alone gave 228 MB, both 123 MB. Run with ``PYTHONMALLOC=pymalloc`` to compare.
 

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from oaiod.engine.cycle import SyncEngine  # noqa: E402
 from oaiod.engine.settings import EngineSettings  # noqa: E402
+from oaiod.heap import freeze_startup_objects  # noqa: E402
 from oaiod.hub.server import HubServer  # noqa: E402
 from oaiod.hub.settings import HubSettings  # noqa: E402
 from oaiod.server_api import OaioServerApi  # noqa: E402
@@ -239,6 +240,7 @@ def main() -> None:
         storage.mkdir()
         hub = HubServer(HubSettings(data_dir=base / "hub", port=0, body_limit=256 * 2**20))
         hub.start()
+        freeze_startup_objects()  # as the daemon (and `oaiod hub serve`) does once start-up is done
         try:
             assert hub.service is not None
             hub.service.add_user("bench", PASSWORD)

@@ -45,6 +45,7 @@ from oaiod import __version__
 from oaiod.config import Config, load_config
 from oaiod.daemon_wiring import EngineFactory, EngineHandle, build_engine, remove_stale_temp_files
 from oaiod.errors import ConfigError, OaiodError
+from oaiod.heap import freeze_startup_objects, release_free_memory
 from oaiod.scheduler import CycleOutcome, ScheduleSettings, SyncScheduler
 from oaiod.watch import Watcher
 
@@ -261,6 +262,7 @@ class Daemon:
         watchdog = self._start_watchdog()
         try:
             self._start_components()
+            freeze_startup_objects()  # the first cycle may be running already: that is fine (see its docstring)
             self.ready.set()
             self.notifier.notify("READY=1", f"STATUS={self.state_line()}", f"MAINPID={os.getpid()}")
             log.info("oaiod ready; control socket %s", self.config.paths.socket)
@@ -516,53 +518,6 @@ class Daemon:
         with buffer.cond:
             buffer.cond.wait_for(lambda: buffer.counter > counter, timeout=1.0)
         return buffer.since(counter)
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to call
-        return None
-
-
-_MALLOC_TRIM = _malloc_trim()
-
-
-def release_free_memory() -> None:
-    """Hand memory that a sync cycle freed back to the OS (glibc ``malloc_trim``; elsewhere a no-op).
-
-    glibc keeps the freed pages of every thread's heap for reuse: after the initial sync of 100,000 files they
-    were most of an idle daemon's RSS. Trimming after each cycle keeps the idle daemon near its live size; it
-    costs well under a millisecond when there is little to give back. See :func:`use_system_malloc` for why
-    Python objects should live in glibc's heap at all.
-    """
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
-
-
-def use_system_malloc() -> None:
-    """``oaiod run`` only: re-execute this process (same PID, same arguments) with ``PYTHONMALLOC=malloc``,
-    once, on glibc; returns only when it does not (``PYTHONMALLOC`` already set, not glibc, not started as the
-    ``oaiod`` program — the command run in-process by a test runner must not replace that — or exec failed).
-
-    Why: CPython's small-object allocator keeps a 1 MiB arena mapped while any object in it lives, so after the
-    initial sync of 100,000 files an idle daemon held about 230 MB RSS, mostly arenas left nearly empty by the
-    sync's temporary objects (trimming cannot help them). With glibc's malloc for every object,
-    :func:`release_free_memory` gives those pages back: 124 MB (bench/daemon_idle.py). Set ``PYTHONMALLOC``
-    yourself (e.g. ``pymalloc``) to keep another allocator.
-    """
-    argv = getattr(sys, "orig_argv", None)
-    if "PYTHONMALLOC" in os.environ or _MALLOC_TRIM is None or not argv:
-        return
-    program = Path(sys.argv[0])
-    if program.name != "oaiod" and program.resolve().parent != Path(__file__).resolve().parent:
-        return  # started as another program (a test runner, an embedding), not as oaiod or ``-m oaiod.…``
-    try:
-        os.execve(sys.executable, argv, {**os.environ, "PYTHONMALLOC": "malloc"})
-    except OSError as exc:  # run on with pymalloc: only memory use differs
-        print(f"oaiod: could not restart with PYTHONMALLOC=malloc ({exc}); continuing", file=sys.stderr, flush=True)
 
 
 def ignore_rule(extra: tuple[str, ...]) -> Callable[[Path, str], bool]:

@@ -42,7 +42,8 @@ def _fail(message: str, code: int) -> None:
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the sync daemon in the foreground (what the service runs)."""
-    from oaiod.daemon import run_daemon, use_system_malloc
+    from oaiod.daemon import run_daemon
+    from oaiod.heap import use_system_malloc
 
     use_system_malloc()  # may re-execute this process (same PID) with PYTHONMALLOC=malloc: see its docstring
     sys.exit(run_daemon(_config_path(ctx)))

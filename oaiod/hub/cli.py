@@ -82,7 +82,10 @@ def hub() -> None:
 )
 def serve(data_dir: Path, db_url: str, host: str, port: int, public_url: str) -> None:
     """Serve the hub until interrupted."""
+    from oaiod.heap import use_system_malloc
     from oaiod.hub.server import HubServer
+
+    use_system_malloc()  # may re-execute this process (same PID) with PYTHONMALLOC=malloc: see its docstring
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -18,6 +18,7 @@ from typing import Any
 import uvicorn
 
 from oaiod.errors import OaiodError
+from oaiod.heap import freeze_startup_objects, release_free_memory
 from oaiod.hub.app import ChangeNotifier, create_app
 from oaiod.hub.service import HubService
 from oaiod.hub.settings import HubSettings
@@ -151,12 +152,19 @@ class HubServer:
         self.service = None
 
     def serve_forever(self) -> None:
-        """Serve in the foreground until SIGINT or SIGTERM (the CLI's ``oaiod hub serve``)."""
+        """Serve in the foreground until SIGINT or SIGTERM (the CLI's ``oaiod hub serve``); a process of its own,
+        so it keeps its memory as the daemon does (:mod:`oaiod.heap`): start-up objects frozen, and freed heap
+        pages handed back every :data:`TRIM_INTERVAL` seconds."""
         server, sock = self._prepare()
+        freeze_startup_objects()
+        done = threading.Event()
+        trimmer = threading.Thread(target=_trim_until, args=(done,), name="oaiod-hub-trim", daemon=True)
+        trimmer.start()
         log.info("oaiod hub listening on %s", self.url)
         try:
             server.run(sockets=[sock])
         finally:
+            done.set()
             self._server = None
             self.stop()
 
@@ -165,3 +173,11 @@ class HubServer:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+TRIM_INTERVAL = 30.0  #: seconds between two hand-backs of freed heap pages by ``oaiod hub serve``
+
+
+def _trim_until(done: threading.Event) -> None:
+    while not done.wait(TRIM_INTERVAL):
+        release_free_memory()

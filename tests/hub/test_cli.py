@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -126,6 +127,8 @@ def test_serve_prints_its_url_and_answers(tmp_path: Path) -> None:
         )
         assert answer.status_code == 200, answer.text
         assert session.get(url + "oaio_stampz/", timeout=10).json() == []
+        if "PYTHONMALLOC" not in os.environ:  # it re-executed itself (same PID) with glibc's malloc, as `oaiod run`
+            assert b"PYTHONMALLOC=malloc" in Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0")
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
