@@ -46,6 +46,7 @@ BUILTIN_PATTERNS: tuple[str, ...] = (
 )
 
 MAX_IGNORE_FILE_BYTES = 1024 * 1024
+MAX_REMEMBERED_FOLDERS = 100_000  #: folder verdicts one set of rules keeps (bounded memory on huge trees)
 
 _BUILTIN_ANY = re.compile("|".join(fnmatch.translate(p) for p in BUILTIN_PATTERNS if not p.endswith("/")))
 _BUILTIN_DIRS = re.compile("|".join(fnmatch.translate(p[:-1]) for p in BUILTIN_PATTERNS if p.endswith("/")))
@@ -60,6 +61,7 @@ class IgnoreRules:
         # the built-ins name single files or folders: one regex on the last component is enough (and fast);
         # pathspec (full gitignore semantics, negations included) runs only when the user gave patterns
         self._spec = pathspec.GitIgnoreSpec.from_lines(self.patterns) if user else None
+        self._covered: dict[str, bool] = {}  # folder -> itself or a folder above it ignored (the rules never change)
 
     @classmethod
     def for_root(cls, root: Path, extra_patterns: Iterable[str] = ()) -> IgnoreRules:
@@ -80,9 +82,24 @@ class IgnoreRules:
     def covers(self, rel_path: str) -> bool:
         """True when the file ``rel_path`` is ignored, itself or through one of its folders (the walk never enters
         an ignored folder, so a file inside one is ignored whatever the patterns say about the file)."""
-        parts = rel_path.split("/")
-        folders = ("/".join(parts[:depth]) for depth in range(1, len(parts)))
-        return any(self.ignored(folder, is_dir=True) for folder in folders) or self.ignored(rel_path)
+        folder = rel_path.rpartition("/")[0]
+        return (bool(folder) and self._folder_covered(folder)) or self.ignored(rel_path)
+
+    def _folder_covered(self, folder: str) -> bool:
+        """True when ``folder`` or a folder above it is ignored; remembered per folder (the files of a pull share
+        their folders: one answer per folder instead of one per file and level)."""
+        known = self._covered.get(folder)
+        if known is not None:
+            return known
+        chain = [folder]  # the folder and its ancestors not asked yet, deepest first
+        while (parent := chain[-1].rpartition("/")[0]) and parent not in self._covered:
+            chain.append(parent)
+        covered = bool(parent) and self._covered[parent]
+        for path in reversed(chain):
+            covered = covered or self.ignored(path, is_dir=True)
+            if len(self._covered) < MAX_REMEMBERED_FOLDERS:
+                self._covered[path] = covered
+        return covered
 
 
 def read_ignore_file(path: Path) -> list[str]:

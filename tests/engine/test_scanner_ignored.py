@@ -43,3 +43,23 @@ def test_a_dirty_path_inside_an_ignored_folder_is_not_indexed(tmp_path: Path) ->
     assert scan(tmp_path, {}, "build/deep", ignore=rules).changed == []
     assert rules.covers("build/deep/x") and not rules.covers("src/build.txt")
     assert IgnoreRules().covers(".oaiod/trash/2025/x")  # built-in folder patterns cover what lies inside
+
+
+def test_covers_remembers_folders_without_changing_a_verdict() -> None:
+    """covers() answers per folder once (a pull asks for every file): the same verdicts as asking every level, in
+    any order, with negations and at a depth beyond Python's recursion limit."""
+    import random
+
+    def every_level(rules: IgnoreRules, rel: str) -> bool:
+        parts = rel.split("/")
+        folders = ("/".join(parts[:depth]) for depth in range(1, len(parts)))
+        return any(rules.ignored(folder, is_dir=True) for folder in folders) or rules.ignored(rel)
+
+    rng = random.Random(7)
+    names = ["a", "b", "build", "x.log", "keep.log", ".oaiod", "c~", "d"]
+    for rules in (IgnoreRules(["build/", "*.log", "!keep.log", "a/b/"]), IgnoreRules()):
+        for _ in range(5000):
+            rel = "/".join(rng.choice(names) for _ in range(rng.randint(1, 6)))
+            assert rules.covers(rel) == every_level(rules, rel), rel
+    assert not IgnoreRules().covers("/".join(["a"] * 3000))
+    assert IgnoreRules(["a/"]).covers("/".join(["a"] * 3000))
