@@ -17,6 +17,7 @@ from oaiod.storage.errors import InvalidKey
 
 #: the name prefix of partial objects that backends write before an atomic rename; never a valid key part
 TEMP_PREFIX = ".oaiod-tmp-"
+_TEMP_PART = f"/{TEMP_PREFIX}"
 
 
 def validate_key(key: object, fld: str = "key") -> str:
@@ -26,7 +27,7 @@ def validate_key(key: object, fld: str = "key") -> str:
     except ValidationError as exc:
         raise InvalidKey(exc.field, exc.reason) from None
     assert isinstance(key, str)
-    if any(part.startswith(TEMP_PREFIX) for part in key.split("/")):
+    if key.startswith(TEMP_PREFIX) or _TEMP_PART in key:  # a component starting with it (two C-speed tests)
         raise InvalidKey(fld, f"key {key[:80]!r} uses the reserved name prefix {TEMP_PREFIX}")
     return key
 

@@ -34,7 +34,9 @@ MIB = 1024 * 1024
 # -- keys -------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", ["a", "a/b/c", "app⫻alice﹫dev⁄x/20250101120000123456/f ä.txt", ".hidden/x"])
+@pytest.mark.parametrize(
+    "key", ["a", "a/b/c", "app⫻alice﹫dev⁄x/20250101120000123456/f ä.txt", ".hidden/x", "a/x.oaiod-tmp-1/y.oaiod-tmp-"]
+)
 def test_valid_keys(key: str) -> None:
     assert validate_key(key) == key
 
