@@ -136,23 +136,22 @@ def _walk_stats(
         return
     if not _stat.S_ISDIR(st.st_mode) or (prefix and ignore.ignored(prefix, is_dir=True)):
         return
-    stack = [(iter(_listing(str(start), prefix, on_unlisted)), f"{prefix}/" if prefix else "")]
+    folder = f"{prefix}/" if prefix else ""
+    stack = [(iter(_listing(str(start), folder, ignore, on_unlisted)), str(start), folder)]
     while stack:
-        entries, folder = stack[-1]
-        for entry in entries:
-            rel = folder + entry.name
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    if rel not in exclude and not ignore.ignored_entry(rel, entry.name, is_dir=True):
-                        stack.append((iter(_listing(entry.path, rel, on_unlisted)), rel + "/"))
-                        break  # descend now: the folder's files sort right here
-                elif entry.is_file(follow_symlinks=False):
-                    if not ignore.ignored_entry(rel, entry.name):
-                        yield rel, entry.stat(follow_symlinks=False)
-                elif entry.is_symlink() and on_symlink and not ignore.ignored(rel):
-                    on_symlink(rel)
-            except OSError:
-                continue  # vanished between listing and stat: the watcher or the next scan sees it
+        entries, path, folder = stack[-1]
+        for key, kind, st in entries:
+            if kind is _FILE:
+                yield folder + key, st
+            elif kind is _FOLDER:
+                name = key[:-1]
+                rel = folder + name
+                if rel not in exclude and not ignore.ignored_entry(rel, name, is_dir=True):
+                    inner = f"{path}/{name}"
+                    stack.append((iter(_listing(inner, rel + "/", ignore, on_unlisted)), inner, rel + "/"))
+                    break  # descend now: the folder's files sort right here
+            elif on_symlink is not None and not ignore.ignored(folder + key):
+                on_symlink(folder + key)
         else:
             stack.pop()
 
@@ -163,24 +162,49 @@ def _in_ignored_folder(rel: str, ignore: IgnoreRules) -> bool:
     return any(ignore.ignored("/".join(parts[:depth]), is_dir=True) for depth in range(1, len(parts)))
 
 
-def _listing(folder: str, rel: str, on_unlisted: Callable[[str], None] | None) -> list[os.DirEntry[str]]:
-    """The entries of ``folder`` in walk order; [] (reported) when it cannot be listed."""
+_FILE, _FOLDER, _SYMLINK = "file", "folder", "symlink"  # entry kinds of a listing (compared by identity)
+_OPEN_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _listing(
+    folder: str, rel: str, ignore: IgnoreRules, on_unlisted: Callable[[str], None] | None
+) -> list[tuple[str, str, os.stat_result | None]]:
+    """The entries of ``folder`` (``rel``: its relative path with ``/``, or "") in walk order: ``(sort key, kind,
+    lstat of a file)``, the key a folder's name with ``/`` appended. Ignored files are left out. [] (reported) when
+    it cannot be listed.
+
+    Each file is stat-ed here, relative to the open folder (``fstatat``: no walk of the whole path per file, about
+    a tenth of a rescan), so a folder is open only while it is listed, however deep the walk goes.
+    """
+    listed: list[tuple[str, str, os.stat_result | None]] = []
     try:
-        with os.scandir(folder) as it:
-            entries = sorted(it, key=_sort_key)
+        fd = os.open(folder, _OPEN_FOLDER)  # O_NOFOLLOW: a folder swapped for a symlink meanwhile is not entered
+        try:
+            with os.scandir(fd) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            listed.append((entry.name + "/", _FOLDER, None))
+                        elif entry.is_file(follow_symlinks=False):
+                            if not ignore.ignored_entry(rel + entry.name, entry.name):
+                                listed.append((entry.name, _FILE, entry.stat(follow_symlinks=False)))
+                        elif entry.is_symlink():
+                            listed.append((entry.name, _SYMLINK, None))
+                    except OSError:
+                        continue  # vanished between listing and stat: the watcher or the next scan sees it
+        finally:
+            os.close(fd)
     except OSError as exc:
         log.warning("cannot list %s (%s); its files are left as indexed", folder, exc.strerror)
         if on_unlisted is not None:
-            on_unlisted(rel)
+            on_unlisted(rel.rstrip("/"))
         return []
-    return entries
+    listed.sort(key=_first)
+    return listed
 
 
-def _sort_key(entry: os.DirEntry[str]) -> str:
-    try:
-        return entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name
-    except OSError:
-        return entry.name
+def _first(item: tuple[str, str, os.stat_result | None]) -> str:
+    return item[0]
 
 
 def _utf8(name: str) -> bool:

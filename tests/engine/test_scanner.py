@@ -157,19 +157,19 @@ def test_walk_order_matches_the_index_order(tmp_path: Path) -> None:
 def test_an_unlistable_folder_is_not_taken_as_deleted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A folder that cannot be listed keeps its indexed files (deleting them on the server would lose data).
 
-    The tests run as root, who can list anything: the failure is injected at ``os.scandir`` for that one folder.
+    The tests run as root, who can list anything: the failure is injected where the walk opens that one folder.
     """
     _write(tmp_path / "locked" / "f", b"f")
     _write(tmp_path / "g", b"g")
     index = {h.file.path: h.file.stat for h in scan(tmp_path, {}).changed}
-    real_scandir = os.scandir
+    real_open = os.open
 
-    def scandir(path: str) -> object:
-        if str(path).endswith("locked"):
+    def open_folder(path: str, flags: int, *args: object, **kwargs: object) -> int:
+        if str(path).endswith("locked") and flags & os.O_DIRECTORY:
             raise PermissionError(13, "Permission denied", path)
-        return real_scandir(path)
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("oaiod.scanner.os.scandir", scandir)
+    monkeypatch.setattr("oaiod.scanner.os.open", open_folder)
     result = scan(tmp_path, index)
     assert (result.missing, result.changed, result.seen) == ([], [], 1)
     assert scan(tmp_path / "locked", {"f": FileStat(1, 1, 1)}).missing == []  # the whole root unlistable
