@@ -8,33 +8,30 @@ never describes a file that a power loss could still take back (design §3).
 
 from __future__ import annotations
 
-from typing import Any
-
-import sqlalchemy as sa
-from sqlalchemy.dialects.sqlite import insert
-
 from oaiod.state.models import FileRow
 from oaiod.state.repo import FileStat, StateRepo
 
+_TABLE = FileRow.__tablename__
+_ROW_COLUMNS = ("oaio_id", "path", "present", "size", "mtime_ns", "inode", "sha256", "executable", "synced_sha256",
+                "synced_executable", "synced_stamp")  # fmt: skip
 _STAT_COLUMNS = ("present", "size", "mtime_ns", "inode", "sha256", "executable")
 
 
-def _upsert(*, synced: bool) -> Any:
-    statement = insert(FileRow)
-    columns = _STAT_COLUMNS + (("synced_sha256", "synced_executable") if synced else ())
-    return statement.on_conflict_do_update(
-        index_elements=[FileRow.oaio_id, FileRow.path], set_={name: statement.excluded[name] for name in columns}
+def _upsert(*, synced: bool) -> str:
+    """Insert a file's row or update the existing one (the ``(oaio_id, path)`` unique key): the stat columns, and
+    the synced ones when ``synced``. Plain SQL for the driver's executemany: compiling parameters per row through
+    the ORM's Core layer cost about half of writing 10,000 rows."""
+    updated = _STAT_COLUMNS + (("synced_sha256", "synced_executable") if synced else ())
+    return (
+        f"INSERT INTO {_TABLE} ({', '.join(_ROW_COLUMNS)}) VALUES ({', '.join('?' * len(_ROW_COLUMNS))}) "
+        f"ON CONFLICT (oaio_id, path) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in updated)}"
     )
 
 
 _WRITE_SYNCED = _upsert(synced=True)
 _WRITE_LOCAL = _upsert(synced=False)
-_SET_SYNCED = (
-    sa.update(FileRow)
-    .where(FileRow.oaio_id == sa.bindparam("o"), FileRow.path == sa.bindparam("p"))
-    .values(synced_sha256=sa.bindparam("s"), synced_executable=sa.bindparam("x"))
-)
-_DELETE = sa.delete(FileRow).where(FileRow.oaio_id == sa.bindparam("o"), FileRow.path == sa.bindparam("p"))
+_SET_SYNCED = f"UPDATE {_TABLE} SET synced_sha256 = ?, synced_executable = ? WHERE oaio_id = ? AND path = ?"
+_DELETE = f"DELETE FROM {_TABLE} WHERE oaio_id = ? AND path = ?"
 
 
 class RowWriter:
@@ -43,34 +40,23 @@ class RowWriter:
     def __init__(self, repo: StateRepo, oaio_id: str) -> None:
         self.repo = repo
         self.oaio_id = oaio_id
-        self._ops: list[tuple[Any, dict[str, Any]]] = []
+        self._ops: list[tuple[str, tuple[object, ...]]] = []
 
     def __len__(self) -> int:
         return len(self._ops)
 
     def write(self, rel: str, st: FileStat, sha: str, executable: bool, *, synced: bool = True) -> None:
         """The file at ``rel`` as it is on disk now; ``synced``: it is also the base version's content."""
-        values = {
-            "oaio_id": self.oaio_id,
-            "path": rel,
-            "present": True,
-            "size": st.size,
-            "mtime_ns": st.mtime_ns,
-            "inode": st.inode,
-            "sha256": sha,
-            "executable": executable,
-            "synced_sha256": sha if synced else None,
-            "synced_executable": executable if synced else False,
-            "synced_stamp": "",
-        }
+        values = (self.oaio_id, rel, True, st.size, st.mtime_ns, st.inode, sha, executable,
+                  sha if synced else None, executable if synced else False, "")  # fmt: skip
         self._ops.append((_WRITE_SYNCED if synced else _WRITE_LOCAL, values))
 
     def set_synced(self, rel: str, sha: str | None, executable: bool) -> None:
         """The base version holds ``sha`` at ``rel`` (None: not in the base); the local state is unchanged."""
-        self._ops.append((_SET_SYNCED, {"o": self.oaio_id, "p": rel, "s": sha, "x": executable}))
+        self._ops.append((_SET_SYNCED, (sha, executable, self.oaio_id, rel)))
 
     def delete(self, rel: str) -> None:
-        self._ops.append((_DELETE, {"o": self.oaio_id, "p": rel}))
+        self._ops.append((_DELETE, (self.oaio_id, rel)))
 
     def flush(self) -> None:
         """Apply the queue in order, runs of one statement as one executemany, in one transaction."""
@@ -78,12 +64,12 @@ class RowWriter:
             return
         ops, self._ops = self._ops, []
         with self.repo.session() as s:
-            connection = s.connection()  # Core executemany: no ORM bulk semantics, no objects
+            connection = s.connection()  # the session's transaction; the driver's executemany, no ORM objects
             start = 0
             while start < len(ops):
                 statement = ops[start][0]
                 end = start
                 while end < len(ops) and ops[end][0] is statement:
                     end += 1
-                connection.execute(statement, [values for _statement, values in ops[start:end]])
+                connection.exec_driver_sql(statement, [values for _statement, values in ops[start:end]])
                 start = end
