@@ -13,7 +13,6 @@ pulls, merges and tries again; the partial prefix ``<oaio_id>/S/`` is deleted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,22 +131,24 @@ def _prepare(ctx: EngineContext, row: ObjectRow) -> _Commit:
     base_total = 0
     changed = False
     ctx.progress.queued_uploads = ctx.progress.queued_upload_bytes = 0
-    for file in _file_states(ctx, row.oaio_id):
-        if file.synced_sha256 is not None:
+    for path, present, size, mtime_ns, sha, executable, synced_sha, synced_executable in ctx.repo.iter_push_rows(
+        row.oaio_id
+    ):
+        if synced_sha is not None:
             base_total += 1
-            base_by_sha.setdefault(file.synced_sha256, file.path)
-        if not file.present or file.sha256 is None:
-            if file.synced_sha256 is not None:
-                gone.append(file.synced_sha256)
-            changed = changed or file.synced_sha256 is not None
+            base_by_sha.setdefault(synced_sha, path)
+        if not present or sha is None:
+            if synced_sha is not None:
+                gone.append(synced_sha)
+            changed = changed or synced_sha is not None
             continue
-        files[file.path] = [file.size, file.mtime_ns, file.sha256, file.executable]
-        if file.sha256 == file.synced_sha256 and row.synced_stamp:
-            sources[file.path] = file.path
-            changed = changed or file.executable != file.synced_executable
+        files[path] = [size, mtime_ns, sha, bool(executable)]
+        if sha == synced_sha and row.synced_stamp:
+            sources[path] = path
+            changed = changed or bool(executable) != bool(synced_executable)
         else:
             changed = True
-            pending.append((file.path, file.sha256))
+            pending.append((path, sha))
     for path, sha in pending:
         sources[path] = base_by_sha.get(sha) if row.synced_stamp else None
         if sources[path] is None:
@@ -156,31 +157,6 @@ def _prepare(ctx: EngineContext, row: ObjectRow) -> _Commit:
     kept = {entry[2] for entry in files.values()}
     deleted = sum(1 for sha in gone if sha not in kept)  # a moved or renamed file is not a deletion
     return _Commit(stamp, files, sources, deleted, base_total, changed)
-
-
-_STATE_COLUMNS = (
-    FileRow.path,
-    FileRow.present,
-    FileRow.size,
-    FileRow.mtime_ns,
-    FileRow.sha256,
-    FileRow.executable,
-    FileRow.synced_sha256,
-    FileRow.synced_executable,
-)
-
-
-def _file_states(ctx: EngineContext, oaio_id: str) -> Iterator[Any]:
-    """What :func:`_prepare` reads of each file row, streamed as plain rows (no ORM object per file: a tenth of the
-    time for 10,000 files)."""
-    query = (
-        sa.select(*_STATE_COLUMNS)
-        .where(FileRow.oaio_id == oaio_id)
-        .order_by(FileRow.path)
-        .execution_options(yield_per=2000)
-    )
-    with ctx.repo.session() as s:
-        yield from s.execute(query)
 
 
 def _commit(ctx: EngineContext, row: ObjectRow, commit: _Commit, outcome: PushOutcome) -> PushOutcome:

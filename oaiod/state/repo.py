@@ -39,7 +39,13 @@ STREAM_BATCH = 2000
 _VALUE_COLUMNS = (ObjectRow.client_values, ObjectRow.server_values, ObjectRow.synced_values, ObjectRow.local_values)
 _STAT_QUERY = "SELECT path, size, mtime_ns, inode, present FROM files WHERE oaio_id = ?"
 _SCAN_QUERY = "SELECT path, size, mtime_ns, inode, present, ignored, executable FROM files WHERE oaio_id = ?"
+_PUSH_QUERY = (
+    "SELECT path, present, size, mtime_ns, sha256, executable, synced_sha256, synced_executable FROM files"
+    " WHERE oaio_id = ?"
+)
 
+#: ``(path, present, size, mtime_ns, sha256, executable, synced_sha256, synced_executable)`` as a push reads it
+PushRow = tuple[str, int, int, int, str | None, int, str | None, int]
 #: ``(path, size, mtime_ns, inode, present)`` as the rescan compares it
 StatRow = tuple[str, int, int, int, bool]
 #: ``(path, size, mtime_ns, inode, present, ignored, executable)``: a StatRow, whether the row is frozen as ignored,
@@ -186,6 +192,12 @@ class StateRepo:
     def iter_scan_rows(self, oaio_id: str, prefix: str = "") -> Iterator[ScanRow]:
         """Like :meth:`iter_file_stats`, each row with its ``ignored`` flag (what the rescan merges with the walk)."""
         return self._iter_rows(_SCAN_QUERY, oaio_id, prefix)
+
+    def iter_push_rows(self, oaio_id: str) -> Iterator[PushRow]:
+        """``(path, present, size, mtime_ns, sha256, executable, synced_sha256, synced_executable)`` of every file of
+        an object, sorted by path, streamed like :meth:`iter_file_stats` (a push reads them all to build the new
+        manifest). The flags come as SQLite stores them (0/1)."""
+        return self._iter_rows(_PUSH_QUERY, oaio_id, "")
 
     def _iter_rows(self, query: str, oaio_id: str, prefix: str) -> Iterator[Any]:
         sql = query + (" AND (path = ? OR (path >= ? AND path < ?))" if prefix else "") + " ORDER BY path"
