@@ -148,6 +148,15 @@ class BatchFolders:
     def __init__(self, root: Path) -> None:
         self.root = str(root)
         self._known: dict[str, str | LocalFsError] = {}
+        self._token = f"{TEMP_PREFIX}{secrets.token_hex(8)}-"  # one random name stem per batch, numbered per file
+        self._temps = 0
+
+    def temp_for(self, rel: str) -> str:
+        """A fresh temp name in the checked folder of ``rel`` (see :meth:`parent_of`), for its download: ignored
+        by the scanner and the watcher, swept after a crash."""
+        folder = self.parent_of(rel)
+        self._temps += 1
+        return f"{folder}/{self._token}{self._temps:x}"
 
     def parent_of(self, rel: str) -> str:
         """The folder of ``root/rel`` (made when missing) after validating ``rel``; UnsafePath when ``rel`` or a
@@ -193,11 +202,6 @@ class BatchFolders:
         if not _stat.S_ISDIR(mode):
             raise UnsafePath(folder, f"{path} exists and is not a folder")
         return path
-
-
-def temp_in(folder: str) -> str:
-    """A fresh temp name in ``folder`` (ignored by the scanner and the watcher; swept after a crash)."""
-    return f"{folder}/{TEMP_PREFIX}{secrets.token_hex(8)}"
 
 
 def discard(temp: Path | str) -> None:

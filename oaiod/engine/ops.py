@@ -199,7 +199,7 @@ def restore(ctx: EngineContext, oaio_id: str, stamp: str, to: Path | None) -> li
     root = Path(to) if to is not None else Path(row.local_root)
     folders, prefix = localfs.BatchFolders(root), storage_key(oaio_id, stamp)
     wanted = [
-        (rel, want, Transfer(f"{prefix}/{rel}", localfs.temp_in(folders.parent_of(rel)), want.mtime_ns or None,
+        (rel, want, Transfer(f"{prefix}/{rel}", folders.temp_for(rel), want.mtime_ns or None,
                              want.executable))
         for rel, want in remote_files(version.values, stamp).items()
     ]  # fmt: skip

@@ -294,7 +294,7 @@ def _prefetch(m: _Merge, steps: list[_Step], fetched: dict[str, Fetched]) -> Non
     for step in wanted:
         assert step.remote is not None
         try:
-            temp = localfs.temp_in(folders.parent_of(step.path))
+            temp = folders.temp_for(step.path)
         except LocalFsError as exc:
             fetched[step.path] = exc
             continue

@@ -85,6 +85,8 @@ def test_batch_folders_check_each_folder_once_and_refuse_symlinks_and_files(tmp_
     folders = localfs.BatchFolders(root)
     assert folders.parent_of("a/b/c.txt") == f"{root}/a/b" and (root / "a" / "b").is_dir()
     assert folders.parent_of("top.txt") == str(root)
+    temps = {folders.temp_for("a/b/c.txt") for _ in range(3)} | {localfs.BatchFolders(root).temp_for("a/b/c.txt")}
+    assert len(temps) == 4 and all(t.startswith(f"{root}/a/b/.oaiod-tmp-") for t in temps)  # fresh, beside it
     (root / "link").symlink_to(outside)
     (root / "plain").write_text("a file, not a folder")
     for rel, reason in (("link/x.txt", "symlink"), ("link/deep/x.txt", "symlink"), ("plain/x.txt", "not a folder")):
@@ -94,7 +96,7 @@ def test_batch_folders_check_each_folder_once_and_refuse_symlinks_and_files(tmp_
         folders.parent_of("a/../../x")
     # checked once per batch: a folder swapped for a symlink after its temp file was written there is caught at
     # the rename (the temp file is not found through the symlink), and nothing lands outside
-    temp = localfs.temp_in(folders.parent_of("a/b/d.txt"))
+    temp = folders.temp_for("a/b/d.txt")
     Path(temp).write_text("downloaded")
     (root / "a" / "b").rename(root / "a" / "moved")
     (root / "a" / "b").symlink_to(outside)
@@ -105,9 +107,7 @@ def test_batch_folders_check_each_folder_once_and_refuse_symlinks_and_files(tmp_
 
 
 def test_install_fetched_renames_within_the_checked_folder_only(tmp_path: Path) -> None:
-    folders = localfs.BatchFolders(tmp_path)
-    folder = folders.parent_of("a/f.txt")
-    temp = localfs.temp_in(folder)
+    temp = localfs.BatchFolders(tmp_path).temp_for("a/f.txt")
     Path(temp).write_text("new")
     with pytest.raises(UnsafePath):  # a target outside the temp file's folder
         localfs.install_fetched(tmp_path, "b/f.txt", temp, None)
@@ -141,8 +141,7 @@ def test_set_executable_only_when_still_as_indexed(tmp_path: Path) -> None:
 def test_install_fetched_never_replaces_what_appeared(tmp_path: Path, kind: str) -> None:
     """A download expected to be new is renamed only if nothing is at its name by then: the check and the rename
     are one call, so a file the user saved (or a symlink planted) a moment before stays as it is."""
-    folder = localfs.BatchFolders(tmp_path).parent_of("d/f.txt")
-    temp = localfs.temp_in(folder)
+    temp = localfs.BatchFolders(tmp_path).temp_for("d/f.txt")
     Path(temp).write_text("remote")
     target = tmp_path / "d" / "f.txt"
     if kind == "file":
