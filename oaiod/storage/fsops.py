@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import sys
 from collections.abc import Callable
 
 PathLike = str | os.PathLike[str]
@@ -71,7 +72,7 @@ def rename_noreplace(source: PathLike, target: PathLike) -> bool:
     it is what a plain rename tool does).
     """
     global _RENAMEAT2
-    src, dst = os.fsencode(source), os.fsencode(target)
+    src, dst = _encoded(source), _encoded(target)
     if _RENAMEAT2 is not None:
         if _RENAMEAT2(_AT_FDCWD, src, _AT_FDCWD, dst, _RENAME_NOREPLACE) == 0:
             return True
@@ -83,6 +84,14 @@ def rename_noreplace(source: PathLike, target: PathLike) -> bool:
         if code == errno.ENOSYS:
             _RENAMEAT2 = None  # the kernel lacks it: do not ask again
     return _link_then_unlink(src, dst)
+
+
+def _encoded(path: PathLike) -> bytes:
+    """``os.fsencode`` without its Python-level dispatch for the common ``str`` (a call per renamed file)."""
+    return path.encode(_FS_ENCODING, _FS_ERRORS) if isinstance(path, str) else os.fsencode(path)
+
+
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 def _link_then_unlink(src: bytes, dst: bytes) -> bool:
