@@ -208,7 +208,7 @@ def _put_files(
         total = sum(commit.files[path][0] for path in batch)
         ctx.progress.start(batch[0], total, len(batch))
         try:
-            results = backend.put_many(items, progress=ctx.progress.advance)
+            results = backend.put_many(items, progress=ctx.progress.advance, unpublished=True)  # named at commit
         finally:
             ctx.progress.finish(True, total, len(batch))
         for path, result in zip(batch, results, strict=True):

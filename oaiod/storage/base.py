@@ -201,7 +201,9 @@ class Backend(abc.ABC):
         checked = validate_pairs(pairs)
         copy_on_threads(checked, self.copy, self.capabilities.max_connections, progress)
 
-    def put_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
+    def put_many(
+        self, items: Sequence[Transfer], *, progress: Progress | None = None, unpublished: bool = False
+    ) -> list[Transferred]:
         """Store each item's local file under its key, as :meth:`put_file` does one; one result per item, in order.
 
         Items fail one by one: a failed item's result carries ``error`` (a :class:`StorageError`; a local file that
@@ -209,6 +211,11 @@ class Backend(abc.ABC):
         Errors that concern the whole call (an unsafe key: :class:`InvalidKey`, checked before anything moves; the
         host refusing the batch itself) are raised. A key appears at most once per call. Stored objects are
         visible on return and durable after :meth:`flush`. ``progress`` gets bytes moved, as for ``put_file``.
+
+        ``unpublished``: the keys lie under a prefix that nobody reads until the caller commits (the engine's new
+        version, named only by its commit point, and removed by its journal when the commit does not happen), so
+        each object need not be atomic on its own: a backend may write it in place instead of to a temp name and
+        rename it (Local does). A failed item still leaves no object; a crash may leave a partial one there.
 
         This default calls :meth:`put_file` per item on up to ``capabilities.max_connections`` threads (in the
         calling thread when that is 1), with an ``lstat`` before and after each; a backend with worker processes

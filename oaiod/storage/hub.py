@@ -361,8 +361,11 @@ class HubBackend(Backend):
 
     # -- batches -------------------------------------------------------------------------------------------------
 
-    def put_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
-        """Small files in ``put-many/`` requests, large ones through :meth:`put_file` (see :mod:`.hub_batch`)."""
+    def put_many(
+        self, items: Sequence[Transfer], *, progress: Progress | None = None, unpublished: bool = False
+    ) -> list[Transferred]:
+        """Small files in ``put-many/`` requests, large ones through :meth:`put_file` (see :mod:`.hub_batch`); the
+        hub stores each atomically whatever ``unpublished`` says (it costs it nothing more)."""
         from oaiod.storage.hub_batch import BatchPut
 
         return BatchPut(self, validate_transfers(items), progress).run()

@@ -470,14 +470,17 @@ class LocalBackend(Backend):
 
     # -- batch transfers ----------------------------------------------------------------------------------------
 
-    def put_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
-        """Each item as :meth:`put_file` stores one (temp file + rename), with the local file's stat checked
-        before and after reading it; folders checked and made once per batch; durable at the next :meth:`flush`."""
+    def put_many(
+        self, items: Sequence[Transfer], *, progress: Progress | None = None, unpublished: bool = False
+    ) -> list[Transferred]:
+        """Each item as :meth:`put_file` stores one (temp file + rename; ``unpublished``: written in place, one
+        rename less per file), with the local file's stat checked before and after reading it; folders checked and
+        made once per batch; durable at the next :meth:`flush`."""
         checked = validate_transfers(items)
         results, folders, places, paths = self._place_batch(checked, make=True)
         tasks = [(os.fspath(checked[index].local_path), path) for index, path in zip(places, paths, strict=True)]
         token = os.urandom(6).hex()
-        answers, marks = self._run_batch(worker.put_items, worker.put_chunk, (token,), tasks, progress)
+        answers, marks = self._run_batch(worker.put_items, worker.put_chunk, (token, unpublished), tasks, progress)
         written = [str(folder) for folder in folders.values() if isinstance(folder, str)]
         for position, (index, answer) in enumerate(zip(places, answers, strict=True)):
             key, target = checked[index].key, tasks[position][1]
@@ -488,9 +491,11 @@ class LocalBackend(Backend):
             results[index] = Transferred(key, error=item_error(answer, key))
             if marks and marks[position] == worker.DONE:  # renamed into place by a worker that died afterwards
                 written.append(target)
-            elif marks and marks[position] == worker.CREATED:  # its temp file, left by a worker that died
-                with contextlib.suppress(OSError):
-                    os.unlink(f"{target.rpartition('/')[0]}/{TEMP_PREFIX}{token}{position:x}")
+            elif marks and marks[position] == worker.CREATED:  # its temp file (or partial object), left by a worker
+                with contextlib.suppress(OSError):  # that died
+                    os.unlink(
+                        target if unpublished else f"{target.rpartition('/')[0]}/{TEMP_PREFIX}{token}{position:x}"
+                    )
         with self._unsynced_lock:
             self._unsynced.update(written)
         return results  # type: ignore[return-value]

@@ -73,17 +73,18 @@ class _SourceFailed(Exception):
 
 
 def put_items(
-    items: list[tuple[str, str]], token: str, first: int, marks: Any, progress: Progress = None
+    items: list[tuple[str, str]], token: str, in_place: bool, first: int, marks: Any, progress: Progress = None
 ) -> list[Answer]:
     """Store each ``(local_path, target_path)``; the temp file of item ``first + n`` is ``TEMP_PREFIX token n``
-    (hex) beside its target, so the caller knows its name when a killed worker left it."""
+    (hex) beside its target, so the caller knows its name when a killed worker left it. ``in_place``: no temp
+    file, the target is written directly (an unpublished prefix, see ``Backend.put_many``)."""
     return [
-        _put(src, dst, f"{TEMP_PREFIX}{token}{first + n:x}", marks, first + n, progress)
+        _put(src, dst, None if in_place else f"{TEMP_PREFIX}{token}{first + n:x}", marks, first + n, progress)
         for n, (src, dst) in enumerate(items)
     ]
 
 
-def _put(source: str, target: str, temp_name: str, marks: Any, index: int, progress: Progress) -> Answer:
+def _put(source: str, target: str, temp_name: str | None, marks: Any, index: int, progress: Progress) -> Answer:
     try:
         src = os.open(source, _READ)
     except OSError as exc:
@@ -92,10 +93,10 @@ def _put(source: str, target: str, temp_name: str, marks: Any, index: int, progr
         before = os.fstat(src)
         if not stat.S_ISREG(before.st_mode):
             return (SOURCE, 0, f"{source} is not a regular file")
-        temp = f"{target.rpartition('/')[0]}/{temp_name}"
+        temp = target if temp_name is None else f"{target.rpartition('/')[0]}/{temp_name}"
         marks[index] = CREATED  # before: a temp name is this item's alone, removing it can never hurt another file
         try:
-            dst = _create(temp, 0o666)
+            dst = _create(temp, 0o666, replace=temp_name is None)
         except OSError as exc:
             marks[index] = 0
             return (HOST, exc.errno, f"cannot create {temp}: {exc.strerror}")
@@ -112,12 +113,19 @@ def _put(source: str, target: str, temp_name: str, marks: Any, index: int, progr
         os.close(src)
 
 
-def _create(path: str, mode: int) -> int:
-    """A new file (``O_EXCL``); its folder made again if it vanished since the caller made it."""
+def _create(path: str, mode: int, *, replace: bool = False) -> int:
+    """A new file (``O_EXCL``); its folder made again if it vanished since the caller made it. ``replace``: a name
+    already there (what an earlier attempt at the same unpublished key left) is unlinked first — never written
+    through, as it may be a hard link to another version's object."""
     try:
         return os.open(path, _CREATE, mode)
     except FileNotFoundError:
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        return os.open(path, _CREATE, mode)
+    except FileExistsError:
+        if not replace:
+            raise
+        os.unlink(path)
         return os.open(path, _CREATE, mode)
 
 
@@ -136,7 +144,9 @@ def _fill_and_rename(src: int, dst: int, before: os.stat_result, source: str, te
             return (CHANGED, 0, f"{source} changed while it was read")
         fd, dst = dst, -1  # closed even when close fails: never closed twice
         os.close(fd)
-        if not rename_noreplace(temp, target):  # replacing an object: first its data, so that a power loss leaves
+        if temp == target:  # written in place (an unpublished prefix)
+            pass
+        elif not rename_noreplace(temp, target):  # replacing an object: first its data, so that a power loss leaves
             fsync_path(temp)  # the old or the new one, never an empty file
             os.rename(temp, target)
     except OSError as exc:
@@ -298,10 +308,10 @@ def shared_marks(path: str) -> Iterator[mmap.mmap]:
         marks.close()
 
 
-def put_chunk(marks_path: str, token: str, first: int, items: list[tuple[str, str]]) -> list[Answer]:
+def put_chunk(marks_path: str, token: str, in_place: bool, first: int, items: list[tuple[str, str]]) -> list[Answer]:
     """:func:`put_items` in a worker process, marking the caller's shared marks file."""
     with shared_marks(marks_path) as marks:
-        return put_items(items, token, first, marks)
+        return put_items(items, token, in_place, first, marks)
 
 
 def get_chunk(marks_path: str, umask: int, first: int, items: list[tuple[str, str, int | None, bool]]) -> list[Answer]:

@@ -126,7 +126,9 @@ class WrappingBackend(Backend):
         else:
             copy_on_threads(checked, self.copy, self.capabilities.max_connections, progress)
 
-    def put_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
+    def put_many(
+        self, items: Sequence[Transfer], *, progress: Progress | None = None, unpublished: bool = False
+    ) -> list[Transferred]:
         """The whole batch to the host's ``put_many`` when it has ``batch_transfer``; else item by item through this
         wrapper's :meth:`put_file` (so each item is retried, capped and limited on its own)."""
         checked = validate_transfers(items)
@@ -134,7 +136,9 @@ class WrappingBackend(Backend):
             return []
         if self.capabilities.batch_transfer:
             return self._call(
-                "put_many", describe_transfers(checked), lambda: self.inner.put_many(checked, progress=progress)
+                "put_many",
+                describe_transfers(checked),
+                lambda: self.inner.put_many(checked, progress=progress, unpublished=unpublished),
             )
         return list(map_on_threads(lambda item: put_one(self, item, progress), checked, self.capabilities))
 
@@ -213,14 +217,16 @@ class RetryingBackend(WrappingBackend):
             if progress is not None:
                 progress(len(chunk))
 
-    def put_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
+    def put_many(
+        self, items: Sequence[Transfer], *, progress: Progress | None = None, unpublished: bool = False
+    ) -> list[Transferred]:
         """On a ``batch_transfer`` host: the batch, then again only its items that failed transiently (see
         :meth:`_batch_with_retries`); else item by item, each retried on its own."""
         checked = validate_transfers(items)
         if not self.capabilities.batch_transfer:
-            return super().put_many(checked, progress=progress)
+            return super().put_many(checked, progress=progress, unpublished=unpublished)
         return self._batch_with_retries(
-            "put_many", checked, lambda batch: self.inner.put_many(batch, progress=progress)
+            "put_many", checked, lambda batch: self.inner.put_many(batch, progress=progress, unpublished=unpublished)
         )
 
     def get_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
@@ -377,8 +383,11 @@ class BandwidthLimitedBackend(WrappingBackend):
     def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
         self.inner.get_file(key, local_path, progress=self._throttled(self.download, progress))
 
-    def put_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
-        return self.inner.put_many(validate_transfers(items), progress=self._throttled(self.upload, progress))
+    def put_many(
+        self, items: Sequence[Transfer], *, progress: Progress | None = None, unpublished: bool = False
+    ) -> list[Transferred]:
+        throttled = self._throttled(self.upload, progress)
+        return self.inner.put_many(validate_transfers(items), progress=throttled, unpublished=unpublished)
 
     def get_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
         return self.inner.get_many(validate_transfers(items), progress=self._throttled(self.download, progress))
@@ -457,9 +466,15 @@ class LoggingBackend(WrappingBackend):
         level = logging.INFO if len(checked) >= LARGE_BATCH_LOGGED else logging.DEBUG
         log.log(level, "storage copy_many %s: %s in %.3f s", self.describe(), what, seconds)
 
-    def put_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
+    def put_many(
+        self, items: Sequence[Transfer], *, progress: Progress | None = None, unpublished: bool = False
+    ) -> list[Transferred]:
         """One line and one timing for the whole batch, however the wrappers inside send it."""
-        return self._batch("put_many", validate_transfers(items), lambda c: self.inner.put_many(c, progress=progress))
+        return self._batch(
+            "put_many",
+            validate_transfers(items),
+            lambda c: self.inner.put_many(c, progress=progress, unpublished=unpublished),
+        )
 
     def get_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
         """One line and one timing for the whole batch, however the wrappers inside send it."""

@@ -74,10 +74,12 @@ class HookedBackend(Backend):
     def copy_many(self, pairs: Iterable[tuple[str, str]], *, progress: Any = None) -> None:
         self.inner.copy_many(pairs, progress=progress)
 
-    def put_many(self, items: Sequence[Transfer], *, progress: Any = None) -> list[Transferred]:
+    def put_many(
+        self, items: Sequence[Transfer], *, progress: Any = None, unpublished: bool = False
+    ) -> list[Transferred]:
         self.put_calls.append(len(items))
         replaced = self.on_put(list(items), None) if self.on_put else None
-        results = self.inner.put_many(items, progress=progress)
+        results = self.inner.put_many(items, progress=progress, unpublished=unpublished)
         return replaced if replaced is not None else results
 
     def get_many(self, items: Sequence[Transfer], *, progress: Any = None) -> list[Transferred]:

@@ -36,14 +36,16 @@ def make_files(folder: Path, sizes: dict[str, int]) -> dict[str, bytes]:
     return contents
 
 
-def test_round_trip_of_mixed_sizes(backend: Backend, tmp_path: Path) -> None:
-    """Results in order with the local file's stat on put; on get new files with the content, sha256, mtime and
-    mode asked for, and their stat; progress adds up to the bytes moved."""
+@pytest.mark.parametrize("unpublished", [False, True], ids=["atomic", "unpublished"])
+def test_round_trip_of_mixed_sizes(backend: Backend, tmp_path: Path, unpublished: bool) -> None:
+    """Results in order with the local file's stat on put (also for a new version's ``unpublished`` prefix); on get
+    new files with the content, sha256, mtime and mode asked for, and their stat; progress adds up to the bytes
+    moved."""
     contents = make_files(tmp_path / "src", SIZES)
     names = list(SIZES)
     items = [Transfer(storage_key(OAIO_ID, STAMP, name), str(tmp_path / "src" / name)) for name in names]
     moved: list[int] = []
-    results = backend.put_many(items, progress=moved.append)
+    results = backend.put_many(items, progress=moved.append, unpublished=unpublished)
     assert [result.key for result in results] == [item.key for item in items]
     for name, item, result in zip(names, items, results, strict=True):
         assert result.error is None, result.error

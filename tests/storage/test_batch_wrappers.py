@@ -49,8 +49,10 @@ class FlakyBatchBackend(LocalBackend):
             results.append(result)
         return results
 
-    def put_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
-        return self._flaky(items, super().put_many(items, progress=progress))
+    def put_many(
+        self, items: Sequence[Transfer], *, progress: Progress | None = None, unpublished: bool = False
+    ) -> list[Transferred]:
+        return self._flaky(items, super().put_many(items, progress=progress, unpublished=unpublished))
 
     def get_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
         # a transiently failed get leaves no file: only the items that will succeed are really fetched

@@ -226,3 +226,23 @@ def test_the_worker_module_needs_only_the_standard_library() -> None:
     for module, allowed in ((local_worker, "['oaiod.storage.fsops']"), (fsops, "[]")):
         found = subprocess.run([sys.executable, "-c", code, module.__file__], capture_output=True, text=True)
         assert found.stdout.strip() == allowed, found.stderr
+
+
+def test_unpublished_puts_write_in_place_and_never_through_a_link(local: LocalBackend, tmp_path: Path) -> None:
+    """``unpublished`` (a new version's prefix): no temp file and no rename, the same results; a name an earlier
+    attempt left is replaced, not written through (it may be a hard link to another version's object); a failed
+    item leaves no object."""
+    first, second = make_sources(tmp_path / "src", [10, 4096])
+    local.put_many([Transfer("o/base/a", str(first))])
+    local.copy_many([("o/base/a", "o/new/a")])  # Local copies by hard link
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    results = local.put_many(
+        [Transfer("o/new/a", str(second)), Transfer("o/new/b", str(second)), Transfer("o/new/c", str(fifo))],
+        unpublished=True,
+    )
+    assert [type(r.error) for r in results] == [type(None), type(None), LocalFileChanged]
+    assert local.get_bytes("o/new/a") == local.get_bytes("o/new/b") == second.read_bytes()
+    assert local.get_bytes("o/base/a") == first.read_bytes()  # the linked object of the base is untouched
+    assert not (local.root / "o" / "new" / "c").exists() and temp_files(local.root) == []
+    assert [r.size for r in results[:2]] == [4096, 4096]
