@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
 import stat
 import time
 import urllib.parse
@@ -172,7 +173,8 @@ def change_feed_of(api: Any, cursor: Callable[[], str] = lambda: "") -> ChangeFe
 
 
 def remove_stale_temp_files(roots: list[Path], started: float) -> int:
-    """Delete the download temp files (``.oaiod-tmp-*``) a killed daemon left in the synced folders.
+    """Delete the download temp files and staged folders (``.oaiod-tmp-*``) a killed daemon left in the synced
+    folders.
 
     Only files whose inode last changed before ``started`` (this daemon's start) go: they cannot belong to a
     download of this process, so this may run beside the first cycles. oaiod's own ``.oaiod/`` folders are not
@@ -183,7 +185,16 @@ def remove_stale_temp_files(roots: list[Path], started: float) -> int:
     removed = 0
     for root in roots:
         for folder, dirs, files in os.walk(root):
-            dirs[:] = [name for name in dirs if name != STATE_FOLDER]
+            staged = [name for name in dirs if name.startswith(TEMP_PREFIX)]
+            dirs[:] = [name for name in dirs if name != STATE_FOLDER and name not in staged]
+            for name in staged:  # a new folder downloaded under a temp name, never published: ours alone
+                path = os.path.join(folder, name)
+                try:
+                    if os.lstat(path).st_ctime < started:
+                        shutil.rmtree(path)
+                        removed += 1
+                except OSError as exc:
+                    log.debug("cannot remove stale staged folder %s: %s", path, exc)
             for name in files:
                 if not name.startswith(TEMP_PREFIX):
                     continue

@@ -143,20 +143,65 @@ class BatchFolders:
 
     A file is then written as a temp file in its checked folder and renamed within that folder
     (:func:`install_fetched`): if a folder were swapped for a symlink meanwhile, the temp file is not found there.
+
+    **Staged folders** (``stage_new_folders``): a folder missing on disk (and not in ``keep_out``) is made as a temp
+    folder beside its place instead, and its files are written there under their own names, ready; after the
+    batch's data is durable, :meth:`publish` renames the whole staged folder into place with one no-replace rename.
+    An initial sync of 10,000 files in 100 new folders then makes 100 renames, not 10,000. Nothing is replaced: a
+    folder that appeared at that place meanwhile keeps what it holds, and the staged one is dropped (its files
+    are fetched again next cycle).
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, stage_new_folders: bool = False, keep_out: frozenset[str] = frozenset()) -> None:
         self.root = str(root)
         self._known: dict[str, str | LocalFsError] = {}
         self._token = f"{TEMP_PREFIX}{secrets.token_hex(8)}-"  # one random name stem per batch, numbered per file
         self._temps = 0
+        self._stage = stage_new_folders
+        self._keep_out = keep_out  # relative folders that must not be staged (a step there needs the real folder)
+        self._staged: dict[str, str] = {}  # staged folder (real path) -> the place it is published at
+        self._stage_of: dict[str, str] = {}  # relative folder -> the staged folder it lies in
+        self.dropped: set[str] = set()  #: staged folders that could not be published (their files are gone)
 
     def temp_for(self, rel: str) -> str:
         """A fresh temp name in the checked folder of ``rel`` (see :meth:`parent_of`), for its download: ignored
-        by the scanner and the watcher, swept after a crash."""
+        by the scanner and the watcher, swept after a crash. In a staged folder: ``rel``'s own name there."""
         folder = self.parent_of(rel)
+        if rel.rpartition("/")[0] in self._stage_of:
+            return f"{folder}/{rel.rpartition('/')[2]}"
         self._temps += 1
         return f"{folder}/{self._token}{self._temps:x}"
+
+    def staged_in(self, rel: str) -> str | None:
+        """The staged folder the download of ``rel`` was written into, or None (a temp file beside its place)."""
+        return self._stage_of.get(rel.rpartition("/")[0])
+
+    def publish(self) -> list[str]:
+        """Rename every staged folder into place, never over anything that appeared there meanwhile; returns the
+        places published (for the durability barrier). A staged folder that cannot be placed is removed with the
+        downloads in it and noted in :attr:`dropped`."""
+        placed = []
+        for staged, place in self._staged.items():
+            try:
+                done = rename_noreplace(staged, place)
+            except OSError as exc:
+                log.warning("cannot move the downloaded folder %s into place (%s)", place, exc.strerror)
+                done = False
+            if done:
+                placed.append(place)
+            else:
+                log.info("%s appeared while its files were downloaded; merging them next cycle", place)
+                shutil.rmtree(staged, ignore_errors=True)
+                self.dropped.add(staged)
+        self._staged.clear()
+        return placed
+
+    def abandon(self) -> None:
+        """Remove the staged folders not published (a batch that stopped before :meth:`publish`)."""
+        for staged in self._staged:
+            shutil.rmtree(staged, ignore_errors=True)
+            self.dropped.add(staged)
+        self._staged.clear()
 
     def parent_of(self, rel: str) -> str:
         """The folder of ``root/rel`` (made when missing) after validating ``rel``; UnsafePath when ``rel`` or a
@@ -184,10 +229,21 @@ class BatchFolders:
                 raise LocalFsError(f"cannot make {self.root}: {exc.strerror}") from exc
             return self.root
         parent, _, name = folder.rpartition("/")
-        path = f"{self._folder(parent)}/{name}"
+        parent_path = self._folder(parent)
+        path = f"{parent_path}/{name}"
+        if parent in self._stage_of:  # inside a staged folder, which nobody sees yet: made as it is
+            self._stage_of[folder] = self._stage_of[parent]
+            _make_folder(path)
+            return path
         try:
             mode = os.lstat(path).st_mode
         except FileNotFoundError:
+            if self._stage and folder not in self._keep_out:
+                self._temps += 1
+                staged = f"{parent_path}/{self._token}{self._temps:x}"
+                _make_folder(staged)
+                self._staged[staged], self._stage_of[folder] = path, staged
+                return staged
             try:
                 os.mkdir(path)
                 return path
@@ -202,6 +258,13 @@ class BatchFolders:
         if not _stat.S_ISDIR(mode):
             raise UnsafePath(folder, f"{path} exists and is not a folder")
         return path
+
+
+def _make_folder(path: str) -> None:
+    try:
+        os.mkdir(path)
+    except OSError as exc:
+        raise LocalFsError(f"cannot make {path}: {exc.strerror}") from exc
 
 
 def discard(temp: Path | str) -> None:

@@ -91,6 +91,8 @@ class _Merge:
     rows: RowWriter
     #: files renamed into the folder since the last durability barrier
     installed: list[str] = field(default_factory=list)
+    #: the folders the current batch's downloads are written into (staged ones among them)
+    folders: localfs.BatchFolders | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,15 +116,18 @@ def _apply_batch(m: _Merge, steps: list[_Step]) -> None:
     row describes a file a power loss could take back; no file is renamed over another before its data is on
     disk)."""
     fetched: dict[str, Fetched] = {}
+    m.folders = localfs.BatchFolders(m.root, stage_new_folders=True, keep_out=_needs_real_folders(steps))
     try:
         if m.backend is not None:
             _prefetch(m, steps, fetched)
         temps = [got.temp for got in fetched.values() if isinstance(got, _Fetched)]
         if temps:
             localfs.make_durable(m.root, temps)
+        m.installed += m.folders.publish()  # new folders, each renamed into place whole, once its files are durable
         for step in steps:
             _apply_step(m, step, fetched.pop(step.path, None))
     finally:
+        m.folders.abandon()  # an interrupted batch: staged folders never published are removed
         for leftover in fetched.values():  # an interrupted batch: its downloads were never installed
             if isinstance(leftover, _Fetched):
                 localfs.discard(leftover.temp)
@@ -130,6 +135,19 @@ def _apply_batch(m: _Merge, steps: list[_Step]) -> None:
             localfs.make_durable(m.root, m.installed)
             m.installed = []
         m.rows.flush()
+
+
+def _needs_real_folders(steps: list[_Step]) -> frozenset[str]:
+    """The folders (with every folder above them) that must not be staged: those of a step that is not a plain
+    download of a file this device never had — a step that may leave its download unused, or finds a file there."""
+    kept: set[str] = set()
+    for step in steps:
+        if step.row is not None or step.action is not Action.DOWNLOAD:
+            folder = step.path.rpartition("/")[0]
+            while folder and folder not in kept:
+                kept.add(folder)
+                folder = folder.rpartition("/")[0]
+    return frozenset(kept)
 
 
 def _apply_step(m: _Merge, step: _Step, fetched: Fetched | None) -> None:
@@ -288,7 +306,8 @@ def _prefetch(m: _Merge, steps: list[_Step], fetched: dict[str, Fetched]) -> Non
     wanted = [step for step in steps if _needs_backend(step) and step.remote is not None]
     if not wanted:
         return
-    folders = localfs.BatchFolders(m.root)
+    folders = m.folders
+    assert folders is not None
     prefix = storage_key(m.remote.oaio_id, m.remote.client_stamp)  # once: rel is checked by parent_of
     items: list[tuple[_Step, Transfer]] = []
     for step in wanted:
@@ -368,9 +387,14 @@ def _install(
     m: _Merge, rel: str, fetched: _Fetched, want: RemoteFile, file: FileRow | None, *, synced: bool = True
 ) -> None:
     """Rename a verified download into place (its mtime and mode were set as it was written); its index row takes
-    the stat ``get_many`` returned (a rename keeps size, mtime and inode)."""
+    the stat ``get_many`` returned (a rename keeps size, mtime and inode). A download into a staged folder is in
+    place already (the folder was published whole), unless that folder could not be placed."""
     assert fetched.got.sha256 is not None
-    m.installed.append(localfs.install_fetched(m.root, rel, fetched.temp, _stat_of(file)))
+    staged = m.folders.staged_in(rel) if m.folders is not None else None
+    if staged is None:
+        m.installed.append(localfs.install_fetched(m.root, rel, fetched.temp, _stat_of(file)))
+    elif staged in m.folders.dropped:  # type: ignore[union-attr]
+        raise LocalChanged(f"the folder of {m.root / rel} appeared while it was downloaded; merging it next cycle")
     m.rows.write(rel, fetched.stat, fetched.got.sha256, _is_exec(want, file), synced=synced)
 
 

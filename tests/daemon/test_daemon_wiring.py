@@ -75,6 +75,10 @@ def test_stale_download_temp_files_are_removed_and_nothing_else(tmp_path: Path) 
     kept = [root / "a" / "file.txt", root / ".oaiod" / "trash" / ".oaiod-tmp-old", outside / ".oaiod-tmp-elsewhere"]
     for path in stale + kept:
         path.write_bytes(b"partial")
+    staged = root / "a" / ".oaiod-tmp-5e7f-3"  # a new folder downloaded under a temp name, never published
+    (staged / "sub").mkdir(parents=True)
+    (staged / "sub" / "f.txt").write_bytes(b"downloaded")
+    (root / ".oaiod-tmp-dirlink").symlink_to(outside, target_is_directory=True)  # not ours to remove, not followed
     (root / "link").symlink_to(outside)  # never followed
     time.sleep(0.05)  # file times come from the kernel's coarse clock: keep "before" and "after" apart
     started = time.time()  # this daemon's start: every file above predates it
@@ -82,7 +86,10 @@ def test_stale_download_temp_files_are_removed_and_nothing_else(tmp_path: Path) 
     fresh = root / "a" / ".oaiod-tmp-in-flight"
     fresh.write_bytes(b"ours")
     os.utime(fresh, (started - 100, started - 100))  # an old mtime (set from the remote): ctime still counts
-    assert remove_stale_temp_files([root], started) == 2
-    assert not any(path.exists() for path in stale)
-    assert all(path.exists() for path in kept)
+    fresh_staged = root / ".oaiod-tmp-in-flight-folder"
+    fresh_staged.mkdir()
+    assert remove_stale_temp_files([root], started) == 3
+    assert not any(path.exists() for path in stale) and not staged.exists()
+    assert all(path.exists() for path in kept) and fresh.exists() and fresh_staged.exists()
+    assert (root / ".oaiod-tmp-dirlink").is_symlink() and outside.exists()
     assert remove_stale_temp_files([root], time.time() - 3600) == 0

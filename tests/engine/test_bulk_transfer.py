@@ -189,9 +189,11 @@ def _stamps(storage_root: Path) -> list[str]:
 
 
 def test_a_file_created_in_the_way_of_a_download_is_kept(make_device) -> None:
-    """A user creates a file where a download is about to be renamed: it is not replaced; the next cycle sees it
-    as a local file and keeps both sides (conflicted copy), every other file of the batch is installed."""
+    """A user creates a file where a download is about to be renamed (in a folder that exists here): it is not
+    replaced; the next cycle sees it as a local file and keeps both sides (conflicted copy), every other file of
+    the batch is installed."""
     a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "bulk" / "d3" / "seed.txt", "the folder exists on both")
     converge(a, b)
     backend = hooked(b)
     made = many(a.root, 12)
@@ -207,6 +209,43 @@ def test_a_file_created_in_the_way_of_a_download_is_kept(make_device) -> None:
     report = b.engine.sync_cycle()
     assert report.errors == [] and report.downloads == 11
     assert in_the_way.read_text() == "the user's own file"
+    assert not [p for p in b.root.rglob(".oaiod-tmp-*")]
+    converge(b, a)
+    copies = [rel for rel in b.tree() if rel.startswith("bulk/d3/f007 (conflicted copy")]
+    assert len(copies) == 1 and b.tree() == a.tree()
+    assert {b.tree()[rel] for rel in ("bulk/d3/f007.txt", copies[0])} == {
+        made["bulk/d3/f007.txt"],
+        b"the user's own file",
+    }
+
+
+def test_new_folders_arrive_whole_and_one_made_meanwhile_is_never_replaced(make_device) -> None:
+    """Folders new here are downloaded as staged temp folders and renamed into place whole (no temp name left).
+    When the user makes one of them meanwhile, nothing of theirs is replaced: that staged folder is dropped, the
+    others arrive, and the next cycles bring the rest, keeping both versions of a file made on both sides."""
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    converge(a, b)
+    backend = hooked(b)
+    made = many(a.root, 12)
+    made.update(many(a.root, 4, folder="other"))
+    a.sync()
+    mine = b.root / "bulk" / "d3" / "f007.txt"
+
+    def create(items: list[Transfer], _results: object) -> None:
+        if any(item.key.endswith("bulk/d3/f007.txt") for item in items):
+            backend.on_get = None
+            assert not (b.root / "bulk").exists()  # staged: the new folder is not in place before its files are
+            write(mine, "the user's own file")
+
+    backend.on_get = create
+    report = b.engine.sync_cycle()
+    assert report.errors == [] and report.downloads == 4  # other/: placed whole; bulk/: dropped, made meanwhile
+    assert {rel for rel in b.tree() if rel.startswith("other/")} == {rel for rel in made if rel.startswith("other/")}
+    assert sorted(p.relative_to(b.root / "bulk") for p in (b.root / "bulk").rglob("*")) == [
+        Path("d3"),
+        Path("d3/f007.txt"),
+    ]
+    assert mine.read_text() == "the user's own file"
     assert not [p for p in b.root.rglob(".oaiod-tmp-*")]
     converge(b, a)
     copies = [rel for rel in b.tree() if rel.startswith("bulk/d3/f007 (conflicted copy")]

@@ -156,3 +156,34 @@ def test_install_fetched_never_replaces_what_appeared(tmp_path: Path, kind: str)
     assert not (tmp_path / "outside").exists()
     if kind == "file":
         assert target.read_text() == "user's"
+
+
+def test_new_folders_are_staged_and_published_whole(tmp_path: Path) -> None:
+    """A missing folder is made as a temp folder beside its place (nested new folders inside it), its files get
+    their own names there; publish renames it into place with one call. A folder in ``keep_out`` is made as
+    usual; one that appeared meanwhile (even a symlink) is never replaced: the staged folder is dropped."""
+    root = tmp_path / "root"
+    (root / "old").mkdir(parents=True)
+    folders = localfs.BatchFolders(root, stage_new_folders=True, keep_out=frozenset({"kept"}))
+    paths = {rel: folders.temp_for(rel) for rel in ("new/a.txt", "new/deep/b.txt", "old/c.txt", "kept/d.txt", "x/e")}
+    staged_new = folders.staged_in("new/deep/b.txt")
+    assert staged_new is not None and staged_new == folders.staged_in("new/a.txt")
+    assert paths["new/a.txt"] == f"{staged_new}/a.txt" and paths["new/deep/b.txt"] == f"{staged_new}/deep/b.txt"
+    assert folders.staged_in("old/c.txt") is None and folders.staged_in("kept/d.txt") is None
+    assert Path(paths["old/c.txt"]).name.startswith(".oaiod-tmp-") and (root / "kept").is_dir()
+    assert not (root / "new").exists() and not (root / "x").exists()
+    for temp in paths.values():
+        Path(temp).write_text("downloaded")
+    (root / "x").symlink_to(tmp_path)  # appeared meanwhile at the place of the staged x/
+    placed = folders.publish()
+    assert placed == [str(root / "new")] and (root / "new" / "deep" / "b.txt").read_text() == "downloaded"
+    assert folders.staged_in("x/e") in folders.dropped and not Path(paths["x/e"]).exists()
+    assert (root / "x").is_symlink() and not (tmp_path / "e").exists()
+    assert [p.name for p in root.iterdir() if p.name.startswith(".oaiod-tmp-")] == []
+
+
+def test_an_unpublished_stage_is_removed(tmp_path: Path) -> None:
+    folders = localfs.BatchFolders(tmp_path, stage_new_folders=True)
+    Path(folders.temp_for("n/f")).write_text("x")
+    folders.abandon()
+    assert list(tmp_path.iterdir()) == [] and folders.publish() == []
