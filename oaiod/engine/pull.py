@@ -390,10 +390,11 @@ def _install(
     the stat ``get_many`` returned (a rename keeps size, mtime and inode). A download into a staged folder is in
     place already (the folder was published whole), unless that folder could not be placed."""
     assert fetched.got.sha256 is not None
-    staged = m.folders.staged_in(rel) if m.folders is not None else None
+    folders = m.folders
+    staged = folders.staged_in(rel) if folders is not None else None
     if staged is None:
         m.installed.append(localfs.install_fetched(m.root, rel, fetched.temp, _stat_of(file)))
-    elif staged in m.folders.dropped:  # type: ignore[union-attr]
+    elif folders is not None and staged in folders.dropped:
         raise LocalChanged(f"the folder of {m.root / rel} appeared while it was downloaded; merging it next cycle")
     m.rows.write(rel, fetched.stat, fetched.got.sha256, _is_exec(want, file), synced=synced)
 
