@@ -43,23 +43,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "daemon"))
 
 from daemon_helpers import DaemonProcess, wait_for
-from daemon_propagation import cpu_seconds, rss_mb  # bench/ is on sys.path: this script's folder
+from daemon_propagation import cpu_seconds, isolate, rss_mb  # bench/ is on sys.path: this script's folder
 
 OAIOD = [sys.executable, "-c", "from oaiod.cli import main; main()"]
 SAMPLE_EVERY = 5.0
-
-
-def isolate(base: Path) -> None:
-    """HOME and XDG folders inside ``base``: the daemon's state, socket and logs never touch the real user's."""
-    for name in ("st", "da", "run", "cfg"):
-        (base / name).mkdir(mode=0o700)
-    os.environ.update(
-        HOME=str(base),
-        XDG_STATE_HOME=str(base / "st"),
-        XDG_DATA_HOME=str(base / "da"),
-        XDG_CONFIG_HOME=str(base / "cfg"),
-        XDG_RUNTIME_DIR=str(base / "run"),
-    )
 
 
 def free_port() -> int:

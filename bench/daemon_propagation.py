@@ -26,15 +26,21 @@ from oaiod.hub.server import HubServer
 from oaiod.hub.settings import HubSettings
 
 
-def setup(base: Path) -> tuple[HubServer, Path]:
-    for name in ("st", "da", "run"):
+def isolate(base: Path) -> None:
+    """HOME and XDG folders inside ``base``: the daemon's state, socket and logs never touch the real user's."""
+    for name in ("st", "da", "run", "cfg"):
         (base / name).mkdir(mode=0o700)
     os.environ.update(
         HOME=str(base),
         XDG_STATE_HOME=str(base / "st"),
         XDG_DATA_HOME=str(base / "da"),
+        XDG_CONFIG_HOME=str(base / "cfg"),
         XDG_RUNTIME_DIR=str(base / "run"),
     )
+
+
+def setup(base: Path) -> tuple[HubServer, Path]:
+    isolate(base)
     hub = HubServer(HubSettings(data_dir=base / "hub", port=0)).start()
     password = secrets.token_urlsafe(12)
     hub.service.add_user("alice", password)
