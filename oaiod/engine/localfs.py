@@ -389,21 +389,16 @@ def to_trash(root: Path, rel: str, *, keep: bool = False) -> Path:
 def install(root: Path, rel: str, temp: Path, expected: FileStat | None) -> FileStat:
     """Rename the complete, verified ``temp`` to ``root/rel`` if the file there is still as indexed.
 
-    The replaced file goes to the trash first. Returns the installed file's stat; raises LocalChanged (and removes
-    ``temp``) when the user changed the file meanwhile. A file expected absent is renamed only if nothing is at
-    the target (one atomic call); between the check of a present one and the rename lies one system call.
+    ``temp`` lies beside the target (:func:`temp_beside`); the folders on the way are checked here, then
+    :func:`install_fetched` renames it. The replaced file goes to the trash first. Returns the installed file's
+    stat; raises LocalChanged (and removes ``temp``) when the user changed the file meanwhile.
     """
     target = make_parents(root, rel)
-    replacing = expected is not None and expected.present
-    if replacing and not still_as_indexed(target, expected):
+    try:
+        install_fetched(root, rel, str(temp), expected)
+    except LocalChanged:
         temp.unlink(missing_ok=True)
-        raise LocalChanged(f"{target} changed since it was indexed; keeping it")
-    if replacing:  # still as indexed, so it is there: keep it in the trash
-        to_trash(root, rel, keep=True)
-        os.replace(temp, target)
-    elif not rename_noreplace(temp, target):  # expected absent: whatever appeared meanwhile is the user's
-        temp.unlink(missing_ok=True)
-        raise LocalChanged(f"{target} appeared since the folder was indexed; keeping it")
+        raise
     st = target.lstat()
     return FileStat(st.st_size, st.st_mtime_ns, st.st_ino)
 
