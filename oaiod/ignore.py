@@ -82,8 +82,12 @@ class IgnoreRules:
     def covers(self, rel_path: str) -> bool:
         """True when the file ``rel_path`` is ignored, itself or through one of its folders (the walk never enters
         an ignored folder, so a file inside one is ignored whatever the patterns say about the file)."""
+        return self.in_ignored_folder(rel_path) or self.ignored(rel_path)
+
+    def in_ignored_folder(self, rel_path: str) -> bool:
+        """True when a folder above ``rel_path`` is ignored (a walk starting below it must not look there)."""
         folder = rel_path.rpartition("/")[0]
-        return (bool(folder) and self._folder_covered(folder)) or self.ignored(rel_path)
+        return bool(folder) and self._folder_covered(folder)
 
     def _folder_covered(self, folder: str) -> bool:
         """True when ``folder`` or a folder above it is ignored; remembered per folder (the files of a pull share

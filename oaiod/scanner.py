@@ -128,7 +128,7 @@ def _walk_stats(
         if on_symlink and prefix:
             on_symlink(prefix)
         return
-    if prefix and (prefix in exclude or _outside_scan(prefix, exclude) or _in_ignored_folder(prefix, ignore)):
+    if prefix and (prefix in exclude or _outside_scan(prefix, exclude) or ignore.in_ignored_folder(prefix)):
         return
     if _stat.S_ISREG(st.st_mode):
         if prefix and not ignore.ignored(prefix):
@@ -154,12 +154,6 @@ def _walk_stats(
                 on_symlink(folder + key)
         else:
             stack.pop()
-
-
-def _in_ignored_folder(rel: str, ignore: IgnoreRules) -> bool:
-    """True when a folder above ``rel`` is ignored (a walk that starts below it must not look)."""
-    parts = rel.split("/")
-    return any(ignore.ignored("/".join(parts[:depth]), is_dir=True) for depth in range(1, len(parts)))
 
 
 _FILE, _FOLDER, _SYMLINK = "file", "folder", "symlink"  # entry kinds of a listing (compared by identity)
