@@ -32,6 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
+from oaiod import jsoncodec
 from oaiod.errors import ValidationError
 from oaiod.hub.app import ActorDep
 from oaiod.hub.blobbatchstore import BatchItem, BatchReceiver, BatchStore, Outgoing, item_error
@@ -128,7 +129,7 @@ def parse_item_list(line: bytes) -> list[BatchItem]:
     """The items of a put-many item list line; 400 unless it is exactly ``{"items": [{name, size, sha256}]}`` with
     at most :data:`MAX_ITEMS` distinct safe names, sizes ≥ 0 and sha256 as 64 lowercase hex digits."""
     try:
-        body = json.loads(line.decode("utf-8"), parse_constant=_refuse_constant)
+        body = jsoncodec.loads(line)  # NaN/Infinity refused, as in every request body
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BadRequest(f"the item list is not valid JSON: {str(exc)[:200]}") from None
     validate_exact_keys(body, ("items",), "body")
@@ -148,10 +149,6 @@ def parse_item_list(line: bytes) -> list[BatchItem]:
     if len({item.name for item in items}) != len(items):
         raise ValidationError("items", "names an item twice; each name once per batch")
     return items
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
 
 
 async def _receive(stream: AsyncIterator[bytes], first: bytes, receiver: BatchReceiver) -> None:
