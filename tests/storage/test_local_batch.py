@@ -210,7 +210,10 @@ def alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:  # it ended between the kill and the read (ENOENT, or ESRCH while /proc tears it down)
+        return False
 
 
 def test_the_worker_module_needs_only_the_standard_library() -> None:
