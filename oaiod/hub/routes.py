@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from oaiod.errors import ValidationError
 from oaiod.hub.app import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -20,7 +21,7 @@ from oaiod.hub.app import (
     get_service,
     json_answer,
 )
-from oaiod.hub.errors import BadRequest, NotFound
+from oaiod.hub.errors import NotFound
 from oaiod.hub.service import HubService
 from oaiod.model import (
     OBJECT_KEYS,
@@ -61,13 +62,24 @@ def _object(data: Any) -> OaiObject:
 # -- session ------------------------------------------------------------------------------------------------------
 
 
+def _password(value: Any) -> str:
+    """A password as text UTF-8 can carry (JSON may hold lone surrogates, which no hash function takes)."""
+    if not isinstance(value, str):
+        raise ValidationError("password", f"must be a string, not {type(value).__name__}")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValidationError("password", "holds a lone surrogate, which is not text") from None
+    return value
+
+
 @router.post("/login/", dependencies=[Depends(context_ids), Depends(csrf_check)])
 def login(request: Request, response: Response, body: BodyDep) -> dict[str, Any]:
     """Start a session: JSON ``{"username", "password"}`` → session cookie."""
     validate_exact_keys(body, ("username", "password"), "body")
-    username, password = body["username"], body["password"]
-    if not isinstance(username, str) or not isinstance(password, str):
-        raise BadRequest("username and password must be strings", field="body")
+    username = validate_username(body["username"])  # a name no account can have is 400, never a database error
+    password = _password(body["password"])
     service: HubService = get_service(request)
     address = request.client.host if request.client else "?"
     token, user = service.login(username, password, address)
