@@ -193,10 +193,9 @@ def create_upload(request: Request, name: str, actor: ActorDep, uploads: Uploads
         validate_exact_keys(methods["putUrl"], ("contentType", "contentLength"), "putUrl")
         if _size(methods["putUrl"]["contentLength"], "putUrl.contentLength") != size:
             raise ValidationError("putUrl.contentLength", "must equal size")
-    row = uploads.create_upload(actor, name, upload_id, sha256, size, expires)
+    row = uploads.create_upload(actor, name, upload_id, sha256, size, expires, inline)
     method: dict[str, Any] = {}
     if inline is not None:
-        uploads.write_inline(row, inline)
         method = {"dataInline": True}
     elif "putUrl" in methods:
         url = _url(request, "data", name, uploadId=upload_id, offset="0")

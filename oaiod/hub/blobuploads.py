@@ -86,9 +86,37 @@ class Uploads:
         self.store = store
 
     def create_upload(
-        self, actor: Actor, name: str, upload_id: str, sha256: str, size: int, expires: str | None
+        self,
+        actor: Actor,
+        name: str,
+        upload_id: str,
+        sha256: str,
+        size: int,
+        expires: str | None,
+        inline: bytes | None = None,
     ) -> BlobUpload:
-        """Create (or renew, with the same ``upload_id``) the upload of ``name``; 409 for another ``upload_id``."""
+        """Create (or renew, with the same ``upload_id``) the upload of ``name``; 409 for another ``upload_id``.
+
+        ``inline``: the whole content, sent with the request, written at once. A refused request leaves nothing
+        behind: a short ``inline`` is refused before any row is made, and an upload this call created is dropped
+        again when writing its bytes fails (a renewed one stays as it was)."""
+        if inline is not None and len(inline) != size:
+            raise BadRequest(f"objectData holds {len(inline)} bytes, not the announced size {size}")
+        row, created = self._create_row(actor, name, upload_id, sha256, size, expires)
+        if inline is None:
+            return row
+        try:
+            self._write_inline(row, inline)
+        except BaseException:
+            if created:
+                self._drop_if_current(row)
+            raise
+        return row
+
+    def _create_row(
+        self, actor: Actor, name: str, upload_id: str, sha256: str, size: int, expires: str | None
+    ) -> tuple[BlobUpload, bool]:
+        """The upload row of ``name`` for ``upload_id``, committed; True when this call made it."""
         self.store.sweep()
         id_hash, now = sha256_text(upload_id), now_stamp()
         with self.store.changing() as (db, garbage):
@@ -105,13 +133,20 @@ class Uploads:
                                  created=now, deadline=stamp_add(now, UPLOAD_LIFETIME), expires=expires)  # fmt: skip
                 db.add(row)
                 db.flush()
-                return row
+                return row, True
             if not hmac.compare_digest(row.upload_id_hash, id_hash):
                 raise Conflict(f"another upload of {name!r} is in progress (cancel it with DELETE upload/)")
             if (row.sha256, row.size, row.expires) != (sha256, size, expires):
                 raise Conflict("sha256, size and expires cannot change after the first createUpload")
             row.deadline = stamp_add(now, UPLOAD_LIFETIME)
-            return row
+            return row, False
+
+    def _drop_if_current(self, row: BlobUpload) -> None:
+        """Drop the upload ``row`` (and its file), unless it went or was replaced meanwhile."""
+        with self.store.changing() as (db, garbage):
+            stored = db.get(BlobUpload, row.id)
+            if stored is not None and stored.upload_id_hash == row.upload_id_hash:
+                self.store.drop_upload(db, stored, garbage)
 
     def _upload_row(self, db: Session, actor: Actor, name: str, upload_id: str) -> BlobUpload:
         access = check_access(db, actor, name, write=True)
@@ -122,10 +157,8 @@ class Uploads:
             raise Conflict(f"the uploadId does not match the unfinished upload of {name!r}")
         return row
 
-    def write_inline(self, row: BlobUpload, data: bytes) -> None:
-        """The whole content of a small upload, sent with ``createUpload``."""
-        if len(data) != row.size:
-            raise BadRequest(f"objectData holds {len(data)} bytes, not the announced size {row.size}")
+    def _write_inline(self, row: BlobUpload, data: bytes) -> None:
+        """The whole content of a small upload, sent with ``createUpload`` (its length already checked)."""
         target = self.open_target(row, 0)
         try:
             target.write(data)
