@@ -20,6 +20,8 @@ import hashlib
 import hmac
 import logging
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -43,6 +45,8 @@ from oaiod.hub.service import Actor
 from oaiod.model import now_stamp
 
 log = logging.getLogger("oaiod.hub.blobs")
+
+FINISH_WAIT = 300.0  #: seconds a finish waits for another finish of the same upload (hashing a large file)
 
 
 class UploadTarget:
@@ -84,6 +88,7 @@ class Uploads:
 
     def __init__(self, store: BlobStore) -> None:
         self.store = store
+        self._finishing: dict[int, threading.Event] = {}  # upload id -> set when the finish running on it ends
 
     def create_upload(
         self,
@@ -231,13 +236,49 @@ class Uploads:
             return True
 
     def finish_upload(self, actor: Actor, name: str, upload_id: str) -> BlobInfo:
-        """Verify size and sha256 and publish the upload under its name; idempotent once finished."""
-        with self.store.service.sessions() as db:
-            access = check_access(db, actor, name, write=True)
-            row = db.scalar(sa.select(BlobUpload).where(self.store.where_name(BlobUpload, access, name)))
-            if row is None:
-                return self.store.finished(db, access, name)
-        row = self._claim_upload(actor, name, upload_id)
+        """Verify size and sha256 and publish the upload under its name. Idempotent: once the name is published,
+        every finish answers its metadata, whatever the ``uploadId``; a finish racing another of the same upload
+        waits for it (up to :data:`FINISH_WAIT`) and then answers as that one did."""
+        while True:
+            with self.store.service.sessions() as db:
+                access = check_access(db, actor, name, write=True)
+                row = db.scalar(sa.select(BlobUpload).where(self.store.where_name(BlobUpload, access, name)))
+                if row is None:
+                    return self.store.finished(db, access, name)
+            if row.deadline < now_stamp():
+                raise NotFound(f"no unfinished upload of {name!r} (create it first with PUT upload/)")
+            if not hmac.compare_digest(row.upload_id_hash, sha256_text(upload_id)):
+                raise Conflict(f"the uploadId does not match the unfinished upload of {name!r}")
+            if self._claim_for_finish(row):
+                break
+        try:
+            return self._check_and_publish(actor, row)
+        finally:
+            with self.store.lock:
+                self.store.busy.discard(row.id)
+                self._finishing.pop(row.id).set()
+
+    def _claim_for_finish(self, row: BlobUpload) -> bool:
+        """Mark the upload busy (no ``data/`` request may change its file while it is checked) and finishing.
+        False when the upload went meanwhile (finished, cancelled or expired: the caller reads the name again);
+        a finish of it that runs already is waited for first. 409 while a ``data/`` transfer runs."""
+        deadline = time.monotonic() + FINISH_WAIT
+        while True:
+            with self.store.lock:
+                running = self._finishing.get(row.id)
+                if running is None:
+                    if self._dropped(row):  # under the lock: nobody publishes or drops it between here and the claim
+                        return False
+                    if row.id in self.store.busy:
+                        raise Conflict("a transfer to this upload is still running; finish after it")
+                    self.store.busy.add(row.id)
+                    self._finishing[row.id] = threading.Event()
+                    return True
+            if not running.wait(max(deadline - time.monotonic(), 0)):
+                raise Conflict("another finish of this upload is still checking it; retry shortly")
+
+    def _check_and_publish(self, actor: Actor, row: BlobUpload) -> BlobInfo:
+        name = row.name
         try:
             path = self.store.upload_path(row)
             received = file_size(path)
@@ -257,19 +298,6 @@ class Uploads:
             return self._publish(row, path)
         except FileNotFoundError:  # its file went with the upload, dropped while it was checked
             raise NotFound(f"the upload of {name!r} was cancelled, or its object deleted, meanwhile") from None
-        finally:
-            with self.store.lock:
-                self.store.busy.discard(row.id)
-
-    def _claim_upload(self, actor: Actor, name: str, upload_id: str) -> BlobUpload:
-        """The upload row, marked busy: no ``data/`` request may change the file while it is checked."""
-        with self.store.service.sessions() as db:
-            row = self._upload_row(db, actor, name, upload_id)
-        with self.store.lock:
-            if row.id in self.store.busy:
-                raise Conflict("a transfer to this upload is still running; finish after it")
-            self.store.busy.add(row.id)
-        return row
 
     def _digest(self, row: BlobUpload, path: Path) -> str:
         with self.store.lock:
