@@ -37,6 +37,7 @@ from oaiod.hub.errors import (
     UnsupportedMedia,
 )
 from oaiod.hub.service import Actor, HubService
+from oaiod.hub.proxy import ForwardedHeaders, TrustedProxies
 from oaiod.hub.settings import HubSettings
 from oaiod.model import context_decode
 
@@ -87,6 +88,8 @@ class HubMiddleware:
                 if new_csrf:
                     cookie = f"{CSRF_COOKIE}={new_csrf}; Path=/; SameSite=Lax; Max-Age=31449600"
                     extra.append((b"set-cookie", cookie.encode()))
+                    if scope["scheme"] == "https":  # directly or through a trusted proxy (oaiod.hub.proxy)
+                        cookie += "; Secure"
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
@@ -323,3 +326,4 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     mount_blob_batches(app)
     app.add_middleware(HubMiddleware, body_limit=settings.body_limit)
     return app
+    app.add_middleware(ForwardedHeaders, proxies=TrustedProxies(settings.trusted_proxies))  # outermost: first

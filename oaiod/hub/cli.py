@@ -70,6 +70,16 @@ def hub() -> None:
     """Run and administer the self-hosted oaio server."""
 
 
+def _check_proxies(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    from oaiod.hub.proxy import parse_trusted_proxies
+
+    try:
+        parse_trusted_proxies(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @hub.command()
 @_data_dir_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -80,7 +90,17 @@ def hub() -> None:
     default="",
     help="Base URL clients reach the hub at (https://hub.example/api/), for csh_args/Hub behind a proxy.",
 )
-def serve(data_dir: Path, db_url: str, host: str, port: int, public_url: str) -> None:
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    envvar="OAIOD_HUB_TRUSTED_PROXIES",
+    callback=_check_proxies,
+    metavar="ADDR",
+    help="Address or network (10.0.0.0/8) of a reverse proxy whose X-Forwarded-For and X-Forwarded-Proto count; "
+    "repeatable. Without it these headers are ignored, from loopback too.",
+)
+def serve(data_dir: Path, db_url: str, host: str, port: int, public_url: str, trusted_proxies: tuple[str, ...]) -> None:
     """Serve the hub until interrupted."""
     from oaiod.heap import use_system_malloc
     from oaiod.hub.server import HubServer
@@ -91,7 +111,14 @@ def serve(data_dir: Path, db_url: str, host: str, port: int, public_url: str) ->
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
-        settings = HubSettings(data_dir=data_dir, db_url=db_url, host=host, port=port, public_url=public_url)
+        settings = HubSettings(
+            data_dir=data_dir,
+            db_url=db_url,
+            host=host,
+            port=port,
+            public_url=public_url,
+            trusted_proxies=trusted_proxies,
+        )
         HubServer(settings).serve_forever()
     except OaiodError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -90,6 +90,7 @@ def login(request: Request, response: Response, body: BodyDep) -> dict[str, Any]
         httponly=True,
         samesite="lax",
         path="/",
+        secure=request.url.scheme == "https",  # directly or through a trusted proxy (oaiod.hub.proxy)
     )
     return {"username": user.username, "is_supervisor": user.is_supervisor}
 

@@ -102,6 +102,7 @@ class HubServer:
             lifespan="on",
             timeout_graceful_shutdown=max(1, int(self.settings.graceful_shutdown)),
             ws="none",
+            proxy_headers=False,  # uvicorn would trust X-Forwarded-* from 127.0.0.1; oaiod.hub.proxy decides
         )
         server = _Uvicorn(config)
         server.notifier = app.state.notifier

@@ -34,6 +34,9 @@ class HubSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
 
+    #: addresses or networks of reverse proxies whose ``X-Forwarded-For``/``-Proto`` count (see oaiod.hub.proxy);
+    #: empty: forwarded headers are ignored from everyone, loopback included
+    trusted_proxies: tuple[str, ...] = ()
     @property
     def database_url(self) -> str:
         """The SQLAlchemy URL actually used."""

@@ -144,3 +144,8 @@ def test_serve_on_a_taken_port_is_one_line(tmp_path: Path) -> None:
         port = str(taken.getsockname()[1])
         code, output = run("hub", "serve", "--data-dir", str(tmp_path / "hub"), "--port", port)
     assert code == 1 and output.startswith("Error: cannot listen on 127.0.0.1:") and output.count("\n") == 1
+
+
+def test_serve_refuses_a_trusted_proxy_that_is_no_address(tmp_path: Path) -> None:
+    code, output = run("hub", "serve", "--data-dir", str(tmp_path / "hub"), "--trusted-proxy", "proxy.example")
+    assert code == 2 and "'proxy.example' is neither an IP address nor a network" in output
