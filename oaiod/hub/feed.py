@@ -1,7 +1,7 @@
 """Part B routes (``docs/hub-api.md``): features, deletions since a cursor, the long-poll change feed, versions.
 
 The change feed waits without holding a database connection or a worker thread: it checks in a worker thread,
-then awaits the :class:`~oaiod.hub.app.ChangeNotifier` event that the next commit sets.
+then awaits the :class:`~oaiod.hub.app.ChangeNotifier` event that the next commit concerning the caller sets.
 """
 
 from __future__ import annotations
@@ -67,11 +67,19 @@ async def changes(
     wait = _timeout(timeout, settings.long_poll_default, settings.long_poll_max)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
+    with notifier.parked(actor.username):
+        return await _wait_for_change(service, notifier, actor.username, checked, deadline)
+
+
+async def _wait_for_change(
+    service: HubService, notifier: ChangeNotifier, username: str, checked: str, deadline: float
+) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
     while True:
-        event = notifier.event()  # taken before the check, so a commit after the check still wakes us
+        event = notifier.event(username)  # taken before the check, so a commit after the check still wakes us
         cursor = service.sync_stamp
         if cursor > checked:
-            if await run_in_threadpool(service.has_changes, actor.username, checked):
+            if await run_in_threadpool(service.has_changes, username, checked):
                 return {"changed": True, "sync_stamp": cursor}
             checked = cursor  # nothing up to the cursor concerns this caller
         remaining = deadline - loop.time()

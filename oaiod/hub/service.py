@@ -11,6 +11,11 @@ Guarantees:
   :attr:`HubService.sync_stamp` *before* it queries: everything committed with a stamp up to it is visible to
   the query, and anything committed later carries a newer stamp. One hub process per database.
 - A refused request (any :class:`HubError` raised inside a write) rolls back: the database is unchanged.
+- After each committed change, ``on_commit(stamp, usernames)`` names every user whose change feed it concerns
+  (:func:`wake_feeds`, filled inside the transaction): the subscribers of an object registered or uploaded,
+  the user whose subscription was added or whose right changed, every user who got a tombstone (a deleted
+  object's former subscribers, a removed subscription's user). A user it does not name sees no difference in
+  ``has_changes``. Wiping a user names nobody: only that user's rows and objects no one else subscribes to go.
 - Rights (see ``docs/hub-api.md``): ``C`` only for the creator; ``upload/`` needs ``U``; ``delete/`` needs
   ``D``; granting needs ``D`` and never more than the granter holds; a non-subscriber learns nothing.
 - Data kept beside objects and users (the blob store) is an :class:`Attachment`: a transaction that deletes
@@ -21,7 +26,7 @@ Guarantees:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -70,6 +75,20 @@ def changed_ids(username: str, since: str) -> sa.ScalarSelect[str]:
     ).scalar_subquery()
 
 
+_WOKEN = "oaiod.woken"  #: key in a write session's ``info``: the users whose change feed the transaction concerns
+
+
+def wake_feeds(db: Session, usernames: Iterable[str]) -> None:
+    """Note that this write transaction changes what ``usernames`` see in the change feed; their long polls
+    wake once it commits (see the module docstring)."""
+    db.info[_WOKEN].update(usernames)
+
+
+def wake_readers(db: Session, oaio_id: str) -> None:
+    """:func:`wake_feeds` for every subscriber of ``oaio_id`` (one lookup on the subscriptions' id index)."""
+    wake_feeds(db, db.scalars(sa.select(Subscription.username).where(Subscription.oaio_id == oaio_id)))
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who a request acts for: ``username`` (effective, maybe impersonated) and the session's own ``login``."""
@@ -108,8 +127,9 @@ class HubService(AccountsMixin):
         self._write_lock = threading.Lock()
         self._last_stamp = self._load_last_stamp()
         self._last_purge = ""
-        #: called with the change stamp after each committed change (the change feed hooks in here)
-        self.on_commit: Callable[[str], None] | None = None
+        #: called with the change stamp and the users it concerns after each committed change (the change feed
+        #: hooks in here; see the module docstring)
+        self.on_commit: Callable[[str, frozenset[str]], None] | None = None
         self.attachments: list[Attachment] = []  #: see :meth:`attach`
 
     def attach(self, attachment: Attachment) -> None:
@@ -144,17 +164,22 @@ class HubService(AccountsMixin):
 
     @contextmanager
     def _writing(self, *, changes: bool = True) -> Iterator[tuple[Session, str]]:
-        """A serialised write transaction and its change stamp; committed when the block ends without error."""
+        """A serialised write transaction and its change stamp; committed when the block ends without error.
+
+        The block names the users whose change feed it concerns with :func:`wake_feeds`; ``on_commit`` gets them.
+        """
+        woken: set[str] = set()
         with self._write_lock:
             stamp = max(now_stamp(), stamp_add(self._last_stamp, 0.000001)) if changes else now_stamp()
             with self.sessions.begin() as db:
+                db.info[_WOKEN] = woken
                 yield db, stamp
                 if changes:
                     self._purge_tombstones(db, stamp)
             if changes:
                 self._last_stamp = stamp
-        if changes and self.on_commit is not None:
-            self.on_commit(stamp)
+        if changes and woken and self.on_commit is not None:
+            self.on_commit(stamp, frozenset(woken))
 
     @contextmanager
     def _removing(self) -> Iterator[tuple[Session, str, Removal]]:
@@ -240,9 +265,10 @@ class HubService(AccountsMixin):
 
     @staticmethod
     def _bury(db: Session, oaio_id: str, usernames: list[str], stamp: str) -> None:
-        """Record that ``oaio_id`` became unreadable for ``usernames``."""
+        """Record that ``oaio_id`` became unreadable for ``usernames`` (their change feed wakes)."""
         if not usernames:
             return
+        wake_feeds(db, usernames)
         db.execute(sa.delete(Tombstone).where(Tombstone.oaio_id == oaio_id, Tombstone.username.in_(usernames)))
         db.add_all(Tombstone(oaio_id=oaio_id, username=name, stamp=stamp) for name in usernames)
 
@@ -293,6 +319,7 @@ class HubService(AccountsMixin):
                 )
             )
             self._unbury(db, obj.oaio_id, actor.username)
+            wake_feeds(db, [actor.username])
             self._log(db, actor, stamp, "register", obj.oaio_id)
             return self.object_dict(row, CREATE_ACCESS_RIGHT)
 
@@ -332,6 +359,7 @@ class HubService(AccountsMixin):
             row.app_id = actor.app_id or obj.app_id
             row.change_stamp = stamp
             self._add_version(db, row, stamp)
+            wake_readers(db, obj.oaio_id)
             self._log(db, actor, stamp, "upload", obj.oaio_id, obj.client_stamp)
             return self.object_dict(row, right)
 
@@ -406,8 +434,10 @@ class HubService(AccountsMixin):
                 sub = Subscription(oaio_id=oaio_id, username=username, access_right=right, change_stamp=stamp)
                 db.add(sub)
                 self._unbury(db, oaio_id, username)
+                wake_feeds(db, [username])
             elif sub.access_right != right:
                 sub.access_right, sub.change_stamp = right, stamp
+                wake_feeds(db, [username])
             db.flush()
             self._log(db, actor, stamp, "subscribe", oaio_id, f"{username}:{right}")
             return sub.pid

@@ -128,3 +128,44 @@ def test_versions_newest_first(hub: HubServer, hub_session: Callable[..., Any]) 
     assert [v["values"]["text"] for v in versions] == ["v3", "v2", "v1"]
     assert set(versions[0]) == {"stamp", "values", "csh_id", "username", "device_id", "app_id", "created"}
     assert versions[2]["stamp"] == stored["client_stamp"] and versions[0]["device_id"] == "dev1"
+
+
+def test_a_commit_names_only_the_users_it_concerns(hub: HubServer, hub_session: Callable[..., Any]) -> None:
+    assert hub.service is not None and hub.service.on_commit is not None
+    named: list[set[str]] = []
+    forward = hub.service.on_commit
+
+    def spy(stamp: str, usernames: frozenset[str]) -> None:
+        named.append(set(usernames))
+        forward(stamp, usernames)
+
+    hub.service.on_commit = spy
+    alice, bob, carol = (hub_session(hub, name) for name in ("alice", "bob", "carol"))
+
+    def woken(answer: Any) -> set[str]:
+        """The users the commit of a request named (it is called before the request answers)."""
+        assert answer.ok, answer.text
+        return named.pop()
+
+    def share(username: str, right: str) -> Any:
+        body = {"oaio_id": stored["oaio_id"], "username": username, "access_right": right}
+        return alice.post("subscribe/", json=body)
+
+    stored = alice.post("register/", json=new_object("alice", name="shared")).json()
+    assert named.pop() == {"alice"}
+    stored = alice.post("upload/", json=next_version(stored, text="v2")).json()
+    assert named.pop() == {"alice"}
+    assert woken(share("bob", "r")) == {"bob"}
+    assert woken(share("bob", "U")) == {"bob"}
+    assert woken(share("carol", "r")) == {"carol"}
+    assert woken(bob.post("upload/", json=next_version(stored, text="bob's"))) == {"alice", "bob", "carol"}
+    assert woken(share("bob", "x")) == {"bob"}
+    assert woken(alice.post("delete/", json={"oaio_id": stored["oaio_id"]})) == {"alice", "carol"}
+
+    # a refused request, and a wipe (it removes only what nobody else reads), name nobody
+    assert bob.post("upload/", json=next_version(stored, text="gone")).status_code == 404
+    alone = carol.post("register/", json=new_object("carol", name="alone")).json()
+    assert named.pop() == {"carol"}
+    assert alice.post("wipe_user/", json={"Uid": "carol"}).ok
+    assert alice.get("hub/versions/" + quote(alone["oaio_id"], safe="")).status_code == 404
+    assert named == []
