@@ -201,6 +201,17 @@ def object_id(user_name: str, device_id: str, app_id: str, stamp: str, values: M
     return defuse(url + "/" + stamp)
 
 
+def id_names_user(oaio_id: str, username: str) -> bool:
+    """True when ``oaio_id`` is minted for ``username``: its first defused ``://`` is followed by the defused name
+    and a defused ``@`` (see :func:`object_id`).
+
+    A name holding ``@`` makes this ambiguous (``alice@x`` and ``alice`` both match ``app⫻alice﹫x﹫dev…``), so it
+    only ever narrows who may claim an id; the hub also refuses an id under which another user holds data.
+    """
+    _app, sep, rest = oaio_id.partition(URI_SEP_UNICODE_CHAR)
+    return bool(sep) and bool(username) and rest.startswith(defuse(username) + defuse("@"))
+
+
 # -- context headers ------------------------------------------------------------------------------------------
 
 

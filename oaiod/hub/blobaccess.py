@@ -23,10 +23,9 @@ from sqlalchemy.orm import Session
 from oaiod.hub.db import Blob, BlobUpload, Object
 from oaiod.hub.errors import Forbidden, NotFound
 from oaiod.hub.service import Actor, HubService
-from oaiod.model import NO_ACCESS_RIGHT, UPDATE_ACCESS_RIGHT, defuse, right_grants
+from oaiod.model import NO_ACCESS_RIGHT, UPDATE_ACCESS_RIGHT, id_names_user, right_grants
 
 MINTED_MARK = "⫻"  #: defused ``://`` in an id minted by ``oaiod.model.object_id``
-USER_MARK = "﹫"  #: defused ``@`` after the user name in a minted id
 
 
 @dataclass(frozen=True)
@@ -47,13 +46,12 @@ def blob_access(db: Session, actor: Actor, name: str) -> Access:
         right = HubService._right(db, scope, actor.username)
         return Access("", scope, right != NO_ACCESS_RIGHT, right_grants(right, UPDATE_ACCESS_RIGHT))
     if MINTED_MARK in scope:
-        minted = scope.split(MINTED_MARK, 1)[1].startswith(defuse(actor.username) + USER_MARK)
-        mine = minted and not _claimed_by_other(db, scope, actor.username)
+        mine = id_names_user(scope, actor.username) and not claimed_by_other(db, scope, actor.username)
         return Access("", scope, mine, mine)
     return Access(actor.username, scope, True, True)
 
 
-def _claimed_by_other(db: Session, scope: str, username: str) -> bool:
+def claimed_by_other(db: Session, scope: str, username: str) -> bool:
     """True when another user holds blobs in this unregistered scope (user names with ``@`` are ambiguous
     in a minted id: the first writer keeps it)."""
     for table in (Blob, BlobUpload):

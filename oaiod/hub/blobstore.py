@@ -34,9 +34,9 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from oaiod.hub.blobaccess import Access, blob_access, check_access
+from oaiod.hub.blobaccess import Access, blob_access, check_access, claimed_by_other
 from oaiod.hub.db import Blob, BlobUpload, Object, stamp_add
-from oaiod.hub.errors import Forbidden, NotFound
+from oaiod.hub.errors import Conflict, Forbidden, NotFound
 from oaiod.hub.service import Actor, HubService, Removal
 from oaiod.model import now_stamp
 
@@ -188,6 +188,12 @@ class BlobStore:
         store drops its part in the same transaction, under its lock (see the module docstring)."""
         with self.collecting() as garbage:
             yield lambda db, removal: self.drop_removed(db, removal, garbage)
+
+    def check_claim(self, db: Session, oaio_id: str, username: str) -> None:
+        """The :class:`~oaiod.hub.service.Attachment` hook: an id under which another user uploaded files before
+        registering it is theirs (a user name with ``@`` makes a minted id ambiguous); registering it is 409."""
+        if claimed_by_other(db, oaio_id, username):
+            raise Conflict(f"the id {oaio_id!r} is taken: another user's files are stored under it")
 
     def drop_removed(self, db: Session, removal: Removal, garbage: Garbage) -> None:
         """Drop the blobs and uploads under deleted objects' ids, and those of wiped users: their private ones,

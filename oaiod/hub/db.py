@@ -68,6 +68,7 @@ class Object(Base):
     device_id: Mapped[str] = mapped_column(NAME)
     app_id: Mapped[str] = mapped_column(NAME)
     creator: Mapped[str] = mapped_column(NAME)  # a plain name: the object outlives a wiped creator
+    registered: Mapped[str] = mapped_column(STAMP)  # hub clock when register/ committed (never from the id)
     change_stamp: Mapped[str] = mapped_column(STAMP, index=True)
 
 

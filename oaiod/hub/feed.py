@@ -22,7 +22,7 @@ from oaiod.model import validate_oaio_id, validate_stamp
 router = APIRouter(prefix="/hub")
 
 #: what ``hub/features/`` lists; the blob store adds "blobs" when it is mounted
-FEATURES = ["since", "conflict409", "changes", "versions"]
+FEATURES = ["since", "conflict409", "changes", "versions", "origin"]
 
 
 @router.get("/features/")
@@ -45,6 +45,12 @@ def versions(request: Request, oaio_id: str, actor: ActorDep) -> Any:
 
 def _timeout(value: str | None, default: float, most: float) -> float:
     if value is None:
+@router.get("/origin/{oaio_id}")
+def origin(request: Request, oaio_id: str, actor: ActorDep) -> dict[str, str]:
+    """Who registered an object the caller may read and the hub's registration stamp (clients trust only this)."""
+    return get_service(request).origin(actor, validate_oaio_id(oaio_id))
+
+
         return default
     try:
         seconds = float(value)
