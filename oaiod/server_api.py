@@ -122,6 +122,15 @@ class ObjectVersion:
     created: str  # hub clock
 
 
+@dataclass(frozen=True)
+class ObjectOrigin:
+    """Who registered an object and when, as the hub's own records say (``hub/origin/``), never read off the id."""
+
+    oaio_id: str
+    creator: str
+    registered: str  # hub clock
+
+
 class OaioServerApi:
     """One user's (and device's, app's) connection to an oaio server; a method per route.
 
@@ -292,6 +301,24 @@ class OaioServerApi:
         if not isinstance(answer, list):
             raise ProtocolError("hub/versions/: not a list")
         return [_checked(lambda item=item: _valid_version(item), "hub/versions/") for item in answer]
+
+    def origin(self, oaio_id: str) -> ObjectOrigin:
+        """The hub's record of who registered an object the user may read and when (hub ``origin`` feature)."""
+        self._require("origin")
+        answer = self._get_json(f"hub/origin/{quote(validate_oaio_id(oaio_id), safe='')}")
+
+        def valid() -> ObjectOrigin:
+            validate_exact_keys(answer, ("oaio_id", "creator", "registered"), "origin")
+            found = ObjectOrigin(
+                oaio_id=validate_oaio_id(answer["oaio_id"]),
+                creator=validate_name(answer["creator"], "creator"),
+                registered=validate_stamp(answer["registered"], "registered"),
+            )
+            if found.oaio_id != oaio_id:
+                raise ValidationError("oaio_id", f"answers for {found.oaio_id!r}, not the object asked for")
+            return found
+
+        return _checked(valid, "hub/origin/")
 
     # -- subscriptions and users -------------------------------------------------------------------------------
 

@@ -31,6 +31,10 @@ class ServerApi(Protocol):
 
     def csh_args(self, csh_id: str) -> dict[str, Any]: ...
 
+    def features(self) -> frozenset[str]: ...
+
+    def origin(self, oaio_id: str) -> Any: ...  # ObjectOrigin: who registered it and when (hub "origin" feature)
+
 
 class EngineError(OaiodError):
     """A sync step failed for a reason of its own (no storage for an object, an invalid manifest…)."""

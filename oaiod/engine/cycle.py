@@ -292,7 +292,8 @@ class SyncEngine:
     def _adopt_or_create_root(self, listing: list[OaiObject], known: dict[str, ObjectRow]) -> None:
         """Adopt the user's client root object (the oldest registration) or register one (design §1)."""
         mine = sorted(
-            (o for o in listing if is_own_root(o, self.settings.username)), key=lambda o: ops.root_age(o.oaio_id)
+            (o for o in listing if is_own_root(o, self.settings.username)),
+            key=lambda o: ops.root_age(self.ctx, o.oaio_id),
         )
         root = str(self.settings.client_root)
         if mine:
@@ -314,7 +315,7 @@ class SyncEngine:
         """Another client root of this user: switch to it when it is older than ours (a registration race, design
         §1) and return its new row; None when ours is the older one (its device merges it into ours)."""
         current = next((row for row in known.values() if row.kind == KIND_ROOT), None)
-        if current is not None and ops.root_age(current.oaio_id) <= ops.root_age(obj.oaio_id):
+        if current is not None and ops.root_age(self.ctx, current.oaio_id) <= ops.root_age(self.ctx, obj.oaio_id):
             log.info("%s is a newer client root of yours; its device merges it into %s", obj.oaio_id, current.oaio_id)
             self._drops_pending |= ops.queue_root_drop(self.ctx, obj.oaio_id)  # ours, from before a rebuild-index
             return None
@@ -329,7 +330,9 @@ class SyncEngine:
         """Our client root object was deleted on the server (merged into an older one by the device that registered
         it, or deleted by hand): switch to the user's oldest other one, else register a new one; no file is lost."""
         others = [o for o in self.api.stampz(None).objects if is_own_root(o, self.settings.username)]
-        others = sorted((o for o in others if o.oaio_id != current.oaio_id), key=lambda o: ops.root_age(o.oaio_id))
+        others = sorted(
+            (o for o in others if o.oaio_id != current.oaio_id), key=lambda o: ops.root_age(self.ctx, o.oaio_id)
+        )
         row = ops.switch_root(self.ctx, current, others[0] if others else None)
         if not others:
             log.warning("client root object %s was deleted on the server; registering a new one", current.oaio_id)

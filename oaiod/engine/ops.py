@@ -318,9 +318,23 @@ def _new_folder_row(ctx: EngineContext, local: Path, kind: str, name: str | None
 # -- the client root after a registration race (design §1) -------------------------------------------------------
 
 
-def root_age(oaio_id: str) -> tuple[str, str]:
-    """Sort key of client root objects, oldest first: the registration stamp that ends the id, then the id."""
-    return oaio_id[-20:], oaio_id
+#: the age of a root the hub does not know (not registered yet): newer than any registered one
+UNREGISTERED = "9" * 20
+
+
+def root_age(ctx: EngineContext, oaio_id: str) -> tuple[str, str]:
+    """Sort key of this user's client root objects, oldest first, then by id.
+
+    An oaiod hub attests the registration stamp (``hub/origin/``, its own clock, the same for every device). A plain
+    oaio server attests nothing, so there the stamp that ends the id is used: only objects the server lists with
+    ``C`` for this user are ever compared (:func:`~oaiod.engine.mapping.is_own_root`), so the id is this user's own.
+    """
+    if "origin" not in ctx.api.features():
+        return oaio_id[-20:], oaio_id
+    try:
+        return ctx.api.origin(oaio_id).registered, oaio_id
+    except NotFound:
+        return UNREGISTERED, oaio_id
 
 
 def registered_here(ctx: EngineContext, oaio_id: str) -> bool:

@@ -99,7 +99,7 @@ def _race(a: Device, b: Device) -> str:
     _unpause(a, b)
     registered = _server_roots(a)
     assert len(registered) == 2  # both listed before either registered: the race happened
-    return min(registered, key=lambda o: (o.oaio_id[-20:], o.oaio_id)).oaio_id
+    return min(registered, key=lambda o: (a.api.origin(o.oaio_id).registered, o.oaio_id)).oaio_id  # the hub's age
 
 
 def test_simultaneous_registrations_merge_into_the_older_root(make_device) -> None:
@@ -127,9 +127,10 @@ def test_simultaneous_registrations_merge_into_the_older_root(make_device) -> No
         assert (report.uploads, report.downloads, report.pushed, report.errors) == (0, 0, 0, [])
 
 
-def test_a_device_that_adopted_the_newer_root_switches_too(make_device) -> None:
-    """a makes the older root but registers it last; b registers the newer one and c adopts it before a's
-    appears. b merges into a's and deletes its own; c, which only adopted b's, switches without deleting."""
+def test_the_hub_clock_decides_which_root_is_older_not_the_id(make_device) -> None:
+    """a mints its root object first (the older id stamp) but registers it last; b registers one meanwhile and c
+    adopts b's. The hub attests b's registration as the older one, so a merges into b's and deletes its own, and
+    b and c never switch: an id's stamp is whatever a client wrote there."""
     a, b, c = make_device("alice", "a"), make_device("alice", "b"), make_device("alice", "c")
     write(a.root / "a.txt", "a")
     write(b.root / "b.txt", "b")
@@ -137,24 +138,24 @@ def test_a_device_that_adopted_the_newer_root_switches_too(make_device) -> None:
     release_a = threading.Event()
     held = _paused(a, "register", release_a)
     thread, outcome = _in_thread(a)
-    assert held.reached.wait(WAIT)  # a made its root object (older stamp) and waits to register it
-    converge(b, c)  # b registers the newer root, c adopts it
-    newer = _root_of(b)
-    assert _root_of(c) == newer and c.tree() == b.tree() == {"b.txt": b"b", "c.txt": b"c"}
+    assert held.reached.wait(WAIT)  # a made its root object (older id stamp) and waits to register it
+    converge(b, c)  # b registers its root, c adopts it
+    first = _root_of(b)
+    assert _root_of(c) == first and c.tree() == b.tree() == {"b.txt": b"b", "c.txt": b"c"}
     release_a.set()
     thread.join(WAIT)
     assert not thread.is_alive() and outcome and not isinstance(outcome[0], BaseException), outcome
     _unpause(a)
-    older = _root_of(a)
-    assert (older[-20:], older) < (newer[-20:], newer)
+    late = _root_of(a)
+    assert late[-20:] < first[-20:]  # by the ids, a's would be the older one
 
     converge(a, b, c, rounds=3)
-    assert [o.oaio_id for o in _server_roots(a)] == [older]
-    assert _root_of(a) == _root_of(b) == _root_of(c) == older
+    assert [o.oaio_id for o in _server_roots(a)] == [first]
+    assert _root_of(a) == _root_of(b) == _root_of(c) == first
     assert a.tree() == b.tree() == c.tree() == {"a.txt": b"a", "b.txt": b"b", "c.txt": b"c"}
-    history = [(h["action"], h["oaio_id"]) for h in b.engine.history()]
-    assert ("drop-root", newer) in history  # b registered the newer root and deleted it
-    assert all(h["action"] != "drop-root" for h in c.engine.history())
+    history = [(h["action"], h["oaio_id"]) for h in a.engine.history()]
+    assert ("drop-root", late) in history  # a registered the later root and deleted it
+    assert all(h["action"] not in ("drop-root", "switch-root") for d in (b, c) for h in d.engine.history())
 
 
 def test_a_root_deleted_on_the_server_is_replaced_without_losing_files(make_device) -> None:
