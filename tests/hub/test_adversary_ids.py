@@ -43,7 +43,9 @@ def test_an_id_naming_another_user_is_refused(
         assert answer.json()["error"] == "forbidden" and "object" not in answer.json()
     assert db_snapshot(hub) == before  # a refused request changes nothing
     # nor can bob then hand such an object to alice: it does not exist
-    grant = bob.post("subscribe/", json={"oaio_id": _forged("alice")["oaio_id"], "username": "alice", "access_right": "D"})
+    grant = bob.post(
+        "subscribe/", json={"oaio_id": _forged("alice")["oaio_id"], "username": "alice", "access_right": "D"}
+    )
     assert grant.status_code == 404
     assert sessions["alice"].get("oaio_stampz/").json() == []
 
