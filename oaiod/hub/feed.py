@@ -1,7 +1,8 @@
 """Part B routes (``docs/hub-api.md``): features, deletions since a cursor, the long-poll change feed, versions.
 
 The change feed waits without holding a database connection or a worker thread: it checks in a worker thread,
-then awaits the :class:`~oaiod.hub.app.ChangeNotifier` event that the next commit concerning the caller sets.
+then awaits the :class:`~oaiod.hub.app.ChangeNotifier` event that the next commit concerning the caller sets
+(or the client closing its connection).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from starlette.concurrency import run_in_threadpool
 from oaiod import __version__
 from oaiod.errors import ValidationError
 from oaiod.hub.app import ActorDep, ChangeNotifier, get_service, json_answer
+from oaiod.hub.errors import RateLimited
 from oaiod.hub.service import HubService
 from oaiod.model import validate_oaio_id, validate_stamp
 
 router = APIRouter(prefix="/hub")
 
 #: what ``hub/features/`` lists; the blob store adds "blobs" when it is mounted
-FEATURES = ["since", "conflict409", "changes", "versions", "origin"]
+FEATURES = ["since", "conflict409", "changes", "versions"]
 
 
 @router.get("/features/")
@@ -45,12 +47,6 @@ def versions(request: Request, oaio_id: str, actor: ActorDep) -> Any:
 
 def _timeout(value: str | None, default: float, most: float) -> float:
     if value is None:
-@router.get("/origin/{oaio_id}")
-def origin(request: Request, oaio_id: str, actor: ActorDep) -> dict[str, str]:
-    """Who registered an object the caller may read and the hub's registration stamp (clients trust only this)."""
-    return get_service(request).origin(actor, validate_oaio_id(oaio_id))
-
-
         return default
     try:
         seconds = float(value)
@@ -65,7 +61,11 @@ def origin(request: Request, oaio_id: str, actor: ActorDep) -> dict[str, str]:
 async def changes(
     request: Request, actor: ActorDep, since: str | None = None, timeout: str | None = None
 ) -> dict[str, Any]:
-    """Long poll: answers when an object the caller may read changes after ``since``, else after ``timeout``."""
+    """Long poll: answers when an object the caller may read changes after ``since``, else after ``timeout``.
+
+    At most ``feed_waiters_per_user`` polls of one user wait at once; the next answers 429. A poll's slot is freed
+    however it ends, a client closing its connection included.
+    """
     service: HubService = get_service(request)
     notifier: ChangeNotifier = request.app.state.notifier
     checked = validate_stamp(since, "since")
@@ -73,13 +73,30 @@ async def changes(
     wait = _timeout(timeout, settings.long_poll_default, settings.long_poll_max)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
+    most = settings.feed_waiters_per_user
+    if notifier.parked_polls(actor.username) >= most:
+        raise RateLimited(
+            f"{actor.username!r} has {most} change-feed polls waiting already, the most one user may",
+            retry_after=math.ceil(settings.long_poll_default),
+        )
     with notifier.parked(actor.username):
-        return await _wait_for_change(service, notifier, actor.username, checked, deadline)
+        gone = asyncio.ensure_future(_client_gone(request))
+        try:
+            return await _wait_for_change(service, notifier, actor.username, checked, deadline, gone)
+        finally:
+            gone.cancel()
 
 
 async def _wait_for_change(
-    service: HubService, notifier: ChangeNotifier, username: str, checked: str, deadline: float
+    service: HubService,
+    notifier: ChangeNotifier,
+    username: str,
+    checked: str,
+    deadline: float,
+    gone: asyncio.Task[None],
 ) -> dict[str, Any]:
+    """Check, and wait for a wake-up, until a change concerns ``username``, the deadline passes, the hub stops or
+    the client is ``gone``."""
     loop = asyncio.get_running_loop()
     while True:
         event = notifier.event(username)  # taken before the check, so a commit after the check still wakes us
@@ -89,9 +106,14 @@ async def _wait_for_change(
                 return {"changed": True, "sync_stamp": cursor}
             checked = cursor  # nothing up to the cursor concerns this caller
         remaining = deadline - loop.time()
-        if remaining <= 0 or notifier.closed:
+        if remaining <= 0 or notifier.closed or gone.done():
             return {"changed": False, "sync_stamp": checked}
-        try:
-            await asyncio.wait_for(event.wait(), remaining)
-        except TimeoutError:
-            pass
+        woken = asyncio.ensure_future(event.wait())
+        await asyncio.wait((woken, gone), timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        woken.cancel()
+
+
+async def _client_gone(request: Request) -> None:
+    """Returns once the client has closed its connection (the answer would go nowhere)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

@@ -22,6 +22,10 @@ class HubSettings:
     body_limit: int = 32 * 1024 * 1024  #: largest request body in bytes; more answers 413
     long_poll_max: float = 60.0  #: longest wait of ``hub/changes/`` in seconds
     long_poll_default: float = 30.0
+    #: ``hub/changes/`` polls one user may have waiting at once; more answer 429. A device's daemon waits in one, a
+    #: device that vanished without closing its connection holds one up to ``long_poll_max``: 16 leaves a person's
+    #: devices room, and bounds the sockets and memory one account can tie up
+    feed_waiters_per_user: int = 16
     tombstone_days: float = 90.0  #: how long ``hub/deleted/`` remembers removals
     max_future_seconds: float = 3600.0  #: how far ahead of the hub clock a posted ``client_stamp`` may be
     login_max_failures: int = 10  #: failed logins per username or per address within ``login_window``
@@ -37,6 +41,7 @@ class HubSettings:
     #: addresses or networks of reverse proxies whose ``X-Forwarded-For``/``-Proto`` count (see oaiod.hub.proxy);
     #: empty: forwarded headers are ignored from everyone, loopback included
     trusted_proxies: tuple[str, ...] = ()
+
     @property
     def database_url(self) -> str:
         """The SQLAlchemy URL actually used."""

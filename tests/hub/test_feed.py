@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
 
@@ -130,6 +133,50 @@ def test_versions_newest_first(hub: HubServer, hub_session: Callable[..., Any]) 
     assert versions[2]["stamp"] == stored["client_stamp"] and versions[0]["device_id"] == "dev1"
 
 
+# -- who a commit wakes, and the per-user cap on waiting polls ---------------------------------------------------
+#
+# Polls are sent on connections of their own (http.client), so a test can park several, read an answer later or
+# hang up without reading. That a poll is parked is shown by the cap itself: once the user's polls fill it, a probe
+# answers 429. The probe asks from the future, so it never queries and never waits (it cannot take a slot from a
+# poll about to park).
+
+
+def _park(hub: HubServer, session: Any, since: str, timeout: float = 50) -> http.client.HTTPConnection:
+    """Send a ``hub/changes/`` poll as ``session``'s user on a connection of its own; ``getresponse()`` reads it."""
+    conn = http.client.HTTPConnection(hub.host, timeout=60)
+    cookies = "; ".join(f"{cookie.name}={cookie.value}" for cookie in session.cookies)
+    query = urlencode({"since": since, "timeout": f"{timeout:g}"})
+    conn.request("GET", f"/api/hub/changes/?{query}", headers={**session.headers, "Cookie": cookies})
+    return conn
+
+
+def _probe(session: Any) -> Any:
+    return session.get("hub/changes/", params={"since": stamp_add(now_stamp(), 3600), "timeout": "0"})
+
+
+def _until_probe_answers(session: Any, status: int) -> Any:
+    """Probe until it answers ``status`` (429: the user's polls fill the cap; 200: a slot is free); that answer."""
+    deadline = time.monotonic() + 20
+    while (answer := _probe(session)).status_code != status:
+        assert time.monotonic() < deadline, f"the probe kept answering {answer.status_code}, not {status}"
+        time.sleep(0.01)
+    return answer
+
+
+def _answer(conn: http.client.HTTPConnection) -> dict[str, Any]:
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    assert response.status == 200, body
+    return json.loads(body)
+
+
+@pytest.fixture
+def capped_hub(db_url: str, hub_factory: Callable[..., HubServer]) -> HubServer:
+    """A hub on every database where a user may park one poll: a second answers 429 until the first ends."""
+    return hub_factory(db_url=db_url, feed_waiters_per_user=1)
+
+
 def test_a_commit_names_only_the_users_it_concerns(hub: HubServer, hub_session: Callable[..., Any]) -> None:
     assert hub.service is not None and hub.service.on_commit is not None
     named: list[set[str]] = []
@@ -169,3 +216,92 @@ def test_a_commit_names_only_the_users_it_concerns(hub: HubServer, hub_session: 
     assert alice.post("wipe_user/", json={"Uid": "carol"}).ok
     assert alice.get("hub/versions/" + quote(alone["oaio_id"], safe="")).status_code == 404
     assert named == []
+
+
+def test_change_feed_sleeps_through_changes_it_may_not_read(
+    capped_hub: HubServer, hub_session: Callable[..., Any]
+) -> None:
+    hub = capped_hub
+    assert hub.service is not None
+    checks: list[str] = []
+    has_changes = hub.service.has_changes
+
+    def counted(username: str, since: str) -> bool:
+        checks.append(username)
+        return has_changes(username, since)
+
+    hub.service.has_changes = counted  # type: ignore[method-assign]
+    alice, bob, carol = (hub_session(hub, name) for name in ("alice", "bob", "carol"))
+    private = alice.post("register/", json=new_object("alice", name="private")).json()
+    _ids, cursor, _ = _stampz(bob)
+    checks.clear()
+
+    poll = _park(hub, bob, cursor)
+    _until_probe_answers(bob, 429)
+    for number in range(3):
+        private = alice.post("upload/", json=next_version(private, text=f"v{number}")).json()
+    carol.post("register/", json=new_object("carol", name="hers"))
+    alice.post("subscribe/", json={"oaio_id": private["oaio_id"], "username": "bob", "access_right": "r"})
+    answer = _answer(poll)
+    assert answer["changed"] is True and answer["sync_stamp"] > cursor
+    # woken once, by his subscription: the four commits before it did not even cost him a check
+    assert checks.count("bob") == 1
+
+
+def test_change_feed_wakes_for_what_the_caller_may_read(capped_hub: HubServer, hub_session: Callable[..., Any]) -> None:
+    hub = capped_hub
+    alice, bob = hub_session(hub, "alice"), hub_session(hub, "bob")
+    kept = alice.post("register/", json=new_object("alice", name="kept")).json()
+    dropped = alice.post("register/", json=new_object("alice", name="dropped")).json()
+    for stored in (kept, dropped):
+        alice.post("subscribe/", json={"oaio_id": stored["oaio_id"], "username": "bob", "access_right": "r"})
+    _ids, cursor, _ = _stampz(bob)
+
+    changes = {
+        "an upload": lambda: alice.post("upload/", json=next_version(kept, text="new")),
+        "a stronger right": lambda: alice.post(
+            "subscribe/", json={"oaio_id": kept["oaio_id"], "username": "bob", "access_right": "U"}
+        ),
+        "an unsubscribe": lambda: alice.post(
+            "subscribe/", json={"oaio_id": kept["oaio_id"], "username": "bob", "access_right": "x"}
+        ),
+        "a deletion": lambda: alice.post("delete/", json={"oaio_id": dropped["oaio_id"]}),
+    }
+    for change, make in changes.items():
+        poll = _park(hub, bob, cursor)
+        _until_probe_answers(bob, 429)
+        assert make().ok
+        answer = _answer(poll)
+        assert answer["changed"] is True and answer["sync_stamp"] > cursor, change
+        cursor = answer["sync_stamp"]
+
+
+def test_change_feed_polls_per_user_are_capped(
+    db_url: str, hub_factory: Callable[..., HubServer], hub_session: Callable[..., Any]
+) -> None:
+    hub = hub_factory(db_url=db_url, feed_waiters_per_user=2)
+    alice, bob, carol = (hub_session(hub, name) for name in ("alice", "bob", "carol"))
+    _ids, cursor, _ = _stampz(bob)
+    polls = [_park(hub, bob, cursor), _park(hub, bob, cursor)]
+    refused = _until_probe_answers(bob, 429)
+    assert refused.json()["error"] == "rate_limited" and refused.json()["reason"]
+    assert refused.headers["Retry-After"] == "30"  # about one default poll: by then a waiting one has answered
+    assert _probe(carol).status_code == 200  # the cap is per user
+
+    # a client that hangs up mid-wait frees its slot
+    polls.pop().close()
+    _until_probe_answers(bob, 200)
+
+    # so does a poll that times out ...
+    short = _park(hub, bob, cursor, timeout=0.5)
+    _until_probe_answers(bob, 429)
+    assert _answer(short) == {"changed": False, "sync_stamp": cursor}
+    _until_probe_answers(bob, 200)
+
+    # ... and one that answers a change
+    stored = alice.post("register/", json=new_object("alice")).json()
+    polls.append(_park(hub, bob, cursor))
+    _until_probe_answers(bob, 429)
+    alice.post("subscribe/", json={"oaio_id": stored["oaio_id"], "username": "bob", "access_right": "r"})
+    assert all(_answer(poll)["changed"] is True for poll in polls)
+    _until_probe_answers(bob, 200)
