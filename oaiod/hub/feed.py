@@ -24,7 +24,7 @@ from oaiod.model import validate_oaio_id, validate_stamp
 router = APIRouter(prefix="/hub")
 
 #: what ``hub/features/`` lists; the blob store adds "blobs" when it is mounted
-FEATURES = ["since", "conflict409", "changes", "versions"]
+FEATURES = ["since", "conflict409", "changes", "versions", "origin"]
 
 
 @router.get("/features/")
@@ -43,6 +43,12 @@ def deleted(request: Request, actor: ActorDep, since: str | None = None) -> dict
 def versions(request: Request, oaio_id: str, actor: ActorDep) -> Any:
     """Every stored version of an object the caller may read, newest first."""
     return json_answer(get_service(request).versions(actor, validate_oaio_id(oaio_id)))
+
+
+@router.get("/origin/{oaio_id}")
+def origin(request: Request, oaio_id: str, actor: ActorDep) -> dict[str, str]:
+    """Who registered an object the caller may read and the hub's registration stamp (clients trust only this)."""
+    return get_service(request).origin(actor, validate_oaio_id(oaio_id))
 
 
 def _timeout(value: str | None, default: float, most: float) -> float:
