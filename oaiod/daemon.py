@@ -27,6 +27,7 @@ import contextlib
 import errno
 import faulthandler
 import fcntl
+import io
 import logging
 import logging.handlers
 import os
@@ -180,12 +181,27 @@ class LogBuffer(logging.Handler):
             return [item for item in self.lines if item[0] > counter]
 
 
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log whose files are mode 0600 whatever the umask (the daemon keeps the user's umask for the
+    files it syncs): log lines name files and folders. A file made 0644 before is chmod'ed when opened."""
+
+    def _open(self) -> io.TextIOWrapper:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
+        except BaseException:
+            os.close(fd)
+            raise
+
+
 def setup_logging(config: Config, buffer: LogBuffer) -> list[logging.Handler]:
-    """stderr + rotating file in the per-instance log dir (0700) + the ctl buffer; returns the handlers added."""
+    """stderr + rotating file (0600) in the per-instance log dir (0700) + the ctl buffer; returns the handlers
+    added."""
     config.log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     formatter = logging.Formatter(LOG_FORMAT)
     stderr = logging.StreamHandler()
-    rotating = logging.handlers.RotatingFileHandler(
+    rotating = PrivateRotatingFileHandler(
         config.log_file, maxBytes=config.log.max_bytes, backupCount=config.log.backups, encoding="utf-8"
     )
     handlers: list[logging.Handler] = [stderr, rotating, buffer]

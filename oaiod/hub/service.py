@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from oaiod import migrate
 from oaiod.errors import ValidationError
+from oaiod.hub import datadir
 from oaiod.hub.accounts import AccountsMixin
 from oaiod.hub.db import (
     LogEntry,
@@ -144,8 +145,10 @@ class HubService(AccountsMixin):
 
     @classmethod
     def open(cls, settings: HubSettings) -> HubService:
-        """Create the data folder (mode 0700), upgrade the schema to the newest revision and connect."""
+        """Create the data folder (mode 0700), keep its database private (:mod:`oaiod.hub.datadir`), upgrade the
+        schema to the newest revision and connect."""
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        datadir.protect(settings.data_dir, settings.database_url)
         migrate.upgrade("hub", settings.database_url)
         return cls(settings)
 

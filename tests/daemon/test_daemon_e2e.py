@@ -157,6 +157,9 @@ def test_embedded_defaults_sync_oaio_root(isolated_home: Path) -> None:
         assert status["server"].startswith("http://127.0.0.1:") and status["state"] in ("idle", "syncing")
         password = proc.config.paths.embedded_password_file
         assert password.stat().st_mode & 0o777 == 0o600
+        hub_files = [path for path in proc.config.paths.hub_data_dir.iterdir() if path.name.startswith("hub.sqlite3")]
+        assert len(hub_files) == 3 and proc.config.log_file.exists()  # the database, its WAL and shm; the log
+        assert {path.stat().st_mode & 0o777 for path in [*hub_files, proc.config.log_file]} == {0o600}
         assert proc.config.paths.hub_url_file.read_text().strip() == status["server"]
     finally:
         assert proc.stop() == 0
