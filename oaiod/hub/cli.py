@@ -215,11 +215,21 @@ def storage() -> None:
 @click.argument("pairs", nargs=-1, metavar="KEY=VALUE|KEY:=JSON...")
 @_data_dir_option
 def storage_set(csh_id: str, pairs: tuple[str, ...], data_dir: Path, db_url: str) -> None:
-    """Register or replace a storage host's keyword arguments."""
+    """Register or replace a storage host's keyword arguments.
+
+    ``csh_args/`` hands them to every logged-in user (the oaio protocol's design): secret-looking ones get a
+    warning, since whoever holds them reads and writes the whole storage host, whatever the hub's rights say."""
     kwargs = _parse_kwargs(pairs)
     with _service(data_dir, db_url) as service:
         service.set_storage(csh_id, kwargs)
     click.echo(f"set storage host {csh_id} ({', '.join(kwargs) or 'no arguments'})")
+    if secret_keys := sorted(key for key in kwargs if looks_secret(key)):
+        click.echo(
+            f"warning: every user of this hub receives {', '.join(secret_keys)} of {csh_id} through csh_args/{csh_id} "
+            "and with them all of the storage host, whatever objects they may read; to keep per-object rights "
+            "on file contents, use the hub's blob store (csh id Hub) instead",
+            err=True,
+        )
 
 
 @storage.command("del")

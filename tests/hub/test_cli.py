@@ -74,9 +74,13 @@ def test_users(tmp_path: Path, db_url: str) -> None:
 
 def test_storage_hosts(tmp_path: Path) -> None:
     where = ["--data-dir", str(tmp_path / "hub")]
-    code, _ = run("hub", "storage", "set", "Digi", "root_folder=/oaio", "email=a@b.c", "password=hunter2", *where)
-    assert code == 0
-    assert run("hub", "storage", "set", "S3", "port:=9000", "secret_key=abc", 'opts:={"x": [1]}', *where)[0] == 0
+    code, output = run("hub", "storage", "set", "Digi", "root_folder=/oaio", "email=a@b.c", "password=hunter2", *where)
+    assert code == 0 and "warning: every user of this hub receives password of Digi" in output
+    assert "hunter2" not in output
+    code, output = run("hub", "storage", "set", "S3", "port:=9000", "secret_key=abc", 'opts:={"x": [1]}', *where)
+    assert code == 0 and "receives secret_key of S3" in output and "blob store (csh id Hub)" in output
+    code, output = run("hub", "storage", "set", "Local", "root_folder=/srv/oaio", *where)
+    assert code == 0 and "warning" not in output  # nothing secret: no warning
     code, output = run("hub", "storage", "list", *where)
     assert code == 0
     assert "hunter2" not in output and "abc" not in output
