@@ -119,6 +119,9 @@ class BearerTokenAuth(AuthPlugin):
         return f"BearerTokenAuth({MASK!r})"
 
 
+#: cookies a new login keeps: the oaiod hub's device token, which lets this client log in while someone else's
+#: failed guesses have its user's name or its address throttled (oaiod.hub.loginguard)
+KEPT_COOKIES = frozenset({"oaiod_device"})
 _NOT_LOGGED_IN = re.compile(r"not_authenticated|csrf|credentials were not provided|not logged in", re.I)
 
 
@@ -141,7 +144,10 @@ class OaioSessionAuth(AuthPlugin):
         self.cookies = requests.cookies.RequestsCookieJar()
 
     def authenticate(self, client: HttpClient) -> None:
+        kept = [cookie for cookie in self.cookies if cookie.name in KEPT_COOKIES]
         self.cookies.clear()
+        for cookie in kept:
+            self.cookies.set_cookie(cookie)
         credentials = {"username": self.username, "password": self.password.reveal()}
         try:
             client.request("POST", self.login_path, json=credentials, authenticate=False, idempotent=True)

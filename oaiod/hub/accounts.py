@@ -1,8 +1,9 @@
-"""Accounts, login sessions, failed-login throttling and storage hosts: the hub's administrative state.
+"""Accounts, login sessions and storage hosts: the hub's administrative state.
 
 Mixed into :class:`oaiod.hub.service.HubService`, which provides ``sessions``, ``settings`` and ``_writing``.
 Session tokens are random 32-byte values; the database keeps only their sha256, so a leaked database does
-not hand out logins. Passwords are hashed outside the write lock (scrypt takes tens of milliseconds).
+not hand out logins. Passwords are hashed outside the write lock (scrypt takes tens of milliseconds). Failed
+logins are throttled as :mod:`oaiod.hub.loginguard` describes.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import hashlib
 import logging
 import secrets
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
@@ -22,12 +21,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from oaiod.hub.db import LoginSession, StorageHost, User, stamp_add
 from oaiod.hub.errors import Conflict, NotAuthenticated, NotFound, RateLimited
+from oaiod.hub.loginguard import DEVICE_TOKEN_LIFETIME, DeviceTokens, LoginThrottle
 from oaiod.hub.passwords import hash_password, verify_password
 from oaiod.hub.settings import HubSettings
 from oaiod.model import now_stamp, validate_name, validate_username
 
 log = logging.getLogger("oaiod.hub")
 
+_GUARD_LOCK = threading.Lock()
 SECRET_KEY_WORDS = ("password", "passwd", "secret", "token", "key", "credential", "auth")
 
 
@@ -42,44 +43,6 @@ def looks_secret(key: str) -> bool:
     return any(word in lowered for word in SECRET_KEY_WORDS)
 
 
-class LoginThrottle:
-    """Counts failed logins per key (username, client address) in a sliding window; in memory, per process."""
-
-    def __init__(self, max_failures: int, window: float) -> None:
-        self.max_failures = max_failures
-        self.window = window
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        failures = self._failures.setdefault(key, deque())
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        return failures
-
-    def check(self, *keys: str) -> None:
-        """Raise :class:`RateLimited` when any key had too many recent failures."""
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                failures = self._recent(key, now)
-                if len(failures) >= self.max_failures:
-                    retry_after = max(1, int(failures[0] + self.window - now + 1))
-                    raise RateLimited(f"too many failed logins; retry in {retry_after} s", retry_after)
-
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                self._recent(key, now).append(now)
-            if len(self._failures) > 100_000:  # bound memory under a spray of names
-                self._failures = {k: v for k, v in self._failures.items() if v}
-
-    def succeeded(self, key: str) -> None:
-        with self._lock:
-            self._failures.pop(key, None)
-
-
 class AccountsMixin:
     """Users, sessions and storage hosts (see the module docstring)."""
 
@@ -89,32 +52,50 @@ class AccountsMixin:
     _removing: Callable[[], AbstractContextManager[tuple[Session, str, Any]]]
     _wipe: Callable[[Session, str, Any], None]
     _throttle: LoginThrottle | None = None
+    _devices: DeviceTokens | None = None
 
     # -- login sessions -----------------------------------------------------------------------------------------
 
-    def login(self, username: str, password: str, address: str) -> tuple[str, User]:
-        """A new session token for valid credentials; 401 otherwise, 429 after too many failures."""
-        if self._throttle is None:
-            self._throttle = LoginThrottle(self.settings.login_max_failures, self.settings.login_window)
-        keys = (f"user:{username}", f"addr:{address}")
+    def login(self, username: str, password: str, address: str, device_token: str = "") -> tuple[str, User, str]:
+        """A new session token, the user and a device token for valid credentials; 401 otherwise, 429 when the
+        throttle (:mod:`oaiod.hub.loginguard`) says so. ``device_token`` is what the client kept from an earlier
+        login (empty: none); the answer's device token renews it or starts one."""
+        throttle, devices = self._login_guard()
+        device = devices.device(device_token, username) if device_token else ""
         try:
-            self._throttle.check(*keys)
+            throttle.check(username, address, device)
         except RateLimited:
-            log.warning("hub: login for %r from %s refused after too many failures", username[:150], address)
+            via = " with a known device" if device else ""
+            log.warning("hub: login for %r from %s%s refused after too many failures", username, address, via)
             raise
         with self.sessions() as db:
             user = db.get(User, username)
         if not verify_password(password, user.password_hash if user is not None else None) or user is None:
-            self._throttle.failed(*keys)
-            log.info("hub: failed login for %r from %s", username[:150], address)
+            throttle.failed(username, address, device)
+            log.info("hub: failed login for %r from %s", username, address)
             raise NotAuthenticated("wrong username or password")
-        self._throttle.succeeded(keys[0])
+        throttle.succeeded(username, address, device)
         token = secrets.token_urlsafe(32)
         with self._writing(changes=False) as (db, stamp):
             db.execute(sa.delete(LoginSession).where(LoginSession.expires < stamp))
             expires = stamp_add(stamp, self.settings.session_lifetime)
             db.add(LoginSession(token_hash=token_hash(token), username=username, created=stamp, expires=expires))
-        return token, user
+        return token, user, devices.issue(username, device)
+
+    def _login_guard(self) -> tuple[LoginThrottle, DeviceTokens]:
+        with _GUARD_LOCK:  # made on first use: reads (or creates) the device secret in the data folder
+            if self._throttle is not None and self._devices is not None:
+                return self._throttle, self._devices
+            settings = self.settings
+            self._devices = DeviceTokens.in_data_dir(settings.data_dir, DEVICE_TOKEN_LIFETIME)
+            self._throttle = LoginThrottle(
+                settings.login_max_failures,
+                settings.login_address_max_failures,
+                settings.login_name_max_failures,
+                settings.login_window,
+                settings.login_lockout_max,
+            )
+            return self._throttle, self._devices
 
     def session_user(self, token: str) -> User | None:
         """The user of a live session, or None (unknown or expired token)."""

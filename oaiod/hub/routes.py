@@ -22,6 +22,7 @@ from oaiod.hub.app import (
     json_answer,
 )
 from oaiod.hub.errors import NotFound
+from oaiod.hub.loginguard import DEVICE_COOKIE, DEVICE_TOKEN_LIFETIME
 from oaiod.hub.service import HubService
 from oaiod.model import (
     OBJECT_KEYS,
@@ -82,7 +83,8 @@ def login(request: Request, response: Response, body: BodyDep) -> dict[str, Any]
     password = _password(body["password"])
     service: HubService = get_service(request)
     address = request.client.host if request.client else "?"
-    token, user = service.login(username, password, address)
+    token, user, device = service.login(username, password, address, request.cookies.get(DEVICE_COOKIE, ""))
+    secure = request.url.scheme == "https"  # directly or through a trusted proxy (oaiod.hub.proxy)
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -90,8 +92,12 @@ def login(request: Request, response: Response, body: BodyDep) -> dict[str, Any]
         httponly=True,
         samesite="lax",
         path="/",
-        secure=request.url.scheme == "https",  # directly or through a trusted proxy (oaiod.hub.proxy)
+        secure=secure,
     )
+    # lets this client past the limits a guesser can fill for its user (oaiod.hub.loginguard); Path=/ because a proxy
+    # may serve the API under another prefix
+    lifetime = int(DEVICE_TOKEN_LIFETIME)
+    response.set_cookie(DEVICE_COOKIE, device, max_age=lifetime, httponly=True, samesite="lax", path="/", secure=secure)
     return {"username": user.username, "is_supervisor": user.is_supervisor}
 
 

@@ -28,8 +28,14 @@ class HubSettings:
     feed_waiters_per_user: int = 16
     tombstone_days: float = 90.0  #: how long ``hub/deleted/`` remembers removals
     max_future_seconds: float = 3600.0  #: how far ahead of the hub clock a posted ``client_stamp`` may be
-    login_max_failures: int = 10  #: failed logins per username or per address within ``login_window``
+    #: failed logins within ``login_window`` (seconds) before a lockout (oaiod.hub.loginguard): of one name from one
+    #: address or one known device; from one address, any name; of one name, any address (clients without a device
+    #: token only). Each lockout of a key lasts twice the last, from ``login_window`` up to ``login_lockout_max``
+    login_max_failures: int = 10
+    login_address_max_failures: int = 50
+    login_name_max_failures: int = 100
     login_window: float = 60.0
+    login_lockout_max: float = 3600.0
     graceful_shutdown: float = 5.0  #: seconds ``stop()`` lets running requests finish
     #: the base URL clients reach the hub at (``https://hub.example/api/``), answered by ``csh_args/Hub``;
     #: empty: the URL of each request (right unless a proxy rewrites the host)
