@@ -58,8 +58,8 @@ from oaiod.model import (
     NO_ACCESS_RIGHT,
     UPDATE_ACCESS_RIGHT,
     OaiObject,
-    now_stamp,
     id_names_user,
+    now_stamp,
     right_grants,
 )
 
@@ -118,11 +118,11 @@ class Attachment(Protocol):
         the transaction (before commit); leaving cleans up what must wait for the commit (files)."""
         ...
 
-
     def check_claim(self, db: Session, oaio_id: str, username: str) -> None:
         """Raise a :class:`~oaiod.hub.errors.HubError` when ``username`` may not register ``oaio_id`` because of
         data the attachment holds under that id for another user (files uploaded before ``register/``)."""
         ...
+
 
 class HubService(AccountsMixin):
     """Every hub operation; thread-safe (routes call it from the threadpool)."""
@@ -304,23 +304,23 @@ class HubService(AccountsMixin):
         which an attachment holds another user's data is refused too (409, see :meth:`Attachment.check_claim`).
         """
         self.check_not_future(obj.client_stamp)
-        with self._writing() as (db, stamp):
-            existing = db.get(Object, obj.oaio_id)
-            if existing is not None:
         if not id_names_user(obj.oaio_id, actor.username):
             raise Forbidden(
                 f"{obj.oaio_id!r} is not an id of {actor.username!r}: an id registered by {actor.username!r} names"
                 " them as its user (app://user@device/…, defused)"
             )
+        with self._writing() as (db, stamp):
+            existing = db.get(Object, obj.oaio_id)
+            if existing is not None:
                 right = self._right(db, obj.oaio_id, actor.username)
                 if right == NO_ACCESS_RIGHT:  # the id is taken, but the caller learns nothing more
                     raise Conflict(f"the id {obj.oaio_id!r} is already registered")
                 raise Conflict(f"{obj.oaio_id!r} is already registered", object=self.object_dict(existing, right))
+            for attachment in self.attachments:
+                attachment.check_claim(db, obj.oaio_id, actor.username)
             row = Object(
                 oaio_id=obj.oaio_id,
                 client_stamp=obj.client_stamp,
-            for attachment in self.attachments:
-                attachment.check_claim(db, obj.oaio_id, actor.username)
                 client_values=obj.client_values,
                 server_stamp="",
                 server_values={},
@@ -329,10 +329,10 @@ class HubService(AccountsMixin):
                 device_id=actor.device_id or obj.device_id,
                 app_id=actor.app_id or obj.app_id,
                 creator=actor.username,
+                registered=stamp,
                 change_stamp=stamp,
             )
             db.add(row)
-                registered=stamp,
             db.flush()
             self._add_version(db, row, stamp)
             db.add(
@@ -541,9 +541,6 @@ class HubService(AccountsMixin):
             )
         return buried is not None
 
-    def versions(self, actor: Actor, oaio_id: str) -> list[dict[str, Any]]:
-        """Every stored version of an object the actor may read, newest first."""
-        with self.sessions() as db:
     def origin(self, actor: Actor, oaio_id: str) -> dict[str, str]:
         """Who registered an object the actor may read, and when by the hub clock: the hub's records, never the id.
 
@@ -553,6 +550,9 @@ class HubService(AccountsMixin):
             row, _right = self._readable(db, oaio_id, actor)
             return {"oaio_id": row.oaio_id, "creator": row.creator, "registered": row.registered}
 
+    def versions(self, actor: Actor, oaio_id: str) -> list[dict[str, Any]]:
+        """Every stored version of an object the actor may read, newest first."""
+        with self.sessions() as db:
             self._readable(db, oaio_id, actor)
             rows = db.scalars(sa.select(Version).where(Version.oaio_id == oaio_id).order_by(Version.stamp.desc()))
             return [
