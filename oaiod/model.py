@@ -201,6 +201,29 @@ def object_id(user_name: str, device_id: str, app_id: str, stamp: str, values: M
     return defuse(url + "/" + stamp)
 
 
+def split_name(name: str) -> tuple[str, str]:
+    """``(stem, extension)`` of a file name; a dotfile such as ``.bashrc`` has no extension."""
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem:
+        return name, ""
+    return stem, dot + ext
+
+
+def fitted_name(name: str, addition: str, *, extension: bool = True, limit: int = MAX_PATH_COMPONENT_BYTES) -> str:
+    """``STEM<addition>.EXT`` within ``limit`` bytes of UTF-8 (a file system's name limit): the stem is shortened by
+    whole characters, the extension kept. Names oaiod makes from a user's (conflicted copies, trash, folders of
+    shared objects) must fit, or making them fails with ENAMETOOLONG; an extension too long to keep is shortened as
+    part of the stem, and a folder (``extension`` False) has none."""
+    stem, ext = split_name(name) if extension else (name, "")
+    if len((addition + ext).encode()) > limit // 2:
+        stem, ext = name, ""
+    room = limit - len((addition + ext).encode())
+    encoded = stem.encode()
+    if len(encoded) > room:
+        stem = encoded[: max(room, 1)].decode(errors="ignore").rstrip() or "_"
+    return f"{stem}{addition}{ext}"
+
+
 def id_names_user(oaio_id: str, username: str) -> bool:
     """True when ``oaio_id`` is minted for ``username``: its first defused ``://`` is followed by the defused name
     and a defused ``@`` (see :func:`object_id`).

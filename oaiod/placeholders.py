@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from oaiod.errors import ValidationError
-from oaiod.model import split_root_path, validate_file_path, validate_root_path
+from oaiod.model import fitted_name, split_root_path, validate_file_path, validate_root_path
 
 
 def default_placeholders(home: Path) -> dict[str, Path]:
@@ -119,7 +119,8 @@ class PathMapper:
         safe = safe_folder_name(name)
         taken_set = {_resolved(path) for path in taken}
         for number in range(1, 10_000):
-            candidate = self.client_root / (f"{safe}{suffix}" + (f" ({number})" if number > 1 else ""))
+            addition = suffix + (f" ({number})" if number > 1 else "")
+            candidate = self.client_root / fitted_name(safe, addition, extension=False)
             if _resolved(candidate) not in taken_set:
                 return candidate
         raise ValidationError("_root_path", f"no free folder name for {name!r} under {self.client_root}")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from oaiod.errors import OaiodError, ValidationError
 from oaiod.ignore import STATE_FOLDER, TEMP_PREFIX
-from oaiod.model import validate_file_path
+from oaiod.model import fitted_name, validate_file_path
 from oaiod.state.repo import FileStat
 from oaiod.storage.base import UMASK
 from oaiod.storage.fsops import fsync_path, rename_noreplace, sync_filesystem
@@ -362,7 +362,7 @@ def trash_path(root: Path, rel: str, day: _dt.date | None = None) -> Path:
     candidate, number = base, 1
     while candidate.exists() or candidate.is_symlink():
         number += 1
-        candidate = base.with_name(f"{base.stem} ({number}){base.suffix}")
+        candidate = base.with_name(fitted_name(base.name, f" ({number})"))  # `` (N)`` may not fit a long name
     return candidate
 
 

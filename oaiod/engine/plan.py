@@ -14,6 +14,8 @@ import posixpath
 from collections.abc import Mapping
 from typing import Any, Final
 
+from oaiod.model import fitted_name
+
 
 class _Unknown(enum.Enum):
     UNKNOWN = "unknown"
@@ -69,15 +71,14 @@ def is_mass_deletion(deleted: int, total: int, *, ratio: float, minimum: int) ->
     return total > 0 and deleted >= minimum and deleted > ratio * total
 
 
-def conflict_name(path: str, device_id: str, when: _dt.datetime | None = None) -> str:
-    """``NAME (conflicted copy from DEVICE YYYY-MM-DD HHMMSS).EXT`` beside ``path`` (``/``-separated)."""
+def conflict_name(path: str, device_id: str, when: _dt.datetime | None = None, number: int = 1) -> str:
+    """``NAME (conflicted copy from DEVICE YYYY-MM-DD HHMMSS[ N]).EXT`` beside ``path`` (``/``-separated); a long
+    name is shortened to fit the file system's limit, its extension kept (:func:`~oaiod.model.fitted_name`)."""
     when = when or _dt.datetime.now()
     folder, name = posixpath.split(path)
-    stem, ext = posixpath.splitext(name)
-    if not stem:  # a dotfile such as ".bashrc" has no extension
-        stem, ext = name, ""
     device = device_id.replace("/", "_")
-    copy = f"{stem} (conflicted copy from {device} {when:%Y-%m-%d %H%M%S}){ext}"
+    counter = f" {number}" if number > 1 else ""
+    copy = fitted_name(name, f" (conflicted copy from {device} {when:%Y-%m-%d %H%M%S}){counter}")
     return posixpath.join(folder, copy) if folder else copy
 
 

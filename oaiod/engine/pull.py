@@ -9,6 +9,7 @@ advances only when every file of the version was merged; otherwise the next cycl
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,7 +165,7 @@ def _apply_step(m: _Merge, step: _Step, fetched: Fetched | None) -> None:
         log.info("%s: %s; merging it next cycle", oaio_id, exc)
         m.outcome.complete = False
         m.outcome.retry_paths.append(m.root / step.path)
-    except (LocalFsError, EngineError, OaiodError) as exc:
+    except (LocalFsError, EngineError, OaiodError, OSError) as exc:  # one file never stops the cycle
         log.warning("%s: cannot merge %s (%s); trying again later", oaio_id, step.path, exc)
         m.ctx.repo.record_error(f"file:{oaio_id}:{step.path}", str(exc), oaio_id, step.path)
         m.outcome.errors.append(f"{step.path}: {exc}")
@@ -428,13 +429,12 @@ def _resolve_conflict(m: _Merge, step: _Step, fetched: _Fetched) -> None:
 
 
 def _free_conflict_name(root: Path, rel: str, device: str) -> str:
-    name = conflict_name(rel, device)
+    when = _dt.datetime.now()
     number = 1
-    candidate = name
-    while (root / candidate).exists():
+    candidate = conflict_name(rel, device, when)
+    while (root / candidate).exists() or (root / candidate).is_symlink():
         number += 1
-        stem, dot, ext = name.rpartition(".") if "." in name.rsplit("/", 1)[-1] else (name, "", "")
-        candidate = f"{stem} {number}{dot}{ext}"
+        candidate = conflict_name(rel, device, when, number)
     localfs.check_path(candidate)  # made of a checked path and a device id: checked again before it names a file
     return candidate
 

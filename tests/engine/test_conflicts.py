@@ -135,3 +135,43 @@ def test_hostile_server_values_never_touch_disk_outside_roots(make_device, tmp_p
     assert list(ssh.iterdir()) == [] and list(outside.iterdir()) == []
     assert (bob.root / "evil (alice)" / "authorized_keys").read_text() == "ssh-rsa attacker"
     assert (bob.root / "outside (alice)" / "x.txt").exists()
+
+
+def test_a_conflict_on_a_long_name_keeps_both_in_a_name_that_fits(make_device) -> None:
+    """A 214-byte name: its conflicted copy would be 261 bytes (ENAMETOOLONG stopped every cycle for good)."""
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    name = "x" * 210 + ".txt"
+    write(a.root / name, "base")
+    write(a.root / "other.txt", "other")
+    converge(a, b)
+    write(a.root / name, "from a")
+    write(b.root / name, "from b!")
+    a.sync()
+    report = b.sync()
+    assert report.errors == [] and len(report.conflicts) == 1
+    converge(a, b)
+    write(a.root / "later.txt", "still syncing")  # the devices keep syncing everything else
+    converge(a, b)
+    assert a.tree() == b.tree()
+    (copy,) = [path for path in a.tree() if "conflicted copy" in path]
+    assert len(copy.encode()) <= 255 and copy.endswith(" (conflicted copy from b " + copy.split(" from b ")[1])
+    assert copy.endswith(".txt") and copy.startswith("xxxx")
+    assert sorted([a.tree()[name], a.tree()[copy]]) == [b"from a", b"from b!"]
+    assert a.tree()["later.txt"] == b"still syncing"
+
+
+def test_a_long_name_deleted_twice_a_day_fits_the_trash(make_device) -> None:
+    """A 254-byte name deleted twice on one day: the trash name ``… (2).txt`` would be 258 bytes."""
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    name = "y" * 250 + ".txt"
+    for round_ in ("first", "second"):
+        write(a.root / name, round_)
+        converge(a, b)
+        assert b.tree()[name] == round_.encode()
+        (a.root / name).unlink()
+        reports = converge(a, b)
+        assert all(report.errors == [] for report in reports)
+        assert name not in b.tree()
+    trashed = sorted(p for p in (b.root / ".oaiod" / "trash").rglob("*") if p.is_file())
+    assert sorted(p.read_text() for p in trashed) == ["first", "second"]
+    assert all(len(p.name.encode()) <= 255 and p.name.endswith(".txt") for p in trashed)

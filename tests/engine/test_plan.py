@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from oaiod.engine.plan import UNKNOWN, Action, conflict_name, decide, is_mass_deletion, merge_values
+from oaiod.model import fitted_name
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
 
@@ -65,3 +66,20 @@ def test_values_merge_by_key() -> None:
     assert merged == {"k1": 10, "k2": 20, "k3": 31, "new": "l", "new2": "r"}
     assert conflicts == ["k3"]
     assert merge_values(base, local, remote, local_newer=True)[0]["k3"] == 30
+
+
+def test_names_oaiod_makes_fit_the_file_system() -> None:
+    """Conflicted copies, numbered ones and trash names of long names stay within 255 bytes, extension kept."""
+    when = dt.datetime(2025, 11, 22, 10, 15, 0)
+    for name in ["x" * 210 + ".txt", "é" * 125 + ".md", "😀" * 63 + ".tar.gz", "z" * 255, "a." + "e" * 250]:
+        for number in (1, 2, 1000):
+            copy = conflict_name(f"docs/{name}", "a-device-with-a-long-id", when, number)
+            folder, _, made = copy.rpartition("/")
+            assert folder == "docs" and len(made.encode()) <= 255 and made.encode().decode() == made
+            assert "(conflicted copy from a-device-with-a-long-id 2025-11-22 101500)" in made
+            if name.endswith((".txt", ".md", ".gz")):
+                assert made.endswith(name[name.rindex(".") :])
+        trashed = fitted_name(name, " (2)")
+        assert len(trashed.encode()) <= 255 and " (2)" in trashed
+    assert conflict_name("a.txt", "d", when, 3) == "a (conflicted copy from d 2025-11-22 101500) 3.txt"
+    assert fitted_name("my.project", " (bob)", extension=False) == "my.project (bob)"
