@@ -2,6 +2,8 @@
 only when the server says it offers it (:meth:`OaioServerApi.features`, detected once, never assumed).
 
 Everything the server sends is validated with :mod:`oaiod.model` before it is returned: server data is hostile.
+An invalid answer raises :class:`~oaiod.http.ProtocolError`, except an invalid object in a listing: it is
+returned apart (:class:`RejectedObject`), so one hostile object cannot stop every other from syncing.
 Logging in, CSRF, retries and the one re-login after an expired session are :mod:`oaiod.http`'s work.
 
 Exceptions (below :class:`~oaiod.http.RemoteError`; the transport and status errors are those of
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -107,6 +109,18 @@ class StampzResult:
     deleted_ids: list[str]
     sync_stamp: str
     full: bool
+    rejected: list[RejectedObject] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RejectedObject:
+    """An item of a listing that failed validation (a path that leaves its folder, a malformed id or value): it is
+    left out of :attr:`StampzResult.objects` alone, and the rest of the listing stays usable. ``oaio_id`` is the
+    item's id when that much of it is valid (still listed: not deleted), else None; ``reason`` says what was wrong.
+    """
+
+    oaio_id: str | None
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -273,11 +287,12 @@ class OaioServerApi:
         response = self._get("oaio_stampz/")
         cursor = response.headers.get(SYNC_STAMP_HEADER)
         sync_stamp = _checked(lambda: validate_stamp(cursor, SYNC_STAMP_HEADER), "oaio_stampz/") if cursor else ""
-        return StampzResult(_valid_objects(json_of(response)), [], sync_stamp, True)
+        objects, rejected = _valid_listing(json_of(response))
+        return StampzResult(objects, [], sync_stamp, True, rejected)
 
     def _stampz_since(self, since: str) -> StampzResult:
         response = self._get("oaio_stampz/", params={"since": since})
-        objects = _valid_objects(json_of(response))
+        objects, rejected = _valid_listing(json_of(response))
         cursor = _checked(lambda: validate_stamp(response.headers.get(SYNC_STAMP_HEADER), SYNC_STAMP_HEADER), "since")
         count = response.headers.get(DELETED_COUNT_HEADER, "")
         if not count.isdigit():
@@ -288,11 +303,9 @@ class OaioServerApi:
             ids = _field(answer, "deleted")
             if not isinstance(ids, list):
                 raise ProtocolError("hub/deleted/: 'deleted' is not a list")
-            listed = {obj.oaio_id for obj in objects}
-            deleted = [
-                i for i in (_checked(lambda i=i: validate_oaio_id(i), "hub/deleted/") for i in ids) if i not in listed
-            ]
-        return StampzResult(objects, deleted, cursor, False)
+            listed = {obj.oaio_id for obj in objects} | {item.oaio_id for item in rejected}
+            deleted = [i for i in _valid_ids(ids, "hub/deleted/") if i not in listed]
+        return StampzResult(objects, deleted, cursor, False, rejected)
 
     def versions(self, oaio_id: str) -> list[ObjectVersion]:
         """Every version the server keeps of an object, newest first (hub ``versions`` feature)."""
@@ -417,10 +430,38 @@ def _valid_object(data: Any, where: str) -> OaiObject:
     return _checked(lambda: validate_object_dict(data), where)
 
 
-def _valid_objects(data: Any) -> list[OaiObject]:
+def _valid_listing(data: Any) -> tuple[list[OaiObject], list[RejectedObject]]:
+    """The valid objects of an ``oaio_stampz/`` answer, and the items refused one by one (see
+    :class:`RejectedObject`): one hostile object must not stop every other object from syncing."""
     if not isinstance(data, list):
         raise ProtocolError(f"oaio_stampz/: the server sent {type(data).__name__}, not a list")
-    return [_valid_object(item, "oaio_stampz/") for item in data]
+    objects: list[OaiObject] = []
+    rejected: list[RejectedObject] = []
+    for item in data:
+        try:
+            objects.append(validate_object_dict(item))
+        except ValidationError as exc:
+            rejected.append(RejectedObject(_listed_id(item), f"the server sent an invalid {exc}"))
+    return objects, rejected
+
+
+def _listed_id(item: Any) -> str | None:
+    """The id of a listed item that failed validation, when the id itself is valid."""
+    try:
+        return validate_oaio_id(item.get("oaio_id")) if isinstance(item, Mapping) else None
+    except ValidationError:
+        return None
+
+
+def _valid_ids(ids: list[Any], where: str) -> list[str]:
+    """The valid ids among ``ids``; an invalid one names no object this client knows, so it is logged and skipped."""
+    valid: list[str] = []
+    for oaio_id in ids:
+        try:
+            valid.append(validate_oaio_id(oaio_id))
+        except ValidationError as exc:
+            log.warning("%s: skipping an invalid id from the server (%s)", where, exc)
+    return valid
 
 
 def _valid_version(item: Any) -> ObjectVersion:

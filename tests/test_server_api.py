@@ -296,12 +296,17 @@ def test_plain_server_without_part_b(plain: tuple[ScriptedServer, OaioLoginRules
     ],
 )
 def test_hostile_objects_are_refused(plain: tuple[ScriptedServer, OaioLoginRules], bad: dict[str, Any]) -> None:
+    """A hostile object is refused alone: the rest of a listing stays usable (the engine reports the refused one)."""
     server, rules = plain
-    rules.route("GET", "oaio_stampz/", lambda seen: Reply(200, [good_object(), good_object(**bad)]))
+    good, hostile = good_object(), good_object(**bad)
+    rules.route("GET", "oaio_stampz/", lambda seen: Reply(200, [good, hostile]))
     rules.route("POST", "upload/", lambda seen: Reply(409, {"error": "conflict", "object": good_object(**bad)}))
     api = plain_api(server)
-    with pytest.raises(ProtocolError, match="oaio_stampz/"):
-        api.stampz()
+    result = api.stampz()
+    assert [obj.to_dict() for obj in result.objects] == [good]
+    [rejected] = result.rejected
+    assert rejected.oaio_id == (None if "oaio_id" in bad else hostile["oaio_id"])
+    assert rejected.reason.startswith("the server sent an invalid ")
     with pytest.raises(ProtocolError, match="conflict"):
         api.upload(OaiObject(**{**good_object(), "csh_access_right": ""}))
 

@@ -29,6 +29,7 @@ from oaiod.errors import OaiodError
 from oaiod.http import RemoteError, TransportError
 from oaiod.model import OaiObject, now_stamp
 from oaiod.placeholders import PathMapper
+from oaiod.server_api import RejectedObject
 from oaiod.state.models import KIND_FILES, KIND_ROOT, STATUS_ACTIVE, STATUS_NEW, STATUS_REMOVED, ObjectRow
 from oaiod.state.repo import StateRepo
 from oaiod.storage.errors import StorageError
@@ -173,19 +174,19 @@ class SyncEngine:
         cursor = self.repo.cursor(self.server_key) or None
         listing = self.api.stampz(cursor)
         has_root = self.repo.has_kind(KIND_ROOT)
-        if has_root and not listing.objects and not listing.deleted_ids and not listing.full:
+        if has_root and not (listing.objects or listing.deleted_ids or listing.full or listing.rejected):
             return True, listing.sync_stamp  # nothing changed: no object row is read
         known = {row.oaio_id: row for row in self.repo.objects()}
         if not has_root:
             self._adopt_or_create_root(listing.objects if listing.full else self.api.stampz(None).objects, known)
             known = {row.oaio_id: row for row in self.repo.objects()}
             self._full_rescan = True
-        complete = True
+        complete = self._refuse_rejected(listing.rejected, report)
         for obj in sorted(listing.objects, key=lambda o: o.oaio_id not in known or known[o.oaio_id].kind != KIND_ROOT):
             complete = self._pull_one(obj, known, report) and complete
         gone = set(listing.deleted_ids)
-        if listing.full:
-            listed = {obj.oaio_id for obj in listing.objects}
+        if listing.full:  # a rejected object is still listed: not gone
+            listed = {obj.oaio_id for obj in listing.objects} | {item.oaio_id for item in listing.rejected}
             gone |= {oid for oid, row in known.items() if oid not in listed and row.status != STATUS_NEW}
         root = self._client_root_row()
         if root is not None and root.oaio_id in gone:
@@ -194,6 +195,19 @@ class SyncEngine:
         for oaio_id in gone:
             ops.forget_object(self.ctx, oaio_id, "no longer on the server or no longer shared with you")
         return complete, listing.sync_stamp
+
+    def _refuse_rejected(self, rejected: list[RejectedObject], report: CycleReport) -> bool:
+        """Objects the server listed in an invalid form fail alone, as a failed pull does: reported, backed off,
+        and nothing of them touches the disk, while every other object syncs. False when there was one (the cursor
+        stays: it is listed again, and pulled once the server sends it valid)."""
+        for item in rejected:
+            key = f"obj:{item.oaio_id}" if item.oaio_id else f"listing:{self.server_key}"
+            if self.repo.backing_off(key):
+                continue
+            log.warning("%s: not synced, %s; backing off", item.oaio_id or "an object without a valid id", item.reason)
+            self.repo.record_error(key, f"pull: {item.reason}", item.oaio_id or "")
+            report.errors.append(f"{item.oaio_id or 'an object without a valid id'}: {item.reason}")
+        return not rejected
 
     def _pull_one(self, obj: OaiObject, known: dict[str, ObjectRow], report: CycleReport) -> bool:
         row = known.get(obj.oaio_id)
