@@ -303,6 +303,14 @@ def install_fetched(root: Path, rel: str, temp: str, expected: FileStat | None) 
     return target
 
 
+def is_folder(path: Path) -> bool:
+    """True for a real folder at ``path`` (not a symlink to one)."""
+    try:
+        return _stat.S_ISDIR(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
 def set_executable(root: Path, rel: str, executable: bool, expected: FileStat | None) -> None:
     """Give ``root/rel`` the executable bit ``executable`` (as umask allows) if it is still as indexed (else
     LocalChanged); a chmod changes neither size, mtime nor inode, so the index row's stat stays true."""

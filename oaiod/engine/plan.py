@@ -8,10 +8,11 @@ hashes it and asks :func:`decide` again with the real hash.
 
 from __future__ import annotations
 
+import bisect
 import datetime as _dt
 import enum
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from oaiod.model import fitted_name
@@ -37,6 +38,7 @@ class Action(enum.Enum):
     RESTORE = "restore"  # local deleted, remote modified: download it again
     CONFLICT = "conflict"  # both changed differently: local → conflicted copy, remote under the name
     CONFLICT_NO_BASE = "conflict-nobase"  # no base (first sync/rebuild), both differ: remote → copy, local kept
+    MOVE_ASIDE = "aside"  # a local file where the server's version has a folder: local → conflicted copy
 
 
 def decide(base: Sha, local: Sha, remote: Sha | _Unknown, *, has_base: bool = True) -> Action:
@@ -64,6 +66,22 @@ def decide(base: Sha, local: Sha, remote: Sha | _Unknown, *, has_base: bool = Tr
     if local is None:
         return Action.RESTORE
     return Action.CONFLICT
+
+
+def under_remote_folders(local_paths: Iterable[str], remote_paths: Iterable[str]) -> set[str]:
+    """The local files whose path is a folder in the server's version (``X`` here, ``X/…`` there): a file and a
+    folder of one name, which the per-file table cannot merge (design §5). Sorted once, one bisection each."""
+    local = list(local_paths)
+    if not local:
+        return set()
+    remote = sorted(remote_paths)
+    clashing = set()
+    for path in local:
+        prefix = path + "/"
+        at = bisect.bisect_left(remote, prefix)
+        if at < len(remote) and remote[at].startswith(prefix):
+            clashing.add(path)
+    return clashing
 
 
 def is_mass_deletion(deleted: int, total: int, *, ratio: float, minimum: int) -> bool:

@@ -18,7 +18,15 @@ from oaiod.engine import localfs
 from oaiod.engine.context import EngineContext, EngineError, IntegrityError, transfer_batches
 from oaiod.engine.localfs import LocalChanged, LocalFsError
 from oaiod.engine.manifest import RemoteFile, confirmed_delete, remote_files
-from oaiod.engine.plan import UNKNOWN, Action, conflict_name, decide, is_mass_deletion, merge_values
+from oaiod.engine.plan import (
+    UNKNOWN,
+    Action,
+    conflict_name,
+    decide,
+    is_mass_deletion,
+    merge_values,
+    under_remote_folders,
+)
 from oaiod.engine.rows import RowWriter
 from oaiod.errors import OaiodError
 from oaiod.model import OaiObject, right_grants, storage_key
@@ -74,6 +82,7 @@ def pull_object(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> PullOu
         return outcome
     backend = ctx.backend(remote.csh_id) if any(_needs_backend(step) for step in steps) else None
     merge = _Merge(ctx, row, Path(row.local_root), backend, remote, outcome, RowWriter(ctx.repo, row.oaio_id))
+    steps = _clear_remote_folders(merge, steps, remote_map)
     for start in range(0, len(steps), APPLY_BATCH):
         _apply_batch(merge, steps[start : start + APPLY_BATCH])
     _finish(ctx, row, remote, outcome)
@@ -137,6 +146,26 @@ def _apply_batch(m: _Merge, steps: list[_Step]) -> None:
             localfs.make_durable(m.root, m.installed)
             m.installed = []
         m.rows.flush()
+
+
+def _clear_remote_folders(m: _Merge, steps: list[_Step], remote_map: dict[str, RemoteFile]) -> list[_Step]:
+    """A local file where the server's version has a folder of the same name (design §5, a file and a folder of one
+    name): before any download needs the folder, the file goes to the trash (deleted on the server, unchanged
+    here) or aside to a conflicted copy, which the next commit carries. Returns the other steps."""
+    local = {step.path: step for step in steps if step.remote is None and step.row is not None and step.row.present}
+    clashing = under_remote_folders(local, remote_map) if local else set()
+    if not clashing:
+        return steps
+    for path in sorted(clashing):
+        step = local[path]
+        if step.action is not Action.TRASH_LOCAL:
+            step = _Step(step.row, path, None, Action.MOVE_ASIDE)
+        _apply_step(m, step, None)
+    if m.installed:
+        localfs.make_durable(m.root, m.installed)
+        m.installed = []
+    m.rows.flush()
+    return [step for step in steps if step.path not in clashing]
 
 
 def _needs_real_folders(steps: list[_Step]) -> frozenset[str]:
@@ -271,6 +300,8 @@ def _apply(m: _Merge, step: _Step, fetched: Fetched | None = None) -> None:
         _report_kept(m.ctx, m.row, step.path, "")
     elif action in (Action.CONFLICT, Action.CONFLICT_NO_BASE):
         _resolve_conflict(m, step, _take(step, fetched))
+    elif action is Action.MOVE_ASIDE:
+        _move_aside(m, step)
 
 
 def _take(step: _Step, fetched: Fetched | None) -> _Fetched:
@@ -395,7 +426,13 @@ def _install(
     folders = m.folders
     staged = folders.staged_in(rel) if folders is not None else None
     if staged is None:
-        m.installed.append(localfs.install_fetched(m.root, rel, fetched.temp, _stat_of(file)))
+        try:
+            m.installed.append(localfs.install_fetched(m.root, rel, fetched.temp, _stat_of(file)))
+        except LocalChanged:
+            if not synced or _stat_of(file) is not None or not localfs.is_folder(m.root / rel):
+                raise
+            _install_beside_folder(m, rel, fetched, want, file)
+            return
     elif folders is not None and staged in folders.dropped:
         raise LocalChanged(f"the folder of {m.root / rel} appeared while it was downloaded; merging it next cycle")
     m.rows.write(rel, fetched.stat, fetched.got.sha256, _is_exec(want, file), synced=synced)
@@ -424,6 +461,42 @@ def _resolve_conflict(m: _Merge, step: _Step, fetched: _Fetched) -> None:
     m.ctx.repo.add_conflict(oaio_id, "file", rel, copy, f"changed here and on {remote.device_id or 'the server'}")
     m.ctx.repo.add_history(oaio_id, "conflict", rel, f"conflicted copy: {copy}")
     log.warning("%s: %s changed on both sides; kept both (copy: %s)", oaio_id, rel, copy)
+    m.outcome.conflicts.append(copy)
+    _mark_dirty(m.ctx, oaio_id)
+
+
+def _move_aside(m: _Merge, step: _Step) -> None:
+    """The local file at ``step.path`` is a folder in the server's version: rename it to a conflicted copy (this
+    device's), a new file for the next commit, so the folder can take the name."""
+    file, rel, root = step.row, step.path, m.root
+    assert file is not None
+    if not localfs.still_as_indexed(root / rel, _stat_of(file)):
+        raise LocalChanged(f"{root / rel} changed since it was indexed")
+    copy = _free_conflict_name(root, rel, m.ctx.settings.device_id)
+    localfs.rename_within(root, rel, copy)
+    st = localfs.current_stat(root / copy)
+    assert st is not None
+    m.installed.append(str(root / copy))
+    m.rows.write(copy, st, file.sha256 or "", file.executable, synced=False)
+    m.rows.delete(rel)
+    _record_copy(m, rel, copy, f"a file here, a folder on {m.remote.device_id or 'the server'}")
+
+
+def _install_beside_folder(m: _Merge, rel: str, fetched: _Fetched, want: RemoteFile, file: FileRow | None) -> None:
+    """The server's file at ``rel`` is a folder here: install it as a conflicted copy (a new file for the next
+    commit) and record ``rel`` as deleted here, so the commit leaves the name to the folder on every device."""
+    assert fetched.got.sha256 is not None
+    copy = _free_conflict_name(m.root, rel, m.remote.device_id or "server")
+    _install(m, copy, fetched, want, None, synced=False)
+    m.rows.absent(rel, fetched.got.sha256, _is_exec(want, file))
+    _record_copy(m, rel, copy, f"a folder here, a file on {m.remote.device_id or 'the server'}")
+
+
+def _record_copy(m: _Merge, rel: str, copy: str, detail: str) -> None:
+    oaio_id = m.row.oaio_id
+    m.ctx.repo.add_conflict(oaio_id, "file", rel, copy, detail)
+    m.ctx.repo.add_history(oaio_id, "conflict", rel, f"conflicted copy: {copy}")
+    log.warning("%s: %s is %s; kept both (copy: %s)", oaio_id, rel, detail, copy)
     m.outcome.conflicts.append(copy)
     _mark_dirty(m.ctx, oaio_id)
 

@@ -55,6 +55,11 @@ class RowWriter:
         """The base version holds ``sha`` at ``rel`` (None: not in the base); the local state is unchanged."""
         self._ops.append((_SET_SYNCED, (sha, executable, self.oaio_id, rel)))
 
+    def absent(self, rel: str, synced_sha: str, executable: bool) -> None:
+        """Nothing at ``rel`` here, but the base version holds ``synced_sha`` there: the next commit deletes it."""
+        values = (self.oaio_id, rel, False, 0, 0, 0, None, False, synced_sha, executable, "")
+        self._ops.append((_WRITE_SYNCED, values))
+
     def delete(self, rel: str) -> None:
         self._ops.append((_DELETE, (self.oaio_id, rel)))
 

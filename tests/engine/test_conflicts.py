@@ -175,3 +175,29 @@ def test_a_long_name_deleted_twice_a_day_fits_the_trash(make_device) -> None:
     trashed = sorted(p for p in (b.root / ".oaiod" / "trash").rglob("*") if p.is_file())
     assert sorted(p.read_text() for p in trashed) == ["first", "second"]
     assert all(len(p.name.encode()) <= 255 and p.name.endswith(".txt") for p in trashed)
+
+
+@pytest.mark.parametrize("first", ["file", "folder"])
+def test_a_file_and_a_folder_of_one_name_converge_keeping_both(make_device, first: str) -> None:
+    """a writes file ``X``, b writes ``X/sub/f.txt`` while neither has synced the other's. Whichever commits first,
+    the folder keeps the name and the file becomes a conflicted copy beside it, on every device; both devices go
+    on syncing (the device holding the folder once retried forever, and its commits never left it)."""
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "base.txt", "base")
+    converge(a, b)
+    write(a.root / "X", "a's file X")
+    write(b.root / "X" / "sub" / "f.txt", "b's f")
+    order = (a, b) if first == "file" else (b, a)
+    for device in order:
+        assert device.sync().errors == []
+    converge(a, b, rounds=3)
+    files = a.tree()
+    assert files == b.tree()
+    (copy,) = [path for path in files if path.startswith("X (conflicted copy from ")]
+    assert files[copy] == b"a's file X" and files["X/sub/f.txt"] == b"b's f" and files["base.txt"] == b"base"
+    assert len(files) == 3 and (a.root / "X").is_dir() and (b.root / "X").is_dir()
+    # nothing is stuck: later changes on either device travel both ways
+    write(a.root / "X" / "later-a.txt", "from a")
+    (b.root / "base.txt").unlink()
+    converge(a, b, rounds=2)
+    assert a.tree() == b.tree() and "base.txt" not in a.tree() and a.tree()["X/later-a.txt"] == b"from a"

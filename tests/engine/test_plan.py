@@ -6,7 +6,15 @@ import datetime as dt
 
 import pytest
 
-from oaiod.engine.plan import UNKNOWN, Action, conflict_name, decide, is_mass_deletion, merge_values
+from oaiod.engine.plan import (
+    UNKNOWN,
+    Action,
+    conflict_name,
+    decide,
+    is_mass_deletion,
+    merge_values,
+    under_remote_folders,
+)
 from oaiod.model import fitted_name
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
@@ -83,3 +91,10 @@ def test_names_oaiod_makes_fit_the_file_system() -> None:
         assert len(trashed.encode()) <= 255 and " (2)" in trashed
     assert conflict_name("a.txt", "d", when, 3) == "a (conflicted copy from d 2025-11-22 101500) 3.txt"
     assert fitted_name("my.project", " (bob)", extension=False) == "my.project (bob)"
+
+
+def test_local_files_that_are_folders_in_the_remote_version() -> None:
+    remote = ["X/f.txt", "a/b/c.txt", "Xy.txt", "docs/readme.md"]
+    local = ["X", "a/b", "a", "Xy", "docs/readme.md", "X/f.txt", "d"]
+    assert under_remote_folders(local, remote) == {"X", "a/b", "a"}
+    assert under_remote_folders([], remote) == set() and under_remote_folders(["X"], []) == set()
