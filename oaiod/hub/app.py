@@ -342,7 +342,7 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
         title="oaiod hub",
         version=__version__,
         lifespan=lifespan,
-        openapi_url=None,
+        openapi_url=OPENAPI_PATH,
         docs_url=None,
         redoc_url=None,
         default_response_class=HubJSONResponse,
@@ -359,3 +359,6 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     app.add_middleware(HubMiddleware, body_limit=settings.body_limit)
     return app
     app.add_middleware(ForwardedHeaders, proxies=TrustedProxies(settings.trusted_proxies))  # outermost: first
+    from oaiod.hub.openapi import OPENAPI_PATH
+    from oaiod.hub.openapi import install as install_openapi
+    install_openapi(app)
