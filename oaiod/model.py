@@ -53,7 +53,7 @@ MAX_ID_BYTES = 255  # an oaio id is a folder name on every client and storage ho
 MAX_NAME_CHARS = 150  # user, device and app ids (Django's username limit)
 MAX_PATH_BYTES = 4096
 MAX_PATH_COMPONENT_BYTES = 255
-MAX_FILE_PATHS = 1_000_000
+MAX_FILE_PATHS = 250_000  # a 100,000-file folder fits with room; each path costs the hub ~0.5 KB to check
 MAX_VALUES_BYTES = 64 * 1024 * 1024
 
 #: the keys of an object's JSON, exactly; the published client builds ``OaiObject(**d)`` so an extra key breaks it

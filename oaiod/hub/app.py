@@ -2,7 +2,8 @@
 
 - :class:`HubMiddleware` (pure ASGI, outermost): ``X-Oaiod-Hub`` on every answer (a 500 included); a
   ``csrftoken`` cookie on every GET answer when the request had none; request bodies are read up front and
-  refused with 413 beyond ``body_limit`` (by ``Content-Length`` and by counting the bytes that arrive).
+  refused with 413 beyond ``body_limit`` (by ``Content-Length`` and by counting the bytes that arrive); at most
+  :data:`LARGE_BODY_SLOTS` bodies over 1 MiB are handled at once, the next waits for a slot, then gets 429.
 - Dependencies: :func:`context_ids` (``X-OAIO-*`` headers → 400 when malformed), :func:`csrf_check` (non-GET
   needs ``X-CSRFToken`` equal to the cookie → 403), :func:`current_actor` (live session → 401; supervisors may
   act for another user through ``X-OAIO-user``), :func:`json_body` (415 / 400 for anything but plain JSON).
@@ -35,6 +36,7 @@ from oaiod.hub.errors import (
     NotFound,
     RangeNotSatisfiable,
     RateLimited,
+    TooLarge,
     UnsupportedMedia,
 )
 from oaiod.hub.proxy import ForwardedHeaders, TrustedProxies
@@ -50,6 +52,11 @@ CSRF_HEADER = "X-CSRFToken"
 HUB_HEADER = "X-Oaiod-Hub"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 STREAMED_PREFIXES = ("/api/hub/blobs/",)  #: routes that read their body themselves (the blob store)
+LARGE_BODY = 1024 * 1024  #: a body above this (or of unannounced length) takes one of the hub's large-body slots
+LARGE_BODY_SLOTS = 2  #: large bodies read, parsed and answered at once, hub-wide: bounds the memory they cost
+LARGE_BODY_WAIT = 30.0  #: seconds a large body waits for a slot; then 429 with Retry-After
+#: JSON values (counted as ``,`` ``[`` ``{``) a body may hold; a 100,000-file folder's values hold ~600,000
+MAX_JSON_VALUES = 1_000_000
 
 
 class HubJSONResponse(JSONResponse):
@@ -64,11 +71,17 @@ def error_response(status: int, code: str, reason: str, **extra: Any) -> HubJSON
 
 
 class HubMiddleware:
-    """Hub header, CSRF cookie hand-out and request body limit (see the module docstring)."""
+    """Hub header, CSRF cookie hand-out, request body limit, and the large-body slots (see the module docstring).
+
+    Parsing and validating a JSON body costs the hub many times its size (a 20 MB list of a million paths: ~500
+    MiB at its peak), so at most :data:`LARGE_BODY_SLOTS` bodies above :data:`LARGE_BODY` are handled at once,
+    from reading the body to the end of the answer; the next waits up to :data:`LARGE_BODY_WAIT`, then gets 429.
+    """
 
     def __init__(self, app: ASGIApp, body_limit: int) -> None:
         self.app = app
         self.body_limit = body_limit
+        self.large_bodies = asyncio.Semaphore(LARGE_BODY_SLOTS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -94,10 +107,18 @@ class HubMiddleware:
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
+        slot = False
         if scope["method"] not in SAFE_METHODS and not scope["path"].startswith(STREAMED_PREFIXES):
+            slot = _is_large(headers)
+            if slot and not await self._take_slot():
+                busy = error_response(429, "rate_limited", "the hub is busy with other large requests; retry")
+                busy.headers["Retry-After"] = "5"
+                await busy(scope, receive, send_wrapper)
+                return
             body = await self._read_body(headers, receive)
             if isinstance(body, HubJSONResponse):
                 await body(scope, receive, send_wrapper)
+                self._release_slot(slot)
                 return
             receive = _replay(body, receive)
         try:
@@ -109,6 +130,19 @@ class HubMiddleware:
             log.exception("hub: %s %s failed; the request was rolled back", scope["method"], scope["path"])
             answer = error_response(500, "internal", "the hub failed on this request; its log has the details")
             await answer(scope, receive, send_wrapper)
+        finally:
+            self._release_slot(slot)
+
+    async def _take_slot(self) -> bool:
+        try:
+            await asyncio.wait_for(self.large_bodies.acquire(), LARGE_BODY_WAIT)
+        except TimeoutError:
+            return False
+        return True
+
+    def _release_slot(self, taken: bool) -> None:
+        if taken:
+            self.large_bodies.release()
 
     async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes | HubJSONResponse:
         limit = self.body_limit
@@ -129,6 +163,14 @@ class HubMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+def _is_large(headers: dict[str, str]) -> bool:
+    """True for a body above :data:`LARGE_BODY`, or chunked (its length not announced): it takes a slot."""
+    length = headers.get("content-length", "")
+    if length.isascii() and length.isdigit():
+        return int(length) > LARGE_BODY
+    return "chunked" in headers.get("transfer-encoding", "").lower()
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -261,11 +303,14 @@ def current_actor(
 
 
 async def json_body(request: Request) -> Any:
-    """The request body as plain JSON (no NaN/Infinity); 415 for another content type, 400 when malformed."""
+    """The request body as plain JSON (no NaN/Infinity); 415 for another content type, 400 when malformed, 413
+    beyond :data:`MAX_JSON_VALUES` values (counted before parsing: each costs the hub ~60-100 bytes parsed)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise UnsupportedMedia(f"send the body as application/json, not {content_type[:60] or 'nothing'!r}")
     body = await request.body()
+    if len(body) > MAX_JSON_VALUES and sum(map(body.count, (b",", b"[", b"{"))) >= MAX_JSON_VALUES:
+        raise TooLarge(f"the body holds more than {MAX_JSON_VALUES} JSON values (or commas in strings)")
     try:
         return jsoncodec.loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
