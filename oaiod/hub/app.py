@@ -371,6 +371,8 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     from oaiod.hub.blobs import mount as mount_blobs
     from oaiod.hub.feed import FEATURES
     from oaiod.hub.feed import router as feed_router  # routes import this module's dependencies
+    from oaiod.hub.openapi import OPENAPI_PATH
+    from oaiod.hub.openapi import install as install_openapi
     from oaiod.hub.routes import router as core_router
 
     service = service or HubService.open(settings)
@@ -401,9 +403,7 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     app.include_router(feed_router, prefix="/api")
     mount_blobs(app)
     mount_blob_batches(app)
-    app.add_middleware(HubMiddleware, body_limit=settings.body_limit)
-    return app
-    app.add_middleware(ForwardedHeaders, proxies=TrustedProxies(settings.trusted_proxies))  # outermost: first
-    from oaiod.hub.openapi import OPENAPI_PATH
-    from oaiod.hub.openapi import install as install_openapi
     install_openapi(app)
+    app.add_middleware(HubMiddleware, body_limit=settings.body_limit)
+    app.add_middleware(ForwardedHeaders, proxies=TrustedProxies(settings.trusted_proxies))  # outermost: first
+    return app

@@ -40,13 +40,12 @@ class HubSettings:
     #: the base URL clients reach the hub at (``https://hub.example/api/``), answered by ``csh_args/Hub``;
     #: empty: the URL of each request (right unless a proxy rewrites the host)
     public_url: str = ""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
-
     #: addresses or networks of reverse proxies whose ``X-Forwarded-For``/``-Proto`` count (see oaiod.hub.proxy);
     #: empty: forwarded headers are ignored from everyone, loopback included
     trusted_proxies: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
 
     @property
     def database_url(self) -> str:
