@@ -101,9 +101,9 @@ class HubMiddleware:
                 extra = [(HUB_HEADER.encode(), __version__.encode())]
                 if new_csrf:
                     cookie = f"{CSRF_COOKIE}={new_csrf}; Path=/; SameSite=Lax; Max-Age=31449600"
-                    extra.append((b"set-cookie", cookie.encode()))
                     if scope["scheme"] == "https":  # directly or through a trusted proxy (oaiod.hub.proxy)
                         cookie += "; Secure"
+                    extra.append((b"set-cookie", cookie.encode()))
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
