@@ -151,9 +151,15 @@ def _apply_batch(m: _Merge, steps: list[_Step]) -> None:
 def _clear_remote_folders(m: _Merge, steps: list[_Step], remote_map: dict[str, RemoteFile]) -> list[_Step]:
     """A local file where the server's version has a folder of the same name (design §5, a file and a folder of one
     name): before any download needs the folder, the file goes to the trash (deleted on the server, unchanged
-    here) or aside to a conflicted copy, which the next commit carries. Returns the other steps."""
+    here) or aside to a conflicted copy, which the next commit carries. A server file deleted here (and unchanged
+    there) makes no folder: the next commit deletes it, so a folder replaced here by a file keeps its name.
+    Returns the other steps."""
     local = {step.path: step for step in steps if step.remote is None and step.row is not None and step.row.present}
-    clashing = under_remote_folders(local, remote_map) if local else set()
+    deleted_here = {
+        step.path for step in steps if step.action is Action.PUSH and step.row is not None and not step.row.present
+    }
+    staying = [path for path in remote_map if path not in deleted_here] if local and deleted_here else remote_map
+    clashing = under_remote_folders(local, staying) if local else set()
     if not clashing:
         return steps
     for path in sorted(clashing):
