@@ -210,26 +210,19 @@ class SyncEngine:
         return not rejected
 
     def _pull_one(self, obj: OaiObject, known: dict[str, ObjectRow], report: CycleReport) -> bool:
+        """Merge one listed object; its failure (placing it here included) is recorded and backed off alone."""
         row = known.get(obj.oaio_id)
         if row is None and is_own_root(obj, self.settings.username):
             row = self._switch_to_older_root(obj, known)
             if row is None:
                 return True
-        if row is None:
-            kind, local_root = map_object(self.ctx, obj, list(known.values()))
-            row = ObjectRow(oaio_id=obj.oaio_id, kind=kind, local_root=str(local_root) if local_root else None)
-            row.synced_values, row.status = {}, STATUS_ACTIVE
-            self.repo.apply_server_object(row, obj)
-            row = self.repo.save_object(row)
-            if local_root is not None and self.repo.include_folder(str(local_root)):
-                log.info("%s is no longer excluded: it is the folder of %s now", local_root, obj.oaio_id)
-            log.info("new object %s (%s) at %s", obj.oaio_id, kind, local_root or "the state database")
-            known[obj.oaio_id] = row
-        elif row.status == STATUS_REMOVED:
+        if row is not None and row.status == STATUS_REMOVED:
             return True
         if self.repo.backing_off(f"obj:{obj.oaio_id}"):
             return False
         try:
+            if row is None:
+                row = known[obj.oaio_id] = self._place_new(obj, known)
             outcome = self._pull(row, obj)
         except (RemoteError, StorageError, OaiodError) as exc:
             log.warning("%s: pull failed (%s); backing off", obj.oaio_id, exc)
@@ -238,6 +231,18 @@ class SyncEngine:
             return False
         self._account_pull(outcome, obj.oaio_id, report)
         return outcome.complete or outcome.held
+
+    def _place_new(self, obj: OaiObject, known: dict[str, ObjectRow]) -> ObjectRow:
+        """Decide where an object new to this device lives (design §1) and store its row."""
+        kind, local_root = map_object(self.ctx, obj, list(known.values()))
+        row = ObjectRow(oaio_id=obj.oaio_id, kind=kind, local_root=str(local_root) if local_root else None)
+        row.synced_values, row.status = {}, STATUS_ACTIVE
+        self.repo.apply_server_object(row, obj)
+        row = self.repo.save_object(row)
+        if local_root is not None and self.repo.include_folder(str(local_root)):
+            log.info("%s is no longer excluded: it is the folder of %s now", local_root, obj.oaio_id)
+        log.info("new object %s (%s) at %s", obj.oaio_id, kind, local_root or "the state database")
+        return row
 
     def _pull(self, row: ObjectRow, obj: OaiObject) -> PullOutcome:
         """Merge ``obj`` into ``row``; ignored files changed here keep the local file (design §6)."""
