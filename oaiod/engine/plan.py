@@ -89,12 +89,20 @@ def is_mass_deletion(deleted: int, total: int, *, ratio: float, minimum: int) ->
     return total > 0 and deleted >= minimum and deleted > ratio * total
 
 
+#: bytes of a device id in a conflicted copy's name: another client's id may be 150 characters of any script
+DEVICE_IN_NAME_BYTES: Final = 64
+
+
 def conflict_name(path: str, device_id: str, when: _dt.datetime | None = None, number: int = 1) -> str:
     """``NAME (conflicted copy from DEVICE YYYY-MM-DD HHMMSS[ N]).EXT`` beside ``path`` (``/``-separated); a long
-    name is shortened to fit the file system's limit, its extension kept (:func:`~oaiod.model.fitted_name`)."""
+    name is shortened to fit the file system's limit, its extension kept (:func:`~oaiod.model.fitted_name`).
+
+    ``DEVICE`` is the device id without ``/`` or ``\\`` (a path may hold neither) and cut to
+    :data:`DEVICE_IN_NAME_BYTES`, so the name is a valid path component for any id the server passes on and an
+    extension of up to 15 bytes is always kept."""
     when = when or _dt.datetime.now()
     folder, name = posixpath.split(path)
-    device = device_id.replace("/", "_")
+    device = device_id.replace("/", "_").replace("\\", "_").encode()[:DEVICE_IN_NAME_BYTES].decode(errors="ignore")
     counter = f" {number}" if number > 1 else ""
     copy = fitted_name(name, f" (conflicted copy from {device} {when:%Y-%m-%d %H%M%S}){counter}")
     return posixpath.join(folder, copy) if folder else copy

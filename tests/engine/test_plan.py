@@ -15,7 +15,7 @@ from oaiod.engine.plan import (
     merge_values,
     under_remote_folders,
 )
-from oaiod.model import fitted_name
+from oaiod.model import fitted_name, validate_file_path
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
 
@@ -98,3 +98,13 @@ def test_local_files_that_are_folders_in_the_remote_version() -> None:
     local = ["X", "a/b", "a", "Xy", "docs/readme.md", "X/f.txt", "d"]
     assert under_remote_folders(local, remote) == {"X", "a/b", "a"}
     assert under_remote_folders([], remote) == set() and under_remote_folders(["X"], []) == set()
+
+
+def test_conflict_names_are_valid_paths_for_any_device_id() -> None:
+    """Another client's device id (up to 150 printable characters, any script, backslashes) once made a name of
+    345 bytes or with a backslash: check_path refused it and that file's merge failed every cycle."""
+    when = dt.datetime(2025, 11, 22, 10, 15, 0)
+    for device in ["é" * 150, "😀" * 150, "C:\\devices\\laptop", "a/b"]:
+        copy = conflict_name("docs/report.txt", device, when, 2)
+        assert validate_file_path(copy) == copy and copy.startswith("docs/report (conflicted copy from ")
+        assert copy.endswith(" 2025-11-22 101500) 2.txt") and len(copy.rpartition("/")[2].encode()) <= 255
