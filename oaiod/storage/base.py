@@ -8,6 +8,7 @@ the errors of :mod:`oaiod.storage.errors`. Keys are validated by the backend on 
 from __future__ import annotations
 
 import abc
+import builtins
 import contextlib
 import contextvars
 import hashlib
@@ -203,7 +204,7 @@ class Backend(abc.ABC):
 
     def put_many(
         self, items: Sequence[Transfer], *, progress: Progress | None = None, unpublished: bool = False
-    ) -> list[Transferred]:
+    ) -> builtins.list[Transferred]:
         """Store each item's local file under its key, as :meth:`put_file` does one; one result per item, in order.
 
         Items fail one by one: a failed item's result carries ``error`` (a :class:`StorageError`; a local file that
@@ -224,7 +225,7 @@ class Backend(abc.ABC):
         checked = validate_transfers(items)
         return list(map_on_threads(lambda item: put_one(self, item, progress), checked, self.capabilities))
 
-    def get_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
+    def get_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> builtins.list[Transferred]:
         """Write each item's object to its local path, which must not exist: a new file, created exclusively.
 
         Each written file is complete, has the item's mtime and mode, and its result carries the sha256 of what

@@ -25,6 +25,7 @@ Objects are files under ``root_folder``. Guarantees and choices:
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import fcntl
@@ -35,7 +36,7 @@ import stat as stat_mod
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from oaiod.errors import ConfigError
 from oaiod.storage import local_worker as worker
@@ -472,7 +473,7 @@ class LocalBackend(Backend):
 
     def put_many(
         self, items: Sequence[Transfer], *, progress: Progress | None = None, unpublished: bool = False
-    ) -> list[Transferred]:
+    ) -> builtins.list[Transferred]:
         """Each item as :meth:`put_file` stores one (temp file + rename; ``unpublished``: written in place, one
         rename less per file), with the local file's stat checked before and after reading it; folders checked and
         made once per batch; durable at the next :meth:`flush`."""
@@ -498,9 +499,9 @@ class LocalBackend(Backend):
                     )
         with self._unsynced_lock:
             self._unsynced.update(written)
-        return results  # type: ignore[return-value]
+        return cast("builtins.list[Transferred]", results)  # every place filled: by _place_batch or above
 
-    def get_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
+    def get_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> builtins.list[Transferred]:
         """Each object read once into a new local file (``O_EXCL``) with its sha256 computed on the way, then its
         mtime set; no fsync (the caller syncs). The keys' folders are checked for symlinks once per batch."""
         checked = validate_transfers(items)
@@ -519,11 +520,13 @@ class LocalBackend(Backend):
             if marks and marks[position] in (worker.CREATED, worker.DONE):  # left by a worker that died: ours
                 with contextlib.suppress(OSError):
                     os.unlink(tasks[position][1])
-        return results  # type: ignore[return-value]
+        return cast("builtins.list[Transferred]", results)  # every place filled: by _place_batch or above
 
     def _place_batch(
-        self, checked: list[Transfer], *, make: bool
-    ) -> tuple[list[Transferred | None], dict[str, str | StorageError], list[int], list[str]]:
+        self, checked: builtins.list[Transfer], *, make: bool
+    ) -> tuple[
+        builtins.list[Transferred | None], dict[str, str | StorageError], builtins.list[int], builtins.list[str]
+    ]:
         """Where each item's object lies: ``(results, folders, places, paths)`` — the items whose key folder is
         refused already have their result (the rest ``None``); ``places`` are the indexes of the others, ``paths``
         their object paths, in the same order. Each key folder is checked (and made when ``make``) once."""
@@ -562,12 +565,12 @@ class LocalBackend(Backend):
 
     def _run_batch(
         self,
-        in_thread: Callable[..., list[worker.Answer]],
-        in_process: Callable[..., list[worker.Answer]],
+        in_thread: Callable[..., builtins.list[worker.Answer]],
+        in_process: Callable[..., builtins.list[worker.Answer]],
         head: tuple[Any, ...],
-        tasks: list[Any],
+        tasks: builtins.list[Any],
         progress: Progress | None,
-    ) -> tuple[list[worker.Answer], bytes | None]:
+    ) -> tuple[builtins.list[worker.Answer], bytes | None]:
         """The answers for ``tasks``, from the worker processes for a big batch (with the marks the workers left,
         for cleaning up after one that died), else from this thread (and no marks)."""
         threshold = self.process_threshold if self.pool.running else self.pool_start_threshold

@@ -21,6 +21,7 @@ Arguments: ``bucket``; optional ``endpoint_url``, ``region``, ``prefix``, ``acce
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import logging
 import os
@@ -277,7 +278,7 @@ class S3Backend(Backend):
         if batch:
             self._delete_batch(batch, prefix)
 
-    def _delete_batch(self, batch: list[dict[str, str]], prefix: str) -> None:
+    def _delete_batch(self, batch: builtins.list[dict[str, str]], prefix: str) -> None:
         with translate_boto_errors(prefix, "cannot delete"):
             answer = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
         errors = answer.get("Errors", [])

@@ -19,7 +19,9 @@ retried, capped and throttled on its own.
 
 from __future__ import annotations
 
+import builtins
 import collections
+import functools
 import logging
 import random
 import threading
@@ -128,7 +130,7 @@ class WrappingBackend(Backend):
 
     def put_many(
         self, items: Sequence[Transfer], *, progress: Progress | None = None, unpublished: bool = False
-    ) -> list[Transferred]:
+    ) -> builtins.list[Transferred]:
         """The whole batch to the host's ``put_many`` when it has ``batch_transfer``; else item by item through this
         wrapper's :meth:`put_file` (so each item is retried, capped and limited on its own)."""
         checked = validate_transfers(items)
@@ -142,7 +144,7 @@ class WrappingBackend(Backend):
             )
         return list(map_on_threads(lambda item: put_one(self, item, progress), checked, self.capabilities))
 
-    def get_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
+    def get_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> builtins.list[Transferred]:
         """As :meth:`put_many`, for downloads (item by item through this wrapper's :meth:`get_file`)."""
         checked = validate_transfers(items)
         if not checked:
@@ -213,7 +215,7 @@ class RetryingBackend(WrappingBackend):
             return
         for start in range(0, len(checked), RETRY_BATCH):
             chunk = CheckedPairs(checked[start : start + RETRY_BATCH])
-            self._call("copy_many", describe_pairs(chunk), lambda chunk=chunk: self.inner.copy_many(chunk))
+            self._call("copy_many", describe_pairs(chunk), functools.partial(self.inner.copy_many, chunk))
             if progress is not None:
                 progress(len(chunk))
 
@@ -256,9 +258,9 @@ class RetryingBackend(WrappingBackend):
             try:
                 answers = send(batch)
             except StorageError as exc:
-                if len(pending) == len(items) and results[0] is None and (last or not exc.retryable):
+                if len(pending) == len(items) and results[0] is None and (last or not exc.transient):
                     raise  # nothing done yet: the whole call failed
-                if last or not exc.retryable:
+                if last or not exc.transient:
                     log.error("storage %s %s of %s failed, giving up on those items: %s", name, self.describe(),
                               what, exc)  # fmt: skip
                     for index in pending:
@@ -271,7 +273,7 @@ class RetryingBackend(WrappingBackend):
             failed: list[int] = []
             for index, answer in zip(pending, answers, strict=True):
                 results[index] = answer
-                if answer.error is not None and answer.error.retryable:
+                if answer.error is not None and answer.error.transient:
                     failed.append(index)
             if not failed:
                 break
