@@ -9,7 +9,8 @@ APScheduler 3 (``BackgroundScheduler``) runs the periodic jobs; the guarantees a
   engine's state (``ctl add``, ``remove``, ``restore``…); it runs as soon as no cycle runs, before the next
   cycle starts, and its :class:`~concurrent.futures.Future` carries the result. Nobody waits for a long cycle
   unless they ask to.
-- **Backoff while offline.** A cycle that fails with a transient error (``err.transient``) delays the next
+- **Backoff while offline.** A cycle that fails as a whole with a transient error (``err.transient``: the
+  server or a storage host unreachable, a timeout, 429/5xx; :mod:`oaiod.errors`) delays the next
   periodic cycle exponentially (2 s, 4 s … 5 min); immediate triggers from the watcher or the change feed are
   then ignored (their dirty paths stay recorded), an explicit ``ctl sync`` still tries. Success resets it.
 - **Health checks** (:meth:`SyncScheduler.add_check`) run on their own interval beside the engine, e.g. the
@@ -76,7 +77,8 @@ class CycleOutcome:
 
     @property
     def transient(self) -> bool:
-        return bool(self.error is not None and getattr(self.error, "transient", False))
+        """The cycle failed as a whole in a way that may pass (server or storage host unreachable): back off."""
+        return self.error is not None and _is_transient(self.error)
 
 
 class SchedulerStopped(OaiodError):
@@ -84,7 +86,8 @@ class SchedulerStopped(OaiodError):
 
 
 def _is_transient(exc: BaseException) -> bool:
-    return bool(getattr(exc, "transient", False))
+    """``err.transient`` of :mod:`oaiod.errors`, the same for every boundary (HTTP and storage host alike)."""
+    return isinstance(exc, OaiodError) and exc.transient
 
 
 class SyncScheduler:
@@ -335,7 +338,7 @@ class SyncScheduler:
             with self._work_lock:
                 self.engine.rescan()
         except Exception as exc:  # reported; the next rescan tries again
-            log.error("rescan failed: %s", exc, exc_info=not getattr(exc, "transient", False))
+            log.error("rescan failed: %s", exc, exc_info=not _is_transient(exc))
             return
         self.trigger("rescan")
 

@@ -15,7 +15,7 @@ from email.utils import format_datetime
 import pytest
 
 from oaiod import http
-from oaiod.errors import ConfigError
+from oaiod.errors import ConfigError, FailureKind
 from oaiod.http import (
     NO_RETRY,
     AuthError,
@@ -107,8 +107,10 @@ def test_status_classes() -> None:
     assert http.error_class(401) is AuthError and http.error_class(403) is PermissionDenied
     assert http.error_class(409) is http.Conflict and http.error_class(410) is http.Gone
     assert http.error_class(413) is http.PayloadTooLarge and http.error_class(418) is ClientError
-    assert http.error_class(502) is ServerError and ServerError.transient and RateLimited.transient
-    assert TransportError.transient and RequestTimeout.transient and not NotFound.transient
+    assert http.error_class(502) is ServerError
+    transient = FailureKind.TRANSIENT
+    assert ServerError.kind is transient and RateLimited.kind is transient
+    assert TransportError.kind is transient and RequestTimeout.kind is transient and NotFound.kind is not transient
 
 
 # -- retries ------------------------------------------------------------------------------------------------------

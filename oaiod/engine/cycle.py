@@ -26,7 +26,7 @@ from oaiod.engine.pull import PullOutcome, pull_object
 from oaiod.engine.push import PushOutcome, push_object
 from oaiod.engine.settings import ROOT_OBJECT_NAME, EngineSettings
 from oaiod.errors import OaiodError
-from oaiod.http import RemoteError, TransportError
+from oaiod.http import RemoteError
 from oaiod.model import OaiObject, now_stamp
 from oaiod.placeholders import PathMapper
 from oaiod.server_api import RejectedObject
@@ -129,7 +129,7 @@ class SyncEngine:
                 if cursor_ok and sync_stamp:
                     self.repo.set_cursor(self.server_key, sync_stamp)
             except (RemoteError, StorageError, OaiodError) as exc:
-                self.state = "offline" if isinstance(exc, TransportError) else "error"
+                self.state = "offline" if exc.transient else "error"
                 raise
             report.finished = now_stamp()
             report.ok = report.ok and not report.errors

@@ -26,7 +26,7 @@ import shutil
 import stat as _stat
 from pathlib import Path
 
-from oaiod.errors import OaiodError, ValidationError
+from oaiod.errors import FailureKind, OaiodError, ValidationError
 from oaiod.ignore import STATE_FOLDER, TEMP_PREFIX
 from oaiod.model import fitted_name, validate_file_path
 from oaiod.state.repo import FileStat
@@ -51,6 +51,8 @@ class UnsafePath(LocalFsError, ValidationError):
 
 class LocalChanged(LocalFsError):
     """The file on disk is not as indexed (a user edit in flight); the engine leaves it alone this cycle."""
+
+    kind = FailureKind.CONFLICT
 
 
 def safe_join(root: Path, rel: str) -> Path:

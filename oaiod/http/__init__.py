@@ -12,24 +12,24 @@ One module per idea: :mod:`~oaiod.http.client` (the client, timings, retry polic
 failures into it), :mod:`~oaiod.http.redact` (masking secrets; curl lines), :mod:`~oaiod.http.urls` (base URLs,
 the HTTPS rule). Import from ``oaiod.http``; the submodules are an internal layout.
 
-Exceptions (nothing returns an error string; ``err.transient`` says whether a retry may help)::
+Exceptions (nothing returns an error string; ``err.kind`` is the :class:`~oaiod.errors.FailureKind`, and
+``err.transient`` — kind ``transient`` — says whether a retry may help)::
 
     OaiodError
-    └── RemoteError                 anything from an HTTP peer
-        ├── TransportError    *     connection refused or reset, DNS, TLS: no usable answer
-        │   └── RequestTimeout *    no connection or no answer within the timeout
-        ├── ProtocolError           an answer that breaks the protocol (not JSON, bad object, …)
+    └── RemoteError                 anything from an HTTP peer                          kind
+        ├── TransportError          connection refused or reset, DNS, TLS: no answer   transient
+        │   └── RequestTimeout      no connection or no answer within the timeout      transient
+        ├── ProtocolError           an answer that breaks the protocol (not JSON, …)   invalid
         └── HTTPStatusError         a non-2xx answer: .status .body .method .url (secrets masked)
-            ├── AuthError           401, or a failed login
-            ├── PermissionDenied    403
-            ├── NotFound            404
-            ├── Conflict            409; .body holds the server's object
-            ├── Gone                410
-            ├── PayloadTooLarge     413
-            ├── RateLimited   *     429; .retry_after in seconds (or None)
-            ├── ClientError         any other 4xx
-            └── ServerError   *     5xx
-    (* transient = True)
+            ├── AuthError           401, or a failed login                             auth
+            ├── PermissionDenied    403                                                permission
+            ├── NotFound            404                                                not_found
+            ├── Conflict            409; .body holds the server's object               conflict
+            ├── Gone                410                                                not_found
+            ├── PayloadTooLarge     413                                                quota
+            ├── RateLimited         429; .retry_after in seconds (or None)             transient
+            ├── ClientError         any other 4xx                                      invalid
+            └── ServerError         5xx                                                transient
 """
 
 from oaiod.http.auth import (

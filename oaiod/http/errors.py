@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from oaiod.errors import OaiodError
+from oaiod.errors import FailureKind, OaiodError
 from oaiod.http.redact import mask_json, mask_url
 
 MAX_ERROR_BODY = 64 * 1024  # bytes of an error answer read and kept in HTTPStatusError.body
@@ -26,14 +26,12 @@ SHOWN_BODY_CHARS = 300  # characters of an error body shown in a message
 class RemoteError(OaiodError):
     """Anything that went wrong talking to an HTTP peer."""
 
-    transient: bool = False
-
 
 class TransportError(RemoteError):
     """No usable answer: connection refused or reset, name resolution, TLS. ``request_sent`` is False when the
     failure happened before any byte of the request left, so even a non-idempotent call may be repeated."""
 
-    transient = True
+    kind = FailureKind.TRANSIENT
 
     def __init__(self, message: str, *, request_sent: bool = True) -> None:
         super().__init__(message)
@@ -46,6 +44,8 @@ class RequestTimeout(TransportError):
 
 class ProtocolError(RemoteError):
     """The peer answered, but not as the protocol promises (a body that is not JSON, an invalid object, …)."""
+
+    kind = FailureKind.INVALID
 
 
 class HTTPStatusError(RemoteError):
@@ -68,41 +68,55 @@ class HTTPStatusError(RemoteError):
 class AuthError(HTTPStatusError):
     """401, or a login that was refused: the credentials are wrong or the session cannot be renewed."""
 
+    kind = FailureKind.AUTH
+
 
 class PermissionDenied(HTTPStatusError):
     """403: logged in, but not allowed."""
+
+    kind = FailureKind.PERMISSION
 
 
 class NotFound(HTTPStatusError):
     """404."""
 
+    kind = FailureKind.NOT_FOUND
+
 
 class Conflict(HTTPStatusError):
     """409: the server kept its own state, which ``body`` holds (for the hub: ``body["object"]``)."""
+
+    kind = FailureKind.CONFLICT
 
 
 class Gone(HTTPStatusError):
     """410: e.g. a ``since`` cursor older than the server keeps tombstones for."""
 
+    kind = FailureKind.NOT_FOUND
+
 
 class PayloadTooLarge(HTTPStatusError):
     """413."""
+
+    kind = FailureKind.QUOTA
 
 
 class RateLimited(HTTPStatusError):
     """429; ``retry_after`` is how many seconds the server asked to wait, if it said."""
 
-    transient = True
+    kind = FailureKind.TRANSIENT
 
 
 class ClientError(HTTPStatusError):
     """Any other 4xx: the request was wrong and repeating it will not help."""
 
+    kind = FailureKind.INVALID
+
 
 class ServerError(HTTPStatusError):
     """5xx: the server failed; a retry later may succeed."""
 
-    transient = True
+    kind = FailureKind.TRANSIENT
 
 
 _STATUS_ERRORS: dict[int, type[HTTPStatusError]] = {

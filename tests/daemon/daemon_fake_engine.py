@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oaiod.errors import OaiodError
+from oaiod.errors import FailureKind, OaiodError
 
 
 class FakeTransientError(OaiodError):
-    transient = True
+    kind = FailureKind.TRANSIENT
 
 
 @dataclass

@@ -7,14 +7,17 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from daemon_helpers import wait_for
 
-from oaiod.errors import OaiodError
+from oaiod.errors import FailureKind, OaiodError
+from oaiod.http import TransportError
 from oaiod.scheduler import ScheduleSettings, SyncScheduler
+from oaiod.storage.errors import StoragePermissionDenied, TransientStorageError
 
 
 class Offline(OaiodError):
-    transient = True
+    kind = FailureKind.TRANSIENT
 
 
 class Engine:
@@ -121,6 +124,41 @@ def test_permanent_errors_do_not_back_off_or_kill_the_scheduler() -> None:
         assert scheduler.failures == 0
         engine.fail = None
         assert scheduler.wait_for_cycle(scheduler.trigger("again"), 60).error is None
+    finally:
+        scheduler.shutdown()
+
+
+@pytest.mark.parametrize(
+    "outage",
+    [
+        TransientStorageError("GET 'o1/s/a.txt': storage host unreachable", key="o1/s/a.txt"),
+        TransportError("GET https://hub.example/api/stampz/: connection refused", request_sent=False),
+    ],
+    ids=["storage host", "server"],
+)
+def test_a_whole_cycle_outage_backs_off_whether_server_or_storage(outage: OaiodError) -> None:
+    """One "retry may help" for every boundary: a storage host that is down backs off like an unreachable server."""
+    engine = Engine()
+    engine.fail = outage
+    scheduler = SyncScheduler(engine, SLOW)
+    scheduler.start()
+    try:
+        wait_for(lambda: scheduler.failures >= 2, what="two failed cycles, the second one by the backoff alone")
+        assert scheduler.last is not None and scheduler.last.transient
+        assert scheduler.backoff_until > time.time() - 5
+    finally:
+        scheduler.shutdown()
+
+
+def test_a_storage_error_that_waits_for_a_change_does_not_count_as_offline() -> None:
+    engine = Engine()
+    engine.fail = StoragePermissionDenied("PUT 'o1/s/a.txt': 403 read-only bucket", key="o1/s/a.txt")
+    scheduler = SyncScheduler(engine, SLOW)
+    scheduler.start()
+    try:
+        first = scheduler.wait_for_cycle(1, 60)
+        assert first is not None and first.error is engine.fail and not first.transient
+        assert scheduler.failures == 0 and scheduler.backoff_until == 0.0
     finally:
         scheduler.shutdown()
 
