@@ -258,9 +258,9 @@ class RetryingBackend(WrappingBackend):
             try:
                 answers = send(batch)
             except StorageError as exc:
-                if len(pending) == len(items) and results[0] is None and (last or not exc.retryable):
+                if len(pending) == len(items) and results[0] is None and (last or not exc.transient):
                     raise  # nothing done yet: the whole call failed
-                if last or not exc.retryable:
+                if last or not exc.transient:
                     log.error("storage %s %s of %s failed, giving up on those items: %s", name, self.describe(),
                               what, exc)  # fmt: skip
                     for index in pending:
@@ -273,7 +273,7 @@ class RetryingBackend(WrappingBackend):
             failed: list[int] = []
             for index, answer in zip(pending, answers, strict=True):
                 results[index] = answer
-                if answer.error is not None and answer.error.retryable:
+                if answer.error is not None and answer.error.transient:
                     failed.append(index)
             if not failed:
                 break
