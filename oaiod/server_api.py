@@ -21,10 +21,11 @@ Exceptions (below :class:`~oaiod.http.RemoteError`; the transport and status err
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import requests
@@ -33,14 +34,19 @@ from oaiod.errors import ConfigError, ValidationError
 from oaiod.http import (
     DEFAULT_TIMEOUT,
     NO_RETRY,
+    AuthError,
     Conflict,
     Gone,
     HttpClient,
+    HTTPStatusError,
     NotFound,
     OaioSessionAuth,
+    PermissionDenied,
     ProtocolError,
     RemoteError,
+    RequestTimeout,
     RetryPolicy,
+    TransportError,
     json_of,
     server_base_url,
 )
@@ -62,7 +68,33 @@ from oaiod.model import (
 )
 from oaiod.secrets import Secret
 
+__all__ = [
+    "DELETED_COUNT_HEADER",
+    "FEED_TIMEOUT_MARGIN",
+    "HUB_HEADER",
+    "SYNC_STAMP_HEADER",
+    "AuthError",
+    "ClockSkewError",
+    "Conflict",
+    "Gone",
+    "HTTPStatusError",
+    "NotFound",
+    "NotSupported",
+    "OaioServerApi",
+    "ObjectOrigin",
+    "ObjectVersion",
+    "PermissionDenied",
+    "ProtocolError",
+    "RejectedObject",
+    "RemoteError",
+    "RequestTimeout",
+    "StampzResult",
+    "TransportError",
+    "UploadConflict",
+]
+
 log = logging.getLogger("oaiod.server_api")
+T = TypeVar("T")
 
 HUB_HEADER = "X-Oaiod-Hub"
 SYNC_STAMP_HEADER = "X-Oaiod-Sync-Stamp"
@@ -189,6 +221,11 @@ class OaioServerApi:
     def __repr__(self) -> str:
         return f"OaioServerApi({self.http.base_url!r}, {self.username!r}, device_id={self.device_id!r})"
 
+    @property
+    def base_url(self) -> str:
+        """The server's base URL (ends with ``/``): names the server, e.g. for the engine's change cursor."""
+        return self.http.base_url
+
     def close(self) -> None:
         self.http.close()
 
@@ -313,7 +350,7 @@ class OaioServerApi:
         answer = self._get_json(f"hub/versions/{quote(validate_oaio_id(oaio_id), safe='')}")
         if not isinstance(answer, list):
             raise ProtocolError("hub/versions/: not a list")
-        return [_checked(lambda item=item: _valid_version(item), "hub/versions/") for item in answer]
+        return [_checked(functools.partial(_valid_version, item), "hub/versions/") for item in answer]
 
     def origin(self, oaio_id: str) -> ObjectOrigin:
         """The hub's record of who registered an object the user may read and when (hub ``origin`` feature)."""
@@ -363,7 +400,7 @@ class OaioServerApi:
                 "access_right": validate_access_right(item["access_right"]),
             }
 
-        rows = [_checked(lambda item=item: entry(item), "user_subz/") for item in answer]
+        rows = [_checked(functools.partial(entry, item), "user_subz/") for item in answer]
         return sorted(rows, key=lambda row: row["access_right"] + row["username"])
 
     def wipe_user(self, username: str) -> None:
@@ -412,7 +449,7 @@ class OaioServerApi:
 # -- validation of answers ---------------------------------------------------------------------------------------
 
 
-def _checked(check: Callable[[], Any], where: str) -> Any:
+def _checked(check: Callable[[], T], where: str) -> T:
     """``check()``, with a :class:`ValidationError` turned into a :class:`ProtocolError` naming the route."""
     try:
         return check()
