@@ -336,9 +336,11 @@ def _listing(engine: Any) -> Any:
 
 
 def _sync(daemon: Any, scheduler: Any, wait: bool) -> Any:
-    """``ctl sync``: request a cycle now (even while backing off); ``--wait`` streams progress until it ended."""
+    """``ctl sync``: request a cycle now (even while backing off, and every backed-off item tried again);
+    ``--wait`` streams progress until it ended."""
     if scheduler.paused:
         raise CommandFailed("sync is paused; run: oaiod ctl resume")
+    daemon.engine().retry_failed()
     number = scheduler.trigger("ctl sync", force=True)
     if not wait:
         return {"requested": number}

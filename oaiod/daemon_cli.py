@@ -6,6 +6,7 @@ failed, 2 a config error, **3 no daemon is running** (scripts can test for it).
 
 from __future__ import annotations
 
+import datetime
 import json
 import sys
 import time
@@ -415,6 +416,7 @@ def _bytes(count: Any) -> str:
 
 def render_status(result: dict[str, Any]) -> None:
     """``ctl status`` for people: the daemon's state first, then the engine's queues, transfer and problems."""
+    from rich.markup import escape
     from rich.table import Table
 
     colour = {"idle": "green", "syncing": "cyan", "paused": "yellow", "offline": "yellow", "error": "red"}
@@ -430,8 +432,21 @@ def render_status(result: dict[str, Any]) -> None:
             continue
         if key.endswith("bytes") and isinstance(value, int | float):
             value = _bytes(value)
+        if key == "errors" and isinstance(value, list):
+            value = escape("\n".join(_error_line(row) for row in value if isinstance(row, dict)))
         table.add_row(key.replace("_", " "), _cell(value))
     _console().print(table)
+
+
+def _error_line(row: dict[str, Any]) -> str:
+    """One backed-off item: its kind first (what it waits for), what failed, when it is tried again."""
+    what = str(row.get("oaio_id") or row.get("key")) + (f" {row['path']}" if row.get("path") else "")
+    try:
+        when = datetime.datetime.strptime(str(row.get("next_try")), "%Y%m%d%H%M%S%f").replace(tzinfo=datetime.UTC)
+        next_try = f"next try {when.astimezone():%Y-%m-%d %H:%M:%S}"
+    except ValueError:
+        next_try = "due"
+    return f"{row.get('kind', 'transient')}: {what}: {row.get('message', '')} ({row.get('attempts', 1)}x, {next_try})"
 
 
 def _progress_numbers(item: Any) -> tuple[float | None, float | None, str]:

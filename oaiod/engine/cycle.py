@@ -26,10 +26,11 @@ from oaiod.engine.pull import PullOutcome, pull_object
 from oaiod.engine.push import PushOutcome, push_object
 from oaiod.engine.settings import ROOT_OBJECT_NAME, EngineSettings
 from oaiod.errors import OaiodError
-from oaiod.http import RemoteError
+from oaiod.http import ProtocolError, RemoteError
 from oaiod.model import OaiObject, now_stamp
 from oaiod.placeholders import PathMapper
 from oaiod.server_api import RejectedObject
+from oaiod.state.backoff import RETRIED_AFTER_LOCAL_CHANGE
 from oaiod.state.models import KIND_FILES, KIND_ROOT, STATUS_ACTIVE, STATUS_NEW, STATUS_REMOVED, ObjectRow
 from oaiod.state.repo import StateRepo
 from oaiod.storage.errors import StorageError
@@ -73,6 +74,7 @@ class SyncEngine:
         self._recovered = False
         self._drops_pending = True  # superseded client roots to delete: looked up in the journal at the first cycle
         self._restore: dict[str, set[str]] = {}  # oaio_id -> files no longer ignored, deleted meanwhile
+        self._retry_failed = True  # a new start (or reload: new credentials?) tries every backed-off item once
         self.state = "idle"
         self.last_sync = ""
         self.last_report: CycleReport | None = None
@@ -92,6 +94,10 @@ class SyncEngine:
             for path in paths:
                 path = Path(path)
                 self._dirty.add(path if path.is_absolute() else Path(root) / path)
+
+    def retry_failed(self) -> None:
+        """Let the next cycle try every backed-off item at once (``ctl sync``); thread-safe, takes no lock."""
+        self._retry_failed = True
 
     def rescan(self) -> IndexReport:
         """A full stat walk of every root now (hashes only what changed); marks changed objects for the next push."""
@@ -118,6 +124,10 @@ class SyncEngine:
                 if not self._recovered:
                     ops.recover_journal(self.ctx)
                     self._recovered = True
+                if self._retry_failed:
+                    self._retry_failed = False
+                    if retried := self.repo.retry_errors():
+                        log.info("trying %d backed-off item(s) again now", retried)
                 report.hashed = self._index_local().hashed
                 cursor_ok, sync_stamp = self._pull_all(report)
                 if self._full_rescan:  # the client root was just adopted or created: index it before pushing
@@ -158,6 +168,8 @@ class SyncEngine:
                     targets.setdefault(owner[0].oaio_id, (owner[0], []))[1].append(owner[1])
         for row, prefixes in targets.values():  # one pass and one transaction per object, however many paths
             report = index_paths(self.ctx, row, roots, prefixes, excluded)
+            for oaio_id in report.dirty_objects:  # a local change may be what a quota or permission failure waits for
+                self.repo.retry_errors(oaio_id, RETRIED_AFTER_LOCAL_CHANGE)
             total.hashed += report.hashed
             total.unstable += report.unstable
             for oaio_id, paths in report.restore.items():
@@ -205,7 +217,7 @@ class SyncEngine:
             if self.repo.backing_off(key):
                 continue
             log.warning("%s: not synced, %s; backing off", item.oaio_id or "an object without a valid id", item.reason)
-            self.repo.record_error(key, f"pull: {item.reason}", item.oaio_id or "")
+            self.repo.record_error(key, ProtocolError(item.reason), what="pull", oaio_id=item.oaio_id or "")
             report.errors.append(f"{item.oaio_id or 'an object without a valid id'}: {item.reason}")
         return not rejected
 
@@ -226,7 +238,7 @@ class SyncEngine:
             outcome = self._pull(row, obj)
         except (RemoteError, StorageError, OaiodError) as exc:
             log.warning("%s: pull failed (%s); backing off", obj.oaio_id, exc)
-            self.repo.record_error(f"obj:{obj.oaio_id}", f"pull: {exc}", obj.oaio_id)
+            self.repo.record_error(f"obj:{obj.oaio_id}", exc, what="pull", oaio_id=obj.oaio_id)
             report.errors.append(f"{obj.oaio_id}: {exc}")
             return False
         self._account_pull(outcome, obj.oaio_id, report)
@@ -281,7 +293,7 @@ class SyncEngine:
                     outcome = push_object(self.ctx, row)
                 except (RemoteError, StorageError, OaiodError) as exc:
                     log.warning("%s: push failed (%s); backing off", row.oaio_id, exc)
-                    self.repo.record_error(f"obj:{row.oaio_id}", f"push: {exc}", row.oaio_id)
+                    self.repo.record_error(f"obj:{row.oaio_id}", exc, what="push", oaio_id=row.oaio_id)
                     report.errors.append(f"{row.oaio_id}: {exc}")
                     break
                 if not self._account_push(outcome, row, report):
@@ -395,6 +407,7 @@ class SyncEngine:
         """Change user values of an object (merged by key with the server's at the next push)."""
         with self._lock:
             ops.set_values(self.ctx, oaio_id, values)
+            self.repo.retry_errors(oaio_id, RETRIED_AFTER_LOCAL_CHANGE)
 
     def conflicts(self) -> list[dict[str, Any]]:
         return [ops.row_dict(row) for row in self.repo.conflicts()]

@@ -202,7 +202,7 @@ def _apply_step(m: _Merge, step: _Step, fetched: Fetched | None) -> None:
         m.outcome.retry_paths.append(m.root / step.path)
     except (LocalFsError, EngineError, OaiodError, OSError) as exc:  # one file never stops the cycle
         log.warning("%s: cannot merge %s (%s); trying again later", oaio_id, step.path, exc)
-        m.ctx.repo.record_error(f"file:{oaio_id}:{step.path}", str(exc), oaio_id, step.path)
+        m.ctx.repo.record_error(f"file:{oaio_id}:{step.path}", exc, oaio_id=oaio_id, path=step.path)
         m.outcome.errors.append(f"{step.path}: {exc}")
         m.outcome.complete = False
 

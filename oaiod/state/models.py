@@ -161,12 +161,14 @@ class HistoryRow(Base):
 
 
 class ErrorRow(Base):
-    """A failing item (an object or one of its files) with its own backoff, so it never blocks the others."""
+    """A failing item (an object or one of its files) with its own backoff, so it never blocks the others; ``kind``
+    (an :class:`oaiod.errors.FailureKind`) decides how long it waits (:mod:`oaiod.state.backoff`)."""
 
     __tablename__ = "errors"
     key: Mapped[str] = mapped_column(String(4400), primary_key=True)
     oaio_id: Mapped[str] = mapped_column(ID, default="")
     path: Mapped[str] = mapped_column(String(4096), default="")
+    kind: Mapped[str] = mapped_column(String(20), default="transient")
     message: Mapped[str] = mapped_column(String(2000))
     attempts: Mapped[int] = mapped_column(default=1)
     first_at: Mapped[str] = mapped_column(STAMP)

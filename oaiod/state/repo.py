@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from oaiod.errors import FailureKind, failure_kind
 from oaiod.model import OaiObject, now_stamp
+from oaiod.state.backoff import BACKOFF
 from oaiod.state.db import DB_FILE, StateError, open_database
 from oaiod.state.models import (
     STATUS_ACTIVE,
@@ -51,8 +53,6 @@ StatRow = tuple[str, int, int, int, bool]
 #: ``(path, size, mtime_ns, inode, present, ignored, executable)``: a StatRow, whether the row is frozen as ignored,
 #: and the indexed executable bit (a chmod changes neither size nor mtime)
 ScanRow = tuple[str, int, int, int, bool, bool, bool]
-MAX_BACKOFF_SECONDS = 3600.0
-FIRST_BACKOFF_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -316,8 +316,14 @@ class StateRepo:
 
     # -- errors with per-item backoff ------------------------------------------------------------------------------
 
-    def record_error(self, key: str, message: str, oaio_id: str = "", path: str = "") -> ErrorRow:
-        """Note a failure of ``key``; its next try is pushed out exponentially (10 s, 20 s, … at most 1 h)."""
+    def record_error(
+        self, key: str, failure: BaseException, *, what: str = "", oaio_id: str = "", path: str = ""
+    ) -> ErrorRow:
+        """Note a failure of ``key`` (``what`` failed: "pull", "push"…) with its kind, the one place failures are
+        classified (:func:`oaiod.errors.failure_kind`). Its next try waits as :data:`~oaiod.state.backoff.BACKOFF`
+        says for that kind, longer with each failure in a row of the kind (another kind starts the count again)."""
+        kind = failure_kind(failure)
+        message = f"{what}: {failure}" if what else str(failure)
         now = now_stamp()
         with self.session() as s:
             row = s.get(ErrorRow, key)
@@ -326,6 +332,7 @@ class StateRepo:
                     key=key,
                     oaio_id=oaio_id,
                     path=path,
+                    kind=str(kind),
                     message=message[:2000],
                     attempts=1,
                     first_at=now,
@@ -334,10 +341,20 @@ class StateRepo:
                 )
                 s.add(row)
             else:
-                row.attempts += 1
-                row.message, row.last_at = message[:2000], now
-            row.next_try = _stamp_in(min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2 ** (row.attempts - 1)))
+                row.attempts = row.attempts + 1 if row.kind == kind else 1
+                row.kind, row.message, row.last_at = str(kind), message[:2000], now
+            row.next_try = _stamp_in(BACKOFF[kind].delay(row.attempts))
             return row
+
+    def retry_errors(self, oaio_id: str | None = None, kinds: Iterable[FailureKind] | None = None) -> int:
+        """Make backed-off items due now: every one, or those of ``oaio_id`` and/or of ``kinds``; how many."""
+        query = sa.update(ErrorRow).where(ErrorRow.next_try > now_stamp())
+        if oaio_id is not None:
+            query = query.where(ErrorRow.oaio_id == oaio_id)
+        if kinds is not None:
+            query = query.where(ErrorRow.kind.in_([str(kind) for kind in kinds]))
+        with self.session() as s:
+            return int(s.execute(query.values(next_try=now_stamp())).rowcount)  # type: ignore[attr-defined]
 
     def clear_error(self, key: str) -> None:
         with self.session() as s:

@@ -30,6 +30,7 @@ class FakeEngine:
     cycles: int = 0
     rescans: int = 0
     gcs: int = 0
+    retries: int = 0  #: ``ctl sync`` asked to try backed-off items again
     dirty: dict[str, list[str]] = field(default_factory=dict)
     extra_roots: list[Path] = field(default_factory=list)
     calls: list[Any] = field(default_factory=list)
@@ -57,6 +58,9 @@ class FakeEngine:
     def mark_dirty(self, root: Path, paths: list[str]) -> None:
         with self._lock:
             self.dirty.setdefault(str(root), []).extend(paths)
+
+    def retry_failed(self) -> None:
+        self.retries += 1
 
     def rescan(self) -> None:
         self.rescans += 1

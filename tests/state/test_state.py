@@ -12,6 +12,7 @@ from alembic.migration import MigrationContext
 
 from oaiod.state import StateRepo, StateUnavailable
 from oaiod.state.models import KIND_FOLDER, Base, FileRow, ObjectRow
+from oaiod.storage.errors import TransientStorageError
 
 
 def test_models_and_migrations_agree(tmp_path: Path) -> None:
@@ -70,8 +71,8 @@ def test_files_stream_by_prefix_and_cascade(tmp_path: Path) -> None:
 
 def test_error_backoff_grows_and_clears(tmp_path: Path) -> None:
     repo = StateRepo(tmp_path)
-    first = repo.record_error("obj:o1", "boom", oaio_id="o1")
-    second = repo.record_error("obj:o1", "boom again", oaio_id="o1")
+    first = repo.record_error("obj:o1", TransientStorageError("boom"), oaio_id="o1")
+    second = repo.record_error("obj:o1", TransientStorageError("boom again"), oaio_id="o1")
     assert second.attempts == 2 and second.next_try > first.next_try
     assert repo.backing_off("obj:o1")
     repo.clear_error("obj:o1")
@@ -90,7 +91,7 @@ def test_journal_survives_reopen(tmp_path: Path) -> None:
 def test_sqlite_sees_the_alembic_version(tmp_path: Path) -> None:
     StateRepo(tmp_path).close()
     with sqlite3.connect(tmp_path / "state.sqlite3") as connection:
-        assert connection.execute("select version_num from alembic_version").fetchone() == ("0002",)
+        assert connection.execute("select version_num from alembic_version").fetchone() == ("0003",)
     assert sa.__version__.startswith("2.")
 
 
