@@ -17,6 +17,12 @@ nothing) and dies on an exception; the observer thread can die as well. :meth:`W
 every few seconds by the scheduler — finds dead emitters (and a dead observer), logs a warning, watches those
 roots again with fresh emitters (a deleted root as soon as it exists again) and calls ``on_overflow()``: the
 rescan finds what changed while nobody watched.
+
+A folder moved inside a root leaves some of its subfolders unwatched when they were made just before the move
+(watchdog moves the watches it has; a subfolder whose creation it had not processed yet is never watched): the
+engine's staged new folders (design §3) and a user's ``mkdir -p a/b/c && mv a x`` both do that. So each folder
+moved inside a root marks the root, and the next :meth:`Watcher.check_health` watches it again (fresh watches
+for the whole tree) and marks the whole root dirty: the next cycle's index walk finds what changed meanwhile.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from pathlib import Path
 
 from watchdog.events import (
     EVENT_TYPE_CLOSED_NO_WRITE,
+    EVENT_TYPE_MOVED,
     EVENT_TYPE_OPENED,
     DirModifiedEvent,
     FileSystemEvent,
@@ -132,14 +139,19 @@ class Debouncer:
 class _RootHandler(FileSystemEventHandler):
     """Turns one root's watchdog events into relative paths for the debouncer."""
 
-    def __init__(self, root: Path, debouncer: Debouncer, is_ignored: IgnoreRule) -> None:
+    def __init__(
+        self, root: Path, debouncer: Debouncer, is_ignored: IgnoreRule, on_folder_moved: Callable[[Path], None]
+    ) -> None:
         self.root = root
         self.debouncer = debouncer
         self.is_ignored = is_ignored
+        self.on_folder_moved = on_folder_moved
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in (EVENT_TYPE_OPENED, EVENT_TYPE_CLOSED_NO_WRITE) or isinstance(event, DirModifiedEvent):
             return  # reads, and a folder's own mtime, change nothing we sync
+        if event.is_directory and event.event_type == EVENT_TYPE_MOVED and self._relative(event.dest_path):
+            self.on_folder_moved(self.root)  # its subfolders may be unwatched: see the module docstring
         paths = [self._relative(event.src_path)]
         if event.dest_path:
             paths.append(self._relative(event.dest_path))  # a move: both sides are dirty
@@ -188,6 +200,10 @@ class Watcher:
         self._watches: dict[Path, ObservedWatch] = {}
         self._wanted: set[Path] = set()  # what watch() was asked for; missing folders are retried by check_health
         self._lock = threading.Lock()
+        #: roots where a folder was moved since the last health check; a lock of its own, because watchdog's
+        #: observer thread adds to it while check_health may hold ``_lock`` and wait for that thread
+        self._folder_moved: set[Path] = set()
+        self._moved_lock = threading.Lock()
         self._listener = _OverflowListener(self._lost_events)
         self._started = False
         self._stopped = False
@@ -232,7 +248,7 @@ class Watcher:
         if not root.is_dir():
             log.warning("synced root %s is missing; not watched until it exists", root)
             return
-        handler = _RootHandler(root, self.debouncer, self.is_ignored)
+        handler = _RootHandler(root, self.debouncer, self.is_ignored, self._note_folder_moved)
         try:
             self._watches[root] = self._observer.schedule(handler, str(root), recursive=True)
         except OSError as exc:
@@ -255,9 +271,27 @@ class Watcher:
                     if root in self._watches:
                         log.warning("synced root %s exists again; watching it and rescanning", root)
                         restarted.append(root)
+            self._rewatch_moved_folders(restarted)
         if restarted:
             self._on_overflow()
         return restarted
+
+    def _note_folder_moved(self, root: Path) -> None:
+        with self._moved_lock:
+            self._folder_moved.add(root)
+
+    def _rewatch_moved_folders(self, restarted: list[Path]) -> None:
+        """Watch each root where a folder was moved again, whole, and mark it dirty; the caller holds the lock."""
+        with self._moved_lock:
+            roots, self._folder_moved = self._folder_moved, set()
+        for root in sorted(roots & set(self._watches) - set(restarted)):
+            log.debug("a folder was moved in %s: watching its subfolders again and indexing the root", root)
+            try:
+                self._observer.unschedule(self._watches.pop(root))
+            except KeyError:  # watchdog already forgot it
+                pass
+            self._schedule(root)
+            self.debouncer.add(root, [""])
 
     def _restart_dead_emitters(self) -> list[Path]:
         """Unschedule each root whose emitter thread ended and schedule it again; the caller holds the lock."""
