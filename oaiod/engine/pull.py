@@ -10,9 +10,11 @@ advances only when every file of the version was merged; otherwise the next cycl
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from oaiod.engine import localfs
 from oaiod.engine.context import EngineContext, EngineError, IntegrityError, transfer_batches
@@ -207,11 +209,30 @@ def _apply_step(m: _Merge, step: _Step, fetched: Fetched | None) -> None:
         m.outcome.complete = False
 
 
+def _merge_local_values(ctx: EngineContext, row: ObjectRow, local: dict[str, Any], remote: OaiObject) -> dict[str, Any]:
+    """Values changed here and not committed yet, merged by key with the server's version (design §5). A key changed
+    differently on both sides keeps the server's value — that version was committed first, as a file conflict keeps
+    the server's content under its name — and the clash is recorded with both values (``ctl conflicts``, kind
+    ``value``), so the value this device loses is never dropped in silence."""
+    merged, clashes = merge_values(row.synced_values, local, remote.client_values)
+    for key in clashes:
+        mine, theirs = (_shown(values, key) for values in (local, remote.client_values))
+        log.warning("%s: value %r changed on both sides; kept the server's %s, this device had %s",
+                    row.oaio_id, key, theirs, mine)  # fmt: skip
+        detail = f"changed on both sides; kept the server's value {theirs}, this device had {mine}"
+        ctx.repo.add_conflict(row.oaio_id, "value", key, detail=detail)
+    return merged
+
+
+def _shown(values: dict[str, Any], key: str) -> str:
+    """``values[key]`` as JSON for a conflict's detail (at most 500 characters), or "deleted"."""
+    text = json.dumps(values[key], ensure_ascii=False, sort_keys=True) if key in values else "deleted"
+    return text if len(text) <= 500 else text[:499] + "…"
+
+
 def _merge_values_only(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> None:
     if row.local_values is not None:
-        merged, clashes = merge_values(row.synced_values, row.local_values, remote.client_values)
-        for key in clashes:
-            ctx.repo.add_conflict(row.oaio_id, "value", key, detail="changed on both sides; kept the server's value")
+        merged = _merge_local_values(ctx, row, row.local_values, remote)
         row.local_values = merged if merged != remote.client_values else None
         row.local_dirty = row.local_values is not None
     row.synced_stamp, row.synced_values, row.remote_dirty = remote.client_stamp, remote.client_values, False
@@ -534,8 +555,7 @@ def _finish(ctx: EngineContext, row: ObjectRow, remote: OaiObject, outcome: Pull
         row.local_dirty = fresh.local_dirty
     if outcome.complete:
         if row.local_values is not None:
-            merged, _clashes = merge_values(row.synced_values, row.local_values, remote.client_values)
-            row.local_values = merged
+            row.local_values = _merge_local_values(ctx, row, row.local_values, remote)
         row.synced_stamp, row.synced_values = remote.client_stamp, remote.client_values
         row.remote_dirty = False
         if row.status == STATUS_HELD:
