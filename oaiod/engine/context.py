@@ -13,8 +13,9 @@ from typing import Any, Protocol, TypeVar
 from oaiod.engine.settings import EngineSettings
 from oaiod.errors import OaiodError
 from oaiod.ignore import IgnoreRules
-from oaiod.model import dedefuse
+from oaiod.model import OaiObject, dedefuse
 from oaiod.placeholders import PathMapper
+from oaiod.server_api import ObjectOrigin, ObjectVersion, StampzResult
 from oaiod.state.repo import StateRepo
 from oaiod.storage.base import Backend, Transfer, Transferred
 
@@ -25,15 +26,35 @@ T = TypeVar("T")
 
 
 class ServerApi(Protocol):
-    """The part of :class:`oaiod.server_api.OaioServerApi` the engine uses (documented in design §7)."""
+    """Every call the engine makes on the server (design §7). :class:`oaiod.server_api.OaioServerApi` satisfies it
+    (mypy checks that where the daemon builds the engine), and so must a test's stand-in. Errors are those of
+    :mod:`oaiod.server_api` (``RemoteError`` and below, re-exported there): the engine never imports ``oaiod.http``.
+    """
 
-    username: str
+    @property
+    def base_url(self) -> str: ...  # names the server: the key of its change cursor in the state database
 
-    def csh_args(self, csh_id: str) -> dict[str, Any]: ...
+    def features(self) -> frozenset[str]: ...  # part-B features; "origin" and "versions" are asked for first
 
-    def features(self) -> frozenset[str]: ...
+    def csh_args(self, csh_id: str) -> dict[str, Any]: ...  # arguments of a storage host (may hold credentials)
 
-    def origin(self, oaio_id: str) -> Any: ...  # ObjectOrigin: who registered it and when (hub "origin" feature)
+    def stampz(self, since: str | None = None) -> StampzResult: ...  # changed and deleted objects since a cursor
+
+    def register(self, obj: OaiObject) -> OaiObject: ...  # a new object; UploadConflict when the id exists
+
+    def upload(self, obj: OaiObject) -> OaiObject: ...  # a new version; UploadConflict when the server moved on
+
+    def delete(self, obj: OaiObject | str) -> None: ...
+
+    def versions(self, oaio_id: str) -> list[ObjectVersion]: ...  # newest first (hub "versions" feature)
+
+    def origin(self, oaio_id: str) -> ObjectOrigin: ...  # who registered it and when (hub "origin" feature)
+
+    def subscribe(self, oaio_id: str, username: str, right: str) -> int: ...
+
+    def unsubscribe(self, oaio_id: str, username: str) -> int: ...
+
+    def user_subz(self, oaio_id: str) -> list[dict[str, str]]: ...
 
 
 class EngineError(OaiodError):
@@ -99,7 +120,7 @@ class EngineContext:
 
     settings: EngineSettings
     repo: StateRepo
-    api: Any  # OaioServerApi (duck-typed: see ServerApi and design §7)
+    api: ServerApi
     open_backend: OpenBackend
     mapper: PathMapper
     progress: Progress = field(default_factory=Progress)
