@@ -17,7 +17,6 @@ from oaiod.engine.manifest import MANIFEST_KEY, build_manifest, remote_files
 from oaiod.engine.plan import UNKNOWN
 from oaiod.engine.settings import ROOT_OBJECT_NAME
 from oaiod.errors import OaiodError, ValidationError
-from oaiod.http import NotFound, PermissionDenied
 from oaiod.model import (
     FILES_VALUES_KEY,
     NAME_VALUES_KEY,
@@ -29,6 +28,7 @@ from oaiod.model import (
     storage_key,
 )
 from oaiod.placeholders import _resolved, is_inside
+from oaiod.server_api import NotFound, PermissionDenied
 from oaiod.state.models import (
     KIND_DATA,
     KIND_FOLDER,
