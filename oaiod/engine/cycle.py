@@ -19,17 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from oaiod.engine import ops
-from oaiod.engine.context import EngineContext, OpenBackend
+from oaiod.engine.context import EngineContext, OpenBackend, ServerApi
 from oaiod.engine.index import IndexReport, index_paths, owner_of, rooted, settle_ignored
 from oaiod.engine.mapping import is_own_root, map_object
 from oaiod.engine.pull import PullOutcome, pull_object
 from oaiod.engine.push import PushOutcome, push_object
 from oaiod.engine.settings import ROOT_OBJECT_NAME, EngineSettings
 from oaiod.errors import OaiodError
-from oaiod.http import ProtocolError, RemoteError
 from oaiod.model import OaiObject, now_stamp
 from oaiod.placeholders import PathMapper
-from oaiod.server_api import RejectedObject
+from oaiod.server_api import ProtocolError, RejectedObject, RemoteError
 from oaiod.state.backoff import RETRIED_AFTER_LOCAL_CHANGE
 from oaiod.state.models import KIND_FILES, KIND_ROOT, STATUS_ACTIVE, STATUS_NEW, STATUS_REMOVED, ObjectRow
 from oaiod.state.repo import StateRepo
@@ -60,13 +59,15 @@ class CycleReport:
 class SyncEngine:
     """Syncs this device's folders with one oaio server (see the module docstring and design §3–§5)."""
 
-    def __init__(self, config: EngineSettings, repo: StateRepo, server_api: Any, open_backend: OpenBackend) -> None:
+    def __init__(
+        self, config: EngineSettings, repo: StateRepo, server_api: ServerApi, open_backend: OpenBackend
+    ) -> None:
         self.settings = config
         self.repo = repo
         self.api = server_api
         mapper = PathMapper(config.client_root, config.state_dir, home=config.home, placeholders=config.placeholders)
         self.ctx = EngineContext(config, repo, server_api, open_backend, mapper)
-        self.server_key = str(getattr(getattr(server_api, "http", None), "base_url", "") or "server")
+        self.server_key = server_api.base_url or "server"
         self._lock = threading.RLock()
         self._dirty_lock = threading.Lock()
         self._dirty: set[Path] = set()
