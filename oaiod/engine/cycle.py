@@ -397,12 +397,14 @@ class SyncEngine:
         return list(self.api.user_subz(oaio_id))
 
     def confirm_delete(self, oaio_id: str) -> None:
-        """Let a held mass deletion of ``oaio_id`` proceed at the next cycle."""
-        self.repo.update_object(oaio_id, delete_confirmed=True, local_dirty=True)
-        row = self.repo.get_object(oaio_id)
-        if row is not None:
-            self.repo.add_history(oaio_id, "confirm", detail=row.hold_reason)
-        self.repo.set_cursor(self.server_key, "")  # the held pull is listed again
+        """Let a held mass deletion of ``oaio_id`` proceed at the next cycle (after a running one: that cycle would
+        set the cursor again over the reset that lists the held pull again)."""
+        with self._lock:
+            self.repo.update_object(oaio_id, delete_confirmed=True, local_dirty=True)
+            row = self.repo.get_object(oaio_id)
+            if row is not None:
+                self.repo.add_history(oaio_id, "confirm", detail=row.hold_reason)
+            self.repo.set_cursor(self.server_key, "")  # the held pull is listed again
 
     def set_values(self, oaio_id: str, values: dict[str, Any]) -> None:
         """Change user values of an object (merged by key with the server's at the next push)."""
@@ -444,4 +446,6 @@ class SyncEngine:
             self._recovered = True
 
     def close(self) -> None:
-        self.ctx.close()
+        """Close the storage backends, after a running cycle or operation (never under its transfers)."""
+        with self._lock:
+            self.ctx.close()
