@@ -13,7 +13,8 @@ import ctypes
 import errno
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 PathLike = str | os.PathLike[str]
 
@@ -23,17 +24,20 @@ _RENAME_NOREPLACE = 1
 _UNSUPPORTED = frozenset({errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM})
 
 
-def _libc(name: str) -> Callable[..., int] | None:
+def _libc(name: str, argtypes: Sequence[type[Any]] = ()) -> Callable[..., int] | None:
     try:
-        return getattr(ctypes.CDLL(None, use_errno=True), name)  # ctypes releases the GIL during the call
+        func = ctypes.CDLL(None, use_errno=True)[name]  # ctypes releases the GIL during the call
     except (AttributeError, OSError):
         return None
+    if argtypes:
+        func.argtypes = argtypes
+    return func
 
 
 _SYNCFS = _libc("syncfs")
-_RENAMEAT2 = _libc("renameat2")  # glibc ≥ 2.28
-if _RENAMEAT2 is not None:
-    _RENAMEAT2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+_RENAMEAT2 = _libc(  # glibc ≥ 2.28
+    "renameat2", [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+)
 
 
 def sync_filesystem(path: PathLike) -> bool:
