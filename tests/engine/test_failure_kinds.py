@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from oaiod.daemon_cli import render_status
 from oaiod.state.models import ObjectRow
 from tests.engine.conftest import Device, write
 
@@ -55,7 +56,11 @@ def _failed_push(device: Device, storage_root: Path, tmp_path: Path) -> tuple[st
 
 
 def test_a_refused_object_is_stored_and_shown_with_its_kind_and_waits_long(
-    make_device: Callable[..., Device], storage_root: Path, tmp_path: Path
+    make_device: Callable[..., Device],
+    storage_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     alice = make_device("alice", "a")
     oaio_id, repair = _failed_push(alice, storage_root, tmp_path)
@@ -64,6 +69,9 @@ def test_a_refused_object_is_stored_and_shown_with_its_kind_and_waits_long(
     assert (error["key"], error["kind"]) == (f"obj:{oaio_id}", "permission"), error
     assert error["message"].startswith("push: ") and "symlink" in error["message"]
     assert 29 * 60 < _waits(error["next_try"]) <= 30 * 60  # not 10 s: nothing changes by itself that soon
+    monkeypatch.setenv("COLUMNS", "400")  # `ctl status` for people: one line per failed item, its kind first
+    render_status({"state": "error", "engine": alice.engine.status()})
+    assert f"permission: {oaio_id}: push: " in capsys.readouterr().out
 
     repair()
     assert alice.sync().errors == []  # still waiting: not tried again, and nothing pushed
