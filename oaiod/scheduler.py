@@ -13,6 +13,8 @@ APScheduler 3 (``BackgroundScheduler``) runs the periodic jobs; the guarantees a
   server or a storage host unreachable, a timeout, 429/5xx; :mod:`oaiod.errors`) delays the next
   periodic cycle exponentially (2 s, 4 s … 5 min); immediate triggers from the watcher or the change feed are
   then ignored (their dirty paths stay recorded), an explicit ``ctl sync`` still tries. Success resets it.
+  Credentials the server refused (kind ``auth``) back off the same way: nothing changes until they do (``ctl
+  reload``), and a login tried every interval would only feed the server's login throttle.
 - **Health checks** (:meth:`SyncScheduler.add_check`) run on their own interval beside the engine, e.g. the
   watcher's check that restarts watching a root whose watchdog emitter died.
 - **Clean shutdown.** :meth:`SyncScheduler.shutdown` stops the APScheduler threads, waits for the running
@@ -38,7 +40,7 @@ from typing import Any, Protocol
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from oaiod.errors import OaiodError
+from oaiod.errors import FailureKind, OaiodError, failure_kind
 
 log = logging.getLogger(__name__)
 
@@ -302,15 +304,20 @@ class SyncScheduler:
         self._record(CycleOutcome(number, time.time(), report, error))
 
     def _record(self, outcome: CycleOutcome) -> None:
-        if outcome.error is None:
+        error = outcome.error
+        if error is None:
             if self.failures:
                 log.info("sync works again after %d failed cycle(s)", self.failures)
             self.failures, self.backoff_until, self.last_success = 0, 0.0, outcome.finished
-        elif outcome.transient:
+        elif outcome.transient or failure_kind(error) is FailureKind.AUTH:
             self.failures += 1
             delay = min(self.settings.backoff_base * 2 ** (self.failures - 1), self.settings.backoff_max)
             self.backoff_until = time.time() + delay
-            log.warning("sync cycle failed (%s); server unreachable? next try in %.0f s", outcome.error, delay)
+            if outcome.transient:
+                log.warning("sync cycle failed (%s); server unreachable? next try in %.0f s", outcome.error, delay)
+            else:
+                log.error("sync cycle failed: the credentials were refused (%s); fix them and run `oaiod ctl reload`;"
+                          " next try in %.0f s", outcome.error, delay)  # fmt: skip
             self._reschedule_sync(delay)
         else:
             log.error("sync cycle failed: %s", outcome.error, exc_info=outcome.error)

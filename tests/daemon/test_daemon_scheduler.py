@@ -11,7 +11,7 @@ import pytest
 from daemon_helpers import wait_for
 
 from oaiod.errors import FailureKind, OaiodError
-from oaiod.http import TransportError
+from oaiod.http import AuthError, TransportError
 from oaiod.scheduler import ScheduleSettings, SyncScheduler
 from oaiod.storage.errors import StoragePermissionDenied, TransientStorageError
 
@@ -158,6 +158,23 @@ def test_a_storage_error_that_waits_for_a_change_does_not_count_as_offline() -> 
     try:
         first = scheduler.wait_for_cycle(1, 60)
         assert first is not None and first.error is engine.fail and not first.transient
+        assert scheduler.failures == 0 and scheduler.backoff_until == 0.0
+    finally:
+        scheduler.shutdown()
+
+
+def test_refused_credentials_back_off_without_counting_as_offline() -> None:
+    """A wrong password is not tried every interval: it backs off like an outage, but the state is an error."""
+    engine = Engine()
+    engine.fail = AuthError("POST", "https://hub.example/api/login/", 401, {"detail": "wrong password"})
+    scheduler = SyncScheduler(engine, SLOW)
+    scheduler.start()
+    try:
+        wait_for(lambda: scheduler.failures >= 2, what="two refused cycles, the second one by the backoff alone")
+        assert scheduler.last is not None and not scheduler.last.transient
+        assert scheduler.backoff_until > time.time() - 5
+        engine.fail = None
+        assert scheduler.wait_for_cycle(scheduler.trigger("ctl sync", force=True), 60).error is None
         assert scheduler.failures == 0 and scheduler.backoff_until == 0.0
     finally:
         scheduler.shutdown()
