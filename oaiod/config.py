@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import platformdirs
 
@@ -168,7 +168,7 @@ def _host_port(value: Any) -> str:
     host, sep, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ValueError(f'must read "HOST:PORT" (port 0 picks a free one), got {_show(value)}')
-    return value
+    return f"{host}{sep}{port}"
 
 
 # -- the sections -------------------------------------------------------------------------------------------------
@@ -334,7 +334,7 @@ class Config:
     paths: Paths = field(default=None)  # type: ignore[assignment]  # set by __post_init__
 
     def __post_init__(self) -> None:
-        if self.paths is None:
+        if cast("Paths | None", self.paths) is None:  # the field's default: derived here
             object.__setattr__(self, "paths", derive_paths(self.source, self.client.state_dir))
 
     @property

@@ -101,7 +101,7 @@ def peer_uid(conn: socket.socket) -> int | None:
         return None
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
-    return uid
+    return int(uid)
 
 
 class CtlServer:

@@ -15,7 +15,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from oaiod import jsoncodec
 from oaiod.errors import ValidationError
@@ -328,23 +328,23 @@ _USERNAME = re.compile(r"\A[\w.@+-]+\Z")
 
 def validate_username(value: Any, fld: str = "username") -> str:
     """A user name as the oaio server (Django) accepts it: letters, digits and ``@ . + - _``."""
-    validate_name(value, fld)
-    if not _USERNAME.match(value):
+    name = validate_name(value, fld)
+    if not _USERNAME.match(name):
         raise ValidationError(fld, "may hold only letters, digits and @ . + - _")
-    return value
+    return name
 
 
 def validate_oaio_id(value: Any, fld: str = "oaio_id") -> str:
     """An object id: defused (no ``/``, ``\\``, ``:`` … nor control characters), usable as one folder name."""
-    validate_name(value, fld, max_chars=MAX_ID_BYTES)
-    if defuse(value) != value:
-        bad = sorted({c for c in value if defuse(c) != c} | ({"://"} if URI_SEP_STR in value else set()))
+    oaio_id = validate_name(value, fld, max_chars=MAX_ID_BYTES)
+    if defuse(oaio_id) != oaio_id:
+        bad = sorted({c for c in oaio_id if defuse(c) != c} | ({"://"} if URI_SEP_STR in oaio_id else set()))
         raise ValidationError(fld, f"contains characters an id may not hold: {''.join(bad)!r}")
-    if value in (".", "..") or value.strip() != value:
-        raise ValidationError(fld, f"{value!r} is not usable as a folder name")
-    if len(value.encode()) > MAX_ID_BYTES:
+    if oaio_id in (".", "..") or oaio_id.strip() != oaio_id:
+        raise ValidationError(fld, f"{oaio_id!r} is not usable as a folder name")
+    if len(oaio_id.encode()) > MAX_ID_BYTES:
         raise ValidationError(fld, f"is longer than {MAX_ID_BYTES} bytes in UTF-8")
-    return value
+    return oaio_id
 
 
 _DRIVE = re.compile(r"\A[A-Za-z]:")
@@ -365,7 +365,7 @@ _PRINTABLE_PATH_LINES = re.compile(rf"{_PRINTABLE_PATH_PATTERN}(?:\n{_PRINTABLE_
 _SHORT_PRINTABLE = MAX_PATH_COMPONENT_BYTES // 4
 
 
-def _is_plain_path(value: Any) -> bool:
+def _is_plain_path(value: Any) -> TypeGuard[str]:
     """True for a path of the common form (see :data:`_PLAIN_PATH`, and :data:`_PRINTABLE_PATH` for names beyond
     ASCII): then every check would pass (~5x faster)."""
     if not isinstance(value, str):
@@ -510,17 +510,17 @@ def validate_values(value: Any, fld: str = "client_values", *, max_bytes: int = 
 
     Any other key is user data and passes untouched.
     """
-    validate_json_object(value, fld, max_bytes=max_bytes)
-    if NAME_VALUES_KEY in value:
-        validate_name(value[NAME_VALUES_KEY], f"{fld}.{NAME_VALUES_KEY}", max_chars=MAX_ID_BYTES)
-    if ROOT_VALUES_KEY in value:
-        validate_root_path(value[ROOT_VALUES_KEY], f"{fld}.{ROOT_VALUES_KEY}")
-    if FILES_VALUES_KEY in value:
-        validate_file_paths(value[FILES_VALUES_KEY], f"{fld}.{FILES_VALUES_KEY}")
-    return value
+    values = validate_json_object(value, fld, max_bytes=max_bytes)
+    if NAME_VALUES_KEY in values:
+        validate_name(values[NAME_VALUES_KEY], f"{fld}.{NAME_VALUES_KEY}", max_chars=MAX_ID_BYTES)
+    if ROOT_VALUES_KEY in values:
+        validate_root_path(values[ROOT_VALUES_KEY], f"{fld}.{ROOT_VALUES_KEY}")
+    if FILES_VALUES_KEY in values:
+        validate_file_paths(values[FILES_VALUES_KEY], f"{fld}.{FILES_VALUES_KEY}")
+    return values
 
 
-def validate_exact_keys(data: Any, keys: Iterable[str], what: str, *, optional: Iterable[str] = ()) -> dict:
+def validate_exact_keys(data: Any, keys: Iterable[str], what: str, *, optional: Iterable[str] = ()) -> dict[str, Any]:
     """``data`` is a JSON object holding every one of ``keys`` and nothing else but ``optional`` keys."""
     if not isinstance(data, dict):
         raise ValidationError(what, f"must be a JSON object, not {type(data).__name__}")

@@ -32,9 +32,8 @@ class RemoteFile:
 def manifest_kind(values: dict[str, Any]) -> str | None:
     """The ``kind`` the manifest declares (``root``, ``folder``, ``files``), or None without a usable one."""
     manifest = values.get(MANIFEST_KEY)
-    if isinstance(manifest, dict) and isinstance(manifest.get("kind"), str):
-        return manifest["kind"]
-    return None
+    kind = manifest.get("kind") if isinstance(manifest, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def remote_files(values: dict[str, Any], client_stamp: str) -> dict[str, RemoteFile]:
