@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class Simulation:
         self.folders: dict[str, Path] = {}
         self.paused: set[str] = set()
         self.killed: set[str] = set()
+        self._hub_lock = threading.Lock()  # the proxy's commit-cut kills the hub from its own thread
 
     # -- processes ------------------------------------------------------------------------------------------------
 
@@ -154,20 +156,36 @@ class Simulation:
             self._signal(device, signal.SIGSTOP)
         elif fault.kind in ("offline", "flaky"):
             self.proxies[device].set_mode("down" if fault.kind == "offline" else "flaky")
-        elif fault.kind == "hub-kill":
-            self.hub.kill()
-        elif fault.kind == "hub-bounce":
-            self.hub.kill()
-            self.hub.start()
+        elif fault.kind in ("hub-kill", "hub-bounce"):
+            with self._hub_lock:
+                self.hub.kill()
+                if fault.kind == "hub-bounce":
+                    self.hub.start()
+        elif fault.kind == "hub-kill-at-commit":
+            for proxy in self.proxies.values():
+                proxy.at_commit = self._kill_hub_once
         self._note(fault, "begun")
 
+    def _kill_hub_once(self) -> None:
+        """Called by the proxy that forwards the next commit: only the first caller kills, the rest do nothing."""
+        for proxy in self.proxies.values():
+            proxy.at_commit = None
+        with self._hub_lock:
+            self.hub.kill()
+
+    def _hub_up(self) -> None:
+        with self._hub_lock:
+            if not self.hub.alive():
+                self.hub.start()
+
     def _end_faults(self) -> None:
+        for proxy in self.proxies.values():
+            proxy.at_commit = None
         for device in list(self.paused):
             self._signal(device, signal.SIGCONT)
         for proxy in self.proxies.values():
             proxy.set_mode("ok")
-        if not self.hub.alive():
-            self.hub.start()
+        self._hub_up()
         for device in list(self.killed):
             self._restart(device)
 
@@ -205,6 +223,7 @@ class Simulation:
         deadline = time.monotonic() + CONVERGE_TIMEOUT
         stable_since, last = 0.0, None
         while time.monotonic() < deadline:
+            self._hub_up()  # a commit cut that fired late
             statuses = self._statuses()
             if statuses is None:
                 return False

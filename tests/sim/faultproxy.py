@@ -7,7 +7,9 @@ Modes, set between or during rounds:
 - ``flaky``: each request draws one fault — a delay, a reset before it reaches the hub, a reset after the hub
   answered (the change happened, the daemon never hears it), or a ``503`` — or passes.
 
-A hub that cannot be reached (killed, restarting) closes the daemon's connection the same way. The daemon runs
+A hub that cannot be reached (killed, restarting) closes the daemon's connection the same way. With
+:attr:`FaultProxy.at_commit` set, the next commit (``POST …/upload/``) that passes is forwarded and the callback
+runs beside it a few milliseconds later (the driver kills the hub there: a hub restart mid-commit). The daemon runs
 unchanged: faults live in the transport, as the project's test rules ask.
 """
 
@@ -19,6 +21,7 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -41,6 +44,7 @@ class FaultProxy:
         parts = urllib.parse.urlsplit(upstream)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.mode = "ok"
+        self.at_commit: Callable[[], None] | None = None  #: run once, beside the next commit forwarded
         self.counts: Counter[str] = Counter()
         self._random = random.Random(seed)  # the draws' order depends on thread timing: a seed, not a replay
         self._lock = threading.Lock()
@@ -94,12 +98,24 @@ class FaultProxy:
             self._answer(handler, 503, "Service Unavailable", [("Content-Type", "text/plain")], b"injected 503\n")
             return
         if fault == "delay":
-            time.sleep(self._random.uniform(0.2, 2.0))
+            with self._lock:
+                delay = self._random.uniform(0.2, 2.0)
+            time.sleep(delay)
+        if handler.command == "POST" and handler.path.rstrip("/").endswith("/upload"):
+            self._commit_passing()
         answer = self._forward(handler, body)
         if answer is None or fault == "reset-answer":
             handler.close_connection = True
             return
         self._answer(handler, *answer)
+
+    def _commit_passing(self) -> None:
+        with self._lock:
+            callback, self.at_commit = self.at_commit, None
+            delay = self._random.uniform(0.0, 0.03)
+        if callback is not None:
+            self.counts["commit-cut"] += 1
+            threading.Timer(delay, callback).start()
 
     def _forward(
         self, handler: BaseHTTPRequestHandler, body: bytes | None

@@ -37,7 +37,7 @@ class HubProcess:
         self.users = {name: secrets.token_urlsafe(12) for name in USERS}
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         service = HubService.open(HubSettings(data_dir=data_dir))
         try:
             for name, supervisor in USERS.items():

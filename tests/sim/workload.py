@@ -74,6 +74,7 @@ FAULT_WEIGHTS = {
     "flaky": 4,  # the device's proxy delays, resets and answers 503
     "hub-kill": 2,  # kill -9 of the hub; restarted at the end of the round
     "hub-bounce": 3,  # kill -9 of the hub and an immediate restart (a commit cut anywhere)
+    "hub-kill-at-commit": 3,  # kill -9 of the hub a few ms after the next commit reached it; restarted after the round
 }
 
 
