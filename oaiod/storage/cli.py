@@ -80,9 +80,10 @@ class RoundTrip:
         self.scratch = f"oaiod-storage-test-{now_stamp()}-{secrets.token_hex(3)}"
         self.steps: list[Step] = []
 
-    def step(self, name: str, action: Callable[[], str]) -> None:
+    def step(self, name: str, action: Callable[[], str | None], detail: str = "") -> None:
+        """Time ``action``; its answer, else ``detail``, is what the report says of it."""
         started = time.monotonic()
-        detail = action()
+        detail = action() or detail
         self.steps.append(Step(name, time.monotonic() - started, detail))
 
     def rate(self, seconds_of: str) -> str:
@@ -94,16 +95,16 @@ class RoundTrip:
         small, unicode_key = f"{self.scratch}/small.txt", self._unicode_key()
         big, copied = f"{self.scratch}/big.bin", f"{self.scratch}/copy/big.bin"
         big_file, digest = folder / "big.bin", write_random(folder / "big.bin", self.size)
-        self.step("put small", lambda: backend.put_bytes(small, b"oaiod storage test\n") or "19 bytes")
-        self.step("put non-ASCII key", lambda: backend.put_bytes(unicode_key, "ä ö ü 日本".encode()) or unicode_key)
-        self.step("put big", lambda: backend.put_file(big, big_file) or f"{self.size / MIB:.1f} MiB")
+        self.step("put small", lambda: backend.put_bytes(small, b"oaiod storage test\n"), "19 bytes")
+        self.step("put non-ASCII key", lambda: backend.put_bytes(unicode_key, "ä ö ü 日本".encode()), unicode_key)
+        self.step("put big", lambda: backend.put_file(big, big_file), f"{self.size / MIB:.1f} MiB")
         self.steps[-1].detail += f", {self.rate('put big')}"
         self.step("stat big", lambda: expect(backend.stat(big).size == self.size, "stat gives the wrong size"))
         expected = sorted([small, unicode_key, big])
         self.step("list", lambda: expect(sorted(i.key for i in backend.list(self.scratch)) == expected, "list"))
-        self.step("copy", lambda: backend.copy(big, copied) or ("server-side" if backend.capabilities.server_side_copy
-                                                                 else "through this machine"))  # fmt: skip
-        self.step("get copy", lambda: backend.get_file(copied, folder / "back.bin") or "")
+        how = "server-side" if backend.capabilities.server_side_copy else "through this machine"
+        self.step("copy", lambda: backend.copy(big, copied), how)
+        self.step("get copy", lambda: backend.get_file(copied, folder / "back.bin"))
         self.steps[-1].detail = f"{self.size / MIB:.1f} MiB, {self.rate('get copy')}"
         self.step("verify", lambda: expect(sha256_of(folder / "back.bin") == digest, "downloaded copy differs"))
         self.step("get non-ASCII key", lambda: expect(backend.get_bytes(unicode_key) == "ä ö ü 日本".encode(), "key"))

@@ -235,7 +235,11 @@ class HubBackend(Backend):
         """A backend on the hub session of ``client``; ``args`` naming a ``username`` log in on their own."""
         if args and args.get("username"):
             return cls.from_args(args)
-        context = {name: value for name, value in client.session.headers.items() if name.lower().startswith("x-oaio-")}
+        context = {
+            name: value if isinstance(value, str) else value.decode("latin-1")  # requests' own reading of bytes
+            for name, value in client.session.headers.items()
+            if name.lower().startswith("x-oaio-")
+        }
         if client.auth is None:
             raise ConfigError("auth", "the shared hub client has no login to share")
         return cls(client.base_url, client.auth, headers=context, allow_insecure=True)  # its URL was checked
@@ -252,7 +256,7 @@ class HubBackend(Backend):
     def _path(route: str, key: str) -> str:
         return f"{BLOBS}{route}/{quote(key, safe='/')}"
 
-    def _json(self, method: str, path: str, key: str | None, what: str, **kwargs: Any) -> Any:
+    def _json(self, method: str, path: str, key: str | None, what: str, **kwargs: Any) -> dict[str, Any]:
         headers = {"Accept": "application/json", **kwargs.pop("headers", {})}
         with translate_remote_errors(key, what):
             answer = json_of(self.http.request(method, path, headers=headers, retry=NO_RETRY, **kwargs))
@@ -289,7 +293,11 @@ class HubBackend(Backend):
         for attempt in (1, 2):
             try:
                 with translate_remote_errors(key, "cannot start the upload of"):
-                    return json_of(self.http.put(self._path("upload", key), json=body, retry=NO_RETRY))
+                    answer = json_of(self.http.put(self._path("upload", key), json=body, retry=NO_RETRY))
+                if not isinstance(answer, dict):  # as _json refuses it
+                    raise PermanentStorageError(f"cannot start the upload of {key!r}: the hub answered "
+                                                f"{type(answer).__name__}, not an object", key=key)  # fmt: skip
+                return answer
             except PermanentStorageError as exc:
                 if attempt == 2 or not isinstance(exc.__cause__, Conflict):
                     raise

@@ -259,6 +259,8 @@ class RcloneBackend(Backend):
             answer = response.json()
         except ValueError:
             answer = {"error": response.text[:500]}
+        if not isinstance(answer, dict):  # JSON, but not what rclone answers: refused here, not where it is read
+            raise PermanentStorageError(f"{what} {key!r}: rclone answered {str(answer)[:200]!r}", key=key)
         if response.status_code != 200:
             raise translate_rclone_error(str(answer.get("error", response.reason)), key, what)
         return answer
