@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
+from oaiod.errors import ConfigError
+
 
 def migrations_root() -> Path:
     """The folder holding one Alembic environment per database."""
@@ -79,7 +81,10 @@ def run_environment(target_metadata: sa.MetaData) -> None:
     if connection is not None:
         migrate_over(connection)
         return
-    engine = sa.create_engine(config.get_main_option("sqlalchemy.url"), poolclass=sa.pool.NullPool)
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise ConfigError("sqlalchemy.url", "the migration environment names no database and gives no connection")
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as connection:
             migrate_over(connection)

@@ -140,9 +140,9 @@ def _walk_stats(
     stack = [(iter(_listing(str(start), folder, ignore, on_unlisted)), str(start), folder)]
     while stack:
         entries, path, folder = stack[-1]
-        for key, kind, st in entries:
-            if kind is _FILE:
-                yield folder + key, st
+        for key, kind, file_stat in entries:
+            if file_stat is not None:  # a file (only files carry their lstat)
+                yield folder + key, file_stat
             elif kind is _FOLDER:
                 name = key[:-1]
                 rel = folder + name
@@ -209,6 +209,11 @@ def _utf8(name: str) -> bool:
     return True
 
 
+#: an index row as :func:`scan` reads it: a StatRow, or a ScanRow or one made of a FileStat (executable None: not
+#: compared)
+_IndexRow = StatRow | tuple[str, int, int, int, bool, bool, bool | None]
+
+
 def scan(
     root: Path,
     indexed: Iterable[StatRow] | Iterable[ScanRow] | Mapping[str, FileStat],
@@ -227,15 +232,15 @@ def scan(
     folder or one that cannot be listed (this scan does not look there) or the ignore rules cover them (then they
     are *ignored*, or *to restore* when a frozen row is no longer ignored; see the module docstring).
     """
-    if isinstance(indexed, Mapping):
-        indexed = sorted(
-            (p, s.size, s.mtime_ns, s.inode, s.present, s.ignored, s.executable) for p, s in indexed.items()
-        )
     rules = ignore or IgnoreRules()
     result = ScanResult()
     unlisted: list[str] = []
     passed: list[tuple[str, bool, bool]] = []  # (path, present, frozen) of rows the walk did not find
-    rows = iter(indexed)
+    rows: Iterator[_IndexRow] = iter(
+        sorted((p, s.size, s.mtime_ns, s.inode, s.present, s.ignored, s.executable) for p, s in indexed.items())
+        if isinstance(indexed, Mapping)
+        else indexed
+    )
     row = next(rows, None)
     now_ns, quiet_ns = time.time_ns(), int(quiet_period * 1e9)
     previous = ""

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -65,6 +65,11 @@ class FileStat:
     present: bool = True
     ignored: bool = False
     executable: bool | None = None  #: None: not compared
+
+
+def _rowcount(result: sa.Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched: it gives a CursorResult, which ``Session.execute`` types as a Result."""
+    return cast("sa.CursorResult[Any]", result).rowcount
 
 
 def _stamp_in(seconds: float) -> str:
@@ -247,7 +252,7 @@ class StateRepo:
     def include_folder(self, path: str) -> bool:
         """Drop the exclusion of ``path``; True when there was one."""
         with self.session() as s:
-            return bool(s.execute(sa.delete(ExcludedFolderRow).where(ExcludedFolderRow.path == path)).rowcount)
+            return bool(_rowcount(s.execute(sa.delete(ExcludedFolderRow).where(ExcludedFolderRow.path == path))))
 
     # -- cursor --------------------------------------------------------------------------------------------------
 
@@ -354,7 +359,7 @@ class StateRepo:
         if kinds is not None:
             query = query.where(ErrorRow.kind.in_([str(kind) for kind in kinds]))
         with self.session() as s:
-            return int(s.execute(query.values(next_try=now_stamp())).rowcount)  # type: ignore[attr-defined]
+            return _rowcount(s.execute(query.values(next_try=now_stamp())))
 
     def clear_error(self, key: str) -> None:
         with self.session() as s:
