@@ -1,4 +1,4 @@
-"""What the run must guarantee (design §8's invariants), checked from what the driver did and what is on disk.
+"""What the run must guarantee (issue 10 §1's invariants), checked from what the driver did and what is on disk.
 
 The driver records every content it writes (:meth:`Ledger.wrote`), every content a user op destroyed on purpose
 (delete, overwrite, truncate, append, a move onto an existing file, a folder deleted) and every content a user
