@@ -36,7 +36,7 @@ class Backoff:
 
     def delay(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th failure in a row of the same kind (1 for the first)."""
-        return min(self.most, self.first * 2 ** max(0, attempts - 1))
+        return min(self.most, self.first * 2.0 ** max(0, attempts - 1))
 
 
 HOUR = 3600.0
