@@ -111,6 +111,7 @@ class FakeEngine:
                 "rescans": self.rescans,
                 "dirty": {root: sorted(set(paths)) for root, paths in self.dirty.items()},
                 "calls": self.calls,
+                "retries": self.retries,
                 "queued_uploads": 0,
                 "queued_upload_bytes": 0,
             }

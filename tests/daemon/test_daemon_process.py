@@ -134,6 +134,7 @@ def test_pause_resume_and_offline_state(daemon: DaemonProcess) -> None:
     (daemon.config.paths.state_dir / "fail-transient").unlink()
     daemon.call("sync")  # an explicit sync ignores the backoff
     wait_for(lambda: daemon.call("status")["state"] == "idle", what="recovery")
+    assert daemon.call("status")["engine"]["retries"] == 2  # and tells the engine to try backed-off items too
 
 
 def test_second_instance_is_refused_naming_the_pid(daemon: DaemonProcess, config_file: Path) -> None:
