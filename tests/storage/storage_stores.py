@@ -294,7 +294,9 @@ def make_rclone_webdav_store(request: pytest.FixtureRequest, tmp: Path) -> Store
 # -- Hub ------------------------------------------------------------------------------------------------------
 
 HUB_USERS = {"alice": "alice-blob-secret", "bob": "bob-blob-secret"}
-READ_ONLY_ID = "some"  #: alice's object that bob may only read: his writes of ``some/key`` are refused
+#: alice's object that bob may only read: his writes of ``READ_ONLY_ID/key`` are refused (an id minted for alice:
+#: the hub refuses to register an id that names nobody or another user)
+READ_ONLY_ID = "test⫻alice﹫dev⁄some⁄20250101000000000000"
 
 
 def hub_args(url: str, username: str = "alice") -> dict[str, Any]:
@@ -338,7 +340,8 @@ def make_hub_store(request: pytest.FixtureRequest, tmp: Path) -> StoreUnderTest:
         return RetryingBackend(inner, attempts=3, backoff_base=0.01), lambda: proxy.faults
 
     def denied() -> Backend:
-        """bob may read the object ``some`` (the suite writes ``some/key``) but not write its blobs: 403."""
+        """bob may read alice's object ``READ_ONLY_ID`` (the suite writes ``READ_ONLY_ID/key``) but not write its
+        blobs: 403."""
         return HubBackend.from_args(hub_args(server.url, "bob"))
 
     store = StoreUnderTest(

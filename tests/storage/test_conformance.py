@@ -12,7 +12,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from storage_stores import StoreUnderTest
+from storage_stores import READ_ONLY_ID, StoreUnderTest
 
 from oaiod.model import storage_key
 from oaiod.storage.base import Backend
@@ -177,7 +177,7 @@ def test_permission_denied(store: StoreUnderTest) -> None:
     denied = store.denied()
     try:
         with pytest.raises(StoragePermissionDenied):
-            denied.put_bytes("some/key", b"x")
+            denied.put_bytes(f"{READ_ONLY_ID}/key", b"x")
     finally:
         denied.close()
 

@@ -143,16 +143,17 @@ def test_items_fail_one_by_one(hub: HubServer, alice: HubBackend, tmp_path: Path
     from oaiod.model import OaiObject, now_stamp
 
     assert hub.service is not None
-    obj = OaiObject(oaio_id="shared", client_stamp=now_stamp(), client_values={"_name": "x"}, csh_id="Hub")
+    shared = "test⫻alice﹫dev⁄shared⁄20250101000000000000"  # an id minted for alice
+    obj = OaiObject(oaio_id=shared, client_stamp=now_stamp(), client_values={"_name": "x"}, csh_id="Hub")
     hub.service.register(_actor("alice"), obj)
-    hub.service.subscribe(_actor("alice"), "shared", "bob", "r")
+    hub.service.subscribe(_actor("alice"), shared, "bob", "r")
     contents = make_files(tmp_path / "up", {"a": 5, "b": 6, "c": 7})
-    alice.put_bytes("shared/kept", b"alice's")
+    alice.put_bytes(f"{shared}/kept", b"alice's")
     bob = backend_on(hub, "bob")
     try:
         puts = [
             Transfer("scratch/a", str(tmp_path / "up" / "a")),
-            Transfer("shared/kept", str(tmp_path / "up" / "b")),  # bob may only read it
+            Transfer(f"{shared}/kept", str(tmp_path / "up" / "b")),  # bob may only read it
             Transfer("scratch/missing", str(tmp_path / "up" / "nothing-here")),
             Transfer("scratch/c", str(tmp_path / "up" / "c")),
         ]
@@ -161,12 +162,12 @@ def test_items_fail_one_by_one(hub: HubServer, alice: HubBackend, tmp_path: Path
         assert isinstance(results[1].error, StoragePermissionDenied)
         assert isinstance(results[2].error, LocalFileChanged)
         assert results[3].error is None
-        assert alice.get_bytes("shared/kept") == b"alice's"
+        assert alice.get_bytes(f"{shared}/kept") == b"alice's"
         down = tmp_path / "down"
         down.mkdir()
         (down / "taken").write_bytes(b"mine")
         gets = [
-            Transfer("shared/kept", str(down / "kept")),
+            Transfer(f"{shared}/kept", str(down / "kept")),
             Transfer("scratch/nothing", str(down / "nothing")),
             Transfer("scratch/a", str(down / "taken")),
             Transfer("scratch/c", str(down / "no-folder" / "c")),
