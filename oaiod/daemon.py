@@ -212,6 +212,7 @@ def setup_logging(config: Config, buffer: LogBuffer) -> list[logging.Handler]:
         root.addHandler(handler)
     root.setLevel(config.log.level)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # "job executed" lines every few seconds
+    logging.getLogger("oaiod.hub.access").setLevel(logging.WARNING)  # the embedded hub: a line per own request
     return handlers
 
 

@@ -39,6 +39,7 @@ from oaiod.hub.errors import (
     TooLarge,
     UnsupportedMedia,
 )
+from oaiod.hub.observe import ACTOR_STATE, RequestObserver, RouteTemplates
 from oaiod.hub.proxy import ForwardedHeaders, TrustedProxies
 from oaiod.hub.service import Actor, HubService
 from oaiod.hub.settings import HubSettings
@@ -89,7 +90,12 @@ class HubMiddleware:
             return
         headers = _headers(scope)
         new_csrf = ""
-        if scope["method"] == "GET" and f"{CSRF_COOKIE}=" not in headers.get("cookie", ""):
+        # the cookie is for the API's clients: not for the root paths a load balancer or a scraper probes
+        if (
+            scope["method"] == "GET"
+            and scope["path"].startswith("/api/")
+            and f"{CSRF_COOKIE}=" not in headers.get("cookie", "")
+        ):
             new_csrf = secrets.token_urlsafe(32)
 
         started = False
@@ -203,6 +209,7 @@ class ChangeNotifier:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._events: dict[str, asyncio.Event] = {}  #: user → the event the next commit naming the user sets
         self._parked: dict[str, int] = {}  #: user → polls waiting now
+        self._waiting = 0  #: polls waiting now, all users (read by the metrics, from any thread)
         self.closed = False
 
     def bind(self) -> None:
@@ -214,13 +221,19 @@ class ChangeNotifier:
         """How many polls of ``username`` wait now."""
         return self._parked.get(username, 0)
 
+    def waiting(self) -> int:
+        """How many polls wait now, all users together."""
+        return self._waiting
+
     @contextmanager
     def parked(self, username: str) -> Iterator[None]:
         """Count a poll of ``username`` as waiting for the block, however it ends (answer, timeout, cancel)."""
         self._parked[username] = self._parked.get(username, 0) + 1
+        self._waiting += 1
         try:
             yield
         finally:
+            self._waiting -= 1
             left = self._parked.pop(username) - 1
             if left:
                 self._parked[username] = left
@@ -299,7 +312,9 @@ def current_actor(
         if service.user(user_header) is None:
             raise NotFound(f"no user named {user_header!r} to act for")
         username = user_header
-    return Actor(username, login.username, login.is_supervisor, device_id, app_id)
+    actor = Actor(username, login.username, login.is_supervisor, device_id, app_id)
+    setattr(request.state, ACTOR_STATE, actor)  # for the access log (oaiod.hub.observe)
+    return actor
 
 
 async def json_body(request: Request) -> Any:
@@ -371,6 +386,10 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     from oaiod.hub.blobs import mount as mount_blobs
     from oaiod.hub.feed import FEATURES
     from oaiod.hub.feed import router as feed_router  # routes import this module's dependencies
+    from oaiod.hub.health import Readiness
+    from oaiod.hub.health import router as health_router
+    from oaiod.hub.metrics import HubMetrics
+    from oaiod.hub.metrics import router as metrics_router
     from oaiod.hub.openapi import OPENAPI_PATH
     from oaiod.hub.openapi import install as install_openapi
     from oaiod.hub.routes import router as core_router
@@ -398,12 +417,17 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     app.state.settings = settings
     app.state.notifier = notifier
     app.state.features = list(FEATURES)  # a mounted extension (the blob store) appends its name
+    app.state.metrics = metrics = HubMetrics(notifier.waiting)
     _install_error_handlers(app)
     app.include_router(core_router, prefix="/api")
     app.include_router(feed_router, prefix="/api")
     mount_blobs(app)
     mount_blob_batches(app)
+    app.state.readiness = Readiness(service, app.state.blobs.upload_root)
+    app.include_router(health_router)  # /healthz, /readyz and /metrics: at the root, for the machines that probe
+    app.include_router(metrics_router)
     install_openapi(app)
     app.add_middleware(HubMiddleware, body_limit=settings.body_limit)
+    app.add_middleware(RequestObserver, metrics=metrics, routes=RouteTemplates.of(app))  # sees HubMiddleware's answers
     app.add_middleware(ForwardedHeaders, proxies=TrustedProxies(settings.trusted_proxies))  # outermost: first
     return app

@@ -38,6 +38,7 @@ from oaiod.hub.app import ActorDep
 from oaiod.hub.blobbatchstore import BatchItem, BatchReceiver, BatchStore, Outgoing, item_error
 from oaiod.hub.blobs import MAX_BLOB_SIZE, checked_name, csrf_hint, read_json_body
 from oaiod.hub.errors import BadRequest, TooLarge, UnsupportedMedia
+from oaiod.hub.metrics import counting_chunks, counting_sent, hub_metrics, scope_metrics
 from oaiod.model import validate_exact_keys
 
 router = APIRouter(prefix="/hub/blobs")
@@ -70,7 +71,7 @@ async def put_many(request: Request, actor: ActorDep, batches: BatchesDep) -> di
     """Store every item of a framed body (see the module docstring) → ``{"items": [per-item answer, …]}``."""
     limit = request.app.state.settings.body_limit
     length = _announced_length(request, limit)
-    stream = request.stream()
+    stream = counting_chunks(request.stream(), hub_metrics(request).blob_received)
     try:
         line, rest = await _first_line(stream)
         items = parse_item_list(line)
@@ -180,7 +181,7 @@ class BatchDownloadResponse(StreamingResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, counting_sent(send, scope_metrics(scope).blob_sent))
         finally:
             with anyio.CancelScope(shield=True):
                 await run_in_threadpool(self._release)

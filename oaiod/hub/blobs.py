@@ -31,6 +31,7 @@ from oaiod.hub.app import CSRF_COOKIE, ActorDep, json_body
 from oaiod.hub.blobstore import BlobStore
 from oaiod.hub.blobuploads import Uploads
 from oaiod.hub.errors import BadRequest, RangeNotSatisfiable, TooLarge, UnsupportedMedia
+from oaiod.hub.metrics import counting_chunks, counting_sent, hub_metrics, scope_metrics
 from oaiod.model import validate_exact_keys, validate_stamp
 from oaiod.storage.keys import validate_key, validate_prefix
 
@@ -80,6 +81,7 @@ class DownloadResponse(FileResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # without "http.response.pathsend" the file is read here, not by the server after this returns
         extensions = {k: v for k, v in scope.get("extensions", {}).items() if k != "http.response.pathsend"}
+        send = counting_sent(send, scope_metrics(scope).blob_sent)
         try:
             await super().__call__({**scope, "extensions": extensions}, receive, send)
         finally:
@@ -194,6 +196,8 @@ def create_upload(request: Request, name: str, actor: ActorDep, uploads: Uploads
         if _size(methods["putUrl"]["contentLength"], "putUrl.contentLength") != size:
             raise ValidationError("putUrl.contentLength", "must equal size")
     row = uploads.create_upload(actor, name, upload_id, sha256, size, expires, inline)
+    if inline is not None:
+        hub_metrics(request).blob_received.inc(len(inline))
     method: dict[str, Any] = {}
     if inline is not None:
         method = {"dataInline": True}
@@ -238,7 +242,7 @@ async def put_data(
     buffer = bytearray()
     try:
         try:
-            async for chunk in request.stream():
+            async for chunk in counting_chunks(request.stream(), hub_metrics(request).blob_received):
                 buffer += chunk
                 if len(buffer) >= WRITE_BLOCK:
                     await run_in_threadpool(target.write, buffer)

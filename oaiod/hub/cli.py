@@ -82,8 +82,15 @@ def _check_proxies(_ctx: click.Context, _param: click.Parameter, value: tuple[st
 
 @hub.command()
 @_data_dir_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True, help="Port (0: any).")
+@click.option("--host", envvar="OAIOD_HUB_HOST", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    envvar="OAIOD_HUB_PORT",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="Port (0: any).",
+)
 @click.option(
     "--public-url",
     envvar="OAIOD_HUB_PUBLIC_URL",
@@ -100,7 +107,22 @@ def _check_proxies(_ctx: click.Context, _param: click.Parameter, value: tuple[st
     help="Address or network (10.0.0.0/8) of a reverse proxy whose X-Forwarded-For and X-Forwarded-Proto count; "
     "repeatable. Without it these headers are ignored, from loopback too.",
 )
-def serve(data_dir: Path, db_url: str, host: str, port: int, public_url: str, trusted_proxies: tuple[str, ...]) -> None:
+@click.option(
+    "--metrics-token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="OAIOD_HUB_METRICS_TOKEN_FILE",
+    help="File holding a token that lets a scraper on another machine read /metrics (Authorization: Bearer). "
+    "Without it /metrics answers loopback only.",
+)
+def serve(
+    data_dir: Path,
+    db_url: str,
+    host: str,
+    port: int,
+    public_url: str,
+    trusted_proxies: tuple[str, ...],
+    metrics_token_file: Path | None,
+) -> None:
     """Serve the hub until interrupted."""
     from oaiod.heap import use_system_malloc
     from oaiod.hub.server import HubServer
@@ -118,12 +140,27 @@ def serve(data_dir: Path, db_url: str, host: str, port: int, public_url: str, tr
             port=port,
             public_url=public_url,
             trusted_proxies=trusted_proxies,
+            metrics_token=_read_token(metrics_token_file) if metrics_token_file else "",
         )
         HubServer(settings).serve_forever()
     except OaiodError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it shut down for: a normal stop
         logging.getLogger("oaiod.hub").info("oaiod hub stopped")
+
+
+def _read_token(path: Path) -> str:
+    """The metrics token: the file's first line (a file, not an argument, so other local users cannot read it)."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="--metrics-token-file") from None
+    if len(token) < 16 or any(not char.isprintable() or char.isspace() for char in token):
+        raise click.BadParameter(
+            f"{path} must hold one token of at least 16 printable characters without spaces",
+            param_hint="--metrics-token-file",
+        )
+    return token
 
 
 # -- users --------------------------------------------------------------------------------------------------------

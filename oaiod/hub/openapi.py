@@ -5,7 +5,9 @@ uploads and batches) so that every malformed body is the hub's own 4xx JSON answ
 request body. :data:`REQUEST_BODIES` describes each one here, in one table, as the route's validation accepts it
 (the validators stay the truth: a body the schema allows may still be refused with 400). Also added: the
 ``X-OAIO-*`` context headers every route reads, the ``Range`` header of downloads, the session and CSRF cookies
-as security schemes, and the hub's error answer in place of FastAPI's 422 (the hub answers 400).
+as security schemes, and the hub's error answer in place of FastAPI's 422 (the hub answers 400). The root paths
+for load balancers and scrapers (``/healthz``, ``/readyz``, ``/metrics``) are documented as they are: no session,
+no CSRF token, no context headers.
 
 A POST or PUT route must have its body here or in :data:`NO_BODY`; :func:`openapi_document` raises otherwise,
 and for an entry that names no route or parameter, so the tables cannot fall behind the routes unnoticed.
@@ -183,6 +185,9 @@ def _complete(method: str, path: str, operation: dict[str, Any]) -> None:
         operation["requestBody"] = {"required": True, "content": {media_type: {"schema": schema}}}
     elif method in ("post", "put") and (method, path) not in NO_BODY:
         raise RuntimeError(f"{method.upper()} {path} has no request body in oaiod.hub.openapi.REQUEST_BODIES")
+    if not path.startswith("/api/"):  # /healthz, /readyz, /metrics (oaiod.hub.health): no session, no context
+        operation.setdefault("responses", {}).pop("422", None)
+        return
     parameters = operation.setdefault("parameters", [])
     for parameter in parameters:
         if (path, parameter["name"]) in QUERY_PARAMETERS and parameter["in"] == "query":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_PORT = 8765
@@ -43,6 +43,9 @@ class HubSettings:
     #: addresses or networks of reverse proxies whose ``X-Forwarded-For``/``-Proto`` count (see oaiod.hub.proxy);
     #: empty: forwarded headers are ignored from everyone, loopback included
     trusted_proxies: tuple[str, ...] = ()
+    #: a bearer token that lets a scraper on another machine read ``/metrics`` (oaiod.hub.metrics); empty: loopback
+    #: only. Not in ``repr``: settings may be logged
+    metrics_token: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
