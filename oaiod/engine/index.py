@@ -34,7 +34,7 @@ from oaiod.model import FILES_VALUES_KEY, OaiObject, storage_key
 from oaiod.placeholders import _resolved, is_inside
 from oaiod.scanner import HashedFile, ScanResult, _hash_stable, _local_file, file_sha256, scan
 from oaiod.state.models import KIND_FILES, KIND_FOLDER, KIND_ROOT, STATUS_REMOVED, FileRow, ObjectRow
-from oaiod.state.repo import prefix_filter
+from oaiod.state.repo import FileStat, prefix_filter
 
 log = logging.getLogger("oaiod.engine.index")
 
@@ -153,7 +153,7 @@ def _merge(total: ScanResult, part: ScanResult) -> None:
     total.seen += part.seen
 
 
-def _scan_listed(root: Path, indexed: dict) -> ScanResult:
+def _scan_listed(root: Path, indexed: dict[str, FileStat]) -> ScanResult:
     """Stat only the files an app's file object lists (its rows); hash what changed."""
     result = ScanResult()
     for rel, old in indexed.items():
@@ -367,7 +367,7 @@ def _keep_local(ctx: EngineContext, oaio_id: str, path: str, want: RemoteFile | 
             assert isinstance(want.sha256, str)
             stat = (max(0, want.size), want.mtime_ns, 0)  # inode 0 is no file's: the disk stays "changed"
             same = disk is not None and file_sha256(disk) == want.sha256
-            if same:
+            if same and disk is not None:
                 now = current_stat(disk)
                 stat = (now.size, now.mtime_ns, now.inode) if now is not None else stat
             if disk is not None:

@@ -23,6 +23,7 @@ from oaiod.engine.manifest import RemoteFile, confirmed_delete, remote_files
 from oaiod.engine.plan import (
     UNKNOWN,
     Action,
+    _Unknown,
     conflict_name,
     decide,
     is_mass_deletion,
@@ -347,7 +348,7 @@ def _settle_executable(m: _Merge, step: _Step) -> None:
     file, remote = step.row, step.remote
     assert remote is not None
     if file is None or not file.present or file.executable == remote.executable:
-        m.rows.set_synced(step.path, remote.sha256, remote.executable)
+        m.rows.set_synced(step.path, _decided(remote.sha256), remote.executable)
     elif file.synced_sha256 is not None and file.executable == file.synced_executable:
         stat = _stat_of(file)
         assert stat is not None and file.sha256 is not None
@@ -355,7 +356,7 @@ def _settle_executable(m: _Merge, step: _Step) -> None:
         m.rows.write(step.path, stat, file.sha256, remote.executable)
         m.ctx.repo.add_history(m.row.oaio_id, "chmod", step.path, f"executable: {remote.executable} (server)")
     else:
-        m.rows.set_synced(step.path, remote.sha256, remote.executable)
+        m.rows.set_synced(step.path, _decided(remote.sha256), remote.executable)
         _report_kept(m.ctx, m.row, step.path, "")
 
 
@@ -434,9 +435,16 @@ def _fetch_and_decide(m: _Merge, step: _Step, fetched: _Fetched) -> None:
         return
     localfs.discard(fetched.temp)
     if action is Action.NOTHING:
-        m.rows.set_synced(step.path, known.sha256, known.executable)
+        m.rows.set_synced(step.path, _decided(known.sha256), known.executable)
     elif action is Action.PUSH:
         _report_kept(m.ctx, m.row, step.path, "")
+
+
+def _decided(sha: str | _Unknown) -> str:
+    """The remote hash of a step :func:`decide` acted on: known (an UNKNOWN one is fetched and decided again)."""
+    if sha is UNKNOWN:
+        raise EngineError("a remote file of unknown content was taken as synced")  # a bug
+    return sha
 
 
 def _is_exec(remote: RemoteFile, file: FileRow | None) -> bool:
@@ -483,7 +491,7 @@ def _resolve_conflict(m: _Merge, step: _Step, fetched: _Fetched) -> None:
     else:
         copy = _free_conflict_name(root, rel, remote.device_id or "server")
         _install(m, copy, fetched, step.remote, None, synced=False)  # not in the base: pushed as a new file
-        m.rows.set_synced(rel, step.remote.sha256, step.remote.executable)
+        m.rows.set_synced(rel, _decided(step.remote.sha256), step.remote.executable)
     oaio_id = m.row.oaio_id
     m.ctx.repo.add_conflict(oaio_id, "file", rel, copy, f"changed here and on {remote.device_id or 'the server'}")
     m.ctx.repo.add_history(oaio_id, "conflict", rel, f"conflicted copy: {copy}")

@@ -235,7 +235,8 @@ def _copy_from_base(backend: Any, copies: dict[str, tuple[str, str]]) -> list[st
     """Copy every ``path -> (src, dst)`` of ``copies`` with one ``copy_many``; the paths whose base file is missing
     on storage (to upload instead). After a missing source (``ObjectNotFound`` names it) the rest is copied again
     (``copy_many`` is idempotent); after :data:`MISSING_ROUNDS` of them, one file at a time."""
-    pending, missing = dict(copies), []
+    pending = dict(copies)
+    missing: list[str] = []
     for _round in range(MISSING_ROUNDS):
         try:
             backend.copy_many(list(pending.values()))
