@@ -478,33 +478,27 @@ def _resolve_conflict(m: _Merge, step: _Step, fetched: _Fetched) -> None:
     file, rel, root, remote = step.row, step.path, m.root, m.remote
     assert file is not None and step.remote is not None
     if step.action is Action.CONFLICT:
-        copy = _free_conflict_name(root, rel, m.ctx.settings.device_id)
-        if not localfs.still_as_indexed(root / rel, _stat_of(file)):
-            raise LocalChanged(f"{root / rel} changed since it was indexed")
-        localfs.rename_within(root, rel, copy)
-        st = localfs.current_stat(root / copy)
-        assert st is not None
-        m.installed.append(str(root / copy))
-        m.rows.write(copy, st, file.sha256 or "", file.executable, synced=False)
-        m.rows.delete(rel)
+        copy = _local_to_copy(m, file, rel)
         _install(m, rel, fetched, step.remote, None)
     else:
         copy = _free_conflict_name(root, rel, remote.device_id or "server")
         _install(m, copy, fetched, step.remote, None, synced=False)  # not in the base: pushed as a new file
         m.rows.set_synced(rel, _decided(step.remote.sha256), step.remote.executable)
-    oaio_id = m.row.oaio_id
-    m.ctx.repo.add_conflict(oaio_id, "file", rel, copy, f"changed here and on {remote.device_id or 'the server'}")
-    m.ctx.repo.add_history(oaio_id, "conflict", rel, f"conflicted copy: {copy}")
-    log.warning("%s: %s changed on both sides; kept both (copy: %s)", oaio_id, rel, copy)
-    m.outcome.conflicts.append(copy)
-    _mark_dirty(m.ctx, oaio_id)
+    _record_copy(m, rel, copy, f"changed here and on {remote.device_id or 'the server'}")
 
 
 def _move_aside(m: _Merge, step: _Step) -> None:
     """The local file at ``step.path`` is a folder in the server's version: rename it to a conflicted copy (this
     device's), a new file for the next commit, so the folder can take the name."""
-    file, rel, root = step.row, step.path, m.root
-    assert file is not None
+    assert step.row is not None
+    copy = _local_to_copy(m, step.row, step.path)
+    _record_copy(m, step.path, copy, f"a file here, a folder on {m.remote.device_id or 'the server'}")
+
+
+def _local_to_copy(m: _Merge, file: FileRow, rel: str) -> str:
+    """Rename the local file at ``rel``, still as indexed, to a free conflicted-copy name of this device; the copy
+    is a new file for the next commit and ``rel``'s row goes. Returns the copy's path."""
+    root = m.root
     if not localfs.still_as_indexed(root / rel, _stat_of(file)):
         raise LocalChanged(f"{root / rel} changed since it was indexed")
     copy = _free_conflict_name(root, rel, m.ctx.settings.device_id)
@@ -514,7 +508,7 @@ def _move_aside(m: _Merge, step: _Step) -> None:
     m.installed.append(str(root / copy))
     m.rows.write(copy, st, file.sha256 or "", file.executable, synced=False)
     m.rows.delete(rel)
-    _record_copy(m, rel, copy, f"a file here, a folder on {m.remote.device_id or 'the server'}")
+    return copy
 
 
 def _install_beside_folder(m: _Merge, rel: str, fetched: _Fetched, want: RemoteFile, file: FileRow | None) -> None:
@@ -528,10 +522,12 @@ def _install_beside_folder(m: _Merge, rel: str, fetched: _Fetched, want: RemoteF
 
 
 def _record_copy(m: _Merge, rel: str, copy: str, detail: str) -> None:
+    """A conflicted copy was made of ``rel``: listed by ``ctl conflicts``, in the history and the log; the object
+    has a new local file to commit."""
     oaio_id = m.row.oaio_id
     m.ctx.repo.add_conflict(oaio_id, "file", rel, copy, detail)
     m.ctx.repo.add_history(oaio_id, "conflict", rel, f"conflicted copy: {copy}")
-    log.warning("%s: %s is %s; kept both (copy: %s)", oaio_id, rel, detail, copy)
+    log.warning("%s: %s: %s; kept both (copy: %s)", oaio_id, rel, detail, copy)
     m.outcome.conflicts.append(copy)
     _mark_dirty(m.ctx, oaio_id)
 
