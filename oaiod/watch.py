@@ -53,8 +53,10 @@ IgnoreRule = Callable[[Path, str], bool]  #: (root, relative path) -> ignored?
 WATCHDOG_LOGGERS = ("watchdog.observers.inotify", "watchdog.observers.inotify_c", "watchdog.observers.inotify_buffer")
 
 #: built-in ignores, used until (and in addition to) :mod:`oaiod.ignore`'s rules
-BUILTIN_IGNORED_NAMES = (".DS_Store", "Thumbs.db", "desktop.ini", ".oaiod", "~$*", ".oaiod-tmp-*", "*.swp", "*.swx")
-BUILTIN_IGNORED_NAMES += ("*.swo", ".*.sw?", "*~", ".#*", "#*#", "*.part", "*.crdownload", ".~lock.*#", "4913")
+BUILTIN_IGNORED_NAMES = (
+    ".DS_Store", "Thumbs.db", "desktop.ini", ".oaiod", "~$*", ".oaiod-tmp-*", "*.swp", "*.swx",
+    "*.swo", ".*.sw?", "*~", ".#*", "#*#", "*.part", "*.crdownload", ".~lock.*#", "4913",
+)  # fmt: skip
 
 
 def builtin_ignored(root: Path, relpath: str) -> bool:

@@ -47,7 +47,7 @@ class AccountsMixin:
     """Users, sessions and storage hosts (see the module docstring)."""
 
     settings: HubSettings
-    sessions: sessionmaker
+    sessions: sessionmaker[Session]
     _writing: Callable[..., AbstractContextManager[tuple[Session, str]]]
     _removing: Callable[[], AbstractContextManager[tuple[Session, str, Any]]]
     _wipe: Callable[[Session, str, Any], None]

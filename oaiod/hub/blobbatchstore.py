@@ -139,8 +139,9 @@ class BatchReceiver:
     def _write(self, part: memoryview) -> None:
         if self._file is None:
             self._open()
-        assert self._file is not None
-        _disk_full_as_507(lambda: self._file.write(part))  # type: ignore[union-attr]
+        file = self._file
+        assert file is not None
+        _disk_full_as_507(lambda: file.write(part))
         self._hash.update(part)
 
     def _close_item(self) -> None:

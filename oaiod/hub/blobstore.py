@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -39,6 +39,9 @@ from oaiod.hub.db import Blob, BlobUpload, Object, stamp_add
 from oaiod.hub.errors import Conflict, Forbidden, NotFound
 from oaiod.hub.service import Actor, HubService, Removal
 from oaiod.model import now_stamp
+
+if TYPE_CHECKING:
+    from _hashlib import HASH  # what hashlib.sha256() makes (no public name for its type)
 
 log = logging.getLogger("oaiod.hub.blobs")
 
@@ -125,7 +128,7 @@ class BlobStore:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.lock = threading.Lock()  # name and content changes; never held during a transfer
         self.busy: set[int] = set()  # uploads with a data/ request running
-        self.hashers: dict[int, tuple[int, Any]] = {}  # upload id -> (bytes hashed, sha256 object)
+        self.hashers: dict[int, tuple[int, HASH]] = {}  # upload id -> (bytes hashed, sha256 object)
         self._readers: Counter[str] = Counter()  # content sha256 -> downloads reading it
         self._unnamed_in_use: set[str] = set()  # content that lost its last name while being downloaded
         self._last_sweep = ""
@@ -212,8 +215,8 @@ class BlobStore:
                 self.drop_upload(db, upload, garbage)
         for where in blobs:
             rows = db.execute(sa.select(Blob.id, Blob.sha256).where(where)).all()
-            for ids in in_batches(row_id for row_id, _sha256 in rows):
-                db.execute(sa.delete(Blob).where(Blob.id.in_(ids)))
+            for row_ids in in_batches(row_id for row_id, _sha256 in rows):
+                db.execute(sa.delete(Blob).where(Blob.id.in_(row_ids)))
             garbage.content.update(sha256 for _row_id, sha256 in rows)
         db.flush()
 

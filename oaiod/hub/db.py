@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from oaiod import jsoncodec
 from oaiod.model import STAMP_FORMAT, stamp_to_datetime
@@ -200,7 +200,7 @@ def make_engine(url: str) -> Engine:
     )
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker:
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded objects usable after commit (answers are built after the write)."""
     return sessionmaker(engine, expire_on_commit=False)
 

@@ -160,7 +160,7 @@ class HubService(AccountsMixin):
 
     def _load_last_stamp(self) -> str:
         with self.sessions() as db:
-            newest = [
+            newest: list[str | None] = [
                 db.scalar(sa.select(sa.func.max(column)))
                 for column in (Object.change_stamp, Subscription.change_stamp, Tombstone.stamp)
             ]
@@ -410,7 +410,7 @@ class HubService(AccountsMixin):
             query = query.where(Object.oaio_id.in_(changed_ids(actor.username, since)))
         with self.sessions() as db:
             items = [self.object_dict(row, right) for row, right in db.execute(query)]
-            deleted = 0
+            deleted: int | None = 0
             if since:
                 deleted = db.scalar(
                     sa.select(sa.func.count())
