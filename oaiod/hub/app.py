@@ -16,9 +16,9 @@ import asyncio
 import hmac
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -276,7 +276,7 @@ class ChangeNotifier:
 
 
 def get_service(request: Request) -> HubService:
-    return request.app.state.service
+    return cast(HubService, request.app.state.service)  # put there by create_app
 
 
 def context_ids(request: Request) -> tuple[str, str, str]:
@@ -399,7 +399,7 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     service.on_commit = notifier.notify_threadsafe
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI):
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         notifier.bind()
         yield
         notifier.close_threadsafe()

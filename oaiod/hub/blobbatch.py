@@ -23,7 +23,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import anyio
 from fastapi import APIRouter, Depends, Request
@@ -57,7 +57,7 @@ for _route in ("put-many/", "get-many/"):
 
 
 def get_batches(request: Request) -> BatchStore:
-    return request.app.state.blob_batches
+    return cast(BatchStore, request.app.state.blob_batches)  # put there by create_app
 
 
 BatchesDep = Annotated[BatchStore, Depends(get_batches)]

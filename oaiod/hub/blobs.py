@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from urllib.parse import quote, urlencode
 
 import anyio
@@ -90,11 +90,11 @@ class DownloadResponse(FileResponse):
 
 
 def get_store(request: Request) -> BlobStore:
-    return request.app.state.blobs
+    return cast(BlobStore, request.app.state.blobs)  # put there by create_app
 
 
 def get_uploads(request: Request) -> Uploads:
-    return request.app.state.blob_uploads
+    return cast(Uploads, request.app.state.blob_uploads)
 
 
 async def blob_json(request: Request) -> Any:
