@@ -243,6 +243,9 @@ def _merge_values_only(ctx: EngineContext, row: ObjectRow, remote: OaiObject) ->
 
 def _plan(ctx: EngineContext, row: ObjectRow, remote_map: dict[str, RemoteFile]) -> list[_Step]:
     """Decide every file (streaming the index); files both sides agree on and already synced need no step."""
+    # the object has a base once a pull finished; a file this device synced has its own even before (a first pull
+    # cut short by one file leaves synced_stamp empty, but knows what it downloaded): else a file the server deleted
+    # or changed meanwhile would look like one this device added, and be pushed back or win its name
     has_base = bool(row.synced_stamp)
     remaining = dict(remote_map)
     steps: list[_Step] = []
@@ -252,7 +255,7 @@ def _plan(ctx: EngineContext, row: ObjectRow, remote_map: dict[str, RemoteFile])
             remote = remaining.pop(file.path, None)
             local = file.sha256 if file.present else None
             remote_sha = remote.sha256 if remote is not None else None
-            action = decide(file.synced_sha256, local, remote_sha, has_base=has_base)
+            action = decide(file.synced_sha256, local, remote_sha, has_base=has_base or file.synced_sha256 is not None)
             if action is Action.NOTHING and file.synced_sha256 == remote_sha and (local is not None or remote is None):
                 if remote is None and not file.present:
                     steps.append(_Step(file, file.path, None, action))  # deleted on both sides: drop the row
@@ -424,7 +427,7 @@ def _fetch_and_decide(m: _Merge, step: _Step, fetched: _Fetched) -> None:
     file = step.row
     local = file.sha256 if file is not None and file.present else None
     base = file.synced_sha256 if file is not None else None
-    action = decide(base, local, known.sha256, has_base=bool(m.row.synced_stamp))
+    action = decide(base, local, known.sha256, has_base=bool(m.row.synced_stamp) or base is not None)
     step = _Step(file, step.path, known, action)
     if action in (Action.DOWNLOAD, Action.RESTORE):
         _install(m, step.path, fetched, known, file)
