@@ -46,6 +46,4 @@ def test_files_of_an_unfinished_first_pull_keep_their_base(make_device, monkeypa
     assert final["notes.md"] == b"v2 from a"  # changed on the server only: downloaded, no conflicted copy
     assert not [path for path in final if path.startswith("notes (conflicted copy")]
     assert final["mine.txt"] == b"b's own"  # the user's file without a base keeps its name (design §5)
-    assert [content for path, content in final.items() if path.startswith("mine (conflicted copy")] == [
-        b"the server's"
-    ]
+    assert [content for path, content in final.items() if path.startswith("mine (conflicted copy")] == [b"the server's"]
