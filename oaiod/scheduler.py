@@ -35,7 +35,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -48,6 +48,7 @@ ChangeFeed = Callable[[str | None, float], tuple[bool, str | None]]
 FEED_TIMEOUT = 25.0  #: seconds of one long poll; shutdown waits at most this long for the feed thread
 BACKOFF_BASE = 2.0
 BACKOFF_MAX = 300.0
+T = TypeVar("T")
 
 
 class Engine(Protocol):
@@ -213,7 +214,7 @@ class SyncScheduler:
                 self._state.wait(remaining)
             return self.last
 
-    def run_exclusive(self, what: str, func: Callable[[], Any]) -> Any:
+    def run_exclusive(self, what: str, func: Callable[[], T]) -> T:
         """Run ``func`` now in this thread, once no cycle, rescan or gc runs (waits for a running cycle)."""
         with self._work_lock:
             log.debug("running %s exclusively", what)

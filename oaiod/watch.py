@@ -70,7 +70,7 @@ class Debouncer:
     def __init__(
         self,
         on_dirty: Callable[[Path, list[str]], None],
-        on_flush: Callable[[], None],
+        on_flush: Callable[[], object],  # its result is not used
         quiet: float,
         max_delay: float | None = None,
     ) -> None:
@@ -188,7 +188,7 @@ class Watcher:
     def __init__(
         self,
         on_dirty: Callable[[Path, list[str]], None],
-        on_flush: Callable[[], None],
+        on_flush: Callable[[], object],  # its result is not used
         on_overflow: Callable[[], None],
         debounce: float,
         is_ignored: IgnoreRule = builtin_ignored,
