@@ -23,11 +23,14 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oaiod import model
 from oaiod.ctl import HEARTBEAT, CommandFailed, Handler, Stream
 from oaiod.errors import OaiodError, ValidationError
+
+if TYPE_CHECKING:
+    from oaiod.daemon_wiring import DaemonEngine
 
 
 def jsonable(value: Any) -> Any:
@@ -103,7 +106,7 @@ def daemon_handlers(daemon: Any) -> dict[str, Handler]:
             daemon.engine()  # raises with the reason
         return daemon.scheduler
 
-    def queued(what: str, func: Callable[[Any], Any], args: Mapping[str, Any], *, resync: bool = True) -> Any:
+    def queued(what: str, func: Callable[[DaemonEngine], Any], args: Mapping[str, Any], *, resync: bool = True) -> Any:
         def operation() -> Any:
             result = func(daemon.engine())
             daemon.rewatch()
@@ -114,7 +117,7 @@ def daemon_handlers(daemon: Any) -> dict[str, Handler]:
         wait = _arg(args, "wait", _flag, False)
         return _answer_future(daemon, what, scheduler().submit(what, operation), wait)
 
-    def read(func: Callable[[Any], Any]) -> Any:
+    def read(func: Callable[[DaemonEngine], Any]) -> Any:
         daemon.ready.wait(600)
         return jsonable(func(daemon.engine()))
 
@@ -123,8 +126,7 @@ def daemon_handlers(daemon: Any) -> dict[str, Handler]:
 
     def rebuild(args: Mapping[str, Any]) -> Any:
         daemon.ready.wait(600)
-        handle = daemon.handle
-        if daemon.scheduler is not None and hasattr(getattr(handle, "engine", None), "rebuild_index"):
+        if daemon.scheduler is not None and daemon.handle is not None:
             return _answer_future(
                 daemon,
                 "ctl rebuild-index",
@@ -136,8 +138,13 @@ def daemon_handlers(daemon: Any) -> dict[str, Handler]:
     def right(value: Any, name: str) -> str:
         return model.validate_access_right(value, name, allow_none=False)
 
-    obj = lambda args: _arg(args, "oaio_id", model.validate_oaio_id)  # noqa: E731
-    user = lambda args: _arg(args, "user", model.validate_username)  # noqa: E731
+    def obj(args: Mapping[str, Any]) -> str:
+        oaio_id: str = _arg(args, "oaio_id", model.validate_oaio_id)
+        return oaio_id
+
+    def user(args: Mapping[str, Any]) -> str:
+        username: str = _arg(args, "user", model.validate_username)
+        return username
 
     def add(args: Mapping[str, Any]) -> Any:
         path, wait = _arg(args, "path", _local_path), _arg(args, "wait", _flag, False)
@@ -151,7 +158,7 @@ def daemon_handlers(daemon: Any) -> dict[str, Handler]:
 
         return _added(daemon, what, scheduler().submit(what, operation), wait)
 
-    def server_call(args: Mapping[str, Any], call: Callable[[Any, str], Any]) -> Any:
+    def server_call(args: Mapping[str, Any], call: Callable[[DaemonEngine, str], Any]) -> Any:
         """``call(engine, oaio_id)`` — after the cycle registering the object when it is not on the server yet."""
         daemon.ready.wait(600)
         oaio_id = obj(args)
@@ -278,7 +285,7 @@ class Registration:
         """True while the object exists only in the state database (status ``new``)."""
         from oaiod.state.models import STATUS_NEW
 
-        repo = getattr(self.daemon.engine(), "repo", None)
+        repo = self.daemon.engine().repo
         row = repo.get_object(self.oaio_id) if repo is not None else None
         return row is not None and row.status == STATUS_NEW
 
@@ -310,7 +317,7 @@ class Registration:
         if outcome.error is not None:
             what = "the server is unreachable" if outcome.transient else "the sync cycle failed"
             return f"{what} ({outcome.error}); it is registered at the next sync cycle"
-        repo = getattr(self.daemon.engine(), "repo", None)
+        repo = self.daemon.engine().repo
         for row in repo.errors() if repo is not None else []:
             if row.oaio_id == self.oaio_id:
                 return f"registering it failed ({row.message}); it is tried again at the next sync cycle"
@@ -326,13 +333,9 @@ class Registration:
         }
 
 
-def _listing(engine: Any) -> Any:
-    """What ``ctl ls`` shows: the engine's ``objects()`` (one row per synced object and excluded folder); an engine
-    without it (the tests' fake one) lists its roots."""
-    objects = getattr(engine, "objects", None)
-    if callable(objects):
-        return objects()
-    return [{"path": str(root)} for root in engine.roots()]
+def _listing(engine: DaemonEngine) -> Any:
+    """What ``ctl ls`` shows: the engine's ``objects()`` (one row per synced object and excluded folder)."""
+    return engine.objects()
 
 
 def _sync(daemon: Any, scheduler: Any, wait: bool) -> Any:
@@ -367,7 +370,7 @@ def _sync(daemon: Any, scheduler: Any, wait: bool) -> Any:
 
 def _progress(daemon: Any) -> Any:
     try:
-        return {"state": daemon.state(), "progress": jsonable(getattr(daemon.engine(), "progress", None))}
+        return {"state": daemon.state(), "progress": jsonable(daemon.engine().progress)}
     except OaiodError:
         return {"state": daemon.state(), "progress": None}
 

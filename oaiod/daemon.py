@@ -40,11 +40,11 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from oaiod import __version__
 from oaiod.config import Config, load_config
-from oaiod.daemon_wiring import EngineFactory, EngineHandle, build_engine, remove_stale_temp_files
+from oaiod.daemon_wiring import DaemonEngine, EngineFactory, EngineHandle, build_engine, remove_stale_temp_files
 from oaiod.errors import ConfigError, OaiodError
 from oaiod.heap import freeze_startup_objects, release_free_memory
 from oaiod.scheduler import CycleOutcome, ScheduleSettings, SyncScheduler
@@ -189,7 +189,7 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             os.fchmod(fd, 0o600)
-            return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
+            return cast(io.TextIOWrapper, open(fd, self.mode, encoding=self.encoding, errors=self.errors))  # text mode
         except BaseException:
             os.close(fd)
             raise
@@ -431,7 +431,7 @@ class Daemon:
         With a working engine see :meth:`forget_index` (run here once no cycle runs). Without one (a database
         that cannot be opened) the database files are moved aside and the engine is built again on a fresh one.
         """
-        if self.handle is not None and self.scheduler is not None and hasattr(self.handle.engine, "rebuild_index"):
+        if self.handle is not None and self.scheduler is not None:
             return self.scheduler.run_exclusive("rebuild-index", self.forget_index)
         self._stop_components()
         db = self.config.paths.state_db
@@ -513,7 +513,7 @@ class Daemon:
                 info["engine"] = {"error": str(exc)}
         return info
 
-    def engine(self) -> Any:
+    def engine(self) -> DaemonEngine:
         """The engine, or :class:`DaemonError` saying why there is none."""
         if self.handle is None:
             raise DaemonError(f"not syncing: {self.engine_error or 'the daemon is starting or stopping'}")

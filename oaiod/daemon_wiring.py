@@ -18,36 +18,74 @@ import shutil
 import stat
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from oaiod.config import Config, device_id, is_loopback
 from oaiod.errors import ConfigError, ValidationError
 from oaiod.model import validate_stamp
-from oaiod.scheduler import ChangeFeed
+from oaiod.scheduler import ChangeFeed, Engine
 from oaiod.secrets import Secret
 
+if TYPE_CHECKING:
+    from oaiod.server_api import OaioServerApi
+    from oaiod.state import StateRepo
+    from oaiod.storage.base import Backend
+
 log = logging.getLogger("oaiod.daemon")
+
+
+class DaemonEngine(Engine, Protocol):
+    """Every call the daemon, its scheduler and ``ctl`` make on the engine (design §7):
+    :class:`oaiod.engine.cycle.SyncEngine` satisfies it, and so does the tests' fake engine (mypy checks both).
+    Results ``ctl`` only passes on as JSON are ``object``."""
+
+    @property
+    def progress(self) -> object: ...  # transfer progress for ctl status (read from another thread)
+
+    @property
+    def repo(self) -> StateRepo | None: ...  # ctl reads registrations and per-object errors (None: no database)
+
+    def mark_dirty(self, root: Path, paths: list[str]) -> None: ...  # the watcher's changed paths
+    def roots(self) -> list[Path]: ...  # the folders to watch
+    def status(self) -> dict[str, Any]: ...
+    def rebuild_index(self) -> None: ...  # forget the index (no cycle runs meanwhile)
+    def add_folder(self, path: Path) -> str: ...  # the new object's id
+    def remove(self, oaio_id: str) -> None: ...
+    def confirm_delete(self, oaio_id: str) -> None: ...
+    def restore(self, oaio_id: str, stamp: str, to: Path | None = None) -> object: ...
+    def share(self, oaio_id: str, user: str, right: str) -> object: ...
+    def unshare(self, oaio_id: str, user: str) -> object: ...
+    def users(self, oaio_id: str) -> list[dict[str, str]]: ...
+    def objects(self) -> list[dict[str, Any]]: ...  # what ctl ls shows
+    def conflicts(self) -> list[dict[str, Any]]: ...
+    def history(self) -> list[dict[str, Any]]: ...
+    def versions(self, oaio_id: str) -> list[dict[str, Any]]: ...
 
 
 @dataclass
 class EngineHandle:
     """A ready engine with its change feed (None when the server offers none) and how to close it all."""
 
-    engine: Any
+    engine: DaemonEngine
     change_feed: ChangeFeed | None = None
     server_url: str = ""
     device_id: str = ""
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
-        for closer in reversed(self.closers):
-            try:
-                closer()
-            except Exception:  # closing is best effort; the process is going away or rebuilding
-                log.exception("error while closing %r", closer)
+        close_all(self.closers)
+
+
+def close_all(closers: list[Callable[[], None]]) -> None:
+    """Call each of ``closers``, the last first; one that fails is logged and the rest still run."""
+    for closer in reversed(closers):
+        try:
+            closer()
+        except Exception:  # closing is best effort; the process is going away or rebuilding
+            log.exception("error while closing %r", closer)
 
 
 EngineFactory = Callable[[Config], EngineHandle]
@@ -59,32 +97,31 @@ def build_engine(config: Config) -> EngineHandle:
     from oaiod.server_api import OaioServerApi
     from oaiod.state import StateRepo
 
-    handle = EngineHandle(engine=None, device_id=device_id(config))
+    device = device_id(config)
+    closers: list[Callable[[], None]] = []
     try:
         if config.server.embedded:
-            url, password = start_embedded_hub(config, handle)
+            url, password = start_embedded_hub(config, closers)
         else:
             url, password = config.server.url, config.server.read_password()
-        handle.server_url = url
         api = OaioServerApi(
             url,
             config.username,
             password,
-            device_id=handle.device_id,
+            device_id=device,
             app_id=config.client.app_id,
             allow_insecure=is_loopback(urllib.parse.urlsplit(url).hostname or ""),
         )
-        handle.closers.append(api.close)
+        closers.append(api.close)
         repo = StateRepo(config.paths.state_dir)
-        handle.closers.append(repo.close)
-        engine = SyncEngine(engine_settings(config, handle.device_id), repo, api, storage_opener(config, api))
-        handle.engine = engine
-        handle.closers.append(getattr(engine, "close", lambda: None))
-        handle.change_feed = change_feed_of(api, lambda: repo.cursor(engine.server_key))
+        closers.append(repo.close)
+        engine = SyncEngine(engine_settings(config, device), repo, api, storage_opener(config, api))
+        closers.append(engine.close)
+        feed = change_feed_of(api, lambda: repo.cursor(engine.server_key))
     except BaseException:
-        handle.close()
+        close_all(closers)
         raise
-    return handle
+    return EngineHandle(engine, feed, server_url=url, device_id=device, closers=closers)
 
 
 def engine_settings(config: Config, device: str) -> Any:
@@ -109,7 +146,7 @@ def engine_settings(config: Config, device: str) -> Any:
     )
 
 
-def storage_opener(config: Config, api: Any) -> Callable[[str, dict[str, Any]], Any]:
+def storage_opener(config: Config, api: OaioServerApi) -> Callable[[str, Mapping[str, Any]], Backend]:
     """``open_backend(csh_id, csh_args)`` for the engine: every backend wrapped with the configured limits."""
     from oaiod.storage.registry import open_backend
     from oaiod.storage.wrappers import WrapperConfig
@@ -121,7 +158,7 @@ def storage_opener(config: Config, api: Any) -> Callable[[str, dict[str, Any]], 
         download_limit=limits.download or None,
     )
 
-    def opener(csh_id: str, args: dict[str, Any]) -> Any:
+    def opener(csh_id: str, args: Mapping[str, Any]) -> Backend:
         if csh_id == "Hub" and not args.get("username"):  # the hub's blob store: share our own hub session
             from oaiod.storage.hub import HubBackend
             from oaiod.storage.wrappers import wrap_backend
@@ -145,7 +182,7 @@ def csh_id_for(config: Config) -> str:
     return "Hub"
 
 
-def change_feed_of(api: Any, cursor: Callable[[], str] = lambda: "") -> ChangeFeed:
+def change_feed_of(api: OaioServerApi, cursor: Callable[[], str] = lambda: "") -> ChangeFeed:
     """The hub's long poll as a :data:`ChangeFeed` (asked lazily; a plain oaio server has none).
 
     The first poll starts at ``cursor()`` — the engine's sync cursor, so a change made after the last cycle
@@ -214,8 +251,9 @@ def remove_stale_temp_files(roots: list[Path], started: float) -> int:
 # -- the embedded hub -----------------------------------------------------------------------------------------------
 
 
-def start_embedded_hub(config: Config, handle: EngineHandle) -> tuple[str, Secret]:
-    """Start the in-process hub, make sure our user and storage host exist; returns its URL and our password."""
+def start_embedded_hub(config: Config, closers: list[Callable[[], None]]) -> tuple[str, Secret]:
+    """Start the in-process hub, make sure our user and storage host exist; returns its URL and our password.
+    What stops the hub joins ``closers``."""
     from oaiod.hub.server import HubServer
     from oaiod.hub.settings import HubSettings
 
@@ -223,7 +261,7 @@ def start_embedded_hub(config: Config, handle: EngineHandle) -> tuple[str, Secre
     data_dir = config.paths.hub_data_dir
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     hub = HubServer(HubSettings(data_dir=data_dir, host=host, port=int(port))).start()
-    handle.closers.append(hub.stop)
+    closers.append(hub.stop)
     service = hub.service
     assert service is not None  # set by start()
     password = embedded_password(config)

@@ -14,9 +14,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oaiod.errors import FailureKind, OaiodError
+
+if TYPE_CHECKING:
+    from oaiod.daemon_wiring import DaemonEngine
+    from oaiod.state import StateRepo
 
 
 class FakeTransientError(OaiodError):
@@ -25,8 +29,11 @@ class FakeTransientError(OaiodError):
 
 @dataclass
 class FakeEngine:
+    """Satisfies :class:`oaiod.daemon_wiring.DaemonEngine` (mypy checks it: see :func:`_is_a_daemon_engine`)."""
+
     root: Path
     state_dir: Path
+    repo: StateRepo | None = None  # no state database: ctl finds no registration to wait for
     cycles: int = 0
     rescans: int = 0
     gcs: int = 0
@@ -70,6 +77,12 @@ class FakeEngine:
 
     def roots(self) -> list[Path]:
         return [self.root, *self.extra_roots]
+
+    def objects(self) -> list[dict[str, Any]]:
+        return [{"path": str(root)} for root in self.roots()]
+
+    def rebuild_index(self) -> None:
+        self.calls.append(["rebuild_index"])
 
     def add_folder(self, path: Path) -> str:
         self.extra_roots.append(path)
@@ -115,6 +128,10 @@ class FakeEngine:
                 "queued_uploads": 0,
                 "queued_upload_bytes": 0,
             }
+
+
+def _is_a_daemon_engine(engine: FakeEngine) -> DaemonEngine:
+    return engine  # mypy (pyproject's [tool.mypy] files) checks that the fake has the engine's interface
 
 
 def fake_factory(config: Any) -> Any:
