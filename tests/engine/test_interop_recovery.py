@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from ae.oaio_client import OaioClient
 
+from oaiod.engine.context import ServerApi
 from oaiod.engine.cycle import SyncEngine
 from oaiod.state import StateRepo
 from oaiod.storage import open_backend
@@ -78,7 +79,8 @@ class _Crash(BaseException):
 
 
 class _CrashingApi:
-    """The real server API, but ``upload`` dies just before (``after=False``) or just after the request."""
+    """The real server API, but ``upload`` dies just before (``after=False``) or just after the request (every other
+    call passes through ``__getattr__``, so it is a :class:`ServerApi` by a cast)."""
 
     def __init__(self, api: Any, after: bool) -> None:
         self._api, self._after = api, after
@@ -99,7 +101,8 @@ def test_interrupted_commit_recovers(make_device, storage_root, after: bool) -> 
     write(a.root / "g.txt", "unchanged")
     converge(a, b)
     write(a.root / "f.txt", "v2")
-    crashing = SyncEngine(a.engine.settings, a.engine.repo, _CrashingApi(a.api, after), open_backend)
+    api = cast(ServerApi, _CrashingApi(a.api, after))
+    crashing = SyncEngine(a.engine.settings, a.engine.repo, api, open_backend)
     crashing.rescan()
     with pytest.raises(_Crash):
         crashing.sync_cycle()

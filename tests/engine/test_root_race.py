@@ -9,10 +9,11 @@ the test lets it go.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from oaiod.engine.context import ServerApi
 from oaiod.engine.settings import ROOT_OBJECT_NAME
 from oaiod.model import OaiObject
 from tests.engine.conftest import Device, converge, write
@@ -23,7 +24,8 @@ WAIT = 60.0
 
 
 class Paused:
-    """The real API of a device, with its first ``stampz`` or ``register`` held at ``gate`` (then it passes)."""
+    """The real API of a device, with its first ``stampz`` or ``register`` held at ``gate`` (then it passes); every
+    call passes through ``__getattr__``, so the engine gets it as a :class:`ServerApi` by a cast."""
 
     def __init__(self, api: Any, method: str, gate: threading.Barrier | threading.Event) -> None:
         self._api, self._method, self._gate = api, method, gate
@@ -55,7 +57,7 @@ class Paused:
 
 def _paused(device: Device, method: str, gate: threading.Barrier | threading.Event) -> Paused:
     wrapper = Paused(device.api, method, gate)
-    device.engine.api = device.engine.ctx.api = wrapper
+    device.engine.api = device.engine.ctx.api = cast(ServerApi, wrapper)
     return wrapper
 
 
