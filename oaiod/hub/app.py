@@ -4,71 +4,41 @@
   ``csrftoken`` cookie on every GET answer when the request had none; request bodies are read up front and
   refused with 413 beyond ``body_limit`` (by ``Content-Length`` and by counting the bytes that arrive); at most
   :data:`LARGE_BODY_SLOTS` bodies over 1 MiB are handled at once, the next waits for a slot, then gets 429.
-- Dependencies: :func:`context_ids` (``X-OAIO-*`` headers → 400 when malformed), :func:`csrf_check` (non-GET
-  needs ``X-CSRFToken`` equal to the cookie → 403), :func:`current_actor` (live session → 401; supervisors may
-  act for another user through ``X-OAIO-user``), :func:`json_body` (415 / 400 for anything but plain JSON).
+- What routes depend on (context ids, CSRF, the acting user, JSON bodies and answers) is in :mod:`oaiod.hub.deps`,
+  the change feed's waiting room in :mod:`oaiod.hub.notifier`: routers import those, never this module.
 - Every error is JSON ``{"error", "reason", ...}``; a client mistake never answers 5xx.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from typing import Annotated, Any, cast
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from oaiod import __version__, jsoncodec
+from oaiod import __version__
 from oaiod.errors import ValidationError
-from oaiod.hub.errors import (
-    BadRequest,
-    CsrfFailed,
-    HubError,
-    NotAuthenticated,
-    NotFound,
-    RangeNotSatisfiable,
-    RateLimited,
-    TooLarge,
-    UnsupportedMedia,
-)
-from oaiod.hub.observe import ACTOR_STATE, RequestObserver, RouteTemplates
+from oaiod.hub.deps import CSRF_COOKIE, SAFE_METHODS, HubJSONResponse, error_response
+from oaiod.hub.errors import HubError, RangeNotSatisfiable, RateLimited
+from oaiod.hub.notifier import ChangeNotifier
+from oaiod.hub.observe import RequestObserver, RouteTemplates
 from oaiod.hub.proxy import ForwardedHeaders, TrustedProxies
-from oaiod.hub.service import Actor, HubService
+from oaiod.hub.service import HubService
 from oaiod.hub.settings import HubSettings
-from oaiod.model import context_decode
 
 log = logging.getLogger("oaiod.hub")
 
-SESSION_COOKIE = "sessionid"
-CSRF_COOKIE = "csrftoken"
-CSRF_HEADER = "X-CSRFToken"
 HUB_HEADER = "X-Oaiod-Hub"
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 STREAMED_PREFIXES = ("/api/hub/blobs/",)  #: routes that read their body themselves (the blob store)
 LARGE_BODY = 1024 * 1024  #: a body above this (or of unannounced length) takes one of the hub's large-body slots
 LARGE_BODY_SLOTS = 2  #: large bodies read, parsed and answered at once, hub-wide: bounds the memory they cost
 LARGE_BODY_WAIT = 30.0  #: seconds a large body waits for a slot; then 429 with Retry-After
-#: JSON values (counted as ``,`` ``[`` ``{``) a body may hold; a 100,000-file folder's values hold ~600,000
-MAX_JSON_VALUES = 1_000_000
-
-
-class HubJSONResponse(JSONResponse):
-    """JSON in UTF-8; falls back to ASCII escapes for strings UTF-8 cannot carry (lone surrogates in values)."""
-
-    def render(self, content: Any) -> bytes:
-        return jsoncodec.dumps(content, ascii_fallback=True)
-
-
-def error_response(status: int, code: str, reason: str, **extra: Any) -> HubJSONResponse:
-    return HubJSONResponse({"error": code, "reason": reason, **extra}, status_code=status)
 
 
 class HubMiddleware:
@@ -194,155 +164,6 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
-
-
-class ChangeNotifier:
-    """Wakes the long polls of the users a commit concerns; commits happen in worker threads, waiters in the loop.
-
-    Each user with a parked poll has one event, set (and dropped) by the next commit that names the user
-    (``HubService.on_commit``): a commit costs each waiter of those users one check and nobody else anything. The
-    feed holds a slot (:meth:`parked`) while it waits, so :meth:`parked_polls` counts a user's waiting polls for its
-    cap. Everything but the ``*_threadsafe`` methods runs in the event loop.
-    """
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._events: dict[str, asyncio.Event] = {}  #: user → the event the next commit naming the user sets
-        self._parked: dict[str, int] = {}  #: user → polls waiting now
-        self._waiting = 0  #: polls waiting now, all users (read by the metrics, from any thread)
-        self.closed = False
-
-    def bind(self) -> None:
-        """Attach to the running event loop (at application start)."""
-        self._loop = asyncio.get_running_loop()
-        self.closed = False
-
-    def parked_polls(self, username: str) -> int:
-        """How many polls of ``username`` wait now."""
-        return self._parked.get(username, 0)
-
-    def waiting(self) -> int:
-        """How many polls wait now, all users together."""
-        return self._waiting
-
-    @contextmanager
-    def parked(self, username: str) -> Iterator[None]:
-        """Count a poll of ``username`` as waiting for the block, however it ends (answer, timeout, cancel)."""
-        self._parked[username] = self._parked.get(username, 0) + 1
-        self._waiting += 1
-        try:
-            yield
-        finally:
-            self._waiting -= 1
-            left = self._parked.pop(username) - 1
-            if left:
-                self._parked[username] = left
-            else:
-                self._events.pop(username, None)
-
-    def event(self, username: str) -> asyncio.Event:
-        """The event the next commit naming ``username`` sets; take it *before* checking for changes, then wait on
-        it (inside :meth:`parked`: the user's last poll drops it)."""
-        event = self._events.get(username)
-        if event is None:
-            event = self._events[username] = asyncio.Event()
-        return event
-
-    def _wake(self, usernames: Iterable[str]) -> None:
-        for name in usernames:
-            event = self._events.pop(name, None)
-            if event is not None:
-                event.set()
-
-    def _call_threadsafe(self, callback: Callable[[], None]) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(callback)
-            except RuntimeError:  # the loop closed between the check and the call
-                pass
-
-    def notify_threadsafe(self, _stamp: str, usernames: frozenset[str]) -> None:
-        """Wake the polls of ``usernames`` (``HubService.on_commit``; from any thread)."""
-        self._call_threadsafe(lambda: self._wake(usernames))
-
-    def close_threadsafe(self) -> None:
-        """Release every waiter now (the hub is stopping)."""
-        self.closed = True
-        self._call_threadsafe(lambda: self._wake(list(self._events)))
-
-
-# -- dependencies -----------------------------------------------------------------------------------------------
-
-
-def get_service(request: Request) -> HubService:
-    return cast(HubService, request.app.state.service)  # put there by create_app
-
-
-def context_ids(request: Request) -> tuple[str, str, str]:
-    """``(user, device, app)`` from the ``X-OAIO-*`` headers; 400 when one is malformed."""
-    return context_decode(request.headers)
-
-
-def csrf_check(request: Request) -> None:
-    """Django-style double submit: a non-GET request sends ``X-CSRFToken`` equal to the ``csrftoken`` cookie."""
-    if request.method in SAFE_METHODS:
-        return
-    cookie = request.cookies.get(CSRF_COOKIE, "")
-    header = request.headers.get(CSRF_HEADER, "")
-    if not cookie or not header:
-        raise CsrfFailed(f"CSRF token missing: GET this URL first and send the {CSRF_COOKIE} cookie as {CSRF_HEADER}")
-    if not hmac.compare_digest(cookie.encode(), header.encode()):
-        raise CsrfFailed(f"the {CSRF_HEADER} header does not match the {CSRF_COOKIE} cookie")
-
-
-def current_actor(
-    request: Request,
-    ids: Annotated[tuple[str, str, str], Depends(context_ids)],
-    _csrf: Annotated[None, Depends(csrf_check)],
-) -> Actor:
-    """The user a request acts for; a supervisor acts for the user named in ``X-OAIO-user`` (if any)."""
-    service = get_service(request)
-    login = service.session_user(request.cookies.get(SESSION_COOKIE, ""))
-    if login is None:
-        raise NotAuthenticated("log in first (POST login/)")
-    user_header, device_id, app_id = ids
-    username = login.username
-    if user_header and user_header != login.username and login.is_supervisor:
-        if service.user(user_header) is None:
-            raise NotFound(f"no user named {user_header!r} to act for")
-        username = user_header
-    actor = Actor(username, login.username, login.is_supervisor, device_id, app_id)
-    setattr(request.state, ACTOR_STATE, actor)  # for the access log (oaiod.hub.observe)
-    return actor
-
-
-async def json_body(request: Request) -> Any:
-    """The request body as plain JSON (no NaN/Infinity); 415 for another content type, 400 when malformed, 413
-    beyond :data:`MAX_JSON_VALUES` values (counted before parsing: each costs the hub ~60-100 bytes parsed)."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        raise UnsupportedMedia(f"send the body as application/json, not {content_type[:60] or 'nothing'!r}")
-    body = await request.body()
-    if len(body) > MAX_JSON_VALUES and sum(map(body.count, (b",", b"[", b"{"))) >= MAX_JSON_VALUES:
-        raise TooLarge(f"the body holds more than {MAX_JSON_VALUES} JSON values (or commas in strings)")
-    try:
-        return jsoncodec.loads(body)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {str(exc)[:200]}") from None
-
-
-ActorDep = Annotated[Actor, Depends(current_actor)]
-BodyDep = Annotated[Any, Depends(json_body)]
-
-
-def json_answer(data: Any, headers: dict[str, str] | None = None) -> Response:
-    """``data`` (plain JSON types) as a response, serialised by :func:`oaiod.jsoncodec.dumps` alone.
-
-    A returned dict would first be walked by FastAPI's ``jsonable_encoder``, element by element: for an object
-    whose manifest lists 10,000 files that took ~0.25 s per answer; ``json.dumps`` takes ~0.01 s, jsoncodec ~0.002 s.
-    """
-    return Response(jsoncodec.dumps(data), media_type="application/json", headers=headers)
 
 
 # -- error answers ----------------------------------------------------------------------------------------------

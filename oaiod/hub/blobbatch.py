@@ -34,9 +34,9 @@ from starlette.types import Receive, Scope, Send
 
 from oaiod import jsoncodec
 from oaiod.errors import ValidationError
-from oaiod.hub.app import ActorDep
 from oaiod.hub.blobbatchstore import BatchItem, BatchReceiver, BatchStore, Outgoing, item_error
 from oaiod.hub.blobs import MAX_BLOB_SIZE, checked_name, csrf_hint, read_json_body
+from oaiod.hub.deps import ActorDep
 from oaiod.hub.errors import BadRequest, TooLarge, UnsupportedMedia
 from oaiod.hub.metrics import counting_chunks, counting_sent, hub_metrics, scope_metrics
 from oaiod.model import validate_exact_keys

@@ -27,9 +27,9 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from oaiod.errors import ValidationError
-from oaiod.hub.app import CSRF_COOKIE, ActorDep, json_body
 from oaiod.hub.blobstore import BlobStore
 from oaiod.hub.blobuploads import Uploads
+from oaiod.hub.deps import CSRF_COOKIE, ActorDep, json_body
 from oaiod.hub.errors import BadRequest, RangeNotSatisfiable, TooLarge, UnsupportedMedia
 from oaiod.hub.metrics import counting_chunks, counting_sent, hub_metrics, scope_metrics
 from oaiod.model import validate_exact_keys, validate_stamp

@@ -1,7 +1,7 @@
 """Part B routes (``docs/hub-api.md``): features, deletions since a cursor, the long-poll change feed, versions.
 
 The change feed waits without holding a database connection or a worker thread: it checks in a worker thread,
-then awaits the :class:`~oaiod.hub.app.ChangeNotifier` event that the next commit concerning the caller sets
+then awaits the :class:`~oaiod.hub.notifier.ChangeNotifier` event that the next commit concerning the caller sets
 (or the client closing its connection).
 """
 
@@ -16,8 +16,9 @@ from starlette.concurrency import run_in_threadpool
 
 from oaiod import __version__
 from oaiod.errors import ValidationError
-from oaiod.hub.app import ActorDep, ChangeNotifier, get_service, json_answer
+from oaiod.hub.deps import ActorDep, get_service, json_answer
 from oaiod.hub.errors import RateLimited
+from oaiod.hub.notifier import ChangeNotifier
 from oaiod.hub.service import HubService
 from oaiod.model import validate_oaio_id, validate_stamp
 

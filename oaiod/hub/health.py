@@ -33,7 +33,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from oaiod import __version__
-from oaiod.hub.app import HubJSONResponse, error_response
+from oaiod.hub.deps import HubJSONResponse, error_response
 from oaiod.hub.service import HubService
 
 log = logging.getLogger("oaiod.hub")

@@ -1,6 +1,6 @@
 """The hub's OpenAPI document, ``GET /api/openapi.json``: FastAPI's, completed with what FastAPI cannot see.
 
-The routes read their bodies by hand (:func:`oaiod.hub.app.json_body`, the blob store's bounded readers, streamed
+The routes read their bodies by hand (:func:`oaiod.hub.deps.json_body`, the blob store's bounded readers, streamed
 uploads and batches) so that every malformed body is the hub's own 4xx JSON answer; FastAPI therefore knows no
 request body. :data:`REQUEST_BODIES` describes each one here, in one table, as the route's validation accepts it
 (the validators stay the truth: a body the schema allows may still be refused with 400). Also added: the

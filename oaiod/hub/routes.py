@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from oaiod.errors import ValidationError
-from oaiod.hub.app import (
+from oaiod.hub.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
     ActorDep,

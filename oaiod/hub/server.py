@@ -19,7 +19,8 @@ import uvicorn
 
 from oaiod.errors import OaiodError
 from oaiod.heap import freeze_startup_objects, release_free_memory
-from oaiod.hub.app import ChangeNotifier, create_app
+from oaiod.hub.app import create_app
+from oaiod.hub.notifier import ChangeNotifier
 from oaiod.hub.service import HubService
 from oaiod.hub.settings import HubSettings
 

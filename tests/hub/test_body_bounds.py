@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from oaiod.hub import app as hub_app
+from oaiod.hub import deps as hub_deps
 from oaiod.hub.server import HubServer
 from oaiod.model import MAX_FILE_PATHS
 from tests.hub.objects import new_object
@@ -24,10 +25,10 @@ def test_a_body_of_too_many_json_values_is_refused_before_parsing(
 ) -> None:
     before = db_snapshot(hub)
     obj = new_object("alice", "junk")
-    obj["client_values"]["junk"] = [0] * hub_app.MAX_JSON_VALUES
+    obj["client_values"]["junk"] = [0] * hub_deps.MAX_JSON_VALUES
     answer = sessions["alice"].post("register/", json=obj)
     assert answer.status_code == 413 and answer.json()["error"] == "too_large"
-    assert f"more than {hub_app.MAX_JSON_VALUES} JSON values" in answer.json()["reason"]
+    assert f"more than {hub_deps.MAX_JSON_VALUES} JSON values" in answer.json()["reason"]
     assert db_snapshot(hub) == before
 
 

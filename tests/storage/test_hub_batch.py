@@ -107,7 +107,8 @@ def test_a_hub_without_the_batch_routes(
     """An older hub: a real hub whose application answers the batch routes as one without them would — 404, or
     405 where only their GET (CSRF cookie) routes exist — through an ASGI filter in front of it."""
     import oaiod.hub.server
-    from oaiod.hub.app import create_app, error_response
+    from oaiod.hub.app import create_app
+    from oaiod.hub.deps import error_response
 
     def older_app(*args: Any) -> Any:
         app = create_app(*args)
