@@ -538,8 +538,8 @@ class Daemon:
 
 
 def ignore_rule(extra: tuple[str, ...]) -> Callable[[Path, str], bool]:
-    """The watcher's filter: :mod:`oaiod.ignore` rules per root (its ``.oaioignore`` re-read when it changes)."""
-    from oaiod.ignore import IGNORE_FILE, IgnoreRules
+    """The watcher's filter: :mod:`oaiod.engine.ignore` rules per root (its ``.oaioignore`` re-read when it changes)."""
+    from oaiod.engine.ignore import IGNORE_FILE, IgnoreRules
 
     cache: dict[Path, tuple[float, IgnoreRules]] = {}
 

@@ -217,7 +217,7 @@ def remove_stale_temp_files(roots: list[Path], started: float) -> int:
     download of this process, so this may run beside the first cycles. oaiod's own ``.oaiod/`` folders are not
     entered, symlinks are not followed. Returns how many were removed.
     """
-    from oaiod.ignore import STATE_FOLDER, TEMP_PREFIX
+    from oaiod.engine.ignore import STATE_FOLDER, TEMP_PREFIX
 
     removed = 0
     for root in roots:

@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 IgnoreRule = Callable[[Path, str], bool]  #: (root, relative path) -> ignored?
 WATCHDOG_LOGGERS = ("watchdog.observers.inotify", "watchdog.observers.inotify_c", "watchdog.observers.inotify_buffer")
 
-#: built-in ignores, used until (and in addition to) :mod:`oaiod.ignore`'s rules
+#: built-in ignores, used until (and in addition to) :mod:`oaiod.engine.ignore`'s rules
 BUILTIN_IGNORED_NAMES = (
     ".DS_Store", "Thumbs.db", "desktop.ini", ".oaiod", "~$*", ".oaiod-tmp-*", "*.swp", "*.swx",
     "*.swo", ".*.sw?", "*~", ".#*", "#*#", "*.part", "*.crdownload", ".~lock.*#", "4913",

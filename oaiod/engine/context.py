@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from oaiod.engine.ignore import IgnoreRules
+from oaiod.engine.placeholders import PathMapper
 from oaiod.engine.settings import EngineSettings
 from oaiod.errors import OaiodError
-from oaiod.ignore import IgnoreRules
 from oaiod.model import OaiObject, dedefuse
-from oaiod.placeholders import PathMapper
 from oaiod.server_api import ObjectOrigin, ObjectVersion, StampzResult
 from oaiod.state.repo import StateRepo
 from oaiod.storage.base import Backend, Transfer, Transferred

@@ -22,12 +22,12 @@ from oaiod.engine import ops
 from oaiod.engine.context import EngineContext, OpenBackend, ServerApi
 from oaiod.engine.index import IndexReport, index_paths, owner_of, rooted, settle_ignored
 from oaiod.engine.mapping import is_own_root, map_object
+from oaiod.engine.placeholders import PathMapper
 from oaiod.engine.pull import PullOutcome, pull_object
 from oaiod.engine.push import PushOutcome, push_object
 from oaiod.engine.settings import ROOT_OBJECT_NAME, EngineSettings
 from oaiod.errors import OaiodError
 from oaiod.model import OaiObject, now_stamp
-from oaiod.placeholders import PathMapper
 from oaiod.server_api import ProtocolError, RejectedObject, RemoteError
 from oaiod.state.backoff import RETRIED_AFTER_LOCAL_CHANGE
 from oaiod.state.models import KIND_FILES, KIND_ROOT, STATUS_ACTIVE, STATUS_NEW, STATUS_REMOVED, ObjectRow

@@ -26,13 +26,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert
 
 from oaiod.engine.context import EngineContext, fetch_one
+from oaiod.engine.ignore import IGNORE_FILE
 from oaiod.engine.localfs import LocalChanged, LocalFsError, current_stat, safe_join, temp_beside
 from oaiod.engine.manifest import MANIFEST_KEY, RemoteFile, remote_files
+from oaiod.engine.placeholders import _resolved, is_inside
 from oaiod.engine.plan import UNKNOWN
-from oaiod.ignore import IGNORE_FILE
+from oaiod.engine.scanner import HashedFile, ScanResult, _hash_stable, _local_file, file_sha256, scan
 from oaiod.model import FILES_VALUES_KEY, OaiObject, storage_key
-from oaiod.placeholders import _resolved, is_inside
-from oaiod.scanner import HashedFile, ScanResult, _hash_stable, _local_file, file_sha256, scan
 from oaiod.state.models import KIND_FILES, KIND_FOLDER, KIND_ROOT, STATUS_REMOVED, FileRow, ObjectRow
 from oaiod.state.repo import FileStat, prefix_filter
 

@@ -26,8 +26,8 @@ import shutil
 import stat as _stat
 from pathlib import Path
 
+from oaiod.engine.ignore import STATE_FOLDER, TEMP_PREFIX
 from oaiod.errors import FailureKind, OaiodError, ValidationError
-from oaiod.ignore import STATE_FOLDER, TEMP_PREFIX
 from oaiod.model import fitted_name, validate_file_path
 from oaiod.state.repo import FileStat
 from oaiod.storage.base import UMASK

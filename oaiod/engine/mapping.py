@@ -15,10 +15,10 @@ from pathlib import Path
 
 from oaiod.engine.context import EngineContext, object_owner
 from oaiod.engine.manifest import manifest_kind
+from oaiod.engine.placeholders import _resolved
 from oaiod.engine.settings import ROOT_OBJECT_NAME
 from oaiod.errors import OaiodError
 from oaiod.model import CREATE_ACCESS_RIGHT, FILES_DIR, FILES_VALUES_KEY, NAME_VALUES_KEY, ROOT_VALUES_KEY, OaiObject
-from oaiod.placeholders import _resolved
 from oaiod.state.models import KIND_DATA, KIND_FILES, KIND_FOLDER, KIND_ROOT, STATUS_REMOVED, ObjectRow
 
 log = logging.getLogger("oaiod.engine")

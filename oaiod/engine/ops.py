@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from oaiod.engine import localfs
 from oaiod.engine.context import EngineContext, EngineError, fetch_one, transfer_batches
 from oaiod.engine.manifest import MANIFEST_KEY, build_manifest, remote_files
+from oaiod.engine.placeholders import _resolved, is_inside
 from oaiod.engine.plan import UNKNOWN
 from oaiod.engine.settings import ROOT_OBJECT_NAME
 from oaiod.errors import OaiodError, ValidationError
@@ -27,7 +28,6 @@ from oaiod.model import (
     object_id,
     storage_key,
 )
-from oaiod.placeholders import _resolved, is_inside
 from oaiod.server_api import NotFound, PermissionDenied
 from oaiod.state.models import (
     KIND_DATA,

@@ -23,7 +23,7 @@ from typing import Any
 
 from daemon_helpers import DaemonProcess, wait_for, write_config
 
-from oaiod.ignore import TEMP_PREFIX
+from oaiod.engine.ignore import TEMP_PREFIX
 
 CONFIG = """
 [server]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from oaiod.ignore import IgnoreRules
-from oaiod.placeholders import PathMapper, safe_folder_name
-from oaiod.scanner import file_sha256, scan
+from oaiod.engine.ignore import IgnoreRules
+from oaiod.engine.placeholders import PathMapper, safe_folder_name
+from oaiod.engine.scanner import file_sha256, scan
 from oaiod.state.repo import FileStat
 
 
@@ -169,7 +169,7 @@ def test_an_unlistable_folder_is_not_taken_as_deleted(tmp_path: Path, monkeypatc
             raise PermissionError(13, "Permission denied", path)
         return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("oaiod.scanner.os.open", open_folder)
+    monkeypatch.setattr("oaiod.engine.scanner.os.open", open_folder)
     result = scan(tmp_path, index)
     assert (result.missing, result.changed, result.seen) == ([], [], 1)
     assert scan(tmp_path / "locked", {"f": FileStat(1, 1, 1)}).missing == []  # the whole root unlistable

@@ -6,8 +6,8 @@ import os
 import time
 from pathlib import Path
 
-from oaiod.ignore import IgnoreRules
-from oaiod.scanner import scan
+from oaiod.engine.ignore import IgnoreRules
+from oaiod.engine.scanner import scan
 
 
 def _write(path: Path, data: bytes = b"x") -> os.stat_result:

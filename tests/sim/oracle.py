@@ -23,7 +23,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from oaiod.ignore import STATE_FOLDER, TEMP_PREFIX
+from oaiod.engine.ignore import STATE_FOLDER, TEMP_PREFIX
 
 EMPTY = hashlib.sha256(b"").hexdigest()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pathspec
 
-log = logging.getLogger("oaiod.ignore")
+log = logging.getLogger("oaiod.engine.ignore")
 
 IGNORE_FILE = ".oaioignore"
 STATE_FOLDER = ".oaiod"  # trash and other per-root state

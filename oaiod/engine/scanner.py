@@ -3,7 +3,7 @@
 The walk uses ``os.scandir`` and never follows a symlink: symlinks are skipped and reported. A file is hashed
 (streamed sha256, 1 MiB buffers) only when its ``(size, mtime_ns, inode)`` differs from the index. A file that is
 still being written — modified within the quiet period, or changed while it was hashed — is left for the next
-cycle (reported as *unstable*). Ignored names (:mod:`oaiod.ignore`) and the folders of other objects' roots
+cycle (reported as *unstable*). Ignored names (:mod:`oaiod.engine.ignore`) and the folders of other objects' roots
 (``exclude``) are not descended into.
 
 An indexed file that the rules ignore now is not missing: it is reported as *ignored* (the index freezes its row
@@ -22,10 +22,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from oaiod.ignore import IgnoreRules
+from oaiod.engine.ignore import IgnoreRules
 from oaiod.state.repo import FileStat, ScanRow, StatRow
 
-log = logging.getLogger("oaiod.scanner")
+log = logging.getLogger("oaiod.engine.scanner")
 
 HASH_BUFFER = 1024 * 1024
 
