@@ -15,9 +15,9 @@ from oaiod import __version__
 
 #: command name -> "module:attribute" of its click command or group
 SUBCOMMANDS: dict[str, str] = {
-    "run": "oaiod.daemon_cli:run",
-    "ctl": "oaiod.daemon_cli:ctl",
-    "service": "oaiod.daemon_cli:service",
+    "run": "oaiod.daemon.cli:run",
+    "ctl": "oaiod.daemon.cli:ctl",
+    "service": "oaiod.daemon.cli:service",
     "hub": "oaiod.hub.cli:hub",
     "storage": "oaiod.storage.cli:storage",
 }

@@ -76,5 +76,5 @@ def use_system_malloc() -> None:
         print(f"oaiod: could not restart with PYTHONMALLOC=malloc ({exc}); continuing", file=sys.stderr, flush=True)
 
 
-#: the folders of oaiod's modules: ``python -m oaiod.daemon_cli`` or ``-m oaiod.hub.cli`` count as oaiod
-_PACKAGE_FOLDERS = frozenset({Path(__file__).resolve().parent, Path(__file__).resolve().parent / "hub"})
+#: the folders of oaiod's modules: ``python -m oaiod.daemon.cli`` or ``-m oaiod.hub.cli`` count as oaiod
+_PACKAGE_FOLDERS = frozenset(Path(__file__).resolve().parent / sub for sub in ("", "daemon", "hub"))

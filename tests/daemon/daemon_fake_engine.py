@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from oaiod.errors import FailureKind, OaiodError
 
 if TYPE_CHECKING:
-    from oaiod.daemon_wiring import DaemonEngine
+    from oaiod.daemon.wiring import DaemonEngine
     from oaiod.state import StateRepo
 
 
@@ -29,7 +29,7 @@ class FakeTransientError(OaiodError):
 
 @dataclass
 class FakeEngine:
-    """Satisfies :class:`oaiod.daemon_wiring.DaemonEngine` (mypy checks it: see :func:`_is_a_daemon_engine`)."""
+    """Satisfies :class:`oaiod.daemon.wiring.DaemonEngine` (mypy checks it: see :func:`_is_a_daemon_engine`)."""
 
     root: Path
     state_dir: Path
@@ -136,12 +136,12 @@ def _is_a_daemon_engine(engine: FakeEngine) -> DaemonEngine:
 
 def fake_factory(config: Any) -> Any:
     """An :data:`oaiod.daemon.EngineFactory` giving a :class:`FakeEngine` on the config's root."""
-    from oaiod.daemon_wiring import EngineHandle
+    from oaiod.daemon.wiring import EngineHandle
 
     config.client.root.mkdir(parents=True, exist_ok=True)
     config.paths.state_dir.mkdir(parents=True, exist_ok=True)
     if (config.paths.state_dir / "broken-db").exists():
-        from oaiod.daemon import DaemonError
+        from oaiod.daemon.lock import DaemonError
 
         raise DaemonError("state database cannot be opened (fake)")
     return EngineHandle(FakeEngine(config.client.root, config.paths.state_dir), server_url="fake://", device_id="fake")

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from daemon_fake_engine import fake_factory
 
-from oaiod.daemon import run_daemon
+from oaiod.daemon.process import run_daemon
 
 if __name__ == "__main__":
     sys.exit(run_daemon(Path(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] else None, fake_factory))

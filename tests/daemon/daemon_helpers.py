@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from oaiod.config import load_config
-from oaiod.ctl import CtlClient, CtlError
+from oaiod.daemon.config import load_config
+from oaiod.daemon.ctl.protocol import CtlClient, CtlError
 
 HERE = Path(__file__).resolve().parent
 FAKE_RUN = HERE / "daemon_fake_run.py"
@@ -38,7 +38,7 @@ class DaemonProcess:
         self.config = load_config(config_file)
         self.client = CtlClient(self.config.paths.socket, timeout=60)
         if real:
-            cmd = [sys.executable, "-m", "oaiod.daemon_cli", "--config", str(config_file), "run"]
+            cmd = [sys.executable, "-m", "oaiod.daemon.cli", "--config", str(config_file), "run"]
         else:
             cmd = [sys.executable, str(FAKE_RUN), str(config_file)]
         # stderr to a file, not a pipe: a chatty daemon (DEBUG) would block on a full pipe nobody reads

@@ -1,7 +1,7 @@
 """End-to-end helpers: a hub with daemon processes of several users and devices, tree comparison, and a fault
 proxy that holds the commit point (``upload/``) so a test can kill a daemon exactly there.
 
-Every daemon is a real process (``python -m oaiod.daemon_cli --config … run``) on the ``hub`` fixture over
+Every daemon is a real process (``python -m oaiod.daemon.cli --config … run``) on the ``hub`` fixture over
 loopback HTTP, with Local storage in the test's tmp folder (the same folder for every user and the published
 client). Nothing here sleeps to assert: tests poll with generous timeouts.
 """

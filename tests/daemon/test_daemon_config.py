@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from oaiod.config import Config, config_from_dict, derive_paths, device_id, instance_name, load_config
+from oaiod.daemon.config import Config, config_from_dict, derive_paths, device_id, instance_name, load_config
 from oaiod.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,7 +94,7 @@ def test_defaults_without_file(isolated_home: Path) -> None:
 def test_example_config_is_complete_and_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     """config.example.toml documents every key: each one appears (set or commented) and the file loads."""
     text = (ROOT / "config.example.toml").read_text()
-    from oaiod.config import SCHEMA
+    from oaiod.daemon.config import SCHEMA
 
     for section, (_cls, parsers) in SCHEMA.items():
         assert f"[{section}]" in text

@@ -1,5 +1,5 @@
 """End to end: a real hub (the ``hub`` fixture, loopback HTTP, Local storage in a tmp folder) and real daemon
-processes (``python -m oaiod.daemon_cli --config … run``: one config, root and device id each) converge on
+processes (``python -m oaiod.daemon.cli --config … run``: one config, root and device id each) converge on
 created, modified, renamed and deleted files and folders; a device that was offline catches up; concurrent edits
 of one file keep both sides as a conflicted copy. Change propagation A → B is measured and printed (never
 asserted). Crashes, sharing, interop, ctl and bulk data have their own modules (``test_daemon_e2e_*.py``)."""
@@ -127,7 +127,7 @@ def test_concurrent_edits_make_a_conflict_copy_and_lose_nothing(cluster: Cluster
     conflicts = b.call("conflicts")
     assert any(copy.split("/")[-1] in str(row) for row in conflicts), conflicts
     listed = subprocess.run(
-        [sys.executable, "-m", "oaiod.daemon_cli", "--config", str(b.config_file), "ctl", "conflicts", "--json"],
+        [sys.executable, "-m", "oaiod.daemon.cli", "--config", str(b.config_file), "ctl", "conflicts", "--json"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -140,14 +140,14 @@ def test_embedded_defaults_sync_oaio_root(isolated_home: Path) -> None:
     config_file = isolated_home / "unused.toml"  # DaemonProcess needs a path; the daemon gets none (see env)
     config_file.write_text("")
     proc = DaemonProcess.__new__(DaemonProcess)
-    from oaiod.config import load_config
-    from oaiod.ctl import CtlClient
+    from oaiod.daemon.config import load_config
+    from oaiod.daemon.ctl.protocol import CtlClient
 
     proc.config_file, proc.config = config_file, load_config(None)
     proc.client = CtlClient(proc.config.paths.socket, timeout=60)
     proc.stderr_file = isolated_home / "embedded.stderr"
     proc._stderr = proc.stderr_file.open("w")
-    proc.proc = subprocess.Popen([sys.executable, "-m", "oaiod.daemon_cli", "run"], stderr=proc._stderr)
+    proc.proc = subprocess.Popen([sys.executable, "-m", "oaiod.daemon.cli", "run"], stderr=proc._stderr)
     try:
         proc.ready()
         wait_for(lambda: proc.call("status")["last_sync"], 120, "the first cycle")

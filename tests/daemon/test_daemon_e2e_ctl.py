@@ -1,4 +1,4 @@
-"""``oaiod ctl`` as a user runs it (``python -m oaiod.daemon_cli --config … ctl …`` subprocesses) against a real
+"""``oaiod ctl`` as a user runs it (``python -m oaiod.daemon.cli --config … ctl …`` subprocesses) against a real
 daemon syncing with a real hub: status, ls, add, share, unshare, users, versions, restore, a held mass deletion
 and confirm-delete, history, conflicts, log, sync --wait, pause/resume, stop — tables for people, ``--json`` for
 scripts — and exit code 3 once no daemon runs. ``share`` right after ``add`` works, online and after an outage."""
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 def ctl(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "oaiod.daemon_cli", "--config", str(config), "ctl", *args]
+    command = [sys.executable, "-m", "oaiod.daemon.cli", "--config", str(config), "ctl", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
 

@@ -8,7 +8,7 @@ import pytest
 from daemon_helpers import wait_for
 from e2e_helpers import Cluster, first_cycles, local_path, server_tree, tree, wait_converged, write_tree
 
-from oaiod.ctl import CommandFailed
+from oaiod.daemon.ctl.protocol import CommandFailed
 
 pytestmark = pytest.mark.integration
 

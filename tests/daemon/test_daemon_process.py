@@ -1,6 +1,6 @@
 """The daemon as a real process: lock, ctl socket and protocol, signals, reload, logs.
 
-These run ``tests/daemon/daemon_fake_run.py`` — the real :mod:`oaiod.daemon` around a FakeEngine with exactly
+These run ``tests/daemon/daemon_fake_run.py`` — the real :mod:`oaiod.daemon.process` around a FakeEngine with exactly
 the SyncEngine interface — so the shell is tested without a server; the end-to-end tests use the real engine.
 """
 
@@ -21,8 +21,8 @@ import pytest
 from click.testing import CliRunner
 from daemon_helpers import DaemonProcess, wait_for, write_config
 
-from oaiod.ctl import CommandFailed, CtlClient, NoDaemon
-from oaiod.daemon_cli import main
+from oaiod.daemon.cli import main
+from oaiod.daemon.ctl.protocol import CommandFailed, CtlClient, NoDaemon
 
 CONFIG = """
 [client]
@@ -197,7 +197,7 @@ def test_log_and_log_follow(daemon: DaemonProcess) -> None:
 
 def test_engine_failure_keeps_daemon_up_and_rebuild_index_repairs(config_file: Path) -> None:
     config = DaemonProcess.__new__(DaemonProcess)
-    from oaiod.config import load_config
+    from oaiod.daemon.config import load_config
 
     state_dir = load_config(config_file).paths.state_dir
     state_dir.mkdir(parents=True)
@@ -250,7 +250,7 @@ def test_ctl_without_daemon_exits_3(config_file: Path) -> None:
         CtlClient(Path("/nonexistent/x.sock")).call("ping")
     # and through a real process, as a script would see it
     done = subprocess.run(
-        [sys.executable, "-m", "oaiod.daemon_cli", "--config", str(config_file), "ctl", "status", "--json"],
+        [sys.executable, "-m", "oaiod.daemon.cli", "--config", str(config_file), "ctl", "status", "--json"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -277,7 +277,7 @@ def test_cli_against_a_running_daemon(daemon: DaemonProcess, config_file: Path) 
 
 def test_every_command_has_one_line_help() -> None:
     runner = CliRunner()
-    from oaiod.daemon_cli import ctl, service
+    from oaiod.daemon.cli import ctl, service
 
     for group in (ctl, service):
         for name, command in group.commands.items():

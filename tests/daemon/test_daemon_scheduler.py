@@ -10,9 +10,9 @@ import time
 import pytest
 from daemon_helpers import wait_for
 
+from oaiod.daemon.scheduler import ScheduleSettings, SyncScheduler
 from oaiod.errors import FailureKind, OaiodError
 from oaiod.http import AuthError, TransportError
-from oaiod.scheduler import ScheduleSettings, SyncScheduler
 from oaiod.storage.errors import StoragePermissionDenied, TransientStorageError
 
 

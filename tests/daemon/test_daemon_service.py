@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from oaiod import service
-from oaiod.config import instance_name
-from oaiod.daemon_cli import main
+from oaiod.daemon import service
+from oaiod.daemon.cli import main
+from oaiod.daemon.config import instance_name
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "packaging/systemd/oaiod.service"
@@ -114,7 +114,7 @@ def test_python_sqlite_and_inotify_work_under_memory_deny_write_execute(tmp_path
 import mmap, sqlite3, time, pathlib, ctypes
 from watchdog.observers import Observer
 from watchdog.events import FileSystemEventHandler
-import oaiod.daemon, oaiod.hub.server
+import oaiod.daemon.process, oaiod.hub.server
 try:
     mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
     raise SystemExit("W+X memory was allowed: MDWE not in force")

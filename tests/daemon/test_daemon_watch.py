@@ -19,8 +19,8 @@ from pathlib import Path
 from daemon_helpers import wait_for
 from watchdog.observers import Observer
 
-from oaiod.daemon import ignore_rule
-from oaiod.watch import Debouncer, Watcher, builtin_ignored
+from oaiod.daemon.process import ignore_rule
+from oaiod.daemon.watch import Debouncer, Watcher, builtin_ignored
 
 
 class Recorder:
@@ -157,7 +157,7 @@ class LimitedObserver(Observer):  # type: ignore[misc,valid-type]
 def test_watch_limit_logs_rescans_and_retries(tmp_path: Path, caplog: object) -> None:
     rec = Recorder()
     watcher = make_watcher(rec, debounce=0.1, observer_factory=LimitedObserver)
-    with caplog.at_level(logging.WARNING, logger="oaiod.watch"):  # type: ignore[attr-defined]
+    with caplog.at_level(logging.WARNING, logger="oaiod.daemon.watch"):  # type: ignore[attr-defined]
         watcher.start([tmp_path])
     try:
         assert rec.rescans == 1
@@ -272,7 +272,7 @@ def test_a_stopped_emitter_thread_is_replaced(tmp_path: Path, caplog: object) ->
         (emitter,) = made[0].emitters
         emitter.stop()  # the thread ends as it would after an exception in queue_events
         emitter.join(10)
-        with caplog.at_level(logging.WARNING, logger="oaiod.watch"):  # type: ignore[attr-defined]
+        with caplog.at_level(logging.WARNING, logger="oaiod.daemon.watch"):  # type: ignore[attr-defined]
             assert watcher.check_health() == [tmp_path]
         assert "(watchdog's emitter thread ended); watching it again and rescanning" in caplog.text  # type: ignore[attr-defined]
         assert rec.rescans == 1 and all(e.is_alive() for e in made[0].emitters)

@@ -1,4 +1,4 @@
-"""oaiod.daemon_wiring against a real hub over loopback: where the change feed starts.
+"""oaiod.daemon.wiring against a real hub over loopback: where the change feed starts.
 
 The feed's first long poll starts at the engine's sync cursor (so a change made after the last cycle listed
 the server wakes the daemon at once), else at the hub's current stamp; a cursor the hub would refuse
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from oaiod.daemon_wiring import change_feed_of, remove_stale_temp_files
+from oaiod.daemon.wiring import change_feed_of, remove_stale_temp_files
 from oaiod.model import OLDEST_SYNC_STAMP, OaiObject, now_stamp, object_id
 from oaiod.secrets import Secret
 from oaiod.server_api import OaioServerApi

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from oaiod.daemon_cli import render_status
+from oaiod.daemon.cli import render_status
 from oaiod.state.models import ObjectRow
 from tests.engine.conftest import Device, write
 

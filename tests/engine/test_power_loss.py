@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from oaiod.daemon_wiring import remove_stale_temp_files
+from oaiod.daemon.wiring import remove_stale_temp_files
 from oaiod.engine import localfs
 from tests.engine.conftest import Device, converge, tree, write
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from oaiod.daemon import PrivateRotatingFileHandler
+from oaiod.daemon.logs import PrivateRotatingFileHandler
 from oaiod.hub.server import HubServer
 from tests.hub.objects import new_object
 

@@ -23,7 +23,7 @@ from typing import Any
 from daemon_helpers import DaemonProcess
 from e2e_helpers import Cluster, local_path
 
-from oaiod.ctl import CtlError
+from oaiod.daemon.ctl.protocol import CtlError
 from sim import oracle
 from sim.faultproxy import FaultProxy
 from sim.hubproc import HubProcess

@@ -26,11 +26,11 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from oaiod import model
-from oaiod.ctl import HEARTBEAT, CommandFailed, Handler, Stream
+from oaiod.daemon.ctl.protocol import HEARTBEAT, CommandFailed, Handler, Stream
 from oaiod.errors import OaiodError, ValidationError
 
 if TYPE_CHECKING:
-    from oaiod.daemon_wiring import DaemonEngine
+    from oaiod.daemon.wiring import DaemonEngine
 
 
 def jsonable(value: Any) -> Any:

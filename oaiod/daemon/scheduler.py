@@ -361,7 +361,7 @@ class SyncScheduler:
 
     def add_check(self, name: str, func: Callable[[], Any], seconds: float) -> None:
         """Run ``func`` every ``seconds``, beside the engine (not under its lock): cheap health checks such as the
-        watcher's (:meth:`oaiod.watch.Watcher.check_health`). A failing check is logged and runs again."""
+        watcher's (:meth:`oaiod.daemon.watch.Watcher.check_health`). A failing check is logged and runs again."""
 
         def check() -> None:
             if self._stopping.is_set():

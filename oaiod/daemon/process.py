@@ -1,4 +1,4 @@
-"""The daemon process (``oaiod run``): lock, logging, signals, systemd notify, and the wiring of its parts.
+"""The daemon process (``oaiod run``): signals, the control socket, and the start and stop of its parts.
 
 One daemon per config: an exclusive ``flock`` on ``<state_dir>/oaiod.lock`` (a second instance exits
 naming the PID that holds it). SIGTERM/SIGINT stop gracefully — the running sync cycle finishes (every
@@ -7,213 +7,46 @@ are shut down and joined. SIGHUP reloads the config: a bad new config is logged 
 With ``NOTIFY_SOCKET`` set (systemd ``Type=notify``) the daemon sends READY=1, STATUS=…, WATCHDOG=1 at
 half of ``WATCHDOG_USEC`` (only while the main loop is alive) and STOPPING=1.
 
-Where the engine comes from is :func:`oaiod.daemon_wiring.build_engine` (server API, state repository,
+Where the engine comes from is :func:`oaiod.daemon.wiring.build_engine` (server API, state repository,
 storage opener, embedded hub); the daemon only starts, stops and rebuilds what it returns.
 A failure there (a state database that cannot be opened, a wrong password) does not end the daemon: it
 stays up in the ``error`` state so ``oaiod ctl status`` can say why and ``ctl rebuild-index``/``reload``
 can repair it.
 
-Errors of this module::
-
-    OaiodError
-    └── DaemonError            the daemon cannot run (lock, socket)
-        └── AlreadyRunning     another daemon holds this config's lock; ``.pid`` names it
+The lock is :mod:`oaiod.daemon.lock` (its errors, :class:`DaemonError` and :class:`AlreadyRunning`, are raised
+here too), systemd notify :mod:`oaiod.daemon.notify`, the logs :mod:`oaiod.daemon.logs`.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
-import errno
 import faulthandler
-import fcntl
-import io
 import logging
 import logging.handlers
 import os
 import queue
 import signal
-import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from oaiod import __version__
-from oaiod.config import Config, load_config
-from oaiod.daemon_wiring import DaemonEngine, EngineFactory, EngineHandle, build_engine, remove_stale_temp_files
+from oaiod.daemon.config import Config, load_config
+from oaiod.daemon.lock import DaemonError, InstanceLock
+from oaiod.daemon.logs import LogBuffer, setup_logging
+from oaiod.daemon.notify import SystemdNotifier
+from oaiod.daemon.scheduler import CycleOutcome, ScheduleSettings, SyncScheduler
+from oaiod.daemon.watch import Watcher
+from oaiod.daemon.wiring import DaemonEngine, EngineFactory, EngineHandle, build_engine, remove_stale_temp_files
 from oaiod.errors import ConfigError, OaiodError
 from oaiod.heap import freeze_startup_objects, release_free_memory
-from oaiod.scheduler import CycleOutcome, ScheduleSettings, SyncScheduler
-from oaiod.watch import Watcher
 
 log = logging.getLogger(__name__)
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-LOG_LINES_KEPT = 2000  #: lines ``oaiod ctl log`` can show
 WATCH_CHECK_INTERVAL = 10.0  #: seconds between checks that every root is still watched (a dead emitter restarts)
-
-
-class DaemonError(OaiodError):
-    """The daemon cannot run."""
-
-
-class AlreadyRunning(DaemonError):
-    def __init__(self, lock_file: Path, pid: int | None) -> None:
-        who = f"PID {pid}" if pid else "another process"
-        super().__init__(f"oaiod is already running for this config ({who} holds {lock_file})")
-        self.pid = pid
-
-
-# -- single instance -------------------------------------------------------------------------------------------
-
-
-class InstanceLock:
-    """An exclusive ``flock`` on the lock file, held for the daemon's life; the file records the holder's PID.
-
-    The kernel drops the lock when the process dies (even by ``kill -9``), so a stale file never blocks.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = _read_pid(fd)
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise AlreadyRunning(self.path, holder) from None
-            raise DaemonError(f"cannot lock {self.path}: {exc.strerror}") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
-            os.close(self._fd)  # closing drops the flock
-            self._fd = None
-
-
-def _read_pid(fd: int) -> int | None:
-    try:
-        text = os.pread(fd, 32, 0).decode().strip()
-        return int(text) if text else None
-    except (OSError, ValueError):
-        return None
-
-
-# -- systemd notify ------------------------------------------------------------------------------------------------
-
-
-class SystemdNotifier:
-    """``sd_notify`` over the ``NOTIFY_SOCKET`` datagram socket; a no-op without one.
-
-    A path starting with ``@`` is an abstract socket. Send failures are logged once and never raised: systemd
-    going away must not stop the daemon.
-    """
-
-    def __init__(self, environ: dict[str, str] | None = None) -> None:
-        env = dict(os.environ if environ is None else environ)
-        address = env.get("NOTIFY_SOCKET", "")
-        self.address = "\0" + address[1:] if address.startswith("@") else address
-        self.watchdog_interval = _watchdog_interval(env)
-        self._warned = False
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.address)
-
-    def notify(self, *assignments: str) -> None:
-        """Send ``KEY=VALUE`` lines, e.g. ``notify("READY=1", "STATUS=idle")``."""
-        if not self.address:
-            return
-        message = "\n".join(assignments).encode()
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-                sock.sendto(message, self.address)
-        except OSError as exc:
-            if not self._warned:
-                log.warning("cannot notify systemd at %s: %s", self.address.lstrip("\0"), exc)
-                self._warned = True
-
-
-def _watchdog_interval(env: dict[str, str]) -> float | None:
-    """Half of ``WATCHDOG_USEC`` in seconds when the watchdog is meant for this process, else None."""
-    usec = env.get("WATCHDOG_USEC", "")
-    pid = env.get("WATCHDOG_PID", "")
-    if not usec.isdigit() or int(usec) == 0 or (pid and pid != str(os.getpid())):
-        return None
-    return int(usec) / 2_000_000
-
-
-# -- logging -------------------------------------------------------------------------------------------------------
-
-
-class LogBuffer(logging.Handler):
-    """Keeps the last lines for ``ctl log`` and wakes ``ctl log -f`` followers."""
-
-    def __init__(self, size: int = LOG_LINES_KEPT) -> None:
-        super().__init__()
-        self.lines: collections.deque[tuple[int, str]] = collections.deque(maxlen=size)
-        self.counter = 0
-        self.cond = threading.Condition()
-        self.setFormatter(logging.Formatter(LOG_FORMAT))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        line = self.format(record)
-        with self.cond:
-            self.counter += 1
-            self.lines.append((self.counter, line))
-            self.cond.notify_all()
-
-    def since(self, counter: int) -> list[tuple[int, str]]:
-        with self.cond:
-            return [item for item in self.lines if item[0] > counter]
-
-
-class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
-    """A rotating log whose files are mode 0600 whatever the umask (the daemon keeps the user's umask for the
-    files it syncs): log lines name files and folders. A file made 0644 before is chmod'ed when opened."""
-
-    def _open(self) -> io.TextIOWrapper:
-        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            return cast(io.TextIOWrapper, open(fd, self.mode, encoding=self.encoding, errors=self.errors))  # text mode
-        except BaseException:
-            os.close(fd)
-            raise
-
-
-def setup_logging(config: Config, buffer: LogBuffer) -> list[logging.Handler]:
-    """stderr + rotating file (0600) in the per-instance log dir (0700) + the ctl buffer; returns the handlers
-    added."""
-    config.log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    formatter = logging.Formatter(LOG_FORMAT)
-    stderr = logging.StreamHandler()
-    rotating = PrivateRotatingFileHandler(
-        config.log_file, maxBytes=config.log.max_bytes, backupCount=config.log.backups, encoding="utf-8"
-    )
-    handlers: list[logging.Handler] = [stderr, rotating, buffer]
-    root = logging.getLogger()
-    for handler in handlers:
-        if handler is not buffer:
-            handler.setFormatter(formatter)
-        root.addHandler(handler)
-    root.setLevel(config.log.level)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # "job executed" lines every few seconds
-    logging.getLogger("oaiod.hub.access").setLevel(logging.WARNING)  # the embedded hub: a line per own request
-    return handlers
 
 
 # -- the daemon --------------------------------------------------------------------------------------------------
@@ -271,8 +104,8 @@ class Daemon:
             self.lock.release()
 
     def _serve(self) -> int:
-        from oaiod.ctl import CtlServer
-        from oaiod.ctl_commands import daemon_handlers
+        from oaiod.daemon.ctl.commands import daemon_handlers
+        from oaiod.daemon.ctl.protocol import CtlServer
 
         self.ctl_server = CtlServer(self.config.paths.socket, daemon_handlers(self))
         self.ctl_server.start()

@@ -43,7 +43,7 @@ def _fail(message: str, code: int) -> None:
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the sync daemon in the foreground (what the service runs)."""
-    from oaiod.daemon import run_daemon
+    from oaiod.daemon.process import run_daemon
     from oaiod.heap import use_system_malloc
 
     use_system_malloc()  # may re-execute this process (same PID) with PYTHONMALLOC=malloc: see its docstring
@@ -54,8 +54,8 @@ def run(ctx: click.Context) -> None:
 
 
 def _client(ctx: click.Context, timeout: float | None = 300.0) -> Any:
-    from oaiod.config import load_config
-    from oaiod.ctl import CtlClient
+    from oaiod.daemon.config import load_config
+    from oaiod.daemon.ctl.protocol import CtlClient
 
     try:
         config = load_config(_config_path(ctx))
@@ -66,7 +66,7 @@ def _client(ctx: click.Context, timeout: float | None = 300.0) -> Any:
 
 def _call(ctx: click.Context, cmd: str, render: Callable[[Any], None] | None = None, **args: Any) -> Any:
     """Run one ctl command; prints JSON with ``--json``, else ``render(result)``; maps errors to exit codes."""
-    from oaiod.ctl import CtlError, NoDaemon
+    from oaiod.daemon.ctl.protocol import CtlError, NoDaemon
 
     client, config = _client(ctx)
     try:
@@ -91,7 +91,7 @@ def _call_queued(ctx: click.Context, cmd: str, render: Callable[[Any], None], wa
     if not wait:
         _call(ctx, cmd, lambda r: render_queued(r) if _is_queued(r) else render(r), wait=False, **args)
         return
-    from oaiod.ctl import CtlError, NoDaemon
+    from oaiod.daemon.ctl.protocol import CtlError, NoDaemon
 
     client, config = _client(ctx, timeout=None)
     try:
@@ -151,7 +151,7 @@ def ctl_sync(ctx: click.Context, wait: bool, as_json: bool) -> None:
     if not wait:
         _call(ctx, "sync", lambda r: click.echo("sync requested"), wait=False)
         return
-    from oaiod.ctl import CtlError, NoDaemon
+    from oaiod.daemon.ctl.protocol import CtlError, NoDaemon
 
     client, config = _client(ctx, timeout=None)
     try:
@@ -318,7 +318,7 @@ def ctl_log(ctx: click.Context, follow: bool, lines: int, as_json: bool) -> None
     if not follow:
         _call(ctx, "log", lambda r: click.echo("\n".join(r)) if r else None, lines=lines)
         return
-    from oaiod.ctl import CtlError, NoDaemon
+    from oaiod.daemon.ctl.protocol import CtlError, NoDaemon
 
     client, config = _client(ctx, timeout=None)
     try:
@@ -345,7 +345,7 @@ def _service_action(name: str, doc: str) -> None:
     @click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
     @click.pass_context
     def command(ctx: click.Context, dry_run: bool) -> None:
-        from oaiod import service as svc
+        from oaiod.daemon import service as svc
 
         try:
             plan = getattr(svc, name)(_config_path(ctx), dry_run=dry_run)
@@ -478,7 +478,7 @@ def show_sync_progress(stream: Any, *, quiet: bool = False) -> None:
             bar.update(task, completed=done or 0, total=total or None, description=text or "syncing")
 
 
-# -- standalone use: python -m oaiod.daemon_cli [--config FILE] run|ctl|service ---------------------------------
+# -- standalone use: python -m oaiod.daemon.cli [--config FILE] run|ctl|service ---------------------------------
 
 
 @click.group(context_settings=CONTEXT)

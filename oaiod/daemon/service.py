@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from oaiod.config import instance_name
+from oaiod.daemon.config import instance_name
 from oaiod.errors import OaiodError
 
 UNIT_NAME = "oaiod"

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from oaiod.config import Config, device_id, is_loopback
+from oaiod.daemon.config import Config, device_id, is_loopback
+from oaiod.daemon.scheduler import ChangeFeed, Engine
 from oaiod.errors import ConfigError, ValidationError
 from oaiod.model import validate_stamp
-from oaiod.scheduler import ChangeFeed, Engine
 from oaiod.secrets import Secret
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from oaiod.state import StateRepo
     from oaiod.storage.base import Backend
 
-log = logging.getLogger("oaiod.daemon")
+log = logging.getLogger(__name__)
 
 
 class DaemonEngine(Engine, Protocol):
