@@ -262,12 +262,17 @@ class Backend(abc.ABC):
         see ``capabilities.atomic_put``); when ``flush()`` (or ``close()``) returns, every object put before it is
         durable. A caller that must not lose objects — the engine before its commit point — calls ``flush()`` once
         for a whole batch instead of paying one sync per object. Remote hosts are durable when a put returns:
-        nothing to do, which is this default. A wrapper that keeps the backend it wraps as ``inner`` (like
-        :class:`oaiod.storage.wrappers.WrappingBackend`) passes the call on, so a flush is never lost in a wrapper.
+        nothing to do, which is this default. A wrapper (:meth:`unwrap` names the backend it wraps) passes the call
+        on, so a flush is never lost in a wrapper.
         """
-        inner = getattr(self, "inner", None)
-        if isinstance(inner, Backend):
+        inner = self.unwrap()
+        if inner is not None:
             inner.flush()
+
+    def unwrap(self) -> Backend | None:
+        """The backend this one wraps (:class:`oaiod.storage.wrappers.WrappingBackend`), or None for a backend that
+        talks to its storage itself: what passes on the calls a wrapper does not override."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Release connections and helper processes; the backend is unusable afterwards."""

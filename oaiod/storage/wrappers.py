@@ -86,6 +86,9 @@ class WrappingBackend(Backend):
     def from_args(cls, args: Mapping[str, Any]) -> Backend:
         raise TypeError("wrappers are built by oaiod.storage.wrappers.wrap_backend, not from csh_args")
 
+    def unwrap(self) -> Backend:
+        return self.inner
+
     @property
     def capabilities(self) -> Capabilities:  # type: ignore[override]
         return self.inner.capabilities

@@ -307,7 +307,7 @@ def test_logging_keeps_timings_and_logs_one_line_per_call(tmp_path: Path, caplog
 
 def test_local_flush_makes_writes_durable_and_passes_through_wrappers(tmp_path: Path) -> None:
     """A put is visible at once; the Local backend owes a sync until flush(), which reaches it through every
-    wrapper (the base passes flush on to ``inner``). The sync itself cannot be observed without a power cut: the
+    wrapper (the base passes flush on to what ``unwrap()`` names). The sync itself cannot be observed without a power cut: the
     test checks the bookkeeping, and that the sync runs without error on this filesystem."""
     local = LocalBackend(tmp_path)
     backend = wrap_backend(local, WrapperConfig())
@@ -384,3 +384,14 @@ def test_local_put_into_a_folder_deleted_by_someone_else(tmp_path: Path) -> None
     with pytest.raises(StoragePermissionDenied):
         backend.put_bytes("o/1/c", b"c")
     assert list(outside.iterdir()) == []
+
+
+def test_unwrap_walks_a_wrapper_stack_down_to_the_backend(tmp_path: Path) -> None:
+    from oaiod.storage.local import LocalBackend
+    from oaiod.storage.wrappers import WrapperConfig, wrap_backend
+
+    inner = LocalBackend(tmp_path)
+    chain = [wrap_backend(inner, WrapperConfig(attempts=2, max_connections=2, upload_limit=1 << 20))]
+    while (below := chain[-1].unwrap()) is not None:
+        chain.append(below)
+    assert chain[-1] is inner and len(chain) > 2
