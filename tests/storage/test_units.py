@@ -307,8 +307,8 @@ def test_logging_keeps_timings_and_logs_one_line_per_call(tmp_path: Path, caplog
 
 def test_local_flush_makes_writes_durable_and_passes_through_wrappers(tmp_path: Path) -> None:
     """A put is visible at once; the Local backend owes a sync until flush(), which reaches it through every
-    wrapper (the base passes flush on to what ``unwrap()`` names). The sync itself cannot be observed without a power cut: the
-    test checks the bookkeeping, and that the sync runs without error on this filesystem."""
+    wrapper (the base passes flush on to what ``unwrap()`` names). The sync itself cannot be observed without a
+    power cut: the test checks the bookkeeping, and that the sync runs without error on this filesystem."""
     local = LocalBackend(tmp_path)
     backend = wrap_backend(local, WrapperConfig())
     source = tmp_path / "src.bin"
