@@ -112,10 +112,12 @@ def tree(root: Path) -> dict[str, str]:
     Temp files of downloads (``.oaiod-tmp-*``) anywhere else are included, so a converged tree has none.
     """
     found = {}
-    for path in sorted(root.rglob("*")):
+    paths = []
+    for folder, dirs, files in os.walk(root):  # a folder renamed away while walked is skipped (rglob raised)
+        dirs[:] = [name for name in dirs if not (folder == str(root) and name == ".oaiod")]
+        paths += [Path(folder, name) for name in files]
+    for path in sorted(paths):
         rel = path.relative_to(root).as_posix()
-        if rel == ".oaiod" or rel.startswith(".oaiod/"):
-            continue
         try:
             info = path.lstat()
             if not path.is_file() or path.is_symlink():
