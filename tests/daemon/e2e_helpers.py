@@ -336,14 +336,7 @@ class HoldProxy:
             self._hold()
             handler.close_connection = True
             return
-        handler.send_response(answer.status, answer.reason)
-        for key, value in answer.getheaders():
-            if key.lower() not in ("transfer-encoding", "connection", "keep-alive", "content-length"):
-                handler.send_header(key, value)
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        if handler.command != "HEAD":
-            handler.wfile.write(data)
+        send_relayed(handler, answer.status, answer.reason, answer.getheaders(), data)
 
     def release(self) -> None:
         self._release.set()
@@ -352,3 +345,17 @@ class HoldProxy:
         self.release()
         self.server.shutdown()
         self.server.server_close()
+
+
+def send_relayed(
+    handler: BaseHTTPRequestHandler, status: int, reason: str, headers: list[tuple[str, str]], data: bytes
+) -> None:
+    """Answer ``handler`` with an upstream answer read in full: its headers less the hop-by-hop ones and its length."""
+    handler.send_response(status, reason)
+    for key, value in headers:
+        if key.lower() not in ("transfer-encoding", "connection", "keep-alive", "content-length"):
+            handler.send_header(key, value)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(data)

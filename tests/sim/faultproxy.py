@@ -25,6 +25,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from e2e_helpers import send_relayed
+
 MODES = ("ok", "down", "flaky")
 UPSTREAM_TIMEOUT = 120.0  # longer than the hub's longest change-feed poll (60 s)
 
@@ -95,7 +97,7 @@ class FaultProxy:
             handler.close_connection = True
             return
         if fault == "503":
-            self._answer(handler, 503, "Service Unavailable", [("Content-Type", "text/plain")], b"injected 503\n")
+            send_relayed(handler, 503, "Service Unavailable", [("Content-Type", "text/plain")], b"injected 503\n")
             return
         if fault == "delay":
             with self._lock:
@@ -107,7 +109,7 @@ class FaultProxy:
         if answer is None or fault == "reset-answer":
             handler.close_connection = True
             return
-        self._answer(handler, *answer)
+        send_relayed(handler, *answer)
 
     def _commit_passing(self) -> None:
         with self._lock:
@@ -134,19 +136,6 @@ class FaultProxy:
             return None
         finally:
             conn.close()
-
-    @staticmethod
-    def _answer(
-        handler: BaseHTTPRequestHandler, status: int, reason: str, headers: list[tuple[str, str]], data: bytes
-    ) -> None:
-        handler.send_response(status, reason)
-        for key, value in headers:
-            if key.lower() not in ("transfer-encoding", "connection", "keep-alive", "content-length"):
-                handler.send_header(key, value)
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        if handler.command != "HEAD":
-            handler.wfile.write(data)
 
     def close(self) -> None:
         self.server.shutdown()
