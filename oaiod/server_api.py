@@ -344,10 +344,12 @@ class OaioServerApi:
             deleted = [i for i in _valid_ids(ids, "hub/deleted/") if i not in listed]
         return StampzResult(objects, deleted, cursor, False, rejected)
 
-    def versions(self, oaio_id: str) -> list[ObjectVersion]:
-        """Every version the server keeps of an object, newest first (hub ``versions`` feature)."""
+    def versions(self, oaio_id: str, stamp: str | None = None) -> list[ObjectVersion]:
+        """Every version the server keeps of an object, newest first (hub ``versions`` feature); only the one of
+        ``stamp`` when given (an older hub answers all of them: callers pick)."""
         self._require("versions")
-        answer = self._get_json(f"hub/versions/{quote(validate_oaio_id(oaio_id), safe='')}")
+        params = {"stamp": validate_stamp(stamp, "stamp")} if stamp is not None else None
+        answer = self._get_json(f"hub/versions/{quote(validate_oaio_id(oaio_id), safe='')}", params=params)
         if not isinstance(answer, list):
             raise ProtocolError("hub/versions/: not a list")
         return [_checked(functools.partial(_valid_version, item), "hub/versions/") for item in answer]

@@ -46,7 +46,7 @@ class ServerApi(Protocol):
 
     def delete(self, obj: OaiObject | str) -> None: ...
 
-    def versions(self, oaio_id: str) -> list[ObjectVersion]: ...  # newest first (hub "versions" feature)
+    def versions(self, oaio_id: str, stamp: str | None = None) -> list[ObjectVersion]: ...  # newest first ("versions")
 
     def origin(self, oaio_id: str) -> ObjectOrigin: ...  # who registered it and when (hub "origin" feature)
 

@@ -25,6 +25,7 @@ from oaiod.engine.mapping import is_own_root, map_object
 from oaiod.engine.placeholders import PathMapper
 from oaiod.engine.pull import PullOutcome, pull_object
 from oaiod.engine.push import PushOutcome, push_object
+from oaiod.engine.recovery import recover_commits
 from oaiod.engine.settings import ROOT_OBJECT_NAME, EngineSettings
 from oaiod.errors import OaiodError
 from oaiod.model import OaiObject, now_stamp
@@ -72,7 +73,6 @@ class SyncEngine:
         self._dirty_lock = threading.Lock()
         self._dirty: set[Path] = set()
         self._full_rescan = True
-        self._recovered = False
         self._drops_pending = True  # superseded client roots to delete: looked up in the journal at the first cycle
         self._restore: dict[str, set[str]] = {}  # oaio_id -> files no longer ignored, deleted meanwhile
         self._retry_failed = True  # a new start (or reload: new credentials?) tries every backed-off item once
@@ -122,9 +122,7 @@ class SyncEngine:
             report = CycleReport(started=now_stamp())
             self.state = "syncing"
             try:
-                if not self._recovered:
-                    ops.recover_journal(self.ctx)
-                    self._recovered = True
+                recover_commits(self.ctx)  # a commit whose answer was lost is decided before anything is merged
                 if self._retry_failed:
                     self._retry_failed = False
                     if retried := self.repo.retry_errors():
@@ -443,7 +441,6 @@ class SyncEngine:
         with self._lock:
             self.repo.wipe_index()
             self._full_rescan = True
-            self._recovered = True
 
     def close(self) -> None:
         """Close the storage backends, after a running cycle or operation (never under its transfers)."""

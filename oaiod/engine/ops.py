@@ -1,4 +1,4 @@
-"""The engine's operations besides the cycle: journal recovery, adding and removing folders, values, restore,
+"""The engine's operations besides the cycle: adding and removing folders, values, restore,
 status and garbage collection, switching the client root object after a registration race, folders excluded
 from the folder around them. ``SyncEngine`` holds its lock around each."""
 
@@ -50,35 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("oaiod.engine")
 
-COMMIT = "commit"  #: journal op of a version commit in flight (push.COMMIT)
 DROP_ROOT = "drop-root"  #: journal op: delete a client root object this device registered and no longer uses
-
-
-def recover_journal(ctx: EngineContext) -> None:
-    """Finish or undo commits interrupted by a crash (design §4): a commit the server has is left to the next pull
-    (all its files are already here, so the merge only records them); a partial one has its prefix deleted."""
-    for entry in ctx.repo.journal():
-        if entry.op != COMMIT:
-            continue
-        row = ctx.repo.get_object(entry.oaio_id)
-        committed = False
-        try:
-            listing = ctx.api.stampz(None).objects
-            server = next((obj for obj in listing if obj.oaio_id == entry.oaio_id), None)
-            committed = server is not None and server.client_stamp == entry.stamp
-            if not committed:
-                csh_id = entry.data.get("csh_id") or (row.csh_id if row else None)
-                if csh_id:
-                    ctx.backend(csh_id).delete_prefix(storage_key(entry.oaio_id, entry.stamp))
-        except (StorageError, ValidationError) as exc:
-            log.warning("%s: cannot clean up interrupted commit %s yet (%s)", entry.oaio_id, entry.stamp, exc)
-            continue
-        if row is not None:
-            ctx.repo.update_object(entry.oaio_id, local_dirty=True)
-        ctx.repo.journal_remove(entry.id)
-        what = "was committed; merging it" if committed else "was not committed; committing again"
-        log.info("%s: interrupted commit %s %s", entry.oaio_id, entry.stamp, what)
-        ctx.repo.add_history(entry.oaio_id, "recover", detail=f"commit {entry.stamp} {what}")
 
 
 def forget_object(ctx: EngineContext, oaio_id: str, why: str) -> None:

@@ -41,9 +41,11 @@ def deleted(request: Request, actor: ActorDep, since: str | None = None) -> dict
 
 
 @router.get("/versions/{oaio_id}")
-def versions(request: Request, oaio_id: str, actor: ActorDep) -> Any:
-    """Every stored version of an object the caller may read, newest first."""
-    return json_answer(get_service(request).versions(actor, validate_oaio_id(oaio_id)))
+def versions(request: Request, oaio_id: str, actor: ActorDep, stamp: str | None = None) -> Any:
+    """Every stored version of an object the caller may read, newest first; only the one of ``stamp`` when given
+    (a device asking whether its commit landed after the answer was lost)."""
+    only = validate_stamp(stamp, "stamp") if stamp is not None else None
+    return json_answer(get_service(request).versions(actor, validate_oaio_id(oaio_id), only))
 
 
 @router.get("/origin/{oaio_id}")

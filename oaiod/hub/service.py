@@ -550,11 +550,14 @@ class HubService(AccountsMixin):
             row, _right = self._readable(db, oaio_id, actor)
             return {"oaio_id": row.oaio_id, "creator": row.creator, "registered": row.registered}
 
-    def versions(self, actor: Actor, oaio_id: str) -> list[dict[str, Any]]:
-        """Every stored version of an object the actor may read, newest first."""
+    def versions(self, actor: Actor, oaio_id: str, stamp: str | None = None) -> list[dict[str, Any]]:
+        """Every stored version of an object the actor may read, newest first (only ``stamp``'s, when given)."""
         with self.sessions() as db:
             self._readable(db, oaio_id, actor)
-            rows = db.scalars(sa.select(Version).where(Version.oaio_id == oaio_id).order_by(Version.stamp.desc()))
+            query = sa.select(Version).where(Version.oaio_id == oaio_id)
+            if stamp is not None:
+                query = query.where(Version.stamp == stamp)
+            rows = db.scalars(query.order_by(Version.stamp.desc()))
             return [
                 {
                     "stamp": row.stamp,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -164,6 +164,49 @@ class StateRepo:
         for name in ("client_stamp", "server_stamp", "client_values", "server_values", "csh_id", "username"):
             setattr(row, name, getattr(obj, name))
         row.device_id, row.app_id, row.csh_access_right = obj.device_id, obj.app_id, obj.csh_access_right
+
+    def set_base(
+        self,
+        oaio_id: str,
+        stamp: str,
+        values: dict[str, Any],
+        files: Mapping[str, tuple[str, bool]],
+        server: OaiObject | None = None,
+    ) -> None:
+        """Make version ``stamp`` (its ``values`` and ``files``: path -> (sha256, executable)) the object's base, in
+        one transaction; local stats stay. A path of the base with no row gets one marked absent here (deleted since);
+        an absent path outside it loses its row. Ignored rows stay frozen. ``server``: the server's object, when it is
+        at that version."""
+        with self.session() as s:
+            row = s.get(ObjectRow, oaio_id)
+            if row is None:
+                return
+            pending = dict(files)
+            for file in s.scalars(sa.select(FileRow).where(FileRow.oaio_id == oaio_id)):
+                if file.ignored:
+                    pending.pop(file.path, None)
+                    continue
+                entry = pending.pop(file.path, None)
+                if entry is None and not file.present:
+                    s.delete(file)
+                    continue
+                file.synced_sha256, file.synced_executable = entry if entry is not None else (None, False)
+                file.synced_stamp = stamp if entry is not None else ""
+            for path, (sha, executable) in pending.items():
+                s.add(
+                    FileRow(
+                        oaio_id=oaio_id,
+                        path=path,
+                        present=False,
+                        sha256=None,
+                        synced_sha256=sha,
+                        synced_executable=executable,
+                        synced_stamp=stamp,
+                    )
+                )
+            if server is not None:
+                self.apply_server_object(row, server)
+            row.synced_stamp, row.synced_values = stamp, values
 
     # -- files ---------------------------------------------------------------------------------------------------
 

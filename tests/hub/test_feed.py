@@ -131,6 +131,13 @@ def test_versions_newest_first(hub: HubServer, hub_session: Callable[..., Any]) 
     assert [v["values"]["text"] for v in versions] == ["v3", "v2", "v1"]
     assert set(versions[0]) == {"stamp", "values", "csh_id", "username", "device_id", "app_id", "created"}
     assert versions[2]["stamp"] == stored["client_stamp"] and versions[0]["device_id"] == "dev1"
+    # one version by its stamp (a device asking whether its commit landed after the answer was lost)
+    path = "hub/versions/" + quote(stored["oaio_id"], safe="")
+    only = alice.get(path, params={"stamp": second["client_stamp"]}).json()
+    assert [v["values"]["text"] for v in only] == ["v2"]
+    assert alice.get(path, params={"stamp": "20230101000000000000"}).json() == []
+    bad = alice.get(path, params={"stamp": "not-a-stamp"})
+    assert bad.status_code == 400 and "stamp" in bad.json()["reason"]
 
 
 # -- who a commit wakes, and the per-user cap on waiting polls ---------------------------------------------------

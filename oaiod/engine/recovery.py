@@ -1,0 +1,105 @@
+"""Commits whose outcome this device does not know (design §4): the process died, or the server's answer was lost.
+
+A journal row outlives every commit that did not end in a known way. At the start of each cycle (not only at the
+daemon's start: a connection reset after the server committed is an unknown outcome too) each row is decided:
+
+- **landed** (the server's object is at the commit's stamp, or the hub's version history holds it): that version
+  becomes the object's base here, file by file from its manifest. Before this was done, a version another device
+  had built on top of it was merged against the older base: a file that device deleted or overwrote looked like
+  one this device had added or changed, and came back (as itself or as a conflicted copy);
+- **not landed** (the hub's history says so): its partial prefix on storage is deleted;
+- **unknown** (a plain oaio server keeps no history and is at another version): treated as not landed, but its
+  prefix stays (``gc`` deletes it once it is older than the kept versions), since it may be a version other devices
+  still read.
+
+Every decided object is marked dirty, and its backed-off failures due, so its push looks again at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from oaiod.engine.context import EngineContext
+from oaiod.engine.manifest import remote_files
+from oaiod.engine.plan import UNKNOWN
+from oaiod.engine.push import COMMIT
+from oaiod.errors import ValidationError
+from oaiod.model import OaiObject, storage_key
+from oaiod.server_api import NotFound, PermissionDenied
+from oaiod.state.models import STATUS_ACTIVE, STATUS_NEW, JournalRow
+from oaiod.storage.errors import StorageError
+
+log = logging.getLogger("oaiod.engine")
+
+LANDED, NOT_LANDED, UNKNOWN_OUTCOME = "was committed", "was not committed", "may not have been committed"
+
+
+def pending_commits(ctx: EngineContext) -> list[JournalRow]:
+    """Journal rows of commits whose outcome is not known yet (cheap: the journal holds a few rows at most)."""
+    return [entry for entry in ctx.repo.journal() if entry.op == COMMIT]
+
+
+def recover_commits(ctx: EngineContext) -> None:
+    """Decide every commit of :func:`pending_commits` (see the module docstring); a RemoteError of the listing
+    propagates (the cycle is offline and the rows wait for the next one)."""
+    entries = pending_commits(ctx)
+    if not entries:
+        return
+    listing = {obj.oaio_id: obj for obj in ctx.api.stampz(None).objects}
+    history = "versions" in ctx.api.features()
+    for entry in entries:
+        try:
+            outcome, values = _outcome(ctx, entry, listing.get(entry.oaio_id), history)
+        except (ValidationError, NotFound, PermissionDenied) as exc:
+            log.warning("%s: cannot tell yet whether commit %s landed (%s)", entry.oaio_id, entry.stamp, exc)
+            continue
+        row = ctx.repo.get_object(entry.oaio_id)
+        if row is not None:
+            if outcome == LANDED and values is not None:
+                _adopt_base(ctx, entry, values, listing.get(entry.oaio_id))
+            if outcome == LANDED and row.status == STATUS_NEW:  # a register/ that landed: registered, not new
+                ctx.repo.update_object(entry.oaio_id, status=STATUS_ACTIVE)
+            ctx.repo.update_object(entry.oaio_id, local_dirty=True)
+            ctx.repo.retry_errors(entry.oaio_id)  # the failure that left the row is decided: no need to wait
+        if outcome == NOT_LANDED:
+            _delete_prefix(ctx, entry, row.csh_id if row is not None else None)
+        ctx.repo.journal_remove(entry.id)
+        log.info("%s: interrupted commit %s %s", entry.oaio_id, entry.stamp, outcome)
+        ctx.repo.add_history(entry.oaio_id, "recover", detail=f"commit {entry.stamp} {outcome}")
+
+
+def _outcome(
+    ctx: EngineContext, entry: JournalRow, server: OaiObject | None, history: bool
+) -> tuple[str, dict[str, Any] | None]:
+    """Whether ``entry``'s version is on the server, with that version's values when it is."""
+    if server is not None and server.client_stamp == entry.stamp:
+        return LANDED, server.client_values
+    if server is None:
+        return NOT_LANDED, None  # never registered, or deleted since: nothing of it is read any more
+    if not history:
+        return UNKNOWN_OUTCOME, None
+    found = next((v for v in ctx.api.versions(entry.oaio_id, stamp=entry.stamp) if v.stamp == entry.stamp), None)
+    return (LANDED, found.values) if found is not None else (NOT_LANDED, None)
+
+
+def _adopt_base(ctx: EngineContext, entry: JournalRow, values: dict[str, Any], server: OaiObject | None) -> None:
+    """The landed version becomes the base: each file's synced content is what that version's manifest says (a
+    version without a usable manifest leaves the base as it was: the next pull hashes what it downloads)."""
+    files = remote_files(values, entry.stamp)
+    if any(remote.sha256 is UNKNOWN for remote in files.values()):
+        log.warning("%s: version %s has no usable manifest; merged as unknown", entry.oaio_id, entry.stamp)
+        return
+    base = {path: (str(remote.sha256), remote.executable) for path, remote in files.items()}
+    current = server if server is not None and server.client_stamp == entry.stamp else None
+    ctx.repo.set_base(entry.oaio_id, entry.stamp, values, base, current)
+
+
+def _delete_prefix(ctx: EngineContext, entry: JournalRow, row_csh: str | None) -> None:
+    csh_id = entry.data.get("csh_id") or row_csh
+    if not csh_id:
+        return
+    try:
+        ctx.backend(csh_id).delete_prefix(storage_key(entry.oaio_id, entry.stamp))
+    except StorageError as exc:
+        log.warning("%s: cannot delete the uncommitted version %s (%s); gc deletes it", entry.oaio_id, entry.stamp, exc)
