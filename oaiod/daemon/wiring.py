@@ -14,8 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import shutil
-import stat
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -211,38 +209,11 @@ def change_feed_of(api: OaioServerApi, cursor: Callable[[], str] = lambda: "") -
 
 def remove_stale_temp_files(roots: list[Path], started: float) -> int:
     """Delete the download temp files and staged folders (``.oaiod-tmp-*``) a killed daemon left in the synced
-    folders.
+    folders: only those whose inode last changed before ``started`` (this daemon's start), which cannot belong to
+    a download of this process, so this may run beside the first cycles."""
+    from oaiod.engine.localfs import sweep_temp_files
 
-    Only files whose inode last changed before ``started`` (this daemon's start) go: they cannot belong to a
-    download of this process, so this may run beside the first cycles. oaiod's own ``.oaiod/`` folders are not
-    entered, symlinks are not followed. Returns how many were removed.
-    """
-    from oaiod.engine.ignore import STATE_FOLDER, TEMP_PREFIX
-
-    removed = 0
-    for root in roots:
-        for folder, dirs, files in os.walk(root):
-            staged = [name for name in dirs if name.startswith(TEMP_PREFIX)]
-            dirs[:] = [name for name in dirs if name != STATE_FOLDER and name not in staged]
-            for name in staged:  # a new folder downloaded under a temp name, never published: ours alone
-                path = os.path.join(folder, name)
-                try:
-                    if os.lstat(path).st_ctime < started:
-                        shutil.rmtree(path)
-                        removed += 1
-                except OSError as exc:
-                    log.debug("cannot remove stale staged folder %s: %s", path, exc)
-            for name in files:
-                if not name.startswith(TEMP_PREFIX):
-                    continue
-                path = os.path.join(folder, name)
-                try:
-                    info = os.lstat(path)
-                    if stat.S_ISREG(info.st_mode) and info.st_ctime < started:
-                        os.unlink(path)
-                        removed += 1
-                except OSError as exc:  # gone meanwhile, or not ours to delete: nothing to repair
-                    log.debug("cannot remove stale temp file %s: %s", path, exc)
+    removed = sweep_temp_files(roots, started)
     if removed:
         log.info("removed %d temp file(s) of downloads interrupted by a crash", removed)
     return removed

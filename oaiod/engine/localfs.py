@@ -164,6 +164,9 @@ class BatchFolders:
         self._staged: dict[str, str] = {}  # staged folder (real path) -> the place it is published at
         self._stage_of: dict[str, str] = {}  # relative folder -> the staged folder it lies in
         self.dropped: set[str] = set()  #: staged folders that could not be published (their files are gone)
+        #: each temp file and staged folder made: (its folder, its name), removed by name at :meth:`close`
+        self._made: list[tuple[str, str]] = []
+        self._dir_fds: dict[str, int] = {}  # folder -> an O_PATH descriptor, which follows the folder if it moves
 
     def temp_for(self, rel: str) -> str:
         """A fresh temp name in the checked folder of ``rel`` (see :meth:`parent_of`), for its download: ignored
@@ -172,7 +175,39 @@ class BatchFolders:
         if rel.rpartition("/")[0] in self._stage_of:
             return f"{folder}/{rel.rpartition('/')[2]}"
         self._temps += 1
-        return f"{folder}/{self._token}{self._temps:x}"
+        return self._made_in(folder, f"{self._token}{self._temps:x}")
+
+    def _made_in(self, folder: str, name: str) -> str:
+        """Note a temp ``name`` made in ``folder`` (holding the folder by a descriptor while few are held)."""
+        if folder not in self._dir_fds and len(self._dir_fds) < MAX_DIR_FDS:
+            with contextlib.suppress(OSError):  # without one, the path is used
+                self._dir_fds[folder] = os.open(folder, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)
+        self._made.append((folder, name))
+        return f"{folder}/{name}"
+
+    def __enter__(self) -> BatchFolders:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove every temp file and staged folder of the batch still there (the installed and published ones
+        are gone by their temp names already), through the descriptor of its folder: a folder the user moved while
+        the batch ran, even out of the synced folders, takes nothing of oaiod's along (sim seed 1002)."""
+        for folder, name in self._made:
+            fd = self._dir_fds.get(folder)
+            try:
+                if fd is None:
+                    _remove_temp(f"{folder}/{name}")
+                else:
+                    _remove_temp(name, fd)
+            except OSError as exc:
+                log.warning("cannot remove the temp file %s/%s (%s); the next start sweeps it", folder, name, exc)
+        self._made.clear()
+        for fd in self._dir_fds.values():
+            os.close(fd)
+        self._dir_fds.clear()
 
     def staged_in(self, rel: str) -> str | None:
         """The staged folder the download of ``rel`` was written into, or None (a temp file beside its place)."""
@@ -242,7 +277,7 @@ class BatchFolders:
         except FileNotFoundError:
             if self._stage and folder not in self._keep_out:
                 self._temps += 1
-                staged = f"{parent_path}/{self._token}{self._temps:x}"
+                staged = self._made_in(parent_path, f"{self._token}{self._temps:x}")
                 _make_folder(staged)
                 self._staged[staged], self._stage_of[folder] = path, staged
                 return staged
@@ -262,11 +297,56 @@ class BatchFolders:
         return path
 
 
+MAX_DIR_FDS = 256  #: folders a batch holds open for its cleanup (a batch writes into at most 500)
+
+
+def _remove_temp(name: str, dir_fd: int | None = None) -> None:
+    """Remove a temp file or staged folder (gone already is fine)."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        shutil.rmtree(name, dir_fd=dir_fd)
+
+
 def _make_folder(path: str) -> None:
     try:
         os.mkdir(path)
     except OSError as exc:
         raise LocalFsError(f"cannot make {path}: {exc.strerror}") from exc
+
+
+def sweep_temp_files(roots: list[Path], before: float) -> int:
+    """Delete the download temp files and staged folders (``.oaiod-tmp-*``) under ``roots`` whose inode last
+    changed before ``before``: left by a killed daemon, or carried away by a folder the user moved while a download
+    into it was in flight. oaiod's own ``.oaiod/`` folders are not entered, symlinks are not followed. Returns how
+    many were removed."""
+    removed = 0
+    for root in roots:
+        for folder, dirs, files in os.walk(root):
+            staged = [name for name in dirs if name.startswith(TEMP_PREFIX)]
+            dirs[:] = [name for name in dirs if name != STATE_FOLDER and name not in staged]
+            for name in staged:  # a new folder downloaded under a temp name, never published: ours alone
+                path = os.path.join(folder, name)
+                try:
+                    if os.lstat(path).st_ctime < before:
+                        shutil.rmtree(path)
+                        removed += 1
+                except OSError as exc:
+                    log.debug("cannot remove stale staged folder %s: %s", path, exc)
+            for name in files:
+                if not name.startswith(TEMP_PREFIX):
+                    continue
+                path = os.path.join(folder, name)
+                try:
+                    info = os.lstat(path)
+                    if _stat.S_ISREG(info.st_mode) and info.st_ctime < before:
+                        os.unlink(path)
+                        removed += 1
+                except OSError as exc:  # gone meanwhile, or not ours to delete: nothing to repair
+                    log.debug("cannot remove stale temp file %s: %s", path, exc)
+    return removed
 
 
 def discard(temp: Path | str) -> None:

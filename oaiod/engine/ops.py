@@ -176,8 +176,11 @@ def restore(ctx: EngineContext, oaio_id: str, stamp: str, to: Path | None) -> li
         for rel, want in remote_files(version.values, stamp).items()
     ]  # fmt: skip
     restored: list[str] = []
-    for batch in transfer_batches(wanted, lambda entry: entry[1].size):
-        _restore_batch(root, backend, batch, restored)
+    try:
+        for batch in transfer_batches(wanted, lambda entry: entry[1].size):
+            _restore_batch(root, backend, batch, restored)
+    finally:
+        folders.close()
     ctx.repo.add_history(oaio_id, "restore", str(root), f"version {stamp}: {len(restored)} files")
     return restored
 

@@ -142,6 +142,7 @@ def _apply_batch(m: _Merge, steps: list[_Step]) -> None:
             _apply_step(m, step, fetched.pop(step.path, None))
     finally:
         m.folders.abandon()  # an interrupted batch: staged folders never published are removed
+        m.folders.close()  # and every temp file not installed, wherever its folder is now
         for leftover in fetched.values():  # an interrupted batch: its downloads were never installed
             if isinstance(leftover, _Fetched):
                 localfs.discard(leftover.temp)
