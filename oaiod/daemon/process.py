@@ -121,6 +121,8 @@ class Daemon:
                 self._wake.wait(1.0)
                 self._wake.clear()
                 self._run_calls()
+                if self.scheduler is not None:
+                    self.scheduler.check_clock()
         finally:
             self.notifier.notify("STOPPING=1", "STATUS=stopping")
             log.info("oaiod stopping")

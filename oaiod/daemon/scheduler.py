@@ -59,6 +59,9 @@ class Engine(Protocol):
     def gc(self) -> Any: ...
 
 
+CLOCK_JUMP = 30.0  #: seconds the wall clock may drift from the monotonic one between two looks before it "jumped"
+
+
 @dataclass(frozen=True)
 class ScheduleSettings:
     interval: float = 30.0
@@ -120,7 +123,9 @@ class SyncScheduler:
         self.last: CycleOutcome | None = None
         self.last_success: float | None = None
         self.failures = 0
-        self.backoff_until = 0.0
+        self.backoff_until = 0.0  #: wall clock, for ``ctl status``; the wait itself is on the monotonic clock
+        self._backoff_deadline = 0.0  # time.monotonic()
+        self._clock = (time.time(), time.monotonic())  # the last look at both clocks (check_clock)
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=3)},
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
@@ -170,17 +175,40 @@ class SyncScheduler:
         """
         with self._state:
             target = self._started_cycles + 1
-        if self._stopping.is_set() or (not force and (self._paused or time.time() < self.backoff_until)):
+        if self._stopping.is_set() or (not force and (self._paused or time.monotonic() < self._backoff_deadline)):
             log.debug("sync request (%s) deferred: %s", reason, "paused" if self._paused else "backing off")
             return target
         if force:
-            self.backoff_until = 0.0
+            self.backoff_until = self._backoff_deadline = 0.0
         log.debug("sync requested: %s", reason)
         self._pending.set()
         if not self._cycle_lock.locked():  # else the running cycle sees the pending flag and goes round again
             # a fresh job id each time: APScheduler would skip (and warn about) a second instance of one id
             self._scheduler.add_job(self._sync_job)
         return target
+
+    def check_clock(self) -> bool:
+        """Notice the wall clock jumping (set by hand, NTP stepping it, a resumed VM): APScheduler keeps its next
+        run times on the wall clock, so after a jump back of an hour the periodic sync, rescan and gc would wait an
+        hour. Each job is then due after its interval from now, and a sync runs at once. Called about once a
+        second by the daemon's main loop; True when a jump was seen."""
+        wall, mono = time.time(), time.monotonic()
+        (last_wall, last_mono), self._clock = self._clock, (wall, mono)
+        jump = (wall - last_wall) - (mono - last_mono)
+        if abs(jump) < CLOCK_JUMP or not self._scheduler.running:
+            return False
+        log.warning("the clock jumped %+.0f s; rescheduling the periodic sync, rescan and gc", jump)
+        now = datetime.now().astimezone()
+        backing_off = max(0.0, self._backoff_deadline - mono)  # its end keeps its place on the monotonic clock
+        intervals = {"sync": backing_off or self.settings.interval, "rescan": self.settings.rescan_interval}
+        intervals["gc"] = self.settings.gc_interval
+        for job_id, seconds in intervals.items():
+            if self._scheduler.get_job(job_id) is not None:
+                self._scheduler.modify_job(job_id, next_run_time=now + timedelta(seconds=seconds))
+        if backing_off:
+            self.backoff_until = wall + backing_off
+        self.trigger("the clock jumped")
+        return True
 
     def pause(self) -> None:
         self._paused = True
@@ -310,10 +338,11 @@ class SyncScheduler:
             if self.failures:
                 log.info("sync works again after %d failed cycle(s)", self.failures)
             self.failures, self.backoff_until, self.last_success = 0, 0.0, outcome.finished
+            self._backoff_deadline = 0.0
         elif outcome.transient or failure_kind(error) is FailureKind.AUTH:
             self.failures += 1
             delay = min(self.settings.backoff_base * 2 ** (self.failures - 1), self.settings.backoff_max)
-            self.backoff_until = time.time() + delay
+            self.backoff_until, self._backoff_deadline = time.time() + delay, time.monotonic() + delay
             if outcome.transient:
                 log.warning("sync cycle failed (%s); server unreachable? next try in %.0f s", outcome.error, delay)
             else:

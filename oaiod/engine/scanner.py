@@ -266,7 +266,9 @@ def scan(
                 and (len(old) < 7 or old[6] is None or bool(old[6]) == bool(st.st_mode & _stat.S_IXUSR))
             ):
                 continue
-        _look_at_changed(root, _local_file(rel, st), now_ns - st.st_mtime_ns < quiet_ns, result)
+        # in the quiet period: written less than quiet_period ago. A future mtime (a clock set back, a file from an
+        # archive or another machine) is not "being written": it would wait until the clock caught up
+        _look_at_changed(root, _local_file(rel, st), 0 <= now_ns - st.st_mtime_ns < quiet_ns, result)
     while row is not None:
         passed.append((row[0], bool(row[4]), len(row) > 5 and bool(row[5])))
         row = next(rows, None)

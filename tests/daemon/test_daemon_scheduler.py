@@ -276,3 +276,64 @@ def test_a_health_check_runs_on_its_interval_and_outlives_its_failures() -> None
     done = len(calls)
     time.sleep(0.3)
     assert len(calls) == done  # nothing runs after shutdown
+
+
+class _JumpingClock:
+    """The wall clock of the scheduler module, ``offset`` seconds off the real one (a clock jump cannot be made
+    on a shared machine: setting the system clock needs privileges and would move every other process's too)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.monotonic, self.sleep = time.monotonic, time.sleep
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+
+def test_a_clock_jump_reschedules_the_periodic_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import oaiod.daemon.scheduler as module
+
+    clock = _JumpingClock()
+    monkeypatch.setattr(module, "time", clock)
+    engine = Engine()
+    scheduler = SyncScheduler(engine, SLOW)
+    scheduler.start()
+    try:
+        wait_for(lambda: engine.cycles == 1, what="the first cycle")
+        assert not scheduler.check_clock()  # no jump: nothing happens
+        clock.offset = -7200.0  # set back two hours
+        assert scheduler.check_clock()
+        wait_for(lambda: engine.cycles == 2, what="a sync after the jump")
+        assert not scheduler.check_clock()  # seen once
+        job = scheduler._scheduler.get_job("sync")
+        assert job is not None and job.next_run_time.timestamp() < time.time() + SLOW.interval + 60
+    finally:
+        scheduler.shutdown()
+
+
+def test_backoff_waits_on_the_monotonic_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clock set forward does not end a backoff early (nor one set back make it last hours)."""
+    import oaiod.daemon.scheduler as module
+
+    clock = _JumpingClock()
+    monkeypatch.setattr(module, "time", clock)
+    engine = Engine()
+    engine.fail = Offline("no route to host")
+    settings = ScheduleSettings(
+        interval=3600, rescan_interval=3600, gc_interval=3600, backoff_base=600, backoff_max=600
+    )
+    scheduler = SyncScheduler(engine, settings)
+    scheduler.start()
+    try:
+        wait_for(lambda: scheduler.failures == 1, what="a failed cycle")
+        clock.offset = 7200.0
+        started = scheduler.started_cycles
+        scheduler.trigger("watcher")
+        time.sleep(0.3)
+        assert scheduler.started_cycles == started  # still backing off
+        assert scheduler.check_clock()
+        assert abs(scheduler.backoff_until - (clock.time() + 600)) < 30  # shown on the new wall clock
+        time.sleep(0.3)
+        assert scheduler.started_cycles == started
+    finally:
+        scheduler.shutdown()

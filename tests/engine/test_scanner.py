@@ -73,6 +73,18 @@ def test_files_being_written_wait_for_the_quiet_period(tmp_path: Path) -> None:
     assert [h.file.path for h in scan(tmp_path, {}, quiet_period=0).changed] == ["fresh"]
 
 
+def test_a_file_from_the_future_is_not_waited_for(tmp_path: Path) -> None:
+    """An mtime ahead of the clock (the clock was set back, or the file came from an archive or another machine
+    with its times) is not a file being written: it syncs now, not once the clock catches up (issue 10, clock
+    jumps)."""
+    future = time.time_ns() + 3600 * 10**9
+    path = tmp_path / "from-the-future"
+    path.write_bytes(b"x")
+    os.utime(path, ns=(future, future))
+    result = scan(tmp_path, {}, quiet_period=60)
+    assert [h.file.path for h in result.changed] == ["from-the-future"] and result.unstable == []
+
+
 def test_ignore_rules(tmp_path: Path) -> None:
     (tmp_path / ".oaioignore").write_text("*.log\nbuild/\n!keep.log\n")
     rules = IgnoreRules.for_root(tmp_path)
