@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from oaiod.engine import localfs
-from oaiod.engine.context import EngineContext, EngineError, fetch_one, transfer_batches
+from oaiod.engine.context import EngineContext, IntegrityError, fetch_one, transfer_batches
 from oaiod.engine.manifest import MANIFEST_KEY, build_manifest, remote_files
 from oaiod.engine.placeholders import _resolved, is_inside
 from oaiod.engine.plan import UNKNOWN
@@ -218,7 +218,7 @@ def _restore_batch(root: Path, backend: Any, batch: list[tuple[str, Any, Transfe
             if got.error is not None:
                 raise got.error
             if want.sha256 is not UNKNOWN and got.sha256 != want.sha256:
-                raise EngineError(f"{item.key}: the stored file does not match its manifest")
+                raise IntegrityError(f"{item.key}: the stored file does not match its manifest")
         localfs.make_durable(root, [item.local_path for _rel, _want, item in batch])
         for rel, _want, item in batch:
             localfs.install_fetched(root, rel, item.local_path, localfs.current_stat(root / rel))
@@ -461,7 +461,7 @@ def _fetch_synced(ctx: EngineContext, row: ObjectRow, file: FileRow, root: Path)
     got = fetch_one(ctx.backend(row.csh_id), key, temp, file.mtime_ns or None, file.synced_executable)
     if got.sha256 != file.synced_sha256:
         temp.unlink(missing_ok=True)
-        raise EngineError(f"{row.oaio_id}/{row.synced_stamp}/{file.path}: the stored file does not match")
+        raise IntegrityError(f"{row.oaio_id}/{row.synced_stamp}/{file.path}: the stored file does not match")
     return localfs.install(root, file.path, temp, None)
 
 
