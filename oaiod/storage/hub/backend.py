@@ -10,7 +10,7 @@ Speaks the object-service protocol through :mod:`oaiod.http`, logged in like eve
   upload. A different upload of the same name still in progress on the hub is cancelled: put overwrites.
 * get asks ``start-download`` for a URL and the sha256, streams to a temporary file beside the target
   (continuing with ``Range`` after a dropped connection) and checks size and sha256 before the rename.
-* ``put_many``/``get_many`` move up to 1000 small files per request (:mod:`oaiod.storage.hub_batch`); files
+* ``put_many``/``get_many`` move up to 1000 small files per request (:mod:`oaiod.storage.hub.batch`); files
   above 4 MiB, and every file on a hub without those routes, go one by one as above.
 * copy is server-side (the hub only adds a name); ``copy_many`` sends up to :data:`COPY_BATCH` pairs per
   ``copy-many/`` request, one after the other (each is one transaction on the hub; an older hub without that
@@ -372,15 +372,15 @@ class HubBackend(Backend):
     def put_many(
         self, items: Sequence[Transfer], *, progress: Progress | None = None, unpublished: bool = False
     ) -> list[Transferred]:
-        """Small files in ``put-many/`` requests, large ones through :meth:`put_file` (see :mod:`.hub_batch`); the
+        """Small files in ``put-many/`` requests, large ones through :meth:`put_file` (see :mod:`.batch`); the
         hub stores each atomically whatever ``unpublished`` says (it costs it nothing more)."""
-        from oaiod.storage.hub_batch import BatchPut
+        from oaiod.storage.hub.batch import BatchPut
 
         return BatchPut(self, validate_transfers(items), progress).run()
 
     def get_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
         """``get-many/`` requests until every item has a result; large files through :meth:`get_file`."""
-        from oaiod.storage.hub_batch import BatchGet
+        from oaiod.storage.hub.batch import BatchGet
 
         return BatchGet(self, validate_transfers(items), progress).run()
 
