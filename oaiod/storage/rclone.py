@@ -42,17 +42,7 @@ import requests
 
 from oaiod.errors import ConfigError
 from oaiod.secrets import secret_from_args
-from oaiod.storage.base import (
-    Backend,
-    Capabilities,
-    ObjectInfo,
-    PathLike,
-    Progress,
-    check_args,
-    checked_listing,
-    random_token,
-    secret_arg_names,
-)
+from oaiod.storage.base import Backend, Capabilities, ObjectInfo, PathLike, Progress
 from oaiod.storage.errors import (
     InvalidKey,
     ObjectNotFound,
@@ -63,6 +53,7 @@ from oaiod.storage.errors import (
     TransientStorageError,
 )
 from oaiod.storage.keys import TEMP_PREFIX, temp_name, validate_key, validate_prefix
+from oaiod.storage.toolkit import check_args, checked_listing, random_token, secret_arg_names
 
 log = logging.getLogger(__name__)
 

@@ -36,21 +36,7 @@ from boto3.s3.transfer import TransferConfig
 
 from oaiod.errors import ConfigError
 from oaiod.secrets import secret_from_args
-from oaiod.storage.base import (
-    Backend,
-    Capabilities,
-    ObjectInfo,
-    PathLike,
-    Progress,
-    atomic_local_file,
-    check_args,
-    checked_listing,
-    copy_on_threads,
-    require_https,
-    secret_arg_names,
-    truthy_arg,
-    validate_pairs,
-)
+from oaiod.storage.base import Backend, Capabilities, ObjectInfo, PathLike, Progress
 from oaiod.storage.errors import (
     ObjectNotFound,
     PermanentStorageError,
@@ -60,6 +46,16 @@ from oaiod.storage.errors import (
     TransientStorageError,
 )
 from oaiod.storage.keys import validate_key, validate_prefix
+from oaiod.storage.toolkit import (
+    atomic_local_file,
+    check_args,
+    checked_listing,
+    copy_on_threads,
+    require_https,
+    secret_arg_names,
+    truthy_arg,
+    validate_pairs,
+)
 
 log = logging.getLogger(__name__)
 

@@ -34,20 +34,7 @@ from requests.adapters import HTTPAdapter
 
 from oaiod import __version__
 from oaiod.secrets import secret_from_args
-from oaiod.storage.base import (
-    CHUNK_SIZE,
-    Backend,
-    Capabilities,
-    ObjectInfo,
-    PathLike,
-    Progress,
-    atomic_local_file,
-    check_args,
-    checked_listing,
-    require_https,
-    secret_arg_names,
-    truthy_arg,
-)
+from oaiod.storage.base import Backend, Capabilities, ObjectInfo, PathLike, Progress
 from oaiod.storage.errors import (
     ObjectNotFound,
     PermanentStorageError,
@@ -57,6 +44,15 @@ from oaiod.storage.errors import (
     TransientStorageError,
 )
 from oaiod.storage.keys import join_key, temp_name, validate_key, validate_prefix
+from oaiod.storage.toolkit import (
+    CHUNK_SIZE,
+    atomic_local_file,
+    check_args,
+    checked_listing,
+    require_https,
+    secret_arg_names,
+    truthy_arg,
+)
 
 log = logging.getLogger(__name__)
 

@@ -31,16 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from oaiod.storage.base import (
-    Backend,
-    Capabilities,
+from oaiod.storage.base import Backend, Capabilities, ObjectInfo, PathLike, Progress, Transfer, Transferred
+from oaiod.storage.errors import PermanentStorageError, StorageError, TransientStorageError
+from oaiod.storage.toolkit import (
     CheckedPairs,
     CheckedTransfers,
-    ObjectInfo,
-    PathLike,
-    Progress,
-    Transfer,
-    Transferred,
     copy_on_threads,
     get_one,
     map_on_threads,
@@ -48,7 +43,6 @@ from oaiod.storage.base import (
     validate_pairs,
     validate_transfers,
 )
-from oaiod.storage.errors import PermanentStorageError, StorageError, TransientStorageError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -349,16 +349,16 @@ def test_flush_default_does_nothing_for_hosts_that_are_durable_at_put() -> None:
 def test_get_file_leaves_the_fsync_to_a_caller_who_asks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Inside caller_syncs_local_files() get_file still writes through a temp file and a rename, without an fsync.
     (fsync is counted through os.fsync: there is no other way to see whether a sync happened.)"""
-    from oaiod.storage import base
+    from oaiod.storage import toolkit
 
     backend = LocalBackend(tmp_path)
     backend.put_bytes("k", b"data")
     calls: list[int] = []
-    real_fsync = base.os.fsync
-    monkeypatch.setattr(base.os, "fsync", lambda fd: calls.append(fd) or real_fsync(fd))
+    real_fsync = toolkit.os.fsync
+    monkeypatch.setattr(toolkit.os, "fsync", lambda fd: calls.append(fd) or real_fsync(fd))
     backend.get_file("k", tmp_path / "plain")
     assert len(calls) == 1
-    with base.caller_syncs_local_files():
+    with toolkit.caller_syncs_local_files():
         backend.get_file("k", tmp_path / "deferred")
     assert len(calls) == 1 and (tmp_path / "deferred").read_bytes() == b"data"
     assert fsops.sync_filesystem(tmp_path) in (True, False)

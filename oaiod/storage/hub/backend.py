@@ -58,23 +58,7 @@ from oaiod.http import (
 )
 from oaiod.model import STAMP_FORMAT
 from oaiod.secrets import secret_from_args
-from oaiod.storage.base import (
-    Backend,
-    Capabilities,
-    CheckedPairs,
-    ObjectInfo,
-    PathLike,
-    Progress,
-    Transfer,
-    Transferred,
-    atomic_local_file,
-    check_args,
-    checked_listing,
-    secret_arg_names,
-    truthy_arg,
-    validate_pairs,
-    validate_transfers,
-)
+from oaiod.storage.base import Backend, Capabilities, ObjectInfo, PathLike, Progress, Transfer, Transferred
 from oaiod.storage.errors import (
     InvalidKey,
     ObjectNotFound,
@@ -85,6 +69,16 @@ from oaiod.storage.errors import (
     TransientStorageError,
 )
 from oaiod.storage.keys import validate_key, validate_prefix
+from oaiod.storage.toolkit import (
+    CheckedPairs,
+    atomic_local_file,
+    check_args,
+    checked_listing,
+    secret_arg_names,
+    truthy_arg,
+    validate_pairs,
+    validate_transfers,
+)
 
 log = logging.getLogger(__name__)
 

@@ -31,15 +31,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from oaiod.http import NO_RETRY, HTTPStatusError, iter_bytes, json_of
-from oaiod.storage.base import (
-    Progress,
-    Transfer,
-    Transferred,
-    get_one,
-    map_on_threads,
-    new_file_mode,
-    put_one,
-)
+from oaiod.storage.base import Progress, Transfer, Transferred
 from oaiod.storage.errors import (
     LocalFileChanged,
     ObjectNotFound,
@@ -49,6 +41,7 @@ from oaiod.storage.errors import (
     StoragePermissionDenied,
     TransientStorageError,
 )
+from oaiod.storage.toolkit import get_one, map_on_threads, new_file_mode, put_one
 
 if TYPE_CHECKING:
     from oaiod.storage.hub.backend import HubBackend

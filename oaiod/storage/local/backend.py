@@ -39,22 +39,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from oaiod.errors import ConfigError
-from oaiod.storage.base import (
-    CHUNK_SIZE,
-    UMASK,
-    Backend,
-    Capabilities,
-    ObjectInfo,
-    PathLike,
-    Progress,
-    Transfer,
-    Transferred,
-    atomic_local_file,
-    check_args,
-    checked_listing,
-    validate_pairs,
-    validate_transfers,
-)
+from oaiod.storage.base import Backend, Capabilities, ObjectInfo, PathLike, Progress, Transfer, Transferred
 from oaiod.storage.errors import (
     LocalFileChanged,
     ObjectNotFound,
@@ -68,6 +53,15 @@ from oaiod.storage.fsops import fsync_path, sync_filesystem
 from oaiod.storage.keys import TEMP_PREFIX, join_key, validate_key, validate_prefix
 from oaiod.storage.local import worker
 from oaiod.storage.local.pool import WorkerPool
+from oaiod.storage.toolkit import (
+    CHUNK_SIZE,
+    UMASK,
+    atomic_local_file,
+    check_args,
+    checked_listing,
+    validate_pairs,
+    validate_transfers,
+)
 
 log = logging.getLogger(__name__)
 
