@@ -121,11 +121,13 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None, fsync: bool = True) -> None:
         """Write the object ``key`` to ``local_path``: a complete, fsynced file, or an error and no change there.
 
         Streamed into a temporary file beside ``local_path``, then renamed
-        (:func:`oaiod.storage.toolkit.atomic_local_file`).
+        (:func:`oaiod.storage.toolkit.atomic_local_file`). ``fsync=False``: the caller makes the file durable, with
+        one sync for a whole batch (``get_many``, and the engine's downloads to temp files of its own, design §3);
+        the file is still complete and atomic, only a power loss before the caller's sync may lose it.
         Raises :class:`ObjectNotFound` when ``key`` does not exist.
         """
 

@@ -270,14 +270,15 @@ class RcloneBackend(Backend):
         if progress is not None:
             progress(size)
 
-    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None, fsync: bool = True) -> None:
         validate_rclone_key(key)
         target = Path(local_path).absolute()
         tmp = target.parent / f"{TEMP_PREFIX}{random_token()[:16]}"
         try:
             self._copyfile(self.fs, key, ":local:" + str(target.parent), tmp.name, key, "cannot download")
-            with open(tmp, "rb+") as file:
-                os.fsync(file.fileno())
+            if fsync:
+                with open(tmp, "rb+") as file:
+                    os.fsync(file.fileno())
             os.replace(tmp, target)
         finally:
             with contextlib.suppress(OSError):

@@ -228,9 +228,9 @@ class S3Backend(Backend):
         with translate_boto_errors(key, "cannot upload"):
             self.client.upload_file(os.fspath(local_path), self.bucket, name, Config=self.transfer, Callback=progress)
 
-    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None, fsync: bool = True) -> None:
         name = self._name(validate_key(key))
-        with translate_boto_errors(key, "cannot download"), atomic_local_file(local_path) as file:
+        with translate_boto_errors(key, "cannot download"), atomic_local_file(local_path, fsync=fsync) as file:
             self.client.download_fileobj(self.bucket, name, file, Config=self.transfer, Callback=progress)
 
     def stat(self, key: str) -> ObjectInfo:

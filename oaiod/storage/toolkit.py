@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import hashlib
 import ipaddress
 import logging
@@ -163,8 +162,7 @@ def get_one(backend: Backend, item: Transfer, progress: Progress | None) -> Tran
             item.key, error=LocalFileChanged(f"{item.local_path} exists; not replacing it", key=item.key)
         )
     try:
-        with caller_syncs_local_files():
-            backend.get_file(item.key, item.local_path, progress=progress)
+        backend.get_file(item.key, item.local_path, progress=progress, fsync=False)  # get_many's caller syncs
     except StorageError as exc:
         return Transferred(item.key, error=exc)
     try:
@@ -203,31 +201,13 @@ def new_file_mode(executable: bool) -> int:
     return (0o777 if executable else 0o666) & ~UMASK
 
 
-_CALLER_SYNCS_LOCAL_FILES: contextvars.ContextVar[bool] = contextvars.ContextVar("caller_syncs", default=False)
-
-
 @contextlib.contextmanager
-def caller_syncs_local_files() -> Iterator[None]:
-    """In this block (this thread), :func:`atomic_local_file` — so ``get_file`` of the backends that use it — renames
-    its complete file into place without an fsync: the caller takes over durability for a whole batch (the engine
-    writes to temp files of its own and syncs them once before it renames them over anything; see design §3).
-
-    Atomicity is unchanged (temp + rename: a reader or a killed process never sees a partial file); only a power
-    loss before the caller's sync may lose the file.
-    """
-    token = _CALLER_SYNCS_LOCAL_FILES.set(True)
-    try:
-        yield
-    finally:
-        _CALLER_SYNCS_LOCAL_FILES.reset(token)
-
-
-@contextlib.contextmanager
-def atomic_local_file(local_path: PathLike) -> Iterator[IO[bytes]]:
+def atomic_local_file(local_path: PathLike, *, fsync: bool = True) -> Iterator[IO[bytes]]:
     """A temporary file beside ``local_path`` that becomes it (flushed, fsynced, renamed) when the block succeeds.
 
-    On any error the temporary file is removed and ``local_path`` is left as it was. Inside
-    :func:`caller_syncs_local_files` the fsync is left to the caller.
+    On any error the temporary file is removed and ``local_path`` is left as it was. ``fsync=False`` leaves the
+    sync to the caller, who makes a whole batch durable at once (``Backend.get_file``'s ``fsync``); atomicity is
+    the same (temp + rename: a reader or a killed process never sees a partial file).
     """
     target = Path(local_path)
     fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
@@ -235,7 +215,7 @@ def atomic_local_file(local_path: PathLike) -> Iterator[IO[bytes]]:
         with os.fdopen(fd, "wb") as file:
             yield file
             file.flush()
-            if not _CALLER_SYNCS_LOCAL_FILES.get():
+            if fsync:
                 os.fsync(file.fileno())
         os.replace(tmp, target)
     except BaseException:

@@ -265,14 +265,14 @@ class WebDavBackend(Backend):
             headers = {"Content-Type": "application/octet-stream"}
             return self._request("PUT", self._url(tmp), key, "cannot upload", data=body, headers=headers)
 
-    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None, fsync: bool = True) -> None:
         validate_key(key)
         with (
             translate_requests_errors(key, "cannot download"),
             self.session.get(self._url(key), stream=True, timeout=TIMEOUT) as response,
         ):
             raise_for_status(response, key, "cannot download")
-            with atomic_local_file(local_path) as file:
+            with atomic_local_file(local_path, fsync=fsync) as file:
                 for chunk in response.iter_content(CHUNK_SIZE):
                     file.write(chunk)
                     if progress is not None:

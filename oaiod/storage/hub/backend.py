@@ -387,7 +387,7 @@ class HubBackend(Backend):
 
     # -- get, stat, list ------------------------------------------------------------------------------------------
 
-    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None, fsync: bool = True) -> None:
         validate_key(key)
         accepted = {"acceptDownloadMethods": {"getUrl": True, "simple": True}}
         answer = self._json("PUT", self._path("start-download", key), key, "cannot download", json=accepted)
@@ -396,7 +396,7 @@ class HubBackend(Backend):
         size = answer.get("size")
         if not isinstance(sha256, str) or not _SHA256.match(sha256) or not isinstance(size, int):
             raise PermanentStorageError(f"start-download of {key!r} gave no valid sha256 and size", key=key)
-        with atomic_local_file(local_path) as file:
+        with atomic_local_file(local_path, fsync=fsync) as file:
             digest, received = self._download(file, url, key, sha256, progress)
             if received != size or digest != sha256:
                 raise TransientStorageError(

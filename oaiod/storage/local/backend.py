@@ -311,14 +311,14 @@ class LocalBackend(Backend):
             raise
         self._written(path)
 
-    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None, fsync: bool = True) -> None:
         path = self._path(key)
         with translate_os_errors(key, "cannot read"):
             src = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
             try:
                 if not stat_mod.S_ISREG(os.fstat(src).st_mode):
                     raise ObjectNotFound(f"{key!r} is not an object (a folder or special file)", key=key)
-                with atomic_local_file(local_path) as dst:
+                with atomic_local_file(local_path, fsync=fsync) as dst:
                     copy_fd(src, dst.fileno(), progress)
             finally:
                 os.close(src)
