@@ -104,10 +104,10 @@ class Daemon:
             self.lock.release()
 
     def _serve(self) -> int:
-        from oaiod.daemon.ctl.commands import daemon_handlers
+        from oaiod.daemon.ctl.commands import DaemonCommands
         from oaiod.daemon.ctl.protocol import CtlServer
 
-        self.ctl_server = CtlServer(self.config.paths.socket, daemon_handlers(self))
+        self.ctl_server = CtlServer(self.config.paths.socket, DaemonCommands(self).table())
         self.ctl_server.start()
         watchdog = self._start_watchdog()
         try:
