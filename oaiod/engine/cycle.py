@@ -4,9 +4,8 @@
 2. pull (``stampz(since=cursor)``: one request when nothing changed); 3. push every object with local changes;
 4. advance the cursor only when every pull of the cycle completed.
 
-The client root object: adopted (the oldest of the user's), or registered when there is none. Two devices that
-start at once may both register one; the device using the newer one switches to the older when it sees it (its
-files merge into it) and, if it registered the newer one, deletes that once the merge is committed (design §1).
+The client root object is adopted, created, switched and dropped by :class:`~oaiod.engine.roots.ClientRoot`
+(design §1); the cycle tells it what the server lists.
 """
 
 from __future__ import annotations
@@ -25,7 +24,8 @@ from oaiod.engine.mapping import is_own_root, map_object
 from oaiod.engine.placeholders import PathMapper
 from oaiod.engine.pull import PullOutcome, pull_object
 from oaiod.engine.push import PushOutcome, push_object
-from oaiod.engine.settings import ROOT_OBJECT_NAME, EngineSettings
+from oaiod.engine.roots import ClientRoot
+from oaiod.engine.settings import EngineSettings
 from oaiod.errors import OaiodError
 from oaiod.model import OaiObject, now_stamp
 from oaiod.server_api import ProtocolError, RejectedObject, RemoteError
@@ -73,7 +73,7 @@ class SyncEngine:
         self._dirty: set[Path] = set()
         self._full_rescan = True
         self._recovered = False
-        self._drops_pending = True  # superseded client roots to delete: looked up in the journal at the first cycle
+        self.client_root = ClientRoot(self.ctx)
         self._restore: dict[str, set[str]] = {}  # oaio_id -> files no longer ignored, deleted meanwhile
         self._retry_failed = True  # a new start (or reload: new credentials?) tries every backed-off item once
         self.state = "idle"
@@ -135,8 +135,7 @@ class SyncEngine:
                     report.hashed += self._index_local().hashed
                 self._restore_unignored(report)
                 self._push_all(report)
-                if self._drops_pending:
-                    self._drops_pending = ops.drop_superseded_roots(self.ctx)
+                self.client_root.drop_superseded()
                 if cursor_ok and sync_stamp:
                     self.repo.set_cursor(self.server_key, sync_stamp)
             except (RemoteError, StorageError, OaiodError) as exc:
@@ -191,7 +190,7 @@ class SyncEngine:
             return True, listing.sync_stamp  # nothing changed: no object row is read
         known = {row.oaio_id: row for row in self.repo.objects()}
         if not has_root:
-            self._adopt_or_create_root(listing.objects if listing.full else self.api.stampz(None).objects, known)
+            self.client_root.adopt_or_create(listing.objects if listing.full else self.api.stampz(None).objects)
             known = {row.oaio_id: row for row in self.repo.objects()}
             self._full_rescan = True
         complete = self._refuse_rejected(listing.rejected, report)
@@ -201,7 +200,7 @@ class SyncEngine:
         if listing.full:  # a rejected object is still listed: not gone
             listed = {obj.oaio_id for obj in listing.objects} | {item.oaio_id for item in listing.rejected}
             gone |= {oid for oid, row in known.items() if oid not in listed and row.status != STATUS_NEW}
-        root = self._client_root_row()
+        root = self.client_root.row()
         if root is not None and root.oaio_id in gone:
             complete = self._replace_deleted_root(root, report) and complete
             gone.discard(root.oaio_id)
@@ -226,7 +225,7 @@ class SyncEngine:
         """Merge one listed object; its failure (placing it here included) is recorded and backed off alone."""
         row = known.get(obj.oaio_id)
         if row is None and is_own_root(obj, self.settings.username):
-            row = self._switch_to_older_root(obj, known)
+            row = self.client_root.meet(obj, known)
             if row is None:
                 return True
         if row is not None and row.status == STATUS_REMOVED:
@@ -319,57 +318,10 @@ class SyncEngine:
         self._account_pull(pulled, row.oaio_id, report)
         return pulled.complete
 
-    # -- the client root ---------------------------------------------------------------------------------------
-
-    def _adopt_or_create_root(self, listing: list[OaiObject], known: dict[str, ObjectRow]) -> None:
-        """Adopt the user's client root object (the oldest registration) or register one (design §1)."""
-        mine = sorted(
-            (o for o in listing if is_own_root(o, self.settings.username)),
-            key=lambda o: ops.root_age(self.ctx, o.oaio_id),
-        )
-        root = str(self.settings.client_root)
-        if mine:
-            obj = mine[0]
-            log.info("adopting client root object %s for %s", obj.oaio_id, root)
-            row = ObjectRow(oaio_id=obj.oaio_id, kind=KIND_ROOT, local_root=root, status=STATUS_ACTIVE)
-            row.synced_values = {}
-            self.repo.save_object(row)
-            for newer in mine[1:]:  # left by a race this device lost before a rebuild-index: its files merge here
-                self._drops_pending |= ops.queue_root_drop(self.ctx, newer.oaio_id)
-            return
-        oaio_id = ops.new_folder_object(self.ctx, Path(root), KIND_ROOT, name=ROOT_OBJECT_NAME)
-        log.info("registered client root object %s for %s locally; the next push sends it", oaio_id, root)
-
-    def _client_root_row(self) -> ObjectRow | None:
-        return next((row for row in self.repo.objects(values=False) if row.kind == KIND_ROOT), None)
-
-    def _switch_to_older_root(self, obj: OaiObject, known: dict[str, ObjectRow]) -> ObjectRow | None:
-        """Another client root of this user: switch to it when it is older than ours (a registration race, design
-        §1) and return its new row; None when ours is the older one (its device merges it into ours)."""
-        current = next((row for row in known.values() if row.kind == KIND_ROOT), None)
-        if current is not None and ops.root_age(self.ctx, current.oaio_id) <= ops.root_age(self.ctx, obj.oaio_id):
-            log.info("%s is a newer client root of yours; its device merges it into %s", obj.oaio_id, current.oaio_id)
-            self._drops_pending |= ops.queue_root_drop(self.ctx, obj.oaio_id)  # ours, from before a rebuild-index
-            return None
-        row = ops.switch_root(self.ctx, current, obj)
-        if current is not None:
-            known.pop(current.oaio_id, None)
-        known[row.oaio_id] = row
-        self._drops_pending = True
-        return row
-
     def _replace_deleted_root(self, current: ObjectRow, report: CycleReport) -> bool:
-        """Our client root object was deleted on the server (merged into an older one by the device that registered
-        it, or deleted by hand): switch to the user's oldest other one, else register a new one; no file is lost."""
-        others = [o for o in self.api.stampz(None).objects if is_own_root(o, self.settings.username)]
-        others = sorted(
-            (o for o in others if o.oaio_id != current.oaio_id), key=lambda o: ops.root_age(self.ctx, o.oaio_id)
-        )
-        row = ops.switch_root(self.ctx, current, others[0] if others else None)
-        if not others:
-            log.warning("client root object %s was deleted on the server; registering a new one", current.oaio_id)
-            return True
-        return self._pull_one(others[0], {row.oaio_id: row}, report)
+        """Our client root object was deleted on the server: switched to another (pulled now) or a new one."""
+        row, obj = self.client_root.replace_deleted(current)
+        return obj is None or self._pull_one(obj, {row.oaio_id: row}, report)
 
     # -- ctl operations (see ops) -----------------------------------------------------------------------------
 
