@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,34 +25,26 @@ from oaiod.engine.pull import PullOutcome, pull_object
 from oaiod.engine.push import PushOutcome, push_object
 from oaiod.engine.roots import ClientRoot
 from oaiod.engine.settings import EngineSettings
+from oaiod.engine.status import CycleReport, EngineStatus, Listing
 from oaiod.errors import OaiodError
 from oaiod.model import OaiObject, now_stamp
-from oaiod.server_api import ProtocolError, RejectedObject, RemoteError
+from oaiod.server_api import ObjectVersion, ProtocolError, RejectedObject, RemoteError
 from oaiod.state.backoff import RETRIED_AFTER_LOCAL_CHANGE
-from oaiod.state.models import KIND_FILES, KIND_ROOT, STATUS_ACTIVE, STATUS_NEW, STATUS_REMOVED, ObjectRow
+from oaiod.state.models import (
+    KIND_FILES,
+    KIND_ROOT,
+    STATUS_ACTIVE,
+    STATUS_HELD,
+    STATUS_NEW,
+    STATUS_REMOVED,
+    ConflictRow,
+    HistoryRow,
+    ObjectRow,
+)
 from oaiod.state.repo import StateRepo
 from oaiod.storage.errors import StorageError
 
 log = logging.getLogger("oaiod.engine")
-
-
-@dataclass
-class CycleReport:
-    """What one cycle did (``ok`` False: something failed and is retried; ``errors`` says what)."""
-
-    started: str = ""
-    finished: str = ""
-    pulled: int = 0
-    pushed: int = 0
-    downloads: int = 0
-    uploads: int = 0
-    copies: int = 0
-    trashed: int = 0
-    hashed: int = 0
-    conflicts: list[str] = field(default_factory=list)
-    held: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    ok: bool = True
 
 
 class SyncEngine:
@@ -335,9 +326,9 @@ class SyncEngine:
         with self._lock:
             ops.remove(self.ctx, oaio_id)
 
-    def objects(self) -> list[dict[str, Any]]:
+    def objects(self) -> Listing:
         """What ``ctl ls`` lists: the synced objects and the folders excluded from the folder around them."""
-        return ops.listing(self.ctx)
+        return Listing(self.repo.objects(values=False), self.repo.excluded_folders())
 
     def share(self, oaio_id: str, user: str, right: str) -> int:
         return int(self.api.subscribe(oaio_id, user, right))
@@ -364,14 +355,14 @@ class SyncEngine:
             ops.set_values(self.ctx, oaio_id, values)
             self.repo.retry_errors(oaio_id, RETRIED_AFTER_LOCAL_CHANGE)
 
-    def conflicts(self) -> list[dict[str, Any]]:
-        return [ops.row_dict(row) for row in self.repo.conflicts()]
+    def conflicts(self) -> list[ConflictRow]:
+        return self.repo.conflicts()
 
-    def history(self, limit: int = 200) -> list[dict[str, Any]]:
-        return [ops.row_dict(row) for row in self.repo.history(limit)]
+    def history(self, limit: int = 200) -> list[HistoryRow]:
+        return self.repo.history(limit)
 
-    def versions(self, oaio_id: str) -> list[dict[str, Any]]:
-        return [ops.version_dict(v) for v in self.api.versions(oaio_id)]
+    def versions(self, oaio_id: str) -> list[ObjectVersion]:
+        return list(self.api.versions(oaio_id))
 
     def restore(self, oaio_id: str, stamp: str, to: Path | None = None) -> list[str]:
         with self._lock:
@@ -382,8 +373,20 @@ class SyncEngine:
                     self.mark_dirty(Path(row.local_root), restored)
             return restored
 
-    def status(self) -> dict[str, Any]:
-        return ops.status(self)
+    def status(self) -> EngineStatus:
+        """What ``ctl status`` shows of the engine; cheap enough to take from another thread while a cycle runs."""
+        repo = self.repo
+        return EngineStatus(
+            state=self.state,
+            last_sync=self.last_sync,
+            objects=len(repo.objects(STATUS_ACTIVE, STATUS_NEW, STATUS_HELD, values=False)),
+            held=repo.objects(STATUS_HELD, values=False),
+            conflicts=len(repo.conflicts()),
+            errors=repo.errors(),
+            symlinks_skipped=sorted(self.symlinks)[:100],
+            last_cycle=self.last_report,
+            progress=self.progress.as_dict(),
+        )
 
     def gc(self) -> dict[str, int]:
         with self._lock:

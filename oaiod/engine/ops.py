@@ -1,5 +1,5 @@
 """The engine's operations besides the cycle: journal recovery, adding and removing folders, values, restore,
-status and garbage collection, folders excluded from the folder around them, new folder objects (the client root's
+garbage collection, folders excluded from the folder around them, new folder objects (the client root's
 life cycle is :mod:`oaiod.engine.roots`). ``SyncEngine`` holds its lock around each."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import stat as _stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -40,9 +40,6 @@ from oaiod.state.models import (
 from oaiod.state.repo import FileStat
 from oaiod.storage.base import Transfer
 from oaiod.storage.errors import StorageError
-
-if TYPE_CHECKING:
-    from oaiod.engine.cycle import SyncEngine
 
 log = logging.getLogger("oaiod.engine")
 
@@ -247,40 +244,6 @@ def gc(ctx: EngineContext) -> dict[str, int]:
     return {"versions": removed_versions, "trash_days": purged_trash}
 
 
-def status(engine: SyncEngine) -> dict[str, Any]:
-    """What ``ctl status`` shows; cheap enough to call from another thread while a cycle runs."""
-    repo = engine.repo
-    held = [{"oaio_id": row.oaio_id, "reason": row.hold_reason} for row in repo.objects(STATUS_HELD, values=False)]
-    report = engine.last_report
-    return {
-        "state": engine.state,
-        "last_sync": engine.last_sync,
-        "objects": len(repo.objects(STATUS_ACTIVE, STATUS_NEW, STATUS_HELD, values=False)),
-        "held": held,
-        "conflicts": len(repo.conflicts()),
-        "errors": [row_dict(row) for row in repo.errors()],
-        "symlinks_skipped": sorted(engine.symlinks)[:100],
-        "last_cycle": None if report is None else {k: v for k, v in vars(report).items()},
-        **engine.progress.as_dict(),
-    }
-
-
-def row_dict(row: Any) -> dict[str, Any]:
-    """A table row as plain JSON-able data (for ctl)."""
-    return {column.key: getattr(row, column.key) for column in row.__table__.columns}
-
-
-def version_dict(version: Any) -> dict[str, Any]:
-    files = version.values.get(FILES_VALUES_KEY) or []
-    return {
-        "stamp": version.stamp,
-        "device_id": version.device_id,
-        "username": version.username,
-        "files": len(files),
-        "created": version.created,
-    }
-
-
 def new_folder_object(ctx: EngineContext, local: Path, kind: str, name: str | None = None) -> str:
     """Record a new, empty folder object for ``local`` (registered by the next push); its oaio id.
 
@@ -353,37 +316,3 @@ def _fetch_synced(ctx: EngineContext, row: ObjectRow, file: FileRow, root: Path)
         temp.unlink(missing_ok=True)
         raise IntegrityError(f"{row.oaio_id}/{row.synced_stamp}/{file.path}: the stored file does not match")
     return localfs.install(root, file.path, temp, None)
-
-
-# -- ctl ls -----------------------------------------------------------------------------------------------------
-
-
-def listing(ctx: EngineContext) -> list[dict[str, Any]]:
-    """What ``ctl ls`` shows: every object, then every folder excluded from the synced folder around it."""
-    rows = [
-        {
-            "oaio_id": row.oaio_id,
-            "kind": row.kind,
-            "path": row.local_root,
-            "right": row.csh_access_right,
-            "status": row.status,
-            "stamp": row.synced_stamp,
-            "owner": row.username,
-            "detail": row.hold_reason,
-        }
-        for row in ctx.repo.objects(values=False)
-    ]
-    for excluded in ctx.repo.excluded_folders():
-        rows.append(
-            {
-                "oaio_id": excluded.oaio_id,
-                "kind": "excluded",
-                "path": excluded.path,
-                "right": "",
-                "status": "excluded",
-                "stamp": excluded.created,
-                "owner": "",
-                "detail": f"not synced ({excluded.reason}); `oaiod ctl add {excluded.path}` syncs it again",
-            }
-        )
-    return rows

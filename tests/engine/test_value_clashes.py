@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from oaiod.daemon.ctl import present
 from oaiod.model import OaiObject, now_stamp
 from tests.engine.conftest import Device, converge, write
 
@@ -53,8 +54,8 @@ def test_a_value_changed_on_both_sides_is_recorded(make_device: Callable[..., De
     for device in (a, b):
         values: dict[str, Any] = device.engine.repo.get_object(oaio_id).synced_values
         assert (values["colour"], values["size"], values["shape"]) == ("red", 2, "round")
-    assert a.engine.conflicts() == []
-    (clash,) = b.engine.conflicts()
+    assert present.rows(a.engine.conflicts()) == []
+    (clash,) = present.rows(b.engine.conflicts())
     assert (clash["oaio_id"], clash["kind"], clash["path"]) == (oaio_id, "value", "colour")
     assert '"blue"' in clash["detail"] and '"red"' in clash["detail"], clash
 
@@ -78,7 +79,7 @@ def test_a_value_a_push_overwrites_is_recorded(make_device: Callable[..., Device
 
     values: dict[str, Any] = a.engine.repo.get_object(oaio_id).synced_values
     assert values["colour"] == "red"
-    (clash,) = a.engine.conflicts()
+    (clash,) = present.rows(a.engine.conflicts())
     assert (clash["oaio_id"], clash["kind"], clash["path"]) == (oaio_id, "value", "colour")
     assert 'kept this device\'s value "red", the server had "blue"' in clash["detail"], clash
-    assert b.engine.conflicts() == []
+    assert present.rows(b.engine.conflicts()) == []

@@ -27,6 +27,7 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from oaiod import model
+from oaiod.daemon.ctl import present
 from oaiod.daemon.ctl.protocol import HEARTBEAT, CommandFailed, Handler, Stream
 from oaiod.errors import OaiodError, ValidationError
 
@@ -223,7 +224,7 @@ class DaemonCommands:
     # -- objects --------------------------------------------------------------------------------------------------
 
     def ls(self, args: Mapping[str, Any]) -> Any:
-        return self._read(_listing)
+        return self._read(lambda e: present.listing(e.objects()))
 
     def add(self, args: Mapping[str, Any]) -> Any:
         daemon = self.daemon
@@ -252,13 +253,13 @@ class DaemonCommands:
         return self._queued(f"ctl restore {oaio_id} {stamp}", lambda e: e.restore(oaio_id, stamp, to=to), args)
 
     def conflicts(self, args: Mapping[str, Any]) -> Any:
-        return self._read(lambda e: e.conflicts())
+        return self._read(lambda e: present.rows(e.conflicts()))
 
     def history(self, args: Mapping[str, Any]) -> Any:
-        return self._read(lambda e: e.history())
+        return self._read(lambda e: present.rows(e.history()))
 
     def versions(self, args: Mapping[str, Any]) -> Any:
-        return self._read(lambda e: e.versions(_object(args)))
+        return self._read(lambda e: present.versions(e.versions(_object(args))))
 
     # -- sharing: server-side calls, after the object's registration --------------------------------------------
 
@@ -400,11 +401,6 @@ class Registration:
             "registered": False,
             "detail": f"not registered on the server yet: {self.reason}",
         }
-
-
-def _listing(engine: DaemonEngine) -> Any:
-    """What ``ctl ls`` shows: the engine's ``objects()`` (one row per synced object and excluded folder)."""
-    return engine.objects()
 
 
 def _sync(daemon: Any, scheduler: Any, wait: bool) -> Any:
