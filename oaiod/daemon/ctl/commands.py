@@ -18,12 +18,10 @@ Request arguments are untrusted: each is checked here (``oaiod.model`` validator
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
-import datetime
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from oaiod import model
@@ -33,25 +31,6 @@ from oaiod.errors import OaiodError, ValidationError
 
 if TYPE_CHECKING:
     from oaiod.daemon.wiring import DaemonEngine
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON types: dataclasses become objects, paths and stamps strings, sets lists."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(item) for item in value]
-    if isinstance(value, Path | PurePath):
-        return str(value)
-    if isinstance(value, datetime.datetime | datetime.date):
-        return value.isoformat()
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if hasattr(value, "__dict__"):
-        return {key: jsonable(item) for key, item in vars(value).items() if not key.startswith("_")}
-    return str(value)
 
 
 def _arg(args: Mapping[str, Any], name: str, check: Callable[[Any, str], Any] | None = None, default: Any = ...) -> Any:
@@ -152,14 +131,14 @@ class DaemonCommands:
             daemon.rewatch()
             if resync and daemon.scheduler is not None:
                 daemon.scheduler.trigger(what, force=True)
-            return jsonable(result)
+            return present.jsonable(result)
 
         wait = _arg(args, "wait", _flag, False)
         return _answer_future(daemon, what, self._scheduler().submit(what, operation), wait)
 
     def _read(self, func: Callable[[DaemonEngine], Any]) -> Any:
         self.daemon.ready.wait(600)
-        return jsonable(func(self.daemon.engine()))
+        return present.jsonable(func(self.daemon.engine()))
 
     def _in_main(self, what: str, func: Callable[[], Any], args: Mapping[str, Any]) -> Any:
         return _answer_future(self.daemon, what, self.daemon.call_in_main(func), _arg(args, "wait", _flag, False))
@@ -171,14 +150,14 @@ class DaemonCommands:
         oaio_id = _object(args)
         registration = Registration(daemon, oaio_id)
         if not registration.pending():
-            return jsonable(call(daemon.engine(), oaio_id))
+            return present.jsonable(call(daemon.engine(), oaio_id))
 
         def items() -> Iterator[Any]:
             yield from registration.wait()
             if registration.reason:
                 raise CommandFailed(f"{oaio_id} is not registered on the server yet: {registration.reason}")
 
-        return Stream(items(), lambda: jsonable(call(daemon.engine(), oaio_id)))
+        return Stream(items(), lambda: present.jsonable(call(daemon.engine(), oaio_id)))
 
     # -- the daemon -------------------------------------------------------------------------------------------------
 
@@ -186,7 +165,7 @@ class DaemonCommands:
         return {"pid": os.getpid()}
 
     def status(self, args: Mapping[str, Any]) -> Any:
-        return jsonable(self.daemon.status())
+        return present.jsonable(self.daemon.status())
 
     def sync(self, args: Mapping[str, Any]) -> Any:
         return _sync(self.daemon, self._scheduler(), _arg(args, "wait", _flag, False))
@@ -428,14 +407,14 @@ def _sync(daemon: Any, scheduler: Any, wait: bool) -> Any:
         done = outcome[0]
         if done.error is not None:
             raise CommandFailed(f"sync failed: {done.error}")
-        return {"cycle": done.number, "report": jsonable(done.report)}
+        return {"cycle": done.number, "report": present.jsonable(done.report)}
 
     return Stream(items(), result)
 
 
 def _progress(daemon: Any) -> Any:
     try:
-        return {"state": daemon.state(), "progress": jsonable(daemon.engine().progress)}
+        return {"state": daemon.state(), "progress": present.jsonable(daemon.engine().progress)}
     except OaiodError:
         return {"state": daemon.state(), "progress": None}
 

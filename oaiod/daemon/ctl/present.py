@@ -7,7 +7,9 @@ never builds an answer itself.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import datetime
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from oaiod.model import FILES_VALUES_KEY
@@ -15,6 +17,25 @@ from oaiod.model import FILES_VALUES_KEY
 if TYPE_CHECKING:
     from oaiod.engine.status import EngineStatus, Listing
     from oaiod.server_api import ObjectVersion
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types: dataclasses become objects, paths and stamps strings, sets lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(item) for item in value]
+    if isinstance(value, Path | PurePath):
+        return str(value)
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if hasattr(value, "__dict__"):
+        return {key: jsonable(item) for key, item in vars(value).items() if not key.startswith("_")}
+    return str(value)
 
 
 def status(report: EngineStatus) -> dict[str, Any]:
