@@ -8,6 +8,7 @@ import errno
 import pytest
 
 from oaiod import http
+from oaiod.engine.context import EngineError, IntegrityError
 from oaiod.engine.localfs import LocalChanged, LocalFsError, UnsafePath
 from oaiod.errors import ConfigError, FailureKind, OaiodError, ValidationError, failure_kind
 from oaiod.storage import errors as storage
@@ -48,6 +49,8 @@ def _translated(cause: OSError) -> LocalFsError:
         (ValidationError("path", "has .."), FailureKind.INVALID),
         (UnsafePath("../x", "leaves its root"), FailureKind.INVALID),
         (LocalChanged("edited meanwhile"), FailureKind.CONFLICT),
+        (EngineError("the object names no storage host"), FailureKind.INVALID),
+        (IntegrityError("k: downloaded sha256 is not the manifest's"), FailureKind.TRANSIENT),
         (ConfigError("server.url", "missing"), FailureKind.INVALID),
         (OaiodError("declares no kind"), FailureKind.INVALID),
         (ValueError("not ours"), FailureKind.INVALID),

@@ -35,6 +35,7 @@ from typing import Any
 
 from oaiod import __version__
 from oaiod.daemon.config import Config, load_config
+from oaiod.daemon.ctl import present
 from oaiod.daemon.lock import DaemonError, InstanceLock
 from oaiod.daemon.logs import LogBuffer, setup_logging
 from oaiod.daemon.notify import SystemdNotifier
@@ -104,10 +105,10 @@ class Daemon:
             self.lock.release()
 
     def _serve(self) -> int:
-        from oaiod.daemon.ctl.commands import daemon_handlers
+        from oaiod.daemon.ctl.commands import DaemonCommands
         from oaiod.daemon.ctl.protocol import CtlServer
 
-        self.ctl_server = CtlServer(self.config.paths.socket, daemon_handlers(self))
+        self.ctl_server = CtlServer(self.config.paths.socket, DaemonCommands(self).table())
         self.ctl_server.start()
         watchdog = self._start_watchdog()
         try:
@@ -342,7 +343,7 @@ class Daemon:
         }
         if handle is not None:
             try:
-                info["engine"] = handle.engine.status()
+                info["engine"] = present.status(handle.engine.status())
             except Exception as exc:  # status must answer even if the engine is in trouble
                 log.warning("engine status failed: %s", exc)
                 info["engine"] = {"error": str(exc)}

@@ -28,8 +28,10 @@ from oaiod.model import validate_stamp
 from oaiod.secrets import Secret
 
 if TYPE_CHECKING:
-    from oaiod.server_api import OaioServerApi
+    from oaiod.engine.status import EngineStatus, Listing
+    from oaiod.server_api import OaioServerApi, ObjectVersion
     from oaiod.state import StateRepo
+    from oaiod.state.models import ConflictRow, HistoryRow
     from oaiod.storage.base import Backend
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,8 @@ log = logging.getLogger(__name__)
 class DaemonEngine(Engine, Protocol):
     """Every call the daemon, its scheduler and ``ctl`` make on the engine (design §7):
     :class:`oaiod.engine.cycle.SyncEngine` satisfies it, and so does the tests' fake engine (mypy checks both).
-    Results ``ctl`` only passes on as JSON are ``object``."""
+    Results ``ctl`` only passes on as JSON are ``object``; what it shows is data that :mod:`oaiod.daemon.ctl.present`
+    makes plain."""
 
     @property
     def progress(self) -> object: ...  # transfer progress for ctl status (read from another thread)
@@ -48,7 +51,7 @@ class DaemonEngine(Engine, Protocol):
 
     def mark_dirty(self, root: Path, paths: list[str]) -> None: ...  # the watcher's changed paths
     def roots(self) -> list[Path]: ...  # the folders to watch
-    def status(self) -> dict[str, Any]: ...
+    def status(self) -> EngineStatus: ...
     def rebuild_index(self) -> None: ...  # forget the index (no cycle runs meanwhile)
     def add_folder(self, path: Path) -> str: ...  # the new object's id
     def remove(self, oaio_id: str) -> None: ...
@@ -57,10 +60,10 @@ class DaemonEngine(Engine, Protocol):
     def share(self, oaio_id: str, user: str, right: str) -> object: ...
     def unshare(self, oaio_id: str, user: str) -> object: ...
     def users(self, oaio_id: str) -> list[dict[str, str]]: ...
-    def objects(self) -> list[dict[str, Any]]: ...  # what ctl ls shows
-    def conflicts(self) -> list[dict[str, Any]]: ...
-    def history(self) -> list[dict[str, Any]]: ...
-    def versions(self, oaio_id: str) -> list[dict[str, Any]]: ...
+    def objects(self) -> Listing: ...  # what ctl ls shows
+    def conflicts(self) -> list[ConflictRow]: ...
+    def history(self) -> list[HistoryRow]: ...
+    def versions(self, oaio_id: str) -> list[ObjectVersion]: ...
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any, Protocol, TypeVar
 from oaiod.engine.ignore import IgnoreRules
 from oaiod.engine.placeholders import PathMapper
 from oaiod.engine.settings import EngineSettings
-from oaiod.errors import OaiodError
+from oaiod.errors import FailureKind, OaiodError
 from oaiod.model import OaiObject, dedefuse
 from oaiod.server_api import ObjectOrigin, ObjectVersion, StampzResult
 from oaiod.state.repo import StateRepo
@@ -58,11 +58,23 @@ class ServerApi(Protocol):
 
 
 class EngineError(OaiodError):
-    """A sync step failed for a reason of its own (no storage for an object, an invalid manifest…)."""
+    """A sync step failed for a reason of its own (no storage for an object, an invalid manifest…).
+
+    Kind ``invalid``: the object as listed cannot be synced (or the engine has a bug), and trying again the same
+    object soon cannot help; it waits for a change to the object, here or on the server (design §3)."""
+
+    kind = FailureKind.INVALID
 
 
 class IntegrityError(EngineError):
-    """Downloaded content does not match the manifest's sha256: nothing was written."""
+    """Downloaded content does not match the manifest's sha256: nothing was written.
+
+    Kind ``transient``: a file damaged on its way here is fine at the next download, and the item is not left
+    waiting 30 minutes for that. A file damaged on storage stays wrong until a device commits it again — the next
+    version arrives through the listing whatever the item's backoff, and the doubling wait (10 s up to 1 h) keeps
+    a lasting one from being fetched again every few seconds."""
+
+    kind = FailureKind.TRANSIENT
 
 
 @dataclass

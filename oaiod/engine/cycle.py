@@ -4,9 +4,8 @@
 2. pull (``stampz(since=cursor)``: one request when nothing changed); 3. push every object with local changes;
 4. advance the cursor only when every pull of the cycle completed.
 
-The client root object: adopted (the oldest of the user's), or registered when there is none. Two devices that
-start at once may both register one; the device using the newer one switches to the older when it sees it (its
-files merge into it) and, if it registered the newer one, deletes that once the merge is committed (design §1).
+The client root object is adopted, created, switched and dropped by :class:`~oaiod.engine.roots.ClientRoot`
+(design §1); the cycle tells it what the server lists.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,35 +24,28 @@ from oaiod.engine.placeholders import PathMapper
 from oaiod.engine.pull import PullOutcome, pull_object
 from oaiod.engine.push import PushOutcome, push_object
 from oaiod.engine.recovery import recover_commits
-from oaiod.engine.settings import ROOT_OBJECT_NAME, EngineSettings
+from oaiod.engine.roots import ClientRoot
+from oaiod.engine.settings import EngineSettings
+from oaiod.engine.status import CycleReport, EngineStatus, Listing
 from oaiod.errors import OaiodError
 from oaiod.model import OaiObject, now_stamp
-from oaiod.server_api import ProtocolError, RejectedObject, RemoteError
+from oaiod.server_api import ObjectVersion, ProtocolError, RejectedObject, RemoteError
 from oaiod.state.backoff import RETRIED_AFTER_LOCAL_CHANGE
-from oaiod.state.models import KIND_FILES, KIND_ROOT, STATUS_ACTIVE, STATUS_NEW, STATUS_REMOVED, ObjectRow
+from oaiod.state.models import (
+    KIND_FILES,
+    KIND_ROOT,
+    STATUS_ACTIVE,
+    STATUS_HELD,
+    STATUS_NEW,
+    STATUS_REMOVED,
+    ConflictRow,
+    HistoryRow,
+    ObjectRow,
+)
 from oaiod.state.repo import StateRepo
 from oaiod.storage.errors import StorageError
 
 log = logging.getLogger("oaiod.engine")
-
-
-@dataclass
-class CycleReport:
-    """What one cycle did (``ok`` False: something failed and is retried; ``errors`` says what)."""
-
-    started: str = ""
-    finished: str = ""
-    pulled: int = 0
-    pushed: int = 0
-    downloads: int = 0
-    uploads: int = 0
-    copies: int = 0
-    trashed: int = 0
-    hashed: int = 0
-    conflicts: list[str] = field(default_factory=list)
-    held: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    ok: bool = True
 
 
 class SyncEngine:
@@ -73,7 +64,7 @@ class SyncEngine:
         self._dirty_lock = threading.Lock()
         self._dirty: set[Path] = set()
         self._full_rescan = True
-        self._drops_pending = True  # superseded client roots to delete: looked up in the journal at the first cycle
+        self.client_root = ClientRoot(self.ctx)
         self._restore: dict[str, set[str]] = {}  # oaio_id -> files no longer ignored, deleted meanwhile
         self._retry_failed = True  # a new start (or reload: new credentials?) tries every backed-off item once
         self.state = "idle"
@@ -133,8 +124,7 @@ class SyncEngine:
                     report.hashed += self._index_local().hashed
                 self._restore_unignored(report)
                 self._push_all(report)
-                if self._drops_pending:
-                    self._drops_pending = ops.drop_superseded_roots(self.ctx)
+                self.client_root.drop_superseded()
                 if cursor_ok and sync_stamp:
                     self.repo.set_cursor(self.server_key, sync_stamp)
             except (RemoteError, StorageError, OaiodError) as exc:
@@ -189,7 +179,7 @@ class SyncEngine:
             return True, listing.sync_stamp  # nothing changed: no object row is read
         known = {row.oaio_id: row for row in self.repo.objects()}
         if not has_root:
-            self._adopt_or_create_root(listing.objects if listing.full else self.api.stampz(None).objects, known)
+            self.client_root.adopt_or_create(listing.objects if listing.full else self.api.stampz(None).objects)
             known = {row.oaio_id: row for row in self.repo.objects()}
             self._full_rescan = True
         complete = self._refuse_rejected(listing.rejected, report)
@@ -199,7 +189,7 @@ class SyncEngine:
         if listing.full:  # a rejected object is still listed: not gone
             listed = {obj.oaio_id for obj in listing.objects} | {item.oaio_id for item in listing.rejected}
             gone |= {oid for oid, row in known.items() if oid not in listed and row.status != STATUS_NEW}
-        root = self._client_root_row()
+        root = self.client_root.row()
         if root is not None and root.oaio_id in gone:
             complete = self._replace_deleted_root(root, report) and complete
             gone.discard(root.oaio_id)
@@ -224,7 +214,7 @@ class SyncEngine:
         """Merge one listed object; its failure (placing it here included) is recorded and backed off alone."""
         row = known.get(obj.oaio_id)
         if row is None and is_own_root(obj, self.settings.username):
-            row = self._switch_to_older_root(obj, known)
+            row = self.client_root.meet(obj, known)
             if row is None:
                 return True
         if row is not None and row.status == STATUS_REMOVED:
@@ -317,57 +307,10 @@ class SyncEngine:
         self._account_pull(pulled, row.oaio_id, report)
         return pulled.complete
 
-    # -- the client root ---------------------------------------------------------------------------------------
-
-    def _adopt_or_create_root(self, listing: list[OaiObject], known: dict[str, ObjectRow]) -> None:
-        """Adopt the user's client root object (the oldest registration) or register one (design §1)."""
-        mine = sorted(
-            (o for o in listing if is_own_root(o, self.settings.username)),
-            key=lambda o: ops.root_age(self.ctx, o.oaio_id),
-        )
-        root = str(self.settings.client_root)
-        if mine:
-            obj = mine[0]
-            log.info("adopting client root object %s for %s", obj.oaio_id, root)
-            row = ObjectRow(oaio_id=obj.oaio_id, kind=KIND_ROOT, local_root=root, status=STATUS_ACTIVE)
-            row.synced_values = {}
-            self.repo.save_object(row)
-            for newer in mine[1:]:  # left by a race this device lost before a rebuild-index: its files merge here
-                self._drops_pending |= ops.queue_root_drop(self.ctx, newer.oaio_id)
-            return
-        oaio_id = ops.new_folder_object(self.ctx, Path(root), KIND_ROOT, name=ROOT_OBJECT_NAME)
-        log.info("registered client root object %s for %s locally; the next push sends it", oaio_id, root)
-
-    def _client_root_row(self) -> ObjectRow | None:
-        return next((row for row in self.repo.objects(values=False) if row.kind == KIND_ROOT), None)
-
-    def _switch_to_older_root(self, obj: OaiObject, known: dict[str, ObjectRow]) -> ObjectRow | None:
-        """Another client root of this user: switch to it when it is older than ours (a registration race, design
-        §1) and return its new row; None when ours is the older one (its device merges it into ours)."""
-        current = next((row for row in known.values() if row.kind == KIND_ROOT), None)
-        if current is not None and ops.root_age(self.ctx, current.oaio_id) <= ops.root_age(self.ctx, obj.oaio_id):
-            log.info("%s is a newer client root of yours; its device merges it into %s", obj.oaio_id, current.oaio_id)
-            self._drops_pending |= ops.queue_root_drop(self.ctx, obj.oaio_id)  # ours, from before a rebuild-index
-            return None
-        row = ops.switch_root(self.ctx, current, obj)
-        if current is not None:
-            known.pop(current.oaio_id, None)
-        known[row.oaio_id] = row
-        self._drops_pending = True
-        return row
-
     def _replace_deleted_root(self, current: ObjectRow, report: CycleReport) -> bool:
-        """Our client root object was deleted on the server (merged into an older one by the device that registered
-        it, or deleted by hand): switch to the user's oldest other one, else register a new one; no file is lost."""
-        others = [o for o in self.api.stampz(None).objects if is_own_root(o, self.settings.username)]
-        others = sorted(
-            (o for o in others if o.oaio_id != current.oaio_id), key=lambda o: ops.root_age(self.ctx, o.oaio_id)
-        )
-        row = ops.switch_root(self.ctx, current, others[0] if others else None)
-        if not others:
-            log.warning("client root object %s was deleted on the server; registering a new one", current.oaio_id)
-            return True
-        return self._pull_one(others[0], {row.oaio_id: row}, report)
+        """Our client root object was deleted on the server: switched to another (pulled now) or a new one."""
+        row, obj = self.client_root.replace_deleted(current)
+        return obj is None or self._pull_one(obj, {row.oaio_id: row}, report)
 
     # -- ctl operations (see ops) -----------------------------------------------------------------------------
 
@@ -381,9 +324,9 @@ class SyncEngine:
         with self._lock:
             ops.remove(self.ctx, oaio_id)
 
-    def objects(self) -> list[dict[str, Any]]:
+    def objects(self) -> Listing:
         """What ``ctl ls`` lists: the synced objects and the folders excluded from the folder around them."""
-        return ops.listing(self.ctx)
+        return Listing(self.repo.objects(values=False), self.repo.excluded_folders())
 
     def share(self, oaio_id: str, user: str, right: str) -> int:
         return int(self.api.subscribe(oaio_id, user, right))
@@ -410,14 +353,14 @@ class SyncEngine:
             ops.set_values(self.ctx, oaio_id, values)
             self.repo.retry_errors(oaio_id, RETRIED_AFTER_LOCAL_CHANGE)
 
-    def conflicts(self) -> list[dict[str, Any]]:
-        return [ops.row_dict(row) for row in self.repo.conflicts()]
+    def conflicts(self) -> list[ConflictRow]:
+        return self.repo.conflicts()
 
-    def history(self, limit: int = 200) -> list[dict[str, Any]]:
-        return [ops.row_dict(row) for row in self.repo.history(limit)]
+    def history(self, limit: int = 200) -> list[HistoryRow]:
+        return self.repo.history(limit)
 
-    def versions(self, oaio_id: str) -> list[dict[str, Any]]:
-        return [ops.version_dict(v) for v in self.api.versions(oaio_id)]
+    def versions(self, oaio_id: str) -> list[ObjectVersion]:
+        return list(self.api.versions(oaio_id))
 
     def restore(self, oaio_id: str, stamp: str, to: Path | None = None) -> list[str]:
         with self._lock:
@@ -428,8 +371,20 @@ class SyncEngine:
                     self.mark_dirty(Path(row.local_root), restored)
             return restored
 
-    def status(self) -> dict[str, Any]:
-        return ops.status(self)
+    def status(self) -> EngineStatus:
+        """What ``ctl status`` shows of the engine; cheap enough to take from another thread while a cycle runs."""
+        repo = self.repo
+        return EngineStatus(
+            state=self.state,
+            last_sync=self.last_sync,
+            objects=len(repo.objects(STATUS_ACTIVE, STATUS_NEW, STATUS_HELD, values=False)),
+            held=repo.objects(STATUS_HELD, values=False),
+            conflicts=len(repo.conflicts()),
+            errors=repo.errors(),
+            symlinks_skipped=sorted(self.symlinks)[:100],
+            last_cycle=self.last_report,
+            progress=self.progress.as_dict(),
+        )
 
     def gc(self) -> dict[str, int]:
         with self._lock:

@@ -30,8 +30,8 @@ from oaiod.engine.ignore import STATE_FOLDER, TEMP_PREFIX
 from oaiod.errors import FailureKind, OaiodError, ValidationError
 from oaiod.model import fitted_name, validate_file_path
 from oaiod.state.repo import FileStat
-from oaiod.storage.base import UMASK
 from oaiod.storage.fsops import fsync_path, rename_noreplace, sync_filesystem
+from oaiod.storage.toolkit import UMASK
 
 log = logging.getLogger("oaiod.engine.localfs")
 

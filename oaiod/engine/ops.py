@@ -1,34 +1,31 @@
 """The engine's operations besides the cycle: adding and removing folders, values, restore,
-status and garbage collection, switching the client root object after a registration race, folders excluded
-from the folder around them. ``SyncEngine`` holds its lock around each."""
+garbage collection, folders excluded from the folder around them, new folder objects (the client root's
+life cycle is :mod:`oaiod.engine.roots`). ``SyncEngine`` holds its lock around each."""
 
 from __future__ import annotations
 
 import logging
 import stat as _stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
 from oaiod.engine import localfs
-from oaiod.engine.context import EngineContext, EngineError, fetch_one, transfer_batches
+from oaiod.engine.context import EngineContext, IntegrityError, fetch_one, transfer_batches
 from oaiod.engine.manifest import MANIFEST_KEY, build_manifest, remote_files
 from oaiod.engine.placeholders import _resolved, is_inside
 from oaiod.engine.plan import UNKNOWN
-from oaiod.engine.settings import ROOT_OBJECT_NAME
 from oaiod.errors import OaiodError, ValidationError
 from oaiod.model import (
     FILES_VALUES_KEY,
     NAME_VALUES_KEY,
     ROOT_VALUES_KEY,
-    OaiObject,
-    dedefuse,
     now_stamp,
     object_id,
     storage_key,
 )
-from oaiod.server_api import NotFound, PermissionDenied
+from oaiod.server_api import NotFound
 from oaiod.state.models import (
     KIND_DATA,
     KIND_FOLDER,
@@ -38,19 +35,13 @@ from oaiod.state.models import (
     STATUS_NEW,
     STATUS_REMOVED,
     FileRow,
-    JournalRow,
     ObjectRow,
 )
 from oaiod.state.repo import FileStat
 from oaiod.storage.base import Transfer
 from oaiod.storage.errors import StorageError
 
-if TYPE_CHECKING:
-    from oaiod.engine.cycle import SyncEngine
-
 log = logging.getLogger("oaiod.engine")
-
-DROP_ROOT = "drop-root"  #: journal op: delete a client root object this device registered and no longer uses
 
 
 def forget_object(ctx: EngineContext, oaio_id: str, why: str) -> None:
@@ -193,7 +184,7 @@ def _restore_batch(root: Path, backend: Any, batch: list[tuple[str, Any, Transfe
             if got.error is not None:
                 raise got.error
             if want.sha256 is not UNKNOWN and got.sha256 != want.sha256:
-                raise EngineError(f"{item.key}: the stored file does not match its manifest")
+                raise IntegrityError(f"{item.key}: the stored file does not match its manifest")
         localfs.make_durable(root, [item.local_path for _rel, _want, item in batch])
         for rel, _want, item in batch:
             localfs.install_fetched(root, rel, item.local_path, localfs.current_stat(root / rel))
@@ -227,50 +218,17 @@ def gc(ctx: EngineContext) -> dict[str, int]:
     return {"versions": removed_versions, "trash_days": purged_trash}
 
 
-def status(engine: SyncEngine) -> dict[str, Any]:
-    """What ``ctl status`` shows; cheap enough to call from another thread while a cycle runs."""
-    repo = engine.repo
-    held = [{"oaio_id": row.oaio_id, "reason": row.hold_reason} for row in repo.objects(STATUS_HELD, values=False)]
-    report = engine.last_report
-    return {
-        "state": engine.state,
-        "last_sync": engine.last_sync,
-        "objects": len(repo.objects(STATUS_ACTIVE, STATUS_NEW, STATUS_HELD, values=False)),
-        "held": held,
-        "conflicts": len(repo.conflicts()),
-        "errors": [row_dict(row) for row in repo.errors()],
-        "symlinks_skipped": sorted(engine.symlinks)[:100],
-        "last_cycle": None if report is None else {k: v for k, v in vars(report).items()},
-        **engine.progress.as_dict(),
-    }
-
-
-def row_dict(row: Any) -> dict[str, Any]:
-    """A table row as plain JSON-able data (for ctl)."""
-    return {column.key: getattr(row, column.key) for column in row.__table__.columns}
-
-
-def version_dict(version: Any) -> dict[str, Any]:
-    files = version.values.get(FILES_VALUES_KEY) or []
-    return {
-        "stamp": version.stamp,
-        "device_id": version.device_id,
-        "username": version.username,
-        "files": len(files),
-        "created": version.created,
-    }
-
-
 def new_folder_object(ctx: EngineContext, local: Path, kind: str, name: str | None = None) -> str:
     """Record a new, empty folder object for ``local`` (registered by the next push); its oaio id.
 
     ``kind`` is ``KIND_ROOT`` (the client root, found on other devices by its ``_name``) or ``KIND_FOLDER``.
     """
-    row = ctx.repo.save_object(_new_folder_row(ctx, local, kind, name))
+    row = ctx.repo.save_object(new_folder_row(ctx, local, kind, name))
     return row.oaio_id
 
 
-def _new_folder_row(ctx: EngineContext, local: Path, kind: str, name: str | None) -> ObjectRow:
+def new_folder_row(ctx: EngineContext, local: Path, kind: str, name: str | None) -> ObjectRow:
+    """The row of a new, empty folder object for ``local``, not saved yet (see :func:`new_folder_object`)."""
     settings = ctx.settings
     stamp = now_stamp()
     values: dict[str, Any] = {NAME_VALUES_KEY: name} if name else {}
@@ -288,112 +246,6 @@ def _new_folder_row(ctx: EngineContext, local: Path, kind: str, name: str | None
         csh_access_right="C",
         local_dirty=True,
     )
-
-
-# -- the client root after a registration race (design §1) -------------------------------------------------------
-
-
-#: the age of a root the hub does not know (not registered yet): newer than any registered one
-UNREGISTERED = "9" * 20
-
-
-def root_age(ctx: EngineContext, oaio_id: str) -> tuple[str, str]:
-    """Sort key of this user's client root objects, oldest first, then by id.
-
-    An oaiod hub attests the registration stamp (``hub/origin/``, its own clock, the same for every device). A plain
-    oaio server attests nothing, so there the stamp that ends the id is used: only objects the server lists with
-    ``C`` for this user are ever compared (:func:`~oaiod.engine.mapping.is_own_root`), so the id is this user's own.
-    """
-    if "origin" not in ctx.api.features():
-        return oaio_id[-20:], oaio_id
-    try:
-        return ctx.api.origin(oaio_id).registered, oaio_id
-    except NotFound:
-        return UNREGISTERED, oaio_id
-
-
-def registered_here(ctx: EngineContext, oaio_id: str) -> bool:
-    """True when this device (user, device id and app) registered ``oaio_id``."""
-    settings = ctx.settings
-    return dedefuse(oaio_id).startswith(f"{settings.app_id}://{settings.username}@{settings.device_id}/")
-
-
-def switch_root(ctx: EngineContext, current: ObjectRow | None, obj: OaiObject | None) -> ObjectRow:
-    """Make ``obj`` (None: a new registration) this device's client root object in place of ``current``.
-
-    One transaction moves the index rows over without a base (``synced_*`` cleared), so the next pull merges the
-    local files as a first sync does (design §5: nothing is replaced; a file that differs on both sides keeps the
-    local one under its name and the server's as a conflicted copy) and the next push commits them into ``obj``.
-    Rows of ignored files are dropped (the new object never had them). When this device registered ``current``,
-    a journal row asks to delete it on the server once the merge is committed (:func:`drop_superseded_roots`).
-    """
-    root = Path(ctx.settings.client_root)
-    if obj is None:
-        row = _new_folder_row(ctx, root, KIND_ROOT, ROOT_OBJECT_NAME)
-    else:
-        row = ObjectRow(oaio_id=obj.oaio_id, kind=KIND_ROOT, local_root=str(root), status=STATUS_ACTIVE)
-        row.synced_values, row.local_dirty = {}, True
-    with ctx.repo.session() as s:
-        row = s.merge(row)
-        s.flush()
-        if current is not None:
-            old = FileRow.oaio_id == current.oaio_id
-            s.execute(sa.delete(FileRow).where(old, sa.or_(FileRow.present.is_(False), FileRow.ignored.is_(True))))
-            s.execute(
-                sa.update(FileRow)
-                .where(old)
-                .values(oaio_id=row.oaio_id, synced_sha256=None, synced_stamp="", synced_executable=False)
-            )
-            s.execute(sa.delete(ObjectRow).where(ObjectRow.oaio_id == current.oaio_id))
-            if current.status != STATUS_NEW and registered_here(ctx, current.oaio_id):
-                stamp = now_stamp()
-                s.add(JournalRow(op=DROP_ROOT, oaio_id=current.oaio_id, stamp=stamp, data={}, created=stamp))
-    if current is not None:
-        ctx.repo.clear_errors_of(current.oaio_id)
-        log.warning(
-            "client root %s: switching from %s to %s; the local files are merged into it",
-            root,
-            current.oaio_id,
-            row.oaio_id,
-        )
-        ctx.repo.add_history(row.oaio_id, "switch-root", str(root), f"replaces {current.oaio_id}")
-    return row
-
-
-def queue_root_drop(ctx: EngineContext, oaio_id: str) -> bool:
-    """Ask to delete a client root object this device registered but does not use (e.g. seen again after
-    ``rebuild-index`` lost the journal); True when newly queued."""
-    if not registered_here(ctx, oaio_id) or any(e.op == DROP_ROOT and e.oaio_id == oaio_id for e in ctx.repo.journal()):
-        return False
-    ctx.repo.journal_add(DROP_ROOT, oaio_id, now_stamp(), "", {})
-    return True
-
-
-def drop_superseded_roots(ctx: EngineContext) -> bool:
-    """Delete on the server the client root objects this device registered and replaced, once the merge into the
-    one in use is committed (so other devices find the merged files there). True while some remain to delete."""
-    pending = False
-    for entry in ctx.repo.journal():
-        if entry.op != DROP_ROOT:
-            continue
-        current = next((r for r in ctx.repo.objects(values=False) if r.kind == KIND_ROOT), None)
-        if current is None or current.status != STATUS_ACTIVE or current.local_dirty:
-            pending = True  # the merge is not committed yet
-            continue
-        try:
-            ctx.api.delete(entry.oaio_id)
-        except NotFound:
-            pass
-        except PermissionDenied as exc:
-            log.warning("client root object %s cannot be deleted (%s); leaving it", entry.oaio_id, exc)
-        except OaiodError as exc:
-            log.info("client root object %s: deleting it failed (%s); trying again next cycle", entry.oaio_id, exc)
-            pending = True
-            continue
-        ctx.repo.journal_remove(entry.id)
-        log.info("deleted client root object %s (merged into %s)", entry.oaio_id, current.oaio_id)
-        ctx.repo.add_history(entry.oaio_id, "drop-root", detail=f"merged into {current.oaio_id}")
-    return pending
 
 
 # -- files no longer ignored ---------------------------------------------------------------------------------------
@@ -436,39 +288,5 @@ def _fetch_synced(ctx: EngineContext, row: ObjectRow, file: FileRow, root: Path)
     got = fetch_one(ctx.backend(row.csh_id), key, temp, file.mtime_ns or None, file.synced_executable)
     if got.sha256 != file.synced_sha256:
         temp.unlink(missing_ok=True)
-        raise EngineError(f"{row.oaio_id}/{row.synced_stamp}/{file.path}: the stored file does not match")
+        raise IntegrityError(f"{row.oaio_id}/{row.synced_stamp}/{file.path}: the stored file does not match")
     return localfs.install(root, file.path, temp, None)
-
-
-# -- ctl ls -----------------------------------------------------------------------------------------------------
-
-
-def listing(ctx: EngineContext) -> list[dict[str, Any]]:
-    """What ``ctl ls`` shows: every object, then every folder excluded from the synced folder around it."""
-    rows = [
-        {
-            "oaio_id": row.oaio_id,
-            "kind": row.kind,
-            "path": row.local_root,
-            "right": row.csh_access_right,
-            "status": row.status,
-            "stamp": row.synced_stamp,
-            "owner": row.username,
-            "detail": row.hold_reason,
-        }
-        for row in ctx.repo.objects(values=False)
-    ]
-    for excluded in ctx.repo.excluded_folders():
-        rows.append(
-            {
-                "oaio_id": excluded.oaio_id,
-                "kind": "excluded",
-                "path": excluded.path,
-                "right": "",
-                "status": "excluded",
-                "stamp": excluded.created,
-                "owner": "",
-                "detail": f"not synced ({excluded.reason}); `oaiod ctl add {excluded.path}` syncs it again",
-            }
-        )
-    return rows

@@ -10,7 +10,6 @@ advances only when every file of the version was merged; otherwise the next cycl
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from oaiod.engine.plan import (
     under_remote_folders,
 )
 from oaiod.engine.rows import RowWriter
+from oaiod.engine.values import record_clashes
 from oaiod.errors import OaiodError
 from oaiod.model import OaiObject, right_grants, storage_key
 from oaiod.state.models import KIND_DATA, STATUS_ACTIVE, STATUS_HELD, FileRow, ObjectRow
@@ -217,19 +217,8 @@ def _merge_local_values(ctx: EngineContext, row: ObjectRow, local: dict[str, Any
     the server's content under its name — and the clash is recorded with both values (``ctl conflicts``, kind
     ``value``), so the value this device loses is never dropped in silence."""
     merged, clashes = merge_values(row.synced_values, local, remote.client_values)
-    for key in clashes:
-        mine, theirs = (_shown(values, key) for values in (local, remote.client_values))
-        log.warning("%s: value %r changed on both sides; kept the server's %s, this device had %s",
-                    row.oaio_id, key, theirs, mine)  # fmt: skip
-        detail = f"changed on both sides; kept the server's value {theirs}, this device had {mine}"
-        ctx.repo.add_conflict(row.oaio_id, "value", key, detail=detail)
+    record_clashes(ctx, row.oaio_id, clashes, local, remote.client_values, kept_local=False)
     return merged
-
-
-def _shown(values: dict[str, Any], key: str) -> str:
-    """``values[key]`` as JSON for a conflict's detail (at most 500 characters), or "deleted"."""
-    text = json.dumps(values[key], ensure_ascii=False, sort_keys=True) if key in values else "deleted"
-    return text if len(text) <= 500 else text[:499] + "…"
 
 
 def _merge_values_only(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> None:

@@ -23,6 +23,7 @@ from oaiod.engine.context import EngineContext, transfer_batches
 from oaiod.engine.localfs import LocalChanged
 from oaiod.engine.manifest import MANIFEST_KEY, build_manifest
 from oaiod.engine.plan import is_mass_deletion, merge_values
+from oaiod.engine.values import record_clashes
 from oaiod.model import FILES_VALUES_KEY, OaiObject, now_stamp, right_grants, storage_key
 from oaiod.server_api import UploadConflict
 from oaiod.state.models import (
@@ -160,7 +161,8 @@ def _prepare(ctx: EngineContext, row: ObjectRow) -> _Commit:
 
 
 def _commit(ctx: EngineContext, row: ObjectRow, commit: _Commit, outcome: PushOutcome) -> PushOutcome:
-    values = _new_values(ctx, row, commit)
+    values, clashes = _new_values(ctx, row, commit)
+    mine, theirs = dict(row.local_values or {}), dict(row.client_values)  # the clashing values, before _record
     entry = ctx.repo.journal_add(COMMIT, row.oaio_id, commit.stamp, row.synced_stamp, {"csh_id": row.csh_id})
     backend = ctx.backend(row.csh_id) if commit.files else None
     root = Path(row.local_root) if row.local_root else None
@@ -184,6 +186,8 @@ def _commit(ctx: EngineContext, row: ObjectRow, commit: _Commit, outcome: PushOu
         # the journal row stays: recovery at the next start deletes the partial prefix (or finds it committed)
         raise
     _record(ctx, row, commit, answer, entry)
+    # recorded once the version that overwrote the server's values is committed (a lost race merges and retries)
+    record_clashes(ctx, row.oaio_id, clashes, mine, theirs, kept_local=True)
     outcome.committed = commit.stamp
     return outcome
 
@@ -255,15 +259,18 @@ def _copy_from_base(backend: Any, copies: dict[str, tuple[str, str]]) -> list[st
     return missing
 
 
-def _new_values(ctx: EngineContext, row: ObjectRow, commit: _Commit) -> dict[str, Any]:
+def _new_values(ctx: EngineContext, row: ObjectRow, commit: _Commit) -> tuple[dict[str, Any], list[str]]:
+    """The new version's values, and the keys where this device's value replaces one the server changed too
+    (local values merged over the server's newer version, design §5: the newer side's value stays)."""
     base = dict(row.client_values)
+    clashes: list[str] = []
     if row.local_values is not None:
-        base, _clashes = merge_values(row.synced_values, row.local_values, base, local_newer=True)
+        base, clashes = merge_values(row.synced_values, row.local_values, base, local_newer=True)
     if row.kind != KIND_DATA:
         base[FILES_VALUES_KEY] = sorted(commit.files)
         files = {path: commit.files[path] for path in sorted(commit.files)}
         base[MANIFEST_KEY] = build_manifest(row.kind, commit.stamp, files, confirmed_delete=row.delete_confirmed)
-    return base
+    return base, clashes
 
 
 def _version_object(ctx: EngineContext, row: ObjectRow, stamp: str, values: dict[str, Any]) -> OaiObject:

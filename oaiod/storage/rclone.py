@@ -42,17 +42,7 @@ import requests
 
 from oaiod.errors import ConfigError
 from oaiod.secrets import secret_from_args
-from oaiod.storage.base import (
-    Backend,
-    Capabilities,
-    ObjectInfo,
-    PathLike,
-    Progress,
-    check_args,
-    checked_listing,
-    random_token,
-    secret_arg_names,
-)
+from oaiod.storage.base import Backend, Capabilities, ObjectInfo, PathLike, Progress
 from oaiod.storage.errors import (
     InvalidKey,
     ObjectNotFound,
@@ -63,6 +53,7 @@ from oaiod.storage.errors import (
     TransientStorageError,
 )
 from oaiod.storage.keys import TEMP_PREFIX, temp_name, validate_key, validate_prefix
+from oaiod.storage.toolkit import check_args, checked_listing, random_token, secret_arg_names
 
 log = logging.getLogger(__name__)
 
@@ -279,14 +270,15 @@ class RcloneBackend(Backend):
         if progress is not None:
             progress(size)
 
-    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None, fsync: bool = True) -> None:
         validate_rclone_key(key)
         target = Path(local_path).absolute()
         tmp = target.parent / f"{TEMP_PREFIX}{random_token()[:16]}"
         try:
             self._copyfile(self.fs, key, ":local:" + str(target.parent), tmp.name, key, "cannot download")
-            with open(tmp, "rb+") as file:
-                os.fsync(file.fileno())
+            if fsync:
+                with open(tmp, "rb+") as file:
+                    os.fsync(file.fileno())
             os.replace(tmp, target)
         finally:
             with contextlib.suppress(OSError):

@@ -36,21 +36,7 @@ from boto3.s3.transfer import TransferConfig
 
 from oaiod.errors import ConfigError
 from oaiod.secrets import secret_from_args
-from oaiod.storage.base import (
-    Backend,
-    Capabilities,
-    ObjectInfo,
-    PathLike,
-    Progress,
-    atomic_local_file,
-    check_args,
-    checked_listing,
-    copy_on_threads,
-    require_https,
-    secret_arg_names,
-    truthy_arg,
-    validate_pairs,
-)
+from oaiod.storage.base import Backend, Capabilities, ObjectInfo, PathLike, Progress
 from oaiod.storage.errors import (
     ObjectNotFound,
     PermanentStorageError,
@@ -60,6 +46,16 @@ from oaiod.storage.errors import (
     TransientStorageError,
 )
 from oaiod.storage.keys import validate_key, validate_prefix
+from oaiod.storage.toolkit import (
+    atomic_local_file,
+    check_args,
+    checked_listing,
+    copy_on_threads,
+    require_https,
+    secret_arg_names,
+    truthy_arg,
+    validate_pairs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -232,9 +228,9 @@ class S3Backend(Backend):
         with translate_boto_errors(key, "cannot upload"):
             self.client.upload_file(os.fspath(local_path), self.bucket, name, Config=self.transfer, Callback=progress)
 
-    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None, fsync: bool = True) -> None:
         name = self._name(validate_key(key))
-        with translate_boto_errors(key, "cannot download"), atomic_local_file(local_path) as file:
+        with translate_boto_errors(key, "cannot download"), atomic_local_file(local_path, fsync=fsync) as file:
             self.client.download_fileobj(self.bucket, name, file, Config=self.transfer, Callback=progress)
 
     def stat(self, key: str) -> ObjectInfo:

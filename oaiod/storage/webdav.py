@@ -34,20 +34,7 @@ from requests.adapters import HTTPAdapter
 
 from oaiod import __version__
 from oaiod.secrets import secret_from_args
-from oaiod.storage.base import (
-    CHUNK_SIZE,
-    Backend,
-    Capabilities,
-    ObjectInfo,
-    PathLike,
-    Progress,
-    atomic_local_file,
-    check_args,
-    checked_listing,
-    require_https,
-    secret_arg_names,
-    truthy_arg,
-)
+from oaiod.storage.base import Backend, Capabilities, ObjectInfo, PathLike, Progress
 from oaiod.storage.errors import (
     ObjectNotFound,
     PermanentStorageError,
@@ -57,6 +44,15 @@ from oaiod.storage.errors import (
     TransientStorageError,
 )
 from oaiod.storage.keys import join_key, temp_name, validate_key, validate_prefix
+from oaiod.storage.toolkit import (
+    CHUNK_SIZE,
+    atomic_local_file,
+    check_args,
+    checked_listing,
+    require_https,
+    secret_arg_names,
+    truthy_arg,
+)
 
 log = logging.getLogger(__name__)
 
@@ -269,14 +265,14 @@ class WebDavBackend(Backend):
             headers = {"Content-Type": "application/octet-stream"}
             return self._request("PUT", self._url(tmp), key, "cannot upload", data=body, headers=headers)
 
-    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None, fsync: bool = True) -> None:
         validate_key(key)
         with (
             translate_requests_errors(key, "cannot download"),
             self.session.get(self._url(key), stream=True, timeout=TIMEOUT) as response,
         ):
             raise_for_status(response, key, "cannot download")
-            with atomic_local_file(local_path) as file:
+            with atomic_local_file(local_path, fsync=fsync) as file:
                 for chunk in response.iter_content(CHUNK_SIZE):
                     file.write(chunk)
                     if progress is not None:

@@ -31,16 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from oaiod.storage.base import (
-    Backend,
-    Capabilities,
+from oaiod.storage.base import Backend, Capabilities, ObjectInfo, PathLike, Progress, Transfer, Transferred
+from oaiod.storage.errors import PermanentStorageError, StorageError, TransientStorageError
+from oaiod.storage.toolkit import (
     CheckedPairs,
     CheckedTransfers,
-    ObjectInfo,
-    PathLike,
-    Progress,
-    Transfer,
-    Transferred,
     copy_on_threads,
     get_one,
     map_on_threads,
@@ -48,7 +43,6 @@ from oaiod.storage.base import (
     validate_pairs,
     validate_transfers,
 )
-from oaiod.storage.errors import PermanentStorageError, StorageError, TransientStorageError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -99,8 +93,8 @@ class WrappingBackend(Backend):
     def put_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
         self._call("put", key, lambda: self.inner.put_file(key, local_path, progress=progress))
 
-    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
-        self._call("get", key, lambda: self.inner.get_file(key, local_path, progress=progress))
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None, fsync: bool = True) -> None:
+        self._call("get", key, lambda: self.inner.get_file(key, local_path, progress=progress, fsync=fsync))
 
     def stat(self, key: str) -> ObjectInfo:
         return self._call("stat", key, lambda: self.inner.stat(key))
@@ -385,8 +379,8 @@ class BandwidthLimitedBackend(WrappingBackend):
     def put_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
         self.inner.put_file(key, local_path, progress=self._throttled(self.upload, progress))
 
-    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
-        self.inner.get_file(key, local_path, progress=self._throttled(self.download, progress))
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None, fsync: bool = True) -> None:
+        self.inner.get_file(key, local_path, progress=self._throttled(self.download, progress), fsync=fsync)
 
     def put_many(
         self, items: Sequence[Transfer], *, progress: Progress | None = None, unpublished: bool = False
@@ -452,8 +446,10 @@ class LoggingBackend(WrappingBackend):
     def put_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
         self._transfer("put", key, local_path, lambda: self.inner.put_file(key, local_path, progress=progress))
 
-    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
-        self._transfer("get", key, local_path, lambda: self.inner.get_file(key, local_path, progress=progress))
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None, fsync: bool = True) -> None:
+        self._transfer(
+            "get", key, local_path, lambda: self.inner.get_file(key, local_path, progress=progress, fsync=fsync)
+        )
 
     def copy_many(self, pairs: Iterable[tuple[str, str]], *, progress: Progress | None = None) -> None:
         """One line and one timing for the whole batch, however the wrappers inside copy it."""

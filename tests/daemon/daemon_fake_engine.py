@@ -16,15 +16,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from oaiod.engine.status import EngineStatus, Listing
 from oaiod.errors import FailureKind, OaiodError
 
 if TYPE_CHECKING:
     from oaiod.daemon.wiring import DaemonEngine
+    from oaiod.server_api import ObjectVersion
     from oaiod.state import StateRepo
+    from oaiod.state.models import ConflictRow, HistoryRow
 
 
 class FakeTransientError(OaiodError):
     kind = FailureKind.TRANSIENT
+
+
+@dataclass
+class FakeStatus(EngineStatus):
+    """The engine's status with what the fake counts (``ctl status`` shows a subclass's fields too)."""
+
+    cycles_done: int = 0
+    rescans: int = 0
+    dirty: dict[str, list[str]] = field(default_factory=dict)
+    calls: list[Any] = field(default_factory=list)
+    retries: int = 0
 
 
 @dataclass
@@ -78,8 +92,10 @@ class FakeEngine:
     def roots(self) -> list[Path]:
         return [self.root, *self.extra_roots]
 
-    def objects(self) -> list[dict[str, Any]]:
-        return [{"path": str(root)} for root in self.roots()]
+    def objects(self) -> Listing:
+        from oaiod.state.models import ObjectRow  # loaded only when asked: the fake needs no state database
+
+        return Listing([ObjectRow(oaio_id=f"fake-{root.name}", local_root=str(root)) for root in self.roots()])
 
     def rebuild_index(self) -> None:
         self.calls.append(["rebuild_index"])
@@ -105,29 +121,34 @@ class FakeEngine:
     def confirm_delete(self, oaio_id: str) -> None:
         self.calls.append(["confirm_delete", oaio_id])
 
-    def conflicts(self) -> list[dict[str, str]]:
-        return [{"path": "a (conflicted copy).txt"}]
+    def conflicts(self) -> list[ConflictRow]:
+        from oaiod.state.models import ConflictRow
 
-    def history(self) -> list[dict[str, Any]]:
-        return [{"what": "cycle", "n": self.cycles}]
+        return [ConflictRow(oaio_id="fake", kind="file", path="a (conflicted copy).txt")]
 
-    def versions(self, oaio_id: str) -> list[dict[str, str]]:
-        return [{"stamp": "20240101000000000000"}]
+    def history(self) -> list[HistoryRow]:
+        from oaiod.state.models import HistoryRow
+
+        return [HistoryRow(oaio_id="fake", action="cycle", detail=str(self.cycles))]
+
+    def versions(self, oaio_id: str) -> list[ObjectVersion]:
+        from oaiod.server_api import ObjectVersion
+
+        return [ObjectVersion("20240101000000000000", {}, None, "alice", "fake", "oaiod", "")]
 
     def restore(self, oaio_id: str, stamp: str, to: Path | None = None) -> None:
         self.calls.append(["restore", oaio_id, stamp, str(to) if to else None])
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> FakeStatus:
         with self._lock:
-            return {
-                "cycles_done": self.cycles,
-                "rescans": self.rescans,
-                "dirty": {root: sorted(set(paths)) for root, paths in self.dirty.items()},
-                "calls": self.calls,
-                "retries": self.retries,
-                "queued_uploads": 0,
-                "queued_upload_bytes": 0,
-            }
+            return FakeStatus(
+                progress={"queued_uploads": 0, "queued_upload_bytes": 0},
+                cycles_done=self.cycles,
+                rescans=self.rescans,
+                dirty={root: sorted(set(paths)) for root, paths in self.dirty.items()},
+                calls=list(self.calls),
+                retries=self.retries,
+            )
 
 
 def _is_a_daemon_engine(engine: FakeEngine) -> DaemonEngine:

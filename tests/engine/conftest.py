@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from oaiod.engine.cycle import CycleReport, SyncEngine
+from oaiod.engine.cycle import SyncEngine
 from oaiod.engine.settings import EngineSettings
+from oaiod.engine.status import CycleReport
 from oaiod.hub.server import HubServer
 from oaiod.server_api import OaioServerApi
 from oaiod.state import StateRepo

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from oaiod.daemon.ctl import present
 from oaiod.engine.settings import ROOT_OBJECT_NAME
 from oaiod.hub.db import Object, Subscription
 from oaiod.hub.server import HubServer
@@ -58,7 +59,7 @@ def _untouched(alice: Device, root_id: str, files: dict[str, bytes]) -> None:
     assert sorted(server_root.client_values["_file_paths"]) == sorted(files)
     tree = alice.tree()
     assert {path: tree[path] for path in files} == files
-    actions = {h["action"] for h in alice.engine.history()}
+    actions = {h["action"] for h in present.rows(alice.engine.history())}
     assert not actions & {"switch-root", "drop-root"}
 
 

@@ -50,8 +50,8 @@ class HookedBackend(Backend):
     def put_file(self, key: str, local_path: Any, *, progress: Any = None) -> None:
         self.inner.put_file(key, local_path, progress=progress)
 
-    def get_file(self, key: str, local_path: Any, *, progress: Any = None) -> None:
-        self.inner.get_file(key, local_path, progress=progress)
+    def get_file(self, key: str, local_path: Any, *, progress: Any = None, fsync: bool = True) -> None:
+        self.inner.get_file(key, local_path, progress=progress, fsync=fsync)
 
     def stat(self, key: str) -> ObjectInfo:
         return self.inner.stat(key)

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from oaiod.daemon.ctl import present
 from oaiod.model import OaiObject, now_stamp
 from tests.engine.conftest import converge, write
 
@@ -25,7 +26,7 @@ def test_concurrent_edit_makes_a_conflicted_copy(make_device) -> None:
     assert a.tree() == b.tree()
     contents = sorted(a.tree().values())
     assert contents == [b"from a", b"from b!"] and a.tree()["doc.txt"] == b"from a"
-    (conflict,) = b.engine.conflicts()
+    (conflict,) = present.rows(b.engine.conflicts())
     assert conflict["path"] == "doc.txt" and conflict["copy_path"].startswith("doc (conflicted copy from b ")
 
 
@@ -47,7 +48,7 @@ def test_mass_deletion_is_held_until_confirmed(make_device) -> None:
     converge(a, b)
     shutil.rmtree(a.root / "many")
     report = a.sync()
-    assert report.held and a.engine.status()["held"]
+    assert report.held and present.status(a.engine.status())["held"]
     converge(b)
     assert len(b.tree()) == 9  # nothing was deleted on b
     a.engine.confirm_delete(report.held[0])
@@ -87,7 +88,7 @@ def test_read_only_share_never_uploads(make_device) -> None:
     # bob's edit is kept as a conflicted copy, alice's version arrives, nothing of bob's reached alice
     assert (shared / "plan.txt").read_text() == "alice's plan v2"
     assert any("conflicted copy" in p for p in bob.tree()) and not any("conflicted" in p for p in alice.tree())
-    assert {c["kind"] for c in bob.engine.conflicts()} >= {"readonly"}
+    assert {c["kind"] for c in present.rows(bob.engine.conflicts())} >= {"readonly"}
     users = {u["username"]: u["access_right"] for u in alice.engine.users(oaio_id)}
     assert users["bob"] == "r"
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from oaiod.daemon.cli import render_status
+from oaiod.daemon.ctl import present
 from oaiod.state.models import ObjectRow
 from tests.engine.conftest import Device, write
 
@@ -65,12 +66,12 @@ def test_a_refused_object_is_stored_and_shown_with_its_kind_and_waits_long(
     alice = make_device("alice", "a")
     oaio_id, repair = _failed_push(alice, storage_root, tmp_path)
 
-    (error,) = alice.engine.status()["errors"]
+    (error,) = present.status(alice.engine.status())["errors"]
     assert (error["key"], error["kind"]) == (f"obj:{oaio_id}", "permission"), error
     assert error["message"].startswith("push: ") and "symlink" in error["message"]
     assert 29 * 60 < _waits(error["next_try"]) <= 30 * 60  # not 10 s: nothing changes by itself that soon
     monkeypatch.setenv("COLUMNS", "400")  # `ctl status` for people: one line per failed item, its kind first
-    render_status({"state": "error", "engine": alice.engine.status()})
+    render_status({"state": "error", "engine": present.status(alice.engine.status())})
     assert f"permission: {oaio_id}: push: " in capsys.readouterr().out
 
     repair()
@@ -80,7 +81,7 @@ def test_a_refused_object_is_stored_and_shown_with_its_kind_and_waits_long(
     write(alice.root / "c.txt", "third")  # a local change to that object: tried again at once
     report = alice.sync()
     assert report.errors == [] and report.pushed == 1
-    assert alice.engine.status()["errors"] == []
+    assert present.status(alice.engine.status())["errors"] == []
     bob = make_device("alice", "b")
     bob.sync()
     assert bob.tree() == {"a.txt": b"first", "b.txt": b"second", "c.txt": b"third"}
@@ -94,8 +95,10 @@ def test_ctl_sync_tries_a_backed_off_object_again_without_a_local_change(
     assert alice.sync().errors == []  # backed off: the next cycle leaves it alone
     alice.engine.retry_failed()
     again = alice.sync()
-    assert len(again.errors) == 1 and alice.engine.status()["errors"][0]["attempts"] == 2  # tried, refused again
+    assert (
+        len(again.errors) == 1 and present.status(alice.engine.status())["errors"][0]["attempts"] == 2
+    )  # tried, refused again
     repair()
     alice.engine.retry_failed()
-    assert alice.sync().pushed == 1 and alice.engine.status()["errors"] == []
+    assert alice.sync().pushed == 1 and present.status(alice.engine.status())["errors"] == []
     assert (storage_root / oaio_id).is_dir() and not (storage_root / oaio_id).is_symlink()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from oaiod.daemon.ctl import present
 from tests.engine.conftest import converge, write
 
 pytestmark = pytest.mark.integration
@@ -26,4 +27,4 @@ def test_a_folder_replaced_by_a_file_keeps_the_name(make_device, first: str) -> 
         assert device.sync().errors == []
     converge(a, b, rounds=3)
     assert a.tree() == b.tree() == {"X": b"b's file X", "other.txt": b"a's other file"}
-    assert a.engine.conflicts() == [] and b.engine.conflicts() == []
+    assert present.rows(a.engine.conflicts()) == [] and present.rows(b.engine.conflicts()) == []

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from oaiod.daemon.ctl import present
 from oaiod.hub.db import Object, Subscription, Version
 from oaiod.hub.server import HubServer
 from oaiod.model import CREATE_ACCESS_RIGHT, now_stamp
@@ -83,7 +84,7 @@ def user_files(home: Path) -> set[str]:
 
 
 def error_keys(device: Device) -> dict[str, str]:
-    return {row["key"]: row["message"] for row in device.engine.status()["errors"]}
+    return {row["key"]: row["message"] for row in present.status(device.engine.status())["errors"]}
 
 
 @pytest.mark.parametrize("kind", sorted(HOSTILE_VALUES))

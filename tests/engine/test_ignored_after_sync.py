@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 
+from oaiod.daemon.ctl import present
 from tests.engine.conftest import Device, converge, tree, write
 
 pytestmark = pytest.mark.integration
@@ -49,7 +50,7 @@ def test_ignored_after_sync_stays_everywhere_and_comes_back(make_device) -> None
     converge(b, a)
     assert (a.root / "edit.log").read_text() == "edit v2 from b"
     assert (a.root / "notes.log").read_text() == "notes: a's edit while ignored"
-    kept = [c for c in a.engine.conflicts() if c["kind"] == "ignored"]
+    kept = [c for c in present.rows(a.engine.conflicts()) if c["kind"] == "ignored"]
     assert [c["path"] for c in kept] == ["notes.log"]
     assert (b.root / "notes.log").read_text() == "notes v2 from b"
     assert "fresh.log" not in b.tree()
@@ -101,7 +102,7 @@ def test_remote_file_at_an_ignored_path_in_the_way_keeps_the_local_one(make_devi
     write(b.root / "same.log", "same")
     converge(b, a)
     assert (a.root / "mine.log").read_text() == "a's log" and (b.root / "mine.log").read_text() == "b's log"
-    assert [c["path"] for c in a.engine.conflicts() if c["kind"] == "ignored"] == ["mine.log"]
+    assert [c["path"] for c in present.rows(a.engine.conflicts()) if c["kind"] == "ignored"] == ["mine.log"]
     for device in (a, b):
         report = device.sync()
         assert (report.uploads, report.downloads, report.pushed, report.errors) == (0, 0, 0, [])
@@ -124,7 +125,7 @@ def test_executable_bit_changed_on_the_server_for_an_ignored_file(make_device) -
     converge(b, a)
     assert (a.root / "tool.sh").stat().st_mode & 0o100  # unchanged on a: the server's bit arrives
     assert not (a.root / "run.sh").stat().st_mode & 0o100 and (a.root / "run.sh").read_text().endswith("on a")
-    assert [c["path"] for c in a.engine.conflicts() if c["kind"] == "ignored"] == ["run.sh"]
+    assert [c["path"] for c in present.rows(a.engine.conflicts()) if c["kind"] == "ignored"] == ["run.sh"]
     report = a.sync()
     assert (report.uploads, report.downloads, report.pushed, report.errors) == (0, 0, 0, [])
     assert not any(row.remote_dirty for row in a.engine.repo.objects())  # every pull completed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from oaiod.daemon.ctl import present
 from oaiod.model import OaiObject, now_stamp
 from tests.engine.conftest import converge, tree, write
 
@@ -16,7 +17,7 @@ def test_versions_restore_and_gc(make_device, storage_root, tmp_path) -> None:
         write(a.root / "f.txt", f"v{version}")
         converge(a)
     root_id = next(r.oaio_id for r in a.engine.repo.objects() if r.kind == "root")
-    versions = a.engine.versions(root_id)
+    versions = present.versions(a.engine.versions(root_id))
     assert len(versions) >= 3 and versions[0]["stamp"] > versions[-1]["stamp"]
     first_with_file = [v for v in versions if v["files"] == 1][-1]
     restored_to = tmp_path / "restored"
@@ -32,7 +33,7 @@ def test_versions_restore_and_gc(make_device, storage_root, tmp_path) -> None:
     assert result["versions"] >= 1 and len(stamps_after) < len(stamps_before)
     row = a.engine.repo.get_object(root_id)
     assert row.client_stamp in stamps_after
-    status = a.engine.status()
+    status = present.status(a.engine.status())
     assert status["state"] == "idle" and status["held"] == [] and status["errors"] == []
 
 

@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from oaiod.daemon.ctl import present
 from tests.engine.conftest import Device, converge, write
 
 pytestmark = pytest.mark.integration
@@ -19,7 +20,7 @@ def _root_files(device: Device) -> list[str]:
 
 
 def _excluded(device: Device) -> list[str]:
-    return [row["path"] for row in device.engine.objects() if row["kind"] == "excluded"]
+    return [row["path"] for row in present.listing(device.engine.objects()) if row["kind"] == "excluded"]
 
 
 def test_removed_folder_inside_the_root_stays_out_of_it(make_device) -> None:
@@ -38,7 +39,7 @@ def test_removed_folder_inside_the_root_stays_out_of_it(make_device) -> None:
     assert _root_files(a) == ["r.txt"]  # not taken into the client root, on a or on b
     assert _excluded(a) == [str(folder)] and _excluded(b) == [str(b.root / "proj")]
     assert (b.root / "proj" / "p.txt").exists() and not (b.root / "proj" / "later.txt").exists()
-    listed = {row["path"]: row for row in a.engine.objects()}
+    listed = {row["path"]: row for row in present.listing(a.engine.objects())}
     assert listed[str(folder)]["status"] == "excluded" and "ctl add" in listed[str(folder)]["detail"]
 
     again = a.engine.add_folder(folder)  # added back: its own object again, no longer excluded

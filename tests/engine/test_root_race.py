@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import pytest
 
+from oaiod.daemon.ctl import present
 from oaiod.engine.context import ServerApi
 from oaiod.engine.settings import ROOT_OBJECT_NAME
 from oaiod.model import OaiObject
@@ -155,9 +156,11 @@ def test_the_hub_clock_decides_which_root_is_older_not_the_id(make_device) -> No
     assert [o.oaio_id for o in _server_roots(a)] == [first]
     assert _root_of(a) == _root_of(b) == _root_of(c) == first
     assert a.tree() == b.tree() == c.tree() == {"a.txt": b"a", "b.txt": b"b", "c.txt": b"c"}
-    history = [(h["action"], h["oaio_id"]) for h in a.engine.history()]
+    history = [(h["action"], h["oaio_id"]) for h in present.rows(a.engine.history())]
     assert ("drop-root", late) in history  # a registered the later root and deleted it
-    assert all(h["action"] not in ("drop-root", "switch-root") for d in (b, c) for h in d.engine.history())
+    assert all(
+        h["action"] not in ("drop-root", "switch-root") for d in (b, c) for h in present.rows(d.engine.history())
+    )
 
 
 def test_a_root_deleted_on_the_server_is_replaced_without_losing_files(make_device) -> None:

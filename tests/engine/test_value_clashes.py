@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from oaiod.daemon.ctl import present
 from oaiod.model import OaiObject, now_stamp
 from tests.engine.conftest import Device, converge, write
 
@@ -53,7 +54,32 @@ def test_a_value_changed_on_both_sides_is_recorded(make_device: Callable[..., De
     for device in (a, b):
         values: dict[str, Any] = device.engine.repo.get_object(oaio_id).synced_values
         assert (values["colour"], values["size"], values["shape"]) == ("red", 2, "round")
-    assert a.engine.conflicts() == []
-    (clash,) = b.engine.conflicts()
+    assert present.rows(a.engine.conflicts()) == []
+    (clash,) = present.rows(b.engine.conflicts())
     assert (clash["oaio_id"], clash["kind"], clash["path"]) == (oaio_id, "value", "colour")
     assert '"blue"' in clash["detail"] and '"red"' in clash["detail"], clash
+
+
+def test_a_value_a_push_overwrites_is_recorded(make_device: Callable[..., Device]) -> None:
+    """A push merges this device's values over a server version it has not pulled (here: a pull held for a mass
+    deletion) and keeps its own, the newer; the server's value it overwrites is recorded, as a pull records one."""
+    a, b = make_device("alice", "a"), make_device("alice", "b", mass_delete_min=100)
+    for number in range(8):
+        write(b.root / f"f{number}.txt", str(number))
+    converge(b, a)
+    oaio_id = _root_id(a)
+    for number in range(8):
+        (b.root / f"f{number}.txt").unlink()
+    b.engine.set_values(oaio_id, {"colour": "blue"})
+    converge(b)  # b may delete many (min 100), a may not
+
+    a.engine.set_values(oaio_id, {"colour": "red"})
+    report = a.sync()  # a holds b's deletions, and commits its own values over b's version
+    assert report.held == [oaio_id] and report.pushed == 1, report
+
+    values: dict[str, Any] = a.engine.repo.get_object(oaio_id).synced_values
+    assert values["colour"] == "red"
+    (clash,) = present.rows(a.engine.conflicts())
+    assert (clash["oaio_id"], clash["kind"], clash["path"]) == (oaio_id, "value", "colour")
+    assert 'kept this device\'s value "red", the server had "blue"' in clash["detail"], clash
+    assert present.rows(b.engine.conflicts()) == []

@@ -12,8 +12,9 @@ import pytest
 from storage_stores import StoreUnderTest
 
 from oaiod.model import storage_key
-from oaiod.storage.base import UMASK, Backend, Transfer
+from oaiod.storage.base import Backend, Transfer
 from oaiod.storage.errors import InvalidKey, LocalFileChanged, ObjectNotFound
+from oaiod.storage.toolkit import UMASK
 from oaiod.storage.wrappers import LoggingBackend, WrapperConfig, wrap_backend
 
 pytestmark = pytest.mark.integration

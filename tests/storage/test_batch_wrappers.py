@@ -80,9 +80,9 @@ class PerItemBackend(LocalBackend):
         self._maybe_fail("put", key)
         super().put_file(key, local_path, progress=progress)
 
-    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None, fsync: bool = True) -> None:
         self._maybe_fail("get", key)
-        super().get_file(key, local_path, progress=progress)
+        super().get_file(key, local_path, progress=progress, fsync=fsync)
 
 
 def make_sources(folder: Path, count: int) -> list[Path]:

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from oaiod.storage import fsops, keys, local_worker
-from oaiod.storage.base import UMASK, Transfer
+from oaiod.storage import fsops, keys
+from oaiod.storage.base import Transfer
 from oaiod.storage.errors import LocalFileChanged, ObjectNotFound, StoragePermissionDenied, TransientStorageError
 from oaiod.storage.local import LocalBackend
+from oaiod.storage.local import worker as local_worker
+from oaiod.storage.toolkit import UMASK
 
 MIB = 1024 * 1024
 

@@ -212,7 +212,7 @@ class ScriptedBackend(Backend):
     def put_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
         raise NotImplementedError
 
-    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None, fsync: bool = True) -> None:
         raise NotImplementedError
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
@@ -333,7 +333,9 @@ def test_flush_default_does_nothing_for_hosts_that_are_durable_at_put() -> None:
             return cls()
 
         def put_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None: ...
-        def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None: ...
+        def get_file(
+            self, key: str, local_path: PathLike, *, progress: Progress | None = None, fsync: bool = True
+        ) -> None: ...
         def stat(self, key: str) -> ObjectInfo:
             return ObjectInfo(key, 0)
 
@@ -347,19 +349,18 @@ def test_flush_default_does_nothing_for_hosts_that_are_durable_at_put() -> None:
 
 
 def test_get_file_leaves_the_fsync_to_a_caller_who_asks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Inside caller_syncs_local_files() get_file still writes through a temp file and a rename, without an fsync.
+    """With fsync=False get_file still writes through a temp file and a rename, without an fsync.
     (fsync is counted through os.fsync: there is no other way to see whether a sync happened.)"""
-    from oaiod.storage import base
+    from oaiod.storage import toolkit
 
     backend = LocalBackend(tmp_path)
     backend.put_bytes("k", b"data")
     calls: list[int] = []
-    real_fsync = base.os.fsync
-    monkeypatch.setattr(base.os, "fsync", lambda fd: calls.append(fd) or real_fsync(fd))
+    real_fsync = toolkit.os.fsync
+    monkeypatch.setattr(toolkit.os, "fsync", lambda fd: calls.append(fd) or real_fsync(fd))
     backend.get_file("k", tmp_path / "plain")
     assert len(calls) == 1
-    with base.caller_syncs_local_files():
-        backend.get_file("k", tmp_path / "deferred")
+    backend.get_file("k", tmp_path / "deferred", fsync=False)
     assert len(calls) == 1 and (tmp_path / "deferred").read_bytes() == b"data"
     assert fsops.sync_filesystem(tmp_path) in (True, False)
 

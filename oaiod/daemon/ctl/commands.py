@@ -1,4 +1,5 @@
-"""The daemon's side of ``oaiod ctl``: one handler per command, served by :class:`oaiod.ctl.CtlServer`.
+"""The daemon's side of ``oaiod ctl``: :class:`DaemonCommands`, one method per command, served by
+:class:`oaiod.daemon.ctl.protocol.CtlServer`.
 
 Three kinds of command (design §6): reads and server-side calls (status, ls, users, share…) answer at once, even
 during a sync cycle; commands that change the engine's state (add, remove, confirm-delete, restore, rebuild-index)
@@ -17,39 +18,19 @@ Request arguments are untrusted: each is checked here (``oaiod.model`` validator
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
-import datetime
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from oaiod import model
+from oaiod.daemon.ctl import present
 from oaiod.daemon.ctl.protocol import HEARTBEAT, CommandFailed, Handler, Stream
 from oaiod.errors import OaiodError, ValidationError
 
 if TYPE_CHECKING:
     from oaiod.daemon.wiring import DaemonEngine
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON types: dataclasses become objects, paths and stamps strings, sets lists."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(item) for item in value]
-    if isinstance(value, Path | PurePath):
-        return str(value)
-    if isinstance(value, datetime.datetime | datetime.date):
-        return value.isoformat()
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if hasattr(value, "__dict__"):
-        return {key: jsonable(item) for key, item in vars(value).items() if not key.startswith("_")}
-    return str(value)
 
 
 def _arg(args: Mapping[str, Any], name: str, check: Callable[[Any, str], Any] | None = None, default: Any = ...) -> Any:
@@ -91,8 +72,9 @@ def _local_path(value: Any, name: str) -> Path:
 QUEUE_GRACE = 2.0  #: seconds a state-changing command waits for its result before answering "queued"
 
 
-def daemon_handlers(daemon: Any) -> dict[str, Handler]:
-    """The command table the daemon serves; ``daemon`` is an :class:`oaiod.daemon.Daemon`.
+class DaemonCommands:
+    """The commands the daemon serves (``daemon`` is an :class:`oaiod.daemon.process.Daemon`): one method per
+    ``ctl`` command, each taking the request's arguments (untrusted: checked here); :meth:`table` names them.
 
     Three kinds of command (design §6): reads and server-side calls (status, ls, users, share…) answer at once,
     even during a sync cycle; commands that change the engine's state (add, remove, confirm-delete, restore,
@@ -100,31 +82,111 @@ def daemon_handlers(daemon: Any) -> dict[str, Handler]:
     :data:`QUEUE_GRACE`, else ``{"queued": …}`` — with ``wait: true`` they stream progress until the result.
     """
 
-    def scheduler() -> Any:
-        daemon.ready.wait(600)  # commands sent while the daemon starts wait for it
-        if daemon.scheduler is None:
-            daemon.engine()  # raises with the reason
-        return daemon.scheduler
+    def __init__(self, daemon: Any) -> None:
+        self.daemon = daemon
 
-    def queued(what: str, func: Callable[[DaemonEngine], Any], args: Mapping[str, Any], *, resync: bool = True) -> Any:
+    def table(self) -> dict[str, Handler]:
+        """Command name -> handler."""
+        return {
+            "ping": self.ping,
+            "status": self.status,
+            "sync": self.sync,
+            "pause": self.pause,
+            "resume": self.resume,
+            "stop": self.stop,
+            "reload": self.reload,
+            "rebuild-index": self.rebuild_index,
+            "ls": self.ls,
+            "add": self.add,
+            "remove": self.remove,
+            # server-side calls only: safe while a cycle runs (the engine takes no lock for them)
+            "share": self.share,
+            "unshare": self.unshare,
+            "users": self.users,
+            "conflicts": self.conflicts,
+            "confirm-delete": self.confirm_delete,
+            "history": self.history,
+            "versions": self.versions,
+            "restore": self.restore,
+            "log": self.log,
+        }
+
+    # -- how commands run ----------------------------------------------------------------------------------------
+
+    def _scheduler(self) -> Any:
+        self.daemon.ready.wait(600)  # commands sent while the daemon starts wait for it
+        if self.daemon.scheduler is None:
+            self.daemon.engine()  # raises with the reason
+        return self.daemon.scheduler
+
+    def _queued(
+        self, what: str, func: Callable[[DaemonEngine], Any], args: Mapping[str, Any], *, resync: bool = True
+    ) -> Any:
+        """Run ``func(engine)`` between cycles (see the class docstring), then watch the roots again and ask for a
+        cycle."""
+        daemon = self.daemon
+
         def operation() -> Any:
             result = func(daemon.engine())
             daemon.rewatch()
             if resync and daemon.scheduler is not None:
                 daemon.scheduler.trigger(what, force=True)
-            return jsonable(result)
+            return present.jsonable(result)
 
         wait = _arg(args, "wait", _flag, False)
-        return _answer_future(daemon, what, scheduler().submit(what, operation), wait)
+        return _answer_future(daemon, what, self._scheduler().submit(what, operation), wait)
 
-    def read(func: Callable[[DaemonEngine], Any]) -> Any:
+    def _read(self, func: Callable[[DaemonEngine], Any]) -> Any:
+        self.daemon.ready.wait(600)
+        return present.jsonable(func(self.daemon.engine()))
+
+    def _in_main(self, what: str, func: Callable[[], Any], args: Mapping[str, Any]) -> Any:
+        return _answer_future(self.daemon, what, self.daemon.call_in_main(func), _arg(args, "wait", _flag, False))
+
+    def _server_call(self, args: Mapping[str, Any], call: Callable[[DaemonEngine, str], Any]) -> Any:
+        """``call(engine, oaio_id)`` — after the cycle registering the object when it is not on the server yet."""
+        daemon = self.daemon
         daemon.ready.wait(600)
-        return jsonable(func(daemon.engine()))
+        oaio_id = _object(args)
+        registration = Registration(daemon, oaio_id)
+        if not registration.pending():
+            return present.jsonable(call(daemon.engine(), oaio_id))
 
-    def in_main(what: str, func: Callable[[], Any], args: Mapping[str, Any]) -> Any:
-        return _answer_future(daemon, what, daemon.call_in_main(func), _arg(args, "wait", _flag, False))
+        def items() -> Iterator[Any]:
+            yield from registration.wait()
+            if registration.reason:
+                raise CommandFailed(f"{oaio_id} is not registered on the server yet: {registration.reason}")
 
-    def rebuild(args: Mapping[str, Any]) -> Any:
+        return Stream(items(), lambda: present.jsonable(call(daemon.engine(), oaio_id)))
+
+    # -- the daemon -------------------------------------------------------------------------------------------------
+
+    def ping(self, args: Mapping[str, Any]) -> Any:
+        return {"pid": os.getpid()}
+
+    def status(self, args: Mapping[str, Any]) -> Any:
+        return present.jsonable(self.daemon.status())
+
+    def sync(self, args: Mapping[str, Any]) -> Any:
+        return _sync(self.daemon, self._scheduler(), _arg(args, "wait", _flag, False))
+
+    def pause(self, args: Mapping[str, Any]) -> Any:
+        self._scheduler().pause()
+        return "paused"
+
+    def resume(self, args: Mapping[str, Any]) -> Any:
+        self._scheduler().resume()
+        return "resumed"
+
+    def stop(self, args: Mapping[str, Any]) -> Any:
+        self.daemon.request_stop()
+        return "stopping"
+
+    def reload(self, args: Mapping[str, Any]) -> Any:
+        return self._in_main("ctl reload", self.daemon.reload, args)
+
+    def rebuild_index(self, args: Mapping[str, Any]) -> Any:
+        daemon = self.daemon
         daemon.ready.wait(600)
         if daemon.scheduler is not None and daemon.handle is not None:
             return _answer_future(
@@ -133,20 +195,18 @@ def daemon_handlers(daemon: Any) -> dict[str, Handler]:
                 daemon.scheduler.submit("ctl rebuild-index", daemon.forget_index),
                 _arg(args, "wait", _flag, False),
             )
-        return in_main("ctl rebuild-index", daemon.rebuild_index, args)  # no engine: no cycle to wait for
+        return self._in_main("ctl rebuild-index", daemon.rebuild_index, args)  # no engine: no cycle to wait for
 
-    def right(value: Any, name: str) -> str:
-        return model.validate_access_right(value, name, allow_none=False)
+    def log(self, args: Mapping[str, Any]) -> Any:
+        return _log(self.daemon, _arg(args, "lines", _count, 50), _arg(args, "follow", _flag, False))
 
-    def obj(args: Mapping[str, Any]) -> str:
-        oaio_id: str = _arg(args, "oaio_id", model.validate_oaio_id)
-        return oaio_id
+    # -- objects --------------------------------------------------------------------------------------------------
 
-    def user(args: Mapping[str, Any]) -> str:
-        username: str = _arg(args, "user", model.validate_username)
-        return username
+    def ls(self, args: Mapping[str, Any]) -> Any:
+        return self._read(lambda e: present.listing(e.objects()))
 
-    def add(args: Mapping[str, Any]) -> Any:
+    def add(self, args: Mapping[str, Any]) -> Any:
+        daemon = self.daemon
         path, wait = _arg(args, "path", _local_path), _arg(args, "wait", _flag, False)
         what = f"ctl add {path}"
 
@@ -156,67 +216,56 @@ def daemon_handlers(daemon: Any) -> dict[str, Handler]:
             registering = daemon.scheduler  # the cycle that registers it, asked for before anybody waits for it
             return oaio_id, registering.trigger(what, force=True) if registering is not None else None
 
-        return _added(daemon, what, scheduler().submit(what, operation), wait)
+        return _added(daemon, what, self._scheduler().submit(what, operation), wait)
 
-    def server_call(args: Mapping[str, Any], call: Callable[[DaemonEngine, str], Any]) -> Any:
-        """``call(engine, oaio_id)`` — after the cycle registering the object when it is not on the server yet."""
-        daemon.ready.wait(600)
-        oaio_id = obj(args)
-        registration = Registration(daemon, oaio_id)
-        if not registration.pending():
-            return jsonable(call(daemon.engine(), oaio_id))
+    def remove(self, args: Mapping[str, Any]) -> Any:
+        oaio_id = _object(args)
+        return self._queued(f"ctl remove {oaio_id}", lambda e: e.remove(oaio_id), args)
 
-        def items() -> Iterator[Any]:
-            yield from registration.wait()
-            if registration.reason:
-                raise CommandFailed(f"{oaio_id} is not registered on the server yet: {registration.reason}")
+    def confirm_delete(self, args: Mapping[str, Any]) -> Any:
+        oaio_id = _object(args)
+        return self._queued(f"ctl confirm-delete {oaio_id}", lambda e: e.confirm_delete(oaio_id), args)
 
-        return Stream(items(), lambda: jsonable(call(daemon.engine(), oaio_id)))
-
-    def share(args: Mapping[str, Any]) -> Any:
-        who, what = user(args), _arg(args, "right", right)
-        return server_call(args, lambda e, oaio_id: e.share(oaio_id, who, what))
-
-    def unshare(args: Mapping[str, Any]) -> Any:
-        who = user(args)
-        return server_call(args, lambda e, oaio_id: e.unshare(oaio_id, who))
-
-    def remove(args: Mapping[str, Any]) -> Any:
-        oaio_id = obj(args)
-        return queued(f"ctl remove {oaio_id}", lambda e: e.remove(oaio_id), args)
-
-    def confirm_delete(args: Mapping[str, Any]) -> Any:
-        oaio_id = obj(args)
-        return queued(f"ctl confirm-delete {oaio_id}", lambda e: e.confirm_delete(oaio_id), args)
-
-    def restore(args: Mapping[str, Any]) -> Any:
-        oaio_id, stamp = obj(args), _arg(args, "stamp", model.validate_stamp)
+    def restore(self, args: Mapping[str, Any]) -> Any:
+        oaio_id, stamp = _object(args), _arg(args, "stamp", model.validate_stamp)
         to = _arg(args, "to", _local_path, None)
-        return queued(f"ctl restore {oaio_id} {stamp}", lambda e: e.restore(oaio_id, stamp, to=to), args)
+        return self._queued(f"ctl restore {oaio_id} {stamp}", lambda e: e.restore(oaio_id, stamp, to=to), args)
 
-    return {
-        "ping": lambda args: {"pid": os.getpid()},
-        "status": lambda args: jsonable(daemon.status()),
-        "sync": lambda args: _sync(daemon, scheduler(), _arg(args, "wait", _flag, False)),
-        "pause": lambda args: scheduler().pause() or "paused",
-        "resume": lambda args: scheduler().resume() or "resumed",
-        "stop": lambda args: daemon.request_stop() or "stopping",
-        "reload": lambda args: in_main("ctl reload", daemon.reload, args),
-        "rebuild-index": rebuild,
-        "ls": lambda args: read(_listing),
-        "add": add,
-        "remove": remove,
-        # server-side calls only: safe while a cycle runs (the engine takes no lock for them)
-        "share": share,
-        "unshare": unshare,
-        "users": lambda args: server_call(args, lambda e, oaio_id: e.users(oaio_id)),
-        "conflicts": lambda args: read(lambda e: e.conflicts()),
-        "confirm-delete": confirm_delete,
-        "history": lambda args: read(lambda e: e.history()),
-        "versions": lambda args: read(lambda e: e.versions(obj(args))),
-        "restore": restore,
-        "log": lambda args: _log(daemon, _arg(args, "lines", _count, 50), _arg(args, "follow", _flag, False)),
-    }
+    def conflicts(self, args: Mapping[str, Any]) -> Any:
+        return self._read(lambda e: present.rows(e.conflicts()))
+
+    def history(self, args: Mapping[str, Any]) -> Any:
+        return self._read(lambda e: present.rows(e.history()))
+
+    def versions(self, args: Mapping[str, Any]) -> Any:
+        return self._read(lambda e: present.versions(e.versions(_object(args))))
+
+    # -- sharing: server-side calls, after the object's registration --------------------------------------------
+
+    def share(self, args: Mapping[str, Any]) -> Any:
+        who, right = _user(args), _arg(args, "right", _right)
+        return self._server_call(args, lambda e, oaio_id: e.share(oaio_id, who, right))
+
+    def unshare(self, args: Mapping[str, Any]) -> Any:
+        who = _user(args)
+        return self._server_call(args, lambda e, oaio_id: e.unshare(oaio_id, who))
+
+    def users(self, args: Mapping[str, Any]) -> Any:
+        return self._server_call(args, lambda e, oaio_id: e.users(oaio_id))
+
+
+def _right(value: Any, name: str) -> str:
+    return model.validate_access_right(value, name, allow_none=False)
+
+
+def _object(args: Mapping[str, Any]) -> str:
+    oaio_id: str = _arg(args, "oaio_id", model.validate_oaio_id)
+    return oaio_id
+
+
+def _user(args: Mapping[str, Any]) -> str:
+    username: str = _arg(args, "user", model.validate_username)
+    return username
 
 
 def _answer_future(daemon: Any, what: str, future: concurrent.futures.Future[Any], wait: bool) -> Any:
@@ -333,11 +382,6 @@ class Registration:
         }
 
 
-def _listing(engine: DaemonEngine) -> Any:
-    """What ``ctl ls`` shows: the engine's ``objects()`` (one row per synced object and excluded folder)."""
-    return engine.objects()
-
-
 def _sync(daemon: Any, scheduler: Any, wait: bool) -> Any:
     """``ctl sync``: request a cycle now (even while backing off, and every backed-off item tried again);
     ``--wait`` streams progress until it ended."""
@@ -363,14 +407,14 @@ def _sync(daemon: Any, scheduler: Any, wait: bool) -> Any:
         done = outcome[0]
         if done.error is not None:
             raise CommandFailed(f"sync failed: {done.error}")
-        return {"cycle": done.number, "report": jsonable(done.report)}
+        return {"cycle": done.number, "report": present.jsonable(done.report)}
 
     return Stream(items(), result)
 
 
 def _progress(daemon: Any) -> Any:
     try:
-        return {"state": daemon.state(), "progress": jsonable(daemon.engine().progress)}
+        return {"state": daemon.state(), "progress": present.jsonable(daemon.engine().progress)}
     except OaiodError:
         return {"state": daemon.state(), "progress": None}
 

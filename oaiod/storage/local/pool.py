@@ -1,15 +1,15 @@
-"""Worker processes for :class:`~oaiod.storage.local.LocalBackend`'s batch transfers.
+"""Worker processes for :class:`~oaiod.storage.local.backend.LocalBackend`'s batch transfers.
 
 Moving thousands of small files is system calls plus Python per file; Python threads make that slower (each call
 hands the GIL over), so a big batch is split into chunks that worker processes run with the functions of
-:mod:`oaiod.storage.local_worker`. Guarantees:
+:mod:`oaiod.storage.local.worker`. Guarantees:
 
 * Workers come from the ``forkserver`` start method (``spawn`` where there is none), never from a plain ``fork``
   of the daemon, which has threads. The fork server, a small process that preloads the worker module, is started
   with the first pool and stays; the workers are started on the first batch and shut down after
   :attr:`WorkerPool.idle_seconds` without one (and on :meth:`WorkerPool.close`), so an idle daemon holds none.
 * A worker that dies (killed, out of memory) never hangs a batch: the items it had not answered come back as
-  :data:`~oaiod.storage.local_worker.LOST` answers, with the state marks it left in a shared file so the caller
+  :data:`~oaiod.storage.local.worker.LOST` answers, with the state marks it left in a shared file so the caller
   can remove what it half wrote, and the next batch starts a new pool.
 * At most two chunks per worker are in flight, so a blocking ``progress`` (the bandwidth limit) slows the batch.
 """
@@ -30,11 +30,11 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from oaiod.storage.local_worker import LOST, Answer
+from oaiod.storage.local.worker import LOST, Answer
 
 log = logging.getLogger(__name__)
 
-WORKER_MODULE = "oaiod.storage.local_worker"
+WORKER_MODULE = "oaiod.storage.local.worker"
 MIN_CHUNK, MAX_CHUNK = 32, 500  #: items per chunk (a few chunks per worker in between)
 
 

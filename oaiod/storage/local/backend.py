@@ -18,8 +18,8 @@ Objects are files under ``root_folder``. Guarantees and choices:
 * Symlinks are never followed: a key whose resolved path leaves the root is refused, listings skip symlinks.
 * Deleting the last object of a folder removes the folders left empty, up to the root.
 * ``put_many``/``get_many`` run a big batch (see :attr:`LocalBackend.process_threshold`) on worker processes
-  (:mod:`oaiod.storage.local_pool`), a smaller one in the calling thread, with the same per-item code
-  (:mod:`oaiod.storage.local_worker`): the keys' folders are checked for symlinks and made once per batch, each
+  (:mod:`oaiod.storage.local.pool`), a smaller one in the calling thread, with the same per-item code
+  (:mod:`oaiod.storage.local.worker`): the keys' folders are checked for symlinks and made once per batch, each
   item costs a handful of system calls, and the guarantees above hold (atomic put, durability through ``flush``).
 """
 
@@ -39,23 +39,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from oaiod.errors import ConfigError
-from oaiod.storage import local_worker as worker
-from oaiod.storage.base import (
-    CHUNK_SIZE,
-    UMASK,
-    Backend,
-    Capabilities,
-    ObjectInfo,
-    PathLike,
-    Progress,
-    Transfer,
-    Transferred,
-    atomic_local_file,
-    check_args,
-    checked_listing,
-    validate_pairs,
-    validate_transfers,
-)
+from oaiod.storage.base import Backend, Capabilities, ObjectInfo, PathLike, Progress, Transfer, Transferred
 from oaiod.storage.errors import (
     LocalFileChanged,
     ObjectNotFound,
@@ -67,7 +51,17 @@ from oaiod.storage.errors import (
 )
 from oaiod.storage.fsops import fsync_path, sync_filesystem
 from oaiod.storage.keys import TEMP_PREFIX, join_key, validate_key, validate_prefix
-from oaiod.storage.local_pool import WorkerPool
+from oaiod.storage.local import worker
+from oaiod.storage.local.pool import WorkerPool
+from oaiod.storage.toolkit import (
+    CHUNK_SIZE,
+    UMASK,
+    atomic_local_file,
+    check_args,
+    checked_listing,
+    validate_pairs,
+    validate_transfers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +100,7 @@ def error_for_errno(code: int | None, message: str, key: str | None) -> StorageE
 
 
 def item_error(answer: worker.Answer, key: str) -> StorageError:
-    """The storage error for a failed item's ``(kind, errno, message)`` answer of :mod:`local_worker`."""
+    """The storage error for a failed item's ``(kind, errno, message)`` answer of :mod:`.worker`."""
     kind, code, message = answer
     if kind in (worker.SOURCE, worker.CHANGED, worker.EXISTS):
         return LocalFileChanged(message, key=key)
@@ -317,14 +311,14 @@ class LocalBackend(Backend):
             raise
         self._written(path)
 
-    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None, fsync: bool = True) -> None:
         path = self._path(key)
         with translate_os_errors(key, "cannot read"):
             src = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
             try:
                 if not stat_mod.S_ISREG(os.fstat(src).st_mode):
                     raise ObjectNotFound(f"{key!r} is not an object (a folder or special file)", key=key)
-                with atomic_local_file(local_path) as dst:
+                with atomic_local_file(local_path, fsync=fsync) as dst:
                     copy_fd(src, dst.fileno(), progress)
             finally:
                 os.close(src)

@@ -1,7 +1,7 @@
 """The file-moving side of :meth:`LocalBackend.put_many` / ``get_many``, run in worker processes or in-process.
 
 Plain functions over plain tuples that import only the standard library (and :mod:`~oaiod.storage.fsops`, which
-does too), so a worker process starts fast and pickling stays cheap. The caller (:mod:`oaiod.storage.local`) has
+does too), so a worker process starts fast and pickling stays cheap. The caller (:mod:`oaiod.storage.local.backend`) has
 already checked the keys, resolved and made the folders and refused symlinks leaving the root; here each item costs
 as few system calls as it can:
 

@@ -1,6 +1,6 @@
 """``put_many``/``get_many`` of the ``Hub`` storage host over the hub's batch routes (``hub/blobs/put-many/`` and
 ``get-many/``, see ``docs/hub-api.md``): up to :data:`BATCH_ITEMS` small files per request instead of two or three
-requests each. Used by :class:`oaiod.storage.hub.HubBackend`; the results follow the contract of
+requests each. Used by :class:`oaiod.storage.hub.backend.HubBackend`; the results follow the contract of
 :meth:`oaiod.storage.base.Backend.put_many` / ``get_many``. Choices a user may notice:
 
 * Files above :data:`SINGLE_ABOVE` bytes (4 MiB) take the single-file path (resumable, chunked), as does any item
@@ -31,15 +31,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from oaiod.http import NO_RETRY, HTTPStatusError, iter_bytes, json_of
-from oaiod.storage.base import (
-    Progress,
-    Transfer,
-    Transferred,
-    get_one,
-    map_on_threads,
-    new_file_mode,
-    put_one,
-)
+from oaiod.storage.base import Progress, Transfer, Transferred
 from oaiod.storage.errors import (
     LocalFileChanged,
     ObjectNotFound,
@@ -49,9 +41,10 @@ from oaiod.storage.errors import (
     StoragePermissionDenied,
     TransientStorageError,
 )
+from oaiod.storage.toolkit import get_one, map_on_threads, new_file_mode, put_one
 
 if TYPE_CHECKING:
-    from oaiod.storage.hub import HubBackend
+    from oaiod.storage.hub.backend import HubBackend
 
 log = logging.getLogger("oaiod.storage.hub")
 
@@ -92,7 +85,7 @@ def _status(exc: StorageError) -> int | None:
 
 def _post(backend: HubBackend, route: str, key: str, what: str, **kwargs: Any) -> Any:
     """A batch request; :class:`NoBatchRoute` for a hub without the route, else errors as storage errors."""
-    from oaiod.storage.hub import BLOBS, translate_remote_errors
+    from oaiod.storage.hub.backend import BLOBS, translate_remote_errors
 
     try:
         with translate_remote_errors(key, what):
@@ -289,7 +282,7 @@ def _chunks(
 
 @contextlib.contextmanager
 def translate_json_errors(key: str) -> Iterator[None]:
-    from oaiod.storage.hub import translate_remote_errors
+    from oaiod.storage.hub.backend import translate_remote_errors
 
     with translate_remote_errors(key, "cannot read the hub's answer about"):
         yield
@@ -450,7 +443,7 @@ class _FrameReader:
         self._position = 0  # bytes of the buffer already read
 
     def _more(self) -> bool:
-        from oaiod.storage.hub import translate_remote_errors
+        from oaiod.storage.hub.backend import translate_remote_errors
 
         with translate_remote_errors(self._key, "cannot download a batch with"):
             for chunk in self._chunks:

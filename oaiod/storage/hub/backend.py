@@ -10,7 +10,7 @@ Speaks the object-service protocol through :mod:`oaiod.http`, logged in like eve
   upload. A different upload of the same name still in progress on the hub is cancelled: put overwrites.
 * get asks ``start-download`` for a URL and the sha256, streams to a temporary file beside the target
   (continuing with ``Range`` after a dropped connection) and checks size and sha256 before the rename.
-* ``put_many``/``get_many`` move up to 1000 small files per request (:mod:`oaiod.storage.hub_batch`); files
+* ``put_many``/``get_many`` move up to 1000 small files per request (:mod:`oaiod.storage.hub.batch`); files
   above 4 MiB, and every file on a hub without those routes, go one by one as above.
 * copy is server-side (the hub only adds a name); ``copy_many`` sends up to :data:`COPY_BATCH` pairs per
   ``copy-many/`` request, one after the other (each is one transaction on the hub; an older hub without that
@@ -58,23 +58,7 @@ from oaiod.http import (
 )
 from oaiod.model import STAMP_FORMAT
 from oaiod.secrets import secret_from_args
-from oaiod.storage.base import (
-    Backend,
-    Capabilities,
-    CheckedPairs,
-    ObjectInfo,
-    PathLike,
-    Progress,
-    Transfer,
-    Transferred,
-    atomic_local_file,
-    check_args,
-    checked_listing,
-    secret_arg_names,
-    truthy_arg,
-    validate_pairs,
-    validate_transfers,
-)
+from oaiod.storage.base import Backend, Capabilities, ObjectInfo, PathLike, Progress, Transfer, Transferred
 from oaiod.storage.errors import (
     InvalidKey,
     ObjectNotFound,
@@ -85,6 +69,16 @@ from oaiod.storage.errors import (
     TransientStorageError,
 )
 from oaiod.storage.keys import validate_key, validate_prefix
+from oaiod.storage.toolkit import (
+    CheckedPairs,
+    atomic_local_file,
+    check_args,
+    checked_listing,
+    secret_arg_names,
+    truthy_arg,
+    validate_pairs,
+    validate_transfers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -372,15 +366,15 @@ class HubBackend(Backend):
     def put_many(
         self, items: Sequence[Transfer], *, progress: Progress | None = None, unpublished: bool = False
     ) -> list[Transferred]:
-        """Small files in ``put-many/`` requests, large ones through :meth:`put_file` (see :mod:`.hub_batch`); the
+        """Small files in ``put-many/`` requests, large ones through :meth:`put_file` (see :mod:`.batch`); the
         hub stores each atomically whatever ``unpublished`` says (it costs it nothing more)."""
-        from oaiod.storage.hub_batch import BatchPut
+        from oaiod.storage.hub.batch import BatchPut
 
         return BatchPut(self, validate_transfers(items), progress).run()
 
     def get_many(self, items: Sequence[Transfer], *, progress: Progress | None = None) -> list[Transferred]:
         """``get-many/`` requests until every item has a result; large files through :meth:`get_file`."""
-        from oaiod.storage.hub_batch import BatchGet
+        from oaiod.storage.hub.batch import BatchGet
 
         return BatchGet(self, validate_transfers(items), progress).run()
 
@@ -393,7 +387,7 @@ class HubBackend(Backend):
 
     # -- get, stat, list ------------------------------------------------------------------------------------------
 
-    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None, fsync: bool = True) -> None:
         validate_key(key)
         accepted = {"acceptDownloadMethods": {"getUrl": True, "simple": True}}
         answer = self._json("PUT", self._path("start-download", key), key, "cannot download", json=accepted)
@@ -402,7 +396,7 @@ class HubBackend(Backend):
         size = answer.get("size")
         if not isinstance(sha256, str) or not _SHA256.match(sha256) or not isinstance(size, int):
             raise PermanentStorageError(f"start-download of {key!r} gave no valid sha256 and size", key=key)
-        with atomic_local_file(local_path) as file:
+        with atomic_local_file(local_path, fsync=fsync) as file:
             digest, received = self._download(file, url, key, sha256, progress)
             if received != size or digest != sha256:
                 raise TransientStorageError(

@@ -1,0 +1,105 @@
+"""How ``ctl`` shows what the engine reports: rows of the state database, versions and the engine's status become
+the plain JSON that ``ctl status``, ``ls``, ``conflicts``, ``history`` and ``versions`` answer (and the CLI renders).
+The engine hands over data (:mod:`oaiod.engine.status`, rows, :class:`~oaiod.server_api.ObjectVersion`) and
+never builds an answer itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any
+
+from oaiod.model import FILES_VALUES_KEY
+
+if TYPE_CHECKING:
+    from oaiod.engine.status import EngineStatus, Listing
+    from oaiod.server_api import ObjectVersion
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types: dataclasses become objects, paths and stamps strings, sets lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(item) for item in value]
+    if isinstance(value, Path | PurePath):
+        return str(value)
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if hasattr(value, "__dict__"):
+        return {key: jsonable(item) for key, item in vars(value).items() if not key.startswith("_")}
+    return str(value)
+
+
+def status(report: EngineStatus) -> dict[str, Any]:
+    """The ``engine`` part of ``ctl status``: the status's fields (a subclass's too), held objects with their
+    reason, failed items as rows, the last cycle's report, and the transfer progress flattened in."""
+    shown = {field.name: getattr(report, field.name) for field in dataclasses.fields(report)}
+    progress = shown.pop("progress")
+    shown["held"] = [{"oaio_id": row.oaio_id, "reason": row.hold_reason} for row in report.held]
+    shown["errors"] = rows(report.errors)
+    shown["last_cycle"] = None if report.last_cycle is None else dict(vars(report.last_cycle))
+    return {**shown, **progress}
+
+
+def listing(synced: Listing) -> list[dict[str, Any]]:
+    """What ``ctl ls`` shows: every object, then every folder excluded from the synced folder around it."""
+    shown = [
+        {
+            "oaio_id": row.oaio_id,
+            "kind": row.kind,
+            "path": row.local_root,
+            "right": row.csh_access_right,
+            "status": row.status,
+            "stamp": row.synced_stamp,
+            "owner": row.username,
+            "detail": row.hold_reason,
+        }
+        for row in synced.objects
+    ]
+    for excluded in synced.excluded:
+        shown.append(
+            {
+                "oaio_id": excluded.oaio_id,
+                "kind": "excluded",
+                "path": excluded.path,
+                "right": "",
+                "status": "excluded",
+                "stamp": excluded.created,
+                "owner": "",
+                "detail": f"not synced ({excluded.reason}); `oaiod ctl add {excluded.path}` syncs it again",
+            }
+        )
+    return shown
+
+
+def row_dict(row: Any) -> dict[str, Any]:
+    """A state database row as plain data: every column (``ctl conflicts``, ``history``, the errors of ``status``)."""
+    return {column.key: getattr(row, column.key) for column in row.__table__.columns}
+
+
+def rows(found: Iterable[Any]) -> list[dict[str, Any]]:
+    return [row_dict(row) for row in found]
+
+
+def version_dict(version: ObjectVersion) -> dict[str, Any]:
+    """One stored version for ``ctl versions``: its stamp, who made it, how many files, when."""
+    files = version.values.get(FILES_VALUES_KEY) or []
+    return {
+        "stamp": version.stamp,
+        "device_id": version.device_id,
+        "username": version.username,
+        "files": len(files),
+        "created": version.created,
+    }
+
+
+def versions(found: Iterable[ObjectVersion]) -> list[dict[str, Any]]:
+    return [version_dict(version) for version in found]
