@@ -108,7 +108,9 @@ def item_error(answer: worker.Answer, key: str) -> StorageError:
         return ObjectNotFound(f"{key!r} is {message}", key=key)
     if kind == worker.LOST:
         return TransientStorageError(message, key=key)
-    if kind == worker.LOCAL:
+    if kind == worker.LOCAL:  # this device's side: its disk full is a quota (waits for room), not a conflict
+        if code in _FULL:
+            return QuotaExceeded(message, key=key)
         return TransientStorageError(message, key=key) if code in _TRANSIENT else LocalFileChanged(message, key=key)
     return error_for_errno(code, message, key)
 
