@@ -12,7 +12,8 @@ daemon's start: a connection reset after the server committed is an unknown outc
   prefix stays (``gc`` deletes it once it is older than the kept versions), since it may be a version other devices
   still read.
 
-Every decided object is marked dirty, and its backed-off failures due, so its push looks again at once.
+Every decided object is marked dirty so its push looks again; a landed one is due at once (its failure was only
+the lost answer), another keeps the backoff of the failure that stopped the commit.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def recover_commits(ctx: EngineContext) -> None:
             if outcome == LANDED and row.status == STATUS_NEW:  # a register/ that landed: registered, not new
                 ctx.repo.update_object(entry.oaio_id, status=STATUS_ACTIVE)
             ctx.repo.update_object(entry.oaio_id, local_dirty=True)
-            ctx.repo.retry_errors(entry.oaio_id)  # the failure that left the row is decided: no need to wait
+            if outcome == LANDED:  # the failure that left the row was only the lost answer: no need to wait
+                ctx.repo.retry_errors(entry.oaio_id)
         if outcome == NOT_LANDED:
             _delete_prefix(ctx, entry, row.csh_id if row is not None else None)
         ctx.repo.journal_remove(entry.id)

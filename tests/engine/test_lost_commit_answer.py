@@ -140,6 +140,10 @@ def test_a_commit_that_did_not_land_is_committed_again(make_device, storage_root
     write(a.root / "e.txt", "again")
     _cycle_loses_answer(a)
     (entry,) = a.engine.repo.journal()
+    b.sync()  # the next cycle decides it: not landed (the push itself waits out its 10 s transient backoff)
+    a.sync()
+    assert a.engine.repo.journal() == [] and not (storage_root / entry.oaio_id / entry.stamp).exists()
+    a.engine.repo.retry_errors()  # as `ctl sync` does, instead of waiting 10 s
     converge(a, b)
     assert a.tree() == b.tree() == {"keep.txt": b"k", "e.txt": b"again"}
     assert not (storage_root / entry.oaio_id / entry.stamp).exists()
@@ -157,6 +161,8 @@ def test_without_a_version_history_the_prefix_stays_for_gc(make_device, storage_
     (entry,) = a.engine.repo.journal()
     write(b.root / "other.txt", "moves the server on")  # b commits on top of a's landed version
     converge(b)
+    a.sync()  # decided as not landed: the object waits out the 10 s transient backoff of its failed push
+    a.engine.repo.retry_errors()  # as `ctl sync` does, instead of waiting
     converge(a, b)
     assert a.tree() == b.tree() == {"keep.txt": b"k", "e.txt": b"landed", "other.txt": b"moves the server on"}
     assert (storage_root / entry.oaio_id / entry.stamp / "e.txt").exists()
