@@ -214,22 +214,27 @@ class HubService(AccountsMixin):
         bus get them. ``changes=False`` (accounts, sessions, storage hosts) is serialised too, without a stamp.
         """
         woken: set[str] = set()
-        with self._write_lock, self.sessions.begin() as db:
-            db.info[_WOKEN] = woken
-            # first statement: the row lock (PostgreSQL) or write lock (SQLite) that orders every writer
-            last = db.scalar(
-                sa.update(ChangeClock).where(ChangeClock.id == 1).values(stamp=ChangeClock.stamp)
-                .returning(ChangeClock.stamp)
-            )  # fmt: skip
-            if last is None:
-                raise RuntimeError("the hub database has no change clock: upgrade it (oaiod hub serve does)")
-            stamp = max(now_stamp(), stamp_add(last, 0.000001)) if changes else now_stamp()
-            yield db, stamp
-            if changes:
-                self._purge_tombstones(db, stamp)
-                db.execute(sa.update(ChangeClock).where(ChangeClock.id == 1).values(stamp=stamp))
-                if woken:
-                    self.bus.publish(db, stamp, frozenset(woken))
+        try:
+            with self._write_lock, self.sessions.begin() as db:
+                db.info[_WOKEN] = woken
+                # first statement: the row lock (PostgreSQL) or write lock (SQLite) that orders every writer
+                last = db.scalar(
+                    sa.update(ChangeClock).where(ChangeClock.id == 1).values(stamp=ChangeClock.stamp)
+                    .returning(ChangeClock.stamp)
+                )  # fmt: skip
+                if last is None:
+                    raise RuntimeError("the hub database has no change clock: upgrade it (oaiod hub serve does)")
+                stamp = max(now_stamp(), stamp_add(last, 0.000001)) if changes else now_stamp()
+                yield db, stamp
+                if changes:
+                    self._purge_tombstones(db, stamp)
+                    db.execute(sa.update(ChangeClock).where(ChangeClock.id == 1).values(stamp=stamp))
+                    if woken:
+                        self.bus.publish(db, stamp, frozenset(woken))
+        except sa.exc.IntegrityError as exc:
+            # writers are ordered, but a row they rely on can go between a request's checks and its transaction
+            # (a user wiped while their request was under way) or be written by data kept beside the hub's own
+            raise Conflict("the request collided with a change made at the same time; retry it") from exc
         if changes and woken and self.on_commit is not None:
             self.on_commit(stamp, frozenset(woken))
 
