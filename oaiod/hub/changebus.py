@@ -157,10 +157,12 @@ class PostgresBus(ChangeBus):
                             if self._stop.is_set():
                                 break
                             self._deliver(note.payload, wake)
-            except psycopg.Error as exc:
+            except Exception as exc:  # psycopg's errors, and anything else: the feed must keep listening
                 self.connected.clear()
                 if self._stop.is_set():
                     break
+                if not isinstance(exc, psycopg.Error):
+                    log.exception("hub: the change feed's listener failed")
                 delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
                 attempt += 1
                 log.warning(
