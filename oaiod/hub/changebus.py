@@ -36,6 +36,8 @@ CHANNEL = "oaiod_hub_changes"
 PAYLOAD_BYTES = 7000  #: a notification's payload at most (PostgreSQL refuses more than 8000 bytes)
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0)  #: seconds between attempts to get the listening connection back
 
+_NOTIFY = sa.text("SELECT pg_notify(:channel, :payload)")
+
 Wake = Callable[[str, frozenset[str]], None]
 Resync = Callable[[str], None]
 
@@ -108,8 +110,9 @@ class PostgresBus(ChangeBus):
         self.connected = threading.Event()  #: set while the listening connection is up (tests wait on it)
 
     def publish(self, db: Session, stamp: str, usernames: frozenset[str]) -> None:
+        conn = db.connection()
         for payload in payloads(stamp, self.sender, usernames):
-            db.execute(sa.select(sa.func.pg_notify(CHANNEL, payload)))
+            conn.execute(_NOTIFY, {"channel": CHANNEL, "payload": payload})
 
     def listen(self, wake: Wake, resync: Resync) -> None:
         if self._thread is not None:

@@ -109,6 +109,12 @@ def upgrade_schema(url: str) -> None:
         engine.dispose()
 
 
+_CLOCK: sa.Table = ChangeClock.__table__  # type: ignore[assignment]
+#: a write transaction's first statement (Core, not ORM: it runs for every write)
+_LOCK_CLOCK = sa.update(_CLOCK).where(_CLOCK.c.id == 1).values(stamp=_CLOCK.c.stamp).returning(_CLOCK.c.stamp)
+_READ_CLOCK = sa.select(_CLOCK.c.stamp).where(_CLOCK.c.id == 1)
+_SET_CLOCK = sa.update(_CLOCK).where(_CLOCK.c.id == 1).values(stamp=sa.bindparam("new"))
+
 _WOKEN = "oaiod.woken"  #: key in a write session's ``info``: the users whose change feed the transaction concerns
 
 
@@ -204,7 +210,7 @@ class HubService(AccountsMixin):
     @staticmethod
     def cursor(db: Session) -> str:
         """The stamp of the newest committed change; read it *before* the query it is the cursor of."""
-        return db.scalar(sa.select(ChangeClock.stamp).where(ChangeClock.id == 1)) or ""
+        return db.connection().execute(_READ_CLOCK).scalar() or ""
 
     @contextmanager
     def _writing(self, *, changes: bool = True) -> Iterator[tuple[Session, str]]:
@@ -218,17 +224,14 @@ class HubService(AccountsMixin):
             with self._write_lock, self.sessions.begin() as db:
                 db.info[_WOKEN] = woken
                 # first statement: the row lock (PostgreSQL) or write lock (SQLite) that orders every writer
-                last = db.scalar(
-                    sa.update(ChangeClock).where(ChangeClock.id == 1).values(stamp=ChangeClock.stamp)
-                    .returning(ChangeClock.stamp)
-                )  # fmt: skip
+                last = db.connection().execute(_LOCK_CLOCK).scalar()
                 if last is None:
                     raise RuntimeError("the hub database has no change clock: upgrade it (oaiod hub serve does)")
                 stamp = max(now_stamp(), stamp_add(last, 0.000001)) if changes else now_stamp()
                 yield db, stamp
                 if changes:
                     self._purge_tombstones(db, stamp)
-                    db.execute(sa.update(ChangeClock).where(ChangeClock.id == 1).values(stamp=stamp))
+                    db.connection().execute(_SET_CLOCK, {"new": stamp})
                     if woken:
                         self.bus.publish(db, stamp, frozenset(woken))
         except sa.exc.IntegrityError as exc:

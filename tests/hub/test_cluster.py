@@ -44,8 +44,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 HUBS = 3
 SEED = int(os.environ.get("OAIOD_CLUSTER_SEED", "12"))
-UPLOAD_TRIALS = 60
-REGISTER_TRIALS = 30
+UPLOAD_TRIALS = 100
+REGISTER_TRIALS = 50
 USERS = {"alice": True, "bob": False, "carol": False}  # name -> supervisor
 
 
