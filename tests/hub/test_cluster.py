@@ -5,9 +5,10 @@ Three hubs serve one throw-away database; clients are spread over them as a load
 - the same object uploaded through two hubs at once, from one base: exactly one accepted, the other 409 — over
   many trials, each with its own random head start for one side;
 - one id registered through every hub at once: one 200, the others 409, never a 5xx;
-- the concurrency history of ``test_history`` (eight clients, hundreds of commits) with every request sent to a
-  random hub, checked by the same checker: among others, every cursor chain through any mix of hubs misses no
-  committed change;
+- cursor chains, each poll on the next hub in turn, while hundreds of uploads commit through every hub: no
+  chain misses a version committed before its poll was sent;
+- the concurrency history of ``test_history`` (eight clients registering, uploading, sharing, deleting and
+  polling) with every request sent to a random hub, checked by the same checker;
 - a long poll parked on one hub wakes for a commit through another; failed logins through any hub count together;
 - ``oaiod hub serve --workers 2`` serves one port with two processes, whose feeds wake each other.
 """
@@ -46,6 +47,7 @@ HUBS = 3
 SEED = int(os.environ.get("OAIOD_CLUSTER_SEED", "12"))
 UPLOAD_TRIALS = 100
 REGISTER_TRIALS = 50
+CHAIN_COMMITS = 250  #: uploads committed while the cursor chains run
 USERS = {"alice": True, "bob": False, "carol": False}  # name -> supervisor
 
 
@@ -217,11 +219,68 @@ def test_concurrent_clients_spread_over_the_hubs_keep_the_hubs_promises(cluster:
         return client
 
     try:
-        summary = check_history(record_history(spread, seconds=8))
+        summary = check_history(record_history(spread, seconds=5))
     finally:
         for client in opened:
             client.close()
     print(f"history over {HUBS} hubs:", summary)
+
+
+def test_cursor_chains_alternating_hubs_miss_no_commit(cluster: Cluster) -> None:
+    """Writers commit through every hub as fast as they can while readers chain ``since`` cursors, each poll on
+    the next hub in turn; every version whose ``upload/`` was answered before a poll was sent is in that poll's
+    answer or an earlier one of its chain (with that stamp or a newer one)."""
+    hubs, password = cluster.hubs, cluster.passwords
+    writers = [session(hubs[n % HUBS], "alice", password["alice"], device=f"w{n}") for n in range(6)]
+    objects = [writers[0].post("register/", json=new_object("alice", name=f"chained-{n}")).json() for n in range(6)]
+    for obj in objects:
+        share = {"oaio_id": obj["oaio_id"], "username": "carol", "access_right": "r"}
+        assert writers[0].post("subscribe/", json=share).ok
+    readers = [[session(hub, "carol", password["carol"], device=f"r{n}") for hub in hubs] for n in range(2)]
+    committed: list[tuple[float, str, str]] = []  # (answered, oaio_id, client_stamp) of every accepted upload
+    chains: list[list[tuple[float, dict[str, str]]]] = [[] for _ in readers]  # (sent, what the chain has shown)
+    stop = threading.Event()
+
+    def write(index: int) -> None:
+        stored = objects[index]
+        while not stop.is_set():
+            if len(committed) >= CHAIN_COMMITS:
+                stop.set()
+                break
+            answer = writers[index].post("upload/", json=next_version(stored, n=len(committed)))
+            assert answer.status_code == 200, answer.text
+            stored = answer.json()
+            committed.append((time.monotonic(), stored["oaio_id"], stored["client_stamp"]))
+
+    def read(index: int) -> None:
+        shown: dict[str, str] = {}
+        cursor, turn = None, index
+        while True:
+            last = stop.is_set()
+            sent = time.monotonic()
+            answer = readers[index][turn % HUBS].get("oaio_stampz/", params={"since": cursor} if cursor else None)
+            assert answer.status_code == 200, answer.text
+            for obj in answer.json():
+                shown[obj["oaio_id"]] = max(obj["client_stamp"], shown.get(obj["oaio_id"], ""))
+            chains[index].append((sent, dict(shown)))
+            cursor, turn = answer.headers["X-Oaiod-Sync-Stamp"], turn + 1
+            if last:
+                return
+
+    with ThreadPoolExecutor(len(writers) + len(readers)) as pool:
+        running = [pool.submit(write, n) for n in range(len(writers))] + [pool.submit(read, n) for n in range(2)]
+        stop.wait(120)
+        stop.set()
+        for future in running:
+            future.result(timeout=60)
+    assert len(committed) >= CHAIN_COMMITS
+    for chain in chains:
+        for sent, shown in chain:
+            for answered, oaio_id, stamp in committed:
+                if answered < sent:
+                    assert shown.get(oaio_id, "") >= stamp, f"a chain missed {oaio_id} at {stamp}"
+    polls = sum(len(chain) for chain in chains)
+    print(f"cursor chains: {polls} polls alternating {HUBS} hubs, {len(committed)} commits, none missed")
 
 
 def _forget_every_object(db_url: str) -> None:
