@@ -83,12 +83,13 @@ class AccountsMixin:
         return token, user, devices.issue(username, device)
 
     def _login_guard(self) -> tuple[LoginThrottle, DeviceTokens]:
-        with _GUARD_LOCK:  # made on first use: reads (or creates) the device secret in the data folder
+        with _GUARD_LOCK:  # made on first use: reads (or creates) the device secret in the database
             if self._throttle is not None and self._devices is not None:
                 return self._throttle, self._devices
             settings = self.settings
-            self._devices = DeviceTokens.in_data_dir(settings.data_dir, DEVICE_TOKEN_LIFETIME)
-            self._throttle = LoginThrottle(
+            self._devices = DeviceTokens.shared(self.sessions, settings.data_dir, DEVICE_TOKEN_LIFETIME)
+            self._throttle = LoginThrottle.shared(
+                self.sessions,
                 settings.login_max_failures,
                 settings.login_address_max_failures,
                 settings.login_name_max_failures,

@@ -222,8 +222,11 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         notifier.bind()
+        notifier.heard(await asyncio.to_thread(lambda: service.sync_stamp))  # commits before the start
+        service.bus.listen(notifier.notify_threadsafe, notifier.resync_threadsafe)  # other processes' commits
         yield
         notifier.close_threadsafe()
+        await asyncio.to_thread(service.bus.close)
 
     app = FastAPI(
         title="oaiod hub",

@@ -114,6 +114,14 @@ def _check_proxies(_ctx: click.Context, _param: click.Parameter, value: tuple[st
     help="File holding a token that lets a scraper on another machine read /metrics (Authorization: Bearer). "
     "Without it /metrics answers loopback only.",
 )
+@click.option(
+    "--workers",
+    envvar="OAIOD_HUB_WORKERS",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Hub processes serving the port (PostgreSQL only: they share the database, as hubs on several machines do).",
+)
 def serve(
     data_dir: Path,
     db_url: str,
@@ -122,10 +130,17 @@ def serve(
     public_url: str,
     trusted_proxies: tuple[str, ...],
     metrics_token_file: Path | None,
+    workers: int,
 ) -> None:
     """Serve the hub until interrupted."""
     from oaiod.heap import use_system_malloc
     from oaiod.hub.server import HubServer
+    from oaiod.hub.workers import serve_workers
+
+    if workers > 1 and (not db_url or db_url.startswith("sqlite")):
+        raise click.ClickException(
+            f"--workers {workers} needs a PostgreSQL database (--db-url): SQLite serves one hub process"
+        )
 
     use_system_malloc()  # may re-execute this process (same PID) with PYTHONMALLOC=malloc: see its docstring
 
@@ -142,6 +157,8 @@ def serve(
             trusted_proxies=trusted_proxies,
             metrics_token=_read_token(metrics_token_file) if metrics_token_file else "",
         )
+        if workers > 1:
+            sys.exit(serve_workers(settings, workers))
         HubServer(settings).serve_forever()
     except OaiodError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -174,6 +174,39 @@ class BlobUpload(Base):
     expires: Mapped[str | None] = mapped_column(STAMP)  # of the object, once finished
 
 
+class ChangeClock(Base):
+    """One row (``id`` 1): the newest change stamp handed out. Every write transaction locks it first, whatever
+    process runs it, so write transactions commit one after the other and stamps grow in commit order (the
+    module docstring of :mod:`oaiod.hub.service` says what readers get from it)."""
+
+    __tablename__ = "change_clock"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    stamp: Mapped[str] = mapped_column(STAMP)
+
+
+class HubSecret(Base):
+    """A secret every hub process on this database must share (the login device-token key)."""
+
+    __tablename__ = "hub_secrets"
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))  # hex
+
+
+class LoginFailure(Base):
+    """Failed logins of one throttle key (:mod:`oaiod.hub.loginguard`), shared by every hub process.
+
+    ``key_hash`` is the sha256 of the counter's name and key (user names and addresses, not kept in clear);
+    times are wall-clock seconds (``time.time()``), the one clock the hub's processes and machines share.
+    """
+
+    __tablename__ = "login_failures"
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[list[float]] = mapped_column(JSON)  #: times of the failures in the window, oldest first
+    lockouts: Mapped[int] = mapped_column(sa.Integer)
+    locked_until: Mapped[float] = mapped_column(sa.Float)
+    last: Mapped[float] = mapped_column(sa.Float, index=True)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

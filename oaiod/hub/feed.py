@@ -1,8 +1,9 @@
 """Part B routes (``docs/hub-api.md``): features, deletions since a cursor, the long-poll change feed, versions.
 
 The change feed waits without holding a database connection or a worker thread: it checks in a worker thread,
-then awaits the :class:`~oaiod.hub.notifier.ChangeNotifier` event that the next commit concerning the caller sets
-(or the client closing its connection).
+then awaits the :class:`~oaiod.hub.notifier.ChangeNotifier` event that the next commit concerning the caller sets,
+through this hub process or another one on the database (:mod:`oaiod.hub.changebus`), or the client closing its
+connection.
 """
 
 from __future__ import annotations
@@ -109,11 +110,12 @@ async def _wait_for_change(
     loop = asyncio.get_running_loop()
     while True:
         event = notifier.event(username)  # taken before the check, so a commit after the check still wakes us
-        cursor = service.sync_stamp
-        if cursor > checked:
-            if await run_in_threadpool(service.has_changes, username, checked):
+        if notifier.must_check(checked):
+            cursor, changed = await run_in_threadpool(service.has_changes, username, checked)
+            notifier.heard(cursor)
+            if changed:
                 return {"changed": True, "sync_stamp": cursor}
-            checked = cursor  # nothing up to the cursor concerns this caller
+            checked = max(checked, cursor)  # nothing up to the cursor concerns this caller
         remaining = deadline - loop.time()
         if remaining <= 0 or notifier.closed or gone.done():
             return {"changed": False, "sync_stamp": checked}

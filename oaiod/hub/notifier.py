@@ -14,6 +14,11 @@ class ChangeNotifier:
     (``HubService.on_commit``): a commit costs each waiter of those users one check and nobody else anything. The
     feed holds a slot (:meth:`parked`) while it waits, so :meth:`parked_polls` counts a user's waiting polls for its
     cap. Everything but the ``*_threadsafe`` methods runs in the event loop.
+
+    It also knows the newest stamp heard of (commits named to it, cursors read from the database), so a poll whose
+    ``since`` is not older skips its check: a commit it has not heard of yet wakes the poll once it is heard of.
+    Whoever may have missed commits (the change bus, reconnected) reads the database's cursor after it listens again
+    and hands it to :meth:`resync_threadsafe`.
     """
 
     def __init__(self) -> None:
@@ -21,6 +26,7 @@ class ChangeNotifier:
         self._events: dict[str, asyncio.Event] = {}  #: user → the event the next commit naming the user sets
         self._parked: dict[str, int] = {}  #: user → polls waiting now
         self._waiting = 0  #: polls waiting now, all users (read by the metrics, from any thread)
+        self._newest = ""  #: the newest change stamp heard of: every commit up to it is known
         self.closed = False
 
     def bind(self) -> None:
@@ -59,7 +65,16 @@ class ChangeNotifier:
             event = self._events[username] = asyncio.Event()
         return event
 
-    def _wake(self, usernames: Iterable[str]) -> None:
+    def must_check(self, since: str) -> bool:
+        """Whether a poll ``since`` a stamp must ask the database (else nothing it may read changed since)."""
+        return since < self._newest
+
+    def heard(self, cursor: str) -> None:
+        """Every commit up to ``cursor`` (read from the database) is known."""
+        self._newest = max(self._newest, cursor)
+
+    def _wake(self, usernames: Iterable[str], stamp: str = "") -> None:
+        self._newest = max(self._newest, stamp)
         for name in usernames:
             event = self._events.pop(name, None)
             if event is not None:
@@ -73,9 +88,18 @@ class ChangeNotifier:
             except RuntimeError:  # the loop closed between the check and the call
                 pass
 
-    def notify_threadsafe(self, _stamp: str, usernames: frozenset[str]) -> None:
-        """Wake the polls of ``usernames`` (``HubService.on_commit``; from any thread)."""
-        self._call_threadsafe(lambda: self._wake(usernames))
+    def notify_threadsafe(self, stamp: str, usernames: frozenset[str]) -> None:
+        """Wake the polls of ``usernames`` (``HubService.on_commit``, the change bus; from any thread)."""
+        self._call_threadsafe(lambda: self._wake(usernames, stamp))
+
+    def resync_threadsafe(self, cursor: str) -> None:
+        """Commits up to ``cursor`` may have gone unheard: note it and wake every waiting poll to check."""
+
+        def resync() -> None:
+            self.heard(cursor)
+            self._wake(list(self._events))
+
+        self._call_threadsafe(resync)
 
     def close_threadsafe(self) -> None:
         """Release every waiter now (the hub is stopping)."""

@@ -76,25 +76,20 @@ class HubServer:
         """The base URL, e.g. ``http://127.0.0.1:8765/api/``."""
         return f"http://{self.host}/api/"
 
-    def _prepare(self) -> tuple[_Uvicorn, socket.socket]:
-        """Upgrade the database, build the app and bind the listening socket."""
+    def _prepare(self, sock: socket.socket | None = None, upgrade: bool = True) -> tuple[_Uvicorn, socket.socket]:
+        """Upgrade the database (unless told it is done), build the app and bind the listening socket (unless
+        given one: a worker process of :mod:`oaiod.hub.workers`)."""
         try:
-            self.service = HubService.open(self.settings)
+            self.service = HubService.open(self.settings, upgrade=upgrade)
         except Exception as exc:
             raise HubStartError(f"hub database {self.settings.database_url.split('@')[-1]}: {exc}") from exc
         app = create_app(self.settings, self.service)
-        family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets of that protocol; without it every
-        # answer on a kept-alive connection waits ~40 ms for the peer's delayed ACK.
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.settings.host, self.settings.port))
-            sock.listen(128)
-        except OSError as exc:
-            sock.close()
-            self.service.close()
-            raise HubStartError(f"cannot listen on {self.settings.host}:{self.settings.port}: {exc}") from exc
+        if sock is None:
+            try:
+                sock = bind_socket(self.settings)
+            except HubStartError:
+                self.service.close()
+                raise
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             app,
@@ -153,16 +148,18 @@ class HubServer:
         self._server = self._thread = self._socket = None
         self.service = None
 
-    def serve_forever(self) -> None:
+    def serve_forever(self, sock: socket.socket | None = None, *, worker: bool = False) -> None:
         """Serve in the foreground until SIGINT or SIGTERM (the CLI's ``oaiod hub serve``); a process of its own,
         so it keeps its memory as the daemon does (:mod:`oaiod.heap`): start-up objects frozen, and freed heap
-        pages handed back every :data:`TRIM_INTERVAL` seconds."""
-        server, sock = self._prepare()
+        pages handed back every :data:`TRIM_INTERVAL` seconds. A ``worker`` (:mod:`oaiod.hub.workers`) serves the
+        socket its parent bound, on the database its parent upgraded, and leaves announcing the URL to it."""
+        server, sock = self._prepare(sock, upgrade=not worker)
         freeze_startup_objects()
         done = threading.Event()
         trimmer = threading.Thread(target=_trim_until, args=(done,), name="oaiod-hub-trim", daemon=True)
         trimmer.start()
-        log.info("oaiod hub listening on %s", self.url)
+        if not worker:
+            log.info("oaiod hub listening on %s", self.url)
         try:
             server.run(sockets=[sock])
         finally:
@@ -175,6 +172,22 @@ class HubServer:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+def bind_socket(settings: HubSettings) -> socket.socket:
+    """The hub's listening socket on ``settings.host``:``settings.port``; :class:`HubStartError` if it cannot."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets of that protocol; without it every
+    # answer on a kept-alive connection waits ~40 ms for the peer's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise HubStartError(f"cannot listen on {settings.host}:{settings.port}: {exc}") from exc
+    return sock
 
 
 TRIM_INTERVAL = 30.0  #: seconds between two hand-backs of freed heap pages by ``oaiod hub serve``

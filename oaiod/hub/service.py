@@ -6,12 +6,19 @@ No HTTP here: :mod:`oaiod.hub.routes` and :mod:`oaiod.hub.feed` call these metho
 
 Guarantees:
 
-- Writes are serialised in this process (one lock), and each write transaction gets one *change stamp*
-  ``max(now, last + 1µs)`` committed under that lock, so stamps grow strictly in commit order. A reader takes
-  :attr:`HubService.sync_stamp` *before* it queries: everything committed with a stamp up to it is visible to
-  the query, and anything committed later carries a newer stamp. One hub process per database.
+- Writes are serialised by the database, across every hub process on it: each write transaction first locks the
+  one row of ``change_clock`` (``UPDATE … RETURNING``: a row lock on PostgreSQL, the write lock on SQLite) and
+  holds it to its commit. So write transactions run one after the other, each sees everything committed before
+  it (the 409 rule, register races, subscriptions and deletions need nothing more), and each change gets the
+  stamp ``max(now, last + 1µs)``, written back to the row before commit: stamps grow strictly in commit order.
+- A reader's cursor is the row's stamp, read *before* its query in a statement of its own: the transaction that
+  wrote that stamp has committed, so every one with a smaller stamp has too and the query sees them all; any
+  transaction not committed yet waits for the row or holds it, and gets a larger stamp. A chain of ``since``
+  cursors through any hub processes therefore misses no committed change (it may see one twice).
+- SQLite is one hub process: a process lock beside the row spares writers SQLite's busy-wait.
 - A refused request (any :class:`HubError` raised inside a write) rolls back: the database is unchanged.
-- After each committed change, ``on_commit(stamp, usernames)`` names every user whose change feed it concerns
+- After each committed change, ``on_commit(stamp, usernames)`` (in this process) and the :class:`ChangeBus`
+  (every other process on the database) name every user whose change feed it concerns
   (:func:`wake_feeds`, filled inside the transaction): the subscribers of an object registered or uploaded,
   the user whose subscription was added or whose right changed, every user who got a tombstone (a deleted
   object's former subscribers, a removed subscription's user). A user it does not name sees no difference in
@@ -27,7 +34,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,7 +45,9 @@ from oaiod import migrate
 from oaiod.errors import ValidationError
 from oaiod.hub import datadir
 from oaiod.hub.accounts import AccountsMixin
+from oaiod.hub.changebus import ChangeBus, LocalBus, PostgresBus
 from oaiod.hub.db import (
+    ChangeClock,
     LogEntry,
     LoginSession,
     Object,
@@ -76,6 +85,35 @@ def changed_ids(username: str, since: str) -> sa.ScalarSelect[str]:
         sa.select(Subscription.oaio_id).where(Subscription.username == username, Subscription.change_stamp > since),
     ).scalar_subquery()
 
+
+MIGRATION_LOCK = 0x6F61696F64  #: PostgreSQL advisory lock key held while one hub process upgrades the schema
+
+
+def upgrade_schema(url: str) -> None:
+    """Bring the hub database to the newest revision. On PostgreSQL several hub processes may start at once: an
+    advisory lock lets one upgrade while the others wait, then find nothing left to do."""
+    if sa.engine.make_url(url).get_backend_name() == "sqlite":
+        migrate.upgrade("hub", url)
+        return
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.select(sa.func.pg_advisory_lock(MIGRATION_LOCK)))
+            conn.commit()
+            try:
+                migrate.upgrade("hub", url)
+            finally:
+                conn.execute(sa.select(sa.func.pg_advisory_unlock(MIGRATION_LOCK)))
+                conn.commit()
+    finally:
+        engine.dispose()
+
+
+_CLOCK: sa.Table = ChangeClock.__table__  # type: ignore[assignment]
+#: a write transaction's first statement (Core, not ORM: it runs for every write)
+_LOCK_CLOCK = sa.update(_CLOCK).where(_CLOCK.c.id == 1).values(stamp=_CLOCK.c.stamp).returning(_CLOCK.c.stamp)
+_READ_CLOCK = sa.select(_CLOCK.c.stamp).where(_CLOCK.c.id == 1)
+_SET_CLOCK = sa.update(_CLOCK).where(_CLOCK.c.id == 1).values(stamp=sa.bindparam("new"))
 
 _WOKEN = "oaiod.woken"  #: key in a write session's ``info``: the users whose change feed the transaction concerns
 
@@ -131,8 +169,11 @@ class HubService(AccountsMixin):
         self.settings = settings
         self.engine = make_engine(settings.database_url)
         self.sessions = make_sessionmaker(self.engine)
-        self._write_lock = threading.Lock()
-        self._last_stamp = self._load_last_stamp()
+        shared = self.engine.dialect.name != "sqlite"
+        #: SQLite only (one process): writers queue here rather than in SQLite's busy-wait
+        self._write_lock: AbstractContextManager[Any] = nullcontext() if shared else threading.Lock()
+        #: carries commits to the change feeds of the other hub processes on the database
+        self.bus: ChangeBus = PostgresBus(self.engine) if shared else LocalBus()
         self._last_purge = ""
         #: called with the change stamp and the users it concerns after each committed change (the change feed
         #: hooks in here; see the module docstring)
@@ -144,57 +185,67 @@ class HubService(AccountsMixin):
         self.attachments.append(attachment)
 
     @classmethod
-    def open(cls, settings: HubSettings) -> HubService:
+    def open(cls, settings: HubSettings, *, upgrade: bool = True) -> HubService:
         """Create the data folder (mode 0700), keep its database private (:mod:`oaiod.hub.datadir`), upgrade the
-        schema to the newest revision and connect."""
+        schema to the newest revision (unless ``upgrade`` is false: a process that knows it is done) and connect."""
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         datadir.protect(settings.data_dir, settings.database_url)
-        migrate.upgrade("hub", settings.database_url)
+        if upgrade:
+            upgrade_schema(settings.database_url)
         return cls(settings)
 
     def close(self) -> None:
-        """Release every database connection."""
+        """Stop listening to other processes and release every database connection."""
+        self.bus.close()
         self.engine.dispose()
 
     # -- clock and transactions ----------------------------------------------------------------------------------
 
-    def _load_last_stamp(self) -> str:
-        with self.sessions() as db:
-            newest: list[str | None] = [
-                db.scalar(sa.select(sa.func.max(column)))
-                for column in (Object.change_stamp, Subscription.change_stamp, Tombstone.stamp)
-            ]
-        return max([now_stamp(), *(stamp for stamp in newest if stamp)])
-
     @property
     def sync_stamp(self) -> str:
-        """The cursor for readers: the change stamp of the newest committed change (see the module docstring)."""
-        return self._last_stamp
+        """The cursor for readers, read in a statement of its own (see the module docstring)."""
+        with self.sessions() as db:
+            return self.cursor(db)
+
+    @staticmethod
+    def cursor(db: Session) -> str:
+        """The stamp of the newest committed change; read it *before* the query it is the cursor of."""
+        return db.connection().execute(_READ_CLOCK).scalar() or ""
 
     @contextmanager
     def _writing(self, *, changes: bool = True) -> Iterator[tuple[Session, str]]:
         """A serialised write transaction and its change stamp; committed when the block ends without error.
 
-        The block names the users whose change feed it concerns with :func:`wake_feeds`; ``on_commit`` gets them.
+        The block names the users whose change feed it concerns with :func:`wake_feeds`; ``on_commit`` and the
+        bus get them. ``changes=False`` (accounts, sessions, storage hosts) is serialised too, without a stamp.
         """
         woken: set[str] = set()
-        with self._write_lock:
-            stamp = max(now_stamp(), stamp_add(self._last_stamp, 0.000001)) if changes else now_stamp()
-            with self.sessions.begin() as db:
+        try:
+            with self._write_lock, self.sessions.begin() as db:
                 db.info[_WOKEN] = woken
+                # first statement: the row lock (PostgreSQL) or write lock (SQLite) that orders every writer
+                last = db.connection().execute(_LOCK_CLOCK).scalar()
+                if last is None:
+                    raise RuntimeError("the hub database has no change clock: upgrade it (oaiod hub serve does)")
+                stamp = max(now_stamp(), stamp_add(last, 0.000001)) if changes else now_stamp()
                 yield db, stamp
                 if changes:
                     self._purge_tombstones(db, stamp)
-            if changes:
-                self._last_stamp = stamp
+                    db.connection().execute(_SET_CLOCK, {"new": stamp})
+                    if woken:
+                        self.bus.publish(db, stamp, frozenset(woken))
+        except sa.exc.IntegrityError as exc:
+            # writers are ordered, but a row they rely on can go between a request's checks and its transaction
+            # (a user wiped while their request was under way) or be written by data kept beside the hub's own
+            raise Conflict("the request collided with a change made at the same time; retry it") from exc
         if changes and woken and self.on_commit is not None:
             self.on_commit(stamp, frozenset(woken))
 
     @contextmanager
     def _removing(self) -> Iterator[tuple[Session, str, Removal]]:
         """:meth:`_writing` for a change that deletes objects or users: the block fills the :class:`Removal`, and
-        every attachment drops its part in the same transaction. Attachments are entered before the write lock
-        (their lock first, then ours: no other path takes both)."""
+        every attachment drops its part in the same transaction. Attachments are entered before the write
+        transaction (their lock first, then the change clock: no other path takes both)."""
         removal = Removal()
         with ExitStack() as stack:
             drops = [stack.enter_context(attachment.removing()) for attachment in self.attachments]
@@ -399,7 +450,6 @@ class HubService(AccountsMixin):
         """``(cursor, objects, deleted count)``: what the actor may read, changed after ``since`` if given."""
         if since:
             self.check_since(since)
-        cursor = self.sync_stamp
         query = (
             sa.select(Object, Subscription.access_right)
             .join(Subscription, Subscription.oaio_id == Object.oaio_id)
@@ -409,6 +459,7 @@ class HubService(AccountsMixin):
         if since:
             query = query.where(Object.oaio_id.in_(changed_ids(actor.username, since)))
         with self.sessions() as db:
+            cursor = self.cursor(db)
             items = [self.object_dict(row, right) for row, right in db.execute(query)]
             deleted: int | None = 0
             if since:
@@ -515,8 +566,8 @@ class HubService(AccountsMixin):
     def deleted_since(self, actor: Actor, since: str) -> tuple[str, list[str]]:
         """``(cursor, ids)`` that became unreadable for the actor after ``since``."""
         self.check_since(since)
-        cursor = self.sync_stamp
         with self.sessions() as db:
+            cursor = self.cursor(db)
             ids = list(
                 db.scalars(
                     sa.select(Tombstone.oaio_id)
@@ -526,20 +577,24 @@ class HubService(AccountsMixin):
             )
         return cursor, ids
 
-    def has_changes(self, username: str, since: str) -> bool:
-        """True when an object ``username`` may read changed, or one became unreadable, after ``since``."""
+    def has_changes(self, username: str, since: str) -> tuple[str, bool]:
+        """``(cursor, changed)``: changed is True when an object ``username`` may read changed, or one became
+        unreadable, after ``since``, up to the cursor at least (see the module docstring)."""
         with self.sessions() as db:
+            cursor = self.cursor(db)
+            if cursor <= since:
+                return cursor, False
             changed = db.scalar(
                 sa.select(Subscription.pid)
                 .where(Subscription.username == username, Subscription.oaio_id.in_(changed_ids(username, since)))
                 .limit(1)
             )
             if changed is not None:
-                return True
+                return cursor, True
             buried = db.scalar(
                 sa.select(Tombstone.id).where(Tombstone.username == username, Tombstone.stamp > since).limit(1)
             )
-        return buried is not None
+        return cursor, buried is not None
 
     def origin(self, actor: Actor, oaio_id: str) -> dict[str, str]:
         """Who registered an object the actor may read, and when by the hub clock: the hub's records, never the id.

@@ -153,3 +153,9 @@ def test_serve_on_a_taken_port_is_one_line(tmp_path: Path) -> None:
 def test_serve_refuses_a_trusted_proxy_that_is_no_address(tmp_path: Path) -> None:
     code, output = run("hub", "serve", "--data-dir", str(tmp_path / "hub"), "--trusted-proxy", "proxy.example")
     assert code == 2 and "'proxy.example' is neither an IP address nor a network" in output
+
+
+def test_serve_refuses_workers_on_sqlite_in_one_line(tmp_path: Path) -> None:
+    code, output = run("hub", "serve", "--data-dir", str(tmp_path / "hub"), "--workers", "2")
+    assert code == 1 and output.count("\n") == 1 and "--workers 2 needs a PostgreSQL database" in output
+    assert not (tmp_path / "hub").exists()  # refused before anything was made

@@ -26,7 +26,7 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,7 +158,7 @@ def poll(history: History, client: Client) -> None:
     client.cursor = call.headers["X-Oaiod-Sync-Stamp"]
 
 
-def act(history: History, client: Client, shared: list[str], churn: str, started: float) -> None:
+def act(history: History, client: Client, shared: list[str], churn: str, started: float, seconds: float) -> None:
     """One random operation of ``client``."""
     roll = client.rng.random()
     if roll < 0.5:
@@ -182,29 +182,32 @@ def act(history: History, client: Client, shared: list[str], churn: str, started
         right = client.rng.choice(("r", "U", "x"))
         body = {"oaio_id": churn, "username": client.rng.choice(("bob", "carol")), "access_right": right}
         history.call(client, "subscribe", "POST", "subscribe/", json=body)
-    elif client.user == "carol" and time.monotonic() - started > SECONDS / 2 and client.rng.random() < 0.2:
+    elif client.user == "carol" and time.monotonic() - started > seconds / 2 and client.rng.random() < 0.2:
         history.call(client, "delete", "POST", "delete/", json={"oaio_id": shared[DELETABLE]})
 
 
-def run_client(history: History, client: Client, shared: list[str], churn: str, errors: list[BaseException]) -> None:
+def run_client(
+    history: History, client: Client, shared: list[str], churn: str, errors: list[BaseException], seconds: float
+) -> None:
     started = time.monotonic()
     try:
         poll(history, client)  # the chain starts with a full listing
         for _operation in range(MAX_OPERATIONS):
-            if time.monotonic() - started > SECONDS:
+            if time.monotonic() - started > seconds:
                 break
-            act(history, client, shared, churn, started)
+            act(history, client, shared, churn, started, seconds)
         poll(history, client)
     except BaseException as exc:  # reported by the test: a client that died made a short history
         errors.append(exc)
 
 
-@pytest.fixture
-def history(hub: HubServer, hub_session: Callable[..., Any]) -> Iterator[tuple[History, dict[str, Client]]]:
-    """The recorded run: alice shares SHARED objects (bob U, carol D) and a churn object, then all clients go."""
+def record_history(session_for: Callable[[str, str], Any], seconds: float = SECONDS) -> History:
+    """The recorded run: alice shares SHARED objects (bob U, carol D) and a churn object, then all clients go.
+
+    ``session_for(user, device)`` is a logged-in session of ``user`` (one per client)."""
     history = History()
     rng = random.Random(SEED)
-    clients = {name: Client(name, hub_session(hub, name.split("-")[0], device=name), random.Random(rng.random()))
+    clients = {name: Client(name, session_for(name.split("-")[0], name), random.Random(rng.random()))
                for name in CLIENTS}  # fmt: skip
     alice = clients["alice-1"]
     shared = []
@@ -218,20 +221,27 @@ def history(hub: HubServer, hub_session: Callable[..., Any]) -> Iterator[tuple[H
                 assert history.call(alice, "subscribe", "POST", "subscribe/", json=body).status == 200
     churn = shared.pop()
     errors: list[BaseException] = []
-    threads = [threading.Thread(target=run_client, args=(history, client, shared, churn, errors), name=client.name)
-               for client in clients.values()]  # fmt: skip
+    threads = [threading.Thread(target=run_client, args=(history, client, shared, churn, errors, seconds),
+                                name=client.name) for client in clients.values()]  # fmt: skip
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=SECONDS + 120)
+        thread.join(timeout=seconds + 120)
     assert not any(thread.is_alive() for thread in threads), "a client hung"
     assert not errors, errors
-    final = [history.call(alice, "versions", "GET", f"hub/versions/{oaio_id}") for oaio_id in (*shared, churn)]
+    for oaio_id in (*shared, churn):
+        history.call(alice, "versions", "GET", f"hub/versions/{oaio_id}")
     for client in clients.values():
         for oaio_id in client.own:
-            final.append(history.call(client, "versions", "GET", f"hub/versions/{oaio_id}"))
+            history.call(client, "versions", "GET", f"hub/versions/{oaio_id}")
     history.shared, history.churn = shared, churn
-    yield history, clients
+    return history
+
+
+@pytest.fixture
+def history(hub: HubServer, hub_session: Callable[..., Any]) -> History:
+    """The recorded run against one hub."""
+    return record_history(lambda user, device: hub_session(hub, user, device=device))
 
 
 # -- the checks -----------------------------------------------------------------------------------------------------
@@ -423,8 +433,8 @@ def check_poll_saw_everything(
             assert oaio_id in view.gone, f"{call.client}: shown {oaio_id}, but never told of its deletion"
 
 
-def test_concurrent_clients_keep_the_hubs_promises(history: tuple[History, dict[str, Client]]) -> None:
-    recorded, _clients = history
+def check_history(recorded: History) -> str:
+    """Every check of the module docstring over a recorded run; a one-line summary of it."""
     calls = recorded.calls
     shared, churn = recorded.shared, recorded.churn
     check_answers(calls, churn)
@@ -436,9 +446,13 @@ def test_concurrent_clients_keep_the_hubs_promises(history: tuple[History, dict[
     polls = check_cursor_chains(calls, versions, deleted, shared)
     uploads = sum(1 for call in calls if call.kind == "upload")
     accepted = sum(len(v) for v in versions.values())
-    print(f"history: {len(calls)} calls, {uploads} uploads ({accepted} versions accepted, {conflicts} 409s), "
-          f"{polls} polls, {reads} version reads, {len(deleted)} deletions")  # fmt: skip
     assert conflicts > 0 and accepted > len(versions) and polls > len(CLIENTS), "the run raced too little"
+    return (f"{len(calls)} calls, {uploads} uploads ({accepted} versions accepted, {conflicts} 409s), "
+            f"{polls} polls, {reads} version reads, {len(deleted)} deletions")  # fmt: skip
+
+
+def test_concurrent_clients_keep_the_hubs_promises(history: History) -> None:
+    print("history:", check_history(history))
 
 
 # -- the checker catches what it looks for (synthetic histories, no hub) --------------------------------------------

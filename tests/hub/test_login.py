@@ -5,7 +5,7 @@ The hub runs on every database (``hub`` is parametrized over SQLite and PostgreS
 
 from __future__ import annotations
 
-import stat
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,8 @@ import pytest
 from oaiod.http import HttpClient, OaioSessionAuth, RetryPolicy
 from oaiod.hub.loginguard import SECRET_FILE_NAME, DeviceTokens, FailureCounter
 from oaiod.hub.server import HubServer
+from oaiod.hub.service import HubService
+from oaiod.hub.settings import HubSettings
 from oaiod.secrets import Secret
 
 pytestmark = pytest.mark.integration
@@ -186,13 +188,30 @@ def test_lockouts_of_one_key_double_up_to_the_most() -> None:
 
 
 def test_device_tokens_are_signed_per_user_and_expire(tmp_path: Path) -> None:
-    tokens = DeviceTokens.in_data_dir(tmp_path, lifetime=3600)
-    assert stat.S_IMODE((tmp_path / SECRET_FILE_NAME).stat().st_mode) == 0o600
-    token = tokens.issue("bob")
-    device = tokens.device(token, "bob")
-    assert device and tokens.device(tokens.issue("bob", device), "bob") == device
-    assert tokens.device(token, "alice") == "" and tokens.device(token + "x", "bob") == ""
-    assert tokens.device("a.b.c", "bob") == "" and tokens.device("", "bob") == ""
-    assert DeviceTokens.in_data_dir(tmp_path, lifetime=3600).device(token, "bob") == device  # the secret is kept
-    assert DeviceTokens.in_data_dir(tmp_path, lifetime=-1).device(token, "bob") == ""
-    assert DeviceTokens(b"another secret" * 3, 3600).device(token, "bob") == ""
+    service = HubService.open(HubSettings(data_dir=tmp_path))
+    try:
+        tokens = DeviceTokens.shared(service.sessions, tmp_path, lifetime=3600)
+        assert not (tmp_path / SECRET_FILE_NAME).exists()  # the secret is in the database, for every hub process
+        token = tokens.issue("bob")
+        device = tokens.device(token, "bob")
+        assert device and tokens.device(tokens.issue("bob", device), "bob") == device
+        assert tokens.device(token, "alice") == "" and tokens.device(token + "x", "bob") == ""
+        assert tokens.device("a.b.c", "bob") == "" and tokens.device("", "bob") == ""
+        assert DeviceTokens.shared(service.sessions, tmp_path, lifetime=3600).device(token, "bob") == device  # kept
+        assert DeviceTokens.shared(service.sessions, tmp_path, lifetime=-1).device(token, "bob") == ""
+        assert DeviceTokens(b"another secret" * 3, 3600).device(token, "bob") == ""
+    finally:
+        service.close()
+
+
+def test_an_older_hubs_device_key_file_stays_the_secret(tmp_path: Path) -> None:
+    """Device tokens issued by a hub that kept its secret in ``login-device.key`` stay valid after the upgrade."""
+    legacy = secrets.token_bytes(32)
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / SECRET_FILE_NAME).write_bytes(legacy)
+    token = DeviceTokens(legacy, 3600).issue("bob")
+    service = HubService.open(HubSettings(data_dir=tmp_path))
+    try:
+        assert DeviceTokens.shared(service.sessions, tmp_path, lifetime=3600).device(token, "bob")
+    finally:
+        service.close()
