@@ -19,6 +19,7 @@ rules behind each item are in :mod:`oaiod.hub.blobbatchstore`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -35,6 +36,7 @@ from starlette.types import Receive, Scope, Send
 from oaiod import jsoncodec
 from oaiod.errors import ValidationError
 from oaiod.hub.blobbatchstore import BatchItem, BatchReceiver, BatchStore, Outgoing, item_error
+from oaiod.hub.blobcontent import ContentStore
 from oaiod.hub.blobs import MAX_BLOB_SIZE, checked_name, csrf_hint, read_json_body
 from oaiod.hub.deps import ActorDep
 from oaiod.hub.errors import BadRequest, TooLarge, UnsupportedMedia
@@ -172,12 +174,12 @@ async def _receive(stream: AsyncIterator[bytes], first: bytes, receiver: BatchRe
 class BatchDownloadResponse(StreamingResponse):
     """The framed answer of ``get-many/``; the content it holds is released however the answer ends."""
 
-    def __init__(self, items: list[Outgoing], release: Callable[[], None]) -> None:
+    def __init__(self, items: list[Outgoing], content: ContentStore, release: Callable[[], None]) -> None:
         self._release = release
         lines = [frame_line(item) for item in items]
-        length = sum(map(len, lines)) + sum(item.info.size for item in items if item.path and item.info)
+        length = sum(map(len, lines)) + sum(item.info.size for item in items if item.held and item.info)
         headers = {"Content-Length": str(length), COUNT_HEADER: str(len(items))}
-        super().__init__(_frames(items, lines), media_type=MEDIA_TYPE, headers=headers)
+        super().__init__(_frames(items, lines, content), media_type=MEDIA_TYPE, headers=headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -197,13 +199,13 @@ def frame_line(item: Outgoing) -> bytes:
     return json.dumps(head, separators=(",", ":")).encode() + b"\n"
 
 
-def _frames(items: list[Outgoing], lines: list[bytes]) -> Iterator[bytes]:
+def _frames(items: list[Outgoing], lines: list[bytes], content: ContentStore) -> Iterator[bytes]:
     """The answer's bytes in blocks of about :data:`SEND_BLOCK` (run in the thread pool by the response)."""
     buffer = bytearray()
     for item, line in zip(items, lines, strict=True):
         buffer += line
-        if item.path is not None and item.info is not None:
-            with open(item.path, "rb") as file:
+        if item.held and item.info is not None:
+            with contextlib.closing(content.open(item.info.sha256)) as file:
                 left = item.info.size
                 while left:
                     block = file.read(min(left, SEND_BLOCK))
@@ -226,10 +228,10 @@ async def get_many(request: Request, actor: ActorDep, batches: BatchesDep) -> Ba
     names = _names(body["names"])
     budget = request.app.state.settings.body_limit
     items = await run_in_threadpool(batches.open_many, actor, names, budget)
-    held = [item.info.sha256 for item in items if item.path is not None and item.info is not None]
+    held = [item.info.sha256 for item in items if item.held and item.info is not None]
     store = batches.store
     try:
-        return BatchDownloadResponse(items, partial(_release_all, store.release_download, held))
+        return BatchDownloadResponse(items, store.content, partial(_release_all, store.release_download, held))
     except BaseException:
         _release_all(store.release_download, held)
         raise

@@ -9,10 +9,11 @@ of two fsyncs and a transaction per file. Guarantees:
 - put: a :class:`BatchReceiver` stages each item's bytes in its own file under ``blobs/uploads/batch-…``,
   hashing them as they arrive; only a complete body is committed — a short or long one is refused and nothing
   is stored. :meth:`BatchStore.commit` then checks each item (sha256 not as announced: 400; the caller may not
-  read the name: 404; may read but not write: 403 — per item, the others go on), syncs the staged bytes, and
-  under the store's lock renames new content into place (content already stored is not written again), syncs
-  the folders and points every accepted name at its content in one transaction. A crash at any point leaves
-  either no name or a name on durable content; staged files left behind are swept like abandoned uploads.
+  read the name: 404; may read but not write: 403 — per item, the others go on), has the content store place the
+  accepted items' content durably (content already stored is not written again; it stays held until the names
+  commit), then checks access again and points every accepted name at its content in one transaction. A crash
+  at any point leaves either no name or a name on durable content; staged files left behind are swept like
+  abandoned uploads.
 - Unfinished single-file uploads of the same names are left alone (one finished later replaces the name, as a
   later put would).
 - get: :meth:`BatchStore.open_many` checks every name as ``download/`` checks one (missing, expired or not
@@ -26,7 +27,6 @@ import contextlib
 import errno
 import hashlib
 import logging
-import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,11 +36,10 @@ from typing import IO, Any
 from sqlalchemy.orm import Session
 
 from oaiod.hub.blobaccess import Access, check_access
-from oaiod.hub.blobstore import BlobInfo, BlobStore, Garbage, NameWrite, fsync_folder, sha256_text
+from oaiod.hub.blobstore import BlobInfo, BlobStore, NameWrite, sha256_text
 from oaiod.hub.errors import BadRequest, Forbidden, HubError, InsufficientStorage, NotFound, TooLarge
 from oaiod.hub.service import Actor
 from oaiod.model import now_stamp
-from oaiod.storage.fsops import sync_filesystem
 
 log = logging.getLogger("oaiod.hub.blobs")
 
@@ -58,11 +57,11 @@ class BatchItem:
 
 @dataclass(slots=True)
 class Outgoing:
-    """One item of a ``get-many/`` answer: held content to send (``path`` and ``info``), or ``error``."""
+    """One item of a ``get-many/`` answer: content to send (``info``; ``held`` once it is held), or ``error``."""
 
     name: str
     info: BlobInfo | None = None
-    path: Path | None = None
+    held: bool = False
     error: HubError | None = None
 
 
@@ -184,15 +183,21 @@ class BatchStore:
                 answers[number] = item_error(item.name, BadRequest(reason))
         if not any(answer is None for answer in answers):
             return answers  # type: ignore[return-value]
-        _sync_or_fsync(self.store.upload_root, receiver.paths)  # the staged bytes are durable before any rename
-        with self.store.changing() as (db, garbage):
-            accepted = self._writable(db, actor, items, answers)
-            moved = self._place(receiver, accepted, garbage)
-            _sync_or_fsync(self.store.content_root, moved, folders=True)
-            writes = [
-                NameWrite(located, items[n].name, items[n].sha256, items[n].size, None) for n, located in accepted
-            ]
-            created = self.store.write_names(db, garbage, writes, actor.username)
+        with self.store.service.sessions() as db:  # access checked again in the transaction that names them
+            writable = [number for number, _located in self._writable(db, actor, items, list(answers))]
+        staged = [(items[number].sha256, receiver.paths[number]) for number in writable]
+        self.store.place_held(staged)  # content stored (and held) before the names commit
+        try:
+            with self.store.changing() as (db, garbage):
+                garbage.content.update(sha256 for sha256, _path in staged)  # removed again unless named
+                accepted = self._writable(db, actor, items, answers)
+                writes = [
+                    NameWrite(located, items[n].name, items[n].sha256, items[n].size, None) for n, located in accepted
+                ]
+                created = self.store.write_names(db, garbage, writes, actor.username)
+        finally:
+            for sha256, _path in staged:
+                self.store.release_download(sha256)
         for number, _located in accepted:
             item = items[number]
             answers[number] = BlobInfo(item.name, item.size, item.sha256, created, None).as_dict()
@@ -227,23 +232,6 @@ class BatchStore:
             accepted.append((number, (access.owner, sha256_text(item.name), access.scope)))
         return accepted
 
-    def _place(
-        self, receiver: BatchReceiver, accepted: list[tuple[int, tuple[str, str, str]]], garbage: Garbage
-    ) -> list[Path]:
-        """Move the staged bytes of accepted items into the content store, unless that content is stored already
-        (under the lock); the paths moved. New content is removed again should the transaction fail."""
-        moved: list[Path] = []
-        for number, _located in accepted:
-            sha256 = receiver.items[number].sha256
-            content = self.store.content_path(sha256)
-            if content.exists():
-                continue
-            content.parent.mkdir(exist_ok=True, mode=0o700)
-            os.replace(receiver.paths[number], content)
-            garbage.content.add(sha256)  # removed again unless a name points at it after the commit
-            moved.append(content)
-        return moved
-
     # -- get ------------------------------------------------------------------------------------------------------
 
     def open_many(self, actor: Actor, names: list[str], budget: int) -> list[Outgoing]:
@@ -254,15 +242,16 @@ class BatchStore:
         size instead, so every answer makes progress. Release the held content of every item with a ``path``
         (:meth:`BlobStore.release_download`) when the answer ended."""
         planned = self._plan(actor, names, budget)
-        wanted = [item for item in planned if item.path is not None]
+        wanted = [item for item in planned if item.info is not None]
         held = self.store.hold([item.info.sha256 for item in wanted])  # type: ignore[union-attr]
         for item, ok in zip(wanted, held, strict=True):
+            item.held = ok
             if ok:
                 continue
             try:  # its content went since the lookup (a concurrent delete or replace): look the name up again
-                item.path, item.info = self.store.open_download(actor, item.name)
+                item.info, item.held = self.store.open_download(actor, item.name), True
             except NotFound as exc:
-                item.path, item.info, item.error = None, None, exc
+                item.info, item.error = None, exc
         return planned
 
     def _plan(self, actor: Actor, names: list[str], budget: int) -> list[Outgoing]:
@@ -295,18 +284,5 @@ class BatchStore:
             if total + row.size > budget:
                 break
             total += row.size
-            planned.append(Outgoing(name, info=info, path=self.store.content_path(row.sha256)))
+            planned.append(Outgoing(name, info=info))
         return planned
-
-
-def _sync_or_fsync(folder: Path, paths: list[Path], *, folders: bool = False) -> None:
-    """Make ``paths`` (and with ``folders`` their directory entries) durable: one ``syncfs`` of the filesystem
-    holding ``folder`` where the system has it, else an fsync of each (and of each folder)."""
-    if not paths or sync_filesystem(folder):
-        return
-    for path in paths:
-        with open(path, "rb") as file:
-            os.fsync(file.fileno())
-    if folders:
-        for parent in {path.parent for path in paths}:
-            fsync_folder(parent)

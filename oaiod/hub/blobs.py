@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -21,13 +22,14 @@ from urllib.parse import quote, urlencode
 
 import anyio
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from oaiod.errors import ValidationError
-from oaiod.hub.blobstore import BlobStore
+from oaiod.hub.blobcontent import ContentStore
+from oaiod.hub.blobstore import BlobInfo, BlobStore
 from oaiod.hub.blobuploads import Uploads
 from oaiod.hub.deps import CSRF_COOKIE, ActorDep, json_body
 from oaiod.hub.errors import BadRequest, RangeNotSatisfiable, TooLarge, UnsupportedMedia
@@ -294,15 +296,69 @@ class NotAcceptable(BadRequest):
 @router.get("/download/{name:path}")
 def download(request: Request, name: str, actor: ActorDep, store: StoreDep) -> Response:
     """The object's bytes (``Range`` honoured, for resuming a download); ``X-Oaiod-Sha256`` carries its hash."""
-    path, info = store.open_download(actor, checked_name(name))
+    info = store.open_download(actor, checked_name(name))
     release = partial(store.release_download, info.sha256)
     try:
         check_range(request.headers.get("range"), info.size)
+        path = store.content.local_path(info.sha256)
     except BaseException:
         release()
         raise
     headers = {"X-Oaiod-Sha256": info.sha256}
-    return DownloadResponse(path, release, media_type="application/octet-stream", headers=headers)
+    if path is not None:
+        return DownloadResponse(path, release, media_type="application/octet-stream", headers=headers)
+    return StreamedDownload(store.content, info, request.headers.get("range"), release, headers)
+
+
+class StreamedDownload(StreamingResponse):
+    """Content the hub reads from a content store that is not a local file (a bucket), held until the answer
+    ends. One byte range is answered 206; several are answered with the whole object (200), as RFC 9110
+    allows."""
+
+    def __init__(self, content: ContentStore, info: BlobInfo, range_header: str | None,
+                 release: Callable[[], None], headers: dict[str, str]) -> None:  # fmt: skip
+        self._release = release
+        start, end = _single_range(range_header, info.size)
+        headers = {**headers, "Accept-Ranges": "bytes", "Content-Length": str(end - start)}
+        status = 200
+        if (start, end) != (0, info.size):
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}"
+        body = _content_blocks(content, info.sha256, start, end)
+        super().__init__(body, status_code=status, media_type="application/octet-stream", headers=headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, counting_sent(send, scope_metrics(scope).blob_sent))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(self._release)
+
+
+def _single_range(header: str | None, size: int) -> tuple[int, int]:
+    """``(start, end)`` of a single valid byte range (already checked by :func:`check_range`); the whole object
+    for none or several."""
+    if header is None or "," in header:
+        return 0, size
+    match = _RANGE_SPEC.match(header.partition("=")[2].strip())
+    if match is None:
+        return 0, size
+    first, last, suffix = match.groups()
+    if suffix is not None:
+        return max(size - int(suffix), 0), size
+    return int(first), min(int(last) + 1, size) if last else size
+
+
+def _content_blocks(content: ContentStore, sha256: str, start: int, end: int) -> Iterator[bytes]:
+    """Bytes ``start`` to ``end`` of the content in blocks of :data:`DownloadResponse.chunk_size`."""
+    with contextlib.closing(content.open(sha256, start)) as file:
+        left = end - start
+        while left:
+            block = file.read(min(left, DownloadResponse.chunk_size))
+            if not block:
+                raise OSError(f"the content {sha256} ended {left} bytes early")
+            left -= len(block)
+            yield block
 
 
 def check_range(header: str | None, size: int) -> None:
@@ -396,6 +452,7 @@ def listing(
 def mount(app: Any) -> None:
     """Add the blob store to a hub application (routes, ``app.state.blobs``, the ``blobs`` feature)."""
     app.state.blobs = BlobStore(app.state.service)
+    log.info("blob store: content in the %s", app.state.blobs.content.describe())
     app.state.blob_uploads = Uploads(app.state.blobs)
     app.include_router(router, prefix="/api")
     app.state.features.append(FEATURE)

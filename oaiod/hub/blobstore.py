@@ -1,16 +1,21 @@
-"""The hub's blob store: named, immutable blobs under ``<data_dir>/blobs/``, with the object-service life cycle.
+"""The hub's blob store: named, immutable blobs with the object-service life cycle.
 
-No HTTP here (:mod:`oaiod.hub.blobs` and :mod:`oaiod.hub.blobbatch` have the routes). Guarantees:
+No HTTP here (:mod:`oaiod.hub.blobs` and :mod:`oaiod.hub.blobbatch` have the routes). Names, rights and uploads
+live in the database; the bytes in a :class:`~oaiod.hub.blobcontent.ContentStore` (the data folder's
+``blobs/sha256/`` or an S3 bucket). Guarantees:
 
-- Content is stored once per sha256 (``blobs/sha256/ab/abcd…``); a name points at content. A server-side copy
-  only adds a name, and content goes when its last name goes. A batch of copies is one transaction.
+- Content is stored once per sha256; a name points at content. A server-side copy only adds a name, and content
+  goes when its last name goes. A batch of copies is one transaction.
 - Uploads (:mod:`oaiod.hub.blobuploads`, one file resumable over many requests; :mod:`oaiod.hub.blobbatchstore`,
   many small files in one request) end in :meth:`BlobStore.put_name` / :meth:`BlobStore.write_names` under
   the lock: readers see the old object or the new one, never a partial one. A finished name may be uploaded
   again; a published object's bytes never change.
-- Names change under one lock; content whose last name went is removed from disk after the commit (still
-  under the lock, so no name can point at it again meanwhile), and not before the downloads reading it end:
-  a download that found its name reads the content fully, one that did not answers 404.
+- Names change under one lock; content whose last name went is removed after the commit, and not before the
+  downloads reading it end: a download that found its name reads the content fully, one that did not answers
+  404. Content is *held* (a count per sha256, under the lock) by each download reading it and by each publish
+  placing it before its name commits; the lock only decides which unnamed, unheld content is doomed, and the
+  removal itself runs after it (a bucket call may be slow), while a hold of doomed content waits for the removal
+  to end (the publish then stores it anew).
 - Deleting an object (``delete/``, ``wipe_user/``) drops every blob and unfinished upload under its id in the
   same transaction (:meth:`BlobStore.removing`, an :class:`~oaiod.hub.service.Attachment`); wiping a user drops
   their private blobs, the blobs of ids they minted and never registered, and their unfinished uploads.
@@ -23,6 +28,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -35,8 +41,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from oaiod.hub.blobaccess import Access, blob_access, check_access, claimed_by_other
+from oaiod.hub.blobcontent import ContentStore, open_content_store
 from oaiod.hub.db import Blob, BlobUpload, Object, stamp_add
-from oaiod.hub.errors import Conflict, Forbidden, NotFound
+from oaiod.hub.errors import Conflict, Forbidden, HubError, NotFound
 from oaiod.hub.service import Actor, HubService, Removal
 from oaiod.model import now_stamp
 
@@ -119,25 +126,24 @@ class BlobStore:
     """Every blob operation of one hub (thread-safe: routes call it from the thread pool). Creating it attaches
     it to ``service``, which from then on hands it every object deletion and user wipe."""
 
-    def __init__(self, service: HubService) -> None:
+    def __init__(self, service: HubService, content: ContentStore | None = None) -> None:
         self.service = service
         self.root = service.settings.data_dir / "blobs"
-        self.content_root = self.root / "sha256"
         self.upload_root = self.root / "uploads"
-        for folder in (self.root, self.content_root, self.upload_root):
+        for folder in (self.root, self.upload_root):
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.lock = threading.Lock()  # name and content changes; never held during a transfer
+        self.content = content or open_content_store(service.settings.blob_store, service.settings.data_dir)
+        self.lock = threading.Lock()  # name changes and holds of content; never held during a transfer
+        self._removed = threading.Condition(self.lock)  # notified when a removal of content ended
         self.busy: set[int] = set()  # uploads with a data/ request running
         self.hashers: dict[int, tuple[int, HASH]] = {}  # upload id -> (bytes hashed, sha256 object)
-        self._readers: Counter[str] = Counter()  # content sha256 -> downloads reading it
-        self._unnamed_in_use: set[str] = set()  # content that lost its last name while being downloaded
+        self._readers: Counter[str] = Counter()  # content sha256 -> holds (downloads reading it, publishes placing it)
+        self._unnamed_in_use: set[str] = set()  # content that lost its last name while held
+        self._removing: set[str] = set()  # content doomed under the lock, being removed now
         self._last_sweep = ""
         service.attach(self)
 
     # -- paths ---------------------------------------------------------------------------------------------------
-
-    def content_path(self, sha256: str) -> Path:
-        return self.content_root / sha256[:2] / sha256
 
     def upload_path(self, row: BlobUpload) -> Path:
         return self.upload_root / row.upload_id_hash
@@ -154,14 +160,18 @@ class BlobStore:
         (whether or not the change committed: the check reads the committed state) and, only when it committed,
         the files of the uploads it dropped."""
         garbage = Garbage()
-        with self.lock:
-            try:
-                yield garbage
-            finally:
-                self._remove_unnamed(garbage.content)
-            for path in garbage.upload_files:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+        doomed: set[str] = set()
+        try:
+            with self.lock:
+                try:
+                    yield garbage
+                finally:
+                    doomed = self._doom_unnamed(garbage.content)
+                for path in garbage.upload_files:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+        finally:
+            self._remove(doomed)
 
     @contextlib.contextmanager
     def changing(self) -> Iterator[tuple[Session, Garbage]]:
@@ -169,21 +179,61 @@ class BlobStore:
         with self.collecting() as garbage, self.service.sessions.begin() as db:
             yield db, garbage
 
-    def _remove_unnamed(self, candidates: set[str]) -> None:
-        """Unlink the content among ``candidates`` that no name points at (call under the lock, after commit);
-        content a download is reading waits until its last reader ends (:meth:`release_download`)."""
+    def _doom_unnamed(self, candidates: set[str]) -> set[str]:
+        """The content among ``candidates`` that no name points at and nobody holds (call under the lock, after
+        commit), marked as being removed; remove it with :meth:`_remove` once the lock is released. Held content
+        waits until its last hold ends (:meth:`release_download`)."""
         if not candidates:
-            return
+            return set()
         named: set[str] = set()
         with self.service.sessions() as db:
             for batch in in_batches(sorted(candidates)):
                 named.update(db.scalars(sa.select(Blob.sha256).where(Blob.sha256.in_(batch)).distinct()))
+        doomed: set[str] = set()
         for sha256 in candidates - named:
             if self._readers[sha256]:
                 self._unnamed_in_use.add(sha256)
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                self.content_path(sha256).unlink()
+            elif sha256 not in self._removing:
+                doomed.add(sha256)
+        self._removing |= doomed
+        return doomed
+
+    def _remove(self, doomed: set[str]) -> None:
+        """Remove doomed content (outside the lock), then let holds of it go on. A failed removal leaves the
+        content stored without a name: logged, never the request's error (its change committed)."""
+        if not doomed:
+            return
+        try:
+            self.content.remove_many(sorted(doomed))
+        except (HubError, OSError) as exc:
+            log.warning("blob store: %d contents lost their last name but stay stored (%s): %s", len(doomed),
+                        exc, ", ".join(sorted(doomed)[:5]))  # fmt: skip
+        finally:
+            with self.lock:
+                self._removing -= doomed
+                self._removed.notify_all()
+
+    def _hold(self, sha256s: Iterable[str]) -> None:
+        """Count a hold of each content (call under the lock): nothing removes it until released. Waits while
+        one of them is being removed (afterwards it is absent; a publish stores it anew)."""
+        wanted = list(sha256s)
+        while any(sha256 in self._removing for sha256 in wanted):
+            self._removed.wait()
+        for sha256 in wanted:
+            self._readers[sha256] += 1
+
+    def place_held(self, staged: list[tuple[str, Path]]) -> None:
+        """Hold each staged content, then store it (outside the lock: a bucket upload may be slow); the caller
+        names it in a transaction and releases every hold (:meth:`release_download`) whether or not that commits.
+        On failure nothing stays held."""
+        with self.lock:
+            self._hold(sha256 for sha256, _path in staged)
+        try:
+            self.content.place(staged)
+        except BaseException:
+            for sha256, _path in staged:
+                self.release_download(sha256)
+            raise
 
     @contextlib.contextmanager
     def removing(self) -> Iterator[Callable[[Session, Removal], None]]:
@@ -409,40 +459,44 @@ class BlobStore:
                     return found, row.id
         return found, None
 
-    def open_download(self, actor: Actor, name: str) -> tuple[Path, BlobInfo]:
-        """The content of ``name``, held for reading: it stays on disk, even if its last name goes meanwhile,
-        until :meth:`release_download` (call it exactly once, when the answer ends). 404 when the name, or the
-        content it pointed at, went before the download started."""
+    def open_download(self, actor: Actor, name: str) -> BlobInfo:
+        """The metadata of ``name``, its content held for reading: it stays stored, even if its last name goes
+        meanwhile, until :meth:`release_download` (call it exactly once, when the answer ends). 404 when the name,
+        or the content it pointed at, went before the download started."""
         for _attempt in range(3):
             info = self.metadata(actor, name)
-            path = self.content_path(info.sha256)
-            with self.lock:
-                if path.exists():
-                    self._readers[info.sha256] += 1
-                    return path, info
+            if self.hold([info.sha256]) == [True]:
+                return info
             # the name pointed at content that a concurrent delete or replace removed: read the name again
-        log.error("blob %r: its content %s is missing from %s", name, info.sha256, self.content_root)
+        log.error("blob %r: its content %s is missing from the %s", name, info.sha256, self.content.describe())
         raise NotFound(f"the content of {name!r} is missing on the hub")
 
     def hold(self, sha256s: list[str]) -> list[bool]:
         """Hold each content for reading, as :meth:`open_download` does (release each held one with
-        :meth:`release_download`); False for content no longer on disk (its last name went meanwhile)."""
-        held: list[bool] = []
+        :meth:`release_download`); False (and not held) for content no longer stored (its last name went
+        meanwhile)."""
         with self.lock:
+            self._hold(sha256s)
+        try:
+            present = self.content.exists_many(sha256s)
+        except BaseException:
             for sha256 in sha256s:
-                present = self.content_path(sha256).exists()
-                if present:
-                    self._readers[sha256] += 1
-                held.append(present)
-        return held
+                self.release_download(sha256)
+            raise
+        for sha256, there in zip(sha256s, present, strict=True):
+            if not there:
+                self.release_download(sha256)
+        return present
 
-    def downloads_in_flight(self) -> int:
-        """How many downloads hold content now (each until its answer ended)."""
+    def content_in_use(self) -> int:
+        """How many holds of content (downloads until their answer ended, publishes) and removals run now."""
         with self.lock:
-            return sum(self._readers.values())
+            return sum(self._readers.values()) + len(self._removing)
 
     def release_download(self, sha256: str) -> None:
-        """The end of a download of ``open_download``: content that lost its last name meanwhile goes now."""
+        """The end of a hold (a download of ``open_download``, a publish): content that lost its last name
+        meanwhile goes now."""
+        doomed: set[str] = set()
         with self.lock:
             self._readers[sha256] -= 1
             if self._readers[sha256] > 0:
@@ -450,7 +504,15 @@ class BlobStore:
             del self._readers[sha256]
             if sha256 in self._unnamed_in_use:
                 self._unnamed_in_use.discard(sha256)
-                self._remove_unnamed({sha256})
+                doomed = self._doom_unnamed({sha256})
+        self._remove(doomed)
+
+    def check_ready(self) -> None:
+        """Raise unless new uploads can be staged and the content store answers (``/readyz``)."""
+        descriptor, name = tempfile.mkstemp(prefix=".readyz-", dir=self.upload_root)
+        os.close(descriptor)
+        os.unlink(name)
+        self.content.check()
 
     # -- housekeeping ---------------------------------------------------------------------------------------------
 
@@ -491,11 +553,3 @@ class BlobStore:
         with self.service.sessions() as db:
             rows = db.execute(sa.select(Blob.owner, Blob.name, Blob.sha256)).all()
         yield from ((owner, name, sha256) for owner, name, sha256 in rows)
-
-
-def fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -19,7 +19,6 @@ import errno
 import hashlib
 import hmac
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -36,7 +35,6 @@ from oaiod.hub.blobstore import (
     BlobStore,
     blob_info,
     file_size,
-    fsync_folder,
     sha256_text,
 )
 from oaiod.hub.db import BlobUpload, stamp_add
@@ -311,22 +309,19 @@ class Uploads:
         return digest.hexdigest()
 
     def _publish(self, row: BlobUpload, path: Path) -> BlobInfo:
-        with open(path, "rb") as file:
-            os.fsync(file.fileno())
-        content = self.store.content_path(row.sha256)
-        with self.store.changing() as (db, garbage):
-            stored = db.get(BlobUpload, row.id)
-            if stored is None or stored.upload_id_hash != row.upload_id_hash:  # finished or dropped meanwhile
-                return self.store.finished(db, Access(row.owner, row.scope, True, True), row.name)
-            if content.exists():
-                garbage.upload_files.append(path)
-            else:
-                content.parent.mkdir(exist_ok=True, mode=0o700)
-                os.replace(path, content)
-                fsync_folder(content.parent)
-                garbage.content.add(row.sha256)  # removed again should the commit fail
-            db.delete(stored)
-            self.store.hashers.pop(row.id, None)
-            blob = self.store.put_name(db, garbage, row.owner, row.scope, row.name, row.sha256, row.size, row.creator,
-                                  row.expires)  # fmt: skip
-            return blob_info(blob)
+        """Store the verified bytes as content (held: nothing removes them before the name commits), then point
+        the name at them in one transaction; the upload's staged file is consumed by the store."""
+        self.store.place_held([(row.sha256, path)])
+        try:
+            with self.store.changing() as (db, garbage):
+                garbage.content.add(row.sha256)  # removed again should no name point at it after this change
+                stored = db.get(BlobUpload, row.id)
+                if stored is None or stored.upload_id_hash != row.upload_id_hash:  # finished or dropped meanwhile
+                    return self.store.finished(db, Access(row.owner, row.scope, True, True), row.name)
+                db.delete(stored)
+                self.store.hashers.pop(row.id, None)
+                blob = self.store.put_name(db, garbage, row.owner, row.scope, row.name, row.sha256, row.size,
+                                           row.creator, row.expires)  # fmt: skip
+                return blob_info(blob)
+        finally:
+            self.store.release_download(row.sha256)

@@ -19,7 +19,8 @@ import platformdirs
 
 from oaiod.errors import OaiodError
 from oaiod.hub.accounts import looks_secret
-from oaiod.hub.settings import DEFAULT_PORT, HubSettings
+from oaiod.hub.blobcli import blob_store_options
+from oaiod.hub.settings import DEFAULT_PORT, BlobStoreSettings, HubSettings
 
 DEFAULT_DATA_DIR = Path(platformdirs.user_data_dir("oaiod")) / "hub"
 
@@ -42,12 +43,13 @@ def _data_dir_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextmanager
-def _service(data_dir: Path, db_url: str) -> Iterator[Any]:
+def _service(data_dir: Path, db_url: str, blob_store: BlobStoreSettings | None = None) -> Iterator[Any]:
     """An opened hub service; library errors become one-line click errors."""
     from oaiod.hub.service import HubService
 
     try:
-        service = HubService.open(HubSettings(data_dir=data_dir, db_url=db_url))
+        settings = HubSettings(data_dir=data_dir, db_url=db_url, blob_store=blob_store or BlobStoreSettings())
+        service = HubService.open(settings)
     except Exception as exc:  # a missing driver, an unreachable server, a broken file: all say so in one line
         raise click.ClickException(f"cannot open the hub database: {str(exc).splitlines()[0]}") from exc
     try:
@@ -114,6 +116,7 @@ def _check_proxies(_ctx: click.Context, _param: click.Parameter, value: tuple[st
     help="File holding a token that lets a scraper on another machine read /metrics (Authorization: Bearer). "
     "Without it /metrics answers loopback only.",
 )
+@blob_store_options()
 def serve(
     data_dir: Path,
     db_url: str,
@@ -122,6 +125,7 @@ def serve(
     public_url: str,
     trusted_proxies: tuple[str, ...],
     metrics_token_file: Path | None,
+    blob_store: BlobStoreSettings,
 ) -> None:
     """Serve the hub until interrupted."""
     from oaiod.heap import use_system_malloc
@@ -141,6 +145,7 @@ def serve(
             public_url=public_url,
             trusted_proxies=trusted_proxies,
             metrics_token=_read_token(metrics_token_file) if metrics_token_file else "",
+            blob_store=blob_store,
         )
         HubServer(settings).serve_forever()
     except OaiodError as exc:
@@ -187,11 +192,12 @@ def user_add(name: str, supervisor: bool, password_stdin: bool, data_dir: Path, 
 @user.command("del")
 @click.argument("name")
 @_data_dir_option
-def user_del(name: str, data_dir: Path, db_url: str) -> None:
+@blob_store_options()
+def user_del(name: str, data_dir: Path, db_url: str, blob_store: BlobStoreSettings) -> None:
     """Remove a user with subscriptions, log entries and blobs (as wipe_user/ does)."""
     from oaiod.hub.blobstore import BlobStore
 
-    with _service(data_dir, db_url) as service:
+    with _service(data_dir, db_url, blob_store) as service:
         BlobStore(service)  # attaches itself: the user's blobs and the objects' blobs go too
         service.delete_user(name)
     click.echo(f"removed user {name}")
