@@ -22,6 +22,7 @@ import configparser
 import contextlib
 import datetime as _dt
 import logging
+import os
 import stat
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -128,7 +129,7 @@ class S3Content(ContentStore):
             if self.public_endpoint != self.endpoint_url
             else self.client
         )
-        self.transfer = TransferConfig(multipart_threshold=64 * MIB, multipart_chunksize=16 * MIB, max_concurrency=4)
+        self.transfer = TransferConfig(multipart_threshold=32 * MIB, multipart_chunksize=8 * MIB, max_concurrency=4)
 
     def describe(self) -> str:
         where = f" at {self.endpoint_url}" if self.endpoint_url else ""
@@ -158,10 +159,10 @@ class S3Content(ContentStore):
                 done.result()
 
     def _place_one(self, sha256: str, path: Path) -> None:
-        with open(path, "rb") as file:  # FileNotFoundError: its upload was dropped meanwhile
+        with open(path, "rb"):  # FileNotFoundError: its upload was dropped meanwhile
             if not self.exists(sha256):
-                with hub_errors(self.key(sha256), "cannot store"):
-                    self.client.upload_fileobj(file, self.bucket, self.key(sha256), Config=self.transfer)
+                with hub_errors(self.key(sha256), "cannot store"):  # by name: boto3 reads each part lazily
+                    self.client.upload_file(os.fspath(path), self.bucket, self.key(sha256), Config=self.transfer)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
 

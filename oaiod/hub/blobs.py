@@ -50,6 +50,7 @@ WRITE_BLOCK = 4 * 1024 * 1024  #: bytes of an upload gathered before each disk w
 MAX_BLOB_SIZE = 1 << 40  #: 1 TiB
 LIST_PAGE = 1000
 MAX_CURSOR = (1 << 31) - 1  #: largest ``after`` of a listing: ``blobs.id`` is a 32-bit integer on PostgreSQL
+DIRECT_DOWNLOAD = "directGetUrl"  #: download method: a pre-signed URL on the content store, not on the hub
 _UPLOAD_ID = re.compile(r"\A[A-Za-z0-9_-]{22,128}\Z")  # ≥ 128 bits of URL-safe base64
 _SHA256 = re.compile(r"\A[0-9a-f]{64}\Z")
 _RANGE_SPEC = re.compile(r"\A(?:([0-9]{1,19})-([0-9]{0,19})|-([0-9]{1,19}))\Z")
@@ -273,15 +274,20 @@ def finish_upload(name: str, actor: ActorDep, uploads: UploadsDep, body: JsonDep
 
 @router.put("/start-download/{name:path}")
 def start_download(request: Request, name: str, actor: ActorDep, store: StoreDep, body: JsonDep) -> dict[str, Any]:
-    """startDownload: ``{acceptDownloadMethods: {simple?, getUrl?}}`` → method, url, hashes, size; 406 if none."""
+    """startDownload: ``{acceptDownloadMethods: {simple?, getUrl?, directGetUrl?}}`` → method, url, hashes, size;
+    406 if none. ``directGetUrl`` (an oaiod extension a client announces when it can fetch from another origin
+    without the hub's session) answers a pre-signed URL of the bucket when the content store hands them out."""
     name = checked_name(name)
     validate_exact_keys(body, ("acceptDownloadMethods",), "body")
     accepted = body["acceptDownloadMethods"]
     if not isinstance(accepted, dict):
         raise ValidationError("acceptDownloadMethods", "must be an object")
     info = store.metadata(actor, name)
-    url = _url(request, "download", name)
-    answer = {"url": url, "hashes": {"sha256": info.sha256}, "size": info.size}
+    hashes = {"hashes": {"sha256": info.sha256}, "size": info.size}
+    direct = store.content.download_url(info.sha256, info.size) if accepted.get(DIRECT_DOWNLOAD) is True else None
+    if direct is not None:  # minted after the rights check above; the hub's session never goes to the bucket
+        return {"method": DIRECT_DOWNLOAD, "url": direct.url, **hashes, "expires": direct.expires}
+    answer = {"url": _url(request, "download", name), **hashes}
     if accepted.get("getUrl") is True:
         return {"method": "getUrl", **answer, "expires": None}
     if accepted.get("simple") is True:

@@ -9,7 +9,8 @@ Speaks the object-service protocol through :mod:`oaiod.http`, logged in like eve
   and resumes there; a retried put of the same file (same key, sha256, size) in this process resumes the same
   upload. A different upload of the same name still in progress on the hub is cancelled: put overwrites.
 * get asks ``start-download`` for a URL and the sha256, streams to a temporary file beside the target
-  (continuing with ``Range`` after a dropped connection) and checks size and sha256 before the rename.
+  (continuing with ``Range`` after a dropped connection) and checks size and sha256 before the rename. A hub
+  whose bucket clients may reach answers a pre-signed URL of the bucket instead (:mod:`.hub_direct`).
 * ``put_many``/``get_many`` move up to 1000 small files per request (:mod:`oaiod.storage.hub_batch`); files
   above 4 MiB, and every file on a hub without those routes, go one by one as above.
 * copy is server-side (the hub only adds a name); ``copy_many`` sends up to :data:`COPY_BATCH` pairs per
@@ -84,6 +85,7 @@ from oaiod.storage.errors import (
     StoragePermissionDenied,
     TransientStorageError,
 )
+from oaiod.storage.hub_direct import DIRECT_DOWNLOAD, DirectClients
 from oaiod.storage.keys import validate_key, validate_prefix
 
 log = logging.getLogger(__name__)
@@ -214,6 +216,7 @@ class HubBackend(Backend):
         self._copy_many_route = True  # False once the hub answered that it has no copy-many/ route
         self.batch_routes = True  # False once the hub answered that it has no put-many/ or get-many/ route
         self.batch_bytes = BATCH_BYTES  #: file bytes per put-many request (lowered when the hub takes less)
+        self.direct = DirectClients(allow_insecure=allow_insecure, pool_size=pool)  # pre-signed URLs of its bucket
 
     @classmethod
     def from_args(cls, args: Mapping[str, Any]) -> HubBackend:
@@ -249,6 +252,7 @@ class HubBackend(Backend):
 
     def close(self) -> None:
         self.http.close()
+        self.direct.close()
 
     # -- requests -------------------------------------------------------------------------------------------------
 
@@ -395,15 +399,18 @@ class HubBackend(Backend):
 
     def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
         validate_key(key)
-        accepted = {"acceptDownloadMethods": {"getUrl": True, "simple": True}}
+        accepted = {"acceptDownloadMethods": {DIRECT_DOWNLOAD: True, "getUrl": True, "simple": True}}
         answer = self._json("PUT", self._path("start-download", key), key, "cannot download", json=accepted)
-        url = self._own_url(answer.get("url"), key)
+        if answer.get("method") == DIRECT_DOWNLOAD:  # a pre-signed URL of the hub's bucket: no hub session there
+            client, url = self.direct.for_url(answer.get("url"), key)
+        else:
+            client, url = self.http, self._own_url(answer.get("url"), key)
         sha256 = (answer.get("hashes") or {}).get("sha256") if isinstance(answer.get("hashes"), dict) else None
         size = answer.get("size")
         if not isinstance(sha256, str) or not _SHA256.match(sha256) or not isinstance(size, int):
             raise PermanentStorageError(f"start-download of {key!r} gave no valid sha256 and size", key=key)
         with atomic_local_file(local_path) as file:
-            digest, received = self._download(file, url, key, sha256, progress)
+            digest, received = self._download(file, url, key, sha256, progress, client)
             if received != size or digest != sha256:
                 raise TransientStorageError(
                     f"download of {key!r} gave {received} bytes with sha256 {digest}, "
@@ -411,15 +418,17 @@ class HubBackend(Backend):
                     key=key,
                 )
 
-    def _download(self, file: IO[bytes], url: str, key: str, sha256: str, progress: Progress | None) -> tuple[str, int]:
-        """Stream ``url`` into ``file``; after a dropped connection continue with ``Range`` where it broke.
-        The sha256 digest and size of what was written."""
+    def _download(
+        self, file: IO[bytes], url: str, key: str, sha256: str, progress: Progress | None, client: HttpClient
+    ) -> tuple[str, int]:
+        """Stream ``url`` into ``file`` with ``client`` (the hub's, or a bucket's); after a dropped connection
+        continue with ``Range`` where it broke. The sha256 digest and size of what was written."""
         digest, received, failures = hashlib.sha256(), 0, 0
         while True:
             try:
                 with translate_remote_errors(key, "cannot download"):
                     headers = {"Range": f"bytes={received}-"} if received else {}
-                    response = self.http.get(url, stream=True, retry=NO_RETRY, headers=headers)
+                    response = client.get(url, stream=True, retry=NO_RETRY, headers=headers)
                     if response.headers.get("X-Oaiod-Sha256", sha256) != sha256 or (
                         received and response.status_code != 206
                     ):
