@@ -80,6 +80,10 @@ class ContentStore(abc.ABC):
     def open(self, sha256: str, start: int = 0) -> BinaryIO:
         """The content from byte ``start``, as a file to read (close it); :class:`ContentMissing` when absent."""
 
+    @abc.abstractmethod
+    def size(self, sha256: str) -> int | None:
+        """The stored content's size in bytes; None when it is absent."""
+
     def exists_many(self, sha256s: Sequence[str]) -> list[bool]:
         """:meth:`exists` of each (a store may ask in parallel)."""
         return [self.exists(sha256) for sha256 in sha256s]
@@ -138,6 +142,12 @@ class LocalContent(ContentStore):
 
     def local_path(self, sha256: str) -> Path | None:
         return self.path(sha256)
+
+    def size(self, sha256: str) -> int | None:
+        try:
+            return self.path(sha256).stat().st_size
+        except FileNotFoundError:
+            return None
 
     def place(self, staged: Sequence[tuple[str, Path]]) -> None:
         """Make the staged bytes durable, rename each file into place, make the renames durable: a content file

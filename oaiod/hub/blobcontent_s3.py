@@ -141,12 +141,15 @@ class S3Content(ContentStore):
         return f"{self.prefix}sha256/{sha256}"
 
     def exists(self, sha256: str) -> bool:
+        return self.size(sha256) is not None
+
+    def size(self, sha256: str) -> int | None:
         try:
             with hub_errors(self.key(sha256), "cannot look up"):
-                self.client.head_object(Bucket=self.bucket, Key=self.key(sha256))
+                head = self.client.head_object(Bucket=self.bucket, Key=self.key(sha256))
         except ContentMissing:
-            return False
-        return True
+            return None
+        return int(head["ContentLength"])
 
     def place(self, staged: Sequence[tuple[str, Path]]) -> None:
         """Upload each staged file unless its content is there already; several at once for a batch."""

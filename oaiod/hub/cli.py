@@ -293,3 +293,57 @@ def storage_list(data_dir: Path, db_url: str) -> None:
         for csh_id, kwargs in service.list_storage():
             shown = {key: "****" if looks_secret(key) else value for key, value in kwargs.items()}
             click.echo(f"{csh_id}\t{json.dumps(shown, ensure_ascii=False)}")
+
+
+# -- migration ------------------------------------------------------------------------------------------------
+
+
+@hub.command()
+@_data_dir_option
+@click.option(
+    "--to-db",
+    "to_db",
+    default="",
+    metavar="URL",
+    envvar="OAIOD_HUB_MIGRATE_TO_DB",
+    help="Copy the database to this SQLAlchemy URL (PostgreSQL). A password in a URL shows in ps: put it in "
+    "~/.pgpass, or pass the URL in OAIOD_HUB_MIGRATE_TO_DB.",
+)
+@blob_store_options(prefix="to-")
+def migrate(data_dir: Path, db_url: str, to_db: str, to_blob_store: BlobStoreSettings | None) -> None:
+    """Move a stopped hub's database and/or blob contents (its data folder's) elsewhere; resumable, verified.
+
+    Run it again after an interruption: what is done is skipped. The source stays as it was until you delete it;
+    start the hub on the new places afterwards (--db-url, --blob-store s3 …)."""
+    from oaiod.hub.blobcontent import LocalContent, open_content_store
+    from oaiod.hub.migration import copy_contents, copy_database, named_contents, rich_progress
+
+    if not to_db and to_blob_store is None:
+        raise click.UsageError("give --to-db URL and/or --to-blob-store s3 with its --to-s3-… options")
+    source_url = HubSettings(data_dir=data_dir, db_url=db_url).database_url
+    try:
+        with rich_progress() as progress:
+            if to_db:
+                report = copy_database(source_url, to_db, progress)
+                click.echo(f"database: {sum(report.copied.values())} rows copied, "
+                           f"{sum(report.skipped.values())} were there already; row counts match")  # fmt: skip
+            if to_blob_store is not None:
+                target = open_content_store(to_blob_store, data_dir)
+                contents = named_contents(to_db or source_url)
+                staging = data_dir / "blobs" / "uploads"
+                report = copy_contents(LocalContent(data_dir / "blobs"), target, contents, staging, progress)
+                click.echo(f"contents: {report.copied['contents']} copied ({report.copied['bytes']} bytes), "
+                           f"{report.skipped['contents']} were there already")  # fmt: skip
+                if report.corrupt:
+                    raise click.ClickException(f"{len(report.corrupt)} contents do not match their sha256 and were "
+                                               f"not copied: {', '.join(report.corrupt[:5])}")  # fmt: skip
+    except OaiodError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except sa_errors() as exc:
+        raise click.ClickException(f"database: {str(exc).splitlines()[0]}") from exc
+
+
+def sa_errors() -> type[Exception]:
+    import sqlalchemy.exc
+
+    return sqlalchemy.exc.SQLAlchemyError
