@@ -186,8 +186,8 @@ class BatchStore:
         with self.store.service.sessions() as db:  # access checked again in the transaction that names them
             writable = [number for number, _located in self._writable(db, actor, items, list(answers))]
         staged = [(items[number].sha256, receiver.paths[number]) for number in writable]
-        self.store.place_held(staged)  # content stored (and held) before the names commit
-        try:
+        with self.store.holding([sha256 for sha256, _path in staged]):  # nothing removes them before the commit
+            self.store.content.place(staged)
             with self.store.changing() as (db, garbage):
                 garbage.content.update(sha256 for sha256, _path in staged)  # removed again unless named
                 accepted = self._writable(db, actor, items, answers)
@@ -195,9 +195,6 @@ class BatchStore:
                     NameWrite(located, items[n].name, items[n].sha256, items[n].size, None) for n, located in accepted
                 ]
                 created = self.store.write_names(db, garbage, writes, actor.username)
-        finally:
-            for sha256, _path in staged:
-                self.store.release_download(sha256)
         for number, _located in accepted:
             item = items[number]
             answers[number] = BlobInfo(item.name, item.size, item.sha256, created, None).as_dict()

@@ -44,6 +44,16 @@ class ContentMissing(NotFound):
 
 
 @dataclass(frozen=True, slots=True)
+class DirectParts:
+    """Pre-signed ``PUT`` URLs for the parts of a direct upload: part ``n`` (from 1) is bytes
+    ``(n-1)*part_size`` up to ``n*part_size`` of the file, sent to ``urls[n-1]`` until ``expires`` (a stamp)."""
+
+    part_size: int
+    urls: list[str]
+    expires: str
+
+
+@dataclass(frozen=True, slots=True)
 class DirectUrl:
     """A pre-signed URL a client uses without the hub: ``method`` on ``url`` with ``headers``, until ``expires``
     (a stamp)."""
@@ -112,6 +122,28 @@ class ContentStore(abc.ABC):
     def download_url(self, sha256: str, size: int) -> DirectUrl | None:
         """A short-lived URL that GETs the content (``Range`` honoured), or None: the hub streams it."""
         return None
+
+    def direct_upload(self, stage: str, size: int) -> DirectParts | None:
+        """Part URLs for a client to upload ``size`` bytes of the upload staged as ``stage`` (its upload id's
+        hash) straight into the store, resuming the parts already there; None when the store does not do that."""
+        return None
+
+    def direct_received(self, stage: str) -> int | None:
+        """Bytes of the direct upload ``stage`` held in whole parts from the first on; None when there is none."""
+        return None
+
+    def finish_direct(self, stage: str, sha256: str, size: int) -> None:
+        """Assemble the direct upload ``stage``, check its bytes against ``sha256`` (reading them back: the store
+        does not tell a whole object's sha256) and store them as that content; the staged parts go. A mismatch
+        raises :class:`~oaiod.hub.errors.BadRequest` and drops them. Call it while the content is held."""
+        raise NotImplementedError(f"{type(self).__name__} takes no direct uploads")
+
+    def drop_direct(self, stages: Sequence[str]) -> None:  # noqa: B027 - a store without direct uploads has none
+        """Forget direct uploads (cancelled, expired, their object deleted); nothing happens for unknown ones."""
+
+    def stray_direct(self, known: set[str], older_than: float) -> int:
+        """Drop direct uploads not in ``known`` started more than ``older_than`` seconds ago; how many."""
+        return 0
 
     def local_path(self, sha256: str) -> Path | None:
         """The content's file when it is one on this machine (the hub then sends it with ``sendfile``-like

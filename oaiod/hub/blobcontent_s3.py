@@ -21,6 +21,7 @@ from __future__ import annotations
 import configparser
 import contextlib
 import datetime as _dt
+import hashlib
 import logging
 import os
 import stat
@@ -34,8 +35,8 @@ import botocore.config
 from boto3.s3.transfer import TransferConfig
 
 from oaiod.errors import ConfigError
-from oaiod.hub.blobcontent import ContentMissing, ContentStore, DirectUrl
-from oaiod.hub.errors import InsufficientStorage, StoreUnavailable
+from oaiod.hub.blobcontent import ContentMissing, ContentStore, DirectParts, DirectUrl
+from oaiod.hub.errors import BadRequest, Conflict, InsufficientStorage, StoreUnavailable
 from oaiod.model import STAMP_FORMAT
 from oaiod.storage.base import require_https
 from oaiod.storage.errors import ObjectNotFound, QuotaExceeded, StorageError
@@ -45,7 +46,13 @@ log = logging.getLogger("oaiod.hub.blobs")
 
 MIB = 1024 * 1024
 URL_LIFETIME = 900  #: seconds a pre-signed URL is valid: enough to start a transfer, short enough to leak little
+#: seconds a part URL of a direct upload is valid: a part (≥ 16 MiB) must be able to go on a slow line; a client
+#: that takes longer renews the upload (createUpload again) for fresh URLs
+PART_URL_LIFETIME = 3600
 PLACE_THREADS = 8  #: uploads of a batch's small contents at once
+MIN_PART = 16 * MIB  #: part size of a direct upload (S3: at least 5 MiB but the last, at most 10,000 parts)
+MAX_PARTS = 10_000
+HASH_BLOCK = 8 * MIB
 
 
 def read_credentials_file(path: Path) -> tuple[str, str]:
@@ -222,6 +229,122 @@ class S3Content(ContentStore):
         url = self.signer.generate_presigned_url("get_object", Params=params, ExpiresIn=URL_LIFETIME)
         return DirectUrl(url, {}, _stamp_in(URL_LIFETIME))
 
+    # -- direct uploads: S3 multipart uploads of <prefix>uploads/<stage>, parts put by the client ------------------
+
+    def stage_key(self, stage: str) -> str:
+        return f"{self.prefix}uploads/{stage}"
+
+    def _multipart_ids(self, stage: str) -> list[str]:
+        key = self.stage_key(stage)
+        with hub_errors(key, "cannot list the uploads of"):
+            answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+        return [upload["UploadId"] for upload in answer.get("Uploads", []) if upload["Key"] == key]
+
+    def direct_upload(self, stage: str, size: int) -> DirectParts | None:
+        if not self._direct:
+            return None
+        key = self.stage_key(stage)
+        found = self._multipart_ids(stage)
+        if found:
+            upload_id = found[0]
+        else:
+            with hub_errors(key, "cannot start the upload of"):
+                upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+        per_part = -(-size // MAX_PARTS)  # rounded up, then to whole MiB
+        part_size = max(MIN_PART, -(-per_part // MIB) * MIB)
+        count = max(1, -(-size // part_size))
+        urls = [
+            self.signer.generate_presigned_url(
+                "upload_part",
+                Params={"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": number},
+                ExpiresIn=PART_URL_LIFETIME,
+            )
+            for number in range(1, count + 1)
+        ]
+        return DirectParts(part_size, urls, _stamp_in(PART_URL_LIFETIME))
+
+    def _parts(self, stage: str) -> tuple[str, list[dict[str, Any]]] | None:
+        found = self._multipart_ids(stage)
+        if not found:
+            return None
+        key, parts = self.stage_key(stage), []
+        with hub_errors(key, "cannot list the parts of"):
+            for page in self.client.get_paginator("list_parts").paginate(Bucket=self.bucket, Key=key,
+                                                                         UploadId=found[0]):  # fmt: skip
+                parts.extend(page.get("Parts", []))
+        return found[0], sorted(parts, key=lambda part: part["PartNumber"])
+
+    def direct_received(self, stage: str) -> int | None:
+        if not self._direct:
+            return None
+        found = self._parts(stage)
+        if found is None:
+            return None
+        return _contiguous(found[1])[1]
+
+    def finish_direct(self, stage: str, sha256: str, size: int) -> None:
+        found = self._parts(stage)
+        if found is None:
+            raise ContentMissing("no direct upload of this name in the bucket")
+        upload_id, parts = found
+        complete, received = _contiguous(parts)
+        if received != size or len(complete) != len(parts):
+            raise Conflict(f"received {received} of {size} bytes; send the rest first", received=received)
+        key = self.stage_key(stage)
+        listed = [{"PartNumber": part["PartNumber"], "ETag": part["ETag"]} for part in complete]
+        with hub_errors(key, "cannot assemble"):
+            self.client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                                  MultipartUpload={"Parts": listed})  # fmt: skip
+        try:
+            digest = self._hash(key)
+            if digest != sha256:
+                raise BadRequest(f"the data has sha256 {digest}, not {sha256}; the upload is discarded")
+            if not self.exists(sha256):
+                source = {"Bucket": self.bucket, "Key": key}
+                with hub_errors(key, "cannot store"):
+                    self.client.copy(source, self.bucket, self.key(sha256), Config=self.transfer)
+        finally:
+            with hub_errors(key, "cannot remove"):
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def _hash(self, key: str) -> str:
+        digest = hashlib.sha256()
+        with hub_errors(key, "cannot read"):
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        with contextlib.closing(_Body(body, key)) as reader:
+            while block := reader.read(HASH_BLOCK):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def drop_direct(self, stages: Sequence[str]) -> None:
+        if not self._direct:
+            return
+        for stage in stages:
+            key = self.stage_key(stage)
+            for upload_id in self._multipart_ids(stage):
+                with hub_errors(key, "cannot abort"):
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+
+    def stray_direct(self, known: set[str], older_than: float) -> int:
+        if not self._direct:
+            return 0
+        start = f"{self.prefix}uploads/"
+        horizon = _dt.datetime.now(_dt.UTC) - _dt.timedelta(seconds=older_than)
+        count = 0
+        with hub_errors(start, "cannot list the uploads of"):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=start)
+            strays = [
+                upload
+                for page in pages
+                for upload in page.get("Uploads", [])
+                if upload["Key"][len(start) :] not in known and upload["Initiated"] < horizon
+            ]
+        for upload in strays:
+            with hub_errors(upload["Key"], "cannot abort"):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            count += 1
+        return count
+
     def close(self) -> None:
         self.client.close()
         if self.signer is not self.client:
@@ -246,6 +369,16 @@ class _Body:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _contiguous(parts: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The parts from number 1 on without a gap, and their bytes."""
+    complete: list[dict[str, Any]] = []
+    for expected, part in enumerate(parts, start=1):
+        if part["PartNumber"] != expected:
+            break
+        complete.append(part)
+    return complete, sum(int(part["Size"]) for part in complete)
 
 
 def _stamp_in(seconds: float) -> str:

@@ -51,6 +51,7 @@ MAX_BLOB_SIZE = 1 << 40  #: 1 TiB
 LIST_PAGE = 1000
 MAX_CURSOR = (1 << 31) - 1  #: largest ``after`` of a listing: ``blobs.id`` is a 32-bit integer on PostgreSQL
 DIRECT_DOWNLOAD = "directGetUrl"  #: download method: a pre-signed URL on the content store, not on the hub
+DIRECT_UPLOAD = "directParts"  #: upload method: pre-signed part URLs on the content store
 _UPLOAD_ID = re.compile(r"\A[A-Za-z0-9_-]{22,128}\Z")  # ≥ 128 bits of URL-safe base64
 _SHA256 = re.compile(r"\A[0-9a-f]{64}\Z")
 _RANGE_SPEC = re.compile(r"\A(?:([0-9]{1,19})-([0-9]{0,19})|-([0-9]{1,19}))\Z")
@@ -182,7 +183,10 @@ def ping(_actor: ActorDep) -> dict[str, Any]:
 
 @router.put("/upload/{name:path}")
 def create_upload(request: Request, name: str, actor: ActorDep, uploads: UploadsDep, body: JsonDep) -> dict[str, Any]:
-    """createUpload: ``{uploadId, sha256, size, expires?, proposedUploadMethods}`` → ``{expires, uploadMethod}``."""
+    """createUpload: ``{uploadId, sha256, size, expires?, proposedUploadMethods}`` → ``{expires, uploadMethod}``.
+
+    ``directParts`` (an oaiod extension) answers pre-signed part URLs of the bucket when the content store takes
+    direct uploads; otherwise ``putUrl`` (the hub's ``data/``) as before."""
     name = checked_name(name)
     validate_exact_keys(body, ("uploadId", "sha256", "size", "proposedUploadMethods"), "body", optional=("expires",))
     upload_id = _upload_id(body["uploadId"])
@@ -192,18 +196,23 @@ def create_upload(request: Request, name: str, actor: ActorDep, uploads: Uploads
     size = _size(body["size"], "size")
     expires = validate_stamp(body["expires"], "expires") if body.get("expires") is not None else None
     methods = body["proposedUploadMethods"]
-    validate_exact_keys(methods, (), "proposedUploadMethods", optional=("dataInline", "putUrl"))
+    validate_exact_keys(methods, (), "proposedUploadMethods", optional=("dataInline", "putUrl", DIRECT_UPLOAD))
     inline = _inline_data(methods["dataInline"]) if "dataInline" in methods else None
-    if "putUrl" in methods:
-        validate_exact_keys(methods["putUrl"], ("contentType", "contentLength"), "putUrl")
-        if _size(methods["putUrl"]["contentLength"], "putUrl.contentLength") != size:
-            raise ValidationError("putUrl.contentLength", "must equal size")
+    for proposed in ("putUrl", DIRECT_UPLOAD):
+        if proposed in methods:
+            required = ("contentType", "contentLength") if proposed == "putUrl" else ("contentLength",)
+            validate_exact_keys(methods[proposed], required, proposed, optional=("contentType",))
+            if _size(methods[proposed]["contentLength"], f"{proposed}.contentLength") != size:
+                raise ValidationError(f"{proposed}.contentLength", "must equal size")
     row = uploads.create_upload(actor, name, upload_id, sha256, size, expires, inline)
     if inline is not None:
         hub_metrics(request).blob_received.inc(len(inline))
     method: dict[str, Any] = {}
+    parts = uploads.direct_parts(row) if inline is None and DIRECT_UPLOAD in methods else None
     if inline is not None:
         method = {"dataInline": True}
+    elif parts is not None:  # minted after the write check of create_upload; the bytes bypass the hub
+        method = {DIRECT_UPLOAD: {"partSize": parts.part_size, "urls": parts.urls, "expires": parts.expires}}
     elif "putUrl" in methods:
         url = _url(request, "data", name, uploadId=upload_id, offset="0")
         headers = {"Content-Type": "application/octet-stream"}

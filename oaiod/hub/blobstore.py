@@ -108,6 +108,7 @@ class Garbage:
 
     content: set[str] = field(default_factory=set)
     upload_files: list[Path] = field(default_factory=list)
+    direct_stages: list[str] = field(default_factory=list)  #: direct uploads (in the content store) to forget
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,7 @@ class BlobStore:
         the files of the uploads it dropped."""
         garbage = Garbage()
         doomed: set[str] = set()
+        stages: list[str] = []
         try:
             with self.lock:
                 try:
@@ -170,8 +172,10 @@ class BlobStore:
                 for path in garbage.upload_files:
                     with contextlib.suppress(FileNotFoundError):
                         path.unlink()
+                stages = garbage.direct_stages
         finally:
             self._remove(doomed)
+            self._drop_direct(stages)
 
     @contextlib.contextmanager
     def changing(self) -> Iterator[tuple[Session, Garbage]]:
@@ -213,6 +217,17 @@ class BlobStore:
                 self._removing -= doomed
                 self._removed.notify_all()
 
+    def _drop_direct(self, stages: list[str]) -> None:
+        """Forget direct uploads in the content store whose rows a committed change dropped; a failure leaves
+        them to the sweep (:meth:`ContentStore.stray_direct`)."""
+        if not stages:
+            return
+        try:
+            self.content.drop_direct(stages)
+        except HubError as exc:
+            log.warning("blob store: %d dropped direct uploads stay in the content store until the sweep: %s",
+                        len(stages), exc)  # fmt: skip
+
     def _hold(self, sha256s: Iterable[str]) -> None:
         """Count a hold of each content (call under the lock): nothing removes it until released. Waits while
         one of them is being removed (afterwards it is absent; a publish stores it anew)."""
@@ -222,18 +237,17 @@ class BlobStore:
         for sha256 in wanted:
             self._readers[sha256] += 1
 
-    def place_held(self, staged: list[tuple[str, Path]]) -> None:
-        """Hold each staged content, then store it (outside the lock: a bucket upload may be slow); the caller
-        names it in a transaction and releases every hold (:meth:`release_download`) whether or not that commits.
-        On failure nothing stays held."""
+    @contextlib.contextmanager
+    def holding(self, sha256s: list[str]) -> Iterator[None]:
+        """Hold each content for the block: a publish places content and names it in a transaction inside it, and
+        nothing removes the content between the two (released however the block ends)."""
         with self.lock:
-            self._hold(sha256 for sha256, _path in staged)
+            self._hold(sha256s)
         try:
-            self.content.place(staged)
-        except BaseException:
-            for sha256, _path in staged:
+            yield
+        finally:
+            for sha256 in sha256s:
                 self.release_download(sha256)
-            raise
 
     @contextlib.contextmanager
     def removing(self) -> Iterator[Callable[[Session, Removal], None]]:
@@ -276,6 +290,8 @@ class BlobStore:
         self.hashers.pop(row.id, None)
         self.busy.discard(row.id)  # a transfer still running writes into the removed file, and keeps no hash
         garbage.upload_files.append(self.upload_path(row))
+        if self.content.direct():
+            garbage.direct_stages.append(row.upload_id_hash)
 
     def finished(self, db: Session, access: Access, name: str) -> BlobInfo:
         blob = db.scalar(sa.select(Blob).where(self.where_name(Blob, access, name)))
@@ -531,6 +547,13 @@ class BlobStore:
                 db.delete(blob)
             garbage.content.update(blob.sha256 for blob in expired)
         stray = self._drop_stray_upload_files()
+        if self.content.direct():
+            with self.service.sessions() as db:
+                known = set(db.scalars(sa.select(BlobUpload.upload_id_hash)))
+            try:
+                stray += self.content.stray_direct(known, UPLOAD_LIFETIME)
+            except HubError as exc:
+                log.warning("blob store: cannot sweep the direct uploads of the content store: %s", exc)
         if stale or expired or stray:
             log.info("blob store: dropped %d abandoned uploads, %d expired objects and %d stray upload files",
                      len(stale), len(expired), stray)  # fmt: skip

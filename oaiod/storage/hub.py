@@ -10,7 +10,8 @@ Speaks the object-service protocol through :mod:`oaiod.http`, logged in like eve
   upload. A different upload of the same name still in progress on the hub is cancelled: put overwrites.
 * get asks ``start-download`` for a URL and the sha256, streams to a temporary file beside the target
   (continuing with ``Range`` after a dropped connection) and checks size and sha256 before the rename. A hub
-  whose bucket clients may reach answers a pre-signed URL of the bucket instead (:mod:`.hub_direct`).
+  whose bucket clients may reach answers a pre-signed URL of the bucket instead, and pre-signed part URLs for
+  a put (:mod:`.hub_direct`).
 * ``put_many``/``get_many`` move up to 1000 small files per request (:mod:`oaiod.storage.hub_batch`); files
   above 4 MiB, and every file on a hub without those routes, go one by one as above.
 * copy is server-side (the hub only adds a name); ``copy_many`` sends up to :data:`COPY_BATCH` pairs per
@@ -85,7 +86,7 @@ from oaiod.storage.errors import (
     StoragePermissionDenied,
     TransientStorageError,
 )
-from oaiod.storage.hub_direct import DIRECT_DOWNLOAD, DirectClients
+from oaiod.storage.hub_direct import DIRECT_DOWNLOAD, DIRECT_UPLOAD, DirectClients, refused_direct_parts, send_parts
 from oaiod.storage.keys import validate_key, validate_prefix
 
 log = logging.getLogger(__name__)
@@ -217,6 +218,7 @@ class HubBackend(Backend):
         self.batch_routes = True  # False once the hub answered that it has no put-many/ or get-many/ route
         self.batch_bytes = BATCH_BYTES  #: file bytes per put-many request (lowered when the hub takes less)
         self.direct = DirectClients(allow_insecure=allow_insecure, pool_size=pool)  # pre-signed URLs of its bucket
+        self.direct_uploads = True  #: propose direct parts (False once the hub refused them: an older hub)
 
     @classmethod
     def from_args(cls, args: Mapping[str, Any]) -> HubBackend:
@@ -284,8 +286,11 @@ class HubBackend(Backend):
             if size <= INLINE_MAX:
                 upload_id = self._create_inline(key, sha256, file.read(), progress)
             else:
-                upload_id, data_url = self._create_chunked(key, sha256, size)
-                self._send(key, upload_id, data_url, file, size, progress)
+                upload_id, method = self._create_chunked(key, sha256, size)
+                if DIRECT_UPLOAD in method:  # part URLs of the hub's bucket: the bytes bypass the hub
+                    send_parts(self, key, (upload_id, sha256, size), method[DIRECT_UPLOAD], file, progress)
+                else:
+                    self._send(key, upload_id, self._own_url(method["putUrl"].get("url"), key), file, size, progress)
         self._json("POST", self._path("finish-upload", key), key, "cannot finish the upload of",
                    json={"uploadId": upload_id})  # fmt: skip
         with self._lock:
@@ -319,19 +324,28 @@ class HubBackend(Backend):
             progress(len(data))
         return upload_id
 
-    def _create_chunked(self, key: str, sha256: str, size: int) -> tuple[str, str]:
-        """createUpload with a putUrl: ``(uploadId, data URL)``; resumes this process's unfinished upload."""
+    def _create_chunked(self, key: str, sha256: str, size: int) -> tuple[str, dict[str, Any]]:
+        """createUpload proposing a putUrl (and direct parts, unless the hub refused them once): ``(uploadId,
+        the uploadMethod answered)``; resumes this process's unfinished upload of the same file."""
         with self._lock:
             upload_id = self._uploads.get((key, sha256, size)) or secrets.token_urlsafe(24)
-        put_url = {"contentType": "application/octet-stream", "contentLength": size}
-        answer = self._create(key, upload_id, sha256, size, {"putUrl": put_url})
+        methods: dict[str, Any] = {"putUrl": {"contentType": "application/octet-stream", "contentLength": size}}
+        if self.direct_uploads:
+            methods[DIRECT_UPLOAD] = {"contentLength": size}
+        try:
+            answer = self._create(key, upload_id, sha256, size, methods)
+        except PermanentStorageError as exc:
+            if DIRECT_UPLOAD not in methods or not refused_direct_parts(exc):
+                raise
+            log.info("%s does not know direct uploads (an older hub); uploading through it", self.describe())
+            self.direct_uploads = False
+            return self._create_chunked(key, sha256, size)
         method = answer.get("uploadMethod")
-        if not isinstance(method, dict) or not isinstance(method.get("putUrl"), dict):
+        if not isinstance(method, dict) or not isinstance(method.get(DIRECT_UPLOAD, method.get("putUrl")), dict):
             raise PermanentStorageError(f"the hub offered no putUrl for {key!r}: {method!r}", key=key)
-        data_url = self._own_url(method["putUrl"].get("url"), key)
         with self._lock:
             self._uploads[(key, sha256, size)] = upload_id
-        return upload_id, data_url
+        return upload_id, method
 
     def _send(
         self, key: str, upload_id: str, data_url: str, file: IO[bytes], size: int, progress: Progress | None

@@ -15,17 +15,27 @@ Errors leave as the storage error tree, through :func:`oaiod.storage.hub.transla
 
 from __future__ import annotations
 
+import logging
+import random
 import threading
-from typing import Any
+import time
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from oaiod.errors import ConfigError
-from oaiod.http import NO_RETRY, HttpClient
-from oaiod.storage.errors import PermanentStorageError
+from oaiod.http import NO_RETRY, HttpClient, HTTPStatusError
+from oaiod.storage.base import Progress
+from oaiod.storage.errors import PermanentStorageError, StoragePermissionDenied, TransientStorageError
+
+if TYPE_CHECKING:
+    from oaiod.storage.hub import HubBackend
+
+log = logging.getLogger("oaiod.storage.hub")
 
 DIRECT_DOWNLOAD = "directGetUrl"  #: the download method a client announces in acceptDownloadMethods
 DIRECT_UPLOAD = "directParts"  #: the upload method a client proposes in proposedUploadMethods
 TIMEOUT = (10.0, 120.0)
+ATTEMPTS = 5  #: consecutive failed parts before a put gives up (the retry wrapper may call it again)
 
 
 class DirectClients:
@@ -60,3 +70,61 @@ class DirectClients:
             for client in self._clients.values():
                 client.close()
             self._clients.clear()
+
+
+def refused_direct_parts(exc: PermanentStorageError) -> bool:
+    """True when createUpload was refused because the hub does not know the ``directParts`` method (an older
+    hub answers 400 naming ``proposedUploadMethods``)."""
+    cause = exc.__cause__
+    body = cause.body if isinstance(cause, HTTPStatusError) and cause.status == 400 else None
+    return isinstance(body, dict) and body.get("field") == "proposedUploadMethods" and DIRECT_UPLOAD in str(body)
+
+
+def _checked(parts: Any, size: int, key: str) -> tuple[int, list[str]]:
+    part_size, urls = (parts.get("partSize"), parts.get("urls")) if isinstance(parts, dict) else (None, None)
+    if (
+        not isinstance(part_size, int)
+        or part_size <= 0
+        or not isinstance(urls, list)
+        or len(urls) != max(1, -(-size // part_size))
+    ):
+        raise PermanentStorageError(f"the hub's direct upload of {key!r} is malformed", key=key)
+    return part_size, urls
+
+
+def send_parts(
+    backend: HubBackend,
+    key: str,
+    upload: tuple[str, str, int],
+    parts: Any,
+    file: IO[bytes],
+    progress: Progress | None,
+) -> None:
+    """Put ``file`` into the hub's bucket part by part on the URLs the hub handed out (``upload`` is its
+    ``(uploadId, sha256, size)``), from the first part the hub does not hold yet. After a failure it asks the hub
+    what it holds and goes on from there; an expired URL (403) gets fresh ones by renewing the upload. The caller
+    finishes the upload (the hub verifies the sha256)."""
+    from oaiod.storage.hub import _Slice, translate_remote_errors
+
+    upload_id, sha256, size = upload
+    part_size, urls = _checked(parts, size, key)
+    offset, failures = backend._received(key, upload_id), 0
+    while offset < size:
+        start = offset - offset % part_size
+        length = min(part_size, size - start)
+        client, url = backend.direct.for_url(urls[start // part_size], key)
+        try:
+            with translate_remote_errors(key, "cannot upload"):
+                client.put(url, data=_Slice(file, start, length, progress), retry=NO_RETRY)
+            offset, failures = start + length, 0
+        except (TransientStorageError, StoragePermissionDenied) as exc:
+            failures += 1
+            if failures >= ATTEMPTS:
+                raise
+            if isinstance(exc, StoragePermissionDenied):  # the URLs expired: the same upload, renewed
+                _upload_id, method = backend._create_chunked(key, sha256, size)
+                part_size, urls = _checked(method.get(DIRECT_UPLOAD), size, key)
+            delay = random.uniform(0, min(10.0, 0.2 * 2**failures))
+            log.warning("direct upload of %r broke at byte %d (%s); resuming in %.1f s", key, start, exc, delay)
+            time.sleep(delay)
+            offset = backend._received(key, upload_id)
