@@ -6,8 +6,8 @@ own process (or MinIO at ``OAIOD_TEST_S3_URL`` with ``OAIOD_TEST_S3_ACCESS_KEY``
 
 * local — content in the hub's data folder (today's default);
 * s3, streamed — content in the bucket, every byte through the hub both ways;
-* s3, direct — ``--s3-direct``: the Hub backend downloads on a pre-signed URL of the bucket (uploads still go
-  through the hub, which stages them and stores them in the bucket at finish).
+* s3, direct — ``--s3-direct``: the Hub backend uploads in parts and downloads on pre-signed URLs of the bucket;
+  the hub only reads each upload back once at finish to verify its sha256.
 
 For each: the Hub backend's ``put_file`` and ``get_file`` of one file (best of 3), and the hub process's CPU
 seconds during each. moto buffers whole bodies in Python, so the bucket's own speed bounds the S3 rows on this

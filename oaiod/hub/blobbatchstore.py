@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from oaiod.hub.blobaccess import Access, check_access
 from oaiod.hub.blobstore import BlobInfo, BlobStore, NameWrite, sha256_text
+from oaiod.hub.blobuploads import content_gone
 from oaiod.hub.errors import BadRequest, Forbidden, HubError, InsufficientStorage, NotFound, TooLarge
 from oaiod.hub.service import Actor
 from oaiod.model import now_stamp
@@ -190,6 +191,7 @@ class BatchStore:
             self.store.content.place(staged)
             with self.store.changing() as (db, garbage):
                 garbage.content.update(sha256 for sha256, _path in staged)  # removed again unless named
+                self.store.confirm_contents(db, [sha256 for sha256, _path in staged], content_gone)
                 accepted = self._writable(db, actor, items, answers)
                 writes = [
                     NameWrite(located, items[n].name, items[n].sha256, items[n].size, None) for n, located in accepted

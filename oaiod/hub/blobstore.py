@@ -16,6 +16,13 @@ live in the database; the bytes in a :class:`~oaiod.hub.blobcontent.ContentStore
   placing it before its name commits; the lock only decides which unnamed, unheld content is doomed, and the
   removal itself runs after it (a bucket call may be slow), while a hold of doomed content waits for the removal
   to end (the publish then stores it anew).
+- Across hub processes on one PostgreSQL database (several workers, several machines on one bucket) the lock and
+  the holds are per process, so the database decides: a removal re-checks, in a transaction holding an advisory
+  lock on the content (:meth:`BlobStore.lock_contents`, one of 256 by its first byte), that no name points at it
+  before removing it; a transaction that names content (a publish, a copy) takes the same lock and checks that
+  the content is still stored — if another process removed it meanwhile, the publish answers 503 (the client
+  sends it again) and a copy 404 (its source went). A download racing the removal of its content's last name
+  on *another* process may be cut; the client retries and then gets 404, as for a deleted name.
 - Deleting an object (``delete/``, ``wipe_user/``) drops every blob and unfinished upload under its id in the
   same transaction (:meth:`BlobStore.removing`, an :class:`~oaiod.hub.service.Attachment`); wiping a user drops
   their private blobs, the blobs of ids they minted and never registered, and their unfinished uploads.
@@ -56,6 +63,7 @@ UPLOAD_LIFETIME = 24 * 3600.0  #: seconds an unfinished upload is kept
 SWEEP_INTERVAL = 600.0  #: seconds between sweeps of expired uploads and objects
 HASH_BLOCK = 4 * 1024 * 1024
 BATCH = 500  #: values in one SQL ``IN (…)``
+LOCK_SPACE = 0x0A10B10B  #: first key of the blob store's PostgreSQL advisory locks (the second: a content's first byte)
 
 T = TypeVar("T")
 
@@ -142,6 +150,7 @@ class BlobStore:
         self._unnamed_in_use: set[str] = set()  # content that lost its last name while held
         self._removing: set[str] = set()  # content doomed under the lock, being removed now
         self._last_sweep = ""
+        self._cross_process = service.engine.dialect.name == "postgresql"  # SQLite: one process per database
         service.attach(self)
 
     # -- paths ---------------------------------------------------------------------------------------------------
@@ -204,18 +213,46 @@ class BlobStore:
 
     def _remove(self, doomed: set[str]) -> None:
         """Remove doomed content (outside the lock), then let holds of it go on. A failed removal leaves the
-        content stored without a name: logged, never the request's error (its change committed)."""
+        content stored without a name: logged, never the request's error (its change committed). On PostgreSQL
+        the names are checked again under the contents' advisory locks (another process may name it now)."""
         if not doomed:
             return
         try:
-            self.content.remove_many(sorted(doomed))
-        except (HubError, OSError) as exc:
+            if not self._cross_process:
+                self.content.remove_many(sorted(doomed))
+                return
+            with self.service.sessions.begin() as db:
+                self.lock_contents(db, doomed)
+                named: set[str] = set()
+                for batch in in_batches(sorted(doomed)):
+                    named.update(db.scalars(sa.select(Blob.sha256).where(Blob.sha256.in_(batch)).distinct()))
+                self.content.remove_many(sorted(doomed - named))
+        except (HubError, OSError, sa.exc.SQLAlchemyError) as exc:
             log.warning("blob store: %d contents lost their last name but stay stored (%s): %s", len(doomed),
                         exc, ", ".join(sorted(doomed)[:5]))  # fmt: skip
         finally:
             with self.lock:
                 self._removing -= doomed
                 self._removed.notify_all()
+
+    def lock_contents(self, db: Session, sha256s: Iterable[str]) -> None:
+        """Take the transaction-scoped advisory locks of these contents (PostgreSQL; nothing on SQLite), in one
+        order everywhere: a removal and a naming of one content in two processes run one after the other."""
+        if not self._cross_process:
+            return
+        for bucket in sorted({int(sha256[:2], 16) for sha256 in sha256s}):
+            db.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:space, :bucket)"), {"space": LOCK_SPACE, "bucket": bucket}
+            )
+
+    def confirm_contents(self, db: Session, sha256s: list[str], gone: Callable[[], HubError]) -> None:
+        """In a transaction that names these contents: lock them and check they are still stored (another hub
+        process may have removed one after its last name went); raise ``gone()`` if not. Nothing on SQLite."""
+        if not self._cross_process or not sha256s:
+            return
+        self.lock_contents(db, sha256s)
+        if not all(self.content.exists_many(sorted(set(sha256s)))):
+            raise gone()
 
     def _drop_direct(self, stages: list[str]) -> None:
         """Forget direct uploads in the content store whose rows a committed change dropped; a failure leaves
@@ -332,6 +369,7 @@ class BlobStore:
             blob = db.scalar(sa.select(Blob).where(self.where_name(Blob, src_access, src)))
             if blob is None:
                 raise NotFound(f"no blob {src!r} that {actor.username!r} may read")
+            self.confirm_contents(db, [blob.sha256], lambda: NotFound(f"{src!r} was deleted meanwhile"))
             made = self.put_name(db, garbage, dst_access.owner, dst_access.scope, dst, blob.sha256, blob.size,
                                   actor.username, blob.expires)  # fmt: skip
             return blob_info(made)
@@ -351,6 +389,8 @@ class BlobStore:
                 if blob is None:
                     raise NotFound(f"no blob {src!r} that {actor.username!r} may read", name=src)
                 writes.append(NameWrite(target, dst, blob.sha256, blob.size, blob.expires))
+            gone = [write.sha256 for write in writes]
+            self.confirm_contents(db, gone, lambda: NotFound("a source was deleted meanwhile"))
             self.write_names(db, garbage, writes, actor.username)
             return len(pairs)
 

@@ -40,13 +40,25 @@ from oaiod.hub.blobstore import (
     sha256_text,
 )
 from oaiod.hub.db import BlobUpload, stamp_add
-from oaiod.hub.errors import BadRequest, Conflict, InsufficientStorage, NotFound, TooLarge
+from oaiod.hub.errors import (
+    BadRequest,
+    Conflict,
+    HubError,
+    InsufficientStorage,
+    NotFound,
+    StoreUnavailable,
+    TooLarge,
+)
 from oaiod.hub.service import Actor
 from oaiod.model import now_stamp
 
 log = logging.getLogger("oaiod.hub.blobs")
 
 FINISH_WAIT = 300.0  #: seconds a finish waits for another finish of the same upload (hashing a large file)
+
+
+def content_gone() -> HubError:
+    return StoreUnavailable("another hub process removed this content while it was published; send it again")
 
 
 class UploadTarget:
@@ -322,6 +334,7 @@ class Uploads:
             place()
             with self.store.changing() as (db, garbage):
                 garbage.content.add(row.sha256)  # removed again should no name point at it after this change
+                self.store.confirm_contents(db, [row.sha256], content_gone)
                 stored = db.get(BlobUpload, row.id)
                 if stored is None or stored.upload_id_hash != row.upload_id_hash:  # finished or dropped meanwhile
                     return self.store.finished(db, Access(row.owner, row.scope, True, True), row.name)
