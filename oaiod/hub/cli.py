@@ -311,7 +311,7 @@ def storage_list(data_dir: Path, db_url: str) -> None:
 )
 @blob_store_options(prefix="to-")
 def migrate(data_dir: Path, db_url: str, to_db: str, to_blob_store: BlobStoreSettings | None) -> None:
-    """Move a stopped hub's database and/or blob contents (its data folder's) elsewhere; resumable, verified.
+    """Move a stopped hub's database and/or blob contents to PostgreSQL and S3; resumable, verified.
 
     Run it again after an interruption: what is done is skipped. The source stays as it was until you delete it;
     start the hub on the new places afterwards (--db-url, --blob-store s3 …)."""
