@@ -242,7 +242,7 @@ class BatchStore:
         (:meth:`BlobStore.release_download`) when the answer ended."""
         planned = self._plan(actor, names, budget)
         wanted = [item for item in planned if item.info is not None]
-        held = self.store.hold([item.info.sha256 for item in wanted])  # type: ignore[union-attr]
+        held = self.store.hold([item.info.sha256 for item in wanted], trust_names=True)  # type: ignore[union-attr]
         for item, ok in zip(wanted, held, strict=True):
             item.held = ok
             if ok:

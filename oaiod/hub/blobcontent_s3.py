@@ -53,6 +53,7 @@ PLACE_THREADS = 8  #: uploads of a batch's small contents at once
 MIN_PART = 16 * MIB  #: part size of a direct upload (S3: at least 5 MiB but the last, at most 10,000 parts)
 MAX_PARTS = 10_000
 HASH_BLOCK = 8 * MIB
+ASK_FIRST = MIB  #: contents above this are looked up before they are stored (those below: one PUT, not two requests)
 
 
 def read_credentials_file(path: Path) -> tuple[str, str]:
@@ -169,8 +170,9 @@ class S3Content(ContentStore):
                 done.result()
 
     def _place_one(self, sha256: str, path: Path) -> None:
-        with open(path, "rb"):  # FileNotFoundError: its upload was dropped meanwhile
-            if not self.exists(sha256):
+        with open(path, "rb") as file:  # FileNotFoundError: its upload was dropped meanwhile
+            small = os.fstat(file.fileno()).st_size <= ASK_FIRST
+            if small or not self.exists(sha256):  # a small content is put again rather than asked about first
                 with hub_errors(self.key(sha256), "cannot store"):  # by name: boto3 reads each part lazily
                     self.client.upload_file(os.fspath(path), self.bucket, self.key(sha256), Config=self.transfer)
         with contextlib.suppress(FileNotFoundError):

@@ -288,7 +288,7 @@ class HubBackend(Backend):
             else:
                 upload_id, method = self._create_chunked(key, sha256, size)
                 if DIRECT_UPLOAD in method:  # part URLs of the hub's bucket: the bytes bypass the hub
-                    send_parts(self, key, (upload_id, sha256, size), method[DIRECT_UPLOAD], file, progress)
+                    send_parts(self, key, (upload_id, sha256, size), method[DIRECT_UPLOAD], local_path, progress)
                 else:
                     self._send(key, upload_id, self._own_url(method["putUrl"].get("url"), key), file, size, progress)
         self._json("POST", self._path("finish-upload", key), key, "cannot finish the upload of",

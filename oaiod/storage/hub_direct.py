@@ -19,13 +19,15 @@ import logging
 import random
 import threading
 import time
-from typing import IO, TYPE_CHECKING, Any
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from oaiod.errors import ConfigError
 from oaiod.http import NO_RETRY, HttpClient, HTTPStatusError
-from oaiod.storage.base import Progress
-from oaiod.storage.errors import PermanentStorageError, StoragePermissionDenied, TransientStorageError
+from oaiod.storage.base import PathLike, Progress
+from oaiod.storage.errors import PermanentStorageError, StorageError, StoragePermissionDenied, TransientStorageError
 
 if TYPE_CHECKING:
     from oaiod.storage.hub import HubBackend
@@ -35,7 +37,8 @@ log = logging.getLogger("oaiod.storage.hub")
 DIRECT_DOWNLOAD = "directGetUrl"  #: the download method a client announces in acceptDownloadMethods
 DIRECT_UPLOAD = "directParts"  #: the upload method a client proposes in proposedUploadMethods
 TIMEOUT = (10.0, 120.0)
-ATTEMPTS = 5  #: consecutive failed parts before a put gives up (the retry wrapper may call it again)
+ATTEMPTS = 5  #: consecutive rounds with a failed part before a put gives up (the retry wrapper may call it again)
+PARALLEL = 4  #: parts put at once (one connection each; a bucket takes parts in any order)
 
 
 class DirectClients:
@@ -97,34 +100,57 @@ def send_parts(
     key: str,
     upload: tuple[str, str, int],
     parts: Any,
-    file: IO[bytes],
+    local_path: PathLike,
     progress: Progress | None,
 ) -> None:
-    """Put ``file`` into the hub's bucket part by part on the URLs the hub handed out (``upload`` is its
-    ``(uploadId, sha256, size)``), from the first part the hub does not hold yet. After a failure it asks the hub
-    what it holds and goes on from there; an expired URL (403) gets fresh ones by renewing the upload. The caller
-    finishes the upload (the hub verifies the sha256)."""
-    from oaiod.storage.hub import _Slice, translate_remote_errors
-
+    """Put the file at ``local_path`` into the hub's bucket on the part URLs the hub handed out (``upload`` is its
+    ``(uploadId, sha256, size)``), :data:`PARALLEL` parts at once, from the first part the hub does not hold. After
+    a failure it asks the hub what it holds and goes on from there; an expired URL (403) gets fresh ones by
+    renewing the upload. The caller finishes the upload (the hub verifies the sha256)."""
     upload_id, sha256, size = upload
     part_size, urls = _checked(parts, size, key)
-    offset, failures = backend._received(key, upload_id), 0
-    while offset < size:
-        start = offset - offset % part_size
-        length = min(part_size, size - start)
-        client, url = backend.direct.for_url(urls[start // part_size], key)
-        try:
-            with translate_remote_errors(key, "cannot upload"):
-                client.put(url, data=_Slice(file, start, length, progress), retry=NO_RETRY)
-            offset, failures = start + length, 0
-        except (TransientStorageError, StoragePermissionDenied) as exc:
-            failures += 1
-            if failures >= ATTEMPTS:
-                raise
-            if isinstance(exc, StoragePermissionDenied):  # the URLs expired: the same upload, renewed
-                _upload_id, method = backend._create_chunked(key, sha256, size)
-                part_size, urls = _checked(method.get(DIRECT_UPLOAD), size, key)
-            delay = random.uniform(0, min(10.0, 0.2 * 2**failures))
-            log.warning("direct upload of %r broke at byte %d (%s); resuming in %.1f s", key, start, exc, delay)
-            time.sleep(delay)
-            offset = backend._received(key, upload_id)
+    failures = 0
+    while (offset := backend._received(key, upload_id)) < size:
+        first = offset // part_size
+        send = partial(_send_part, backend, key, local_path, size, part_size, progress)
+        with ThreadPoolExecutor(PARALLEL, thread_name_prefix="hub-direct-put") as pool:
+            outcomes = list(pool.map(send, range(first, len(urls)), urls[first:]))
+        errors = [error for error in outcomes if error is not None]
+        if not errors:
+            return
+        failures += 1
+        if failures >= ATTEMPTS or not all(isinstance(error, _RESUMABLE) for error in errors):
+            raise errors[0]
+        if any(isinstance(error, StoragePermissionDenied) for error in errors):  # expired URLs: the same upload
+            _upload_id, method = backend._create_chunked(key, sha256, size)
+            part_size, urls = _checked(method.get(DIRECT_UPLOAD), size, key)
+        delay = random.uniform(0, min(10.0, 0.2 * 2**failures))
+        log.warning("direct upload of %r: %d parts failed (%s); resuming in %.1f s", key, len(errors), errors[0], delay)
+        time.sleep(delay)
+
+
+_RESUMABLE = (TransientStorageError, StoragePermissionDenied)
+
+
+def _send_part(
+    backend: HubBackend,
+    key: str,
+    local_path: PathLike,
+    size: int,
+    part_size: int,
+    progress: Progress | None,
+    index: int,
+    url: str,
+) -> StorageError | None:
+    """Put part ``index`` (from 0) on its own file handle; the storage error it failed with, or None."""
+    from oaiod.storage.hub import _Slice, translate_remote_errors
+
+    start = index * part_size
+    length = min(part_size, size - start)
+    try:
+        client, checked = backend.direct.for_url(url, key)
+        with open(local_path, "rb") as file, translate_remote_errors(key, "cannot upload"):
+            client.put(checked, data=_Slice(file, start, length, progress), retry=NO_RETRY)
+    except StorageError as exc:
+        return exc
+    return None
