@@ -112,9 +112,8 @@ class S3Content(ContentStore):
         if not bucket:
             raise ConfigError("s3_bucket", "the S3 blob store needs a bucket (--s3-bucket)")
         self.bucket = bucket
-        self.endpoint_url = require_https(endpoint_url, "s3_endpoint", allow_http=allow_http) if endpoint_url else ""
-        public = public_endpoint or self.endpoint_url
-        self.public_endpoint = require_https(public, "s3_public_endpoint", allow_http=allow_http) if public else ""
+        self.endpoint_url = _checked_url(endpoint_url, "s3_endpoint", allow_http)
+        self.public_endpoint = _checked_url(public_endpoint or self.endpoint_url, "s3_public_endpoint", allow_http)
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self._direct = direct
         keys = read_credentials_file(credentials_file) if credentials_file else (None, None)
@@ -371,6 +370,16 @@ class _Body:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _checked_url(url: str, option: str, allow_http: bool) -> str:
+    """``url`` without a trailing ``/`` (empty stays empty); plain http only to loopback or with ``allow_http``."""
+    if not url:
+        return ""
+    try:
+        return require_https(url, option, allow_http=allow_http)
+    except ConfigError as exc:
+        raise ConfigError(option, str(exc.reason).replace("set allow_http=true", "give --s3-allow-http")) from None
 
 
 def _contiguous(parts: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
