@@ -44,6 +44,9 @@ from oaiod.model import now_stamp
 
 log = logging.getLogger("oaiod.hub.blobs")
 
+#: with direct transfers, items above this are answered 413 (fetch alone): a single download then goes to the
+#: bucket on a pre-signed URL instead of through the hub (clients put files above 4 MiB alone, too)
+DIRECT_ALONE = 4 * 1024 * 1024
 STAGED_PREFIX = "batch-"  #: staged files in ``blobs/uploads/``; never an upload's name (those are hex)
 
 
@@ -238,8 +241,9 @@ class BatchStore:
 
         The prefix ends before the first readable item whose bytes would take the answer beyond ``budget`` bytes
         (the client asks again for the rest); an item larger than ``budget`` on its own is answered 413 with its
-        size instead, so every answer makes progress. Release the held content of every item with a ``path``
-        (:meth:`BlobStore.release_download`) when the answer ended."""
+        size instead, so every answer makes progress — and so is one above :data:`DIRECT_ALONE` when the content
+        store hands out direct URLs (the client's single download then bypasses the hub). Release the held content
+        of every ``held`` item (:meth:`BlobStore.release_download`) when the answer ended."""
         planned = self._plan(actor, names, budget)
         wanted = [item for item in planned if item.info is not None]
         held = self.store.hold([item.info.sha256 for item in wanted], trust_names=True)  # type: ignore[union-attr]
@@ -255,6 +259,7 @@ class BatchStore:
 
     def _plan(self, actor: Actor, names: list[str], budget: int) -> list[Outgoing]:
         now, total = now_stamp(), 0
+        direct = self.store.content.direct()
         planned: list[Outgoing] = []
         with self.store.service.sessions() as db:
             memo: dict[str, Access | HubError] = {}
@@ -276,8 +281,9 @@ class BatchStore:
                 planned.append(Outgoing(name, error=NotFound(f"no blob {name!r} that {actor.username!r} may read")))
                 continue
             info = BlobInfo(name, row.size, row.sha256, row.created, row.expires)
-            if row.size > budget:
-                reason = f"{name[:200]!r} has {row.size} bytes, more than a batch answer's {budget}; download it alone"
+            if row.size > budget or (direct and row.size > DIRECT_ALONE):
+                limit = min(budget, DIRECT_ALONE) if direct else budget
+                reason = f"{name[:200]!r} has {row.size} bytes, more than a batch answer's {limit}; download it alone"
                 planned.append(Outgoing(name, error=TooLarge(reason, size=row.size, sha256=row.sha256)))
                 continue
             if total + row.size > budget:
