@@ -12,14 +12,21 @@ Contract (other test modules rely on it):
   variable the postgres case is skipped, except under ``CI=true`` where it fails.
 - ``hub_session(hub, username, device="dev1", app="testapp", login=True)``: a :class:`HubSession`
   (``requests.Session`` on the hub's base URL, CSRF handled like the published client, logged in).
+- ``blob_store``: the :class:`~oaiod.hub.settings.BlobStoreSettings` ``hub_factory`` starts hubs with (local by
+  default); the blob tests override it with ``blob_store_param`` from ``tests/hub/blobhelpers.py`` to run once
+  per content store. ``hub_bucket``: the session's S3 endpoint for hubs (:class:`HubBucket`): MinIO or any S3 at
+  ``OAIOD_TEST_S3_URL`` (keys in ``OAIOD_TEST_S3_ACCESS_KEY``/``_SECRET_KEY``, bucket ``oaiod-test``), else a moto
+  server started as a loopback process for the session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +35,7 @@ import requests
 import sqlalchemy as sa
 
 from oaiod.hub.server import HubServer
-from oaiod.hub.settings import HubSettings
+from oaiod.hub.settings import BlobStoreSettings, HubSettings
 from oaiod.model import context_encode
 
 PG_ENV = "OAIOD_TEST_PG_URL"
@@ -110,12 +117,64 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("postgres_url")
 
 
+@dataclass
+class HubBucket:
+    """An S3 endpoint and bucket for hubs' content stores, and an AWS credentials file (mode 0600) for it."""
+
+    url: str
+    bucket: str
+    credentials_file: Path
+    client: Any
+
+    def settings(self, prefix: str = "", **options: Any) -> BlobStoreSettings:
+        """Content under a fresh prefix (each test its own) of the bucket."""
+        return BlobStoreSettings(kind="s3", s3_bucket=self.bucket, s3_endpoint=self.url,
+                                 s3_prefix=prefix or f"t-{secrets.token_hex(6)}",
+                                 s3_credentials_file=self.credentials_file, **options)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def hub_bucket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubBucket]:
+    """The session's S3 endpoint for hubs (see the module docstring); a failure to start one fails the test."""
+    import boto3
+
+    from tests.storage.storage_servers import start_moto
+
+    server = None
+    url = os.environ.get("OAIOD_TEST_S3_URL", "")
+    keys = (os.environ.get("OAIOD_TEST_S3_ACCESS_KEY", ""), os.environ.get("OAIOD_TEST_S3_SECRET_KEY", ""))
+    if not url:
+        server = start_moto(tmp_path_factory.mktemp("hub-moto") / "moto.log")
+        url, keys = server.url, (server.access_key_id, server.secret_access_key)
+    folder = tmp_path_factory.mktemp("hub-s3-keys")
+    credentials = folder / "credentials"
+    credentials.write_text(f"[default]\naws_access_key_id = {keys[0]}\naws_secret_access_key = {keys[1]}\n")
+    credentials.chmod(0o600)
+    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=keys[0],
+                          aws_secret_access_key=keys[1])  # fmt: skip
+    bucket = "oaiod-test"
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou, client.exceptions.BucketAlreadyExists):
+        client.create_bucket(Bucket=bucket)
+    yield HubBucket(url, bucket, credentials, client)
+    client.close()
+    if server is not None:
+        server.stop()
+
+
 @pytest.fixture
-def hub_factory(tmp_path: Path) -> Iterator[Callable[..., RunningHub]]:
-    """Start hubs on free ports; every one is stopped when the test ends."""
+def blob_store() -> BlobStoreSettings:
+    """The content store of the hubs ``hub_factory`` starts: the data folder (blob tests override this)."""
+    return BlobStoreSettings()
+
+
+@pytest.fixture
+def hub_factory(tmp_path: Path, blob_store: BlobStoreSettings) -> Iterator[Callable[..., RunningHub]]:
+    """Start hubs on free ports (with the ``blob_store`` content store unless told); every one is stopped when the
+    test ends."""
     started: list[RunningHub] = []
 
     def make(db_url: str = "", users: bool = True, **options: Any) -> RunningHub:
+        options.setdefault("blob_store", blob_store)
         data_dir = options.pop("data_dir", tmp_path / f"hub{len(started)}")
         settings = HubSettings(data_dir=data_dir, db_url=db_url, port=0, **options)
         server = RunningHub(settings)

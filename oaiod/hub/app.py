@@ -247,7 +247,7 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     app.include_router(feed_router, prefix="/api")
     mount_blobs(app)
     mount_blob_batches(app)
-    app.state.readiness = Readiness(service, app.state.blobs.upload_root)
+    app.state.readiness = Readiness(service, app.state.blobs.check_ready)
     app.include_router(health_router)  # /healthz, /readyz and /metrics: at the root, for the machines that probe
     app.include_router(metrics_router)
     install_openapi(app)

@@ -19,9 +19,11 @@ rules behind each item are in :mod:`oaiod.hub.blobbatchstore`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Annotated, Any, cast
 
@@ -35,7 +37,9 @@ from starlette.types import Receive, Scope, Send
 from oaiod import jsoncodec
 from oaiod.errors import ValidationError
 from oaiod.hub.blobbatchstore import BatchItem, BatchReceiver, BatchStore, Outgoing, item_error
+from oaiod.hub.blobcontent import ContentStore
 from oaiod.hub.blobs import MAX_BLOB_SIZE, checked_name, csrf_hint, read_json_body
+from oaiod.hub.blobstore import BlobInfo
 from oaiod.hub.deps import ActorDep
 from oaiod.hub.errors import BadRequest, TooLarge, UnsupportedMedia
 from oaiod.hub.metrics import counting_chunks, counting_sent, hub_metrics, scope_metrics
@@ -50,6 +54,7 @@ MAX_ITEMS = 1000  #: items in one request
 MAX_ITEM_LIST = 4 * 1024 * 1024  #: bytes of put-many's item list line, and of get-many's JSON body
 FEED_BLOCK = 4 * 1024 * 1024  #: bytes of a put-many body gathered before they go to disk
 SEND_BLOCK = 1024 * 1024  #: bytes of a get-many answer gathered per write
+READ_AHEAD = 8  #: contents of a get-many answer read at once from a bucket
 _SHA256 = re.compile(r"\A[0-9a-f]{64}\Z")
 
 for _route in ("put-many/", "get-many/"):
@@ -172,12 +177,12 @@ async def _receive(stream: AsyncIterator[bytes], first: bytes, receiver: BatchRe
 class BatchDownloadResponse(StreamingResponse):
     """The framed answer of ``get-many/``; the content it holds is released however the answer ends."""
 
-    def __init__(self, items: list[Outgoing], release: Callable[[], None]) -> None:
+    def __init__(self, items: list[Outgoing], content: ContentStore, release: Callable[[], None]) -> None:
         self._release = release
         lines = [frame_line(item) for item in items]
-        length = sum(map(len, lines)) + sum(item.info.size for item in items if item.path and item.info)
+        length = sum(map(len, lines)) + sum(item.info.size for item in items if item.held and item.info)
         headers = {"Content-Length": str(length), COUNT_HEADER: str(len(items))}
-        super().__init__(_frames(items, lines), media_type=MEDIA_TYPE, headers=headers)
+        super().__init__(_frames(items, lines, content), media_type=MEDIA_TYPE, headers=headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -197,13 +202,19 @@ def frame_line(item: Outgoing) -> bytes:
     return json.dumps(head, separators=(",", ":")).encode() + b"\n"
 
 
-def _frames(items: list[Outgoing], lines: list[bytes]) -> Iterator[bytes]:
+def _frames(items: list[Outgoing], lines: list[bytes], content: ContentStore) -> Iterator[bytes]:
     """The answer's bytes in blocks of about :data:`SEND_BLOCK` (run in the thread pool by the response)."""
     buffer = bytearray()
+    sent = [item.info for item in items if item.held and item.info is not None]
+    blobs = iter(_read_ahead(content, sent)) if sent and content.local_path(sent[0].sha256) is None else None
     for item, line in zip(items, lines, strict=True):
         buffer += line
-        if item.path is not None and item.info is not None:
-            with open(item.path, "rb") as file:
+        if not item.held or item.info is None:
+            continue
+        if blobs is not None:  # a bucket: read several at once (each a request), in order
+            buffer += next(blobs)
+        else:
+            with contextlib.closing(content.open(item.info.sha256)) as file:
                 left = item.info.size
                 while left:
                     block = file.read(min(left, SEND_BLOCK))
@@ -214,8 +225,26 @@ def _frames(items: list[Outgoing], lines: list[bytes]) -> Iterator[bytes]:
                     if len(buffer) >= SEND_BLOCK:
                         yield bytes(buffer)
                         buffer.clear()
+        if len(buffer) >= SEND_BLOCK:
+            yield bytes(buffer)
+            buffer.clear()
     if buffer:
         yield bytes(buffer)
+
+
+def _read_ahead(content: ContentStore, infos: list[BlobInfo]) -> Iterator[bytes]:
+    """Each content whole, in order, read on :data:`READ_AHEAD` threads: a bucket answers small objects at the
+    pace of its round trips. Memory: the answer's bytes at most (``open_many`` kept them within the budget)."""
+    with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="blob-get-many") as pool:
+        yield from pool.map(partial(_read_whole, content), infos)
+
+
+def _read_whole(content: ContentStore, info: BlobInfo) -> bytes:
+    with contextlib.closing(content.open(info.sha256)) as file:
+        data = file.read(info.size + 1)
+    if len(data) != info.size:
+        raise OSError(f"the content {info.sha256} has {len(data)} bytes, not {info.size}")
+    return data
 
 
 @router.post("/get-many/")
@@ -226,10 +255,10 @@ async def get_many(request: Request, actor: ActorDep, batches: BatchesDep) -> Ba
     names = _names(body["names"])
     budget = request.app.state.settings.body_limit
     items = await run_in_threadpool(batches.open_many, actor, names, budget)
-    held = [item.info.sha256 for item in items if item.path is not None and item.info is not None]
+    held = [item.info.sha256 for item in items if item.held and item.info is not None]
     store = batches.store
     try:
-        return BatchDownloadResponse(items, partial(_release_all, store.release_download, held))
+        return BatchDownloadResponse(items, store.content, partial(_release_all, store.release_download, held))
     except BaseException:
         _release_all(store.release_download, held)
         raise

@@ -9,10 +9,11 @@ of two fsyncs and a transaction per file. Guarantees:
 - put: a :class:`BatchReceiver` stages each item's bytes in its own file under ``blobs/uploads/batch-…``,
   hashing them as they arrive; only a complete body is committed — a short or long one is refused and nothing
   is stored. :meth:`BatchStore.commit` then checks each item (sha256 not as announced: 400; the caller may not
-  read the name: 404; may read but not write: 403 — per item, the others go on), syncs the staged bytes, and
-  under the store's lock renames new content into place (content already stored is not written again), syncs
-  the folders and points every accepted name at its content in one transaction. A crash at any point leaves
-  either no name or a name on durable content; staged files left behind are swept like abandoned uploads.
+  read the name: 404; may read but not write: 403 — per item, the others go on), has the content store place the
+  accepted items' content durably (content already stored is not written again; it stays held until the names
+  commit), then checks access again and points every accepted name at its content in one transaction. A crash
+  at any point leaves either no name or a name on durable content; staged files left behind are swept like
+  abandoned uploads.
 - Unfinished single-file uploads of the same names are left alone (one finished later replaces the name, as a
   later put would).
 - get: :meth:`BatchStore.open_many` checks every name as ``download/`` checks one (missing, expired or not
@@ -26,7 +27,6 @@ import contextlib
 import errno
 import hashlib
 import logging
-import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,14 +36,17 @@ from typing import IO, Any
 from sqlalchemy.orm import Session
 
 from oaiod.hub.blobaccess import Access, check_access
-from oaiod.hub.blobstore import BlobInfo, BlobStore, Garbage, NameWrite, fsync_folder, sha256_text
+from oaiod.hub.blobstore import BlobInfo, BlobStore, NameWrite, sha256_text
+from oaiod.hub.blobuploads import content_gone
 from oaiod.hub.errors import BadRequest, Forbidden, HubError, InsufficientStorage, NotFound, TooLarge
 from oaiod.hub.service import Actor
 from oaiod.model import now_stamp
-from oaiod.storage.fsops import sync_filesystem
 
 log = logging.getLogger("oaiod.hub.blobs")
 
+#: with direct transfers, items above this are answered 413 (fetch alone): a single download then goes to the
+#: bucket on a pre-signed URL instead of through the hub (clients put files above 4 MiB alone, too)
+DIRECT_ALONE = 4 * 1024 * 1024
 STAGED_PREFIX = "batch-"  #: staged files in ``blobs/uploads/``; never an upload's name (those are hex)
 
 
@@ -58,11 +61,11 @@ class BatchItem:
 
 @dataclass(slots=True)
 class Outgoing:
-    """One item of a ``get-many/`` answer: held content to send (``path`` and ``info``), or ``error``."""
+    """One item of a ``get-many/`` answer: content to send (``info``; ``held`` once it is held), or ``error``."""
 
     name: str
     info: BlobInfo | None = None
-    path: Path | None = None
+    held: bool = False
     error: HubError | None = None
 
 
@@ -184,15 +187,19 @@ class BatchStore:
                 answers[number] = item_error(item.name, BadRequest(reason))
         if not any(answer is None for answer in answers):
             return answers  # type: ignore[return-value]
-        _sync_or_fsync(self.store.upload_root, receiver.paths)  # the staged bytes are durable before any rename
-        with self.store.changing() as (db, garbage):
-            accepted = self._writable(db, actor, items, answers)
-            moved = self._place(receiver, accepted, garbage)
-            _sync_or_fsync(self.store.content_root, moved, folders=True)
-            writes = [
-                NameWrite(located, items[n].name, items[n].sha256, items[n].size, None) for n, located in accepted
-            ]
-            created = self.store.write_names(db, garbage, writes, actor.username)
+        with self.store.service.sessions() as db:  # access checked again in the transaction that names them
+            writable = [number for number, _located in self._writable(db, actor, items, list(answers))]
+        staged = [(items[number].sha256, receiver.paths[number]) for number in writable]
+        with self.store.holding([sha256 for sha256, _path in staged]):  # nothing removes them before the commit
+            self.store.content.place(staged)
+            with self.store.changing() as (db, garbage):
+                garbage.content.update(sha256 for sha256, _path in staged)  # removed again unless named
+                self.store.confirm_contents(db, [sha256 for sha256, _path in staged], content_gone)
+                accepted = self._writable(db, actor, items, answers)
+                writes = [
+                    NameWrite(located, items[n].name, items[n].sha256, items[n].size, None) for n, located in accepted
+                ]
+                created = self.store.write_names(db, garbage, writes, actor.username)
         for number, _located in accepted:
             item = items[number]
             answers[number] = BlobInfo(item.name, item.size, item.sha256, created, None).as_dict()
@@ -227,23 +234,6 @@ class BatchStore:
             accepted.append((number, (access.owner, sha256_text(item.name), access.scope)))
         return accepted
 
-    def _place(
-        self, receiver: BatchReceiver, accepted: list[tuple[int, tuple[str, str, str]]], garbage: Garbage
-    ) -> list[Path]:
-        """Move the staged bytes of accepted items into the content store, unless that content is stored already
-        (under the lock); the paths moved. New content is removed again should the transaction fail."""
-        moved: list[Path] = []
-        for number, _located in accepted:
-            sha256 = receiver.items[number].sha256
-            content = self.store.content_path(sha256)
-            if content.exists():
-                continue
-            content.parent.mkdir(exist_ok=True, mode=0o700)
-            os.replace(receiver.paths[number], content)
-            garbage.content.add(sha256)  # removed again unless a name points at it after the commit
-            moved.append(content)
-        return moved
-
     # -- get ------------------------------------------------------------------------------------------------------
 
     def open_many(self, actor: Actor, names: list[str], budget: int) -> list[Outgoing]:
@@ -251,22 +241,25 @@ class BatchStore:
 
         The prefix ends before the first readable item whose bytes would take the answer beyond ``budget`` bytes
         (the client asks again for the rest); an item larger than ``budget`` on its own is answered 413 with its
-        size instead, so every answer makes progress. Release the held content of every item with a ``path``
-        (:meth:`BlobStore.release_download`) when the answer ended."""
+        size instead, so every answer makes progress — and so is one above :data:`DIRECT_ALONE` when the content
+        store hands out direct URLs (the client's single download then bypasses the hub). Release the held content
+        of every ``held`` item (:meth:`BlobStore.release_download`) when the answer ended."""
         planned = self._plan(actor, names, budget)
-        wanted = [item for item in planned if item.path is not None]
-        held = self.store.hold([item.info.sha256 for item in wanted])  # type: ignore[union-attr]
+        wanted = [item for item in planned if item.info is not None]
+        held = self.store.hold([item.info.sha256 for item in wanted], trust_names=True)  # type: ignore[union-attr]
         for item, ok in zip(wanted, held, strict=True):
+            item.held = ok
             if ok:
                 continue
             try:  # its content went since the lookup (a concurrent delete or replace): look the name up again
-                item.path, item.info = self.store.open_download(actor, item.name)
+                item.info, item.held = self.store.open_download(actor, item.name), True
             except NotFound as exc:
-                item.path, item.info, item.error = None, None, exc
+                item.info, item.error = None, exc
         return planned
 
     def _plan(self, actor: Actor, names: list[str], budget: int) -> list[Outgoing]:
         now, total = now_stamp(), 0
+        direct = self.store.content.direct()
         planned: list[Outgoing] = []
         with self.store.service.sessions() as db:
             memo: dict[str, Access | HubError] = {}
@@ -288,25 +281,13 @@ class BatchStore:
                 planned.append(Outgoing(name, error=NotFound(f"no blob {name!r} that {actor.username!r} may read")))
                 continue
             info = BlobInfo(name, row.size, row.sha256, row.created, row.expires)
-            if row.size > budget:
-                reason = f"{name[:200]!r} has {row.size} bytes, more than a batch answer's {budget}; download it alone"
+            if row.size > budget or (direct and row.size > DIRECT_ALONE):
+                limit = min(budget, DIRECT_ALONE) if direct else budget
+                reason = f"{name[:200]!r} has {row.size} bytes, more than a batch answer's {limit}; download it alone"
                 planned.append(Outgoing(name, error=TooLarge(reason, size=row.size, sha256=row.sha256)))
                 continue
             if total + row.size > budget:
                 break
             total += row.size
-            planned.append(Outgoing(name, info=info, path=self.store.content_path(row.sha256)))
+            planned.append(Outgoing(name, info=info))
         return planned
-
-
-def _sync_or_fsync(folder: Path, paths: list[Path], *, folders: bool = False) -> None:
-    """Make ``paths`` (and with ``folders`` their directory entries) durable: one ``syncfs`` of the filesystem
-    holding ``folder`` where the system has it, else an fsync of each (and of each folder)."""
-    if not paths or sync_filesystem(folder):
-        return
-    for path in paths:
-        with open(path, "rb") as file:
-            os.fsync(file.fileno())
-    if folders:
-        for parent in {path.parent for path in paths}:
-            fsync_folder(parent)

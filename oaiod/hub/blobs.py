@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -21,13 +22,14 @@ from urllib.parse import quote, urlencode
 
 import anyio
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from oaiod.errors import ValidationError
-from oaiod.hub.blobstore import BlobStore
+from oaiod.hub.blobcontent import ContentStore
+from oaiod.hub.blobstore import BlobInfo, BlobStore
 from oaiod.hub.blobuploads import Uploads
 from oaiod.hub.deps import CSRF_COOKIE, ActorDep, json_body
 from oaiod.hub.errors import BadRequest, RangeNotSatisfiable, TooLarge, UnsupportedMedia
@@ -48,6 +50,8 @@ WRITE_BLOCK = 4 * 1024 * 1024  #: bytes of an upload gathered before each disk w
 MAX_BLOB_SIZE = 1 << 40  #: 1 TiB
 LIST_PAGE = 1000
 MAX_CURSOR = (1 << 31) - 1  #: largest ``after`` of a listing: ``blobs.id`` is a 32-bit integer on PostgreSQL
+DIRECT_DOWNLOAD = "directGetUrl"  #: download method: a pre-signed URL on the content store, not on the hub
+DIRECT_UPLOAD = "directParts"  #: upload method: pre-signed part URLs on the content store
 _UPLOAD_ID = re.compile(r"\A[A-Za-z0-9_-]{22,128}\Z")  # ≥ 128 bits of URL-safe base64
 _SHA256 = re.compile(r"\A[0-9a-f]{64}\Z")
 _RANGE_SPEC = re.compile(r"\A(?:([0-9]{1,19})-([0-9]{0,19})|-([0-9]{1,19}))\Z")
@@ -179,7 +183,10 @@ def ping(_actor: ActorDep) -> dict[str, Any]:
 
 @router.put("/upload/{name:path}")
 def create_upload(request: Request, name: str, actor: ActorDep, uploads: UploadsDep, body: JsonDep) -> dict[str, Any]:
-    """createUpload: ``{uploadId, sha256, size, expires?, proposedUploadMethods}`` → ``{expires, uploadMethod}``."""
+    """createUpload: ``{uploadId, sha256, size, expires?, proposedUploadMethods}`` → ``{expires, uploadMethod}``.
+
+    ``directParts`` (an oaiod extension) answers pre-signed part URLs of the bucket when the content store takes
+    direct uploads; otherwise ``putUrl`` (the hub's ``data/``) as before."""
     name = checked_name(name)
     validate_exact_keys(body, ("uploadId", "sha256", "size", "proposedUploadMethods"), "body", optional=("expires",))
     upload_id = _upload_id(body["uploadId"])
@@ -189,18 +196,23 @@ def create_upload(request: Request, name: str, actor: ActorDep, uploads: Uploads
     size = _size(body["size"], "size")
     expires = validate_stamp(body["expires"], "expires") if body.get("expires") is not None else None
     methods = body["proposedUploadMethods"]
-    validate_exact_keys(methods, (), "proposedUploadMethods", optional=("dataInline", "putUrl"))
+    validate_exact_keys(methods, (), "proposedUploadMethods", optional=("dataInline", "putUrl", DIRECT_UPLOAD))
     inline = _inline_data(methods["dataInline"]) if "dataInline" in methods else None
-    if "putUrl" in methods:
-        validate_exact_keys(methods["putUrl"], ("contentType", "contentLength"), "putUrl")
-        if _size(methods["putUrl"]["contentLength"], "putUrl.contentLength") != size:
-            raise ValidationError("putUrl.contentLength", "must equal size")
+    for proposed in ("putUrl", DIRECT_UPLOAD):
+        if proposed in methods:
+            required = ("contentType", "contentLength") if proposed == "putUrl" else ("contentLength",)
+            validate_exact_keys(methods[proposed], required, proposed, optional=("contentType",))
+            if _size(methods[proposed]["contentLength"], f"{proposed}.contentLength") != size:
+                raise ValidationError(f"{proposed}.contentLength", "must equal size")
     row = uploads.create_upload(actor, name, upload_id, sha256, size, expires, inline)
     if inline is not None:
         hub_metrics(request).blob_received.inc(len(inline))
     method: dict[str, Any] = {}
+    parts = uploads.direct_parts(row) if inline is None and DIRECT_UPLOAD in methods else None
     if inline is not None:
         method = {"dataInline": True}
+    elif parts is not None:  # minted after the write check of create_upload; the bytes bypass the hub
+        method = {DIRECT_UPLOAD: {"partSize": parts.part_size, "urls": parts.urls, "expires": parts.expires}}
     elif "putUrl" in methods:
         url = _url(request, "data", name, uploadId=upload_id, offset="0")
         headers = {"Content-Type": "application/octet-stream"}
@@ -271,15 +283,20 @@ def finish_upload(name: str, actor: ActorDep, uploads: UploadsDep, body: JsonDep
 
 @router.put("/start-download/{name:path}")
 def start_download(request: Request, name: str, actor: ActorDep, store: StoreDep, body: JsonDep) -> dict[str, Any]:
-    """startDownload: ``{acceptDownloadMethods: {simple?, getUrl?}}`` → method, url, hashes, size; 406 if none."""
+    """startDownload: ``{acceptDownloadMethods: {simple?, getUrl?, directGetUrl?}}`` → method, url, hashes, size;
+    406 if none. ``directGetUrl`` (an oaiod extension a client announces when it can fetch from another origin
+    without the hub's session) answers a pre-signed URL of the bucket when the content store hands them out."""
     name = checked_name(name)
     validate_exact_keys(body, ("acceptDownloadMethods",), "body")
     accepted = body["acceptDownloadMethods"]
     if not isinstance(accepted, dict):
         raise ValidationError("acceptDownloadMethods", "must be an object")
     info = store.metadata(actor, name)
-    url = _url(request, "download", name)
-    answer = {"url": url, "hashes": {"sha256": info.sha256}, "size": info.size}
+    hashes = {"hashes": {"sha256": info.sha256}, "size": info.size}
+    direct = store.content.download_url(info.sha256, info.size) if accepted.get(DIRECT_DOWNLOAD) is True else None
+    if direct is not None:  # minted after the rights check above; the hub's session never goes to the bucket
+        return {"method": DIRECT_DOWNLOAD, "url": direct.url, **hashes, "expires": direct.expires}
+    answer = {"url": _url(request, "download", name), **hashes}
     if accepted.get("getUrl") is True:
         return {"method": "getUrl", **answer, "expires": None}
     if accepted.get("simple") is True:
@@ -294,15 +311,69 @@ class NotAcceptable(BadRequest):
 @router.get("/download/{name:path}")
 def download(request: Request, name: str, actor: ActorDep, store: StoreDep) -> Response:
     """The object's bytes (``Range`` honoured, for resuming a download); ``X-Oaiod-Sha256`` carries its hash."""
-    path, info = store.open_download(actor, checked_name(name))
+    info = store.open_download(actor, checked_name(name))
     release = partial(store.release_download, info.sha256)
     try:
         check_range(request.headers.get("range"), info.size)
+        path = store.content.local_path(info.sha256)
     except BaseException:
         release()
         raise
     headers = {"X-Oaiod-Sha256": info.sha256}
-    return DownloadResponse(path, release, media_type="application/octet-stream", headers=headers)
+    if path is not None:
+        return DownloadResponse(path, release, media_type="application/octet-stream", headers=headers)
+    return StreamedDownload(store.content, info, request.headers.get("range"), release, headers)
+
+
+class StreamedDownload(StreamingResponse):
+    """Content the hub reads from a content store that is not a local file (a bucket), held until the answer
+    ends. One byte range is answered 206; several are answered with the whole object (200), as RFC 9110
+    allows."""
+
+    def __init__(self, content: ContentStore, info: BlobInfo, range_header: str | None,
+                 release: Callable[[], None], headers: dict[str, str]) -> None:  # fmt: skip
+        self._release = release
+        start, end = _single_range(range_header, info.size)
+        headers = {**headers, "Accept-Ranges": "bytes", "Content-Length": str(end - start)}
+        status = 200
+        if (start, end) != (0, info.size):
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}"
+        body = _content_blocks(content, info.sha256, start, end)
+        super().__init__(body, status_code=status, media_type="application/octet-stream", headers=headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, counting_sent(send, scope_metrics(scope).blob_sent))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(self._release)
+
+
+def _single_range(header: str | None, size: int) -> tuple[int, int]:
+    """``(start, end)`` of a single valid byte range (already checked by :func:`check_range`); the whole object
+    for none or several."""
+    if header is None or "," in header:
+        return 0, size
+    match = _RANGE_SPEC.match(header.partition("=")[2].strip())
+    if match is None:
+        return 0, size
+    first, last, suffix = match.groups()
+    if suffix is not None:
+        return max(size - int(suffix), 0), size
+    return int(first), min(int(last) + 1, size) if last else size
+
+
+def _content_blocks(content: ContentStore, sha256: str, start: int, end: int) -> Iterator[bytes]:
+    """Bytes ``start`` to ``end`` of the content in blocks of :data:`DownloadResponse.chunk_size`."""
+    with contextlib.closing(content.open(sha256, start)) as file:
+        left = end - start
+        while left:
+            block = file.read(min(left, DownloadResponse.chunk_size))
+            if not block:
+                raise OSError(f"the content {sha256} ended {left} bytes early")
+            left -= len(block)
+            yield block
 
 
 def check_range(header: str | None, size: int) -> None:
@@ -396,6 +467,7 @@ def listing(
 def mount(app: Any) -> None:
     """Add the blob store to a hub application (routes, ``app.state.blobs``, the ``blobs`` feature)."""
     app.state.blobs = BlobStore(app.state.service)
+    log.info("blob store: content in the %s", app.state.blobs.content.describe())
     app.state.blob_uploads = Uploads(app.state.blobs)
     app.include_router(router, prefix="/api")
     app.state.features.append(FEATURE)

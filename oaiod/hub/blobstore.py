@@ -1,16 +1,28 @@
-"""The hub's blob store: named, immutable blobs under ``<data_dir>/blobs/``, with the object-service life cycle.
+"""The hub's blob store: named, immutable blobs with the object-service life cycle.
 
-No HTTP here (:mod:`oaiod.hub.blobs` and :mod:`oaiod.hub.blobbatch` have the routes). Guarantees:
+No HTTP here (:mod:`oaiod.hub.blobs` and :mod:`oaiod.hub.blobbatch` have the routes). Names, rights and uploads
+live in the database; the bytes in a :class:`~oaiod.hub.blobcontent.ContentStore` (the data folder's
+``blobs/sha256/`` or an S3 bucket). Guarantees:
 
-- Content is stored once per sha256 (``blobs/sha256/ab/abcd…``); a name points at content. A server-side copy
-  only adds a name, and content goes when its last name goes. A batch of copies is one transaction.
+- Content is stored once per sha256; a name points at content. A server-side copy only adds a name, and content
+  goes when its last name goes. A batch of copies is one transaction.
 - Uploads (:mod:`oaiod.hub.blobuploads`, one file resumable over many requests; :mod:`oaiod.hub.blobbatchstore`,
   many small files in one request) end in :meth:`BlobStore.put_name` / :meth:`BlobStore.write_names` under
   the lock: readers see the old object or the new one, never a partial one. A finished name may be uploaded
   again; a published object's bytes never change.
-- Names change under one lock; content whose last name went is removed from disk after the commit (still
-  under the lock, so no name can point at it again meanwhile), and not before the downloads reading it end:
-  a download that found its name reads the content fully, one that did not answers 404.
+- Names change under one lock; content whose last name went is removed after the commit, and not before the
+  downloads reading it end: a download that found its name reads the content fully, one that did not answers
+  404. Content is *held* (a count per sha256, under the lock) by each download reading it and by each publish
+  placing it before its name commits; the lock only decides which unnamed, unheld content is doomed, and the
+  removal itself runs after it (a bucket call may be slow), while a hold of doomed content waits for the removal
+  to end (the publish then stores it anew).
+- Across hub processes on one PostgreSQL database (several workers, several machines on one bucket) the lock and
+  the holds are per process, so the database decides: a removal re-checks, in a transaction holding an advisory
+  lock on the content (:meth:`BlobStore.lock_contents`, one of 256 by its first byte), that no name points at it
+  before removing it; a transaction that names content (a publish, a copy) takes the same lock and checks that
+  the content is still stored — if another process removed it meanwhile, the publish answers 503 (the client
+  sends it again) and a copy 404 (its source went). A download racing the removal of its content's last name
+  on *another* process may be cut; the client retries and then gets 404, as for a deleted name.
 - Deleting an object (``delete/``, ``wipe_user/``) drops every blob and unfinished upload under its id in the
   same transaction (:meth:`BlobStore.removing`, an :class:`~oaiod.hub.service.Attachment`); wiping a user drops
   their private blobs, the blobs of ids they minted and never registered, and their unfinished uploads.
@@ -23,6 +35,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -35,8 +48,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from oaiod.hub.blobaccess import Access, blob_access, check_access, claimed_by_other
+from oaiod.hub.blobcontent import ContentStore, open_content_store
 from oaiod.hub.db import Blob, BlobUpload, Object, stamp_add
-from oaiod.hub.errors import Conflict, Forbidden, NotFound
+from oaiod.hub.errors import Conflict, Forbidden, HubError, NotFound
 from oaiod.hub.service import Actor, HubService, Removal
 from oaiod.model import now_stamp
 
@@ -49,6 +63,7 @@ UPLOAD_LIFETIME = 24 * 3600.0  #: seconds an unfinished upload is kept
 SWEEP_INTERVAL = 600.0  #: seconds between sweeps of expired uploads and objects
 HASH_BLOCK = 4 * 1024 * 1024
 BATCH = 500  #: values in one SQL ``IN (…)``
+LOCK_SPACE = 0x0A10B10B  #: first key of the blob store's PostgreSQL advisory locks (the second: a content's first byte)
 
 T = TypeVar("T")
 
@@ -101,6 +116,7 @@ class Garbage:
 
     content: set[str] = field(default_factory=set)
     upload_files: list[Path] = field(default_factory=list)
+    direct_stages: list[str] = field(default_factory=list)  #: direct uploads (in the content store) to forget
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,25 +135,25 @@ class BlobStore:
     """Every blob operation of one hub (thread-safe: routes call it from the thread pool). Creating it attaches
     it to ``service``, which from then on hands it every object deletion and user wipe."""
 
-    def __init__(self, service: HubService) -> None:
+    def __init__(self, service: HubService, content: ContentStore | None = None) -> None:
         self.service = service
         self.root = service.settings.data_dir / "blobs"
-        self.content_root = self.root / "sha256"
         self.upload_root = self.root / "uploads"
-        for folder in (self.root, self.content_root, self.upload_root):
+        for folder in (self.root, self.upload_root):
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.lock = threading.Lock()  # name and content changes; never held during a transfer
+        self.content = content or open_content_store(service.settings.blob_store, service.settings.data_dir)
+        self.lock = threading.Lock()  # name changes and holds of content; never held during a transfer
+        self._removed = threading.Condition(self.lock)  # notified when a removal of content ended
         self.busy: set[int] = set()  # uploads with a data/ request running
         self.hashers: dict[int, tuple[int, HASH]] = {}  # upload id -> (bytes hashed, sha256 object)
-        self._readers: Counter[str] = Counter()  # content sha256 -> downloads reading it
-        self._unnamed_in_use: set[str] = set()  # content that lost its last name while being downloaded
+        self._readers: Counter[str] = Counter()  # content sha256 -> holds (downloads reading it, publishes placing it)
+        self._unnamed_in_use: set[str] = set()  # content that lost its last name while held
+        self._removing: set[str] = set()  # content doomed under the lock, being removed now
         self._last_sweep = ""
+        self._cross_process = service.engine.dialect.name == "postgresql"  # SQLite: one process per database
         service.attach(self)
 
     # -- paths ---------------------------------------------------------------------------------------------------
-
-    def content_path(self, sha256: str) -> Path:
-        return self.content_root / sha256[:2] / sha256
 
     def upload_path(self, row: BlobUpload) -> Path:
         return self.upload_root / row.upload_id_hash
@@ -154,14 +170,21 @@ class BlobStore:
         (whether or not the change committed: the check reads the committed state) and, only when it committed,
         the files of the uploads it dropped."""
         garbage = Garbage()
-        with self.lock:
-            try:
-                yield garbage
-            finally:
-                self._remove_unnamed(garbage.content)
-            for path in garbage.upload_files:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+        doomed: set[str] = set()
+        stages: list[str] = []
+        try:
+            with self.lock:
+                try:
+                    yield garbage
+                finally:
+                    doomed = self._doom_unnamed(garbage.content)
+                for path in garbage.upload_files:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                stages = garbage.direct_stages
+        finally:
+            self._remove(doomed)
+            self._drop_direct(stages)
 
     @contextlib.contextmanager
     def changing(self) -> Iterator[tuple[Session, Garbage]]:
@@ -169,21 +192,104 @@ class BlobStore:
         with self.collecting() as garbage, self.service.sessions.begin() as db:
             yield db, garbage
 
-    def _remove_unnamed(self, candidates: set[str]) -> None:
-        """Unlink the content among ``candidates`` that no name points at (call under the lock, after commit);
-        content a download is reading waits until its last reader ends (:meth:`release_download`)."""
+    def _doom_unnamed(self, candidates: set[str]) -> set[str]:
+        """The content among ``candidates`` that no name points at and nobody holds (call under the lock, after
+        commit), marked as being removed; remove it with :meth:`_remove` once the lock is released. Held content
+        waits until its last hold ends (:meth:`release_download`)."""
         if not candidates:
-            return
-        named: set[str] = set()
-        with self.service.sessions() as db:
-            for batch in in_batches(sorted(candidates)):
-                named.update(db.scalars(sa.select(Blob.sha256).where(Blob.sha256.in_(batch)).distinct()))
+            return set()
+        named = self._named(candidates)
+        doomed: set[str] = set()
         for sha256 in candidates - named:
             if self._readers[sha256]:
                 self._unnamed_in_use.add(sha256)
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                self.content_path(sha256).unlink()
+            elif sha256 not in self._removing:
+                doomed.add(sha256)
+        self._removing |= doomed
+        return doomed
+
+    def _named(self, sha256s: set[str]) -> set[str]:
+        """The contents among ``sha256s`` that a committed name points at."""
+        named: set[str] = set()
+        with self.service.sessions() as db:
+            for batch in in_batches(sorted(sha256s)):
+                named.update(db.scalars(sa.select(Blob.sha256).where(Blob.sha256.in_(batch)).distinct()))
+        return named
+
+    def _remove(self, doomed: set[str]) -> None:
+        """Remove doomed content (outside the lock), then let holds of it go on. A failed removal leaves the
+        content stored without a name: logged, never the request's error (its change committed). On PostgreSQL
+        the names are checked again under the contents' advisory locks (another process may name it now)."""
+        if not doomed:
+            return
+        try:
+            if not self._cross_process:
+                self.content.remove_many(sorted(doomed))
+                return
+            with self.service.sessions.begin() as db:
+                self.lock_contents(db, doomed)
+                named: set[str] = set()
+                for batch in in_batches(sorted(doomed)):
+                    named.update(db.scalars(sa.select(Blob.sha256).where(Blob.sha256.in_(batch)).distinct()))
+                self.content.remove_many(sorted(doomed - named))
+        except (HubError, OSError, sa.exc.SQLAlchemyError) as exc:
+            log.warning("blob store: %d contents lost their last name but stay stored (%s): %s", len(doomed),
+                        exc, ", ".join(sorted(doomed)[:5]))  # fmt: skip
+        finally:
+            with self.lock:
+                self._removing -= doomed
+                self._removed.notify_all()
+
+    def lock_contents(self, db: Session, sha256s: Iterable[str]) -> None:
+        """Take the transaction-scoped advisory locks of these contents (PostgreSQL; nothing on SQLite), in one
+        order everywhere: a removal and a naming of one content in two processes run one after the other."""
+        if not self._cross_process:
+            return
+        for bucket in sorted({int(sha256[:2], 16) for sha256 in sha256s}):
+            db.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:space, :bucket)"), {"space": LOCK_SPACE, "bucket": bucket}
+            )
+
+    def confirm_contents(self, db: Session, sha256s: list[str], gone: Callable[[], HubError]) -> None:
+        """In a transaction that names these contents: lock them and check they are still stored (another hub
+        process may have removed one after its last name went); raise ``gone()`` if not. Nothing on SQLite."""
+        if not self._cross_process or not sha256s:
+            return
+        self.lock_contents(db, sha256s)
+        if not all(self.content.exists_many(sorted(set(sha256s)))):
+            raise gone()
+
+    def _drop_direct(self, stages: list[str]) -> None:
+        """Forget direct uploads in the content store whose rows a committed change dropped; a failure leaves
+        them to the sweep (:meth:`ContentStore.stray_direct`)."""
+        if not stages:
+            return
+        try:
+            self.content.drop_direct(stages)
+        except HubError as exc:
+            log.warning("blob store: %d dropped direct uploads stay in the content store until the sweep: %s",
+                        len(stages), exc)  # fmt: skip
+
+    def _hold(self, sha256s: Iterable[str]) -> None:
+        """Count a hold of each content (call under the lock): nothing removes it until released. Waits while
+        one of them is being removed (afterwards it is absent; a publish stores it anew)."""
+        wanted = list(sha256s)
+        while any(sha256 in self._removing for sha256 in wanted):
+            self._removed.wait()
+        for sha256 in wanted:
+            self._readers[sha256] += 1
+
+    @contextlib.contextmanager
+    def holding(self, sha256s: list[str]) -> Iterator[None]:
+        """Hold each content for the block: a publish places content and names it in a transaction inside it, and
+        nothing removes the content between the two (released however the block ends)."""
+        with self.lock:
+            self._hold(sha256s)
+        try:
+            yield
+        finally:
+            for sha256 in sha256s:
+                self.release_download(sha256)
 
     @contextlib.contextmanager
     def removing(self) -> Iterator[Callable[[Session, Removal], None]]:
@@ -226,6 +332,8 @@ class BlobStore:
         self.hashers.pop(row.id, None)
         self.busy.discard(row.id)  # a transfer still running writes into the removed file, and keeps no hash
         garbage.upload_files.append(self.upload_path(row))
+        if self.content.direct():
+            garbage.direct_stages.append(row.upload_id_hash)
 
     def finished(self, db: Session, access: Access, name: str) -> BlobInfo:
         blob = db.scalar(sa.select(Blob).where(self.where_name(Blob, access, name)))
@@ -266,6 +374,7 @@ class BlobStore:
             blob = db.scalar(sa.select(Blob).where(self.where_name(Blob, src_access, src)))
             if blob is None:
                 raise NotFound(f"no blob {src!r} that {actor.username!r} may read")
+            self.confirm_contents(db, [blob.sha256], lambda: NotFound(f"{src!r} was deleted meanwhile"))
             made = self.put_name(db, garbage, dst_access.owner, dst_access.scope, dst, blob.sha256, blob.size,
                                   actor.username, blob.expires)  # fmt: skip
             return blob_info(made)
@@ -285,6 +394,8 @@ class BlobStore:
                 if blob is None:
                     raise NotFound(f"no blob {src!r} that {actor.username!r} may read", name=src)
                 writes.append(NameWrite(target, dst, blob.sha256, blob.size, blob.expires))
+            gone = [write.sha256 for write in writes]
+            self.confirm_contents(db, gone, lambda: NotFound("a source was deleted meanwhile"))
             self.write_names(db, garbage, writes, actor.username)
             return len(pairs)
 
@@ -409,40 +520,53 @@ class BlobStore:
                     return found, row.id
         return found, None
 
-    def open_download(self, actor: Actor, name: str) -> tuple[Path, BlobInfo]:
-        """The content of ``name``, held for reading: it stays on disk, even if its last name goes meanwhile,
-        until :meth:`release_download` (call it exactly once, when the answer ends). 404 when the name, or the
-        content it pointed at, went before the download started."""
+    def open_download(self, actor: Actor, name: str) -> BlobInfo:
+        """The metadata of ``name``, its content held for reading: it stays stored, even if its last name goes
+        meanwhile, until :meth:`release_download` (call it exactly once, when the answer ends). 404 when the name,
+        or the content it pointed at, went before the download started."""
         for _attempt in range(3):
             info = self.metadata(actor, name)
-            path = self.content_path(info.sha256)
-            with self.lock:
-                if path.exists():
-                    self._readers[info.sha256] += 1
-                    return path, info
+            if self.hold([info.sha256]) == [True]:
+                return info
             # the name pointed at content that a concurrent delete or replace removed: read the name again
-        log.error("blob %r: its content %s is missing from %s", name, info.sha256, self.content_root)
+        log.error("blob %r: its content %s is missing from the %s", name, info.sha256, self.content.describe())
         raise NotFound(f"the content of {name!r} is missing on the hub")
 
-    def hold(self, sha256s: list[str]) -> list[bool]:
+    def hold(self, sha256s: list[str], *, trust_names: bool = False) -> list[bool]:
         """Hold each content for reading, as :meth:`open_download` does (release each held one with
-        :meth:`release_download`); False for content no longer on disk (its last name went meanwhile)."""
-        held: list[bool] = []
+        :meth:`release_download`); False (and not held) for content no longer stored (its last name went
+        meanwhile). With ``trust_names`` content that a name points at now counts as stored without asking the
+        content store (one query instead of a request per content to a bucket): held, nothing in this process
+        removes it; only content that lost its names is looked up."""
         with self.lock:
+            self._hold(sha256s)
+        try:
+            present = [False] * len(sha256s)
+            named = self._named(set(sha256s)) if trust_names else set()
+            unsure = [number for number, sha256 in enumerate(sha256s) if sha256 not in named]
+            looked_up = self.content.exists_many([sha256s[number] for number in unsure])
+            for number, sha256 in enumerate(sha256s):
+                present[number] = sha256 in named
+            for number, there in zip(unsure, looked_up, strict=True):
+                present[number] = there
+        except BaseException:
             for sha256 in sha256s:
-                present = self.content_path(sha256).exists()
-                if present:
-                    self._readers[sha256] += 1
-                held.append(present)
-        return held
+                self.release_download(sha256)
+            raise
+        for sha256, there in zip(sha256s, present, strict=True):
+            if not there:
+                self.release_download(sha256)
+        return present
 
-    def downloads_in_flight(self) -> int:
-        """How many downloads hold content now (each until its answer ended)."""
+    def content_in_use(self) -> int:
+        """How many holds of content (downloads until their answer ended, publishes) and removals run now."""
         with self.lock:
-            return sum(self._readers.values())
+            return sum(self._readers.values()) + len(self._removing)
 
     def release_download(self, sha256: str) -> None:
-        """The end of a download of ``open_download``: content that lost its last name meanwhile goes now."""
+        """The end of a hold (a download of ``open_download``, a publish): content that lost its last name
+        meanwhile goes now."""
+        doomed: set[str] = set()
         with self.lock:
             self._readers[sha256] -= 1
             if self._readers[sha256] > 0:
@@ -450,7 +574,15 @@ class BlobStore:
             del self._readers[sha256]
             if sha256 in self._unnamed_in_use:
                 self._unnamed_in_use.discard(sha256)
-                self._remove_unnamed({sha256})
+                doomed = self._doom_unnamed({sha256})
+        self._remove(doomed)
+
+    def check_ready(self) -> None:
+        """Raise unless new uploads can be staged and the content store answers (``/readyz``)."""
+        descriptor, name = tempfile.mkstemp(prefix=".readyz-", dir=self.upload_root)
+        os.close(descriptor)
+        os.unlink(name)
+        self.content.check()
 
     # -- housekeeping ---------------------------------------------------------------------------------------------
 
@@ -469,6 +601,13 @@ class BlobStore:
                 db.delete(blob)
             garbage.content.update(blob.sha256 for blob in expired)
         stray = self._drop_stray_upload_files()
+        if self.content.direct():
+            with self.service.sessions() as db:
+                known = set(db.scalars(sa.select(BlobUpload.upload_id_hash)))
+            try:
+                stray += self.content.stray_direct(known, UPLOAD_LIFETIME)
+            except HubError as exc:
+                log.warning("blob store: cannot sweep the direct uploads of the content store: %s", exc)
         if stale or expired or stray:
             log.info("blob store: dropped %d abandoned uploads, %d expired objects and %d stray upload files",
                      len(stale), len(expired), stray)  # fmt: skip
@@ -491,11 +630,3 @@ class BlobStore:
         with self.service.sessions() as db:
             rows = db.execute(sa.select(Blob.owner, Blob.name, Blob.sha256)).all()
         yield from ((owner, name, sha256) for owner, name, sha256 in rows)
-
-
-def fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

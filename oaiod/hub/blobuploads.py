@@ -19,9 +19,9 @@ import errno
 import hashlib
 import hmac
 import logging
-import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from oaiod.hub.blobaccess import Access, check_access
+from oaiod.hub.blobcontent import DirectParts
 from oaiod.hub.blobstore import (
     HASH_BLOCK,
     UPLOAD_LIFETIME,
@@ -36,17 +37,28 @@ from oaiod.hub.blobstore import (
     BlobStore,
     blob_info,
     file_size,
-    fsync_folder,
     sha256_text,
 )
 from oaiod.hub.db import BlobUpload, stamp_add
-from oaiod.hub.errors import BadRequest, Conflict, InsufficientStorage, NotFound, TooLarge
+from oaiod.hub.errors import (
+    BadRequest,
+    Conflict,
+    HubError,
+    InsufficientStorage,
+    NotFound,
+    StoreUnavailable,
+    TooLarge,
+)
 from oaiod.hub.service import Actor
 from oaiod.model import now_stamp
 
 log = logging.getLogger("oaiod.hub.blobs")
 
 FINISH_WAIT = 300.0  #: seconds a finish waits for another finish of the same upload (hashing a large file)
+
+
+def content_gone() -> HubError:
+    return StoreUnavailable("another hub process removed this content while it was published; send it again")
 
 
 class UploadTarget:
@@ -223,7 +235,10 @@ class Uploads:
         """How many bytes of the upload the hub holds (the offset to resume from) and its announced size."""
         with self.store.service.sessions() as db:
             row = self._upload_row(db, actor, name, upload_id)
-        return {"received": file_size(self.store.upload_path(row)), "size": row.size}
+        received = file_size(self.store.upload_path(row))
+        if received == 0:  # perhaps a direct upload: its parts are in the content store
+            received = self.store.content.direct_received(row.upload_id_hash) or 0
+        return {"received": received, "size": row.size}
 
     def cancel_upload(self, actor: Actor, name: str) -> bool:
         """Drop the unfinished upload of ``name`` (whoever started it); True when there was one."""
@@ -284,6 +299,8 @@ class Uploads:
             received = file_size(path)
             if received != row.size and self._dropped(row):
                 raise NotFound(f"the upload of {name!r} was cancelled, or its object deleted, meanwhile")
+            if received == 0 and (direct := self.store.content.direct_received(row.upload_id_hash)) is not None:
+                return self._publish_direct(actor, row, direct)
             if received != row.size:
                 raise Conflict(f"received {received} of {row.size} bytes; send the rest first", received=received)
             digest = self._digest(row, path)
@@ -295,7 +312,7 @@ class Uploads:
                 log.warning("blob upload of %r by %s discarded: sha256 %s, expected %s", name, actor.username,
                             digest, row.sha256)  # fmt: skip
                 raise BadRequest(f"the data has sha256 {digest}, not {row.sha256}; the upload is discarded")
-            return self._publish(row, path)
+            return self._publish(row, lambda: self.store.content.place([(row.sha256, path)]))
         except FileNotFoundError:  # its file went with the upload, dropped while it was checked
             raise NotFound(f"the upload of {name!r} was cancelled, or its object deleted, meanwhile") from None
 
@@ -310,23 +327,40 @@ class Uploads:
                 digest.update(block)
         return digest.hexdigest()
 
-    def _publish(self, row: BlobUpload, path: Path) -> BlobInfo:
-        with open(path, "rb") as file:
-            os.fsync(file.fileno())
-        content = self.store.content_path(row.sha256)
-        with self.store.changing() as (db, garbage):
-            stored = db.get(BlobUpload, row.id)
-            if stored is None or stored.upload_id_hash != row.upload_id_hash:  # finished or dropped meanwhile
-                return self.store.finished(db, Access(row.owner, row.scope, True, True), row.name)
-            if content.exists():
-                garbage.upload_files.append(path)
-            else:
-                content.parent.mkdir(exist_ok=True, mode=0o700)
-                os.replace(path, content)
-                fsync_folder(content.parent)
-                garbage.content.add(row.sha256)  # removed again should the commit fail
-            db.delete(stored)
-            self.store.hashers.pop(row.id, None)
-            blob = self.store.put_name(db, garbage, row.owner, row.scope, row.name, row.sha256, row.size, row.creator,
-                                  row.expires)  # fmt: skip
-            return blob_info(blob)
+    def _publish(self, row: BlobUpload, place: Callable[[], None]) -> BlobInfo:
+        """Store the verified bytes as content (``place``; held: nothing removes them before the name commits),
+        then point the name at them in one transaction."""
+        with self.store.holding([row.sha256]):
+            place()
+            with self.store.changing() as (db, garbage):
+                garbage.content.add(row.sha256)  # removed again should no name point at it after this change
+                self.store.confirm_contents(db, [row.sha256], content_gone)
+                stored = db.get(BlobUpload, row.id)
+                if stored is None or stored.upload_id_hash != row.upload_id_hash:  # finished or dropped meanwhile
+                    return self.store.finished(db, Access(row.owner, row.scope, True, True), row.name)
+                db.delete(stored)
+                self.store.hashers.pop(row.id, None)
+                blob = self.store.put_name(db, garbage, row.owner, row.scope, row.name, row.sha256, row.size,
+                                           row.creator, row.expires)  # fmt: skip
+                return blob_info(blob)
+
+    def _publish_direct(self, actor: Actor, row: BlobUpload, received: int) -> BlobInfo:
+        """Publish an upload whose parts the client put into the content store directly: the store assembles
+        and verifies them (a wrong sha256 discards the upload: 400), then the name commits as for any upload."""
+        if received != row.size:
+            raise Conflict(f"received {received} of {row.size} bytes; send the rest first", received=received)
+        try:
+            return self._publish(row, lambda: self.store.content.finish_direct(row.upload_id_hash, row.sha256,
+                                                                               row.size))  # fmt: skip
+        except BadRequest:
+            self._drop_if_current(row)
+            log.warning("direct blob upload of %r by %s discarded: its sha256 is not %s", row.name, actor.username,
+                        row.sha256)  # fmt: skip
+            raise
+
+    def direct_parts(self, row: BlobUpload) -> DirectParts | None:
+        """Part URLs for the client to put the upload's bytes into the content store itself, when it takes them
+        and the hub holds none of them already (an upload streamed through the hub goes on that way)."""
+        if not self.store.content.direct() or file_size(self.store.upload_path(row)) > 0:
+            return None
+        return self.store.content.direct_upload(row.upload_id_hash, row.size)

@@ -19,7 +19,8 @@ import platformdirs
 
 from oaiod.errors import OaiodError
 from oaiod.hub.accounts import looks_secret
-from oaiod.hub.settings import DEFAULT_PORT, HubSettings
+from oaiod.hub.blobcli import blob_store_options
+from oaiod.hub.settings import DEFAULT_PORT, BlobStoreSettings, HubSettings
 
 DEFAULT_DATA_DIR = Path(platformdirs.user_data_dir("oaiod")) / "hub"
 
@@ -42,12 +43,13 @@ def _data_dir_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextmanager
-def _service(data_dir: Path, db_url: str) -> Iterator[Any]:
+def _service(data_dir: Path, db_url: str, blob_store: BlobStoreSettings | None = None) -> Iterator[Any]:
     """An opened hub service; library errors become one-line click errors."""
     from oaiod.hub.service import HubService
 
     try:
-        service = HubService.open(HubSettings(data_dir=data_dir, db_url=db_url))
+        settings = HubSettings(data_dir=data_dir, db_url=db_url, blob_store=blob_store or BlobStoreSettings())
+        service = HubService.open(settings)
     except Exception as exc:  # a missing driver, an unreachable server, a broken file: all say so in one line
         raise click.ClickException(f"cannot open the hub database: {str(exc).splitlines()[0]}") from exc
     try:
@@ -122,6 +124,7 @@ def _check_proxies(_ctx: click.Context, _param: click.Parameter, value: tuple[st
     show_default=True,
     help="Hub processes serving the port (PostgreSQL only: they share the database, as hubs on several machines do).",
 )
+@blob_store_options()
 def serve(
     data_dir: Path,
     db_url: str,
@@ -131,6 +134,7 @@ def serve(
     trusted_proxies: tuple[str, ...],
     metrics_token_file: Path | None,
     workers: int,
+    blob_store: BlobStoreSettings,
 ) -> None:
     """Serve the hub until interrupted."""
     from oaiod.heap import use_system_malloc
@@ -156,6 +160,7 @@ def serve(
             public_url=public_url,
             trusted_proxies=trusted_proxies,
             metrics_token=_read_token(metrics_token_file) if metrics_token_file else "",
+            blob_store=blob_store,
         )
         if workers > 1:
             sys.exit(serve_workers(settings, workers))
@@ -204,11 +209,12 @@ def user_add(name: str, supervisor: bool, password_stdin: bool, data_dir: Path, 
 @user.command("del")
 @click.argument("name")
 @_data_dir_option
-def user_del(name: str, data_dir: Path, db_url: str) -> None:
+@blob_store_options()
+def user_del(name: str, data_dir: Path, db_url: str, blob_store: BlobStoreSettings) -> None:
     """Remove a user with subscriptions, log entries and blobs (as wipe_user/ does)."""
     from oaiod.hub.blobstore import BlobStore
 
-    with _service(data_dir, db_url) as service:
+    with _service(data_dir, db_url, blob_store) as service:
         BlobStore(service)  # attaches itself: the user's blobs and the objects' blobs go too
         service.delete_user(name)
     click.echo(f"removed user {name}")
@@ -304,3 +310,57 @@ def storage_list(data_dir: Path, db_url: str) -> None:
         for csh_id, kwargs in service.list_storage():
             shown = {key: "****" if looks_secret(key) else value for key, value in kwargs.items()}
             click.echo(f"{csh_id}\t{json.dumps(shown, ensure_ascii=False)}")
+
+
+# -- migration ------------------------------------------------------------------------------------------------
+
+
+@hub.command()
+@_data_dir_option
+@click.option(
+    "--to-db",
+    "to_db",
+    default="",
+    metavar="URL",
+    envvar="OAIOD_HUB_MIGRATE_TO_DB",
+    help="Copy the database to this SQLAlchemy URL (PostgreSQL). A password in a URL shows in ps: put it in "
+    "~/.pgpass, or pass the URL in OAIOD_HUB_MIGRATE_TO_DB.",
+)
+@blob_store_options(prefix="to-")
+def migrate(data_dir: Path, db_url: str, to_db: str, to_blob_store: BlobStoreSettings | None) -> None:
+    """Move a stopped hub's database and/or blob contents to PostgreSQL and S3; resumable, verified.
+
+    Run it again after an interruption: what is done is skipped. The source stays as it was until you delete it;
+    start the hub on the new places afterwards (--db-url, --blob-store s3 …)."""
+    from oaiod.hub.blobcontent import LocalContent, open_content_store
+    from oaiod.hub.migration import copy_contents, copy_database, named_contents, rich_progress
+
+    if not to_db and to_blob_store is None:
+        raise click.UsageError("give --to-db URL and/or --to-blob-store s3 with its --to-s3-… options")
+    source_url = HubSettings(data_dir=data_dir, db_url=db_url).database_url
+    try:
+        with rich_progress() as progress:
+            if to_db:
+                report = copy_database(source_url, to_db, progress)
+                click.echo(f"database: {sum(report.copied.values())} rows copied, "
+                           f"{sum(report.skipped.values())} were there already; row counts match")  # fmt: skip
+            if to_blob_store is not None:
+                target = open_content_store(to_blob_store, data_dir)
+                contents = named_contents(to_db or source_url)
+                staging = data_dir / "blobs" / "uploads"
+                report = copy_contents(LocalContent(data_dir / "blobs"), target, contents, staging, progress)
+                click.echo(f"contents: {report.copied['contents']} copied ({report.copied['bytes']} bytes), "
+                           f"{report.skipped['contents']} were there already")  # fmt: skip
+                if report.corrupt:
+                    raise click.ClickException(f"{len(report.corrupt)} contents do not match their sha256 and were "
+                                               f"not copied: {', '.join(report.corrupt[:5])}")  # fmt: skip
+    except OaiodError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except sa_errors() as exc:
+        raise click.ClickException(f"database: {str(exc).splitlines()[0]}") from exc
+
+
+def sa_errors() -> type[Exception]:
+    import sqlalchemy.exc
+
+    return sqlalchemy.exc.SQLAlchemyError

@@ -15,7 +15,8 @@
         ├── UnsupportedMedia    415 unsupported_media_type
         ├── RangeNotSatisfiable 416 range_not_satisfiable (carries the object's size, for Content-Range)
         ├── RateLimited         429 rate_limited (carries retry_after seconds)
-        └── InsufficientStorage 507 insufficient_storage (the blob store's disk is full)
+        ├── InsufficientStorage 507 insufficient_storage (the blob store's disk is full)
+        └── StoreUnavailable    503 store_unavailable (the blob store's bucket did not answer; retry later)
 
 :mod:`oaiod.hub.service` raises them; :mod:`oaiod.hub.app` turns them into answers. Nothing here knows HTTP
 frameworks, so the CLI can catch the same errors.
@@ -98,3 +99,9 @@ class RateLimited(HubError):
 
 class InsufficientStorage(HubError):
     status, code = 507, "insufficient_storage"
+
+
+class StoreUnavailable(HubError):
+    """The blob store's bucket failed or refused the hub: not the client's mistake, and it may pass."""
+
+    status, code = 503, "store_unavailable"

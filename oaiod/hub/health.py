@@ -5,10 +5,11 @@ nothing about users or data.
 
 - ``/healthz`` — the process runs and its event loop answers: 200 ``{"status": "ok", "version"}``. Touches
   nothing else, so a slow database never makes a supervisor restart a healthy process.
-- ``/readyz`` — the process can serve: the database answers a query that reads it, and the blob store's folder
-  takes a new file. 200 ``{"ready": true, "checks": {...}}``, else 503 ``{"error": "not_ready", "reason",
-  "checks"}``; each check says ``ok`` or what is wrong, without a URL or password. A check gets
-  :data:`CHECK_TIMEOUT` seconds; one still running from an earlier probe (a database that hangs) fails at once.
+- ``/readyz`` — the process can serve: the database answers a query that reads it, the blob store's upload
+  folder takes a new file and its content store answers (a bucket: ``HeadBucket``). 200 ``{"ready": true,
+  "checks": {...}}``, else 503 ``{"error": "not_ready", "reason", "checks"}``; each check says ``ok`` or what
+  is wrong, without a URL or password. A check gets :data:`CHECK_TIMEOUT` seconds; one still running from an
+  earlier probe (a database that hangs) fails at once.
 
 On SQLite the database check opens the file anew (the pooled connections keep a file open that may since have
 been moved, deleted or made unreadable); on a server database it takes a pooled connection (pre-pinged) and runs
@@ -20,9 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import sqlite3
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -44,11 +43,12 @@ CHECK_TIMEOUT = 5.0  #: seconds a readiness check may take
 
 
 class Readiness:
-    """The checks behind ``/readyz`` for one hub: its database and the blob store folder ``blob_folder``."""
+    """The checks behind ``/readyz`` for one hub: its database and its blob store (``check_blobs`` raises when
+    new uploads cannot be staged or the content store does not answer)."""
 
-    def __init__(self, service: HubService, blob_folder: Path) -> None:
+    def __init__(self, service: HubService, check_blobs: Callable[[], None]) -> None:
         self.service = service
-        self.blob_folder = blob_folder
+        self._check_blobs = check_blobs
         self._running = {"database": threading.Lock(), "blobs": threading.Lock()}
         self._was_ready: bool | None = None
         self._details: dict[str, str] = {}  #: check → the full error of its last failure, for the log only
@@ -95,9 +95,7 @@ class Readiness:
             conn.execute(sa.text("SELECT 1")).scalar_one()
 
     def _blobs(self) -> None:
-        descriptor, name = tempfile.mkstemp(prefix=".readyz-", dir=self.blob_folder)
-        os.close(descriptor)
-        os.unlink(name)
+        self._check_blobs()
 
     def _log_change(self, found: dict[str, str]) -> None:
         ready = all(result == "ok" for result in found.values())
@@ -134,7 +132,7 @@ async def healthz() -> dict[str, Any]:
 
 @router.get(READY_PATH, responses={503: {"description": "not ready: {error, reason, checks}"}})
 async def readyz(request: Request) -> HubJSONResponse:
-    """The database answers and the blob store's folder is writable: for a load balancer's readiness probe."""
+    """The database and the blob store answer: for a load balancer's readiness probe."""
     readiness: Readiness = request.app.state.readiness
     found = await readiness.checks()
     failed = [f"{name}: {result}" for name, result in found.items() if result != "ok"]

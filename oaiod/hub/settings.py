@@ -11,6 +11,24 @@ DB_FILE_NAME = "hub.sqlite3"
 
 
 @dataclass(frozen=True)
+class BlobStoreSettings:
+    """Where the blob store keeps content (:mod:`oaiod.hub.blobcontent`): ``local`` (the data folder) or ``s3``.
+
+    No credentials here: an S3 store reads them from boto3's standard chain or from ``s3_credentials_file``."""
+
+    kind: str = "local"
+    s3_bucket: str = ""
+    s3_endpoint: str = ""  #: empty: AWS
+    s3_region: str = ""
+    s3_prefix: str = ""  #: objects go under ``<prefix>/sha256/``
+    s3_credentials_file: Path | None = None  #: an AWS credentials file, mode 0600
+    #: hand clients pre-signed URLs so contents bypass the hub (the bucket must be reachable by them)
+    s3_direct: bool = False
+    s3_public_endpoint: str = ""  #: the bucket's address as clients reach it (default: ``s3_endpoint``)
+    s3_allow_http: bool = False  #: plain http to a non-loopback endpoint
+
+
+@dataclass(frozen=True)
 class HubSettings:
     """One hub's configuration; ``db_url`` defaults to SQLite at ``<data_dir>/hub.sqlite3``."""
 
@@ -46,6 +64,7 @@ class HubSettings:
     #: a bearer token that lets a scraper on another machine read ``/metrics`` (oaiod.hub.metrics); empty: loopback
     #: only. Not in ``repr``: settings may be logged
     metrics_token: str = field(default="", repr=False)
+    blob_store: BlobStoreSettings = field(default_factory=BlobStoreSettings)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())

@@ -9,10 +9,38 @@ import time
 from typing import Any
 from urllib.parse import quote
 
+import pytest
+
 from oaiod.hub.blobstore import BlobStore
 from oaiod.hub.server import HubServer
+from oaiod.hub.settings import BlobStoreSettings
 
 B = "hub/blobs/"
+
+
+@pytest.fixture(name="blob_store", params=["local", "s3"])
+def blob_store_param(request: pytest.FixtureRequest) -> BlobStoreSettings:
+    """The fixture ``blob_store`` (of ``tests/conftest.py``) once per content store: a blob test module imports
+    this to run every test on both.
+    The S3 store runs on SQLite only (``tests/hub/conftest.py`` deselects it on PostgreSQL: the database and the
+    content store are independent, and the pair would double the wall time)."""
+    if request.param == "local":
+        return BlobStoreSettings()
+    bucket = request.getfixturevalue("hub_bucket")
+    return bucket.settings()  # type: ignore[no-any-return]
+
+
+def store_of(hub: HubServer) -> BlobStore:
+    assert hub.service is not None
+    [store] = [part for part in hub.service.attachments if isinstance(part, BlobStore)]
+    return store
+
+
+def stored_content(hub: HubServer) -> list[str]:
+    """The sha256 of every content the hub's content store holds (its folder or its bucket prefix), sorted."""
+    return sorted(store_of(hub).content.iter_content())
+
+
 STAMP = "20250101120000123456"
 
 
@@ -66,10 +94,19 @@ def put_large(session: Any, name: str, data: bytes) -> None:
 
 
 def wait_for_no_downloads(hub: HubServer) -> None:
-    """The hub releases a download's content after its last byte went out: wait (bounded) until none is held."""
-    assert hub.service is not None
-    [store] = [part for part in hub.service.attachments if isinstance(part, BlobStore)]
+    """The hub releases a download's content after its last byte went out, then removes content that lost its last
+    name meanwhile: wait (bounded) until no content is held or being removed."""
+    store = store_of(hub)
     deadline = time.monotonic() + 10
-    while store.downloads_in_flight() and time.monotonic() < deadline:
+    while store.content_in_use() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert store.downloads_in_flight() == 0
+    assert store.content_in_use() == 0
+
+
+def blob_store_args(hub: HubServer) -> list[str]:
+    """The ``--blob-store``/``--s3-…`` options of an ``oaiod hub`` command on the hub's content store."""
+    settings = hub.settings.blob_store
+    if settings.kind == "local":
+        return []
+    return ["--blob-store", "s3", "--s3-bucket", settings.s3_bucket, "--s3-endpoint", settings.s3_endpoint,
+            "--s3-prefix", settings.s3_prefix, "--s3-credentials-file", str(settings.s3_credentials_file)]  # fmt: skip

@@ -14,7 +14,19 @@ import pytest
 
 from oaiod.hub.blobbatch import COUNT_HEADER, MAX_ITEMS, MEDIA_TYPE
 from oaiod.hub.server import HubServer
-from tests.hub.blobhelpers import STAMP, B, create, download, minted, new_id, put_blob, sha, wait_for_no_downloads
+from tests.hub.blobhelpers import (
+    STAMP,
+    B,
+    blob_store_param,  # noqa: F401 - the fixture blob_store: each test on every content store
+    create,
+    download,
+    minted,
+    new_id,
+    put_blob,
+    sha,
+    stored_content,
+    wait_for_no_downloads,
+)
 from tests.hub.objects import new_object
 
 pytestmark = pytest.mark.integration
@@ -82,8 +94,7 @@ def test_put_many_stores_each_item_like_a_single_upload(hub: HubServer, sessions
         assert (result["size"], result["sha256"], result["expires"]) == (len(data), sha(data), None), result
         assert download(alice, name).content == data
         assert alice.get(B + "metadata/" + name).json() == result
-    content = list((hub.data_dir / "blobs" / "sha256").rglob("*"))
-    assert len([path for path in content if path.is_file()]) == 50  # 51 names, 50 contents (f0 is empty)
+    assert len(stored_content(hub)) == 50  # 51 names, 50 contents (f0 is empty)
     assert not [path for path in (hub.data_dir / "blobs" / "uploads").iterdir()]  # nothing staged is left
 
     # replacing: the names point at the new content, the old content goes with its last name
@@ -161,7 +172,7 @@ def test_a_download_in_flight_keeps_its_content_when_deleted(hub: HubServer, ses
     rest = answer.raw.read()
     assert data in first + rest
     wait_for_no_downloads(hub)
-    assert not (hub.data_dir / "blobs" / "sha256" / sha(data)[:2] / sha(data)).exists()  # gone with its reader
+    assert sha(data) not in stored_content(hub)  # gone with its reader
 
 
 def test_bad_input_answers_4xx_json_and_stores_nothing(

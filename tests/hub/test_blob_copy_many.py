@@ -15,7 +15,16 @@ from oaiod.hub.blobs import MAX_COPY_PAIRS
 from oaiod.hub.server import HubServer
 from oaiod.storage.errors import ObjectNotFound, StoragePermissionDenied
 from oaiod.storage.hub import HubBackend
-from tests.hub.blobhelpers import STAMP, B, download, minted, put_blob, sha
+from tests.hub.blobhelpers import (
+    STAMP,
+    B,
+    blob_store_param,  # noqa: F401 - the fixture blob_store: each test on every content store
+    download,
+    minted,
+    put_blob,
+    sha,
+    stored_content,
+)
 from tests.hub.objects import new_object
 
 pytestmark = pytest.mark.integration
@@ -28,7 +37,7 @@ def copy_many(session: Any, pairs: list[tuple[str, str]]) -> Any:
 
 
 def content_files(hub: HubServer) -> int:
-    return len([path for path in (hub.data_dir / "blobs" / "sha256").rglob("*") if path.is_file()])
+    return len(stored_content(hub))
 
 
 def test_copy_many_names_the_content_of_every_source(hub: HubServer, sessions: dict[str, Any]) -> None:

@@ -20,7 +20,18 @@ import sqlalchemy as sa
 
 from oaiod.hub.db import Blob, BlobUpload
 from oaiod.hub.server import HubServer
-from tests.hub.blobhelpers import STAMP, B, create, download, new_id, put_large, sha, wait_for_no_downloads
+from tests.hub.blobhelpers import (
+    STAMP,
+    B,
+    blob_store_param,  # noqa: F401 - the fixture blob_store: each test on every content store
+    create,
+    download,
+    new_id,
+    put_large,
+    sha,
+    stored_content,
+    wait_for_no_downloads,
+)
 from tests.hub.objects import new_object
 
 pytestmark = pytest.mark.integration
@@ -31,7 +42,7 @@ MAX_REQUESTS = 3000  #: per downloading thread
 
 
 def content_files(hub: HubServer) -> list[str]:
-    return [path.name for path in (hub.data_dir / "blobs" / "sha256").rglob("*") if path.is_file()]
+    return stored_content(hub)
 
 
 def test_downloads_racing_deletes_answer_the_content_or_404(

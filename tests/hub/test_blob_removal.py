@@ -24,7 +24,20 @@ from oaiod.hub.blobstore import BlobStore, sha256_text
 from oaiod.hub.db import Blob, BlobUpload, Object
 from oaiod.hub.server import HubServer
 from oaiod.hub.service import Removal
-from tests.hub.blobhelpers import STAMP, B, create, download, minted, new_id, put_blob, send, sha
+from tests.hub.blobhelpers import (
+    STAMP,
+    B,
+    blob_store_args,
+    blob_store_param,  # noqa: F401 - the fixture blob_store: each test on every content store
+    create,
+    download,
+    minted,
+    new_id,
+    put_blob,
+    send,
+    sha,
+    stored_content,
+)
 from tests.hub.objects import new_object
 
 pytestmark = pytest.mark.integration
@@ -38,7 +51,7 @@ def blob_rows(hub: HubServer, table: Any = Blob) -> list[tuple[str, str, str]]:
 
 
 def content_files(hub: HubServer) -> set[str]:
-    return {path.name for path in (hub.data_dir / "blobs" / "sha256").rglob("*") if path.is_file()}
+    return set(stored_content(hub))
 
 
 def upload_files(hub: HubServer) -> list[Path]:
@@ -168,7 +181,7 @@ def test_admin_user_del_drops_the_blobs_too(
 ) -> None:
     shared = fill_bobs_blobs(hub, sessions)
     hub.stop()  # the admin command works on the data folder of a stopped hub
-    where = ["--data-dir", str(hub.data_dir), "--db-url", db_url]
+    where = ["--data-dir", str(hub.data_dir), "--db-url", db_url, *blob_store_args(hub)]
     result = CliRunner().invoke(main, ["hub", "user", "del", "bob", *where])
     assert result.exit_code == 0, result.output
     again = hub_factory(db_url=db_url, data_dir=hub.data_dir, users=False)

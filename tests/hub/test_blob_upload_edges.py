@@ -14,7 +14,14 @@ import sqlalchemy as sa
 
 from oaiod.hub.db import BlobUpload
 from oaiod.hub.server import HubServer
-from tests.hub.blobhelpers import B, create, new_id, send, sha
+from tests.hub.blobhelpers import (
+    B,
+    blob_store_param,  # noqa: F401 - the fixture blob_store: each test on every content store
+    create,
+    new_id,
+    send,
+    sha,
+)
 
 pytestmark = pytest.mark.integration
 

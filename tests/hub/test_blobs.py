@@ -22,7 +22,20 @@ import sqlalchemy as sa
 from oaiod.hub.db import BlobUpload
 from oaiod.hub.server import HubServer
 from oaiod.storage.hub import HubBackend
-from tests.hub.blobhelpers import STAMP, B, create, download, minted, new_id, put_blob, send, sha, wait_for_no_downloads
+from tests.hub.blobhelpers import (
+    STAMP,
+    B,
+    blob_store_param,  # noqa: F401 - the fixture blob_store: each test on every content store
+    create,
+    download,
+    minted,
+    new_id,
+    put_blob,
+    send,
+    sha,
+    stored_content,
+    wait_for_no_downloads,
+)
 from tests.hub.objects import new_object
 
 pytestmark = pytest.mark.integration
@@ -122,8 +135,7 @@ def test_copy_deletes_and_content_is_stored_once(hub: HubServer, sessions: dict[
     put_blob(alice, "scratch/a", b"same bytes")
     assert alice.post(B + "copy/", json={"src": "scratch/a", "dst": "scratch/sub/b"}).status_code == 200
     put_blob(alice, "scratch/c", b"same bytes")
-    content = list((hub.data_dir / "blobs" / "sha256").rglob("*"))
-    assert len([path for path in content if path.is_file()]) == 1
+    assert len(stored_content(hub)) == 1
     listed = alice.get(B + "list/", params={"prefix": "scratch"}).json()
     assert sorted(item["name"] for item in listed["items"]) == ["scratch/a", "scratch/c", "scratch/sub/b"]
     assert listed["next"] is None
@@ -133,7 +145,7 @@ def test_copy_deletes_and_content_is_stored_once(hub: HubServer, sessions: dict[
     assert alice.delete(B + "object/scratch/a").json() == {"deleted": True}
     assert alice.delete(B + "object/scratch/a").json() == {"deleted": False}  # idempotent
     assert alice.delete(B + "prefix/scratch").json() == {"deleted": 2}
-    assert not [path for path in (hub.data_dir / "blobs" / "sha256").rglob("*") if path.is_file()]
+    assert not stored_content(hub)
     assert alice.post(B + "copy/", json={"src": "scratch/a", "dst": "scratch/z"}).status_code == 404
 
 

@@ -81,20 +81,15 @@ def s3_auth_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3End
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def blob_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One hub on loopback for the suite, with alice and bob; each test starts with an empty blob store."""
+def _start_blob_hub(data_dir: Path, blob_store: Any = None) -> Any:
+    """A hub on loopback with alice and bob, and alice's object that bob may only read."""
     from oaiod.hub.server import HubServer
     from oaiod.hub.service import Actor
-    from oaiod.hub.settings import HubSettings
+    from oaiod.hub.settings import BlobStoreSettings, HubSettings
     from oaiod.model import OaiObject, now_stamp
 
-    try:
-        server = HubServer(HubSettings(data_dir=tmp_path_factory.mktemp("blob-hub"), port=0)).start()
-    except Exception as exc:  # any reason the hub cannot start
-        print(f"hub did not start: {exc}")
-        yield None
-        return
+    settings = HubSettings(data_dir=data_dir, port=0, blob_store=blob_store or BlobStoreSettings())
+    server = HubServer(settings).start()
     service = server.service
     assert service is not None
     for name, password in HUB_USERS.items():
@@ -103,6 +98,43 @@ def blob_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     obj = OaiObject(oaio_id=READ_ONLY_ID, client_stamp=now_stamp(), client_values={"_name": "x"}, csh_id="Hub")
     service.register(alice, obj)
     service.subscribe(alice, READ_ONLY_ID, "bob", "r")
+    return server
+
+
+@pytest.fixture(scope="session")
+def blob_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One hub on loopback for the suite, with alice and bob; each test starts with an empty blob store."""
+    try:
+        server = _start_blob_hub(tmp_path_factory.mktemp("blob-hub"))
+    except Exception as exc:  # any reason the hub cannot start
+        print(f"hub did not start: {exc}")
+        yield None
+        return
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def blob_hub_s3(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: S3Endpoint | None) -> Iterator[Any]:
+    """Like ``blob_hub``, with its content in the S3 endpoint's bucket and direct transfers on."""
+    from oaiod.hub.settings import BlobStoreSettings
+
+    if s3_endpoint is None:
+        yield None
+        return
+    folder = tmp_path_factory.mktemp("blob-hub-s3")
+    keys = folder / "credentials"
+    keys.write_text(f"[default]\naws_access_key_id = {s3_endpoint.access_key_id}\n"
+                    f"aws_secret_access_key = {s3_endpoint.secret_access_key}\n")  # fmt: skip
+    keys.chmod(0o600)
+    settings = BlobStoreSettings(kind="s3", s3_bucket=s3_endpoint.bucket, s3_endpoint=s3_endpoint.url,
+                                 s3_prefix="blob-hub", s3_credentials_file=keys, s3_direct=True)  # fmt: skip
+    try:
+        server = _start_blob_hub(folder / "data", settings)
+    except Exception as exc:  # any reason the hub cannot start
+        print(f"hub on S3 did not start: {exc}")
+        yield None
+        return
     yield server
     server.stop()
 

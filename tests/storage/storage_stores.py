@@ -303,6 +303,13 @@ def hub_args(url: str, username: str = "alice") -> dict[str, Any]:
     return {"url": url, "username": username, "password": HUB_USERS[username]}
 
 
+def _blob_store(server: Any) -> Any:
+    from oaiod.hub.blobstore import BlobStore
+
+    [store] = [part for part in server.service.attachments if isinstance(part, BlobStore)]
+    return store
+
+
 def _empty_blob_store(server: Any) -> None:
     import sqlalchemy as sa
 
@@ -311,24 +318,25 @@ def _empty_blob_store(server: Any) -> None:
     with server.service.sessions.begin() as db:
         db.execute(sa.delete(Blob))
         db.execute(sa.delete(BlobUpload))
-    for folder in ("sha256", "uploads"):
-        shutil.rmtree(server.data_dir / "blobs" / folder, ignore_errors=True)
-        (server.data_dir / "blobs" / folder).mkdir()
+    content = _blob_store(server).content
+    content.remove_many(list(content.iter_content()))
+    shutil.rmtree(server.data_dir / "blobs" / "uploads", ignore_errors=True)
+    (server.data_dir / "blobs" / "uploads").mkdir()
 
 
 def read_hub_native(server: Any, name: str) -> bytes:
-    """The content the hub stores for ``name``, read from its data folder (content addressed by sha256)."""
-    from oaiod.hub.blobstore import BlobStore
-
-    found = [sha for _owner, stored, sha in BlobStore(server.service).iter_names() if stored == name]
+    """The content the hub stores for ``name``, read from its content store (content addressed by sha256)."""
+    store = _blob_store(server)
+    found = [sha for _owner, stored, sha in store.iter_names() if stored == name]
     assert len(found) == 1, f"{name!r} is stored {len(found)} times"
-    return (server.data_dir / "blobs" / "sha256" / found[0][:2] / found[0]).read_bytes()
+    with store.content.open(found[0]) as file:
+        return bytes(file.read())
 
 
-def make_hub_store(request: pytest.FixtureRequest, tmp: Path) -> StoreUnderTest:
+def make_hub_store(request: pytest.FixtureRequest, tmp: Path, fixture: str = "blob_hub") -> StoreUnderTest:
     from oaiod.storage.hub import HubBackend
 
-    server = request.getfixturevalue("blob_hub")
+    server = request.getfixturevalue(fixture)
     if server is None:
         unavailable("the hub could not start on loopback")
     _empty_blob_store(server)
@@ -366,4 +374,6 @@ STORES: dict[str, Callable[[pytest.FixtureRequest, Path], StoreUnderTest]] = {
     "rclone_local": make_rclone_local_store,
     "rclone_webdav": make_rclone_webdav_store,
     "hub": make_hub_store,
+    # the hub with its content in the S3 endpoint's bucket, handing out pre-signed URLs (direct transfers)
+    "hub_s3": lambda request, tmp: make_hub_store(request, tmp, "blob_hub_s3"),
 }

@@ -9,7 +9,9 @@ Speaks the object-service protocol through :mod:`oaiod.http`, logged in like eve
   and resumes there; a retried put of the same file (same key, sha256, size) in this process resumes the same
   upload. A different upload of the same name still in progress on the hub is cancelled: put overwrites.
 * get asks ``start-download`` for a URL and the sha256, streams to a temporary file beside the target
-  (continuing with ``Range`` after a dropped connection) and checks size and sha256 before the rename.
+  (continuing with ``Range`` after a dropped connection) and checks size and sha256 before the rename. A hub
+  whose bucket clients may reach answers a pre-signed URL of the bucket instead, and pre-signed part URLs for
+  a put (:mod:`oaiod.storage.hub.direct`).
 * ``put_many``/``get_many`` move up to 1000 small files per request (:mod:`oaiod.storage.hub.batch`); files
   above 4 MiB, and every file on a hub without those routes, go one by one as above.
 * copy is server-side (the hub only adds a name); ``copy_many`` sends up to :data:`COPY_BATCH` pairs per
@@ -68,6 +70,7 @@ from oaiod.storage.errors import (
     StoragePermissionDenied,
     TransientStorageError,
 )
+from oaiod.storage.hub.direct import DIRECT_DOWNLOAD, DIRECT_UPLOAD, DirectClients, refused_direct_parts, send_parts
 from oaiod.storage.keys import validate_key, validate_prefix
 from oaiod.storage.toolkit import (
     CheckedPairs,
@@ -208,6 +211,8 @@ class HubBackend(Backend):
         self._copy_many_route = True  # False once the hub answered that it has no copy-many/ route
         self.batch_routes = True  # False once the hub answered that it has no put-many/ or get-many/ route
         self.batch_bytes = BATCH_BYTES  #: file bytes per put-many request (lowered when the hub takes less)
+        self.direct = DirectClients(allow_insecure=allow_insecure, pool_size=pool)  # pre-signed URLs of its bucket
+        self.direct_uploads = True  #: propose direct parts (False once the hub refused them: an older hub)
 
     @classmethod
     def from_args(cls, args: Mapping[str, Any]) -> HubBackend:
@@ -243,6 +248,7 @@ class HubBackend(Backend):
 
     def close(self) -> None:
         self.http.close()
+        self.direct.close()
 
     # -- requests -------------------------------------------------------------------------------------------------
 
@@ -274,8 +280,11 @@ class HubBackend(Backend):
             if size <= INLINE_MAX:
                 upload_id = self._create_inline(key, sha256, file.read(), progress)
             else:
-                upload_id, data_url = self._create_chunked(key, sha256, size)
-                self._send(key, upload_id, data_url, file, size, progress)
+                upload_id, method = self._create_chunked(key, sha256, size)
+                if DIRECT_UPLOAD in method:  # part URLs of the hub's bucket: the bytes bypass the hub
+                    send_parts(self, key, (upload_id, sha256, size), method[DIRECT_UPLOAD], local_path, progress)
+                else:
+                    self._send(key, upload_id, self._own_url(method["putUrl"].get("url"), key), file, size, progress)
         self._json("POST", self._path("finish-upload", key), key, "cannot finish the upload of",
                    json={"uploadId": upload_id})  # fmt: skip
         with self._lock:
@@ -309,19 +318,28 @@ class HubBackend(Backend):
             progress(len(data))
         return upload_id
 
-    def _create_chunked(self, key: str, sha256: str, size: int) -> tuple[str, str]:
-        """createUpload with a putUrl: ``(uploadId, data URL)``; resumes this process's unfinished upload."""
+    def _create_chunked(self, key: str, sha256: str, size: int) -> tuple[str, dict[str, Any]]:
+        """createUpload proposing a putUrl (and direct parts, unless the hub refused them once): ``(uploadId,
+        the uploadMethod answered)``; resumes this process's unfinished upload of the same file."""
         with self._lock:
             upload_id = self._uploads.get((key, sha256, size)) or secrets.token_urlsafe(24)
-        put_url = {"contentType": "application/octet-stream", "contentLength": size}
-        answer = self._create(key, upload_id, sha256, size, {"putUrl": put_url})
+        methods: dict[str, Any] = {"putUrl": {"contentType": "application/octet-stream", "contentLength": size}}
+        if self.direct_uploads:
+            methods[DIRECT_UPLOAD] = {"contentLength": size}
+        try:
+            answer = self._create(key, upload_id, sha256, size, methods)
+        except PermanentStorageError as exc:
+            if DIRECT_UPLOAD not in methods or not refused_direct_parts(exc):
+                raise
+            log.info("%s does not know direct uploads (an older hub); uploading through it", self.describe())
+            self.direct_uploads = False
+            return self._create_chunked(key, sha256, size)
         method = answer.get("uploadMethod")
-        if not isinstance(method, dict) or not isinstance(method.get("putUrl"), dict):
+        if not isinstance(method, dict) or not isinstance(method.get(DIRECT_UPLOAD, method.get("putUrl")), dict):
             raise PermanentStorageError(f"the hub offered no putUrl for {key!r}: {method!r}", key=key)
-        data_url = self._own_url(method["putUrl"].get("url"), key)
         with self._lock:
             self._uploads[(key, sha256, size)] = upload_id
-        return upload_id, data_url
+        return upload_id, method
 
     def _send(
         self, key: str, upload_id: str, data_url: str, file: IO[bytes], size: int, progress: Progress | None
@@ -389,15 +407,18 @@ class HubBackend(Backend):
 
     def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None, fsync: bool = True) -> None:
         validate_key(key)
-        accepted = {"acceptDownloadMethods": {"getUrl": True, "simple": True}}
+        accepted = {"acceptDownloadMethods": {DIRECT_DOWNLOAD: True, "getUrl": True, "simple": True}}
         answer = self._json("PUT", self._path("start-download", key), key, "cannot download", json=accepted)
-        url = self._own_url(answer.get("url"), key)
+        if answer.get("method") == DIRECT_DOWNLOAD:  # a pre-signed URL of the hub's bucket: no hub session there
+            client, url = self.direct.for_url(answer.get("url"), key)
+        else:
+            client, url = self.http, self._own_url(answer.get("url"), key)
         sha256 = (answer.get("hashes") or {}).get("sha256") if isinstance(answer.get("hashes"), dict) else None
         size = answer.get("size")
         if not isinstance(sha256, str) or not _SHA256.match(sha256) or not isinstance(size, int):
             raise PermanentStorageError(f"start-download of {key!r} gave no valid sha256 and size", key=key)
         with atomic_local_file(local_path, fsync=fsync) as file:
-            digest, received = self._download(file, url, key, sha256, progress)
+            digest, received = self._download(file, url, key, sha256, progress, client)
             if received != size or digest != sha256:
                 raise TransientStorageError(
                     f"download of {key!r} gave {received} bytes with sha256 {digest}, "
@@ -405,15 +426,17 @@ class HubBackend(Backend):
                     key=key,
                 )
 
-    def _download(self, file: IO[bytes], url: str, key: str, sha256: str, progress: Progress | None) -> tuple[str, int]:
-        """Stream ``url`` into ``file``; after a dropped connection continue with ``Range`` where it broke.
-        The sha256 digest and size of what was written."""
+    def _download(
+        self, file: IO[bytes], url: str, key: str, sha256: str, progress: Progress | None, client: HttpClient
+    ) -> tuple[str, int]:
+        """Stream ``url`` into ``file`` with ``client`` (the hub's, or a bucket's); after a dropped connection
+        continue with ``Range`` where it broke. The sha256 digest and size of what was written."""
         digest, received, failures = hashlib.sha256(), 0, 0
         while True:
             try:
                 with translate_remote_errors(key, "cannot download"):
                     headers = {"Range": f"bytes={received}-"} if received else {}
-                    response = self.http.get(url, stream=True, retry=NO_RETRY, headers=headers)
+                    response = client.get(url, stream=True, retry=NO_RETRY, headers=headers)
                     if response.headers.get("X-Oaiod-Sha256", sha256) != sha256 or (
                         received and response.status_code != 206
                     ):

@@ -1,0 +1,55 @@
+"""End to end on the hub's own blob store (csh id ``Hub``) with its contents in an S3 bucket (moto, or MinIO at
+``OAIOD_TEST_S3_URL``) and direct transfers on: two daemon processes converge, small files going through the hub
+in batches and a large one put and fetched on pre-signed URLs of the bucket, which the hub never streams."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from e2e_helpers import Cluster, first_cycles, root_of, wait_converged
+
+pytestmark = pytest.mark.integration
+
+LARGE = 20 * 1024 * 1024  #: above the hub's 16 MiB parts: a direct upload of two parts
+
+
+@pytest.fixture
+def hub_cluster(hub_factory: Callable[..., Any], hub_bucket: Any, tmp_path: Path) -> Iterator[Cluster]:
+    hub = hub_factory(blob_store=hub_bucket.settings(s3_direct=True))
+    group = Cluster(hub, tmp_path, tmp_path / "unused")
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
+def start_on_hub_storage(cluster: Cluster, device: str) -> Any:
+    config = cluster.config(device)
+    config.write_text(config.read_text().replace('csh_id = "Local"', 'csh_id = "Hub"'))
+    return cluster.start(device)
+
+
+def sent_bytes(hub: Any) -> float:
+    """The hub's ``oaiod_hub_blob_sent_bytes_total`` (bodies of download/ and get-many/ it streamed)."""
+    text = requests.get(hub.url.removesuffix("api/") + "metrics", timeout=10).text
+    [line] = [line for line in text.splitlines() if line.startswith("oaiod_hub_blob_sent_bytes_total ")]
+    return float(line.split()[1])
+
+
+def test_two_daemons_converge_through_a_hub_on_s3_with_direct_transfers(hub_cluster: Cluster) -> None:
+    a, b = start_on_hub_storage(hub_cluster, "dev-a"), start_on_hub_storage(hub_cluster, "dev-b")
+    ra = root_of(a)
+    first_cycles(a, b)
+    (ra / "notes").mkdir()
+    for number in range(20):
+        (ra / "notes" / f"n{number}.txt").write_text(f"note {number}")
+    wait_converged([a, b], {f"notes/n{number}.txt" for number in range(20)})
+    streamed = sent_bytes(hub_cluster.hub)
+    (ra / "big.bin").write_bytes(os.urandom(LARGE))
+    wait_converged([a, b], lambda found: "big.bin" in found, timeout=240)
+    assert sent_bytes(hub_cluster.hub) - streamed < LARGE  # b fetched it from the bucket, not through the hub
