@@ -29,20 +29,18 @@ from typing import Annotated, Any, cast
 
 import anyio
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
-from starlette.types import Receive, Scope, Send
 
 from oaiod import jsoncodec
 from oaiod.errors import ValidationError
 from oaiod.hub.blobbatchstore import BatchItem, BatchReceiver, BatchStore, Outgoing, item_error
 from oaiod.hub.blobcontent import ContentStore
-from oaiod.hub.blobs import MAX_BLOB_SIZE, checked_name, csrf_hint, read_json_body
+from oaiod.hub.blobs import MAX_BLOB_SIZE, HeldStream, checked_name, csrf_hint, read_json_body
 from oaiod.hub.blobstore import BlobInfo
 from oaiod.hub.deps import ActorDep
 from oaiod.hub.errors import BadRequest, TooLarge, UnsupportedMedia
-from oaiod.hub.metrics import counting_chunks, counting_sent, hub_metrics, scope_metrics
+from oaiod.hub.metrics import counting_chunks, hub_metrics
 from oaiod.model import validate_exact_keys
 
 router = APIRouter(prefix="/hub/blobs")
@@ -174,7 +172,7 @@ async def _receive(stream: AsyncIterator[bytes], first: bytes, receiver: BatchRe
 # -- get-many -----------------------------------------------------------------------------------------------------
 
 
-class BatchDownloadResponse(StreamingResponse):
+class BatchDownloadResponse(HeldStream):
     """The framed answer of ``get-many/``; the content it holds is released however the answer ends."""
 
     def __init__(self, items: list[Outgoing], content: ContentStore, release: Callable[[], None]) -> None:
@@ -183,13 +181,6 @@ class BatchDownloadResponse(StreamingResponse):
         length = sum(map(len, lines)) + sum(item.info.size for item in items if item.held and item.info)
         headers = {"Content-Length": str(length), COUNT_HEADER: str(len(items))}
         super().__init__(_frames(items, lines, content), media_type=MEDIA_TYPE, headers=headers)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, counting_sent(send, scope_metrics(scope).blob_sent))
-        finally:
-            with anyio.CancelScope(shield=True):
-                await run_in_threadpool(self._release)
 
 
 def frame_line(item: Outgoing) -> bytes:

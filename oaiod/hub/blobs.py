@@ -325,7 +325,21 @@ def download(request: Request, name: str, actor: ActorDep, store: StoreDep) -> R
     return StreamedDownload(store.content, info, request.headers.get("range"), release, headers)
 
 
-class StreamedDownload(StreamingResponse):
+class HeldStream(StreamingResponse):
+    """A streamed answer of content the blob store holds for it: ``_release`` runs however the answer ends (sent,
+    cut or failed), and the bytes sent count as blob bytes out."""
+
+    _release: Callable[[], None]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, counting_sent(send, scope_metrics(scope).blob_sent))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(self._release)
+
+
+class StreamedDownload(HeldStream):
     """Content the hub reads from a content store that is not a local file (a bucket), held until the answer
     ends. One byte range is answered 206; several are answered with the whole object (200), as RFC 9110
     allows."""
@@ -341,13 +355,6 @@ class StreamedDownload(StreamingResponse):
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}"
         body = _content_blocks(content, info.sha256, start, end)
         super().__init__(body, status_code=status, media_type="application/octet-stream", headers=headers)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, counting_sent(send, scope_metrics(scope).blob_sent))
-        finally:
-            with anyio.CancelScope(shield=True):
-                await run_in_threadpool(self._release)
 
 
 def _single_range(header: str | None, size: int) -> tuple[int, int]:
