@@ -22,7 +22,7 @@ from oaiod.engine.index import IndexReport, index_paths, owner_of, rooted, settl
 from oaiod.engine.mapping import is_own_root, map_object
 from oaiod.engine.placeholders import PathMapper
 from oaiod.engine.pull import PullOutcome, pull_object
-from oaiod.engine.push import PushOutcome, push_object
+from oaiod.engine.push import Carry, PushOutcome, push_object
 from oaiod.engine.recovery import recover_commits
 from oaiod.engine.roots import ClientRoot
 from oaiod.engine.settings import EngineSettings
@@ -65,6 +65,7 @@ class SyncEngine:
         self._dirty: set[Path] = set()
         self._full_rescan = True
         self.client_root = ClientRoot(self.ctx)
+        self._carry: dict[str, Carry] = {}  # this cycle's pulls that left a few paths unmerged (push.Carry)
         self._restore: dict[str, set[str]] = {}  # oaio_id -> files no longer ignored, deleted meanwhile
         self._retry_failed = True  # a new start (or reload: new credentials?) tries every backed-off item once
         self.state = "idle"
@@ -119,6 +120,7 @@ class SyncEngine:
                     if retried := self.repo.retry_errors():
                         log.info("trying %d backed-off item(s) again now", retried)
                 report.hashed = self._index_local().hashed
+                self._carry.clear()
                 cursor_ok, sync_stamp = self._pull_all(report)
                 if self._full_rescan:  # the client root was just adopted or created: index it before pushing
                     report.hashed += self._index_local().hashed
@@ -231,6 +233,9 @@ class SyncEngine:
             report.errors.append(f"{obj.oaio_id}: {exc}")
             return False
         self._account_pull(outcome, obj.oaio_id, report)
+        partly = not outcome.complete and not outcome.held and outcome.failed and row.local_root
+        if partly and (carry := Carry.of(obj, outcome.failed)):  # only some paths failed: the push may commit the rest
+            self._carry[obj.oaio_id] = carry
         return outcome.complete or outcome.held
 
     def _place_new(self, obj: OaiObject, known: dict[str, ObjectRow]) -> ObjectRow:
@@ -279,7 +284,7 @@ class SyncEngine:
                 continue
             for _attempt in range(self.settings.commit_attempts):
                 try:
-                    outcome = push_object(self.ctx, row)
+                    outcome = push_object(self.ctx, row, self._carry.pop(row.oaio_id, None))
                 except (RemoteError, StorageError, OaiodError) as exc:
                     log.warning("%s: push failed (%s); backing off", row.oaio_id, exc)
                     self.repo.record_error(f"obj:{row.oaio_id}", exc, what="push", oaio_id=row.oaio_id)

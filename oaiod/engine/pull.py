@@ -57,6 +57,10 @@ class PullOutcome:
     conflicts: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     retry_paths: list[Path] = field(default_factory=list)
+    #: paths that could not be merged this time (a failed download, a file changed during the merge): the rest of
+    #: the object is merged, and a push may commit on top of the server's version keeping these as the server has
+    #: them (push.Carry), so one path that cannot be merged does not hold back the device's other changes
+    failed: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -71,8 +75,7 @@ def pull_object(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> PullOu
     """Merge ``remote`` (the server's newest version) into ``row``'s folder and index."""
     ctx.repo.apply_server_object(row, remote)
     outcome = PullOutcome()
-    if remote.client_stamp == row.synced_stamp:
-        row.remote_dirty = False
+    if remote.client_stamp == row.synced_stamp and not row.remote_dirty:  # dirty: a commit carried failed paths
         ctx.repo.save_object(row)
         return outcome
     outcome.merged = True
@@ -204,11 +207,13 @@ def _apply_step(m: _Merge, step: _Step, fetched: Fetched | None) -> None:
         log.info("%s: %s; merging it next cycle", oaio_id, exc)
         m.outcome.complete = False
         m.outcome.retry_paths.append(m.root / step.path)
+        m.outcome.failed.add(step.path)
     except (LocalFsError, EngineError, OaiodError, OSError) as exc:  # one file never stops the cycle
         log.warning("%s: cannot merge %s (%s); trying again later", oaio_id, step.path, exc)
         m.ctx.repo.record_error(f"file:{oaio_id}:{step.path}", exc, oaio_id=oaio_id, path=step.path)
         m.outcome.errors.append(f"{step.path}: {exc}")
         m.outcome.complete = False
+        m.outcome.failed.add(step.path)
 
 
 def _merge_local_values(ctx: EngineContext, row: ObjectRow, local: dict[str, Any], remote: OaiObject) -> dict[str, Any]:

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 
 from oaiod.engine.context import EngineContext, transfer_batches
 from oaiod.engine.localfs import LocalChanged
-from oaiod.engine.manifest import MANIFEST_KEY, build_manifest
-from oaiod.engine.plan import is_mass_deletion, merge_values
+from oaiod.engine.manifest import MANIFEST_KEY, RemoteFile, build_manifest, remote_files
+from oaiod.engine.plan import UNKNOWN, is_mass_deletion, merge_values
 from oaiod.engine.values import record_clashes
 from oaiod.model import FILES_VALUES_KEY, OaiObject, now_stamp, right_grants, storage_key
 from oaiod.server_api import UploadConflict
@@ -64,19 +64,43 @@ class _Commit:
     deleted: int
     base_total: int
     changed: bool
+    copy_base: str = ""  # the version the sources are copied from
+    carried: frozenset[str] = frozenset()
 
 
-def push_object(ctx: EngineContext, row: ObjectRow) -> PushOutcome:
-    """Commit ``row``'s local changes as a new version; nothing when there is nothing to commit."""
+@dataclass(frozen=True)
+class Carry:
+    """A pull of this cycle merged all of the server's version ``stamp`` but ``paths`` (design §5: one path that
+    cannot be merged — a download that fails, a file changed during the merge — does not hold back the rest).
+    The push then commits on top of that version: every other path as it is here, each of ``paths`` exactly as the
+    server has it (``remote``: its manifest), so nothing of the server's is overwritten or lost; their index rows
+    stay as they were and the object stays ``remote_dirty``, so the next pull merges them again."""
+
+    stamp: str
+    remote: dict[str, RemoteFile]
+    paths: frozenset[str]
+
+    @classmethod
+    def of(cls, remote: OaiObject, paths: set[str]) -> Carry | None:
+        """None when the server's manifest does not describe every file (a stale one: its hashes are unknown)."""
+        files = remote_files(remote.client_values, remote.client_stamp)
+        if any(entry.sha256 is UNKNOWN for entry in files.values()):
+            return None
+        return cls(remote.client_stamp, files, frozenset(paths))
+
+
+def push_object(ctx: EngineContext, row: ObjectRow, carry: Carry | None = None) -> PushOutcome:
+    """Commit ``row``'s local changes as a new version; nothing when there is nothing to commit. ``carry``: this
+    cycle's pull of the object left some paths unmerged (see :class:`Carry`)."""
     outcome = PushOutcome()
     if row.status != STATUS_NEW and not right_grants(row.csh_access_right, "U"):
         outcome.readonly = True
         _report_readonly(ctx, row)
         ctx.repo.update_object(row.oaio_id, local_dirty=False)
         return outcome
-    if row.remote_dirty:
+    if row.remote_dirty and (carry is None or carry.stamp != row.client_stamp):
         return outcome  # the last pull of this object is unfinished: merging comes first
-    commit = _prepare(ctx, row)
+    commit = _prepare(ctx, row, carry if row.remote_dirty else None)
     if not commit.changed and row.status != STATUS_NEW and row.local_values is None:
         ctx.repo.update_object(row.oaio_id, local_dirty=False)
         return outcome
@@ -121,20 +145,30 @@ def new_stamp(*older: str) -> str:
     return stamp
 
 
-def _prepare(ctx: EngineContext, row: ObjectRow) -> _Commit:
-    """The new manifest (one object's files in memory, as design allows) and where each file comes from."""
+def _prepare(ctx: EngineContext, row: ObjectRow, carry: Carry | None = None) -> _Commit:
+    """The new manifest (one object's files in memory, as design allows) and where each file comes from. The base
+    is the synced version, or with ``carry`` the server's version the pull merged all but a few paths of."""
     stamp = new_stamp(row.client_stamp, row.synced_stamp)
+    copy_base = carry.stamp if carry is not None else row.synced_stamp
     files: dict[str, list[Any]] = {}
     sources: dict[str, str | None] = {}
     base_by_sha: dict[str, str] = {}
     pending: list[tuple[str, str]] = []
-    gone: list[str] = []  # synced sha256 of each deleted file
+    gone: list[str] = []  # base sha256 of each deleted file
     base_total = 0
     changed = False
     ctx.progress.queued_uploads = ctx.progress.queued_upload_bytes = 0
+    indexed: set[str] = set()
     for path, present, size, mtime_ns, sha, executable, synced_sha, synced_executable in ctx.repo.iter_push_rows(
         row.oaio_id
     ):
+        if carry is not None:
+            indexed.add(path)
+            if path in carry.paths:
+                continue  # as the server has it: below
+            remote = carry.remote.get(path)  # the base of a carried commit is the server's version
+            synced_sha = str(remote.sha256) if remote is not None else None
+            synced_executable = int(remote.executable) if remote is not None else 0
         if synced_sha is not None:
             base_total += 1
             base_by_sha.setdefault(synced_sha, path)
@@ -144,20 +178,28 @@ def _prepare(ctx: EngineContext, row: ObjectRow) -> _Commit:
             changed = changed or synced_sha is not None
             continue
         files[path] = [size, mtime_ns, sha, bool(executable)]
-        if sha == synced_sha and row.synced_stamp:
+        if sha == synced_sha and copy_base:
             sources[path] = path
             changed = changed or bool(executable) != bool(synced_executable)
         else:
             changed = True
             pending.append((path, sha))
+    if carry is not None:
+        for path, remote in carry.remote.items():
+            if path in carry.paths:
+                files[path] = [remote.size, remote.mtime_ns, str(remote.sha256), remote.executable]
+                sources[path] = path
+            elif path not in indexed:
+                changed = True  # in the server's version, with no row here: left out, so deleted
     for path, sha in pending:
-        sources[path] = base_by_sha.get(sha) if row.synced_stamp else None
+        sources[path] = base_by_sha.get(sha) if copy_base else None
         if sources[path] is None:
             ctx.progress.queued_uploads += 1
             ctx.progress.queued_upload_bytes += files[path][0]
     kept = {entry[2] for entry in files.values()}
     deleted = sum(1 for sha in gone if sha not in kept)  # a moved or renamed file is not a deletion
-    return _Commit(stamp, files, sources, deleted, base_total, changed)
+    carried = carry.paths if carry is not None else frozenset()
+    return _Commit(stamp, files, sources, deleted, base_total, changed, copy_base, carried)
 
 
 def _commit(ctx: EngineContext, row: ObjectRow, commit: _Commit, outcome: PushOutcome) -> PushOutcome:
@@ -199,7 +241,7 @@ def _put_files(
     file), then the uploads with ``put_many`` in bounded batches. The first failure stops the commit (the journal
     row covers the partial prefix)."""
     new = storage_key(row.oaio_id, commit.stamp)
-    base = storage_key(row.oaio_id, row.synced_stamp) if row.synced_stamp else ""  # no base: nothing to copy
+    base = storage_key(row.oaio_id, commit.copy_base) if commit.copy_base else ""  # no base: nothing to copy
     copies = {  # keys joined here and checked once, in copy_many (storage_key per file took 1.2 s for 10,000)
         path: (f"{base}/{source}", f"{new}/{path}") for path, source in commit.sources.items() if source is not None
     }
@@ -312,17 +354,18 @@ def _abandon(ctx: EngineContext, backend: Any, oaio_id: str, stamp: str, entry: 
 def _record(ctx: EngineContext, row: ObjectRow, commit: _Commit, answer: OaiObject, entry: int) -> None:
     """Step 4: the committed version becomes the base, in one transaction with the journal row's removal."""
     with ctx.repo.session() as s:
+        mine = FileRow.path.not_in(commit.carried)  # a carried path's row keeps its base: the next pull merges it
         s.execute(
             sa.update(FileRow)
-            .where(FileRow.oaio_id == row.oaio_id, FileRow.present.is_(True), FileRow.sha256.is_not(None))
+            .where(FileRow.oaio_id == row.oaio_id, FileRow.present.is_(True), FileRow.sha256.is_not(None), mine)
             .values(synced_sha256=FileRow.sha256, synced_executable=FileRow.executable, synced_stamp=commit.stamp)
         )
-        s.execute(sa.delete(FileRow).where(FileRow.oaio_id == row.oaio_id, FileRow.present.is_(False)))
+        s.execute(sa.delete(FileRow).where(FileRow.oaio_id == row.oaio_id, FileRow.present.is_(False), mine))
         fresh = s.get(ObjectRow, row.oaio_id)
         assert fresh is not None
         ctx.repo.apply_server_object(fresh, answer)
         fresh.synced_stamp, fresh.synced_values = answer.client_stamp, answer.client_values
-        fresh.local_dirty, fresh.local_values, fresh.remote_dirty = False, None, False
+        fresh.local_dirty, fresh.local_values, fresh.remote_dirty = False, None, bool(commit.carried)
         fresh.status, fresh.hold_reason, fresh.delete_confirmed = STATUS_ACTIVE, "", False
         s.execute(sa.delete(JournalRow).where(JournalRow.id == entry))
     ctx.repo.add_history(row.oaio_id, "commit", detail=f"version {commit.stamp}: {len(commit.files)} files")

@@ -1,4 +1,4 @@
-"""A device whose disk is full (ENOSPC) loses nothing, keeps downloading what fits, leaves no
+"""A device whose disk is full (ENOSPC) loses nothing, keeps syncing what fits and what it changed, leaves no
 partial download behind, and converges once there is room (issue 10, storage faults).
 
 The device's synced folder is a real small file system: a tmpfs of a few MiB, mounted for the test and grown
@@ -62,10 +62,12 @@ def test_a_full_disk_keeps_syncing_what_fits_and_converges_after(make_device, sm
     assert _temps(b.root) == []  # the partial download is not left filling the disk
     kinds = {row.kind for row in b.engine.repo.errors() if row.path == "big.bin"}
     assert kinds == {"quota"}, kinds
-    # (b's own edits in this folder wait meanwhile: a push follows a finished merge, design §5; issue 10's note)
-    write(b.root / "from-b.txt", "made while full")
+    write(b.root / "from-b.txt", "b still uploads")  # the full device's own changes still leave it
+    b.sync()
+    converge(a)
+    assert tree(a.root)["from-b.txt"] == b"b still uploads" and tree(a.root)["big.bin"] == big  # nothing lost
     _grow(small_disk, "32m")  # room is made
     converge(a, b)
     assert a.tree() == b.tree()
-    assert b.tree()["big.bin"] == big and a.tree()["from-b.txt"] == b"made while full"
+    assert b.tree()["big.bin"] == big and b.tree()["from-b.txt"] == b"b still uploads"
     assert _temps(b.root) == []
