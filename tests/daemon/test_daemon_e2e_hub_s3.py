@@ -34,11 +34,14 @@ def start_on_hub_storage(cluster: Cluster, device: str) -> Any:
     return cluster.start(device)
 
 
-def sent_bytes(hub: Any) -> float:
-    """The hub's ``oaiod_hub_blob_sent_bytes_total`` (bodies of download/ and get-many/ it streamed)."""
+def blob_bytes(hub: Any) -> tuple[float, float]:
+    """The hub's ``oaiod_hub_blob_received_bytes_total`` and ``…_sent_bytes_total``: the blob bodies it streamed."""
     text = requests.get(hub.url.removesuffix("api/") + "metrics", timeout=10).text
-    [line] = [line for line in text.splitlines() if line.startswith("oaiod_hub_blob_sent_bytes_total ")]
-    return float(line.split()[1])
+    found = []
+    for metric in ("oaiod_hub_blob_received_bytes_total ", "oaiod_hub_blob_sent_bytes_total "):
+        [line] = [line for line in text.splitlines() if line.startswith(metric)]
+        found.append(float(line.split()[1]))
+    return found[0], found[1]
 
 
 def test_two_daemons_converge_through_a_hub_on_s3_with_direct_transfers(hub_cluster: Cluster) -> None:
@@ -49,7 +52,9 @@ def test_two_daemons_converge_through_a_hub_on_s3_with_direct_transfers(hub_clus
     for number in range(20):
         (ra / "notes" / f"n{number}.txt").write_text(f"note {number}")
     wait_converged([a, b], {f"notes/n{number}.txt" for number in range(20)})
-    streamed = sent_bytes(hub_cluster.hub)
+    received, sent = blob_bytes(hub_cluster.hub)
     (ra / "big.bin").write_bytes(os.urandom(LARGE))
     wait_converged([a, b], lambda found: "big.bin" in found, timeout=240)
-    assert sent_bytes(hub_cluster.hub) - streamed < LARGE  # b fetched it from the bucket, not through the hub
+    now_received, now_sent = blob_bytes(hub_cluster.hub)
+    assert now_received - received < LARGE  # a put it into the bucket, not through the hub
+    assert now_sent - sent < LARGE  # b fetched it from the bucket
