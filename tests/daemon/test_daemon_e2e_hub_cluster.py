@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from e2e_helpers import Cluster, first_cycles, root_of, wait_converged
-from test_daemon_e2e_hub_s3 import blob_bytes
+from test_daemon_e2e_hub_s3 import blob_bytes, start_on_hub_storage
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -33,17 +33,11 @@ def daemons(two_hubs: tuple[Any, Any], tmp_path: Path) -> Iterator[tuple[Any, An
     first, second = two_hubs
     group = Cluster(first, tmp_path, tmp_path / "unused")
     try:
-        a = _start_on_hub_storage(group, "dev-a", first.url)
-        b = _start_on_hub_storage(group, "dev-b", second.url)
+        a = start_on_hub_storage(group, "dev-a", url=first.url)
+        b = start_on_hub_storage(group, "dev-b", url=second.url)
         yield first, second, a, b
     finally:
         group.stop_all()
-
-
-def _start_on_hub_storage(cluster: Cluster, device: str, url: str) -> Any:
-    config = cluster.config(device, url=url)
-    config.write_text(config.read_text().replace('csh_id = "Local"', 'csh_id = "Hub"'))
-    return cluster.start(device)
 
 
 def test_daemons_on_two_hubs_of_a_cluster_converge(daemons: tuple[Any, Any, Any, Any]) -> None:

@@ -28,8 +28,9 @@ def hub_cluster(hub_factory: Callable[..., Any], hub_bucket: Any, tmp_path: Path
         group.stop_all()
 
 
-def start_on_hub_storage(cluster: Cluster, device: str) -> Any:
-    config = cluster.config(device)
+def start_on_hub_storage(cluster: Cluster, device: str, **options: Any) -> Any:
+    """Start ``device`` on the hub's own blob store (csh id ``Hub``); ``options`` as for ``Cluster.config``."""
+    config = cluster.config(device, **options)
     config.write_text(config.read_text().replace('csh_id = "Local"', 'csh_id = "Hub"'))
     return cluster.start(device)
 
