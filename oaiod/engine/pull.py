@@ -10,6 +10,7 @@ advances only when every file of the version was merged; otherwise the next cycl
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from oaiod.engine.plan import (
 )
 from oaiod.engine.rows import RowWriter
 from oaiod.engine.values import record_clashes
-from oaiod.errors import OaiodError
+from oaiod.errors import OaiodError, ValidationError
 from oaiod.model import OaiObject, right_grants, storage_key
 from oaiod.state.models import KIND_DATA, STATUS_ACTIVE, STATUS_HELD, FileRow, ObjectRow
 from oaiod.state.repo import FileStat
@@ -242,6 +243,7 @@ def _plan(ctx: EngineContext, row: ObjectRow, remote_map: dict[str, RemoteFile])
     # cut short by one file leaves synced_stamp empty, but knows what it downloaded): else a file the server deleted
     # or changed meanwhile would look like one this device added, and be pushed back or win its name
     has_base = bool(row.synced_stamp)
+    served = functools.cache(lambda: _served_contents(ctx, row.oaio_id))
     remaining = dict(remote_map)
     steps: list[_Step] = []
     ctx.progress.queued_downloads = ctx.progress.queued_download_bytes = 0
@@ -250,13 +252,17 @@ def _plan(ctx: EngineContext, row: ObjectRow, remote_map: dict[str, RemoteFile])
             remote = remaining.pop(file.path, None)
             local = file.sha256 if file.present else None
             remote_sha = remote.sha256 if remote is not None else None
-            action = decide(file.synced_sha256, local, remote_sha, has_base=has_base or file.synced_sha256 is not None)
+            base = file.synced_sha256
+            if base is None and not has_base and local is not None and (file.path, local) in served():
+                base = local  # the server had this very content here: downloaded before a kill lost its row
+            action = decide(base, local, remote_sha, has_base=has_base or base is not None)
             if action is Action.NOTHING and file.synced_sha256 == remote_sha and (local is not None or remote is None):
                 if remote is None and not file.present:
                     steps.append(_Step(file, file.path, None, action))  # deleted on both sides: drop the row
                 if remote is None or file.executable == remote.executable == file.synced_executable:
                     continue  # else only the executable bit differs: merged by _settle_executable
             s.expunge(file)
+            file.synced_sha256 = base  # detached: what the step decides on, written only by the step
             steps.append(_Step(file, file.path, remote, action))
     for path, remote in remaining.items():
         steps.append(_Step(None, path, remote, decide(None, None, remote.sha256, has_base=has_base)))
@@ -265,6 +271,27 @@ def _plan(ctx: EngineContext, row: ObjectRow, remote_map: dict[str, RemoteFile])
             ctx.progress.queued_downloads += 1
             ctx.progress.queued_download_bytes += max(0, step.remote.size if step.remote else 0)
     return steps
+
+
+def _served_contents(ctx: EngineContext, oaio_id: str) -> frozenset[tuple[str, str]]:
+    """``(path, sha256)`` of every file of every version the server keeps of an object (hub ``versions``), asked
+    only by a pull without a base that finds a file with no base of its own. A first pull cut short by a kill after
+    its renames and before its index rows leaves downloaded files that look added here; a file whose content the
+    server had at that path is the server's, so a deletion or change made since on another device applies to it
+    instead of bringing it back (sim seed 5). Empty without the feature or when the history cannot be read."""
+    try:
+        if "versions" not in ctx.api.features():
+            return frozenset()
+        versions = ctx.api.versions(oaio_id)
+    except (OaiodError, ValidationError) as exc:
+        log.info("%s: no version history to recognise downloaded files (%s)", oaio_id, exc)
+        return frozenset()
+    return frozenset(
+        (path, str(entry.sha256))
+        for version in versions
+        for path, entry in remote_files(version.values, version.stamp).items()
+        if entry.sha256 is not UNKNOWN
+    )
 
 
 def _needs_backend(step: _Step) -> bool:

@@ -47,3 +47,28 @@ def test_files_of_an_unfinished_first_pull_keep_their_base(make_device, monkeypa
     assert not [path for path in final if path.startswith("notes (conflicted copy")]
     assert final["mine.txt"] == b"b's own"  # the user's file without a base keeps its name (design §5)
     assert [content for path, content in final.items() if path.startswith("mine (conflicted copy")] == [b"the server's"]
+
+
+def test_files_a_killed_first_pull_installed_without_rows_are_known_as_the_servers(make_device) -> None:
+    """Sim seed 5: bob's daemon was killed (``kill -9``) during its first pull, after the downloads were renamed
+    into place and before their index rows were written. On restart the files looked like his own new ones, and
+    the folder alice had deleted meanwhile came back. A file whose content the server had at that path (its
+    version history says so) is now taken as the server's: the deletion and the edit made since apply to it. The
+    kill is stood in for by removing what it would not have written: the object's base and the files' rows."""
+    import sqlalchemy as sa
+
+    from oaiod.state.models import FileRow, ObjectRow
+
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "docs" / "gone.txt", "deleted soon")
+    write(a.root / "docs" / "edited.txt", "v1")
+    write(a.root / "kept.txt", "k")
+    converge(a, b)
+    with b.engine.repo.session() as s:  # what a kill between the renames and the row writes leaves
+        s.execute(sa.delete(FileRow))
+        s.execute(sa.update(ObjectRow).values(synced_stamp=""))
+    (a.root / "docs" / "gone.txt").unlink()
+    write(a.root / "docs" / "edited.txt", "v2 from a")
+    converge(a)
+    converge(b, a)
+    assert a.tree() == b.tree() == {"docs/edited.txt": b"v2 from a", "kept.txt": b"k"}
