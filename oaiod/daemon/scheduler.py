@@ -200,8 +200,11 @@ class SyncScheduler:
         log.warning("the clock jumped %+.0f s; rescheduling the periodic sync, rescan and gc", jump)
         now = datetime.now().astimezone()
         backing_off = max(0.0, self._backoff_deadline - mono)  # its end keeps its place on the monotonic clock
-        intervals = {"sync": backing_off or self.settings.interval, "rescan": self.settings.rescan_interval}
-        intervals["gc"] = self.settings.gc_interval
+        intervals = {
+            "sync": backing_off or self.settings.interval,
+            "rescan": self.settings.rescan_interval,
+            "gc": self.settings.gc_interval,
+        }
         for job_id, seconds in intervals.items():
             if self._scheduler.get_job(job_id) is not None:
                 self._scheduler.modify_job(job_id, next_run_time=now + timedelta(seconds=seconds))
