@@ -230,7 +230,9 @@ def test_bad_input_answers_4xx_json_and_stores_nothing(
     for lie in (len(body) - 1, len(body) + 10):
         status, answer_body = post_with_content_length(hub, alice, B + "put-many/", body, lie)
         assert 400 <= status < 500 and json.loads(answer_body)["error"], f"Content-Length {lie}: {status}"
-    assert post_with_content_length(hub, alice, B + "put-many/", body, "12x")[0] == 400  # by the HTTP server
+    # Refused by the HTTP server while it parses the head: no body is sent, since bytes the server
+    # never reads make its close a TCP reset that can overtake the 400 answer.
+    assert post_with_content_length(hub, alice, B + "put-many/", b"", "12x")[0] == 400
     statuses = {}
     for label, data, kwargs in cases:
         session = kwargs.pop("as", alice)
