@@ -26,14 +26,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert
 
 from oaiod.engine.context import EngineContext, fetch_one
-from oaiod.engine.ignore import IGNORE_FILE
+from oaiod.engine.ignore import IGNORE_FILE, IgnoreRules
 from oaiod.engine.localfs import LocalChanged, LocalFsError, current_stat, safe_join, temp_beside
 from oaiod.engine.manifest import MANIFEST_KEY, RemoteFile, remote_files
 from oaiod.engine.placeholders import _resolved, is_inside
 from oaiod.engine.plan import UNKNOWN
-from oaiod.engine.scanner import HashedFile, ScanResult, _hash_stable, _local_file, file_sha256, scan
+from oaiod.engine.scanner import HashedFile, ScanResult, _hash_stable, _local_file, file_sha256, holds_content, scan
 from oaiod.model import FILES_VALUES_KEY, OaiObject, storage_key
-from oaiod.state.models import KIND_FILES, KIND_FOLDER, KIND_ROOT, STATUS_REMOVED, FileRow, ObjectRow
+from oaiod.state.models import KIND_FILES, KIND_FOLDER, KIND_ROOT, STATUS_REMOVED, EmptyDirRow, FileRow, ObjectRow
 from oaiod.state.repo import FileStat, prefix_filter
 
 log = logging.getLogger("oaiod.engine.index")
@@ -117,6 +117,8 @@ def index_paths(
         for prefix in parts:
             indexed = ctx.repo.iter_scan_rows(row.oaio_id, prefix)  # streamed, merged with the walk in path order
             _merge(result, scan(root, indexed, prefix, ignore=rules, exclude=exclude, quiet_period=quiet))
+        if _index_empty_dirs(ctx, row.oaio_id, root, parts, result, rules, exclude):
+            report.dirty_objects.add(row.oaio_id)
     report.unstable = [root / rel for rel in result.unstable]
     report.symlinks = [root / rel for rel in result.symlinks]
     report.hashed = len(result.changed)
@@ -140,6 +142,55 @@ def covering(prefixes: Iterable[str]) -> list[str]:
     return kept
 
 
+def _index_empty_dirs(
+    ctx: EngineContext,
+    oaio_id: str,
+    root: Path,
+    parts: list[str],
+    result: ScanResult,
+    rules: IgnoreRules,
+    exclude: frozenset[str],
+) -> bool:
+    """Bring the object's empty folders up to date with the scan of ``parts`` (design §1: they sync as folders);
+    True (the object is dirty) when they changed.
+
+    The walk reports the empty folders under each part; a part's parent folders are looked at too, since the
+    deletion of a part can leave its folder empty and a new file fills one. Folders that could not be listed keep
+    what was known of them."""
+    known = ctx.repo.empty_dirs(oaio_id)
+    found = set(result.empty_dirs)
+    gone = {
+        path
+        for path in known
+        if any(_under(path, part) for part in parts) and not any(_under(path, u) for u in result.unlisted)
+    }
+    looked: dict[str, bool | None] = {}
+    for part in parts:
+        folder = part
+        while "/" in folder:
+            folder = folder.rsplit("/", 1)[0]
+            if folder in looked:
+                break
+            held = looked[folder] = holds_content(root, folder, rules, exclude)
+            if held is False:
+                found.add(folder)
+            else:
+                gone.add(folder)
+            if held:
+                break  # the folders above it hold it: not empty
+    add, remove = found - known, (gone & known) - found
+    if not (add or remove):
+        return False
+    ctx.repo.change_empty_dirs(oaio_id, add=add, remove=remove)
+    ctx.repo.update_object(oaio_id, local_dirty=True)
+    return True
+
+
+def _under(path: str, prefix: str) -> bool:
+    """True when ``path`` is ``prefix`` or lies in the folder ``prefix`` ("" holds everything)."""
+    return not prefix or path == prefix or path.startswith(prefix + "/")
+
+
 def _merge(total: ScanResult, part: ScanResult) -> None:
     """Add the scan of one (disjoint) part of a root to ``total``."""
     total.changed += part.changed
@@ -150,6 +201,8 @@ def _merge(total: ScanResult, part: ScanResult) -> None:
     total.ignored += part.ignored
     total.unignored += part.unignored
     total.restore += part.restore
+    total.empty_dirs += part.empty_dirs
+    total.unlisted += part.unlisted
     total.seen += part.seen
 
 
@@ -394,3 +447,9 @@ def forget_under(ctx: EngineContext, oaio_id: str, prefix: str) -> None:
     """Drop the index rows of ``oaio_id`` under ``prefix`` (a subtree that now belongs to another object)."""
     with ctx.repo.session() as s:
         s.execute(sa.delete(FileRow).where(FileRow.oaio_id == oaio_id, prefix_filter(prefix)))
+        under = (
+            sa.or_(EmptyDirRow.path == prefix, EmptyDirRow.path.startswith(prefix + "/", autoescape=True))
+            if prefix
+            else sa.true()
+        )
+        s.execute(sa.delete(EmptyDirRow).where(EmptyDirRow.oaio_id == oaio_id, under))

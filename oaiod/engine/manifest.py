@@ -8,14 +8,16 @@ unknown: the engine downloads and hashes) rather than trusted in part.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from oaiod.engine.plan import UNKNOWN, _Unknown
-from oaiod.model import FILES_VALUES_KEY
+from oaiod.model import FILES_VALUES_KEY, validate_file_path
 
 MANIFEST_KEY = "_oaiod"
 MANIFEST_VERSION = 1
+MAX_DIRS = 100_000  #: more empty folders than this in one manifest: its ``dirs`` counts as malformed
 _SHA = re.compile(r"\A[0-9a-f]{64}\Z")
 
 
@@ -72,16 +74,51 @@ def _fresh_entries(manifest: Any, client_stamp: str, paths: list[str]) -> dict[s
 
 
 def build_manifest(
-    kind: str, stamp: str, files: dict[str, list[Any]], *, confirmed_delete: bool = False
+    kind: str,
+    stamp: str,
+    files: dict[str, list[Any]],
+    *,
+    dirs: list[str] | None = None,
+    confirmed_delete: bool = False,
 ) -> dict[str, Any]:
-    """The ``_oaiod`` value of a version: ``files`` maps path to ``[size, mtime_ns, sha256, executable]``.
+    """The ``_oaiod`` value of a version: ``files`` maps path to ``[size, mtime_ns, sha256, executable]``, ``dirs``
+    lists the version's empty folders (sorted; the key is left out when there are none, as manifests before it had).
 
     ``confirmed_delete`` says a user confirmed this version's mass deletion: other devices do not hold it again.
     """
-    manifest = {"v": MANIFEST_VERSION, "kind": kind, "stamp": stamp, "files": files}
+    manifest: dict[str, Any] = {"v": MANIFEST_VERSION, "kind": kind, "stamp": stamp, "files": files}
+    if dirs:
+        manifest["dirs"] = dirs
     if confirmed_delete:
         manifest["confirmed_delete"] = True
     return manifest
+
+
+def remote_dirs(values: dict[str, Any], client_stamp: str) -> frozenset[str] | None:
+    """The empty folders of this version (design §1), or None when unknown: the manifest is not this version's (the
+    published client changed the object) or its ``dirs`` is malformed. A folder that is a file of the version or
+    holds one is not empty: such an entry is left out, never trusted over ``_file_paths``."""
+    manifest = values.get(MANIFEST_KEY)
+    if not isinstance(manifest, dict) or manifest.get("v") != MANIFEST_VERSION or manifest.get("stamp") != client_stamp:
+        return None
+    dirs = manifest.get("dirs", [])
+    if not isinstance(dirs, list) or len(dirs) > MAX_DIRS:
+        return None
+    paths = values.get(FILES_VALUES_KEY) or []
+    found: set[str] = set()
+    for path in dirs:
+        try:
+            if not isinstance(path, str) or validate_file_path(path) != path:
+                return None
+        except ValueError:
+            return None
+        found.add(path)
+    return frozenset(found.difference(paths, folders_of(paths)))
+
+
+def folders_of(paths: Iterable[str]) -> set[str]:
+    """Every folder that holds one of ``paths`` (``a/b/c`` is held by ``a/b`` and ``a``)."""
+    return {path.rsplit("/", depth)[0] for path in paths for depth in range(1, path.count("/") + 1)}
 
 
 def confirmed_delete(values: dict[str, Any], client_stamp: str) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 
 from oaiod.engine import localfs
 from oaiod.engine.context import EngineContext, EngineError, IntegrityError, transfer_batches
+from oaiod.engine.dirs import merge_remote_dirs
 from oaiod.engine.localfs import LocalChanged, LocalFsError
 from oaiod.engine.manifest import RemoteFile, confirmed_delete, remote_files
 from oaiod.engine.plan import (
@@ -92,6 +93,7 @@ def pull_object(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> PullOu
     steps = _clear_remote_folders(merge, steps, remote_map)
     for start in range(0, len(steps), APPLY_BATCH):
         _apply_batch(merge, steps[start : start + APPLY_BATCH])
+    merge_remote_dirs(ctx, row, remote)  # after the files: a file removed may have emptied a folder to keep
     _finish(ctx, row, remote, outcome)
     return outcome
 
@@ -491,8 +493,10 @@ def _install(
         except LocalChanged:
             if not synced or _stat_of(file) is not None or not localfs.is_folder(m.root / rel):
                 raise
-            _install_beside_folder(m, rel, fetched, want, file)
-            return
+            if not _removed_empty_folder(m.root / rel):
+                _install_beside_folder(m, rel, fetched, want, file)
+                return
+            m.installed.append(localfs.install_fetched(m.root, rel, fetched.temp, None))
     elif folders is not None and staged in folders.dropped:
         raise LocalChanged(f"the folder of {m.root / rel} appeared while it was downloaded; merging it next cycle")
     m.rows.write(rel, fetched.stat, fetched.got.sha256, _is_exec(want, file), synced=synced)
@@ -534,6 +538,15 @@ def _local_to_copy(m: _Merge, file: FileRow, rel: str) -> str:
     m.rows.write(copy, st, file.sha256 or "", file.executable, synced=False)
     m.rows.delete(rel)
     return copy
+
+
+def _removed_empty_folder(path: Path) -> bool:
+    """An empty folder where the server has a file holds nothing to lose: it gives the file its name (design §5)."""
+    try:
+        path.rmdir()
+    except OSError:
+        return False
+    return True
 
 
 def _install_beside_folder(m: _Merge, rel: str, fetched: _Fetched, want: RemoteFile, file: FileRow | None) -> None:

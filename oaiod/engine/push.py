@@ -21,13 +21,15 @@ import sqlalchemy as sa
 
 from oaiod.engine.context import EngineContext, transfer_batches
 from oaiod.engine.localfs import LocalChanged
-from oaiod.engine.manifest import MANIFEST_KEY, RemoteFile, build_manifest, remote_files
+from oaiod.engine.manifest import MANIFEST_KEY, RemoteFile, build_manifest, folders_of, remote_dirs, remote_files
 from oaiod.engine.plan import UNKNOWN, is_mass_deletion, merge_values
 from oaiod.engine.values import record_clashes
 from oaiod.model import FILES_VALUES_KEY, OaiObject, now_stamp, right_grants, storage_key
 from oaiod.server_api import UploadConflict
 from oaiod.state.models import (
     KIND_DATA,
+    KIND_FOLDER,
+    KIND_ROOT,
     STATUS_ACTIVE,
     STATUS_HELD,
     STATUS_NEW,
@@ -66,6 +68,7 @@ class _Commit:
     changed: bool
     copy_base: str = ""  # the version the sources are copied from
     carried: frozenset[str] = frozenset()
+    dirs: list[str] = field(default_factory=list)  # the empty folders
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class Carry:
     stamp: str
     remote: dict[str, RemoteFile]
     paths: frozenset[str]
+    dirs: frozenset[str] = frozenset()  #: the empty folders of the server's version
 
     @classmethod
     def of(cls, remote: OaiObject, paths: set[str]) -> Carry | None:
@@ -86,7 +90,8 @@ class Carry:
         files = remote_files(remote.client_values, remote.client_stamp)
         if any(entry.sha256 is UNKNOWN for entry in files.values()):
             return None
-        return cls(remote.client_stamp, files, frozenset(paths))
+        dirs = remote_dirs(remote.client_values, remote.client_stamp) or frozenset()
+        return cls(remote.client_stamp, files, frozenset(paths), dirs)
 
 
 def push_object(ctx: EngineContext, row: ObjectRow, carry: Carry | None = None) -> PushOutcome:
@@ -199,7 +204,19 @@ def _prepare(ctx: EngineContext, row: ObjectRow, carry: Carry | None = None) -> 
     kept = {entry[2] for entry in files.values()}
     deleted = sum(1 for sha in gone if sha not in kept)  # a moved or renamed file is not a deletion
     carried = carry.paths if carry is not None else frozenset()
-    return _Commit(stamp, files, sources, deleted, base_total, changed, copy_base, carried)
+    dirs = _empty_dirs(ctx, row, files)
+    base_dirs = carry.dirs if carry is not None else remote_dirs(row.synced_values, row.synced_stamp)
+    changed = changed or set(dirs) != (base_dirs or set())
+    return _Commit(stamp, files, sources, deleted, base_total, changed, copy_base, carried, dirs)
+
+
+def _empty_dirs(ctx: EngineContext, row: ObjectRow, files: dict[str, list[Any]]) -> list[str]:
+    """The empty folders of the new version (design §1), as indexed; one that holds a file of the version is not
+    empty (the index has not seen that file's folder since)."""
+    if row.kind not in (KIND_ROOT, KIND_FOLDER):
+        return []
+    holding = folders_of(files)
+    return sorted(path for path in ctx.repo.empty_dirs(row.oaio_id) if path not in files and path not in holding)
 
 
 def _commit(ctx: EngineContext, row: ObjectRow, commit: _Commit, outcome: PushOutcome) -> PushOutcome:
@@ -311,7 +328,9 @@ def _new_values(ctx: EngineContext, row: ObjectRow, commit: _Commit) -> tuple[di
     if row.kind != KIND_DATA:
         base[FILES_VALUES_KEY] = sorted(commit.files)
         files = {path: commit.files[path] for path in sorted(commit.files)}
-        base[MANIFEST_KEY] = build_manifest(row.kind, commit.stamp, files, confirmed_delete=row.delete_confirmed)
+        base[MANIFEST_KEY] = build_manifest(
+            row.kind, commit.stamp, files, dirs=commit.dirs, confirmed_delete=row.delete_confirmed
+        )
     return base, clashes
 
 

@@ -27,7 +27,7 @@ from oaiod.engine.settings import ROOT_OBJECT_NAME
 from oaiod.errors import OaiodError
 from oaiod.model import OaiObject, dedefuse, now_stamp
 from oaiod.server_api import NotFound, PermissionDenied
-from oaiod.state.models import KIND_ROOT, STATUS_ACTIVE, STATUS_NEW, FileRow, JournalRow, ObjectRow
+from oaiod.state.models import KIND_ROOT, STATUS_ACTIVE, STATUS_NEW, EmptyDirRow, FileRow, JournalRow, ObjectRow
 
 log = logging.getLogger("oaiod.engine")
 
@@ -155,6 +155,7 @@ def switch_root(ctx: EngineContext, current: ObjectRow | None, obj: OaiObject | 
                 .where(old)
                 .values(oaio_id=row.oaio_id, synced_sha256=None, synced_stamp="", synced_executable=False)
             )
+            s.execute(sa.update(EmptyDirRow).where(EmptyDirRow.oaio_id == current.oaio_id).values(oaio_id=row.oaio_id))
             s.execute(sa.delete(ObjectRow).where(ObjectRow.oaio_id == current.oaio_id))
             if current.status != STATUS_NEW and registered_here(ctx, current.oaio_id):
                 stamp = now_stamp()

@@ -71,6 +71,10 @@ class ScanResult:
     unignored: list[str] = field(default_factory=list)
     #: frozen as ignored, no longer ignored, but absent from disk: to restore from the synced version
     restore: list[str] = field(default_factory=list)
+    #: folders the walk entered and found nothing in to sync (no file, no folder it entered): they sync as folders
+    empty_dirs: list[str] = field(default_factory=list)
+    #: folders that could not be listed: what the index knows of them stays as it was
+    unlisted: list[str] = field(default_factory=list)
     seen: int = 0
 
 
@@ -112,12 +116,14 @@ def _walk_stats(
     exclude: frozenset[str],
     on_symlink: Callable[[str], None] | None,
     on_unlisted: Callable[[str], None] | None,
+    on_empty: Callable[[str], None] | None = None,
 ) -> Iterator[tuple[str, os.stat_result]]:
     """``(relative path, lstat)`` of every regular file, in code point order of the path (SQLite's binary order).
 
     Depth first, each folder's entries sorted by name with ``/`` appended to folders: a folder's files then come
     exactly where their paths sort (``a-b`` < ``a/x`` < ``a0``). ``on_unlisted`` hears of folders that cannot be
-    listed, whose indexed files must be left alone rather than taken as deleted.
+    listed, whose indexed files must be left alone rather than taken as deleted; ``on_empty`` of folders below the
+    root that hold nothing to sync (see :func:`holds_content`).
     """
     start = root / prefix if prefix else root
     try:
@@ -137,23 +143,64 @@ def _walk_stats(
     if not _stat.S_ISDIR(st.st_mode) or (prefix and ignore.ignored(prefix, is_dir=True)):
         return
     folder = f"{prefix}/" if prefix else ""
-    stack = [(iter(_listing(str(start), folder, ignore, on_unlisted)), str(start), folder)]
+    unlisted: set[str] = set()  # not known to be empty
+
+    def note_unlisted(rel: str) -> None:
+        unlisted.add(rel)
+        if on_unlisted is not None:
+            on_unlisted(rel)
+
+    def listing(path: str, rel: str) -> list[tuple[str, str, os.stat_result | None]]:
+        return _listing(path, rel, ignore, note_unlisted)
+
+    # a frame: (entries left, folder path, relative folder with "/", [holds content])
+    stack = [(iter(listing(str(start), folder)), str(start), folder, [False])]
     while stack:
-        entries, path, folder = stack[-1]
+        entries, path, folder, content = stack[-1]
         for key, kind, file_stat in entries:
             if file_stat is not None:  # a file (only files carry their lstat)
+                content[0] = True
                 yield folder + key, file_stat
             elif kind is _FOLDER:
                 name = key[:-1]
                 rel = folder + name
-                if rel not in exclude and not ignore.ignored_entry(rel, name, is_dir=True):
+                if rel in exclude:
+                    content[0] = True  # another object's folder: this one is not empty
+                elif not ignore.ignored_entry(rel, name, is_dir=True):
+                    content[0] = True
                     inner = f"{path}/{name}"
-                    stack.append((iter(_listing(inner, rel + "/", ignore, on_unlisted)), inner, rel + "/"))
+                    stack.append((iter(listing(inner, rel + "/")), inner, rel + "/", [False]))
                     break  # descend now: the folder's files sort right here
             elif on_symlink is not None and not ignore.ignored(folder + key):
                 on_symlink(folder + key)
         else:
             stack.pop()
+            if on_empty is not None and folder and not content[0] and folder[:-1] not in unlisted:
+                on_empty(folder[:-1])
+
+
+def holds_content(root: Path, rel: str, ignore: IgnoreRules, exclude: frozenset[str] = frozenset()) -> bool | None:
+    """Whether the folder ``root/rel`` holds anything to sync — a file the ignore rules keep, a folder they keep
+    or another object's folder — as the walk decides it (a symlink is not synced: it does not count). None when
+    it is not a folder (gone, a file, a symlink) or cannot be listed."""
+    path = root / rel
+    try:
+        if not _stat.S_ISDIR(path.lstat().st_mode):
+            return None
+    except OSError:
+        return None
+    unlisted: list[str] = []
+    entries = _listing(str(path), f"{rel}/", ignore, unlisted.append)
+    if unlisted:
+        return None
+    for key, kind, _st in entries:
+        if kind is _FILE:
+            return True
+        if kind is _FOLDER:
+            name = key[:-1]
+            if f"{rel}/{name}" in exclude or not ignore.ignored_entry(f"{rel}/{name}", name, is_dir=True):
+                return True
+    return False
 
 
 _FILE, _FOLDER, _SYMLINK = "file", "folder", "symlink"  # entry kinds of a listing (compared by identity)
@@ -244,7 +291,7 @@ def scan(
     row = next(rows, None)
     now_ns, quiet_ns = time.time_ns(), int(quiet_period * 1e9)
     previous = ""
-    files = _walk_stats(root, prefix, rules, exclude, result.symlinks.append, unlisted.append)
+    files = _walk_stats(root, prefix, rules, exclude, result.symlinks.append, unlisted.append, result.empty_dirs.append)
     for rel, st in files:
         if rel <= previous:
             raise RuntimeError(f"the walk of {root} is out of order at {rel!r}")  # a bug: missing would be wrong
@@ -273,6 +320,7 @@ def scan(
         passed.append((row[0], bool(row[4]), len(row) > 5 and bool(row[5])))
         row = next(rows, None)
     _not_found(passed, rules, exclude.union(unlisted), result)
+    result.unlisted = unlisted
     return result
 
 

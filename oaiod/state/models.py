@@ -100,6 +100,15 @@ class FileRow(Base):
     ignored: Mapped[bool] = mapped_column(default=False, server_default=sa.text("0"))
 
 
+class EmptyDirRow(Base):
+    """An empty folder of an object's root as the index last saw it: it syncs as part of the version (the manifest's
+    ``dirs``, design §1), so a folder made here with nothing in it appears on the other devices too."""
+
+    __tablename__ = "empty_dirs"
+    oaio_id: Mapped[str] = mapped_column(ID, ForeignKey("objects.oaio_id", ondelete="CASCADE"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(4096), primary_key=True)
+
+
 class ExcludedFolderRow(Base):
     """A folder inside a synced folder that is not synced with it on this device: it was the root of an object that
     stopped syncing here (``ctl remove``, deleted on the server, unshared). Its files stay on disk and are not taken

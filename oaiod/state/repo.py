@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from oaiod.errors import FailureKind, failure_kind
@@ -28,6 +29,7 @@ from oaiod.state.models import (
     STATUS_NEW,
     ConflictRow,
     CursorRow,
+    EmptyDirRow,
     ErrorRow,
     ExcludedFolderRow,
     FileRow,
@@ -156,6 +158,7 @@ class StateRepo:
     def delete_object(self, oaio_id: str) -> None:
         with self.session() as s:
             s.execute(sa.delete(FileRow).where(FileRow.oaio_id == oaio_id))
+            s.execute(sa.delete(EmptyDirRow).where(EmptyDirRow.oaio_id == oaio_id))
             s.execute(sa.delete(ObjectRow).where(ObjectRow.oaio_id == oaio_id))
 
     @staticmethod
@@ -207,6 +210,24 @@ class StateRepo:
             if server is not None:
                 self.apply_server_object(row, server)
             row.synced_stamp, row.synced_values = stamp, values
+
+    # -- empty folders -------------------------------------------------------------------------------------------
+
+    def empty_dirs(self, oaio_id: str) -> set[str]:
+        """The empty folders of an object's root as last indexed (few: a set in memory)."""
+        with self.session() as s:
+            return set(s.scalars(sa.select(EmptyDirRow.path).where(EmptyDirRow.oaio_id == oaio_id)))
+
+    def change_empty_dirs(self, oaio_id: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()) -> None:
+        """Record folders found empty (``add``) and ones no longer empty or gone (``remove``), in one transaction."""
+        added, removed = set(add), set(remove)
+        with self.session() as s:
+            for start in range(0, len(removed), 500):
+                batch = sorted(removed)[start : start + 500]
+                s.execute(sa.delete(EmptyDirRow).where(EmptyDirRow.oaio_id == oaio_id, EmptyDirRow.path.in_(batch)))
+            if added:
+                statement = insert(EmptyDirRow).on_conflict_do_nothing()
+                s.execute(statement, [{"oaio_id": oaio_id, "path": path} for path in sorted(added)])
 
     # -- files ---------------------------------------------------------------------------------------------------
 
