@@ -77,6 +77,8 @@ class Simulation:
         config = self.base / f"{device}.toml"
         if not config.exists():
             config = self.cluster.config(device, self._user(device), url=self.proxies[device].url, interval=5)
+            if self.plan.storage != "Local":
+                config.write_text(config.read_text().replace('csh_id = "Local"', f'csh_id = "{self.plan.storage}"'))
         proc = DaemonProcess(config, real=True)
         self.cluster.started.append(proc)
         self.procs[device] = proc

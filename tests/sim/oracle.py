@@ -5,8 +5,8 @@ The driver records every content it writes (:meth:`Ledger.wrote`), every content
 moved or changed the mode of (it may legitimately come back at a new path, or as a kept modification of a file
 another device deleted). After the run, with every device online and quiet:
 
-- every root is identical: the same files, contents and executable bits (oaiod syncs files; an empty folder
-  is not part of a version, so folders are compared through the files they hold);
+- every root is identical: the same files, contents and executable bits, and the same folders — empty ones
+  included (a snapshot lists an empty folder as ``path/``);
 - no download temp file (``.oaiod-tmp-*``) remains anywhere;
 - every content written and not destroyed by a user exists somewhere: in a root (a conflicted copy included) or
   in a device's trash (``.oaiod/trash``);
@@ -26,6 +26,7 @@ from pathlib import Path
 from oaiod.engine.ignore import STATE_FOLDER, TEMP_PREFIX
 
 EMPTY = hashlib.sha256(b"").hexdigest()
+FOLDER = "folder"  #: what a snapshot holds for an empty folder in place of a sha256
 
 
 def digest(data: bytes) -> str:
@@ -71,13 +72,16 @@ def file_digest(path: Path) -> str | None:
 
 def snapshot(root: Path, skip: frozenset[str] = frozenset()) -> dict[str, tuple[str, bool]]:
     """``path -> (sha256, executable)`` of every regular file under ``root`` but oaiod's ``.oaiod/`` (and the top
-    folders in ``skip``); temp files are included, so a converged snapshot has none."""
+    folders in ``skip``), and ``path/ -> (FOLDER, False)`` of every empty folder; temp files are included, so a
+    converged snapshot has none."""
     found: dict[str, tuple[str, bool]] = {}
     for folder, dirs, files in os.walk(root):
         rel_folder = os.path.relpath(folder, root)
         if rel_folder == ".":
             dirs[:] = [d for d in dirs if d != STATE_FOLDER and d not in skip]
             rel_folder = ""
+        elif not dirs and not files:
+            found[f"{rel_folder}/"] = (FOLDER, False)
         for name in files:
             path = Path(folder, name)
             try:

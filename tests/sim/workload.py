@@ -63,7 +63,13 @@ OP_WEIGHTS = {
     "rename-cycle": 4,
     "swap": 2,
     "twin-write": 6,
+    "mkdir": 4,  # an empty folder (or a tree of them)
 }
+
+STORAGES = ("Local", "Hub")
+
+#: names of the empty folders ``mkdir`` makes (under one of FOLDERS); ``d1`` and ``e`` are file names too
+EMPTY_FOLDERS = ("empty", "Empty", "e", "d1", "new/inner")
 
 #: fault kind -> weight; a fault starts before operation ``at`` of its round and ends with the round
 FAULT_WEIGHTS = {
@@ -119,12 +125,15 @@ class Plan:
     bob_right: str
     rounds: tuple[Round, ...]
     initial: tuple[Op, ...] = ()  #: written on alice-1 before the folder is shared
+    #: the devices' storage host: ``Local`` (a shared folder) or ``Hub`` (the hub's blob store, reached through each
+    #: device's fault proxy, so its network faults hit uploads and downloads too)
+    storage: str = "Local"
 
     def steps(self) -> int:
         return len(self.initial) + sum(len(r.ops) + len(r.faults) for r in self.rounds)
 
     def describe(self) -> str:
-        lines = [f"seed {self.seed}, bob has {self.bob_right}"]
+        lines = [f"seed {self.seed}, bob has {self.bob_right}, storage {self.storage}"]
         lines += [f"  initial {op}" for op in self.initial]
         for number, rnd in enumerate(self.rounds):
             lines.append(f"  round {number} (settle {rnd.settle:.1f} s)")
@@ -189,6 +198,9 @@ def _draw_op(rng: random.Random, model: _Model, tag: str) -> list[Op]:
         elif kind == "delete":
             model.files.discard(path)
         return [Op(kind, device, path, size=_size(rng), tag=tag, pause=pause)]
+    if kind == "mkdir":
+        folder, name = rng.choice(FOLDERS), rng.choice(EMPTY_FOLDERS)
+        return [Op(kind, device, f"{folder}/{name}" if folder else name, tag=tag, pause=pause)]
     if kind == "twin-write":  # the same path written on two devices at once
         path = _some_file(rng, model)
         other = rng.choice([d for d in DEVICES if d != device])
@@ -242,7 +254,8 @@ def make_plan(seed: int, rounds: int | None = None) -> Plan:
             device = "" if kind.startswith("hub") else rng.choice(DEVICES)
             faults.append(Fault(kind, device, rng.randint(0, len(ops))))
         plan_rounds.append(Round(tuple(ops), tuple(faults), settle=rng.choice((0.5, 1.0, 2.0, 4.0))))
-    return Plan(seed, rng.choice(("U", "D")), tuple(plan_rounds), tuple(initial))
+    bob_right = rng.choice(("U", "D"))
+    return Plan(seed, bob_right, tuple(plan_rounds), tuple(initial), storage=rng.choice(STORAGES))
 
 
 def without(plan: Plan, drop: set[tuple[int, str, int]]) -> Plan:
@@ -435,6 +448,14 @@ def _move_folder(root: Path, seed: int, op: Op, ledger: Ledger, where: str) -> s
     return "done"
 
 
+def _mkdir(root: Path, seed: int, op: Op, ledger: Ledger, where: str) -> str:
+    folder = root / op.path
+    if folder.exists() or folder.is_symlink():
+        return "skipped: the path exists"
+    folder.mkdir(parents=True)  # a file in the way of a parent: OSError, skipped
+    return "done"
+
+
 def _delete_folder(root: Path, seed: int, op: Op, ledger: Ledger, where: str) -> str:
     folder = root / op.path
     if not folder.is_dir() or folder.is_symlink():
@@ -456,4 +477,5 @@ _APPLY = {
     "swap": _swap,
     "move-folder": _move_folder,
     "delete-folder": _delete_folder,
+    "mkdir": _mkdir,
 }
