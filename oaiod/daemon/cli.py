@@ -293,6 +293,65 @@ def ctl_confirm_delete(ctx: click.Context, oaio_id: str, wait: bool, as_json: bo
     _call_queued(ctx, "confirm-delete", render, wait, oaio_id=oaio_id)
 
 
+@ctl.group("exclude")
+def ctl_exclude() -> None:
+    """Selective sync: files and folders this device does not hold.
+
+    An excluded folder is not downloaded here; its local copy goes to this device's trash (files changed here
+    and not synced yet stay on disk); nothing is deleted on the server or the other devices, and it comes back
+    with `exclude remove`.
+    """
+
+
+@ctl_exclude.command("add")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--yes", is_flag=True, help="Do not ask before moving the local copy to the trash.")
+@wait_option
+@json_option
+@click.pass_context
+def ctl_exclude_add(ctx: click.Context, path: Path, yes: bool, wait: bool, as_json: bool) -> None:
+    """Stop syncing PATH (a file or folder inside a synced folder) on this device."""
+    where = str(path.expanduser().absolute())
+    if not yes:
+        plan = _call(ctx, "exclude", lambda r: None, path=where, dry_run=True)
+        if plan["trashed"]:
+            question = (
+                f"{len(plan['trashed'])} file(s), {_bytes(plan['size'])}, under {where} go to this device's "
+                "trash (they stay on the server and your other devices). Continue?"
+            )
+            if not sys.stdin.isatty():
+                _fail(f"{question.removesuffix(' Continue?')} Run again with --yes to go ahead.", EXIT_FAILED)
+            click.confirm(question, abort=True)
+    render = lambda r: click.echo(f"{where} is no longer synced on this device")  # noqa: E731
+    _call_queued(ctx, "exclude", render, wait, path=where)
+
+
+@ctl_exclude.command("remove")
+@click.argument("path", type=click.Path(path_type=Path))
+@wait_option
+@json_option
+@click.pass_context
+def ctl_exclude_remove(ctx: click.Context, path: Path, wait: bool, as_json: bool) -> None:
+    """Sync PATH on this device again (its files come back from the server)."""
+    where = str(path.expanduser().absolute())
+    _call_queued(ctx, "include", lambda r: click.echo(f"{where} syncs on this device again"), wait, path=where)
+
+
+@ctl_exclude.command("list")
+@json_option
+@click.pass_context
+def ctl_exclude_list(ctx: click.Context, as_json: bool) -> None:
+    """List the paths excluded on this device."""
+
+    def render(rows: list[dict[str, str]]) -> None:
+        for row in rows:
+            click.echo(f"{row['folder']}/{row['path']}")
+        if not rows:
+            click.echo("nothing is excluded on this device")
+
+    _call(ctx, "exclusions", render)
+
+
 @ctl.command("restore")
 @click.argument("oaio_id", metavar="OBJ")
 @click.option("--stamp", required=True, help="The version to restore (see: oaiod ctl versions OBJ).")

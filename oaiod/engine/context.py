@@ -154,7 +154,7 @@ class EngineContext:
     def ignore_rules(self, root: Path, *, reload: bool = False) -> IgnoreRules:
         rules = self._ignores.get(root)
         if rules is None or reload:
-            rules = IgnoreRules.for_root(root, self.settings.ignore_patterns)
+            rules = IgnoreRules.for_root(root, self.settings.ignore_patterns, self.repo.excluded_in_folder(str(root)))
             self._ignores[root] = rules
         return rules
 

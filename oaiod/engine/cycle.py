@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from oaiod.engine import ops
+from oaiod.engine import ops, selective
 from oaiod.engine.context import EngineContext, OpenBackend, ServerApi
 from oaiod.engine.index import IndexReport, index_paths, owner_of, rooted, settle_ignored
 from oaiod.engine.mapping import is_own_root, map_object
@@ -328,6 +328,26 @@ class SyncEngine:
     def remove(self, oaio_id: str) -> None:
         with self._lock:
             ops.remove(self.ctx, oaio_id)
+
+    def exclude(self, path: Path, *, dry_run: bool = False) -> selective.Exclusion:
+        """Stop holding ``path`` (a file or folder inside a synced folder) on this device (selective sync)."""
+        with self._lock:
+            row, rel = selective.locate(self.ctx, Path(path))
+            return selective.exclude(self.ctx, row, rel, dry_run=dry_run)
+
+    def include(self, path: Path) -> list[str]:
+        """Hold an excluded ``path`` here again; its server files come back at the next cycle."""
+        with self._lock:
+            row, rel = selective.locate(self.ctx, Path(path))
+            restore = selective.include(self.ctx, row, rel)
+            if restore:
+                self._restore.setdefault(row.oaio_id, set()).update(restore)
+            return restore
+
+    def exclusions(self) -> list[tuple[str, str]]:
+        """``(folder, path)`` of every path excluded on this device."""
+        folders = {row.oaio_id: row.local_root or "" for row in self.repo.objects(values=False)}
+        return [(folders.get(oaio_id, ""), path) for oaio_id, path in self.repo.excluded_paths()]
 
     def objects(self) -> Listing:
         """What ``ctl ls`` lists: the synced objects and the folders excluded from the folder around them."""

@@ -40,15 +40,28 @@ def merge_remote_dirs(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> 
     if wanted is None:
         return
     base = remote_dirs(row.synced_values, row.synced_stamp) or frozenset()
+    rules = ctx.ignore_rules(root)
     made: list[str] = []
     removed: list[str] = []
     for rel in sorted(base - wanted, reverse=True):  # deepest first: a parent may empty with its child
-        removed += _remove_empty(root, rel, wanted)
+        if not rules.covers(rel):
+            removed += _remove_empty(root, rel, wanted)
     for rel in sorted(wanted - base):
-        if _make(root, rel):
+        if not rules.covers(rel) and _make(root, rel):  # ignored or excluded here: not made (pushes carry it on)
             made.append(rel)
     if made or removed:
         ctx.repo.change_empty_dirs(row.oaio_id, add=made, remove=removed)
+
+
+def restore_dirs(ctx: EngineContext, row: ObjectRow, under: str) -> list[str]:
+    """Make the synced version's empty folders at or under ``under`` that are missing here (a path included again
+    after an exclusion); the folders made."""
+    root = Path(row.local_root or "")
+    base = remote_dirs(row.synced_values, row.synced_stamp) or frozenset()
+    made = [rel for rel in sorted(base) if (rel == under or rel.startswith(under + "/")) and _make(root, rel)]
+    if made:
+        ctx.repo.change_empty_dirs(row.oaio_id, add=made)
+    return made
 
 
 def _make(root: Path, rel: str) -> bool:

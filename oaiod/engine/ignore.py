@@ -53,20 +53,49 @@ _BUILTIN_DIRS = re.compile("|".join(fnmatch.translate(p[:-1]) for p in BUILTIN_P
 
 
 class IgnoreRules:
-    """The built-ins plus extra patterns (from the config) plus one root's ``.oaioignore``."""
+    """The built-ins plus extra patterns (from the config) plus one root's ``.oaioignore``, plus the paths excluded
+    from syncing on this device (selective sync, ``ctl exclude``).
 
-    def __init__(self, extra_patterns: Iterable[str] = (), root_patterns: Iterable[str] = ()) -> None:
-        user = [p for p in (*extra_patterns, *root_patterns) if p.strip() and not p.lstrip().startswith("#")]
+    Two kinds of ignored: the built-ins and ``.oaioignore`` (every device of the folder applies them) mean *never
+    uploaded*; this device's own choices — ``[sync] ignore_patterns`` and excluded paths — mean *not here* too
+    (:meth:`device_only`): a server file there is not downloaded where no local file stands, and stays on the
+    server and the other devices.
+    """
+
+    def __init__(
+        self,
+        extra_patterns: Iterable[str] = (),
+        root_patterns: Iterable[str] = (),
+        excluded: Iterable[str] = (),
+    ) -> None:
+        extra = _patterns(extra_patterns)
+        user = extra + _patterns(root_patterns)
         self.patterns = (*BUILTIN_PATTERNS, *user)
+        self.excluded = frozenset(excluded)  #: relative paths (files or folders) not synced on this device
         # the built-ins name single files or folders: one regex on the last component is enough (and fast);
         # pathspec (full gitignore semantics, negations included) runs only when the user gave patterns
         self._spec = pathspec.GitIgnoreSpec.from_lines(self.patterns) if user else None
+        self._device_spec = pathspec.GitIgnoreSpec.from_lines(extra) if extra else None
         self._covered: dict[str, bool] = {}  # folder -> itself or a folder above it ignored (the rules never change)
 
     @classmethod
-    def for_root(cls, root: Path, extra_patterns: Iterable[str] = ()) -> IgnoreRules:
+    def for_root(cls, root: Path, extra_patterns: Iterable[str] = (), excluded: Iterable[str] = ()) -> IgnoreRules:
         """Rules of a synced root; an unreadable or oversized ``.oaioignore`` is logged and skipped."""
-        return cls(extra_patterns, read_ignore_file(root / IGNORE_FILE))
+        return cls(extra_patterns, read_ignore_file(root / IGNORE_FILE), excluded)
+
+    def device_only(self, rel_path: str) -> bool:
+        """True when this device's own rules (excluded paths, ``[sync] ignore_patterns``) cover the file
+        ``rel_path``, itself or through a folder: the server's file is not downloaded here."""
+        if self._device_spec is None and not self.excluded:
+            return False
+        parts = rel_path.split("/")
+        for depth in range(1, len(parts) + 1):
+            path, is_dir = "/".join(parts[:depth]), depth < len(parts)
+            if path in self.excluded:
+                return True
+            if self._device_spec is not None and self._device_spec.match_file(path + "/" if is_dir else path):
+                return True
+        return False
 
     def ignored(self, rel_path: str, *, is_dir: bool = False) -> bool:
         """True when ``rel_path`` (relative, ``/``-separated) must not sync."""
@@ -75,6 +104,8 @@ class IgnoreRules:
     def ignored_entry(self, rel_path: str, name: str, *, is_dir: bool = False) -> bool:
         """:meth:`ignored` for a walk that holds the last component ``name`` of ``rel_path`` already (once per file
         of every rescan: splitting the path again cost ~5 % of it)."""
+        if rel_path in self.excluded:
+            return True
         if self._spec is not None:
             return self._spec.match_file(rel_path + "/" if is_dir else rel_path)
         return bool(_BUILTIN_ANY.match(name) or (is_dir and _BUILTIN_DIRS.match(name)))
@@ -104,6 +135,10 @@ class IgnoreRules:
             if len(self._covered) < MAX_REMEMBERED_FOLDERS:
                 self._covered[path] = covered
         return covered
+
+
+def _patterns(lines: Iterable[str]) -> list[str]:
+    return [p for p in lines if p.strip() and not p.lstrip().startswith("#")]
 
 
 def read_ignore_file(path: Path) -> list[str]:

@@ -326,25 +326,44 @@ def settle_ignored(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> lis
     A frozen file unchanged here is left to the pull (downloaded). A file the server adds or changes at an ignored
     path where an unindexed local file stands gets a frozen row the same way (the pull would otherwise find a file
     in the way of its download at every cycle, since the index never takes an ignored file in).
+
+    Where this device's own rules (excluded here, ``[sync] ignore_patterns``: see
+    :meth:`~oaiod.engine.ignore.IgnoreRules.device_only`) cover a path and no local file stands, nothing is
+    downloaded: whatever the server adds, changes or deletes there only moves the frozen row to the server's
+    version, which later pushes carry on (a local file there is settled as above).
     """
     if not row.local_root or row.kind not in (KIND_ROOT, KIND_FOLDER):
         return []
     root = Path(row.local_root)
     frozen = ctx.repo.ignored_files(row.oaio_id)
     rules = ctx.ignore_rules(root)
-    in_the_way = [
-        path
-        for path in _changed_paths(row, remote)
-        if rules.covers(path) and ctx.repo.get_file(row.oaio_id, path) is None and _on_disk(root, path)
-    ]
-    if not frozen and not in_the_way:
+    in_the_way: list[str] = []
+    not_here: list[str] = []
+    for path in _changed_paths(row, remote):
+        if rules.covers(path) and ctx.repo.get_file(row.oaio_id, path) is None:
+            if _on_disk(root, path):
+                in_the_way.append(path)
+            elif rules.device_only(path):
+                not_here.append(path)
+    if not frozen and not in_the_way and not not_here:
         return []
     wanted = remote_files(remote.client_values, remote.client_stamp)
     kept = []
+    for path in not_here:
+        want = wanted.get(path)
+        if want is not None and want.sha256 is UNKNOWN:
+            want = _fetch_hash(ctx, remote, path, root, False)
+        if want is not None:
+            _stay_remote(ctx, row.oaio_id, path, want, new=True)
     for file in frozen:
         want = wanted.get(file.path)
         if want is not None and (want.sha256, want.executable) == (file.synced_sha256, file.synced_executable):
             continue  # the server did not change it
+        if rules.device_only(file.path) and not _on_disk(root, file.path):
+            if want is not None and want.sha256 is UNKNOWN:
+                want = _fetch_hash(ctx, remote, file.path, root, file.synced_executable)
+            _stay_remote(ctx, row.oaio_id, file.path, want)
+            continue
         if _unchanged_on_disk(root / file.path, file):
             continue  # as synced: the pull applies the server's change (content or executable bit)
         if want is not None and want.sha256 is UNKNOWN:
@@ -407,6 +426,27 @@ def _fetch_hash(ctx: EngineContext, remote: OaiObject, rel: str, root: Path, exe
         return RemoteFile(got.sha256, got.size, 0, executable)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _stay_remote(ctx: EngineContext, oaio_id: str, path: str, want: RemoteFile | None, *, new: bool = False) -> None:
+    """A file not synced here (``device_only``): its frozen row takes the server's version — made for a ``new``
+    one, dropped for one the server deleted — and nothing touches the disk."""
+    where = (FileRow.oaio_id == oaio_id, FileRow.path == path)
+    with ctx.repo.session() as s:
+        if want is None:
+            s.execute(sa.delete(FileRow).where(*where))
+            return
+        assert isinstance(want.sha256, str)
+        if new:
+            s.add(FileRow(oaio_id=oaio_id, path=path, synced_stamp=""))
+            s.flush()
+        s.execute(
+            sa.update(FileRow)
+            .where(*where)
+            .values(present=True, size=max(0, want.size), mtime_ns=want.mtime_ns, inode=0, ignored=True)
+            .values(sha256=want.sha256, executable=want.executable)
+            .values(synced_sha256=want.sha256, synced_executable=want.executable)
+        )
 
 
 def _keep_local(ctx: EngineContext, oaio_id: str, path: str, want: RemoteFile | None, disk: Path | None = None) -> bool:

@@ -204,19 +204,22 @@ def _prepare(ctx: EngineContext, row: ObjectRow, carry: Carry | None = None) -> 
     kept = {entry[2] for entry in files.values()}
     deleted = sum(1 for sha in gone if sha not in kept)  # a moved or renamed file is not a deletion
     carried = carry.paths if carry is not None else frozenset()
-    dirs = _empty_dirs(ctx, row, files)
     base_dirs = carry.dirs if carry is not None else remote_dirs(row.synced_values, row.synced_stamp)
+    dirs = _empty_dirs(ctx, row, files, base_dirs or frozenset())
     changed = changed or set(dirs) != (base_dirs or set())
     return _Commit(stamp, files, sources, deleted, base_total, changed, copy_base, carried, dirs)
 
 
-def _empty_dirs(ctx: EngineContext, row: ObjectRow, files: dict[str, list[Any]]) -> list[str]:
-    """The empty folders of the new version (design §1), as indexed; one that holds a file of the version is not
-    empty (the index has not seen that file's folder since)."""
-    if row.kind not in (KIND_ROOT, KIND_FOLDER):
+def _empty_dirs(ctx: EngineContext, row: ObjectRow, files: dict[str, list[Any]], base: frozenset[str]) -> list[str]:
+    """The empty folders of the new version (design §1): as indexed, and the base's that are ignored or excluded
+    here (the index never sees them: carried on as the server has them). One that holds a file of the version is
+    not empty (the index has not seen that file's folder since)."""
+    if row.kind not in (KIND_ROOT, KIND_FOLDER) or not row.local_root:
         return []
+    rules = ctx.ignore_rules(Path(row.local_root))
+    found = ctx.repo.empty_dirs(row.oaio_id) | {path for path in base if rules.covers(path)}
     holding = folders_of(files)
-    return sorted(path for path in ctx.repo.empty_dirs(row.oaio_id) if path not in files and path not in holding)
+    return sorted(path for path in found if path not in files and path not in holding)
 
 
 def _commit(ctx: EngineContext, row: ObjectRow, commit: _Commit, outcome: PushOutcome) -> PushOutcome:

@@ -109,6 +109,17 @@ class EmptyDirRow(Base):
     path: Mapped[str] = mapped_column(String(4096), primary_key=True)
 
 
+class ExcludedPathRow(Base):
+    """A file or folder of an object that is not synced on this device (selective sync, ``ctl exclude``): not
+    downloaded here, and never deleted on the server or the other devices for being absent here."""
+
+    __tablename__ = "excluded_paths"
+    oaio_id: Mapped[str] = mapped_column(ID, ForeignKey("objects.oaio_id", ondelete="CASCADE"), primary_key=True)
+    #: relative to the object's folder
+    path: Mapped[str] = mapped_column(String(4096), primary_key=True)
+    created: Mapped[str] = mapped_column(STAMP)
+
+
 class ExcludedFolderRow(Base):
     """A folder inside a synced folder that is not synced with it on this device: it was the root of an object that
     stopped syncing here (``ctl remove``, deleted on the server, unshared). Its files stay on disk and are not taken

@@ -32,6 +32,7 @@ from oaiod.state.models import (
     EmptyDirRow,
     ErrorRow,
     ExcludedFolderRow,
+    ExcludedPathRow,
     FileRow,
     HistoryRow,
     JournalRow,
@@ -159,6 +160,7 @@ class StateRepo:
         with self.session() as s:
             s.execute(sa.delete(FileRow).where(FileRow.oaio_id == oaio_id))
             s.execute(sa.delete(EmptyDirRow).where(EmptyDirRow.oaio_id == oaio_id))
+            s.execute(sa.delete(ExcludedPathRow).where(ExcludedPathRow.oaio_id == oaio_id))
             s.execute(sa.delete(ObjectRow).where(ObjectRow.oaio_id == oaio_id))
 
     @staticmethod
@@ -228,6 +230,40 @@ class StateRepo:
             if added:
                 statement = insert(EmptyDirRow).on_conflict_do_nothing()
                 s.execute(statement, [{"oaio_id": oaio_id, "path": path} for path in sorted(added)])
+
+    # -- paths excluded here (selective sync) ----------------------------------------------------------------------
+
+    def excluded_paths(self, oaio_id: str | None = None) -> list[tuple[str, str]]:
+        """``(oaio_id, path)`` of every path not synced here (of one object), sorted."""
+        query = sa.select(ExcludedPathRow.oaio_id, ExcludedPathRow.path).order_by(
+            ExcludedPathRow.oaio_id, ExcludedPathRow.path
+        )
+        if oaio_id is not None:
+            query = query.where(ExcludedPathRow.oaio_id == oaio_id)
+        with self.session() as s:
+            return [(row[0], row[1]) for row in s.execute(query)]
+
+    def excluded_in_folder(self, local_root: str) -> list[str]:
+        """The paths not synced here of the object whose folder is ``local_root``."""
+        query = (
+            sa.select(ExcludedPathRow.path)
+            .join(ObjectRow, ObjectRow.oaio_id == ExcludedPathRow.oaio_id)
+            .where(ObjectRow.local_root == local_root)
+        )
+        with self.session() as s:
+            return list(s.scalars(query))
+
+    def set_excluded_path(self, oaio_id: str, path: str, excluded: bool) -> bool:
+        """Exclude ``path`` of ``oaio_id`` here, or include it again; False when it already was so."""
+        with self.session() as s:
+            found = s.get(ExcludedPathRow, (oaio_id, path))
+            if excluded == (found is not None):
+                return False
+            if found is not None:
+                s.delete(found)
+            else:
+                s.add(ExcludedPathRow(oaio_id=oaio_id, path=path, created=now_stamp()))
+        return True
 
     # -- files ---------------------------------------------------------------------------------------------------
 

@@ -121,6 +121,17 @@ class FakeEngine:
     def confirm_delete(self, oaio_id: str) -> None:
         self.calls.append(["confirm_delete", oaio_id])
 
+    def exclude(self, path: Path, *, dry_run: bool = False) -> dict[str, Any]:
+        self.calls.append(["exclude", str(path), dry_run])
+        return {"path": str(path), "trashed": [], "size": 0, "kept": []}
+
+    def include(self, path: Path) -> list[str]:
+        self.calls.append(["include", str(path)])
+        return []
+
+    def exclusions(self) -> list[tuple[str, str]]:
+        return []
+
     def conflicts(self) -> list[ConflictRow]:
         from oaiod.state.models import ConflictRow
 

@@ -105,6 +105,9 @@ class DaemonCommands:
             "users": self.users,
             "conflicts": self.conflicts,
             "confirm-delete": self.confirm_delete,
+            "exclude": self.exclude,
+            "include": self.include,
+            "exclusions": self.exclusions,
             "history": self.history,
             "versions": self.versions,
             "restore": self.restore,
@@ -225,6 +228,20 @@ class DaemonCommands:
     def confirm_delete(self, args: Mapping[str, Any]) -> Any:
         oaio_id = _object(args)
         return self._queued(f"ctl confirm-delete {oaio_id}", lambda e: e.confirm_delete(oaio_id), args)
+
+    def exclude(self, args: Mapping[str, Any]) -> Any:
+        """Selective sync: stop holding a path here (``dry_run``: what would go to the trash, nothing done)."""
+        path, dry_run = _arg(args, "path", _local_path), _arg(args, "dry_run", _flag, False)
+        if dry_run:
+            return self._read(lambda e: e.exclude(path, dry_run=True))
+        return self._queued(f"ctl exclude add {path}", lambda e: e.exclude(path), args)
+
+    def include(self, args: Mapping[str, Any]) -> Any:
+        path = _arg(args, "path", _local_path)
+        return self._queued(f"ctl exclude remove {path}", lambda e: e.include(path), args)
+
+    def exclusions(self, args: Mapping[str, Any]) -> Any:
+        return self._read(lambda e: [{"folder": folder, "path": path} for folder, path in e.exclusions()])
 
     def restore(self, args: Mapping[str, Any]) -> Any:
         oaio_id, stamp = _object(args), _arg(args, "stamp", model.validate_stamp)
