@@ -352,6 +352,39 @@ def ctl_exclude_list(ctx: click.Context, as_json: bool) -> None:
     _call(ctx, "exclusions", render)
 
 
+@ctl.group("trash", invoke_without_command=True)
+@json_option
+@click.pass_context
+def ctl_trash(ctx: click.Context, as_json: bool) -> None:
+    """What this device's trash holds (files a sync replaced or deleted here), newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    def render(rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            number = f" (trashed {row['number']}x that day)" if row["number"] > 1 else ""
+            click.echo(f"{row['day']}  {_bytes(row['size']):>9}  {row['folder']}/{row['path']}{number}")
+        if not rows:
+            click.echo("the trash is empty")
+
+    _call(ctx, "trash", render)
+
+
+@ctl_trash.command("restore")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--day", help="Restore from this day's trash (YYYY-MM-DD; default: the newest that holds PATH).")
+@wait_option
+@json_option
+@click.pass_context
+def ctl_trash_restore(ctx: click.Context, path: Path, day: str | None, wait: bool, as_json: bool) -> None:
+    """Put a trashed file (or a folder's trashed files) back where it was; it syncs like a file you made."""
+    args: dict[str, Any] = {"path": str(path.expanduser().absolute())}
+    if day is not None:
+        args["day"] = day
+    render = lambda r: click.echo("\n".join(f"restored {p}" for p in r))  # noqa: E731
+    _call_queued(ctx, "trash-restore", render, wait, **args)
+
+
 @ctl.command("restore")
 @click.argument("oaio_id", metavar="OBJ")
 @click.option("--stamp", required=True, help="The version to restore (see: oaiod ctl versions OBJ).")

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from oaiod.engine import ops, selective
+from oaiod.engine import ops, selective, trash
 from oaiod.engine.context import EngineContext, OpenBackend, ServerApi
 from oaiod.engine.index import IndexReport, index_paths, owner_of, rooted, settle_ignored
 from oaiod.engine.mapping import is_own_root, map_object
@@ -343,6 +343,17 @@ class SyncEngine:
             if restore:
                 self._restore.setdefault(row.oaio_id, set()).update(restore)
             return restore
+
+    def trash(self) -> list[trash.TrashEntry]:
+        """What the trash of every synced folder holds, newest day first."""
+        return trash.entries(self.roots())
+
+    def restore_trash(self, path: Path, day: str | None = None) -> list[str]:
+        """Put the newest trashed copy of ``path`` (a file, or a folder's files) back in place."""
+        with self._lock:
+            restored = trash.restore(self.roots(), Path(path), day)
+            self.mark_dirty(Path("/"), restored)
+            return restored
 
     def exclusions(self) -> list[tuple[str, str]]:
         """``(folder, path)`` of every path excluded on this device."""

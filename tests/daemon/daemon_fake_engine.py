@@ -132,6 +132,13 @@ class FakeEngine:
     def exclusions(self) -> list[tuple[str, str]]:
         return []
 
+    def trash(self) -> list[Any]:
+        return []
+
+    def restore_trash(self, path: Path, day: str | None = None) -> list[str]:
+        self.calls.append(["restore_trash", str(path), day])
+        return []
+
     def conflicts(self) -> list[ConflictRow]:
         from oaiod.state.models import ConflictRow
 

@@ -1,6 +1,7 @@
-"""``oaiod ctl exclude`` against two real daemons and a real hub (issue 14 §4): the excluded folder leaves one
-device after a confirmation (refused without a terminal unless ``--yes``), stays on the other and the server,
-takes no change from either side, and comes back with ``exclude remove``."""
+"""``oaiod ctl exclude`` and ``ctl trash`` against two real daemons and a real hub (issue 14 §3, §4): the excluded
+folder leaves one device after a confirmation (refused without a terminal unless ``--yes``) for its trash, stays on
+the other and the server, takes no change from either side, and comes back with ``exclude remove``; a file deleted
+on one device comes back from the other's trash with ``ctl trash restore``."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ def test_a_folder_excluded_on_one_device_leaves_it_alone(cluster: Cluster) -> No
     assert not (rb / "videos").exists()
     listed = json.loads(ctl(b.config_file, "exclude", "list", "--json").stdout)
     assert listed == [{"folder": str(rb), "path": "videos"}]
+    trashed = json.loads(ctl(b.config_file, "trash", "--json").stdout)
+    assert {row["path"] for row in trashed} == {"videos/v1.mp4", "videos/raw/v2.mp4"}
+    assert "videos/v1.mp4" in ctl(b.config_file, "trash").stdout
 
     (ra / "videos" / "v3.mp4").write_text("v3")
     (rb / "doc.txt").write_text("doc, edited on b")
@@ -49,3 +53,9 @@ def test_a_folder_excluded_on_one_device_leaves_it_alone(cluster: Cluster) -> No
     assert back.returncode == 0, back.stderr
     wait_converged([a, b], {"videos/v1.mp4", "videos/raw/v2.mp4", "videos/v3.mp4", "doc.txt"})
     assert json.loads(ctl(b.config_file, "exclude", "list", "--json").stdout) == []
+
+    (ra / "doc.txt").unlink()
+    wait_for(lambda: not (rb / "doc.txt").exists(), 120, "the deletion on b")
+    done = ctl(b.config_file, "trash", "restore", str(rb / "doc.txt"), "--wait")
+    assert done.returncode == 0 and "restored" in done.stdout, done.stderr
+    wait_for(lambda: (ra / "doc.txt").exists() and (ra / "doc.txt").read_text() == "doc, edited on b", 120, "doc back")

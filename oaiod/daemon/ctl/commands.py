@@ -18,6 +18,7 @@ Request arguments are untrusted: each is checked here (``oaiod.model`` validator
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -108,6 +109,8 @@ class DaemonCommands:
             "exclude": self.exclude,
             "include": self.include,
             "exclusions": self.exclusions,
+            "trash": self.trash,
+            "trash-restore": self.trash_restore,
             "history": self.history,
             "versions": self.versions,
             "restore": self.restore,
@@ -243,6 +246,13 @@ class DaemonCommands:
     def exclusions(self, args: Mapping[str, Any]) -> Any:
         return self._read(lambda e: [{"folder": folder, "path": path} for folder, path in e.exclusions()])
 
+    def trash(self, args: Mapping[str, Any]) -> Any:
+        return self._read(lambda e: e.trash())
+
+    def trash_restore(self, args: Mapping[str, Any]) -> Any:
+        path, day = _arg(args, "path", _local_path), _arg(args, "day", _day, None)
+        return self._queued(f"ctl trash restore {path}", lambda e: e.restore_trash(path, day), args)
+
     def restore(self, args: Mapping[str, Any]) -> Any:
         oaio_id, stamp = _object(args), _arg(args, "stamp", model.validate_stamp)
         to = _arg(args, "to", _local_path, None)
@@ -269,6 +279,14 @@ class DaemonCommands:
 
     def users(self, args: Mapping[str, Any]) -> Any:
         return self._server_call(args, lambda e, oaio_id: e.users(oaio_id))
+
+
+def _day(value: Any, name: str) -> str:
+    """A trash day, ``YYYY-MM-DD``."""
+    try:
+        return datetime.date.fromisoformat(value).isoformat()
+    except (TypeError, ValueError):
+        raise ValidationError(name, "must be a day as YYYY-MM-DD") from None
 
 
 def _right(value: Any, name: str) -> str:
