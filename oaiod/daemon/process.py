@@ -236,6 +236,12 @@ class Daemon:
         self.notifier.notify(f"STATUS={self.state_line()}")
         release_free_memory()
 
+    def settle_local_changes(self) -> None:
+        """Hand the watcher's collected changes to the engine now, without the debounce (``ctl sync --wait``)."""
+        watcher = self.watcher
+        if watcher is not None:
+            watcher.settle()
+
     def rewatch(self) -> None:
         if self.watcher is not None and self.handle is not None:
             self.watcher.watch(self.handle.engine.roots())

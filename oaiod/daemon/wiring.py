@@ -50,6 +50,7 @@ class DaemonEngine(Engine, Protocol):
     def repo(self) -> StateRepo | None: ...  # ctl reads registrations and per-object errors (None: no database)
 
     def mark_dirty(self, root: Path, paths: list[str]) -> None: ...  # the watcher's changed paths
+    def local_changes_left(self) -> int: ...  # changed paths the next cycle looks at (ctl sync --wait waits)
     def roots(self) -> list[Path]: ...  # the folders to watch
     def status(self) -> EngineStatus: ...
     def rebuild_index(self) -> None: ...  # forget the index (no cycle runs meanwhile)

@@ -88,6 +88,11 @@ class SyncEngine:
                 path = Path(path)
                 self._dirty.add(path if path.is_absolute() else Path(root) / path)
 
+    def local_changes_left(self) -> int:
+        """How many changed paths wait for the next cycle (those still being written when the last one looked)."""
+        with self._dirty_lock:
+            return len(self._dirty) + int(self._full_rescan)
+
     def retry_failed(self) -> None:
         """Let the next cycle try every backed-off item at once (``ctl sync``); thread-safe, takes no lock."""
         self._retry_failed = True

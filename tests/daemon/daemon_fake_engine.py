@@ -80,6 +80,9 @@ class FakeEngine:
         with self._lock:
             self.dirty.setdefault(str(root), []).extend(paths)
 
+    def local_changes_left(self) -> int:
+        return 0
+
     def retry_failed(self) -> None:
         self.retries += 1
 

@@ -382,32 +382,52 @@ class Registration:
         }
 
 
+SYNC_WAIT_ROUNDS = 30  #: cycles ``ctl sync --wait`` runs at most while files keep changing under it
+
+
 def _sync(daemon: Any, scheduler: Any, wait: bool) -> Any:
     """``ctl sync``: request a cycle now (even while backing off, and every backed-off item tried again);
-    ``--wait`` streams progress until it ended."""
+    ``--wait`` streams progress until everything changed before the call is committed and the server's changes
+    are pulled.
+
+    One cycle is not enough for that: the watcher holds changes until they were quiet for ``debounce`` seconds
+    (a cycle asked for at once would not see them), and a cycle leaves files still being written (the engine's
+    quiet period) to the next one. So each round hands the watcher's changes over first (:meth:`Watcher.settle`),
+    waits for a cycle that started after that, and goes round again while the engine has changed paths left —
+    after a pause of the quiet period, at most :data:`SYNC_WAIT_ROUNDS` times (files that never stop changing).
+    A cycle that failed ends the wait with its error; per-item failures are in the result's report."""
     if scheduler.paused:
         raise CommandFailed("sync is paused; run: oaiod ctl resume")
     daemon.engine().retry_failed()
-    number = scheduler.trigger("ctl sync", force=True)
     if not wait:
-        return {"requested": number}
+        return {"requested": scheduler.trigger("ctl sync", force=True)}
     outcome: list[Any] = []
+    quiet = max(0.1, float(daemon.config.sync.debounce) / 2)
 
     def items() -> Iterator[Any]:
-        while not outcome:
-            done = scheduler.wait_for_cycle(number, 0.5)
-            if done is not None:
-                outcome.append(done)
+        for _round in range(SYNC_WAIT_ROUNDS):
+            daemon.settle_local_changes()
+            number = scheduler.trigger("ctl sync --wait", force=True)
+            while (done := scheduler.wait_for_cycle(number, 0.5)) is None:
+                if not scheduler.running:
+                    raise CommandFailed("the daemon is stopping")
+                yield _progress(daemon)
+            outcome[:] = [done]
+            daemon.settle_local_changes()  # what the cycle's own downloads or a late writer changed meanwhile
+            if done.error is not None or not daemon.engine().local_changes_left():
                 return
-            if not scheduler.running:
-                raise CommandFailed("the daemon is stopping")
             yield _progress(daemon)
+            time.sleep(quiet)  # files still being written: the engine looks again once they were quiet
 
     def result() -> Any:
         done = outcome[0]
         if done.error is not None:
             raise CommandFailed(f"sync failed: {done.error}")
-        return {"cycle": done.number, "report": present.jsonable(done.report)}
+        left = daemon.engine().local_changes_left()
+        answer = {"cycle": done.number, "report": present.jsonable(done.report)}
+        if left:
+            answer["still_changing"] = left
+        return answer
 
     return Stream(items(), result)
 
