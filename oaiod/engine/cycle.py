@@ -118,6 +118,7 @@ class SyncEngine:
         with self._lock:
             report = CycleReport(started=now_stamp())
             self.state = "syncing"
+            self.ctx.progress.reset()
             try:
                 recover_commits(self.ctx)  # a commit whose answer was lost is decided before anything is merged
                 if self._retry_failed:
