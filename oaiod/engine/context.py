@@ -34,6 +34,8 @@ class ServerApi(Protocol):
     @property
     def base_url(self) -> str: ...  # names the server: the key of its change cursor in the state database
 
+    def check_clock(self) -> float: ...  # seconds the server's clock is ahead; ClockSkewError beyond 69 s
+
     def features(self) -> frozenset[str]: ...  # part-B features; "origin" and "versions" are asked for first
 
     def csh_args(self, csh_id: str) -> dict[str, Any]: ...  # arguments of a storage host (may hold credentials)

@@ -1,5 +1,10 @@
 """``SyncEngine``: all the daemon and ``ctl`` talk to (design §7). One cycle at a time (a lock), each step idempotent:
 
+Before anything, the clocks: every stamp this device makes is compared with the server's, which refuses one more
+than 69 s off; so the first cycle and then one every :data:`CLOCK_CHECK_INTERVAL` compare the two clocks, and a
+cycle with clocks too far apart fails with :class:`~oaiod.server_api.ClockSkewError` (saying what to fix) before
+it commits anything.
+
 0. recover interrupted commits (journal); 1. local index (dirty paths, or a full rescan when asked or at start);
 2. pull (``stampz(since=cursor)``: one request when nothing changed); 3. push every object with local changes;
 4. advance the cursor only when every pull of the cycle completed.
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -47,6 +53,8 @@ from oaiod.storage.errors import StorageError
 
 log = logging.getLogger("oaiod.engine")
 
+CLOCK_CHECK_INTERVAL = 600.0  #: seconds between two comparisons of the local clock with the server's
+
 
 class SyncEngine:
     """Syncs this device's folders with one oaio server (see the module docstring and design §3–§5)."""
@@ -68,6 +76,7 @@ class SyncEngine:
         self._carry: dict[str, Carry] = {}  # this cycle's pulls that left a few paths unmerged (push.Carry)
         self._restore: dict[str, set[str]] = {}  # oaio_id -> files no longer ignored, deleted meanwhile
         self._retry_failed = True  # a new start (or reload: new credentials?) tries every backed-off item once
+        self._clock_checked = -CLOCK_CHECK_INTERVAL  # time.monotonic() of the last good clock comparison
         self.state = "idle"
         self.last_sync = ""
         self.last_report: CycleReport | None = None
@@ -120,6 +129,7 @@ class SyncEngine:
             self.state = "syncing"
             self.ctx.progress.reset()
             try:
+                self._check_clock()
                 recover_commits(self.ctx)  # a commit whose answer was lost is decided before anything is merged
                 if self._retry_failed:
                     self._retry_failed = False
@@ -143,6 +153,15 @@ class SyncEngine:
             self.state = "idle" if report.ok else "error"
             self.last_sync, self.last_report = report.finished, report
             return report
+
+    def _check_clock(self) -> None:
+        """:class:`~oaiod.server_api.ClockSkewError` when the clocks differ by more than the server accepts."""
+        if time.monotonic() - self._clock_checked < CLOCK_CHECK_INTERVAL:
+            return
+        skew = self.api.check_clock()
+        self._clock_checked = time.monotonic()
+        if abs(skew) > 5:
+            log.info("the server's clock is %+.0f s ahead of this device's (the server accepts up to 69 s)", skew)
 
     def _index_local(self) -> IndexReport:
         total = IndexReport()
