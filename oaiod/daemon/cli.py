@@ -1,7 +1,10 @@
 """The daemon's commands: ``oaiod run``, ``oaiod ctl …`` and ``oaiod service …``.
 
 ``ctl`` prints rich tables for people and JSON (``--json``) for scripts. Exit codes: 0 ok, 1 the command
-failed, 2 a config error, **3 no daemon is running** (scripts can test for it).
+failed, 2 a config error, **3 no daemon is running** (scripts can test for it); ``ctl status`` also exits **4
+while the daemon is offline** (the server unreachable; it retries by itself) and **5 in the error state** (it
+cannot sync until something is fixed: ``last_error`` says what). With ``--json`` the answer is printed on stdout
+whatever the code, a missing daemon included (``{"state": "not running", …}``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from oaiod.errors import ConfigError
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_NO_DAEMON = 3
+EXIT_OFFLINE = 4
+EXIT_ERROR = 5
+#: ``ctl status``'s exit code per daemon state (others: 0)
+STATUS_EXIT = {"offline": EXIT_OFFLINE, "error": EXIT_ERROR}
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -138,8 +145,30 @@ def ctl() -> None:
 @json_option
 @click.pass_context
 def ctl_status(ctx: click.Context, as_json: bool) -> None:
-    """Show what the daemon is doing: state, last sync, queues, transfers, conflicts, errors."""
-    _call(ctx, "status", render_status)
+    """Show what the daemon is doing: state, last sync, queues, transfers, conflicts, errors.
+
+    Exit code 0 when syncing works (idle, syncing, paused, starting), 3 when no daemon runs, 4 while offline (the
+    server unreachable, retried by itself), 5 in the error state (something to fix; the first line says what)."""
+    from oaiod.daemon.ctl.protocol import CtlError, NoDaemon
+
+    client, config = _client(ctx)
+    try:
+        result = client.call("status")
+    except NoDaemon as exc:
+        if as_json:
+            click.echo(json.dumps({"state": "not running", "error": str(exc), "config": _shown_config(config)}))
+        _no_daemon(exc, config)
+    except CtlError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        render_status(result)
+    sys.exit(STATUS_EXIT.get(str(result.get("state")), 0))
+
+
+def _shown_config(config: Any) -> str | None:
+    return str(config.source) if config.source else None
 
 
 @ctl.command("sync")

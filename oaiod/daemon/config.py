@@ -441,6 +441,8 @@ def _section(name: str, table: Mapping[str, Any], base: Path) -> Any:
             raise ConfigError(f"{name}.{key}", str(exc)) from None
         if isinstance(values[key], Path) and not values[key].is_absolute():
             values[key] = base / values[key]
+        if key == "password_file":  # a path kept as text (the secret's form): relative to the config's folder too
+            values[key] = str(base / Path(values[key]).expanduser())
     assert {f.name for f in fields(cls)} >= set(parsers)
     return cls(**values)
 

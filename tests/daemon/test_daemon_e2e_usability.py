@@ -42,3 +42,40 @@ def test_sync_wait_returns_once_everything_written_before_it_is_committed(cluste
     done = ctl_json(a.config_file, "sync", "--wait")
     assert done["cycle"] >= 1 and "still_changing" not in done
     assert server_tree(cluster, oid) == tree(root)  # at once: no polling after --wait
+
+
+def test_status_exit_codes_say_whether_syncing_works(cluster: Cluster) -> None:
+    """Issue 14: a 0644 password file left the daemon in ``error`` while ``ctl status`` exited 0; and ``status
+    --json`` without a daemon printed nothing on stdout. Codes: 0 works, 3 no daemon, 4 offline, 5 error."""
+    config = cluster.config("dev-e")
+    cluster.password_file("alice").chmod(0o644)
+    try:
+        broken = cluster.start("dev-e")
+        done = ctl(config, "status")
+        assert done.returncode == 5, done.stdout
+        assert "chmod 600" in done.stdout and "server.password_file" in done.stdout
+        answer = json.loads(ctl(config, "status", "--json").stdout)
+        assert answer["state"] == "error" and "readable by others" in answer["last_error"]
+        why = [line for line in broken.stderr().splitlines() if "cannot start syncing" in line]
+        assert len(why) == 1 and "chmod 600" in why[0], broken.stderr()  # one line, with what to do
+        assert "Traceback" not in broken.stderr()
+    finally:
+        cluster.password_file("alice").chmod(0o600)
+    assert ctl(config, "reload").returncode == 0  # fixed: the daemon syncs after a reload
+    assert ctl(config, "status").returncode == 0
+
+    offline = cluster.start("dev-o", url="http://127.0.0.1:9/")  # nothing listens on the discard port
+    _wait_state(offline.config_file, "offline")
+    assert ctl(offline.config_file, "status").returncode == 4
+
+    assert ctl(offline.config_file, "stop").returncode == 0
+    offline.proc.wait(60)
+    gone = ctl(offline.config_file, "status", "--json")
+    assert gone.returncode == 3
+    assert json.loads(gone.stdout)["state"] == "not running" and "no oaiod daemon is running" in gone.stderr
+
+
+def _wait_state(config: Path, state: str) -> None:
+    from daemon_helpers import wait_for
+
+    wait_for(lambda: json.loads(ctl(config, "status", "--json").stdout)["state"] == state, 120, state, 0.5)
