@@ -27,6 +27,7 @@ from oaiod.engine.context import EngineContext, OpenBackend, ServerApi
 from oaiod.engine.index import IndexReport, index_paths, owner_of, rooted, settle_ignored
 from oaiod.engine.mapping import is_own_root, map_object
 from oaiod.engine.placeholders import PathMapper
+from oaiod.engine.plan import CONFLICT_MARK, parse_conflict_name
 from oaiod.engine.pull import PullOutcome, pull_object
 from oaiod.engine.push import Carry, PushOutcome, push_object
 from oaiod.engine.recovery import recover_commits
@@ -384,7 +385,32 @@ class SyncEngine:
             self.repo.retry_errors(oaio_id, RETRIED_AFTER_LOCAL_CHANGE)
 
     def conflicts(self) -> list[ConflictRow]:
-        return self.repo.conflicts()
+        """What ``ctl conflicts`` lists: the conflicted copies that exist now, found in the index by their name —
+        so every device lists the copies synced to it, and a copy deleted (the conflict resolved) is gone — then
+        the other recorded conflicts that still stand (a read-only or ignored file that is still there, clashing
+        values). A copy made here keeps the reason recorded when it was made."""
+        recorded = self.repo.conflicts()
+        reasons = {(row.oaio_id, row.copy_path): row for row in recorded if row.kind == "file"}
+        found: list[ConflictRow] = []
+        for oaio_id, copy in self.repo.files_named_like(CONFLICT_MARK):
+            parsed = parse_conflict_name(copy)
+            if parsed is None:
+                continue
+            original, device, when = parsed
+            made = reasons.get((oaio_id, copy))
+            detail = made.detail if made is not None else f"a conflicted copy made on {device} at {when}"
+            created = made.created if made is not None else ""
+            found.append(ConflictRow(oaio_id=oaio_id, kind="file", path=original, copy_path=copy, detail=detail,
+                                     created=created))  # fmt: skip
+        roots = {row.oaio_id: row.local_root for row in self.repo.objects(values=False)}
+        for row in recorded:
+            if row.kind == "file":
+                continue
+            root = roots.get(row.oaio_id)
+            if row.kind in ("readonly", "ignored") and not (root and (Path(root) / row.path).exists()):
+                continue  # the file is gone: nothing left to resolve
+            found.append(row)
+        return found
 
     def history(self, limit: int = 200) -> list[HistoryRow]:
         return self.repo.history(limit)
@@ -409,7 +435,7 @@ class SyncEngine:
             last_sync=self.last_sync,
             objects=len(repo.objects(STATUS_ACTIVE, STATUS_NEW, STATUS_HELD, values=False)),
             held=repo.objects(STATUS_HELD, values=False),
-            conflicts=len(repo.conflicts()),
+            conflicts=len(self.conflicts()),
             errors=repo.errors(),
             symlinks_skipped=sorted(self.symlinks)[:100],
             last_cycle=self.last_report,

@@ -354,6 +354,18 @@ class StateRepo:
         with self.session() as s:
             return list(s.scalars(sa.select(ConflictRow).order_by(ConflictRow.id.desc()).limit(limit)))
 
+    def files_named_like(self, mark: str, limit: int = 1000) -> list[tuple[str, str]]:
+        """``(oaio_id, path)`` of present, not ignored files whose path contains ``mark`` (conflicted copies)."""
+        escaped = mark.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = (
+            sa.select(FileRow.oaio_id, FileRow.path)
+            .where(FileRow.present, ~FileRow.ignored, FileRow.path.like(f"%{escaped}%", escape="\\"))
+            .order_by(FileRow.oaio_id, FileRow.path)
+            .limit(limit)
+        )
+        with self.session() as s:
+            return [(oaio_id, path) for oaio_id, path in s.execute(query)]
+
     def add_history(self, oaio_id: str, action: str, path: str = "", detail: str = "") -> None:
         with self.session() as s:
             s.add(HistoryRow(at=now_stamp(), oaio_id=oaio_id, action=action, path=path, detail=detail[:2000]))
