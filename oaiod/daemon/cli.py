@@ -141,14 +141,20 @@ def ctl() -> None:
     """Control the running daemon."""
 
 
-@ctl.command("status")
+STATUS_EPILOG = """\b
+Exit codes:
+  0  syncing works (up to date, syncing, paused, starting)
+  3  no daemon is running
+  4  offline: the server is unreachable; the daemon retries by itself
+  5  error: something must be fixed; the first line says what
+"""
+
+
+@ctl.command("status", epilog=STATUS_EPILOG)
 @json_option
 @click.pass_context
 def ctl_status(ctx: click.Context, as_json: bool) -> None:
-    """Show what the daemon is doing: state, last sync, queues, transfers, conflicts, errors.
-
-    Exit code 0 when syncing works (idle, syncing, paused, starting), 3 when no daemon runs, 4 while offline (the
-    server unreachable, retried by itself), 5 in the error state (something to fix; the first line says what)."""
+    """Show what the daemon is doing: state, last sync, queues, transfers, conflicts, errors."""
     from oaiod.daemon.ctl.protocol import CtlError, NoDaemon
 
     client, config = _client(ctx)
@@ -248,24 +254,59 @@ def render_added(path: Path, result: Any) -> None:
         click.echo(f"added {path} as {result}")
 
 
-@ctl.command("remove")
+@ctl.command(
+    "remove",
+    epilog="Nothing is deleted: not on the server, not on the other devices, not here (the files stay). "
+    "`oaiod ctl add PATH` syncs it again; `oaiod ctl delete OBJ` deletes it for everybody.",
+)
 @click.argument("oaio_id", metavar="OBJ")
 @wait_option
 @json_option
 @click.pass_context
 def ctl_remove(ctx: click.Context, oaio_id: str, wait: bool, as_json: bool) -> None:
-    """Stop syncing an object and remove it from the server (local files stay)."""
-    _call_queued(ctx, "remove", lambda r: click.echo(f"removed {oaio_id}"), wait, oaio_id=oaio_id)
+    """Stop syncing OBJ on this device (nothing is deleted anywhere)."""
+    _call_queued(ctx, "remove", lambda r: click.echo(f"{oaio_id} is no longer synced on this device"), wait,
+                 oaio_id=oaio_id)  # fmt: skip
 
 
-@ctl.command("share")
+@ctl.command(
+    "delete",
+    epilog="Every device stops syncing it; the files on the devices stay. Asks first unless --yes. "
+    "Without the right D you leave the share instead (it stays for the others).",
+)
+@click.argument("oaio_id", metavar="OBJ")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask (needed when stdin is not a terminal).")
+@wait_option
+@json_option
+@click.pass_context
+def ctl_delete(ctx: click.Context, oaio_id: str, yes: bool, wait: bool, as_json: bool) -> None:
+    """Delete OBJ on the server, for everybody it is shared with."""
+    if not yes:
+        if not sys.stdin.isatty():
+            _fail(f"not deleting {oaio_id}: confirmation needed and stdin is not a terminal; add --yes", EXIT_FAILED)
+        question = f"Delete {oaio_id} on the server for everybody it is shared with? (files on the devices stay)"
+        if not click.confirm(question, default=False):
+            _fail("nothing deleted", EXIT_FAILED)
+    _call_queued(ctx, "delete", lambda r: click.echo(f"{oaio_id}: {r}"), wait, oaio_id=oaio_id, confirmed=True)
+
+
+RIGHTS_HELP = """\b
+Rights:
+  r  read: receive its files (changes made there are not uploaded)
+  U  update: read, and upload changes
+  D  delete: update, share it with others (up to D), delete it for everybody
+  C  the creator's own right; it cannot be granted
+"""
+
+
+@ctl.command("share", epilog=RIGHTS_HELP)
 @click.argument("oaio_id", metavar="OBJ")
 @click.argument("user")
-@click.option("--right", type=click.Choice(["r", "U", "D", "C"]), required=True, help="Access right to grant.")
+@click.option("--right", type=click.Choice(["r", "U", "D"]), required=True, help="The right to grant: r, U or D.")
 @json_option
 @click.pass_context
 def ctl_share(ctx: click.Context, oaio_id: str, user: str, right: str, as_json: bool) -> None:
-    """Share an object with another user."""
+    """Share OBJ with another user of the server, or change their right."""
     _call(
         ctx,
         "share",

@@ -346,14 +346,26 @@ class SyncEngine:
     # -- ctl operations (see ops) -----------------------------------------------------------------------------
 
     def add_folder(self, path: Path) -> str:
+        """Sync a folder: a new object, or the one ``ctl remove`` stopped syncing there (listed again in full by
+        the next cycle, so its server version is merged)."""
         with self._lock:
-            oaio_id = ops.add_folder(self.ctx, Path(path))
+            oaio_id = ops.resume_removed(self.ctx, Path(path))
+            if oaio_id is not None:
+                self.repo.set_cursor(self.server_key, "")
+            else:
+                oaio_id = ops.add_folder(self.ctx, Path(path))
             self._full_rescan = True
             return oaio_id
 
     def remove(self, oaio_id: str) -> None:
+        """Stop syncing ``oaio_id`` on this device only (see :func:`oaiod.engine.ops.remove`)."""
         with self._lock:
             ops.remove(self.ctx, oaio_id)
+
+    def delete(self, oaio_id: str) -> str:
+        """Delete ``oaio_id`` for everybody (see :func:`oaiod.engine.ops.delete`); says what was done."""
+        with self._lock:
+            return ops.delete(self.ctx, oaio_id)
 
     def objects(self) -> Listing:
         """What ``ctl ls`` lists: the synced objects and the folders excluded from the folder around them."""

@@ -153,6 +153,11 @@ class StateRepo:
         with self.session() as s:
             s.execute(sa.update(ObjectRow).where(ObjectRow.oaio_id == oaio_id).values(**fields))
 
+    def forget_files(self, oaio_id: str) -> None:
+        """Drop every file row of an object (it is no longer synced here; the object row stays)."""
+        with self.session() as s:
+            s.execute(sa.delete(FileRow).where(FileRow.oaio_id == oaio_id))
+
     def delete_object(self, oaio_id: str) -> None:
         with self.session() as s:
             s.execute(sa.delete(FileRow).where(FileRow.oaio_id == oaio_id))

@@ -112,6 +112,11 @@ class FakeEngine:
         self.calls.append(["remove", oaio_id])
         self.extra_roots = [p for p in self.extra_roots if f"fake-{p.name}" != oaio_id]
 
+    def delete(self, oaio_id: str) -> str:
+        self.calls.append(["delete", oaio_id])
+        self.extra_roots = [p for p in self.extra_roots if f"fake-{p.name}" != oaio_id]
+        return "deleted on the server"
+
     def share(self, oaio_id: str, user: str, right: str) -> None:
         self.calls.append(["share", oaio_id, user, right])
 

@@ -79,3 +79,38 @@ def _wait_state(config: Path, state: str) -> None:
     from daemon_helpers import wait_for
 
     wait_for(lambda: json.loads(ctl(config, "status", "--json").stdout)["state"] == state, 120, state, 0.5)
+
+
+def test_remove_stops_syncing_here_and_delete_asks_first(cluster: Cluster) -> None:
+    """Issue 14 §6: ``ctl remove`` never deletes on the server; ``ctl delete`` does, confirmed; ``--right C`` is
+    not offered and ``share --help`` explains the rights."""
+    a = cluster.start("dev-a")
+    first_cycles(a)
+    cfg = a.config_file
+    work = cluster.base / "work"
+    write_tree(work, {"a.txt": "a", "b.txt": "b"})
+    oid = ctl_json(cfg, "add", str(work), "--wait")["oaio_id"]
+
+    removed = ctl(cfg, "remove", oid, "--wait")
+    assert removed.returncode == 0 and "no longer synced on this device" in removed.stdout, removed.stderr
+    assert server_tree(cluster, oid) == {"a.txt": _sha("a"), "b.txt": _sha("b")}  # still on the server
+    assert (work / "a.txt").exists()
+
+    assert ctl_json(cfg, "add", str(work), "--wait")["oaio_id"] == oid  # synced again: the same object
+    refused = ctl(cfg, "delete", oid, stdin="")  # not a terminal, no --yes
+    assert refused.returncode == 1 and "confirmation needed" in refused.stderr and "--yes" in refused.stderr
+    assert server_tree(cluster, oid)
+    deleted = ctl(cfg, "delete", oid, "--yes", "--wait")
+    assert deleted.returncode == 0 and "deleted on the server" in deleted.stdout, deleted.stderr
+    assert server_tree(cluster, oid) == {} and (work / "a.txt").exists()
+
+    assert ctl(cfg, "share", oid, "bob", "--right", "C").returncode == 2  # not a choice
+    helped = " ".join(ctl(cfg, "share", "--help").stdout.split())
+    assert all(f"{right} {name}:" in helped for right, name in (("r", "read"), ("U", "update"), ("D", "delete")))
+    assert "C the creator's own right; it cannot be granted" in helped
+
+
+def _sha(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()

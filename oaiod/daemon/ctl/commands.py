@@ -2,8 +2,11 @@
 :class:`oaiod.daemon.ctl.protocol.CtlServer`.
 
 Three kinds of command (design §6): reads and server-side calls (status, ls, users, share…) answer at once, even
-during a sync cycle; commands that change the engine's state (add, remove, confirm-delete, restore, rebuild-index)
-are queued to run between cycles; reload runs on the daemon's main thread.
+during a sync cycle; commands that change the engine's state (add, remove, delete, confirm-delete, restore,
+rebuild-index) are queued to run between cycles; reload runs on the daemon's main thread.
+
+``remove`` stops syncing an object on this device only; ``delete`` deletes it on the server for everybody and is
+refused unless the request says ``confirmed`` (the CLI asks the user, or takes ``--yes``).
 
 **A folder just added** exists only locally until a sync cycle registers it on the server (its files first, then
 ``register/``: the commit point). So that ``oaiod ctl add DIR && oaiod ctl share ID bob --right U`` works,
@@ -99,6 +102,7 @@ class DaemonCommands:
             "ls": self.ls,
             "add": self.add,
             "remove": self.remove,
+            "delete": self.delete,
             # server-side calls only: safe while a cycle runs (the engine takes no lock for them)
             "share": self.share,
             "unshare": self.unshare,
@@ -221,6 +225,12 @@ class DaemonCommands:
     def remove(self, args: Mapping[str, Any]) -> Any:
         oaio_id = _object(args)
         return self._queued(f"ctl remove {oaio_id}", lambda e: e.remove(oaio_id), args)
+
+    def delete(self, args: Mapping[str, Any]) -> Any:
+        oaio_id = _object(args)
+        if _arg(args, "confirmed", _flag, False) is not True:  # the CLI asks the user first; a script says --yes
+            raise CommandFailed(f"deleting {oaio_id} for everybody needs confirmation (oaiod ctl delete OBJ --yes)")
+        return self._queued(f"ctl delete {oaio_id}", lambda e: e.delete(oaio_id), args)
 
     def confirm_delete(self, args: Mapping[str, Any]) -> Any:
         oaio_id = _object(args)
