@@ -194,10 +194,10 @@ class Daemon:
             handle = self.engine_factory(self.config)
         except OaiodError as exc:
             self.engine_error = str(exc)
-            log.error("cannot start syncing: %s; fix it, then: oaiod ctl reload (or ctl rebuild-index)", exc)
+            log.error("cannot start syncing: %s; fix it, then run: %s", exc, self.config.ctl("reload"))
             return
         sync = self.config.sync
-        settings = ScheduleSettings(sync.interval, sync.rescan_interval, sync.gc_interval)
+        settings = ScheduleSettings(sync.interval, sync.rescan_interval, sync.gc_interval, ctl_prefix=self.config.ctl())
         scheduler = SyncScheduler(handle.engine, settings, handle.change_feed, on_cycle=self._cycle_done)
         watcher = Watcher(
             handle.engine.mark_dirty,

@@ -19,9 +19,16 @@ from e2e_helpers import Cluster, first_cycles, object_id_of, server_tree, tree, 
 pytestmark = pytest.mark.integration
 
 
-def ctl(config: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def ctl(
+    config: Path, *args: str, stdin: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "oaiod.daemon.cli", "--config", str(config), "ctl", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, input=stdin)
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, input=stdin, cwd=cwd)
+
+
+def oaiod(*args: str) -> subprocess.CompletedProcess[str]:
+    """The ``oaiod`` command as typed (``python -m oaiod.cli``), arguments exactly as given."""
+    return subprocess.run([sys.executable, "-m", "oaiod.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 def ctl_json(config: Path, *args: str) -> Any:
@@ -114,3 +121,64 @@ def _sha(text: str) -> str:
     import hashlib
 
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_objects_by_path_name_or_prefix_config_after_ctl_and_hints_that_paste(cluster: Cluster) -> None:
+    """Issue 14 §2: OBJ is a path (the folder or anything inside it, relative too), a name or a unique prefix; ids
+    still work. ``--config``/``-c NAME`` work after ``ctl``; a hint the daemon prints names the config and runs
+    as pasted; ``ctl ls`` fits 80 columns."""
+    import shlex
+
+    from oaiod.daemon.config import config_dir
+
+    named = config_dir() / "laptop.toml"  # -c laptop
+    named.parent.mkdir(parents=True, exist_ok=True)
+    named.write_text(cluster.config("dev-a").read_text())
+    from daemon_helpers import DaemonProcess
+
+    a = DaemonProcess(named, real=True)
+    cluster.started.append(a)
+    a.ready()
+    first_cycles(a)
+    cfg = a.config_file
+    work, other = cluster.base / "projects" / "work", cluster.base / "projects" / "worship"
+    write_tree(work, {"docs/x.txt": "x"})
+    write_tree(other, {"y.txt": "y"})
+    oid = ctl_json(cfg, "add", str(work), "--wait")["oaio_id"]
+    ctl_json(cfg, "add", str(other), "--wait")
+
+    expected = ctl_json(cfg, "versions", oid)
+    for handle in (str(work), str(work / "docs" / "x.txt"), "work", oid):
+        assert ctl_json(cfg, "versions", handle) == expected, handle
+    done = ctl(cfg, "versions", "docs/x.txt", "--json", cwd=work)  # relative to where ctl runs
+    assert done.returncode == 0 and json.loads(done.stdout) == expected, done.stderr
+    ambiguous = ctl(cfg, "versions", "wor")
+    assert ambiguous.returncode == 1 and "starts 2 objects" in ambiguous.stderr
+    assert "is not inside a synced folder" in ctl(cfg, "users", str(cluster.base)).stderr
+
+    for args in (("ctl", "--config", str(cfg), "status", "--json"), ("ctl", "-c", "laptop", "status", "--json")):
+        shown = oaiod(*args)
+        assert shown.returncode == 0 and json.loads(shown.stdout)["device_id"] == "dev-a", (args, shown.stderr)
+    assert oaiod("-c", "laptop", "ctl", "status").returncode == 0
+
+    assert ctl(cfg, "pause").returncode == 0
+    refused = ctl(cfg, "sync")
+    hint = refused.stderr.strip().rsplit("run: ", 1)[-1]
+    assert refused.returncode == 1 and hint == f"oaiod --config {shlex.quote(str(named))} ctl resume", refused.stderr
+    assert oaiod(*shlex.split(hint)[1:]).returncode == 0  # pasted as printed
+    assert ctl_json(cfg, "status")["state"] != "paused"
+
+    from rich.console import Console
+
+    from oaiod.daemon import cli
+
+    console = Console(width=80, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    original = cli._console
+    cli._console = lambda: console
+    try:
+        cli.render_ls(ctl_json(cfg, "ls"))
+    finally:
+        cli._console = original
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    assert "work" in text and "worship" in text and "synced (root)" in text, text

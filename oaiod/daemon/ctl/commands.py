@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from oaiod import model
-from oaiod.daemon.ctl import present
+from oaiod.daemon.ctl import handles, present
 from oaiod.daemon.ctl.protocol import HEARTBEAT, CommandFailed, Handler, Stream
 from oaiod.errors import OaiodError, ValidationError
 
@@ -151,7 +151,7 @@ class DaemonCommands:
         """``call(engine, oaio_id)`` — after the cycle registering the object when it is not on the server yet."""
         daemon = self.daemon
         daemon.ready.wait(600)
-        oaio_id = _object(args)
+        oaio_id = _object(daemon, args)
         registration = Registration(daemon, oaio_id)
         if not registration.pending():
             return present.jsonable(call(daemon.engine(), oaio_id))
@@ -223,21 +223,21 @@ class DaemonCommands:
         return _added(daemon, what, self._scheduler().submit(what, operation), wait)
 
     def remove(self, args: Mapping[str, Any]) -> Any:
-        oaio_id = _object(args)
+        oaio_id = _object(self.daemon, args)
         return self._queued(f"ctl remove {oaio_id}", lambda e: e.remove(oaio_id), args)
 
     def delete(self, args: Mapping[str, Any]) -> Any:
-        oaio_id = _object(args)
+        oaio_id = _object(self.daemon, args)
         if _arg(args, "confirmed", _flag, False) is not True:  # the CLI asks the user first; a script says --yes
-            raise CommandFailed(f"deleting {oaio_id} for everybody needs confirmation (oaiod ctl delete OBJ --yes)")
+            raise CommandFailed(f"deleting {oaio_id} for everybody needs confirmation: oaiod ctl delete OBJ --yes")
         return self._queued(f"ctl delete {oaio_id}", lambda e: e.delete(oaio_id), args)
 
     def confirm_delete(self, args: Mapping[str, Any]) -> Any:
-        oaio_id = _object(args)
+        oaio_id = _object(self.daemon, args)
         return self._queued(f"ctl confirm-delete {oaio_id}", lambda e: e.confirm_delete(oaio_id), args)
 
     def restore(self, args: Mapping[str, Any]) -> Any:
-        oaio_id, stamp = _object(args), _arg(args, "stamp", model.validate_stamp)
+        oaio_id, stamp = _object(self.daemon, args), _arg(args, "stamp", model.validate_stamp)
         to = _arg(args, "to", _local_path, None)
         return self._queued(f"ctl restore {oaio_id} {stamp}", lambda e: e.restore(oaio_id, stamp, to=to), args)
 
@@ -248,7 +248,7 @@ class DaemonCommands:
         return self._read(lambda e: present.rows(e.history()))
 
     def versions(self, args: Mapping[str, Any]) -> Any:
-        return self._read(lambda e: present.versions(e.versions(_object(args))))
+        return self._read(lambda e: present.versions(e.versions(_object(self.daemon, args))))
 
     # -- sharing: server-side calls, after the object's registration --------------------------------------------
 
@@ -268,8 +268,15 @@ def _right(value: Any, name: str) -> str:
     return model.validate_access_right(value, name, allow_none=False)
 
 
-def _object(args: Mapping[str, Any]) -> str:
-    oaio_id: str = _arg(args, "oaio_id", model.validate_oaio_id)
+def _object(daemon: Any, args: Mapping[str, Any]) -> str:
+    """The id of the object the request's ``oaio_id`` names: an id, a path, a name or a unique prefix
+    (:mod:`oaiod.daemon.ctl.handles`)."""
+    handle = _arg(args, "oaio_id")
+    if not isinstance(handle, str) or len(handle) > 4096 or "\0" in handle:
+        raise CommandFailed("oaio_id: must be an object's id, path or name")
+    daemon.ready.wait(600)
+    known = [handles.Known(row.oaio_id, row.local_root or "") for row in daemon.engine().objects().objects]
+    oaio_id: str = _arg({"oaio_id": handles.resolve(handle, known)}, "oaio_id", model.validate_oaio_id)
     return oaio_id
 
 
