@@ -40,11 +40,13 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="oaiod")
 @click.option(
+    "-c",
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
     envvar="OAIOD_CONFIG",
-    help="Config file (TOML); without one, embedded defaults are used.",
+    help="Config file (TOML), or the name of one in the config dir (-c work: ~/.config/oaiod/work.toml); "
+    "without one, embedded defaults are used.",
 )
 @click.pass_context
 def main(ctx: click.Context, config_path: Path | None) -> None:

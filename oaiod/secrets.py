@@ -60,7 +60,12 @@ def read_secret_file(path: str | os.PathLike[str], key: str) -> Secret:
         )
     if hasattr(os, "getuid") and info.st_uid != os.getuid():
         raise ConfigError(key, f"secret file {file} belongs to another user")
-    text = file.read_text(encoding="utf-8")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read secret file {file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(key, f"secret file {file} is not UTF-8 text") from None
     lines = text.splitlines()
     value = lines[0] if lines else ""
     if not value:

@@ -1,7 +1,10 @@
 """The daemon's commands: ``oaiod run``, ``oaiod ctl …`` and ``oaiod service …``.
 
 ``ctl`` prints rich tables for people and JSON (``--json``) for scripts. Exit codes: 0 ok, 1 the command
-failed, 2 a config error, **3 no daemon is running** (scripts can test for it).
+failed, 2 a config error, **3 no daemon is running** (scripts can test for it); ``ctl status`` also exits **4
+while the daemon is offline** (the server unreachable; it retries by itself) and **5 in the error state** (it
+cannot sync until something is fixed: ``last_error`` says what). With ``--json`` the answer is printed on stdout
+whatever the code, a missing daemon included (``{"state": "not running", …}``).
 """
 
 from __future__ import annotations
@@ -21,18 +24,34 @@ from oaiod.errors import ConfigError
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_NO_DAEMON = 3
+EXIT_OFFLINE = 4
+EXIT_ERROR = 5
+#: ``ctl status``'s exit code per daemon state (others: 0)
+STATUS_EXIT = {"offline": EXIT_OFFLINE, "error": EXIT_ERROR}
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
 def _config_path(ctx: click.Context) -> Path | None:
-    """The ``--config`` given to the top-level ``oaiod`` group (or to this module's standalone group)."""
-    root = ctx.find_root()
-    return (root.obj or {}).get("config_path") if isinstance(root.obj, dict) else None
+    """The ``--config``/``-c`` given to ``oaiod`` or to ``ctl`` (the later one wins): a file, or a config's name
+    in the config dir (:func:`oaiod.daemon.config.config_file`)."""
+    from oaiod.daemon.config import config_file
+
+    given = ctx.obj.get("config_path") if isinstance(ctx.obj, dict) else None
+    return config_file(given) if given is not None else None
+
+
+def pasteable(text: str) -> str:
+    """``text`` with each ``oaiod ctl …`` hint naming the config this command used, so it can be pasted as is."""
+    ctx = click.get_current_context(silent=True)
+    prefix = ctx.obj.get("ctl_prefix") if ctx is not None and isinstance(ctx.obj, dict) else None
+    if not prefix or prefix == "oaiod ctl":
+        return text
+    return text.replace("oaiod ctl ", f"{prefix} ")
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"oaiod: {message}", err=True)
+    click.echo(f"oaiod: {pasteable(message)}", err=True)
     sys.exit(code)
 
 
@@ -61,6 +80,8 @@ def _client(ctx: click.Context, timeout: float | None = 300.0) -> Any:
         config = load_config(_config_path(ctx))
     except ConfigError as exc:
         _fail(f"config error: {exc}", EXIT_CONFIG)
+    if isinstance(ctx.obj, dict):
+        ctx.obj["ctl_prefix"] = config.ctl()
     return CtlClient(config.paths.socket, timeout=timeout), config
 
 
@@ -112,7 +133,7 @@ def _is_queued(result: Any) -> bool:
 
 
 def render_queued(result: dict[str, Any]) -> None:
-    click.echo(f"queued: {result['queued']}; it {result['detail']}")
+    click.echo(pasteable(f"queued: {result['queued']}; it {result['detail']}"))
 
 
 wait_option = click.option("--wait", is_flag=True, help="If a sync cycle is running, wait for it and the result.")
@@ -129,17 +150,70 @@ def _no_daemon(exc: Exception, config: Any) -> None:
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
-@click.group("ctl", context_settings=CONTEXT)
-def ctl() -> None:
+def _handle(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """``OBJ`` as the daemon resolves it (:mod:`oaiod.daemon.ctl.handles`): a path that exists, or is written as
+    one, is made absolute here (the daemon does not know our working directory); anything else is sent as typed."""
+    looks_like_path = value in (".", "..") or value.startswith(("/", "./", "../", "~"))
+    if looks_like_path or ("://" not in value and Path(value).exists()):
+        return str(Path(value).expanduser().absolute())
+    return value
+
+
+#: ``OBJ``: an object's path (its folder or anything inside), name, unique prefix or id
+obj_argument = click.argument("oaio_id", metavar="OBJ", callback=_handle)
+
+
+CONFIG_HELP = "Config file, or the name of one in the config dir (-c work: ~/.config/oaiod/work.toml)."
+OBJ_EPILOG = (
+    "OBJ names a synced object: its folder's path (or any file or folder inside it), its name, a unique prefix of "
+    "its name or id, or its id (see: oaiod ctl ls)."
+)
+
+
+@click.group("ctl", context_settings=CONTEXT, epilog=OBJ_EPILOG)
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help=CONFIG_HELP)
+@click.pass_context
+def ctl(ctx: click.Context, config_path: Path | None) -> None:
     """Control the running daemon."""
+    obj = ctx.ensure_object(dict)
+    if config_path is not None:
+        obj["config_path"] = config_path
 
 
-@ctl.command("status")
+STATUS_EPILOG = """\b
+Exit codes:
+  0  syncing works (up to date, syncing, paused, starting)
+  3  no daemon is running
+  4  offline: the server is unreachable; the daemon retries by itself
+  5  error: something must be fixed; the first line says what
+"""
+
+
+@ctl.command("status", epilog=STATUS_EPILOG)
 @json_option
 @click.pass_context
 def ctl_status(ctx: click.Context, as_json: bool) -> None:
     """Show what the daemon is doing: state, last sync, queues, transfers, conflicts, errors."""
-    _call(ctx, "status", render_status)
+    from oaiod.daemon.ctl.protocol import CtlError, NoDaemon
+
+    client, config = _client(ctx)
+    try:
+        result = client.call("status")
+    except NoDaemon as exc:
+        if as_json:
+            click.echo(json.dumps({"state": "not running", "error": str(exc), "config": _shown_config(config)}))
+        _no_daemon(exc, config)
+    except CtlError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        render_status(result)
+    sys.exit(STATUS_EXIT.get(str(result.get("state")), 0))
+
+
+def _shown_config(config: Any) -> str | None:
+    return str(config.source) if config.source else None
 
 
 @ctl.command("sync")
@@ -194,11 +268,12 @@ _queued_simple("rebuild-index", "Rebuild the state database from disk and server
 
 
 @ctl.command("ls")
+@click.option("-l", "--long", "long", is_flag=True, help="Show each object's id too.")
 @json_option
 @click.pass_context
-def ctl_ls(ctx: click.Context, as_json: bool) -> None:
+def ctl_ls(ctx: click.Context, long: bool, as_json: bool) -> None:
     """List the synced folders and objects."""
-    _call(ctx, "ls", render_generic)
+    _call(ctx, "ls", lambda rows: render_ls(rows, ids=long))
 
 
 @ctl.command("add")
@@ -214,29 +289,65 @@ def ctl_add(ctx: click.Context, path: Path, wait: bool, as_json: bool) -> None:
 def render_added(path: Path, result: Any) -> None:
     """``added PATH as ID; registered on the server`` (or why not yet: offline, paused, still uploading)."""
     if isinstance(result, dict) and "oaio_id" in result:
-        click.echo(f"added {path} as {result['oaio_id']}; {result.get('detail') or 'registered on the server'}")
+        detail = result.get("detail") or "registered on the server"
+        click.echo(pasteable(f"added {path} as {result['oaio_id']}; {detail}"))
     else:
         click.echo(f"added {path} as {result}")
 
 
-@ctl.command("remove")
-@click.argument("oaio_id", metavar="OBJ")
+@ctl.command(
+    "remove",
+    epilog="Nothing is deleted: not on the server, not on the other devices, not here (the files stay). "
+    "`oaiod ctl add PATH` syncs it again; `oaiod ctl delete OBJ` deletes it for everybody.",
+)
+@obj_argument
 @wait_option
 @json_option
 @click.pass_context
 def ctl_remove(ctx: click.Context, oaio_id: str, wait: bool, as_json: bool) -> None:
-    """Stop syncing an object and remove it from the server (local files stay)."""
-    _call_queued(ctx, "remove", lambda r: click.echo(f"removed {oaio_id}"), wait, oaio_id=oaio_id)
+    """Stop syncing OBJ on this device (nothing is deleted anywhere)."""
+    _call_queued(ctx, "remove", lambda r: click.echo(f"{oaio_id} is no longer synced on this device"), wait,
+                 oaio_id=oaio_id)  # fmt: skip
 
 
-@ctl.command("share")
-@click.argument("oaio_id", metavar="OBJ")
+@ctl.command(
+    "delete",
+    epilog="Every device stops syncing it; the files on the devices stay. Asks first unless --yes. "
+    "Without the right D you leave the share instead (it stays for the others).",
+)
+@obj_argument
+@click.option("-y", "--yes", is_flag=True, help="Do not ask (needed when stdin is not a terminal).")
+@wait_option
+@json_option
+@click.pass_context
+def ctl_delete(ctx: click.Context, oaio_id: str, yes: bool, wait: bool, as_json: bool) -> None:
+    """Delete OBJ on the server, for everybody it is shared with."""
+    if not yes:
+        if not sys.stdin.isatty():
+            _fail(f"not deleting {oaio_id}: confirmation needed and stdin is not a terminal; add --yes", EXIT_FAILED)
+        question = f"Delete {oaio_id} on the server for everybody it is shared with? (files on the devices stay)"
+        if not click.confirm(question, default=False):
+            _fail("nothing deleted", EXIT_FAILED)
+    _call_queued(ctx, "delete", lambda r: click.echo(f"{oaio_id}: {r}"), wait, oaio_id=oaio_id, confirmed=True)
+
+
+RIGHTS_HELP = """\b
+Rights:
+  r  read: receive its files (changes made there are not uploaded)
+  U  update: read, and upload changes
+  D  delete: update, share it with others (up to D), delete it for everybody
+  C  the creator's own right; it cannot be granted
+"""
+
+
+@ctl.command("share", epilog=RIGHTS_HELP)
+@obj_argument
 @click.argument("user")
-@click.option("--right", type=click.Choice(["r", "U", "D", "C"]), required=True, help="Access right to grant.")
+@click.option("--right", type=click.Choice(["r", "U", "D"]), required=True, help="The right to grant: r, U or D.")
 @json_option
 @click.pass_context
 def ctl_share(ctx: click.Context, oaio_id: str, user: str, right: str, as_json: bool) -> None:
-    """Share an object with another user."""
+    """Share OBJ with another user of the server, or change their right."""
     _call(
         ctx,
         "share",
@@ -248,7 +359,7 @@ def ctl_share(ctx: click.Context, oaio_id: str, user: str, right: str, as_json: 
 
 
 @ctl.command("unshare")
-@click.argument("oaio_id", metavar="OBJ")
+@obj_argument
 @click.argument("user")
 @json_option
 @click.pass_context
@@ -261,7 +372,7 @@ def _listing(name: str, cmd: str, doc: str, with_obj: bool = False) -> None:
     if with_obj:
 
         @ctl.command(name, help=doc)
-        @click.argument("oaio_id", metavar="OBJ")
+        @obj_argument
         @json_option
         @click.pass_context
         def command(ctx: click.Context, oaio_id: str, as_json: bool) -> None:
@@ -283,7 +394,7 @@ _listing("versions", "versions", "List the stored versions of an object.", with_
 
 
 @ctl.command("confirm-delete")
-@click.argument("oaio_id", metavar="OBJ")
+@obj_argument
 @wait_option
 @json_option
 @click.pass_context
@@ -386,7 +497,7 @@ def ctl_trash_restore(ctx: click.Context, path: Path, day: str | None, wait: boo
 
 
 @ctl.command("restore")
-@click.argument("oaio_id", metavar="OBJ")
+@obj_argument
 @click.option("--stamp", required=True, help="The version to restore (see: oaiod ctl versions OBJ).")
 @click.option("--to", "to", type=click.Path(file_okay=False, path_type=Path), help="Restore into this folder.")
 @wait_option
@@ -467,8 +578,8 @@ def _cell(value: Any) -> str:
     if isinstance(value, float) and value > 1e9:  # a unix time
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
     if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
+        return pasteable(json.dumps(value, sort_keys=True))
+    return pasteable(str(value))
 
 
 def render_generic(result: Any) -> None:
@@ -494,6 +605,72 @@ def render_generic(result: Any) -> None:
             console.print(_cell(item), markup=False, highlight=False)
     elif result not in (None, ""):
         console.print(_cell(result), markup=False, highlight=False)
+
+
+def short_path(path: str) -> str:
+    """``path`` with the home folder as ``~`` (shorter, and what people type)."""
+    home = str(Path.home())
+    return "~" + path[len(home) :] if path == home or path.startswith(home + "/") else path
+
+
+def object_name(row: dict[str, Any]) -> str:
+    """What people call an object: its folder's name, else the name part of its id."""
+    if row.get("path"):
+        return Path(str(row["path"])).name
+    from oaiod.model import dedefuse
+
+    parts = dedefuse(str(row.get("oaio_id", ""))).split("/")
+    return parts[-2] if len(parts) > 2 else str(row.get("oaio_id", ""))
+
+
+STATUS_WORDS = {
+    "active": "synced",
+    "new": "not on server yet",
+    "held": "HELD",
+    "removed": "removed here",
+    "excluded": "excluded",
+}
+
+
+def held_line(row: dict[str, Any]) -> str:
+    """A held mass deletion: what it deletes, and the command that lets it go ahead (by path: pasteable)."""
+    import shlex
+
+    reason = str(row.get("detail") or row.get("reason") or "a mass deletion is held").split("; run ", 1)[0]
+    handle = short_path(str(row["path"])) if row.get("path") else str(row.get("oaio_id", ""))
+    handle = handle if handle.startswith("~/") and shlex.quote(handle[2:]) == handle[2:] else shlex.quote(handle)
+    return f"{reason}; to go ahead: {pasteable('oaiod ctl confirm-delete ' + handle)}"
+
+
+def render_ls(rows: list[dict[str, Any]], *, ids: bool = False) -> None:
+    """``ctl ls`` for people, readable at 80 columns: name, state, right and folder (``~`` for home), with the
+    reason under a held, removed or excluded one; ``--long`` adds the id (``--json`` has every field)."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not rows:
+        _console().print("nothing is synced (add a folder: oaiod ctl add PATH)")
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("name", no_wrap=True, max_width=24, overflow="ellipsis")
+    table.add_column("state", no_wrap=True)
+    table.add_column("right", no_wrap=True)
+    table.add_column("folder", overflow="fold")
+    for row in rows:
+        status = str(row.get("status") or "")
+        state = STATUS_WORDS.get(status, status)
+        if row.get("kind") == "root":
+            state += " (root)"
+        folder = escape(short_path(str(row.get("path") or "")) or "-")
+        if ids:
+            folder += f"\n[dim]{escape(str(row.get('oaio_id', '')))}[/]"
+        if status == "held":
+            folder += f"\n[yellow]{escape(held_line(row))}[/]"
+        elif row.get("detail") and status != "active":
+            folder += f"\n[dim]{escape(pasteable(str(row['detail'])))}[/]"
+        table.add_row(escape(object_name(row)), state, str(row.get("right") or ""), folder)
+    _console().print(table)
 
 
 def _bytes(count: Any) -> str:
@@ -525,7 +702,7 @@ def render_status(result: dict[str, Any]) -> None:
         if key.endswith("bytes") and isinstance(value, int | float):
             value = _bytes(value)
         if key == "errors" and isinstance(value, list):
-            value = escape("\n".join(_error_line(row) for row in value if isinstance(row, dict)))
+            value = escape(pasteable("\n".join(_error_line(row) for row in value if isinstance(row, dict))))
         table.add_row(key.replace("_", " "), _cell(value))
     _console().print(table)
 
@@ -574,7 +751,7 @@ def show_sync_progress(stream: Any, *, quiet: bool = False) -> None:
 
 
 @click.group(context_settings=CONTEXT)
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), envvar="OAIOD_CONFIG")
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), envvar="OAIOD_CONFIG")
 @click.pass_context
 def main(ctx: click.Context, config_path: Path | None) -> None:
     """oaiod daemon commands."""

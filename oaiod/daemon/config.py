@@ -341,10 +341,36 @@ class Config:
     def log_file(self) -> Path:
         return self.log.file or self.paths.log_dir / "oaiod.log"
 
+    def ctl(self, *words: str) -> str:
+        """How to run ``oaiod ctl WORDS…`` for this config, as a line to paste (:func:`ctl_line`)."""
+        return ctl_line(self.source, *words)
+
     @property
     def username(self) -> str:
         """The configured user; with the embedded hub an empty one becomes the OS login name."""
         return self.server.username or (default_username() if self.server.embedded else "")
+
+
+def config_dir() -> Path:
+    """Where named configs live (``-c NAME`` is ``<config_dir>/NAME.toml``), e.g. ``~/.config/oaiod``."""
+    return Path(platformdirs.user_config_dir(APP_NAME))
+
+
+def config_file(value: str | Path) -> Path:
+    """The file a ``--config``/``-c`` value names: a path as given, or — a bare name that is no existing file, like
+    Maestral's ``-c NAME`` — ``<config_dir>/NAME.toml``."""
+    text = str(value)
+    if os.sep in text or "/" in text or text.endswith(".toml") or Path(text).exists():
+        return Path(text).expanduser()
+    return config_dir() / f"{text}.toml"
+
+
+def ctl_line(source: Path | None, *words: str) -> str:
+    """``oaiod [--config FILE] ctl WORDS…`` as a line to paste (hints in messages and logs name the config)."""
+    import shlex
+
+    config = f"--config {shlex.quote(os.path.abspath(source))} " if source is not None else ""
+    return f"oaiod {config}ctl {' '.join(words)}".rstrip()
 
 
 def instance_name(source: Path | None) -> str:
@@ -441,6 +467,8 @@ def _section(name: str, table: Mapping[str, Any], base: Path) -> Any:
             raise ConfigError(f"{name}.{key}", str(exc)) from None
         if isinstance(values[key], Path) and not values[key].is_absolute():
             values[key] = base / values[key]
+        if key == "password_file":  # a path kept as text (the secret's form): relative to the config's folder too
+            values[key] = str(base / Path(values[key]).expanduser())
     assert {f.name for f in fields(cls)} >= set(parsers)
     return cls(**values)
 

@@ -194,10 +194,10 @@ class Daemon:
             handle = self.engine_factory(self.config)
         except OaiodError as exc:
             self.engine_error = str(exc)
-            log.error("cannot start syncing: %s; fix it, then: oaiod ctl reload (or ctl rebuild-index)", exc)
+            log.error("cannot start syncing: %s; fix it, then run: %s", exc, self.config.ctl("reload"))
             return
         sync = self.config.sync
-        settings = ScheduleSettings(sync.interval, sync.rescan_interval, sync.gc_interval)
+        settings = ScheduleSettings(sync.interval, sync.rescan_interval, sync.gc_interval, ctl_prefix=self.config.ctl())
         scheduler = SyncScheduler(handle.engine, settings, handle.change_feed, on_cycle=self._cycle_done)
         watcher = Watcher(
             handle.engine.mark_dirty,
@@ -235,6 +235,12 @@ class Daemon:
             watcher.watch(handle.engine.roots())  # roots added or removed (ctl add, a new share) are (un)watched
         self.notifier.notify(f"STATUS={self.state_line()}")
         release_free_memory()
+
+    def settle_local_changes(self) -> None:
+        """Hand the watcher's collected changes to the engine now, without the debounce (``ctl sync --wait``)."""
+        watcher = self.watcher
+        if watcher is not None:
+            watcher.settle()
 
     def rewatch(self) -> None:
         if self.watcher is not None and self.handle is not None:

@@ -70,6 +70,7 @@ class ScheduleSettings:
     backoff_base: float = BACKOFF_BASE
     backoff_max: float = BACKOFF_MAX
     feed_timeout: float = FEED_TIMEOUT
+    ctl_prefix: str = "oaiod ctl"  #: how to run ctl for this daemon, in hints (``oaiod --config FILE ctl``)
 
 
 @dataclass(frozen=True)
@@ -349,8 +350,8 @@ class SyncScheduler:
             if outcome.transient:
                 log.warning("sync cycle failed (%s); server unreachable? next try in %.0f s", outcome.error, delay)
             else:
-                log.error("sync cycle failed: the credentials were refused (%s); fix them and run `oaiod ctl reload`;"
-                          " next try in %.0f s", outcome.error, delay)  # fmt: skip
+                log.error("sync cycle failed: the credentials were refused (%s); fix them, then run: %s reload;"
+                          " next try in %.0f s", outcome.error, self.settings.ctl_prefix, delay)  # fmt: skip
             self._reschedule_sync(delay)
         else:
             log.error("sync cycle failed: %s", outcome.error, exc_info=outcome.error)

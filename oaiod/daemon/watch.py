@@ -6,6 +6,11 @@ quiet period (``[sync] debounce``) â€” or events kept coming for ``max_delay`` â
 over in one call per root (``on_dirty(root, paths)``, the engine's ``mark_dirty``) and ``on_flush()`` asks for
 an immediate sync cycle.
 
+``ctl sync --wait`` cannot wait for the quiet period: :meth:`Watcher.settle` hands over at once every change made
+before it was called. inotify delivers events asynchronously, so it first writes a barrier file in each root
+(``.oaiod-tmp-barrier-*``, ignored by the engine like every temp name) and waits until watchdog dispatched its
+event: events for one root arrive in order, so every earlier change of that root has reached the debouncer too.
+
 Lost events never crash the daemon: an inotify queue overflow (reported by watchdog through its logger, which
 we listen to) and a watch-limit error (``ENOSPC``/``EMFILE`` when a root is scheduled) log a warning and call
 ``on_overflow()``, which schedules a rescan. A root that could not be watched is retried on the next
@@ -27,10 +32,12 @@ for the whole tree) and marks the whole root dirty: the next cycle's index walk 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -81,6 +88,7 @@ class Debouncer:
         self._dirty: dict[Path, set[str]] = {}
         self._first = self._last = 0.0
         self._cond = threading.Condition()
+        self._flushing = threading.Lock()  # taken while a batch is handed over: flush_now returns after it
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="oaiod-debouncer", daemon=True)
 
@@ -104,6 +112,15 @@ class Debouncer:
         if self._thread.is_alive():
             self._thread.join()
 
+    def flush_now(self) -> None:
+        """Hand over what was collected now, without asking for a cycle; returns once every batch taken before
+        (by this call or the debouncer's thread) reached ``on_dirty``."""
+        with self._flushing:
+            with self._cond:
+                batch, self._dirty = self._dirty, {}
+            if batch:
+                self._flush(batch, trigger=False)
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -116,10 +133,12 @@ class Debouncer:
                         self._cond.wait(due - now)
                     else:
                         self._cond.wait()
-                batch, self._dirty = self._dirty, {}
                 stopped = self._stopped
-            if batch:
-                self._flush(batch, trigger=not stopped)
+            with self._flushing:
+                with self._cond:
+                    batch, self._dirty = self._dirty, {}
+                if batch:
+                    self._flush(batch, trigger=not stopped)
             if stopped:
                 return
 
@@ -138,18 +157,55 @@ class Debouncer:
                 log.exception("could not request a sync after local changes")
 
 
+BARRIER_PREFIX = ".oaiod-tmp-barrier-"  #: :meth:`Watcher.settle`'s marker files (a temp name: never synced)
+
+
+class _Barriers:
+    """The barrier files :meth:`Watcher.settle` waits for: name -> event set when watchdog dispatched it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[str, threading.Event] = {}
+
+    def expect(self, name: str) -> threading.Event:
+        seen = threading.Event()
+        with self._lock:
+            self._waiting[name] = seen
+        return seen
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._waiting.pop(name, None)
+
+    def saw(self, name: str) -> None:
+        with self._lock:
+            seen = self._waiting.get(name)
+        if seen is not None:
+            seen.set()
+
+
 class _RootHandler(FileSystemEventHandler):
     """Turns one root's watchdog events into relative paths for the debouncer."""
 
     def __init__(
-        self, root: Path, debouncer: Debouncer, is_ignored: IgnoreRule, on_folder_moved: Callable[[Path], None]
+        self,
+        root: Path,
+        debouncer: Debouncer,
+        is_ignored: IgnoreRule,
+        on_folder_moved: Callable[[Path], None],
+        barriers: _Barriers | None = None,
     ) -> None:
         self.root = root
         self.debouncer = debouncer
         self.is_ignored = is_ignored
         self.on_folder_moved = on_folder_moved
+        self.barriers = barriers or _Barriers()
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        name = os.path.basename(os.fsdecode(event.src_path))
+        if name.startswith(BARRIER_PREFIX):
+            self.barriers.saw(name)
+            return
         if event.event_type in (EVENT_TYPE_OPENED, EVENT_TYPE_CLOSED_NO_WRITE) or isinstance(event, DirModifiedEvent):
             return  # reads, and a folder's own mtime, change nothing we sync
         if event.is_directory and event.event_type == EVENT_TYPE_MOVED and self._relative(event.dest_path):
@@ -207,6 +263,7 @@ class Watcher:
         self._folder_moved: set[Path] = set()
         self._moved_lock = threading.Lock()
         self._listener = _OverflowListener(self._lost_events)
+        self._barriers = _Barriers()
         self._started = False
         self._stopped = False
 
@@ -250,13 +307,37 @@ class Watcher:
         if not root.is_dir():
             log.warning("synced root %s is missing; not watched until it exists", root)
             return
-        handler = _RootHandler(root, self.debouncer, self.is_ignored, self._note_folder_moved)
+        handler = _RootHandler(root, self.debouncer, self.is_ignored, self._note_folder_moved, self._barriers)
         try:
             self._watches[root] = self._observer.schedule(handler, str(root), recursive=True)
         except OSError as exc:
             self._watch_failed(root, exc)
             return
         log.info("watching %s", root)
+
+    def settle(self, timeout: float = 5.0) -> None:
+        """Hand every change made in a watched root before this call to ``on_dirty`` now (see the module
+        docstring). A root where no barrier file can be written (read-only) or whose event does not come within
+        ``timeout`` is handed over with what arrived so far; the rescans find anything later."""
+        waiting: list[tuple[str, Path, threading.Event]] = []
+        for root in self.roots:
+            name = f"{BARRIER_PREFIX}{secrets.token_hex(6)}"
+            seen = self._barriers.expect(name)
+            try:
+                (root / name).touch(exist_ok=False)
+            except OSError as exc:
+                log.debug("no barrier file in %s (%s); handing over what arrived", root, exc)
+                self._barriers.forget(name)
+                continue
+            waiting.append((name, root, seen))
+        deadline = time.monotonic() + timeout
+        for name, root, seen in waiting:
+            if not seen.wait(max(0.0, deadline - time.monotonic())):
+                log.debug("the barrier event of %s did not come within %.0f s", root, timeout)
+            self._barriers.forget(name)
+            with contextlib.suppress(OSError):
+                (root / name).unlink()
+        self.debouncer.flush_now()
 
     def check_health(self) -> list[Path]:
         """Watch again every root whose watching stopped (dead emitter or observer thread, a root deleted and

@@ -50,11 +50,13 @@ class DaemonEngine(Engine, Protocol):
     def repo(self) -> StateRepo | None: ...  # ctl reads registrations and per-object errors (None: no database)
 
     def mark_dirty(self, root: Path, paths: list[str]) -> None: ...  # the watcher's changed paths
+    def local_changes_left(self) -> int: ...  # changed paths the next cycle looks at (ctl sync --wait waits)
     def roots(self) -> list[Path]: ...  # the folders to watch
     def status(self) -> EngineStatus: ...
     def rebuild_index(self) -> None: ...  # forget the index (no cycle runs meanwhile)
     def add_folder(self, path: Path) -> str: ...  # the new object's id
-    def remove(self, oaio_id: str) -> None: ...
+    def remove(self, oaio_id: str) -> None: ...  # stop syncing here only
+    def delete(self, oaio_id: str) -> str: ...  # delete on the server, for everybody
     def confirm_delete(self, oaio_id: str) -> None: ...
     def exclude(self, path: Path, *, dry_run: bool = False) -> object: ...  # selective sync
     def include(self, path: Path) -> list[str]: ...

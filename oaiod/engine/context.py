@@ -34,6 +34,8 @@ class ServerApi(Protocol):
     @property
     def base_url(self) -> str: ...  # names the server: the key of its change cursor in the state database
 
+    def check_clock(self) -> float: ...  # seconds the server's clock is ahead; ClockSkewError beyond 69 s
+
     def features(self) -> frozenset[str]: ...  # part-B features; "origin" and "versions" are asked for first
 
     def csh_args(self, csh_id: str) -> dict[str, Any]: ...  # arguments of a storage host (may hold credentials)
@@ -79,7 +81,11 @@ class IntegrityError(EngineError):
 
 @dataclass
 class Progress:
-    """Transfer progress, read by ``status()`` from another thread (plain attributes, updated in place)."""
+    """Transfer progress, read by ``status()`` from another thread (plain attributes, updated in place).
+
+    ``done_bytes`` counts the bytes moved of what is queued now: it starts again at 0 when the queues ran empty (and
+    at each cycle), so done / (done + still queued) is the share of the current work, not of everything ever sent.
+    """
 
     current_path: str = ""  # the (first) file of the transfer or batch in flight
     current_files: int = 0  # files in the batch in flight
@@ -108,6 +114,13 @@ class Progress:
         else:
             self.queued_downloads = max(0, self.queued_downloads - files)
             self.queued_download_bytes = max(0, self.queued_download_bytes - size)
+        if not (self.queued_upload_bytes or self.queued_download_bytes):
+            self.done_bytes = 0  # the queued work is done: the next transfer starts a new count
+
+    def reset(self) -> None:
+        """Nothing in flight or done yet (a cycle begins)."""
+        self.start("", 0, 0)
+        self.done_bytes = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -1,5 +1,10 @@
 """``SyncEngine``: all the daemon and ``ctl`` talk to (design §7). One cycle at a time (a lock), each step idempotent:
 
+Before anything, the clocks: every stamp this device makes is compared with the server's, which refuses one more
+than 69 s off; so the first cycle and then one every :data:`CLOCK_CHECK_INTERVAL` compare the two clocks, and a
+cycle with clocks too far apart fails with :class:`~oaiod.server_api.ClockSkewError` (saying what to fix) before
+it commits anything.
+
 0. recover interrupted commits (journal); 1. local index (dirty paths, or a full rescan when asked or at start);
 2. pull (``stampz(since=cursor)``: one request when nothing changed); 3. push every object with local changes;
 4. advance the cursor only when every pull of the cycle completed.
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -21,6 +27,7 @@ from oaiod.engine.context import EngineContext, OpenBackend, ServerApi
 from oaiod.engine.index import IndexReport, index_paths, owner_of, rooted, settle_ignored
 from oaiod.engine.mapping import is_own_root, map_object
 from oaiod.engine.placeholders import PathMapper
+from oaiod.engine.plan import CONFLICT_MARK, parse_conflict_name
 from oaiod.engine.pull import PullOutcome, pull_object
 from oaiod.engine.push import Carry, PushOutcome, push_object
 from oaiod.engine.recovery import recover_commits
@@ -47,6 +54,8 @@ from oaiod.storage.errors import StorageError
 
 log = logging.getLogger("oaiod.engine")
 
+CLOCK_CHECK_INTERVAL = 600.0  #: seconds between two comparisons of the local clock with the server's
+
 
 class SyncEngine:
     """Syncs this device's folders with one oaio server (see the module docstring and design §3–§5)."""
@@ -68,6 +77,7 @@ class SyncEngine:
         self._carry: dict[str, Carry] = {}  # this cycle's pulls that left a few paths unmerged (push.Carry)
         self._restore: dict[str, set[str]] = {}  # oaio_id -> files no longer ignored, deleted meanwhile
         self._retry_failed = True  # a new start (or reload: new credentials?) tries every backed-off item once
+        self._clock_checked = -CLOCK_CHECK_INTERVAL  # time.monotonic() of the last good clock comparison
         self.state = "idle"
         self.last_sync = ""
         self.last_report: CycleReport | None = None
@@ -87,6 +97,11 @@ class SyncEngine:
             for path in paths:
                 path = Path(path)
                 self._dirty.add(path if path.is_absolute() else Path(root) / path)
+
+    def local_changes_left(self) -> int:
+        """How many changed paths wait for the next cycle (those still being written when the last one looked)."""
+        with self._dirty_lock:
+            return len(self._dirty) + int(self._full_rescan)
 
     def retry_failed(self) -> None:
         """Let the next cycle try every backed-off item at once (``ctl sync``); thread-safe, takes no lock."""
@@ -113,7 +128,9 @@ class SyncEngine:
         with self._lock:
             report = CycleReport(started=now_stamp())
             self.state = "syncing"
+            self.ctx.progress.reset()
             try:
+                self._check_clock()
                 recover_commits(self.ctx)  # a commit whose answer was lost is decided before anything is merged
                 if self._retry_failed:
                     self._retry_failed = False
@@ -137,6 +154,15 @@ class SyncEngine:
             self.state = "idle" if report.ok else "error"
             self.last_sync, self.last_report = report.finished, report
             return report
+
+    def _check_clock(self) -> None:
+        """:class:`~oaiod.server_api.ClockSkewError` when the clocks differ by more than the server accepts."""
+        if time.monotonic() - self._clock_checked < CLOCK_CHECK_INTERVAL:
+            return
+        skew = self.api.check_clock()
+        self._clock_checked = time.monotonic()
+        if abs(skew) > 5:
+            log.info("the server's clock is %+.0f s ahead of this device's (the server accepts up to 69 s)", skew)
 
     def _index_local(self) -> IndexReport:
         total = IndexReport()
@@ -320,12 +346,19 @@ class SyncEngine:
     # -- ctl operations (see ops) -----------------------------------------------------------------------------
 
     def add_folder(self, path: Path) -> str:
+        """Sync a folder: a new object, or the one ``ctl remove`` stopped syncing there (listed again in full by
+        the next cycle, so its server version is merged)."""
         with self._lock:
-            oaio_id = ops.add_folder(self.ctx, Path(path))
+            oaio_id = ops.resume_removed(self.ctx, Path(path))
+            if oaio_id is not None:
+                self.repo.set_cursor(self.server_key, "")
+            else:
+                oaio_id = ops.add_folder(self.ctx, Path(path))
             self._full_rescan = True
             return oaio_id
 
     def remove(self, oaio_id: str) -> None:
+        """Stop syncing ``oaio_id`` on this device only (see :func:`oaiod.engine.ops.remove`)."""
         with self._lock:
             ops.remove(self.ctx, oaio_id)
 
@@ -360,6 +393,11 @@ class SyncEngine:
         folders = {row.oaio_id: row.local_root or "" for row in self.repo.objects(values=False)}
         return [(folders.get(oaio_id, ""), path) for oaio_id, path in self.repo.excluded_paths()]
 
+    def delete(self, oaio_id: str) -> str:
+        """Delete ``oaio_id`` for everybody (see :func:`oaiod.engine.ops.delete`); says what was done."""
+        with self._lock:
+            return ops.delete(self.ctx, oaio_id)
+
     def objects(self) -> Listing:
         """What ``ctl ls`` lists: the synced objects and the folders excluded from the folder around them."""
         return Listing(self.repo.objects(values=False), self.repo.excluded_folders())
@@ -390,7 +428,32 @@ class SyncEngine:
             self.repo.retry_errors(oaio_id, RETRIED_AFTER_LOCAL_CHANGE)
 
     def conflicts(self) -> list[ConflictRow]:
-        return self.repo.conflicts()
+        """What ``ctl conflicts`` lists: the conflicted copies that exist now, found in the index by their name —
+        so every device lists the copies synced to it, and a copy deleted (the conflict resolved) is gone — then
+        the other recorded conflicts that still stand (a read-only or ignored file that is still there, clashing
+        values). A copy made here keeps the reason recorded when it was made."""
+        recorded = self.repo.conflicts()
+        reasons = {(row.oaio_id, row.copy_path): row for row in recorded if row.kind == "file"}
+        found: list[ConflictRow] = []
+        for oaio_id, copy in self.repo.files_named_like(CONFLICT_MARK):
+            parsed = parse_conflict_name(copy)
+            if parsed is None:
+                continue
+            original, device, when = parsed
+            made = reasons.get((oaio_id, copy))
+            detail = made.detail if made is not None else f"a conflicted copy made on {device} at {when}"
+            created = made.created if made is not None else ""
+            found.append(ConflictRow(oaio_id=oaio_id, kind="file", path=original, copy_path=copy, detail=detail,
+                                     created=created))  # fmt: skip
+        roots = {row.oaio_id: row.local_root for row in self.repo.objects(values=False)}
+        for row in recorded:
+            if row.kind == "file":
+                continue
+            root = roots.get(row.oaio_id)
+            if row.kind in ("readonly", "ignored") and not (root and (Path(root) / row.path).exists()):
+                continue  # the file is gone: nothing left to resolve
+            found.append(row)
+        return found
 
     def history(self, limit: int = 200) -> list[HistoryRow]:
         return self.repo.history(limit)
@@ -415,7 +478,7 @@ class SyncEngine:
             last_sync=self.last_sync,
             objects=len(repo.objects(STATUS_ACTIVE, STATUS_NEW, STATUS_HELD, values=False)),
             held=repo.objects(STATUS_HELD, values=False),
-            conflicts=len(repo.conflicts()),
+            conflicts=len(self.conflicts()),
             errors=repo.errors(),
             symlinks_skipped=sorted(self.symlinks)[:100],
             last_cycle=self.last_report,

@@ -115,23 +115,64 @@ def add_folder(ctx: EngineContext, path: Path) -> str:
 
 
 def remove(ctx: EngineContext, oaio_id: str) -> None:
-    """Stop syncing an object everywhere: deleted on the server when we created it, else our subscription ends.
-    Local files stay (a folder inside another synced folder is excluded from it: :func:`forget_object`). The
-    client root cannot be removed."""
-    row = ctx.repo.get_object(oaio_id)
-    if row is None:
-        raise ValidationError("oaio_id", f"{oaio_id} is not synced here")
-    if row.kind == KIND_ROOT:
-        raise ValidationError("oaio_id", "the client root cannot be removed")
+    """Stop syncing an object on this device only (``ctl remove``): nothing changes on the server or on the other
+    devices, the local files stay. The row stays with status ``removed``, so the server's listing does not bring
+    the object back; ``ctl add`` of its folder syncs it again (:func:`resume_removed`). A folder inside another
+    synced folder is excluded from that one (as in :func:`forget_object`). The client root cannot be removed."""
+    row = _removable(ctx, oaio_id)
+    log.info("%s: no longer synced on this device (ctl remove); its files stay at %s", oaio_id, row.local_root or "-")
+    outer = _outer_folder(ctx, row)
+    if outer is not None:
+        ctx.repo.exclude_folder(str(row.local_root), oaio_id, "removed here with `ctl remove`")
+    if row.status == STATUS_NEW:  # never reached the server: nothing to keep apart from
+        ctx.repo.delete_object(oaio_id)
+    else:
+        ctx.repo.forget_files(oaio_id)
+        ctx.repo.update_object(oaio_id, status=STATUS_REMOVED, hold_reason="removed here with `ctl remove`")
+    ctx.repo.add_history(oaio_id, "removed", str(row.local_root or ""), "stopped syncing on this device")
+
+
+def delete(ctx: EngineContext, oaio_id: str) -> str:
+    """Delete an object for everybody (``ctl delete``, confirmed by the user): with the right to delete (``D`` or
+    ``C``) it is deleted on the server — the other devices stop syncing it, their files stay; with a weaker right
+    our subscription ends instead (the object stays for the others). Local files stay. Returns what was done."""
+    row = _removable(ctx, oaio_id)
+    done = "deleted on the server"
     if row.status != STATUS_NEW:
         try:
             if row.csh_access_right in ("C", "D"):
                 ctx.api.delete(oaio_id)
             else:
                 ctx.api.unsubscribe(oaio_id, ctx.settings.username)
+                done = "left the share (deleting needs the right D); it stays for the others"
         except NotFound:
-            pass
-    forget_object(ctx, oaio_id, "removed with `ctl remove`")
+            done = "already gone from the server"
+    forget_object(ctx, oaio_id, f"{done} with `ctl delete`")
+    return done
+
+
+def _removable(ctx: EngineContext, oaio_id: str) -> ObjectRow:
+    row = ctx.repo.get_object(oaio_id)
+    if row is None or row.status == STATUS_REMOVED:
+        raise ValidationError("oaio_id", f"{oaio_id} is not synced here")
+    if row.kind == KIND_ROOT:
+        raise ValidationError("oaio_id", "the client root cannot be removed or deleted")
+    return row
+
+
+def resume_removed(ctx: EngineContext, path: Path) -> str | None:
+    """The id of the object ``ctl remove`` stopped syncing at ``path``, synced again from now (no base: local and
+    server files are merged as on a first sync, nothing is lost); None when there is none."""
+    local = _resolved(path)
+    for row in ctx.repo.objects(STATUS_REMOVED, values=False):
+        if row.local_root and _resolved(Path(row.local_root)) == local:
+            ctx.repo.update_object(row.oaio_id, status=STATUS_ACTIVE, hold_reason="", synced_stamp="", local_dirty=True)
+            for excluded in ctx.repo.excluded_folders():
+                if _resolved(Path(excluded.path)) == local:
+                    ctx.repo.include_folder(excluded.path)
+            ctx.repo.add_history(row.oaio_id, "add", str(local), "synced again after `ctl remove`")
+            return row.oaio_id
+    return None
 
 
 def set_values(ctx: EngineContext, oaio_id: str, values: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ import bisect
 import datetime as _dt
 import enum
 import posixpath
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -106,6 +107,24 @@ def conflict_name(path: str, device_id: str, when: _dt.datetime | None = None, n
     counter = f" {number}" if number > 1 else ""
     copy = fitted_name(name, f" (conflicted copy from {device} {when:%Y-%m-%d %H%M%S}){counter}")
     return posixpath.join(folder, copy) if folder else copy
+
+
+_CONFLICT_SUFFIX = re.compile(
+    r" \(conflicted copy from (?P<device>[^/]*?) (?P<when>\d{4}-\d{2}-\d{2} \d{6})\)(?: \d+)?"
+)
+CONFLICT_MARK = "(conflicted copy from "  #: what every conflicted copy's name holds (a cheap SQL filter)
+
+
+def parse_conflict_name(path: str) -> tuple[str, str, str] | None:
+    """``(original path, device, "YYYY-MM-DD HHMMSS")`` of a name :func:`conflict_name` made; None for another.
+    The original of a name that was shortened to fit is the shortened name without the mark."""
+    folder, name = posixpath.split(path)
+    marks = list(_CONFLICT_SUFFIX.finditer(name))
+    if not marks:
+        return None
+    found = marks[-1]  # the last mark: a copy of a copy names the newer conflict
+    original = name[: found.start()] + name[found.end() :]
+    return posixpath.join(folder, original) if folder else original, found["device"], found["when"]
 
 
 def merge_values(

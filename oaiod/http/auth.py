@@ -150,7 +150,11 @@ class OaioSessionAuth(AuthPlugin):
             self.cookies.set_cookie(cookie)
         credentials = {"username": self.username, "password": self.password.reveal()}
         try:
-            client.request("POST", self.login_path, json=credentials, authenticate=False, idempotent=True)
+            # one attempt: the call that needed the login retries it (nested retries made an unreachable server
+            # take 4 x 4 x 4 attempts, over 100 s, before a cycle could say "offline")
+            client.request(
+                "POST", self.login_path, json=credentials, authenticate=False, idempotent=True, retry=NO_RETRY
+            )
         except HTTPStatusError as exc:
             if exc.status >= 500 or exc.status == 429:
                 raise
@@ -181,7 +185,8 @@ class OaioSessionAuth(AuthPlugin):
             token = self.csrf_token()
             if token is None:
                 assert request.url is not None
-                client.request("GET", request.url, authenticate=False)  # sets the csrftoken cookie
+                # sets the csrftoken cookie; one attempt, the enclosing call retries
+                client.request("GET", request.url, authenticate=False, retry=NO_RETRY)
                 token = self.csrf_token()
                 if token is None:
                     raise ProtocolError(f"GET {mask_url(request.url)} set no csrftoken cookie; cannot post to it")

@@ -156,6 +156,11 @@ class StateRepo:
         with self.session() as s:
             s.execute(sa.update(ObjectRow).where(ObjectRow.oaio_id == oaio_id).values(**fields))
 
+    def forget_files(self, oaio_id: str) -> None:
+        """Drop every file row of an object (it is no longer synced here; the object row stays)."""
+        with self.session() as s:
+            s.execute(sa.delete(FileRow).where(FileRow.oaio_id == oaio_id))
+
     def delete_object(self, oaio_id: str) -> None:
         with self.session() as s:
             s.execute(sa.delete(FileRow).where(FileRow.oaio_id == oaio_id))
@@ -410,6 +415,18 @@ class StateRepo:
     def conflicts(self, limit: int = 1000) -> list[ConflictRow]:
         with self.session() as s:
             return list(s.scalars(sa.select(ConflictRow).order_by(ConflictRow.id.desc()).limit(limit)))
+
+    def files_named_like(self, mark: str, limit: int = 1000) -> list[tuple[str, str]]:
+        """``(oaio_id, path)`` of present, not ignored files whose path contains ``mark`` (conflicted copies)."""
+        escaped = mark.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = (
+            sa.select(FileRow.oaio_id, FileRow.path)
+            .where(FileRow.present, ~FileRow.ignored, FileRow.path.like(f"%{escaped}%", escape="\\"))
+            .order_by(FileRow.oaio_id, FileRow.path)
+            .limit(limit)
+        )
+        with self.session() as s:
+            return [(oaio_id, path) for oaio_id, path in s.execute(query)]
 
     def add_history(self, oaio_id: str, action: str, path: str = "", detail: str = "") -> None:
         with self.session() as s:

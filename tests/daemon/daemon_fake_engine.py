@@ -80,6 +80,9 @@ class FakeEngine:
         with self._lock:
             self.dirty.setdefault(str(root), []).extend(paths)
 
+    def local_changes_left(self) -> int:
+        return 0
+
     def retry_failed(self) -> None:
         self.retries += 1
 
@@ -108,6 +111,11 @@ class FakeEngine:
     def remove(self, oaio_id: str) -> None:
         self.calls.append(["remove", oaio_id])
         self.extra_roots = [p for p in self.extra_roots if f"fake-{p.name}" != oaio_id]
+
+    def delete(self, oaio_id: str) -> str:
+        self.calls.append(["delete", oaio_id])
+        self.extra_roots = [p for p in self.extra_roots if f"fake-{p.name}" != oaio_id]
+        return "deleted on the server"
 
     def share(self, oaio_id: str, user: str, right: str) -> None:
         self.calls.append(["share", oaio_id, user, right])

@@ -36,7 +36,7 @@ root = "{root}"
 device_id = "{device}"
 [sync]
 interval = {interval}
-debounce = 0.3
+debounce = {debounce}
 [limits]
 upload = {upload}
 download = {download}
@@ -71,8 +71,11 @@ class Cluster:
         return path
 
     def config(self, device: str, user: str = "alice", **options: Any) -> Path:
-        """Write the config of ``device`` (``url``, ``upload``, ``download``, ``interval``, ``log_level``)."""
-        values = {"upload": 0, "download": 0, "interval": 20, "log_level": "DEBUG", "url": self.hub.url, **options}
+        """Write the config of ``device`` (``url``, ``upload``, ``download``, ``interval``, ``log_level``,
+        ``debounce``)."""
+        values = {"upload": 0, "download": 0, "interval": 20, "log_level": "DEBUG", "url": self.hub.url}
+        values["debounce"] = 0.3
+        values.update(options)
         text = CONFIG.format(
             user=user, password_file=self.password_file(user), root=self.base / device, device=device, **values
         )

@@ -119,6 +119,26 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     assert config.log_file == Path("~/x.log").expanduser()
 
 
+def test_a_relative_password_file_is_relative_to_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14: it was read relative to the working directory (where ``oaiod run`` happened to start)."""
+    file = tmp_path / "conf" / "a.toml"
+    file.parent.mkdir()
+    secret = file.parent / "pw"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o600)
+    file.write_text('[server]\nurl = "https://h.example/"\nusername = "a"\npassword_file = "pw"\n')
+    monkeypatch.chdir(tmp_path)
+    config = load_config(file)
+    assert config.server.password_file == str(secret)
+    assert config.server.read_password().reveal() == "s3cret"
+    secret.chmod(0o200)  # unreadable: a config error naming the key, not a traceback
+    if os.getuid() != 0:
+        with pytest.raises(ConfigError, match=r"^server\.password_file: cannot read secret file"):
+            config.server.read_password()
+
+
 def test_two_configs_get_disjoint_paths(tmp_path: Path) -> None:
     first, second = tmp_path / "a.toml", tmp_path / "b.toml"
     for file in (first, second):

@@ -48,7 +48,7 @@ def test_ctl_commands_against_a_running_daemon_and_without_one(cluster: Cluster)
     wait_committed(cluster, oid, work)
     assert any(row["oaio_id"] == oid and row["path"] == str(work) for row in ctl_json(cfg, "ls"))
     table = ctl(cfg, "ls")
-    assert table.returncode == 0 and "kind" in table.stdout  # a table for people
+    assert table.returncode == 0 and "folder" in table.stdout  # a table for people
 
     shared = ctl(cfg, "share", oid, "bob", "--right", "r")
     assert shared.returncode == 0 and "shared" in shared.stdout

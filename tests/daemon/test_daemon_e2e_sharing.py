@@ -63,7 +63,7 @@ def test_shared_folder_with_each_access_right(cluster: Cluster) -> None:
         carol.call("share", oaio_id=team_id, user="bob", right="C")
     carol.call("share", oaio_id=team_id, user="bob", right="U")
     assert {r["username"]: r["access_right"] for r in alice.call("users", oaio_id=team_id)}["bob"] == "U"
-    carol.call("remove", oaio_id=team_id, wait=True)
+    carol.call("delete", oaio_id=team_id, wait=True, confirmed=True)
     for proc in (alice, bob):
         wait_for(lambda p=proc: _right(p, team_id) is None, 120, f"{team_id} gone on {proc.config.client.device_id}")
     assert tree(team) == final  # local files stay where they are

@@ -74,7 +74,7 @@ def test_ctl_protocol_rejects_bad_requests(daemon: DaemonProcess) -> None:
     assert (
         "must be one of" in raw(b'{"cmd": "share", "args": {"oaio_id": "x", "user": "bob", "right": "Z"}}\n')["error"]
     )
-    with pytest.raises(CommandFailed, match="oaio_id"):
+    with pytest.raises(CommandFailed, match="no synced object is named 'a/b'"):
         daemon.call("remove", oaio_id="a/b")
     with pytest.raises(CommandFailed, match="missing argument 'oaio_id'"):
         daemon.call("users")
@@ -90,6 +90,7 @@ def test_ctl_commands_reach_the_engine(daemon: DaemonProcess, tmp_path: Path) ->
     daemon.call("unshare", oaio_id="fake-extra", user="bob")
     daemon.call("confirm-delete", oaio_id="fake-extra")
     daemon.call("restore", oaio_id="fake-extra", stamp="20240101000000000000", to=str(tmp_path / "old"))
+    assert daemon.call("users", oaio_id=str(extra)) == [{"user": "bob", "right": "r"}]  # OBJ by its path
     daemon.call("remove", oaio_id="fake-extra")
     calls = daemon.call("status")["engine"]["calls"]
     assert calls == [
@@ -101,9 +102,8 @@ def test_ctl_commands_reach_the_engine(daemon: DaemonProcess, tmp_path: Path) ->
         ["remove", "fake-extra"],
     ]
     wait_for(lambda: str(extra) not in daemon.call("status")["watched"], what="the removed root to be unwatched")
-    assert daemon.call("users", oaio_id="fake-extra") == [{"user": "bob", "right": "r"}]
     assert daemon.call("conflicts")[0]["path"].endswith(".txt")
-    assert daemon.call("versions", oaio_id="x")[0]["stamp"]
+    assert daemon.call("versions", oaio_id=daemon.config.client.root.name)[0]["stamp"]  # OBJ by its name
     assert daemon.call("ls")[0]["path"] == str(daemon.config.client.root)
 
 
@@ -269,7 +269,7 @@ def test_cli_against_a_running_daemon(daemon: DaemonProcess, config_file: Path) 
     assert human.exit_code == 0 and "state" in human.output
     assert runner.invoke(main, [*base, "conflicts"]).exit_code == 0
     bad = runner.invoke(main, [*base, "share", "a/b", "bob", "--right", "r"])
-    assert bad.exit_code == 1 and "oaio_id" in bad.output
+    assert bad.exit_code == 1 and "no synced object is named" in bad.output
     waited = runner.invoke(main, [*base, "sync", "--wait", "--json"])
     assert waited.exit_code == 0, waited.output
     assert json.loads(waited.output)["cycle"] >= 1

@@ -202,3 +202,39 @@ def test_a_file_and_a_folder_of_one_name_converge_keeping_both(make_device, firs
     (b.root / "base.txt").unlink()
     converge(a, b, rounds=2)
     assert a.tree() == b.tree() and "base.txt" not in a.tree() and a.tree()["X/later-a.txt"] == b"from a"
+
+
+def test_conflicts_are_the_copies_on_disk_on_every_device_and_clear_once_resolved(make_device) -> None:
+    """Issue 14: the list stayed after the copy was deleted, and the other device listed none while the copy
+    existed there too."""
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "notes" / "doc.txt", "base")
+    converge(a, b)
+    write(a.root / "notes" / "doc.txt", "from a")
+    write(b.root / "notes" / "doc.txt", "from b!")
+    a.sync()
+    b.sync()
+    converge(a, b)
+    for device in (a, b):
+        (conflict,) = present.rows(device.engine.conflicts())
+        assert conflict["path"] == "notes/doc.txt", device.name
+        assert conflict["copy_path"].startswith("notes/doc (conflicted copy from b ")
+        assert device.engine.status().conflicts == 1
+    (b.root / conflict["copy_path"]).unlink()  # resolved: the copy is deleted on one device
+    converge(a, b)
+    assert a.engine.conflicts() == [] and b.engine.conflicts() == []
+    assert a.engine.status().conflicts == 0
+
+
+def test_parse_conflict_name_reads_what_conflict_name_makes() -> None:
+    import datetime
+
+    from oaiod.engine.plan import conflict_name, parse_conflict_name
+
+    when = datetime.datetime(2026, 12, 4, 1, 2, 3)
+    assert parse_conflict_name(conflict_name("a/b/report.final.pdf", "laptop-1", when, 2)) == (
+        "a/b/report.final.pdf",
+        "laptop-1",
+        "2026-12-04 010203",
+    )
+    assert parse_conflict_name("a/plain.txt") is None

@@ -2,8 +2,11 @@
 :class:`oaiod.daemon.ctl.protocol.CtlServer`.
 
 Three kinds of command (design §6): reads and server-side calls (status, ls, users, share…) answer at once, even
-during a sync cycle; commands that change the engine's state (add, remove, confirm-delete, restore, rebuild-index)
-are queued to run between cycles; reload runs on the daemon's main thread.
+during a sync cycle; commands that change the engine's state (add, remove, delete, confirm-delete, restore,
+rebuild-index) are queued to run between cycles; reload runs on the daemon's main thread.
+
+``remove`` stops syncing an object on this device only; ``delete`` deletes it on the server for everybody and is
+refused unless the request says ``confirmed`` (the CLI asks the user, or takes ``--yes``).
 
 **A folder just added** exists only locally until a sync cycle registers it on the server (its files first, then
 ``register/``: the commit point). So that ``oaiod ctl add DIR && oaiod ctl share ID bob --right U`` works,
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from oaiod import model
-from oaiod.daemon.ctl import present
+from oaiod.daemon.ctl import handles, present
 from oaiod.daemon.ctl.protocol import HEARTBEAT, CommandFailed, Handler, Stream
 from oaiod.errors import OaiodError, ValidationError
 
@@ -100,6 +103,7 @@ class DaemonCommands:
             "ls": self.ls,
             "add": self.add,
             "remove": self.remove,
+            "delete": self.delete,
             # server-side calls only: safe while a cycle runs (the engine takes no lock for them)
             "share": self.share,
             "unshare": self.unshare,
@@ -153,7 +157,7 @@ class DaemonCommands:
         """``call(engine, oaio_id)`` — after the cycle registering the object when it is not on the server yet."""
         daemon = self.daemon
         daemon.ready.wait(600)
-        oaio_id = _object(args)
+        oaio_id = _object(daemon, args)
         registration = Registration(daemon, oaio_id)
         if not registration.pending():
             return present.jsonable(call(daemon.engine(), oaio_id))
@@ -225,11 +229,17 @@ class DaemonCommands:
         return _added(daemon, what, self._scheduler().submit(what, operation), wait)
 
     def remove(self, args: Mapping[str, Any]) -> Any:
-        oaio_id = _object(args)
+        oaio_id = _object(self.daemon, args)
         return self._queued(f"ctl remove {oaio_id}", lambda e: e.remove(oaio_id), args)
 
+    def delete(self, args: Mapping[str, Any]) -> Any:
+        oaio_id = _object(self.daemon, args)
+        if _arg(args, "confirmed", _flag, False) is not True:  # the CLI asks the user first; a script says --yes
+            raise CommandFailed(f"deleting {oaio_id} for everybody needs confirmation: oaiod ctl delete OBJ --yes")
+        return self._queued(f"ctl delete {oaio_id}", lambda e: e.delete(oaio_id), args)
+
     def confirm_delete(self, args: Mapping[str, Any]) -> Any:
-        oaio_id = _object(args)
+        oaio_id = _object(self.daemon, args)
         return self._queued(f"ctl confirm-delete {oaio_id}", lambda e: e.confirm_delete(oaio_id), args)
 
     def exclude(self, args: Mapping[str, Any]) -> Any:
@@ -254,7 +264,7 @@ class DaemonCommands:
         return self._queued(f"ctl trash restore {path}", lambda e: e.restore_trash(path, day), args)
 
     def restore(self, args: Mapping[str, Any]) -> Any:
-        oaio_id, stamp = _object(args), _arg(args, "stamp", model.validate_stamp)
+        oaio_id, stamp = _object(self.daemon, args), _arg(args, "stamp", model.validate_stamp)
         to = _arg(args, "to", _local_path, None)
         return self._queued(f"ctl restore {oaio_id} {stamp}", lambda e: e.restore(oaio_id, stamp, to=to), args)
 
@@ -265,7 +275,7 @@ class DaemonCommands:
         return self._read(lambda e: present.rows(e.history()))
 
     def versions(self, args: Mapping[str, Any]) -> Any:
-        return self._read(lambda e: present.versions(e.versions(_object(args))))
+        return self._read(lambda e: present.versions(e.versions(_object(self.daemon, args))))
 
     # -- sharing: server-side calls, after the object's registration --------------------------------------------
 
@@ -293,8 +303,15 @@ def _right(value: Any, name: str) -> str:
     return model.validate_access_right(value, name, allow_none=False)
 
 
-def _object(args: Mapping[str, Any]) -> str:
-    oaio_id: str = _arg(args, "oaio_id", model.validate_oaio_id)
+def _object(daemon: Any, args: Mapping[str, Any]) -> str:
+    """The id of the object the request's ``oaio_id`` names: an id, a path, a name or a unique prefix
+    (:mod:`oaiod.daemon.ctl.handles`)."""
+    handle = _arg(args, "oaio_id")
+    if not isinstance(handle, str) or len(handle) > 4096 or "\0" in handle:
+        raise CommandFailed("oaio_id: must be an object's id, path or name")
+    daemon.ready.wait(600)
+    known = [handles.Known(row.oaio_id, row.local_root or "") for row in daemon.engine().objects().objects]
+    oaio_id: str = _arg({"oaio_id": handles.resolve(handle, known)}, "oaio_id", model.validate_oaio_id)
     return oaio_id
 
 
@@ -417,32 +434,52 @@ class Registration:
         }
 
 
+SYNC_WAIT_ROUNDS = 30  #: cycles ``ctl sync --wait`` runs at most while files keep changing under it
+
+
 def _sync(daemon: Any, scheduler: Any, wait: bool) -> Any:
     """``ctl sync``: request a cycle now (even while backing off, and every backed-off item tried again);
-    ``--wait`` streams progress until it ended."""
+    ``--wait`` streams progress until everything changed before the call is committed and the server's changes
+    are pulled.
+
+    One cycle is not enough for that: the watcher holds changes until they were quiet for ``debounce`` seconds
+    (a cycle asked for at once would not see them), and a cycle leaves files still being written (the engine's
+    quiet period) to the next one. So each round hands the watcher's changes over first (:meth:`Watcher.settle`),
+    waits for a cycle that started after that, and goes round again while the engine has changed paths left —
+    after a pause of the quiet period, at most :data:`SYNC_WAIT_ROUNDS` times (files that never stop changing).
+    A cycle that failed ends the wait with its error; per-item failures are in the result's report."""
     if scheduler.paused:
         raise CommandFailed("sync is paused; run: oaiod ctl resume")
     daemon.engine().retry_failed()
-    number = scheduler.trigger("ctl sync", force=True)
     if not wait:
-        return {"requested": number}
+        return {"requested": scheduler.trigger("ctl sync", force=True)}
     outcome: list[Any] = []
+    quiet = max(0.1, float(daemon.config.sync.debounce) / 2)
 
     def items() -> Iterator[Any]:
-        while not outcome:
-            done = scheduler.wait_for_cycle(number, 0.5)
-            if done is not None:
-                outcome.append(done)
+        for _round in range(SYNC_WAIT_ROUNDS):
+            daemon.settle_local_changes()
+            number = scheduler.trigger("ctl sync --wait", force=True)
+            while (done := scheduler.wait_for_cycle(number, 0.5)) is None:
+                if not scheduler.running:
+                    raise CommandFailed("the daemon is stopping")
+                yield _progress(daemon)
+            outcome[:] = [done]
+            daemon.settle_local_changes()  # what the cycle's own downloads or a late writer changed meanwhile
+            if done.error is not None or not daemon.engine().local_changes_left():
                 return
-            if not scheduler.running:
-                raise CommandFailed("the daemon is stopping")
             yield _progress(daemon)
+            time.sleep(quiet)  # files still being written: the engine looks again once they were quiet
 
     def result() -> Any:
         done = outcome[0]
         if done.error is not None:
             raise CommandFailed(f"sync failed: {done.error}")
-        return {"cycle": done.number, "report": present.jsonable(done.report)}
+        left = daemon.engine().local_changes_left()
+        answer = {"cycle": done.number, "report": present.jsonable(done.report)}
+        if left:
+            answer["still_changing"] = left
+        return answer
 
     return Stream(items(), result)
 

@@ -1,0 +1,184 @@
+"""Issue 14 against real daemons on a real hub: what a person (or a script) relies on when using ``oaiod ctl``.
+
+``sync --wait`` returns only once everything written before the call is committed, however long the watcher's
+quiet period; ``ctl status`` exits non-zero while the daemon is in ``error``/``offline``; …
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_helpers import Cluster, first_cycles, object_id_of, server_tree, tree, write_tree
+
+pytestmark = pytest.mark.integration
+
+
+def ctl(
+    config: Path, *args: str, stdin: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "oaiod.daemon.cli", "--config", str(config), "ctl", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, input=stdin, cwd=cwd)
+
+
+def oaiod(*args: str) -> subprocess.CompletedProcess[str]:
+    """The ``oaiod`` command as typed (``python -m oaiod.cli``), arguments exactly as given."""
+    return subprocess.run([sys.executable, "-m", "oaiod.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def ctl_json(config: Path, *args: str) -> Any:
+    done = ctl(config, *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_sync_wait_returns_once_everything_written_before_it_is_committed(cluster: Cluster) -> None:
+    """A long debounce (5 s) and a file written just before the call: a single cycle asked for at once saw none of
+    it (the watcher still held the paths), and the big file was still in the engine's quiet period."""
+    a = cluster.start("dev-a", debounce=5.0)
+    first_cycles(a)
+    root = Path(a.config.client.root)
+    oid = object_id_of(a)
+    write_tree(root, {f"many/f{i:03}.txt": f"file {i}" for i in range(300)})
+    (root / "big.bin").write_bytes(os.urandom(20 * 2**20))
+    done = ctl_json(a.config_file, "sync", "--wait")
+    assert done["cycle"] >= 1 and "still_changing" not in done
+    assert server_tree(cluster, oid) == tree(root)  # at once: no polling after --wait
+
+
+def test_status_exit_codes_say_whether_syncing_works(cluster: Cluster) -> None:
+    """Issue 14: a 0644 password file left the daemon in ``error`` while ``ctl status`` exited 0; and ``status
+    --json`` without a daemon printed nothing on stdout. Codes: 0 works, 3 no daemon, 4 offline, 5 error."""
+    config = cluster.config("dev-e")
+    cluster.password_file("alice").chmod(0o644)
+    try:
+        broken = cluster.start("dev-e")
+        done = ctl(config, "status")
+        assert done.returncode == 5, done.stdout
+        assert "chmod 600" in done.stdout and "server.password_file" in done.stdout
+        answer = json.loads(ctl(config, "status", "--json").stdout)
+        assert answer["state"] == "error" and "readable by others" in answer["last_error"]
+        why = [line for line in broken.stderr().splitlines() if "cannot start syncing" in line]
+        assert len(why) == 1 and "chmod 600" in why[0], broken.stderr()  # one line, with what to do
+        assert "Traceback" not in broken.stderr()
+    finally:
+        cluster.password_file("alice").chmod(0o600)
+    assert ctl(config, "reload").returncode == 0  # fixed: the daemon syncs after a reload
+    assert ctl(config, "status").returncode == 0
+
+    offline = cluster.start("dev-o", url="http://127.0.0.1:9/")  # nothing listens on the discard port
+    _wait_state(offline.config_file, "offline")
+    assert ctl(offline.config_file, "status").returncode == 4
+
+    assert ctl(offline.config_file, "stop").returncode == 0
+    offline.proc.wait(60)
+    gone = ctl(offline.config_file, "status", "--json")
+    assert gone.returncode == 3
+    assert json.loads(gone.stdout)["state"] == "not running" and "no oaiod daemon is running" in gone.stderr
+
+
+def _wait_state(config: Path, state: str) -> None:
+    from daemon_helpers import wait_for
+
+    wait_for(lambda: json.loads(ctl(config, "status", "--json").stdout)["state"] == state, 120, state, 0.5)
+
+
+def test_remove_stops_syncing_here_and_delete_asks_first(cluster: Cluster) -> None:
+    """Issue 14 §6: ``ctl remove`` never deletes on the server; ``ctl delete`` does, confirmed; ``--right C`` is
+    not offered and ``share --help`` explains the rights."""
+    a = cluster.start("dev-a")
+    first_cycles(a)
+    cfg = a.config_file
+    work = cluster.base / "work"
+    write_tree(work, {"a.txt": "a", "b.txt": "b"})
+    oid = ctl_json(cfg, "add", str(work), "--wait")["oaio_id"]
+
+    removed = ctl(cfg, "remove", oid, "--wait")
+    assert removed.returncode == 0 and "no longer synced on this device" in removed.stdout, removed.stderr
+    assert server_tree(cluster, oid) == {"a.txt": _sha("a"), "b.txt": _sha("b")}  # still on the server
+    assert (work / "a.txt").exists()
+
+    assert ctl_json(cfg, "add", str(work), "--wait")["oaio_id"] == oid  # synced again: the same object
+    refused = ctl(cfg, "delete", oid, stdin="")  # not a terminal, no --yes
+    assert refused.returncode == 1 and "confirmation needed" in refused.stderr and "--yes" in refused.stderr
+    assert server_tree(cluster, oid)
+    deleted = ctl(cfg, "delete", oid, "--yes", "--wait")
+    assert deleted.returncode == 0 and "deleted on the server" in deleted.stdout, deleted.stderr
+    assert server_tree(cluster, oid) == {} and (work / "a.txt").exists()
+
+    assert ctl(cfg, "share", oid, "bob", "--right", "C").returncode == 2  # not a choice
+    helped = " ".join(ctl(cfg, "share", "--help").stdout.split())
+    assert all(f"{right} {name}:" in helped for right, name in (("r", "read"), ("U", "update"), ("D", "delete")))
+    assert "C the creator's own right; it cannot be granted" in helped
+
+
+def _sha(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_objects_by_path_name_or_prefix_config_after_ctl_and_hints_that_paste(cluster: Cluster) -> None:
+    """Issue 14 §2: OBJ is a path (the folder or anything inside it, relative too), a name or a unique prefix; ids
+    still work. ``--config``/``-c NAME`` work after ``ctl``; a hint the daemon prints names the config and runs
+    as pasted; ``ctl ls`` fits 80 columns."""
+    import shlex
+
+    from oaiod.daemon.config import config_dir
+
+    named = config_dir() / "laptop.toml"  # -c laptop
+    named.parent.mkdir(parents=True, exist_ok=True)
+    named.write_text(cluster.config("dev-a").read_text())
+    from daemon_helpers import DaemonProcess
+
+    a = DaemonProcess(named, real=True)
+    cluster.started.append(a)
+    a.ready()
+    first_cycles(a)
+    cfg = a.config_file
+    work, other = cluster.base / "projects" / "work", cluster.base / "projects" / "worship"
+    write_tree(work, {"docs/x.txt": "x"})
+    write_tree(other, {"y.txt": "y"})
+    oid = ctl_json(cfg, "add", str(work), "--wait")["oaio_id"]
+    ctl_json(cfg, "add", str(other), "--wait")
+
+    expected = ctl_json(cfg, "versions", oid)
+    for handle in (str(work), str(work / "docs" / "x.txt"), "work", oid):
+        assert ctl_json(cfg, "versions", handle) == expected, handle
+    done = ctl(cfg, "versions", "docs/x.txt", "--json", cwd=work)  # relative to where ctl runs
+    assert done.returncode == 0 and json.loads(done.stdout) == expected, done.stderr
+    ambiguous = ctl(cfg, "versions", "wor")
+    assert ambiguous.returncode == 1 and "starts 2 objects" in ambiguous.stderr
+    assert "is not inside a synced folder" in ctl(cfg, "users", str(cluster.base)).stderr
+
+    for args in (("ctl", "--config", str(cfg), "status", "--json"), ("ctl", "-c", "laptop", "status", "--json")):
+        shown = oaiod(*args)
+        assert shown.returncode == 0 and json.loads(shown.stdout)["device_id"] == "dev-a", (args, shown.stderr)
+    assert oaiod("-c", "laptop", "ctl", "status").returncode == 0
+
+    assert ctl(cfg, "pause").returncode == 0
+    refused = ctl(cfg, "sync")
+    hint = refused.stderr.strip().rsplit("run: ", 1)[-1]
+    assert refused.returncode == 1 and hint == f"oaiod --config {shlex.quote(str(named))} ctl resume", refused.stderr
+    assert oaiod(*shlex.split(hint)[1:]).returncode == 0  # pasted as printed
+    assert ctl_json(cfg, "status")["state"] != "paused"
+
+    from rich.console import Console
+
+    from oaiod.daemon import cli
+
+    console = Console(width=80, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    original = cli._console
+    cli._console = lambda: console
+    try:
+        cli.render_ls(ctl_json(cfg, "ls"))
+    finally:
+        cli._console = original
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    assert "work" in text and "worship" in text and "synced (root)" in text, text
