@@ -390,7 +390,27 @@ def _listing(name: str, cmd: str, doc: str, with_obj: bool = False) -> None:
 _listing("users", "users", "List the users an object is shared with, and their rights.", with_obj=True)
 _listing("conflicts", "conflicts", "List conflicted copies and conflicting values.")
 _listing("history", "history", "Show recent sync activity.")
-_listing("versions", "versions", "List the stored versions of an object.", with_obj=True)
+_listing(
+    "versions",
+    "versions",
+    "List the stored versions of an object, or of one file when OBJ is a file inside a synced folder (one row per"
+    " change, in local time).",
+    with_obj=True,
+)
+
+
+@ctl.command("filestatus")
+@click.argument("path", type=click.Path(path_type=Path))
+@json_option
+@click.pass_context
+def ctl_filestatus(ctx: click.Context, path: Path, as_json: bool) -> None:
+    """What oaiod does with one file or folder: up to date, syncing, conflict, ignored, excluded or error, and why."""
+
+    def render(answer: dict[str, Any]) -> None:
+        why = f" — {answer['why']}" if answer.get("why") else ""
+        click.echo(f"{answer['path']}: {answer['state']}{why}")
+
+    _call(ctx, "filestatus", render, path=str(path.expanduser().absolute()))
 
 
 @ctl.command("confirm-delete")
@@ -504,7 +524,8 @@ def ctl_trash_restore(ctx: click.Context, path: Path, day: str | None, wait: boo
 @json_option
 @click.pass_context
 def ctl_restore(ctx: click.Context, oaio_id: str, stamp: str, to: Path | None, wait: bool, as_json: bool) -> None:
-    """Restore an old version of an object (in place, or into a folder)."""
+    """Restore an old version of an object, or of one file or folder inside it when OBJ is a path inside a synced
+    folder (in place, moving only what differs, or into a folder)."""
     args: dict[str, Any] = {"oaio_id": oaio_id, "stamp": stamp}
     if to is not None:
         args["to"] = str(to.expanduser().absolute())

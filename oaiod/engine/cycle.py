@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from oaiod.engine import ops, selective, trash
+from oaiod.engine import files, ops, selective, trash
 from oaiod.engine.context import EngineContext, OpenBackend, ServerApi
 from oaiod.engine.index import IndexReport, index_paths, owner_of, rooted, settle_ignored
 from oaiod.engine.mapping import is_own_root, map_object
@@ -461,9 +461,22 @@ class SyncEngine:
     def versions(self, oaio_id: str) -> list[ObjectVersion]:
         return list(self.api.versions(oaio_id))
 
-    def restore(self, oaio_id: str, stamp: str, to: Path | None = None) -> list[str]:
+    def file_status(self, path: Path) -> files.FileStatus:
+        """What oaiod does with one file or folder now, and why (``ctl filestatus``)."""
+        return files.status(self.ctx, Path(path))
+
+    def file_versions(self, path: Path) -> list[files.FileVersion]:
+        """The versions of one file the server keeps, one per change, newest first (``ctl versions PATH``)."""
+        return files.versions(self.ctx, Path(path))
+
+    def restore_path(self, path: Path, stamp: str, to: Path | None = None) -> list[str]:
+        """Restore one file or folder inside a synced folder as version ``stamp`` had it (only what differs)."""
+        row, rel = files.locate_file(self.ctx, Path(path))
+        return self.restore(row.oaio_id, stamp, to, under=rel)
+
+    def restore(self, oaio_id: str, stamp: str, to: Path | None = None, under: str = "") -> list[str]:
         with self._lock:
-            restored = ops.restore(self.ctx, oaio_id, stamp, Path(to) if to else None)
+            restored = ops.restore(self.ctx, oaio_id, stamp, Path(to) if to else None, under)
             if to is None:
                 row = self.repo.get_object(oaio_id)
                 if row is not None and row.local_root:

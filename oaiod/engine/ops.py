@@ -187,9 +187,11 @@ def set_values(ctx: EngineContext, oaio_id: str, values: dict[str, Any]) -> None
     ctx.repo.update_object(oaio_id, local_values=local, local_dirty=True)
 
 
-def restore(ctx: EngineContext, oaio_id: str, stamp: str, to: Path | None) -> list[str]:
-    """Download version ``stamp`` of an object into ``to`` (a folder of the user's choice) or over the live files
-    (replaced files go to the trash; the restored state is then pushed as a new version). Returns the paths.
+def restore(ctx: EngineContext, oaio_id: str, stamp: str, to: Path | None, under: str = "") -> list[str]:
+    """Download version ``stamp`` of an object — or only its file or folder ``under`` — into ``to`` (a folder of the
+    user's choice, paths relative to the object's folder) or over the live files (replaced files go to the trash;
+    the restored state is then pushed as a new version; a file that is as the version has it is not moved).
+    Returns the paths.
 
     Files come with ``get_many`` in bounded batches into temp files beside their targets, are verified, made
     durable with one sync per batch and then renamed into place (a file changed meanwhile is not replaced)."""
@@ -202,10 +204,19 @@ def restore(ctx: EngineContext, oaio_id: str, stamp: str, to: Path | None) -> li
     backend = ctx.backend(version.csh_id or row.csh_id)
     root = Path(to) if to is not None else Path(row.local_root)
     folders, prefix = localfs.BatchFolders(root), storage_key(oaio_id, stamp)
+    chosen = {
+        rel: want
+        for rel, want in remote_files(version.values, stamp).items()
+        if not under or rel == under or rel.startswith(under + "/")
+    }
+    if under and not chosen:
+        raise ValidationError("path", f"version {stamp} of {oaio_id} holds no {under}")
+    if to is None:  # in place: only what differs
+        chosen = {rel: want for rel, want in chosen.items() if not _as_version(ctx, oaio_id, root, rel, want)}
     wanted = [
         (rel, want, Transfer(f"{prefix}/{rel}", folders.temp_for(rel), want.mtime_ns or None,
                              want.executable))
-        for rel, want in remote_files(version.values, stamp).items()
+        for rel, want in chosen.items()
     ]  # fmt: skip
     restored: list[str] = []
     try:
@@ -215,6 +226,16 @@ def restore(ctx: EngineContext, oaio_id: str, stamp: str, to: Path | None) -> li
         folders.close()
     ctx.repo.add_history(oaio_id, "restore", str(root), f"version {stamp}: {len(restored)} files")
     return restored
+
+
+def _as_version(ctx: EngineContext, oaio_id: str, root: Path, rel: str, want: Any) -> bool:
+    """True when the local file ``rel`` holds the version's content (as indexed, and unchanged since)."""
+    file = ctx.repo.get_file(oaio_id, rel)
+    if file is None or not file.present or file.sha256 != want.sha256 or want.sha256 is UNKNOWN:
+        return False
+    return file.executable == want.executable and localfs.still_as_indexed(
+        root / rel, FileStat(file.size, file.mtime_ns, file.inode)
+    )
 
 
 def _restore_batch(root: Path, backend: Any, batch: list[tuple[str, Any, Transfer]], restored: list[str]) -> None:

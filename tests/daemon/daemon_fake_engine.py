@@ -143,6 +143,16 @@ class FakeEngine:
     def trash(self) -> list[Any]:
         return []
 
+    def file_status(self, path: Path) -> dict[str, str]:
+        return {"path": str(path), "state": "up to date", "why": ""}
+
+    def file_versions(self, path: Path) -> list[Any]:
+        return []
+
+    def restore_path(self, path: Path, stamp: str, to: Path | None = None) -> list[str]:
+        self.calls.append(["restore_path", str(path), stamp])
+        return []
+
     def restore_trash(self, path: Path, day: str | None = None) -> list[str]:
         self.calls.append(["restore_trash", str(path), day])
         return []

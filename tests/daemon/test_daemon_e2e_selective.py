@@ -1,7 +1,8 @@
 """``oaiod ctl exclude`` and ``ctl trash`` against two real daemons and a real hub (issue 14 §3, §4): the excluded
 folder leaves one device after a confirmation (refused without a terminal unless ``--yes``) for its trash, stays on
 the other and the server, takes no change from either side, and comes back with ``exclude remove``; a file deleted
-on one device comes back from the other's trash with ``ctl trash restore``."""
+on one device comes back from the other's trash with ``ctl trash restore``; ``ctl filestatus``, and ``ctl versions``
+and ``ctl restore`` of one file."""
 
 from __future__ import annotations
 
@@ -54,8 +55,16 @@ def test_a_folder_excluded_on_one_device_leaves_it_alone(cluster: Cluster) -> No
     wait_converged([a, b], {"videos/v1.mp4", "videos/raw/v2.mp4", "videos/v3.mp4", "doc.txt"})
     assert json.loads(ctl(b.config_file, "exclude", "list", "--json").stdout) == []
 
+    status = json.loads(ctl(b.config_file, "filestatus", str(rb / "doc.txt"), "--json").stdout)
+    assert status["state"] == "up to date", status
+    changes = json.loads(ctl(a.config_file, "versions", str(ra / "doc.txt"), "--json").stdout)
+    assert [row["size"] for row in changes] == [len("doc, edited on b"), len("doc")], changes
+    done = ctl(a.config_file, "restore", str(ra / "doc.txt"), "--stamp", changes[-1]["stamp"], "--wait")
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: (rb / "doc.txt").read_text() == "doc", 120, "the restored doc.txt on b")
+
     (ra / "doc.txt").unlink()
     wait_for(lambda: not (rb / "doc.txt").exists(), 120, "the deletion on b")
     done = ctl(b.config_file, "trash", "restore", str(rb / "doc.txt"), "--wait")
     assert done.returncode == 0 and "restored" in done.stdout, done.stderr
-    wait_for(lambda: (ra / "doc.txt").exists() and (ra / "doc.txt").read_text() == "doc, edited on b", 120, "doc back")
+    wait_for(lambda: (ra / "doc.txt").exists() and (ra / "doc.txt").read_text() == "doc", 120, "doc back")

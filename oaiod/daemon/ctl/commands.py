@@ -113,6 +113,7 @@ class DaemonCommands:
             "exclude": self.exclude,
             "include": self.include,
             "exclusions": self.exclusions,
+            "filestatus": self.filestatus,
             "trash": self.trash,
             "trash-restore": self.trash_restore,
             "history": self.history,
@@ -264,9 +265,16 @@ class DaemonCommands:
         return self._queued(f"ctl trash restore {path}", lambda e: e.restore_trash(path, day), args)
 
     def restore(self, args: Mapping[str, Any]) -> Any:
-        oaio_id, stamp = _object(self.daemon, args), _arg(args, "stamp", model.validate_stamp)
-        to = _arg(args, "to", _local_path, None)
+        stamp, to = _arg(args, "stamp", model.validate_stamp), _arg(args, "to", _local_path, None)
+        path = _inside(self.daemon, args)
+        if path is not None:  # one file or folder inside a synced folder
+            return self._queued(f"ctl restore {path} {stamp}", lambda e: e.restore_path(path, stamp, to=to), args)
+        oaio_id = _object(self.daemon, args)
         return self._queued(f"ctl restore {oaio_id} {stamp}", lambda e: e.restore(oaio_id, stamp, to=to), args)
+
+    def filestatus(self, args: Mapping[str, Any]) -> Any:
+        path = _arg(args, "path", _local_path)
+        return self._read(lambda e: e.file_status(path))
 
     def conflicts(self, args: Mapping[str, Any]) -> Any:
         return self._read(lambda e: present.rows(e.conflicts()))
@@ -275,6 +283,9 @@ class DaemonCommands:
         return self._read(lambda e: present.rows(e.history()))
 
     def versions(self, args: Mapping[str, Any]) -> Any:
+        path = _inside(self.daemon, args)
+        if path is not None:
+            return self._read(lambda e: present.file_versions(e.file_versions(path)))
         return self._read(lambda e: present.versions(e.versions(_object(self.daemon, args))))
 
     # -- sharing: server-side calls, after the object's registration --------------------------------------------
@@ -313,6 +324,20 @@ def _object(daemon: Any, args: Mapping[str, Any]) -> str:
     known = [handles.Known(row.oaio_id, row.local_root or "") for row in daemon.engine().objects().objects]
     oaio_id: str = _arg({"oaio_id": handles.resolve(handle, known)}, "oaio_id", model.validate_oaio_id)
     return oaio_id
+
+
+def _inside(daemon: Any, args: Mapping[str, Any]) -> Path | None:
+    """The file or folder that the request's ``oaio_id`` names when it is a path *inside* a synced folder (the
+    file forms of ``versions`` and ``restore``); None for anything else (an object's handle, its folder)."""
+    handle = args.get("oaio_id")
+    if not isinstance(handle, str) or not os.path.isabs(handle) or "\0" in handle or len(handle) > 4096:
+        return None
+    daemon.ready.wait(600)
+    folders = {os.path.realpath(row.local_root) for row in daemon.engine().objects().objects if row.local_root}
+    real = os.path.realpath(handle)
+    if real in folders or not any(real.startswith(folder.rstrip("/") + "/") for folder in folders):
+        return None
+    return Path(handle)
 
 
 def _user(args: Mapping[str, Any]) -> str:

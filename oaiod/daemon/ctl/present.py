@@ -103,3 +103,17 @@ def version_dict(version: ObjectVersion) -> dict[str, Any]:
 
 def versions(found: Iterable[ObjectVersion]) -> list[dict[str, Any]]:
     return [version_dict(version) for version in found]
+
+
+def file_versions(found: Iterable[Any]) -> list[dict[str, Any]]:
+    """``ctl versions PATH``: one row per change of the file, with its version's stamp in local time."""
+    return [{**jsonable(version), "when": local_time(version.stamp)} for version in found]
+
+
+def local_time(stamp: str) -> str:
+    """A stamp (UTC) as the local time people read, ``YYYY-MM-DD HH:MM:SS``."""
+    try:
+        moment = datetime.datetime.strptime(stamp[:14], "%Y%m%d%H%M%S").replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return stamp
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
