@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
-import stat as _stat
 from pathlib import Path
 
 from oaiod.engine.context import EngineContext
-from oaiod.engine.localfs import LocalFsError, UnsafePath, make_parents
+from oaiod.engine.localfs import LocalFsError, UnsafePath, is_folder, make_parents
 from oaiod.engine.manifest import remote_dirs
 from oaiod.model import OaiObject
 from oaiod.state.models import KIND_FOLDER, KIND_ROOT, ObjectRow
@@ -83,7 +82,7 @@ def _remove_empty(root: Path, rel: str, wanted: frozenset[str]) -> list[str]:
     removed: list[str] = []
     while rel and rel not in wanted:
         path = root / rel
-        if not _is_folder(path):
+        if not is_folder(path):
             break
         try:
             path.rmdir()  # fails on a folder that is not empty: the user put something there, it stays
@@ -92,10 +91,3 @@ def _remove_empty(root: Path, rel: str, wanted: frozenset[str]) -> list[str]:
         removed.append(rel)
         rel = rel.rpartition("/")[0]
     return removed
-
-
-def _is_folder(path: Path) -> bool:
-    try:
-        return _stat.S_ISDIR(path.lstat().st_mode)
-    except OSError:
-        return False
