@@ -393,8 +393,7 @@ _listing("history", "history", "Show recent sync activity.")
 _listing(
     "versions",
     "versions",
-    "List the stored versions of an object, or of one file when OBJ is a file inside a synced folder (one row per"
-    " change, in local time).",
+    "List the stored versions of an object, or of one file when OBJ is a file in a synced folder.",
     with_obj=True,
 )
 
@@ -424,14 +423,16 @@ def ctl_confirm_delete(ctx: click.Context, oaio_id: str, wait: bool, as_json: bo
     _call_queued(ctx, "confirm-delete", render, wait, oaio_id=oaio_id)
 
 
-@ctl.group("exclude")
-def ctl_exclude() -> None:
-    """Selective sync: files and folders this device does not hold.
+EXCLUDE_EPILOG = (
+    "An excluded folder is not downloaded here; its local copy goes to this device's trash (files changed here and "
+    "not synced yet stay on disk); nothing is deleted on the server or the other devices, and it comes back with "
+    "`exclude remove`."
+)
 
-    An excluded folder is not downloaded here; its local copy goes to this device's trash (files changed here
-    and not synced yet stay on disk); nothing is deleted on the server or the other devices, and it comes back
-    with `exclude remove`.
-    """
+
+@ctl.group("exclude", epilog=EXCLUDE_EPILOG)
+def ctl_exclude() -> None:
+    """Selective sync: files and folders this device does not hold."""
 
 
 @ctl_exclude.command("add")
@@ -524,8 +525,7 @@ def ctl_trash_restore(ctx: click.Context, path: Path, day: str | None, wait: boo
 @json_option
 @click.pass_context
 def ctl_restore(ctx: click.Context, oaio_id: str, stamp: str, to: Path | None, wait: bool, as_json: bool) -> None:
-    """Restore an old version of an object, or of one file or folder inside it when OBJ is a path inside a synced
-    folder (in place, moving only what differs, or into a folder)."""
+    """Restore an old version of an object, or of one file or folder when OBJ is a path inside a synced folder."""
     args: dict[str, Any] = {"oaio_id": oaio_id, "stamp": stamp}
     if to is not None:
         args["to"] = str(to.expanduser().absolute())

@@ -147,11 +147,14 @@ def test_objects_by_path_name_or_prefix_config_after_ctl_and_hints_that_paste(cl
     oid = ctl_json(cfg, "add", str(work), "--wait")["oaio_id"]
     ctl_json(cfg, "add", str(other), "--wait")
 
-    expected = ctl_json(cfg, "versions", oid)
+    expected = ctl_json(cfg, "users", oid)
     for handle in (str(work), str(work / "docs" / "x.txt"), "work", oid):
-        assert ctl_json(cfg, "versions", handle) == expected, handle
-    done = ctl(cfg, "versions", "docs/x.txt", "--json", cwd=work)  # relative to where ctl runs
+        assert ctl_json(cfg, "users", handle) == expected, handle
+    done = ctl(cfg, "users", "docs/x.txt", "--json", cwd=work)  # relative to where ctl runs
     assert done.returncode == 0 and json.loads(done.stdout) == expected, done.stderr
+    assert ctl_json(cfg, "versions", str(work)) == ctl_json(cfg, "versions", oid)  # the folder: its object's
+    file_rows = ctl_json(cfg, "versions", str(work / "docs" / "x.txt"))  # a file inside: that file's versions
+    assert file_rows and {"stamp", "size", "when", "deleted"} <= set(file_rows[0]), file_rows
     ambiguous = ctl(cfg, "versions", "wor")
     assert ambiguous.returncode == 1 and "starts 2 objects" in ambiguous.stderr
     assert "is not inside a synced folder" in ctl(cfg, "users", str(cluster.base)).stderr
