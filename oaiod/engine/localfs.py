@@ -355,10 +355,13 @@ def discard(temp: Path | str) -> None:
         os.unlink(temp)
 
 
-def install_fetched(root: Path, rel: str, temp: str, expected: FileStat | None) -> str:
+def install_fetched(
+    root: Path, rel: str, temp: str, expected: FileStat | None, trashed: list[Path] | None = None
+) -> str:
     """Rename ``temp`` (complete, verified, with its mtime and mode, in the checked folder of ``root/rel``) to
-    ``root/rel`` if the file there is still as indexed; the replaced file goes to the trash first. Returns the
-    target path. LocalChanged when the user changed the file meanwhile (``temp`` is left to the caller).
+    ``root/rel`` if the file there is still as indexed; the replaced file goes to the trash first (its path there
+    appended to ``trashed``). Returns the target path. LocalChanged when the user changed the file meanwhile
+    (``temp`` is left to the caller).
 
     ``rel`` was validated and its folder checked when ``temp`` was written there (:class:`BatchFolders`); the
     target must be a plain name in that same folder (the string compared, no second validation or lstat per
@@ -374,7 +377,9 @@ def install_fetched(root: Path, rel: str, temp: str, expected: FileStat | None) 
     if replacing:
         if not still_as_indexed(target, expected):
             raise LocalChanged(f"{target} changed since it was indexed; keeping it")
-        to_trash(root, rel, keep=True)  # still as indexed, so it is there: keep it in the trash
+        kept = to_trash(root, rel, keep=True)  # still as indexed, so it is there: keep it in the trash
+        if trashed is not None:
+            trashed.append(kept)
     try:
         if replacing:
             os.replace(temp, target)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oaiod.engine import localfs
+from oaiod.engine import localcopy, localfs
 from oaiod.engine.context import EngineContext, EngineError, IntegrityError, transfer_batches
 from oaiod.engine.localfs import LocalChanged, LocalFsError
 from oaiod.engine.manifest import RemoteFile, confirmed_delete, remote_files
@@ -54,6 +54,8 @@ class PullOutcome:
     merged: bool = False  # False: the version was already here (e.g. our own commit coming back)
     held: bool = False
     downloads: int = 0
+    #: downloads served by a copy of a file already here (a rename, a copy, a revert): no bytes from storage
+    local_copies: int = 0
     trashed: int = 0
     conflicts: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -337,8 +339,10 @@ def _apply(m: _Merge, step: _Step, fetched: Fetched | None = None) -> None:
         _install(m, step.path, _take(step, fetched), step.remote, file)
         m.outcome.downloads += 1
     elif action is Action.TRASH_LOCAL:
-        localfs.trash_if_unchanged(m.root, step.path, _stat_of(file))
+        moved = localfs.trash_if_unchanged(m.root, step.path, _stat_of(file))
         m.rows.delete(step.path)
+        if moved is not None and file is not None:
+            _note_trashed(m, [moved], file)
         m.ctx.repo.add_history(m.row.oaio_id, "trash", step.path, "deleted on the server; moved to the trash")
         m.outcome.trashed += 1
     elif action is Action.NOTHING:
@@ -387,7 +391,8 @@ def _settle_executable(m: _Merge, step: _Step) -> None:
 
 def _prefetch(m: _Merge, steps: list[_Step], fetched: dict[str, Fetched]) -> None:
     """Download every step that needs a file from storage into a temp file beside its target, ``get_many`` per
-    bounded batch (``fetched``: path -> the temp file, or why it failed). Folders are checked or made once per
+    bounded batch (``fetched``: path -> the temp file, or why it failed); a content this device has already is
+    copied from its local file instead (:mod:`~oaiod.engine.localcopy`). Folders are checked or made once per
     batch. The temp files are not fsynced: the caller makes the whole batch durable with one sync."""
     wanted = [step for step in steps if _needs_backend(step) and step.remote is not None]
     if not wanted:
@@ -405,8 +410,36 @@ def _prefetch(m: _Merge, steps: list[_Step], fetched: dict[str, Fetched]) -> Non
             continue
         mtime = step.remote.mtime_ns or None
         items.append((step, Transfer(f"{prefix}/{step.path}", temp, mtime, _is_exec(step.remote, step.row))))
+    items = _copy_local(m, items, fetched)
     for batch in transfer_batches(items, lambda item: item[0].remote.size if item[0].remote else 0):
         _get_batch(m, batch, fetched)
+
+
+def _copy_local(
+    m: _Merge, items: list[tuple[_Step, Transfer]], fetched: dict[str, Fetched]
+) -> list[tuple[_Step, Transfer]]:
+    """Serve the items whose content a file here has (verified copies into their temp files, design §3); returns
+    the others, to download."""
+    wanted = [
+        localcopy.Wanted(
+            step.path, item.local_path, step.remote.sha256, step.remote.size, item.mtime_ns, item.executable
+        )
+        for step, item in items
+        if step.remote is not None and isinstance(step.remote.sha256, str)
+    ]
+    copied = localcopy.copy_from_local(m.ctx.repo, wanted)
+    if not copied:
+        return items
+    progress, rest = m.ctx.progress, []
+    for step, item in items:
+        got = copied.get(step.path)
+        if got is None:
+            rest.append((step, item))
+        else:
+            fetched[step.path] = _Fetched(item.local_path, got)
+            progress.finish(False, got.size)  # off the download queue
+    m.outcome.local_copies += len(copied)
+    return rest
 
 
 def _get_batch(m: _Merge, batch: list[tuple[_Step, Transfer]], fetched: dict[str, Fetched]) -> None:
@@ -476,6 +509,17 @@ def _is_exec(remote: RemoteFile, file: FileRow | None) -> bool:
     return remote.executable if remote.sha256 is not UNKNOWN else bool(file and file.executable)
 
 
+def _note_trashed(m: _Merge, moved: list[Path], file: FileRow) -> None:
+    """Index files a step put into the trash (as the row ``file`` described them): sources for later pulls."""
+    for path in moved:
+        try:
+            st = localfs.current_stat(path)
+        except LocalFsError:  # not a regular file after all: no source
+            continue
+        if st is not None and file.sha256:
+            m.rows.trashed(str(path), file.sha256, st)
+
+
 def _install(
     m: _Merge, rel: str, fetched: _Fetched, want: RemoteFile, file: FileRow | None, *, synced: bool = True
 ) -> None:
@@ -487,7 +531,10 @@ def _install(
     staged = folders.staged_in(rel) if folders is not None else None
     if staged is None:
         try:
-            m.installed.append(localfs.install_fetched(m.root, rel, fetched.temp, _stat_of(file)))
+            trashed: list[Path] = []
+            m.installed.append(localfs.install_fetched(m.root, rel, fetched.temp, _stat_of(file), trashed))
+            if trashed and file is not None:
+                _note_trashed(m, trashed, file)
         except LocalChanged:
             if not synced or _stat_of(file) is not None or not localfs.is_folder(m.root / rel):
                 raise
@@ -592,7 +639,9 @@ def _finish(ctx: EngineContext, row: ObjectRow, remote: OaiObject, outcome: Pull
         row.delete_confirmed = False
         ctx.repo.clear_errors_of(row.oaio_id)
         if outcome.downloads or outcome.trashed:
-            detail = f"version {remote.client_stamp}: {outcome.downloads} downloaded, {outcome.trashed} to the trash"
+            local = f" ({outcome.local_copies} copied from files here)" if outcome.local_copies else ""
+            done = f"{outcome.downloads} downloaded{local}, {outcome.trashed} to the trash"
+            detail = f"version {remote.client_stamp}: {done}"
             ctx.repo.add_history(row.oaio_id, "pull", detail=detail)
     else:
         row.remote_dirty = True

@@ -1,0 +1,196 @@
+"""A pull never downloads content the device has already (issue 13 §1; real hub, real Local storage, two engines).
+
+B's storage backend is wrapped in :class:`~tests.engine.test_bulk_transfer.HookedBackend`, which passes every call
+to the real backend and lets the test count the bytes ``get_many`` brought from storage. Where a test needs a
+user's edit at the exact moment a local copy reads its source, it wraps the copy function of
+:mod:`oaiod.engine.localcopy` (the edit is real; only its timing is forced).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from oaiod.engine import localcopy, pull
+from oaiod.storage.base import Transfer, Transferred
+from tests.engine.conftest import Device, converge, write
+from tests.engine.test_bulk_transfer import HookedBackend, hooked
+
+pytestmark = pytest.mark.integration
+
+
+def downloaded(backend: HookedBackend) -> list[int]:
+    """Make ``backend`` note the size of every file its ``get_many`` brings from storage; the list it fills."""
+    sizes: list[int] = []
+
+    def count(_items: list[Transfer], results: list[Transferred] | None) -> None:
+        sizes.extend(got.size for got in results or [] if got.error is None)
+
+    backend.on_get = count
+    return sizes
+
+
+def trash_of(device: Device) -> dict[str, bytes]:
+    found = {}
+    for path in (device.root / ".oaiod" / "trash").rglob("*"):
+        if path.is_file():
+            found[path.relative_to(device.root / ".oaiod" / "trash").as_posix().split("/", 1)[1]] = path.read_bytes()
+    return found
+
+
+@pytest.mark.parametrize("batch", [10_000, 8])
+def test_renamed_files_and_folders_are_copied_not_downloaded(
+    make_device, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    """A renamed file and a renamed folder of 30 files reach B with no byte from storage: each new file is a copy of
+    the file B holds (with a batch of 8 steps the old files are in the trash before the new ones are made, and
+    serve from there). The old files go to B's trash as a deletion's do; B's tree is A's."""
+    monkeypatch.setattr(pull, "APPLY_BATCH", batch)
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    made = {f"photos/{n % 3}/img{n:02d}.jpg": os.urandom(3000 + n) for n in range(30)}
+    for rel, data in made.items():
+        write(a.root / rel, data)
+    write(a.root / "notes.txt", "my notes")
+    (a.root / "photos" / "0" / "img00.jpg").chmod(0o755)
+    converge(a, b)
+    sizes = downloaded(hooked(b))
+    (a.root / "notes.txt").rename(a.root / "memo.txt")
+    (a.root / "photos").rename(a.root / "pics")
+    converge(a, b)
+    assert b.tree() == a.tree()
+    assert sizes == []
+    assert (b.root / "pics" / "0" / "img00.jpg").stat().st_mode & 0o100
+    for rel in made:
+        new = rel.replace("photos/", "pics/")
+        assert (b.root / new).stat().st_mtime_ns == (a.root / new).stat().st_mtime_ns
+    trashed = trash_of(b)
+    assert trashed["notes.txt"] == b"my notes" and all(trashed[rel] == data for rel, data in made.items())
+    report = b.sync()
+    assert (report.downloads, report.hashed, report.pushed) == (0, 0, 0)
+
+
+def test_a_copy_and_a_revert_are_served_from_files_here(make_device) -> None:
+    """A file copied into a new folder on A is copied on B; a file A changes is downloaded once, and when A puts the
+    old content back, B takes it from its trash (where the download put the old file), not from storage."""
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    first = os.urandom(50_000)
+    write(a.root / "doc.bin", first)
+    converge(a, b)
+    sizes = downloaded(hooked(b))
+    (a.root / "copies").mkdir()
+    shutil.copy2(a.root / "doc.bin", a.root / "copies" / "doc copy.bin")
+    converge(a, b)
+    assert b.tree() == a.tree() and sizes == []
+    second = os.urandom(40_000)
+    write(a.root / "doc.bin", second)
+    converge(a, b)
+    assert (b.root / "doc.bin").read_bytes() == second and sizes == [40_000]
+    os.remove(a.root / "copies" / "doc copy.bin")  # the first content is then only in B's trash
+    converge(a, b)
+    write(a.root / "doc.bin", first)  # the revert
+    report = [r for r in converge(a, b) if r.local_copies]
+    assert b.tree() == a.tree() and sizes == [40_000]
+    assert len(report) == 1 and report[0].local_copies == 1
+
+
+def test_a_source_changed_while_it_is_copied_is_downloaded_and_the_edit_kept(
+    make_device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user edits B's source file while the pull copies from it: the copy is not the wanted content (its hash
+    says so), so the file is downloaded instead; the user's edit of the source stays and reaches A."""
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    content = os.urandom(20_000)
+    write(a.root / "src.bin", content)
+    converge(a, b)
+    sizes = downloaded(hooked(b))
+    shutil.copy2(a.root / "src.bin", a.root / "dup.bin")
+    a.sync()
+    copy_into = localcopy._copy_into
+
+    def edited_meanwhile(src: int, item: localcopy.Wanted) -> Transferred | None:
+        with open(b.root / "src.bin", "r+b") as file:  # the same file the copy has open: it reads the edit
+            file.write(b"user edit")
+        return copy_into(src, item)
+
+    monkeypatch.setattr(localcopy, "_copy_into", edited_meanwhile)
+    report = b.sync()
+    monkeypatch.undo()
+    assert report.errors == [] and report.local_copies == 0
+    assert (b.root / "dup.bin").read_bytes() == content and sizes == [20_000]
+    edited = b"user edit" + content[9:]
+    assert (b.root / "src.bin").read_bytes() == edited
+    converge(a, b)
+    assert (a.root / "src.bin").read_bytes() == edited and a.tree() == b.tree()
+
+
+def test_a_source_changed_since_it_was_indexed_is_not_used(make_device) -> None:
+    """B's source was edited after B indexed it (same size): its stat no longer matches, it is not read, and the
+    file is downloaded; the edit is kept and pushed."""
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "src.txt", "original text")
+    converge(a, b)
+    sizes = downloaded(hooked(b))
+    shutil.copy2(a.root / "src.txt", a.root / "dup.txt")
+    a.sync()
+    b.engine.rescan()
+    write(b.root / "src.txt", "ORIGINAL TEXT")  # after the rescan: the index still says "original text"
+    report = b.engine.sync_cycle()
+    assert report.local_copies == 0 and sizes == [len("original text")]
+    converge(a, b)
+    assert a.tree() == b.tree() == {"src.txt": b"ORIGINAL TEXT", "dup.txt": b"original text"}
+
+
+def test_a_conflict_served_from_a_local_file_keeps_both_sides(make_device) -> None:
+    """A sets ``f`` to content B holds in another file while B edits ``f``: B keeps its edit as a conflicted copy
+    and takes A's content from its own file, with no byte from storage."""
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "f.txt", "base")
+    write(a.root / "other.txt", "the other content")
+    converge(a, b)
+    sizes = downloaded(hooked(b))
+    write(a.root / "f.txt", "the other content")
+    a.sync()
+    write(b.root / "f.txt", "edited on b")
+    report = b.sync()
+    assert report.local_copies == 1 and len(report.conflicts) == 1 and sizes == []
+    assert (b.root / "f.txt").read_text() == "the other content"
+    assert (b.root / report.conflicts[0]).read_text() == "edited on b"
+    converge(a, b)
+    assert a.tree() == b.tree()
+
+
+def test_stale_trash_rows_are_forgotten(make_device) -> None:
+    """The user empties B's trash: the rows that pointed there no longer serve (the file is downloaded) and are
+    dropped."""
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "f.txt", "version one")
+    converge(a, b)
+    write(a.root / "f.txt", "version two")
+    converge(a, b)
+    shutil.rmtree(b.root / ".oaiod" / "trash")
+    sizes = downloaded(hooked(b))
+    write(a.root / "f.txt", "version one")
+    converge(a, b)
+    assert (b.root / "f.txt").read_text() == "version one" and sizes == [len("version one")]
+    assert not any("/.oaiod/trash/" in source[1] for source in _sources(b, "version one"))
+
+
+def _sources(device: Device, text: str) -> list[tuple[str, str, int, int, int]]:
+    import hashlib
+
+    sha = hashlib.sha256(text.encode()).hexdigest()
+    return device.engine.repo.local_sources([sha]).get(sha, [])
+
+
+def test_a_file_moved_into_a_new_folder(make_device) -> None:
+    """A file moved into a folder B does not have yet (staged as a new folder on B) is copied into it."""
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "one" / "big.bin", os.urandom(30_000))
+    converge(a, b)
+    sizes = downloaded(hooked(b))
+    (a.root / "two").mkdir()
+    (a.root / "one" / "big.bin").rename(a.root / "two" / "big.bin")
+    converge(a, b)
+    assert b.tree() == a.tree() and sizes == []
