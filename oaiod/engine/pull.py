@@ -343,7 +343,7 @@ def _apply(m: _Merge, step: _Step, fetched: Fetched | None = None) -> None:
         m.rows.delete(step.path)
         if moved is not None and file is not None:
             _note_trashed(m, [moved], file)
-        m.ctx.repo.add_history(m.row.oaio_id, "trash", step.path, "deleted on the server; moved to the trash")
+        m.rows.history("trash", step.path, "deleted on the server; moved to the trash")
         m.outcome.trashed += 1
     elif action is Action.NOTHING:
         if step.remote is None:
