@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oaiod.engine import localcopy, localfs
+from oaiod.engine import localcopy, localfs, moves
 from oaiod.engine.context import EngineContext, EngineError, IntegrityError, transfer_batches
 from oaiod.engine.localfs import LocalChanged, LocalFsError
 from oaiod.engine.manifest import RemoteFile, confirmed_delete, remote_files
@@ -92,6 +92,7 @@ def pull_object(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> PullOu
     backend = ctx.backend(remote.csh_id) if any(_needs_backend(step) for step in steps) else None
     merge = _Merge(ctx, row, Path(row.local_root), backend, remote, outcome, RowWriter(ctx.repo, row.oaio_id))
     steps = _clear_remote_folders(merge, steps, remote_map)
+    steps = _move_folders(merge, steps, remote_map)
     for start in range(0, len(steps), APPLY_BATCH):
         _apply_batch(merge, steps[start : start + APPLY_BATCH])
     _finish(ctx, row, remote, outcome)
@@ -182,6 +183,51 @@ def _clear_remote_folders(m: _Merge, steps: list[_Step], remote_map: dict[str, R
         m.installed = []
     m.rows.flush()
     return [step for step in steps if step.path not in clashing]
+
+
+def _move_folders(m: _Merge, steps: list[_Step], remote_map: dict[str, RemoteFile]) -> list[_Step]:
+    """A folder the server's version renamed (its files all gone from one folder and arrived, and nothing else, in
+    a folder new here) is renamed here whole when it holds exactly its indexed files (:mod:`~oaiod.engine.moves`):
+    one rename instead of a copy and a trashing per file. Made durable, then its rows written, like a batch.
+    Returns the other steps (a folder that cannot be moved keeps its per-file steps)."""
+    leaving = {
+        step.path: moves.Leaving(step.row.sha256, step.row.executable, stat)
+        for step in steps
+        if step.action is Action.TRASH_LOCAL and step.row is not None and step.row.sha256
+        if (stat := _stat_of(step.row)) is not None
+    }
+    arriving = {
+        step.path: moves.Arriving(step.remote.sha256, step.remote.executable, step.remote.mtime_ns)
+        for step in steps
+        if step.action is Action.DOWNLOAD and step.row is None and step.remote is not None
+        if isinstance(step.remote.sha256, str)
+    }
+    found = moves.find_folder_moves(leaving, arriving, remote_map)
+    done: set[str] = set()
+    for move in found:
+        try:
+            moved = localfs.move_folder_if_as_indexed(
+                m.root, move.old, move.new, {rel: file.stat for rel, file in move.files.items()}
+            )
+        except (LocalFsError, OSError) as exc:
+            log.info("%s: cannot rename %s to %s here (%s); copying its files", m.row.oaio_id, move.old, move.new, exc)
+            moved = False
+        if not moved:
+            continue
+        for rel, file in move.files.items():
+            m.rows.delete(f"{move.old}/{rel}")
+            m.rows.write(f"{move.new}/{rel}", file.stat, file.sha256, file.executable)
+            done |= {f"{move.old}/{rel}", f"{move.new}/{rel}"}
+        m.rows.history("move", move.new, f"renamed from {move.old} on the server; renamed here")
+        m.installed += [str(m.root / move.new), str(m.root / move.old)]
+        m.outcome.downloads += len(move.files)
+        m.outcome.local_copies += len(move.files)
+        m.ctx.progress.finish(False, sum(file.stat.size for file in move.files.values()), len(move.files))
+    if m.installed:
+        localfs.make_durable(m.root, m.installed)
+        m.installed = []
+    m.rows.flush()
+    return [step for step in steps if step.path not in done] if done else steps
 
 
 def _needs_real_folders(steps: list[_Step]) -> frozenset[str]:

@@ -40,14 +40,9 @@ def trash_of(device: Device) -> dict[str, bytes]:
     return found
 
 
-@pytest.mark.parametrize("batch", [10_000, 8])
-def test_renamed_files_and_folders_are_copied_not_downloaded(
-    make_device, monkeypatch: pytest.MonkeyPatch, batch: int
-) -> None:
-    """A renamed file and a renamed folder of 30 files reach B with no byte from storage: each new file is a copy of
-    the file B holds (with a batch of 8 steps the old files are in the trash before the new ones are made, and
-    serve from there). The old files go to B's trash as a deletion's do; B's tree is A's."""
-    monkeypatch.setattr(pull, "APPLY_BATCH", batch)
+def renamed_on_a(make_device) -> tuple[Device, Device, dict[str, bytes], list[int]]:
+    """A and B hold ``photos/`` (30 files in 3 folders, one executable) and ``notes.txt``; A renames ``notes.txt``
+    to ``memo.txt`` and ``photos`` to ``pics`` and commits. Returns both, the photos and B's downloaded sizes."""
     a, b = make_device("alice", "a"), make_device("alice", "b")
     made = {f"photos/{n % 3}/img{n:02d}.jpg": os.urandom(3000 + n) for n in range(30)}
     for rel, data in made.items():
@@ -58,17 +53,64 @@ def test_renamed_files_and_folders_are_copied_not_downloaded(
     sizes = downloaded(hooked(b))
     (a.root / "notes.txt").rename(a.root / "memo.txt")
     (a.root / "photos").rename(a.root / "pics")
-    converge(a, b)
+    a.sync()
+    return a, b, made, sizes
+
+
+def test_a_renamed_folder_is_renamed_here(make_device) -> None:
+    """The folder holds exactly its indexed files on B: B renames it whole (same inodes, nothing copied, nothing in
+    the trash); the renamed file is copied; no byte comes from storage."""
+    a, b, made, sizes = renamed_on_a(make_device)
+    inodes = {rel: (b.root / rel).stat().st_ino for rel in made}
+    report = b.sync()
+    assert report.errors == [] and report.local_copies == 31 and sizes == []
     assert b.tree() == a.tree()
-    assert sizes == []
+    assert {rel: (b.root / rel.replace("photos/", "pics/")).stat().st_ino for rel in made} == inodes
     assert (b.root / "pics" / "0" / "img00.jpg").stat().st_mode & 0o100
+    assert trash_of(b) == {"notes.txt": b"my notes"}
+    assert any(row.action == "move" and row.path == "pics" for row in b.engine.repo.history())
+    converge(a, b)
+    for device in (a, b):
+        report = device.sync()
+        assert (report.downloads, report.hashed, report.pushed, report.uploads) == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("batch", [10_000, 8])
+def test_a_renamed_folder_holding_a_new_file_here_is_copied_file_by_file(
+    make_device, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    """B's user saved a file into the folder that A renamed, not indexed yet: the folder is not moved (that file
+    would go with it unseen); each file is copied instead, no byte from storage — with a batch of 8 steps the old
+    files are trashed in earlier batches and serve from the trash. The user's file stays and is pushed."""
+    monkeypatch.setattr(pull, "APPLY_BATCH", batch)
+    a, b, made, sizes = renamed_on_a(make_device)
+    write(b.root / "photos" / "1" / "mine.txt", "saved on b meanwhile")
+    report = b.engine.sync_cycle()  # no rescan: the engine has not seen mine.txt yet
+    assert report.errors == [] and report.local_copies == 31 and sizes == []
+    assert {rel for rel in b.tree() if rel.startswith("photos/")} == {"photos/1/mine.txt"}
+    trashed = trash_of(b)
+    assert trashed["notes.txt"] == b"my notes" and all(trashed[rel] == data for rel, data in made.items())
     for rel in made:
         new = rel.replace("photos/", "pics/")
         assert (b.root / new).stat().st_mtime_ns == (a.root / new).stat().st_mtime_ns
-    trashed = trash_of(b)
-    assert trashed["notes.txt"] == b"my notes" and all(trashed[rel] == data for rel, data in made.items())
-    report = b.sync()
-    assert (report.downloads, report.hashed, report.pushed) == (0, 0, 0)
+        assert (b.root / new).read_bytes() == made[rel]
+    converge(a, b)
+    assert b.tree() == a.tree() and a.tree()["photos/1/mine.txt"] == b"saved on b meanwhile"
+
+
+def test_a_folder_move_is_refused_when_a_file_changed_here(make_device) -> None:
+    """A file of the renamed folder was edited on B after B indexed it: the folder is not moved; the edited file is
+    kept (it was deleted on A but changed here) and every other file arrives by copy."""
+    a, b, made, sizes = renamed_on_a(make_device)
+    b.engine.rescan()
+    write(b.root / "photos" / "2" / "img02.jpg", "edited on b")
+    report = b.engine.sync_cycle()
+    assert sizes == [len(made["photos/2/img02.jpg"])]  # its source changed: downloaded
+    assert report.local_copies == 30 and not report.errors
+    assert (b.root / "photos" / "2" / "img02.jpg").read_text() == "edited on b"
+    converge(a, b)
+    assert b.tree() == a.tree() and a.tree()["photos/2/img02.jpg"] == b"edited on b"
+    assert all(a.tree()[rel.replace("photos/", "pics/")] == data for rel, data in made.items())
 
 
 def test_a_copy_and_a_revert_are_served_from_files_here(make_device) -> None:
