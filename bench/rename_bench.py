@@ -1,9 +1,10 @@
 """A renamed folder A → B, printed (no asserts): ``python bench/rename_bench.py [--files N] [--size BYTES]``.
 
 Issue 13 §1's row: device A renames a folder of ``--files`` (default 2,000) × ``--size`` (default 16 KiB) files;
-B's pull cycle is timed and the bytes B's storage backend brought in with ``get_many`` are counted, with local
-copies on (the engine as it is) and off (``copy_from_local`` made to find nothing: every file downloaded, as
-before issue 13), on Hub storage (the daemon's wiring) and on Local storage. Target: < 1% of the folder's bytes.
+B's pull cycle is timed and the bytes B's storage backend brought in with ``get_many`` are counted, in three
+modes: the engine as it is (the folder renamed whole), with folder renames off (``find_folder_moves`` made to find
+none: each file copied locally) and with local copies off too (every file downloaded, as before issue 13), on Hub
+storage (the daemon's wiring) and on Local storage. Target: < 1% of the folder's bytes.
 
 Everything is real: a hub on loopback (SQLite), two engines, Hub storage through the API session.
 """
@@ -21,7 +22,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from oaiod.engine import localcopy  # noqa: E402
+from oaiod.engine import localcopy, moves  # noqa: E402
 from oaiod.engine.cycle import SyncEngine  # noqa: E402
 from oaiod.engine.settings import EngineSettings  # noqa: E402
 from oaiod.hub.server import HubServer  # noqa: E402
@@ -34,6 +35,7 @@ from oaiod.storage.hub import HubBackend  # noqa: E402
 from oaiod.storage.wrappers import WrapperConfig, wrap_backend  # noqa: E402
 
 PASSWORD = "bench-password-1"
+MODES = ("folder renamed", "files copied", "files downloaded")
 
 
 class Counted:
@@ -78,7 +80,7 @@ def make_folder(folder: Path, count: int, size: int) -> None:
         os.utime(path, ns=(past, past))
 
 
-def one_round(hub: HubServer, base: Path, csh_id: str, count: int, size: int, local: bool) -> tuple[float, int]:
+def one_round(hub: HubServer, base: Path, csh_id: str, count: int, size: int, mode: str) -> tuple[float, int]:
     """B's seconds and bytes downloaded for A's rename of a folder of ``count`` × ``size`` bytes."""
     user = f"u{len(list(base.iterdir()))}"
     assert hub.service is not None
@@ -93,8 +95,10 @@ def one_round(hub: HubServer, base: Path, csh_id: str, count: int, size: int, lo
     a.rescan()
     a.sync_cycle()
     counted.bytes = 0
-    found = localcopy.copy_from_local
-    if not local:
+    found, paired = localcopy.copy_from_local, moves.find_folder_moves
+    if mode != MODES[0]:
+        moves.find_folder_moves = lambda _leaving, _arriving, _remote: []  # type: ignore[assignment]
+    if mode == MODES[2]:
         localcopy.copy_from_local = lambda _repo, _wanted: {}  # type: ignore[assignment]
     try:
         b.rescan()
@@ -102,7 +106,7 @@ def one_round(hub: HubServer, base: Path, csh_id: str, count: int, size: int, lo
         report = b.sync_cycle()
         seconds = time.perf_counter() - started
     finally:
-        localcopy.copy_from_local = found  # type: ignore[assignment]
+        localcopy.copy_from_local, moves.find_folder_moves = found, paired  # type: ignore[assignment]
     assert report.errors == [] and (b.settings.client_root / "album renamed").is_dir(), report
     for engine in (a, b):
         engine.close()
@@ -128,14 +132,13 @@ def main() -> None:
             assert hub.service is not None
             hub.service.set_storage("Local", {"root_folder": str(storage)})  # "Hub": the hub's own blob store
             for csh_id in ("Hub", "Local"):
-                for local in (True, False):
-                    rounds = [one_round(hub, base / "users", csh_id, args.files, args.size, local)
+                for mode in MODES:
+                    rounds = [one_round(hub, base / "users", csh_id, args.files, args.size, mode)
                               for _ in range(args.rounds)]  # fmt: skip
                     seconds = sorted(s for s, _ in rounds)[len(rounds) // 2]
                     got = max(b for _, b in rounds)
-                    what = "local copies" if local else "downloads (before)"
                     print(f"{csh_id} storage, rename of a folder of {args.files:,} × {args.size // 1024} KiB, "
-                          f"{what}: B's pull {seconds:.2f} s (median of {len(rounds)}), "
+                          f"{mode}: B's pull {seconds:.2f} s (median of {len(rounds)}), "
                           f"{got / 2**20:.2f} MiB downloaded = {100 * got / total:.2f}% of the folder")  # fmt: skip
         finally:
             hub.stop()
