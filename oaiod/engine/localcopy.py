@@ -22,10 +22,13 @@ import hashlib
 import logging
 import os
 import stat as _stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from oaiod.engine.context import object_owner
 from oaiod.engine.localfs import TRASH_FOLDER
+from oaiod.model import CREATE_ACCESS_RIGHT
+from oaiod.state.models import ObjectRow
 from oaiod.state.repo import LocalSource, StateRepo
 from oaiod.storage.base import Transferred
 from oaiod.storage.toolkit import new_file_mode, set_local_meta
@@ -52,13 +55,30 @@ class Wanted:
     executable: bool
 
 
-def copy_from_local(repo: StateRepo, wanted: Sequence[Wanted]) -> dict[str, Transferred]:
-    """Write each of ``wanted`` that has a local source into its temp file, verified; returns the ones written by
-    ``key`` (their stat as written and their sha256, like ``get_many``). The others are left to download: their temp
-    file is absent as before. A trash row whose file is gone or changed is forgotten."""
+def source_roots(repo: StateRepo, row: ObjectRow, username: str) -> dict[str, str]:
+    """The objects (oaio id -> local folder) whose files may serve a pull of ``row``: every object of this user's
+    when ``row`` is one (registered by them); only ``row`` itself when another user shares it with them. A shared
+    object's manifest is written by others, and a file served here from a private one would tell them which content
+    this device holds (the hub sees no download of it): content crosses no owner boundary."""
+    if not _is_mine(row, username):
+        return {row.oaio_id: row.local_root} if row.local_root else {}
+    return {
+        obj.oaio_id: obj.local_root for obj in repo.objects(values=False) if obj.local_root and _is_mine(obj, username)
+    }
+
+
+def _is_mine(row: ObjectRow, username: str) -> bool:
+    return row.csh_access_right == CREATE_ACCESS_RIGHT and object_owner(row.oaio_id) == username
+
+
+def copy_from_local(repo: StateRepo, wanted: Sequence[Wanted], roots: Mapping[str, str]) -> dict[str, Transferred]:
+    """Write each of ``wanted`` that has a source in the objects of ``roots`` (oaio id -> local folder: see
+    :func:`source_roots`) into its temp file, verified; returns the ones written by ``key`` (their stat as written
+    and their sha256, like ``get_many``). The others are left to download: their temp file is absent as before. A
+    trash row whose file is gone or changed is forgotten."""
     if not wanted:
         return {}
-    sources = repo.local_sources(item.sha256 for item in wanted)
+    sources = repo.local_sources((item.sha256 for item in wanted), roots)
     done: dict[str, Transferred] = {}
     for item in wanted:
         candidates = [source for source in sources.get(item.sha256, ()) if source[2] == item.size]

@@ -473,7 +473,10 @@ def _copy_local(
         for step, item in items
         if step.remote is not None and isinstance(step.remote.sha256, str)
     ]
-    copied = localcopy.copy_from_local(m.ctx.repo, wanted)
+    if not wanted:
+        return items
+    roots = localcopy.source_roots(m.ctx.repo, m.row, m.ctx.settings.username)
+    copied = localcopy.copy_from_local(m.ctx.repo, wanted, roots)
     if not copied:
         return items
     progress, rest = m.ctx.progress, []

@@ -60,9 +60,8 @@ ScanRow = tuple[str, int, int, int, bool, bool, bool]
 #: local copy (checked on disk and verified by hash before use)
 LocalSource = tuple[str, str, int, int, int]
 _SOURCES_IN_FILES = (
-    "SELECT f.sha256, o.local_root, f.path, f.size, f.mtime_ns, f.inode FROM files f"
-    " JOIN objects o ON o.oaio_id = f.oaio_id WHERE f.present AND NOT f.ignored AND o.local_root IS NOT NULL"
-    " AND f.sha256 IN ({})"
+    "SELECT f.sha256, f.oaio_id, f.path, f.size, f.mtime_ns, f.inode FROM files f"
+    " WHERE f.present AND NOT f.ignored AND f.sha256 IN ({})"
 )
 _SOURCES_IN_TRASH = "SELECT sha256, path, size, mtime_ns, inode FROM trash WHERE sha256 IN ({})"
 #: hashes per lookup query (SQLite allows 999 parameters in old builds)
@@ -439,10 +438,12 @@ class StateRepo:
 
     # -- local sources of content ---------------------------------------------------------------------------------
 
-    def local_sources(self, shas: Iterable[str]) -> dict[str, list[LocalSource]]:
-        """Files this device holds with one of ``shas`` (any synced folder's index, then the trash), by sha256: what
-        a pull may copy instead of downloading. Rows only: the caller checks the file and the hash it copies."""
+    def local_sources(self, shas: Iterable[str], roots: Mapping[str, str]) -> dict[str, list[LocalSource]]:
+        """Files this device holds with one of ``shas`` in the objects of ``roots`` (oaio id -> local folder): their
+        indexed files, then the files of their trash folders; by sha256. What a pull may copy instead of
+        downloading. Rows only: the caller checks the file and the hash it copies."""
         wanted = sorted(set(shas))
+        trash_of = tuple(f"{root.rstrip('/')}/.oaiod/trash/" for root in roots.values())
         found: dict[str, list[LocalSource]] = {}
         try:
             with self.engine.connect() as connection:
@@ -452,11 +453,16 @@ class StateRepo:
                         chunk = wanted[start : start + _LOOKUP_CHUNK]
                         marks = ", ".join("?" * len(chunk))
                         cursor.execute(_SOURCES_IN_FILES.format(marks), chunk)
-                        for sha, root, path, size, mtime, inode in cursor.fetchall():
-                            found.setdefault(sha, []).append((sha, f"{root.rstrip('/')}/{path}", size, mtime, inode))
+                        for sha, oaio_id, path, size, mtime, inode in cursor.fetchall():
+                            root = roots.get(oaio_id)
+                            if root is not None:
+                                found.setdefault(sha, []).append(
+                                    (sha, f"{root.rstrip('/')}/{path}", size, mtime, inode)
+                                )
                         cursor.execute(_SOURCES_IN_TRASH.format(marks), chunk)
                         for sha, path, size, mtime, inode in cursor.fetchall():
-                            found.setdefault(sha, []).append((sha, path, size, mtime, inode))
+                            if path.startswith(trash_of):
+                                found.setdefault(sha, []).append((sha, path, size, mtime, inode))
                 finally:
                     cursor.close()
         except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -223,7 +224,9 @@ def _sources(device: Device, text: str) -> list[tuple[str, str, int, int, int]]:
     import hashlib
 
     sha = hashlib.sha256(text.encode()).hexdigest()
-    return device.engine.repo.local_sources([sha]).get(sha, [])
+    repo = device.engine.repo
+    roots = {row.oaio_id: row.local_root for row in repo.objects() if row.local_root}
+    return repo.local_sources([sha], roots).get(sha, [])
 
 
 def test_a_file_moved_into_a_new_folder(make_device) -> None:
@@ -236,3 +239,26 @@ def test_a_file_moved_into_a_new_folder(make_device) -> None:
     (a.root / "one" / "big.bin").rename(a.root / "two" / "big.bin")
     converge(a, b)
     assert b.tree() == a.tree() and sizes == []
+
+
+def test_content_crosses_no_owner_boundary(make_device) -> None:
+    """Bob's pull of a folder Alice shares with him never takes content from Bob's own files (his private file's
+    sha256 in her manifest is downloaded: no one learns from the hub's silence what Bob holds), but does take it from
+    the files of that shared folder itself."""
+    alice, bob = make_device("alice", "a"), make_device("bob", "b")
+    secret = os.urandom(10_000)
+    write(bob.root / "private.bin", secret)
+    write(alice.root / "shared.bin", os.urandom(12_000))
+    converge(alice, bob)
+    [root] = [row for row in alice.engine.repo.objects() if row.kind == "root"]
+    alice.api.subscribe(root.oaio_id, "bob", "U")
+    converge(alice, bob)
+    [here] = [row for row in bob.engine.repo.objects() if row.oaio_id == root.oaio_id]
+    assert here.local_root and (Path(here.local_root) / "shared.bin").is_file()
+    sizes = downloaded(hooked(bob))
+    write(alice.root / "guess.bin", secret)
+    shutil.copy2(alice.root / "shared.bin", alice.root / "shared copy.bin")
+    converge(alice, bob)
+    assert (Path(here.local_root) / "guess.bin").read_bytes() == secret
+    assert (Path(here.local_root) / "shared copy.bin").is_file()
+    assert sizes == [len(secret)]
