@@ -262,3 +262,21 @@ def test_content_crosses_no_owner_boundary(make_device) -> None:
     assert (Path(here.local_root) / "guess.bin").read_bytes() == secret
     assert (Path(here.local_root) / "shared copy.bin").is_file()
     assert sizes == [len(secret)]
+
+
+def test_a_file_restored_from_the_trash_comes_from_the_trash_here(make_device) -> None:
+    """A deletes a file (B moves it to its trash), then restores it from A's trash: B takes it back from its own
+    trash, no byte from storage; the restored file is a copy, so B's trash keeps its file too."""
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    data = os.urandom(25_000)
+    write(a.root / "keep" / "report.pdf", data)
+    write(a.root / "keep" / "other.txt", "stays")
+    converge(a, b)
+    sizes = downloaded(hooked(b))
+    (a.root / "keep" / "report.pdf").unlink()
+    converge(a, b)
+    assert not (b.root / "keep" / "report.pdf").exists() and trash_of(b) == {"keep/report.pdf": data}
+    write(a.root / "keep" / "report.pdf", data)
+    converge(a, b)
+    assert (b.root / "keep" / "report.pdf").read_bytes() == data and sizes == []
+    assert trash_of(b) == {"keep/report.pdf": data}
