@@ -296,6 +296,7 @@ class SyncEngine:
     def _account_pull(self, outcome: PullOutcome, oaio_id: str, report: CycleReport) -> None:
         report.pulled += int(outcome.merged)
         report.downloads += outcome.downloads
+        report.local_copies += outcome.local_copies
         report.trashed += outcome.trashed
         report.conflicts += outcome.conflicts
         report.errors += [f"{oaio_id}: {e}" for e in outcome.errors]

@@ -355,10 +355,13 @@ def discard(temp: Path | str) -> None:
         os.unlink(temp)
 
 
-def install_fetched(root: Path, rel: str, temp: str, expected: FileStat | None) -> str:
+def install_fetched(
+    root: Path, rel: str, temp: str, expected: FileStat | None, trashed: list[Path] | None = None
+) -> str:
     """Rename ``temp`` (complete, verified, with its mtime and mode, in the checked folder of ``root/rel``) to
-    ``root/rel`` if the file there is still as indexed; the replaced file goes to the trash first. Returns the
-    target path. LocalChanged when the user changed the file meanwhile (``temp`` is left to the caller).
+    ``root/rel`` if the file there is still as indexed; the replaced file goes to the trash first (its path there
+    appended to ``trashed``). Returns the target path. LocalChanged when the user changed the file meanwhile
+    (``temp`` is left to the caller).
 
     ``rel`` was validated and its folder checked when ``temp`` was written there (:class:`BatchFolders`); the
     target must be a plain name in that same folder (the string compared, no second validation or lstat per
@@ -374,7 +377,9 @@ def install_fetched(root: Path, rel: str, temp: str, expected: FileStat | None) 
     if replacing:
         if not still_as_indexed(target, expected):
             raise LocalChanged(f"{target} changed since it was indexed; keeping it")
-        to_trash(root, rel, keep=True)  # still as indexed, so it is there: keep it in the trash
+        kept = to_trash(root, rel, keep=True)  # still as indexed, so it is there: keep it in the trash
+        if trashed is not None:
+            trashed.append(kept)
     try:
         if replacing:
             os.replace(temp, target)
@@ -503,6 +508,58 @@ def trash_if_unchanged(root: Path, rel: str, expected: FileStat | None) -> Path 
     moved = to_trash(root, rel)
     _prune_empty_folders(root, rel)
     return moved
+
+
+def move_folder_if_as_indexed(root: Path, old: str, new: str, expected: dict[str, FileStat]) -> bool:
+    """Rename the folder ``root/old`` to ``root/new`` (absent: a no-replace rename) if it holds exactly the files of
+    ``expected`` (path inside the folder -> the indexed stat), each still as indexed, and no other entry: no other
+    file, symlink or empty folder (which might be another object's folder). False, with nothing changed, otherwise.
+
+    A file the user writes into the folder between the check and the rename moves with it and is found as a local
+    change at its new place: nothing is lost."""
+    source, target = safe_join(root, old), safe_join(root, new)
+    folders = {rel.rpartition("/")[0] for rel in expected}
+    needed = {"/".join(parts[:depth]) for parts in (f.split("/") for f in folders) for depth in range(len(parts) + 1)}
+    if _files_held(str(source), "", expected, needed) != len(expected):
+        return False
+    make_parents(root, new)
+    try:
+        moved = rename_noreplace(source, target)
+    except OSError as exc:
+        log.info("cannot rename %s to %s (%s); copying its files instead", source, target, exc.strerror)
+        return False
+    if moved:
+        _prune_empty_folders(root, old)
+    return moved
+
+
+def _files_held(path: str, rel: str, expected: dict[str, FileStat], folders: set[str]) -> int:
+    """How many expected files the folder ``path`` (``rel`` inside the moved folder) holds, each as indexed; -1
+    when it holds anything else (another file, a changed one, a symlink, a folder no expected file lies in)."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return -1
+    held = 0
+    for entry in entries:
+        inner = f"{rel}/{entry.name}" if rel else entry.name
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            return -1
+        if _stat.S_ISDIR(st.st_mode):
+            inside = _files_held(entry.path, inner, expected, folders) if inner in folders else -1
+            if inside < 0:
+                return -1
+            held += inside
+            continue
+        want = expected.get(inner)
+        if not _stat.S_ISREG(st.st_mode) or want is None:
+            return -1
+        if (st.st_size, st.st_mtime_ns, st.st_ino) != (want.size, want.mtime_ns, want.inode):
+            return -1
+        held += 1
+    return held
 
 
 def rename_within(root: Path, rel: str, new_rel: str) -> None:

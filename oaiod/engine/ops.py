@@ -4,6 +4,7 @@ life cycle is :mod:`oaiod.engine.roots`). ``SyncEngine`` holds its lock around e
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import stat as _stat
 from pathlib import Path
@@ -21,6 +22,7 @@ from oaiod.model import (
     FILES_VALUES_KEY,
     NAME_VALUES_KEY,
     ROOT_VALUES_KEY,
+    STAMP_FORMAT,
     now_stamp,
     object_id,
     storage_key,
@@ -277,6 +279,8 @@ def gc(ctx: EngineContext) -> dict[str, int]:
                     removed_versions += 1
         except (StorageError, ValidationError) as exc:
             log.warning("%s: garbage collection failed (%s); trying again later", row.oaio_id, exc)
+    oldest_kept = _dt.datetime.now(_dt.UTC) - _dt.timedelta(days=int(ctx.settings.trash_days) + 1)
+    ctx.repo.forget_trash(before=oldest_kept.strftime(STAMP_FORMAT))  # rows of purged trash days: sources no more
     return {"versions": removed_versions, "trash_days": purged_trash}
 
 

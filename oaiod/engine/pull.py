@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oaiod.engine import localfs
+from oaiod.engine import localcopy, localfs, moves
 from oaiod.engine.context import EngineContext, EngineError, IntegrityError, transfer_batches
 from oaiod.engine.dirs import merge_remote_dirs
 from oaiod.engine.localfs import LocalChanged, LocalFsError
@@ -55,6 +55,8 @@ class PullOutcome:
     merged: bool = False  # False: the version was already here (e.g. our own commit coming back)
     held: bool = False
     downloads: int = 0
+    #: downloads served by a copy of a file already here (a rename, a copy, a revert): no bytes from storage
+    local_copies: int = 0
     trashed: int = 0
     conflicts: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -91,6 +93,7 @@ def pull_object(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> PullOu
     backend = ctx.backend(remote.csh_id) if any(_needs_backend(step) for step in steps) else None
     merge = _Merge(ctx, row, Path(row.local_root), backend, remote, outcome, RowWriter(ctx.repo, row.oaio_id))
     steps = _clear_remote_folders(merge, steps, remote_map)
+    steps = _move_folders(merge, steps, remote_map)
     for start in range(0, len(steps), APPLY_BATCH):
         _apply_batch(merge, steps[start : start + APPLY_BATCH])
     merge_remote_dirs(ctx, row, remote)  # after the files: a file removed may have emptied a folder to keep
@@ -182,6 +185,51 @@ def _clear_remote_folders(m: _Merge, steps: list[_Step], remote_map: dict[str, R
         m.installed = []
     m.rows.flush()
     return [step for step in steps if step.path not in clashing]
+
+
+def _move_folders(m: _Merge, steps: list[_Step], remote_map: dict[str, RemoteFile]) -> list[_Step]:
+    """A folder the server's version renamed (its files all gone from one folder and arrived, and nothing else, in
+    a folder new here) is renamed here whole when it holds exactly its indexed files (:mod:`~oaiod.engine.moves`):
+    one rename instead of a copy and a trashing per file. Made durable, then its rows written, like a batch.
+    Returns the other steps (a folder that cannot be moved keeps its per-file steps)."""
+    leaving = {
+        step.path: moves.Leaving(step.row.sha256, step.row.executable, stat)
+        for step in steps
+        if step.action is Action.TRASH_LOCAL and step.row is not None and step.row.sha256
+        if (stat := _stat_of(step.row)) is not None
+    }
+    arriving = {
+        step.path: moves.Arriving(step.remote.sha256, step.remote.executable, step.remote.mtime_ns)
+        for step in steps
+        if step.action is Action.DOWNLOAD and step.row is None and step.remote is not None
+        if isinstance(step.remote.sha256, str)
+    }
+    found = moves.find_folder_moves(leaving, arriving, remote_map)
+    done: set[str] = set()
+    for move in found:
+        try:
+            moved = localfs.move_folder_if_as_indexed(
+                m.root, move.old, move.new, {rel: file.stat for rel, file in move.files.items()}
+            )
+        except (LocalFsError, OSError) as exc:
+            log.info("%s: cannot rename %s to %s here (%s); copying its files", m.row.oaio_id, move.old, move.new, exc)
+            moved = False
+        if not moved:
+            continue
+        for rel, file in move.files.items():
+            m.rows.delete(f"{move.old}/{rel}")
+            m.rows.write(f"{move.new}/{rel}", file.stat, file.sha256, file.executable)
+            done |= {f"{move.old}/{rel}", f"{move.new}/{rel}"}
+        m.rows.history("move", move.new, f"renamed from {move.old} on the server; renamed here")
+        m.installed += [str(m.root / move.new), str(m.root / move.old)]
+        m.outcome.downloads += len(move.files)
+        m.outcome.local_copies += len(move.files)
+        m.ctx.progress.finish(False, sum(file.stat.size for file in move.files.values()), len(move.files))
+    if m.installed:
+        localfs.make_durable(m.root, m.installed)
+        m.installed = []
+    m.rows.flush()
+    return [step for step in steps if step.path not in done] if done else steps
 
 
 def _needs_real_folders(steps: list[_Step]) -> frozenset[str]:
@@ -339,9 +387,11 @@ def _apply(m: _Merge, step: _Step, fetched: Fetched | None = None) -> None:
         _install(m, step.path, _take(step, fetched), step.remote, file)
         m.outcome.downloads += 1
     elif action is Action.TRASH_LOCAL:
-        localfs.trash_if_unchanged(m.root, step.path, _stat_of(file))
+        moved = localfs.trash_if_unchanged(m.root, step.path, _stat_of(file))
         m.rows.delete(step.path)
-        m.ctx.repo.add_history(m.row.oaio_id, "trash", step.path, "deleted on the server; moved to the trash")
+        if moved is not None and file is not None:
+            _note_trashed(m, [moved], file)
+        m.rows.history("trash", step.path, "deleted on the server; moved to the trash")
         m.outcome.trashed += 1
     elif action is Action.NOTHING:
         if step.remote is None:
@@ -389,7 +439,8 @@ def _settle_executable(m: _Merge, step: _Step) -> None:
 
 def _prefetch(m: _Merge, steps: list[_Step], fetched: dict[str, Fetched]) -> None:
     """Download every step that needs a file from storage into a temp file beside its target, ``get_many`` per
-    bounded batch (``fetched``: path -> the temp file, or why it failed). Folders are checked or made once per
+    bounded batch (``fetched``: path -> the temp file, or why it failed); a content this device has already is
+    copied from its local file instead (:mod:`~oaiod.engine.localcopy`). Folders are checked or made once per
     batch. The temp files are not fsynced: the caller makes the whole batch durable with one sync."""
     wanted = [step for step in steps if _needs_backend(step) and step.remote is not None]
     if not wanted:
@@ -407,8 +458,39 @@ def _prefetch(m: _Merge, steps: list[_Step], fetched: dict[str, Fetched]) -> Non
             continue
         mtime = step.remote.mtime_ns or None
         items.append((step, Transfer(f"{prefix}/{step.path}", temp, mtime, _is_exec(step.remote, step.row))))
+    items = _copy_local(m, items, fetched)
     for batch in transfer_batches(items, lambda item: item[0].remote.size if item[0].remote else 0):
         _get_batch(m, batch, fetched)
+
+
+def _copy_local(
+    m: _Merge, items: list[tuple[_Step, Transfer]], fetched: dict[str, Fetched]
+) -> list[tuple[_Step, Transfer]]:
+    """Serve the items whose content a file here has (verified copies into their temp files, design §3); returns
+    the others, to download."""
+    wanted = [
+        localcopy.Wanted(
+            step.path, item.local_path, step.remote.sha256, step.remote.size, item.mtime_ns, item.executable
+        )
+        for step, item in items
+        if step.remote is not None and isinstance(step.remote.sha256, str)
+    ]
+    if not wanted:
+        return items
+    roots = localcopy.source_roots(m.ctx.repo, m.row, m.ctx.settings.username)
+    copied = localcopy.copy_from_local(m.ctx.repo, wanted, roots)
+    if not copied:
+        return items
+    progress, rest = m.ctx.progress, []
+    for step, item in items:
+        got = copied.get(step.path)
+        if got is None:
+            rest.append((step, item))
+        else:
+            fetched[step.path] = _Fetched(item.local_path, got)
+            progress.finish(False, got.size)  # off the download queue
+    m.outcome.local_copies += len(copied)
+    return rest
 
 
 def _get_batch(m: _Merge, batch: list[tuple[_Step, Transfer]], fetched: dict[str, Fetched]) -> None:
@@ -478,6 +560,17 @@ def _is_exec(remote: RemoteFile, file: FileRow | None) -> bool:
     return remote.executable if remote.sha256 is not UNKNOWN else bool(file and file.executable)
 
 
+def _note_trashed(m: _Merge, moved: list[Path], file: FileRow) -> None:
+    """Index files a step put into the trash (as the row ``file`` described them): sources for later pulls."""
+    for path in moved:
+        try:
+            st = localfs.current_stat(path)
+        except LocalFsError:  # not a regular file after all: no source
+            continue
+        if st is not None and file.sha256:
+            m.rows.trashed(str(path), file.sha256, st)
+
+
 def _install(
     m: _Merge, rel: str, fetched: _Fetched, want: RemoteFile, file: FileRow | None, *, synced: bool = True
 ) -> None:
@@ -489,7 +582,10 @@ def _install(
     staged = folders.staged_in(rel) if folders is not None else None
     if staged is None:
         try:
-            m.installed.append(localfs.install_fetched(m.root, rel, fetched.temp, _stat_of(file)))
+            trashed: list[Path] = []
+            m.installed.append(localfs.install_fetched(m.root, rel, fetched.temp, _stat_of(file), trashed))
+            if trashed and file is not None:
+                _note_trashed(m, trashed, file)
         except LocalChanged:
             if not synced or _stat_of(file) is not None or not localfs.is_folder(m.root / rel):
                 raise
@@ -605,7 +701,9 @@ def _finish(ctx: EngineContext, row: ObjectRow, remote: OaiObject, outcome: Pull
         row.delete_confirmed = False
         ctx.repo.clear_errors_of(row.oaio_id)
         if outcome.downloads or outcome.trashed:
-            detail = f"version {remote.client_stamp}: {outcome.downloads} downloaded, {outcome.trashed} to the trash"
+            local = f" ({outcome.local_copies} copied from files here)" if outcome.local_copies else ""
+            done = f"{outcome.downloads} downloaded{local}, {outcome.trashed} to the trash"
+            detail = f"version {remote.client_stamp}: {done}"
             ctx.repo.add_history(row.oaio_id, "pull", detail=detail)
     else:
         row.remote_dirty = True

@@ -24,6 +24,7 @@ class CycleReport:
     pulled: int = 0
     pushed: int = 0
     downloads: int = 0
+    local_copies: int = 0  # of the downloads: served by a copy of a file already here, not from storage
     uploads: int = 0
     copies: int = 0
     trashed: int = 0

@@ -89,7 +89,8 @@ class FileRow(Base):
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     mtime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
     inode: Mapped[int] = mapped_column(BigInteger, default=0)
-    sha256: Mapped[str | None] = mapped_column(SHA)
+    #: indexed: a pull finds a local file with the content it needs here (a rename, a copy) instead of downloading
+    sha256: Mapped[str | None] = mapped_column(SHA, index=True)
     executable: Mapped[bool] = mapped_column(default=False)
     #: content of the file in the version ``synced_stamp`` (NULL: not in the base version)
     synced_sha256: Mapped[str | None] = mapped_column(SHA)
@@ -132,6 +133,23 @@ class ExcludedFolderRow(Base):
     oaio_id: Mapped[str] = mapped_column(ID, default="")
     reason: Mapped[str] = mapped_column(String(500), default="")
     created: Mapped[str] = mapped_column(STAMP)
+
+
+class TrashRow(Base):
+    """A file a pull moved or linked into a trash folder (``<root>/.oaiod/trash/<day>/<path>``), as it was indexed:
+    a later pull that needs this content (a revert, a file restored from the trash on another device) copies it
+    from here instead of downloading it. A row may outlive its file (the user emptied the trash): every use checks
+    the stat and the hash, and ``gc`` drops the rows of purged days."""
+
+    __tablename__ = "trash"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    #: absolute local path of the file in the trash
+    path: Mapped[str] = mapped_column(String(4096))
+    sha256: Mapped[str] = mapped_column(SHA, index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    inode: Mapped[int] = mapped_column(BigInteger)
+    created: Mapped[str] = mapped_column(STAMP, index=True)
 
 
 class CursorRow(Base):

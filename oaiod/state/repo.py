@@ -37,6 +37,7 @@ from oaiod.state.models import (
     HistoryRow,
     JournalRow,
     ObjectRow,
+    TrashRow,
 )
 
 STREAM_BATCH = 2000
@@ -56,6 +57,18 @@ StatRow = tuple[str, int, int, int, bool]
 #: ``(path, size, mtime_ns, inode, present, ignored, executable)``: a StatRow, whether the row is frozen as ignored,
 #: and the indexed executable bit (a chmod changes neither size nor mtime)
 ScanRow = tuple[str, int, int, int, bool, bool, bool]
+
+
+#: ``(sha256, absolute path, size, mtime_ns, inode)`` of a file the device holds, as indexed: a candidate source of a
+#: local copy (checked on disk and verified by hash before use)
+LocalSource = tuple[str, str, int, int, int]
+_SOURCES_IN_FILES = (
+    "SELECT f.sha256, f.oaio_id, f.path, f.size, f.mtime_ns, f.inode FROM files f"
+    " WHERE f.present AND NOT f.ignored AND f.sha256 IN ({})"
+)
+_SOURCES_IN_TRASH = "SELECT sha256, path, size, mtime_ns, inode FROM trash WHERE sha256 IN ({})"
+#: hashes per lookup query (SQLite allows 999 parameters in old builds)
+_LOOKUP_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -496,6 +509,50 @@ class StateRepo:
     def errors(self) -> list[ErrorRow]:
         with self.session() as s:
             return list(s.scalars(sa.select(ErrorRow).order_by(ErrorRow.last_at.desc())))
+
+    # -- local sources of content ---------------------------------------------------------------------------------
+
+    def local_sources(self, shas: Iterable[str], roots: Mapping[str, str]) -> dict[str, list[LocalSource]]:
+        """Files this device holds with one of ``shas`` in the objects of ``roots`` (oaio id -> local folder): their
+        indexed files, then the files of their trash folders; by sha256. What a pull may copy instead of
+        downloading. Rows only: the caller checks the file and the hash it copies."""
+        wanted = sorted(set(shas))
+        trash_of = tuple(f"{root.rstrip('/')}/.oaiod/trash/" for root in roots.values())
+        found: dict[str, list[LocalSource]] = {}
+        try:
+            with self.engine.connect() as connection:
+                cursor = connection.connection.cursor()
+                try:
+                    for start in range(0, len(wanted), _LOOKUP_CHUNK):
+                        chunk = wanted[start : start + _LOOKUP_CHUNK]
+                        marks = ", ".join("?" * len(chunk))
+                        cursor.execute(_SOURCES_IN_FILES.format(marks), chunk)
+                        for sha, oaio_id, path, size, mtime, inode in cursor.fetchall():
+                            root = roots.get(oaio_id)
+                            if root is not None:
+                                found.setdefault(sha, []).append(
+                                    (sha, f"{root.rstrip('/')}/{path}", size, mtime, inode)
+                                )
+                        cursor.execute(_SOURCES_IN_TRASH.format(marks), chunk)
+                        for sha, path, size, mtime, inode in cursor.fetchall():
+                            if path.startswith(trash_of):
+                                found.setdefault(sha, []).append((sha, path, size, mtime, inode))
+                finally:
+                    cursor.close()
+        except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:
+            raise StateError(f"state database {self.path}: {str(exc).splitlines()[0]}") from exc
+        return found
+
+    def forget_trash(self, *, path: str | None = None, before: str | None = None) -> int:
+        """Drop trash rows: the one of ``path`` (its file is gone or changed), or those made before the stamp
+        ``before`` (their day folders were purged). Returns how many."""
+        query = sa.delete(TrashRow)
+        if path is not None:
+            query = query.where(TrashRow.path == path)
+        if before is not None:
+            query = query.where(TrashRow.created < before)
+        with self.session() as s:
+            return _rowcount(s.execute(query))
 
     # -- rebuild -------------------------------------------------------------------------------------------------
 

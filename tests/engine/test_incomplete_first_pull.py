@@ -25,10 +25,10 @@ def test_files_of_an_unfinished_first_pull_keep_their_base(make_device, monkeypa
     converge(a)
     real_install = localfs.install_fetched
 
-    def user_saves_first(root: Path, rel: str, temp: str, expected: Any) -> str:
+    def user_saves_first(root: Path, rel: str, temp: str, expected: Any, *more: Any) -> str:
         if rel == "mine.txt":  # the user saves a file of that name just before the download is renamed there
             write(root / rel, "b's own")
-        return real_install(root, rel, temp, expected)
+        return real_install(root, rel, temp, expected, *more)
 
     monkeypatch.setattr(pull.localfs, "install_fetched", user_saves_first)
     b.sync()  # the first pull: notes.md and gone.txt arrive, mine.txt is left to the next cycle
