@@ -80,13 +80,19 @@ async def put_blocks(request: Request, name: str, actor: ActorDep, blocks: Block
 @router.put("/recipe/{name:path}")
 def put_recipe(name: str, actor: ActorDep, blocks: BlocksDep, body: RecipeJsonDep) -> dict[str, Any]:
     """``{sha256, blocks: [[sha256, size], …], expires?}``: ``name`` is the blocks' concatenation → ``{missing:
-    [sha256, …]}`` (send them with ``blocks/``, then this again), or ``{missing: [], name, size, sha256, …}``."""
+    [sha256, …], sendWhole}`` (send them with ``blocks/``, then this again; or, with ``sendWhole``, upload the file
+    whole as it would be without blocks), or ``{missing: [], name, size, sha256, …}`` once it is stored."""
     name = checked_name(name)
     validate_exact_keys(body, ("sha256", "blocks"), "body", optional=("expires",))
     sha256 = _sha256(body["sha256"], "sha256")
     expires = validate_stamp(body["expires"], "expires") if body.get("expires") is not None else None
-    missing, info = blocks.put_recipe(actor, name, sha256, _blocks(body["blocks"]), expires)
-    return {"missing": missing, **(info.as_dict() if info is not None else {})}
+    listed = _blocks(body["blocks"])
+    missing, info = blocks.put_recipe(actor, name, sha256, listed, expires)
+    if info is not None:
+        return {"missing": [], **info.as_dict()}
+    # a bucket that takes uploads directly moves a file the hub has no block of better than the hub would
+    whole = blocks.store.content.direct() and len(missing) == len({block for block, _size in listed})
+    return {"missing": missing, "sendWhole": whole}
 
 
 @router.get("/recipe/{name:path}")

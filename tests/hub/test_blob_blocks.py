@@ -111,7 +111,7 @@ def test_deduplication_never_crosses_rights(hub: HubServer, sessions: dict[str, 
     blocks = cut(secret)
     store_blocks(alice, "mine/secret", blocks)
     # bob knows the hashes but not the bytes: every block is missing for him, nothing is named
-    assert put_recipe(bob, "his/copy", blocks).json() == {"missing": sorted(sha(block) for block in blocks)}
+    assert put_recipe(bob, "his/copy", blocks).json()["missing"] == sorted(sha(block) for block in blocks)
     assert bob.get(B + "metadata/his/copy").status_code == 404
     # nor can he name alice's content with blocks of his own: the hub recomputes the whole sha256
     own = [os.urandom(64 * KIB) for _ in range(3)]
@@ -136,8 +136,8 @@ def test_deduplication_never_crosses_rights(hub: HubServer, sessions: dict[str, 
     # blocks bob sent for his own space do not serve his recipes elsewhere, and are not carol's
     extra = [os.urandom(64 * KIB)]
     assert send_blocks(bob, "his/x", extra).status_code == 200
-    assert put_recipe(carol, "hers/x", extra).json() == {"missing": [sha(extra[0])]}
-    assert put_recipe(bob, f"{oaio_id}/s4/f", extra).json() == {"missing": [sha(extra[0])]}
+    assert put_recipe(carol, "hers/x", extra).json()["missing"] == [sha(extra[0])]
+    assert put_recipe(bob, f"{oaio_id}/s4/f", extra).json()["missing"] == [sha(extra[0])]
 
 
 def test_gc_keeps_shared_blocks_and_drops_unused_ones(hub: HubServer, sessions: dict[str, Any]) -> None:

@@ -28,6 +28,7 @@ import re
 import stat as stat_mod
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from oaiod.http import NO_RETRY, HTTPStatusError, iter_bytes, json_of
@@ -302,8 +303,9 @@ class BatchGet:
     def run(self) -> list[Transferred]:
         try:
             pending = [number for number, item in enumerate(self.items) if self._absent(number, item)]
-            single = self._batches(pending)
-            self._get_singly(single)
+            by_blocks = {number for number in pending if self._by_blocks(self.items[number])}
+            single = self._batches([number for number in pending if number not in by_blocks])
+            self._get_singly(sorted(by_blocks) + single)
         except BaseException:
             for path in self.written:
                 with contextlib.suppress(OSError):
@@ -311,6 +313,12 @@ class BatchGet:
             raise
         return [result or Transferred(item.key, error=PermanentStorageError("not transferred", key=item.key))
                 for item, result in zip(self.items, self.results, strict=True)]  # fmt: skip
+
+    def _by_blocks(self, item: Transfer) -> bool:
+        """A large file with a basis goes alone: it may be rebuilt from the basis (:mod:`.blocks`)."""
+        from oaiod.storage.hub.backend import _large_file
+
+        return item.basis is not None and self.backend.block_routes and _large_file(item.basis)
 
     def _absent(self, number: int, item: Transfer) -> bool:
         if os.path.lexists(item.local_path):
@@ -427,7 +435,11 @@ class BatchGet:
 
     def _get_singly(self, numbers: list[int]) -> None:
         items = [self.items[number] for number in numbers]
-        done = map_on_threads(lambda item: get_one(self.backend, item, self.progress), items, self.backend.capabilities)
+
+        def one(item: Transfer) -> Transferred:
+            return get_one(self.backend, item, self.progress, partial(self.backend.get_file, basis=item.basis))
+
+        done = map_on_threads(one, items, self.backend.capabilities)
         for number, result in zip(numbers, done, strict=True):
             self.results[number] = result
             if result.error is None:
