@@ -152,9 +152,10 @@ class RecipeContent(ContentStore):
         return cast(BinaryIO, reader)
 
     def local_path(self, sha256: str) -> Path | None:
-        if self.inner.local_path(sha256) is None or self._with_recipe([sha256]):
-            return None  # no single file: the hub streams it through open()
-        return self.inner.local_path(sha256)
+        path = self.inner.local_path(sha256)
+        if path is None or not path.exists():
+            return None  # stored as blocks (held content is not removed meanwhile): the hub streams it via open()
+        return path
 
     def download_url(self, sha256: str, size: int) -> DirectUrl | None:
         if self._with_recipe([sha256]):
@@ -277,6 +278,7 @@ class BlockUploads:
         """Keep one received block under its sha256 (computed here: a client cannot name a block wrongly)."""
         sha256 = hashlib.sha256(data).hexdigest()
         target = folder / sha256
+        folder.mkdir(exist_ok=True, mode=0o700)  # the sweep removes folders left empty for a day
         if target.exists():
             os.utime(target)
             return sha256
@@ -391,4 +393,7 @@ class BlockUploads:
                         if path.stat().st_mtime < horizon:
                             path.unlink()
                             count += 1
+                if folder.stat().st_mtime < horizon:
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()  # only when empty
         return count

@@ -6,6 +6,7 @@ collection keeps shared blocks and drops unused ones, bad input is 4xx JSON."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -196,3 +197,19 @@ def test_bad_block_input_answers_4xx_json(hub: HubServer, sessions: dict[str, An
     assert wrong.status_code == 400 and "999" in wrong.json()["reason"]
     assert bob.get(B + "metadata/bad/name").status_code == 404
     assert bob.get(B + "recipe/bad/none").status_code == 404
+
+
+def test_blocks_no_recipe_used_go_after_a_day(hub: HubServer, sessions: dict[str, Any]) -> None:
+    bob = sessions["bob"]
+    blocks = [os.urandom(1000), os.urandom(2000)]
+    assert send_blocks(bob, "stale/x", blocks).status_code == 200
+    staged = [path for path in (hub.data_dir / "blobs" / "blocks-staged").rglob("*") if path.is_file()]
+    assert sorted(path.name for path in staged) == sorted(sha(block) for block in blocks)
+    old = time.time() - 2 * 24 * 3600
+    os.utime(staged[0], (old, old))
+    store = store_of(hub)
+    store._last_sweep = ""
+    store.sweep()
+    assert [path.name for path in staged if path.exists()] == [staged[1].name]
+    # the one left still serves a recipe; the swept one is missing again
+    assert put_recipe(bob, "stale/x", blocks).json()["missing"] == [staged[0].name]

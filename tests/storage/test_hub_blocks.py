@@ -120,8 +120,8 @@ def test_a_basis_that_changes_midway_falls_back_to_a_whole_download(
 
         real_cut = blocks.cut_file
 
-        def cut_then_change(file: Any) -> Any:  # the basis changes between its cutting and its copying
-            found = real_cut(file)
+        def cut_then_change(file: Any, **options: Any) -> Any:  # the basis changes after its cutting
+            found = real_cut(file, **options)
             with open(basis, "r+b") as writer:
                 writer.write(b"\0" * 1000)
             return found

@@ -65,11 +65,12 @@ class FileBlocks:
     blocks: list[Block]
 
 
-def cut_file(file: IO[bytes]) -> FileBlocks:
-    """Cut ``file`` (read from where it is to its end) into content-defined blocks, hashing each and the whole in
-    the same read; the whole sha256 runs on a second thread (hashlib lets go of the GIL), beside the cutting."""
+def cut_file(file: IO[bytes], *, whole: bool = True) -> FileBlocks:
+    """Cut ``file`` (read from where it is to its end) into content-defined blocks, hashing each and (unless not
+    ``whole``: its sha256 is then empty) the whole in the same read; the whole sha256 runs on a second thread
+    (hashlib lets go of the GIL), beside the cutting."""
     chunker = FastCDC(AVERAGE, min_size=SMALLEST, max_size=LARGEST)
-    whole, blocks, offset = hashlib.sha256(), [], 0
+    digest, blocks, offset = hashlib.sha256(), [], 0
     carry = b""
     with ThreadPoolExecutor(1, thread_name_prefix="oaiod-hash") as pool:
         pending: Future[None] | None = None
@@ -77,7 +78,7 @@ def cut_file(file: IO[bytes]) -> FileBlocks:
             data = file.read(READ_BUFFER)
             if pending is not None:
                 pending.result()
-            pending = pool.submit(whole.update, data) if data else None
+            pending = pool.submit(digest.update, data) if data and whole else None
             buffer = carry + data if carry else data
             if not buffer:
                 break
@@ -91,7 +92,7 @@ def cut_file(file: IO[bytes]) -> FileBlocks:
             carry = bytes(buffer[last.offset :])
         if pending is not None:
             pending.result()
-    return FileBlocks(whole.hexdigest(), offset, blocks)
+    return FileBlocks(digest.hexdigest() if whole else "", offset, blocks)
 
 
 def no_route(exc: StorageError) -> bool:
@@ -205,7 +206,7 @@ def get_by_blocks(
         return False
     sha256, size, blocks = recipe
     with open(basis, "rb") as source:
-        have = {block.sha256: block for block in cut_file(source).blocks}
+        have = {block.sha256: block for block in cut_file(source, whole=False).blocks}
         with atomic_local_file(local_path, fsync=fsync) as out:
             digest = hashlib.sha256()
             for local, start, run in _runs(blocks, have):
