@@ -327,6 +327,7 @@ class BlockUploads:
             with self.store.changing() as (db, garbage):
                 access = check_access(db, actor, name, write=True)
                 garbage.content.update(wanted)  # removed again should nothing use them after this change
+                self.store.lock_contents(db, [*wanted, sha256])  # all at once, in order: one recipe row set
                 self.store.confirm_contents(db, wanted, content_gone)
                 if not with_recipe(db, [sha256]):
                     db.execute(sa.insert(BlobBlock), rows)

@@ -21,7 +21,10 @@ from tests.hub.blobhelpers import (
     blob_store_param,  # noqa: F401 - the fixture blob_store: each test on every content store
     download,
     put_blob,
+    put_recipe,
+    send_blocks,
     sha,
+    store_blocks,
     store_of,
     stored_content,
     wait_for_no_downloads,
@@ -36,35 +39,6 @@ KIB = 1024
 def cut(data: bytes, size: int = 64 * KIB) -> list[bytes]:
     """Fixed-size blocks (the hub does not care how a client cut them)."""
     return [data[start : start + size] for start in range(0, len(data), size)]
-
-
-def framed(blocks: list[bytes]) -> bytes:
-    return b"".join(len(block).to_bytes(4, "big") + block for block in blocks)
-
-
-def put_recipe(session: Any, name: str, blocks: list[bytes], whole: str | None = None) -> Any:
-    body = {"sha256": whole or sha(b"".join(blocks)), "blocks": [[sha(block), len(block)] for block in blocks]}
-    return session.put(B + "recipe/" + quote(name), json=body)
-
-
-def send_blocks(session: Any, name: str, blocks: list[bytes]) -> Any:
-    return session.put(B + "blocks/" + quote(name), data=framed(blocks),
-                       headers={"Content-Type": "application/octet-stream"})  # fmt: skip
-
-
-def store_blocks(session: Any, name: str, blocks: list[bytes]) -> list[str]:
-    """The whole protocol: name the blocks, send the missing ones, name them again; the blocks that were sent."""
-    first = put_recipe(session, name, blocks)
-    assert first.status_code == 200, first.text
-    missing = first.json()["missing"]
-    if missing:
-        sent = [block for block in {sha(block): block for block in blocks}.values() if sha(block) in missing]
-        assert send_blocks(session, name, sent).json() == {"stored": [sha(block) for block in sent]}
-        second = put_recipe(session, name, blocks)
-        assert second.status_code == 200, second.text
-        assert second.json()["missing"] == []
-        assert second.json()["sha256"] == sha(b"".join(blocks))
-    return missing  # type: ignore[no-any-return]
 
 
 def test_a_content_stored_as_blocks_reads_whole_and_a_new_version_sends_only_new_blocks(
