@@ -155,17 +155,14 @@ def put_one(backend: Backend, item: Transfer, progress: Progress | None) -> Tran
     return Transferred(item.key, *ident)
 
 
-def get_one(
-    backend: Backend, item: Transfer, progress: Progress | None, get: Callable[..., None] | None = None
-) -> Transferred:
-    """One item of the default :meth:`Backend.get_many`: ``get_file`` (or ``get``, called the same way) to a new
-    file, its meta set, then hashed."""
+def get_one(backend: Backend, item: Transfer, progress: Progress | None) -> Transferred:
+    """One item of the default :meth:`Backend.get_many`: ``get_file`` to a new file, its meta set, then hashed."""
     if os.path.lexists(item.local_path):
         return Transferred(
             item.key, error=LocalFileChanged(f"{item.local_path} exists; not replacing it", key=item.key)
         )
     try:
-        (get or backend.get_file)(item.key, item.local_path, progress=progress, fsync=False)  # the caller syncs
+        backend.get_file(item.key, item.local_path, progress=progress, fsync=False)  # get_many's caller syncs
     except StorageError as exc:
         return Transferred(item.key, error=exc)
     try:

@@ -441,7 +441,7 @@ class HubBackend(Backend):
         validate_key(key)
         if basis is not None and self.block_routes and _large_file(basis):
             try:
-                if get_by_blocks(self, key, local_path, basis, progress, fsync):
+                if get_by_blocks(self, key, local_path, basis, progress, fsync) is not None:
                     return
             except (OSError, TransientStorageError) as exc:  # the basis went or changed: fetch it whole
                 log.info("hub download of %r by blocks from %s failed (%s); downloading it whole", key, basis, exc)

@@ -28,7 +28,6 @@ import re
 import stat as stat_mod
 import time
 from collections.abc import Iterator
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from oaiod.http import NO_RETRY, HTTPStatusError, iter_bytes, json_of
@@ -42,7 +41,7 @@ from oaiod.storage.errors import (
     StoragePermissionDenied,
     TransientStorageError,
 )
-from oaiod.storage.toolkit import get_one, map_on_threads, new_file_mode, put_one
+from oaiod.storage.toolkit import get_one, map_on_threads, new_file_mode, put_one, set_local_meta
 
 if TYPE_CHECKING:
     from oaiod.storage.hub.backend import HubBackend
@@ -320,6 +319,33 @@ class BatchGet:
 
         return item.basis is not None and self.backend.block_routes and _large_file(item.basis)
 
+    def _from_basis(self, item: Transfer) -> Transferred | None:
+        """``item`` rebuilt from its basis and the blocks it lacks (hashed on the way: not read again); None when
+        its content is stored whole, or the basis failed (went or changed): the caller downloads it whole."""
+        from oaiod.storage.hub.blocks import get_by_blocks
+
+        assert item.basis is not None
+        if os.path.lexists(item.local_path):
+            return _changed(item, "exists; not replacing it")
+        try:
+            sha256 = get_by_blocks(self.backend, item.key, item.local_path, item.basis, self.progress, fsync=False)
+        except (OSError, TransientStorageError) as exc:
+            log.info("hub download of %r from %s and its missing blocks failed (%s); downloading it whole",
+                     item.key, item.basis, exc)  # fmt: skip
+            return None
+        except StorageError as exc:
+            return Transferred(item.key, error=exc)
+        if sha256 is None:
+            return None
+        try:
+            set_local_meta(item.local_path, item.mtime_ns, item.executable)
+            st = os.stat(item.local_path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(item.local_path)
+            return _changed(item, f"cannot be written: {exc.strerror}")
+        return Transferred(item.key, st.st_size, st.st_mtime_ns, st.st_ino, sha256)
+
     def _absent(self, number: int, item: Transfer) -> bool:
         if os.path.lexists(item.local_path):
             self.results[number] = _changed(item, "exists; not replacing it")
@@ -437,7 +463,8 @@ class BatchGet:
         items = [self.items[number] for number in numbers]
 
         def one(item: Transfer) -> Transferred:
-            return get_one(self.backend, item, self.progress, partial(self.backend.get_file, basis=item.basis))
+            rebuilt = self._from_basis(item) if self._by_blocks(item) else None
+            return rebuilt or get_one(self.backend, item, self.progress)
 
         done = map_on_threads(one, items, self.backend.capabilities)
         for number, result in zip(numbers, done, strict=True):

@@ -198,12 +198,13 @@ def _valid_pair(pair: Any) -> bool:
 
 def get_by_blocks(
     backend: HubBackend, key: str, local_path: PathLike, basis: str, progress: Progress | None, fsync: bool
-) -> bool:
-    """Write ``key`` to ``local_path`` from the blocks ``basis`` shares with it and the others fetched; False
-    (nothing written) when the content is stored whole. The written file is checked against the whole sha256."""
+) -> str | None:
+    """Write ``key`` to ``local_path`` from the blocks ``basis`` shares with it and the others fetched, and return
+    its sha256; None (nothing written) when the content is stored whole. The written file is checked against the
+    whole sha256 before its rename (else :class:`TransientStorageError`, nothing written)."""
     recipe = read_recipe(backend, key)
     if recipe is None:
-        return False
+        return None
     sha256, size, blocks = recipe
     with open(basis, "rb") as source:
         have = {block.sha256: block for block in cut_file(source, whole=False).blocks}
@@ -227,7 +228,7 @@ def get_by_blocks(
                     f"{key!r} rebuilt from {basis} and the hub has sha256 {found}, not {sha256}; nothing was written",
                     key=key,
                 )
-    return True
+    return sha256
 
 
 def _runs(blocks: list[tuple[str, int]], have: dict[str, Block]) -> Iterator[tuple[bool, int, list[Any]]]:
