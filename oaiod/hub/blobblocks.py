@@ -17,7 +17,7 @@ from oaiod.errors import ValidationError
 from oaiod.hub.blobrecipes import MAX_BLOCK, MAX_BLOCKS, BlockUploads
 from oaiod.hub.blobs import _SHA256, checked_name, read_json_body
 from oaiod.hub.deps import ActorDep
-from oaiod.hub.errors import BadRequest
+from oaiod.hub.errors import BadRequest, TooLarge
 from oaiod.hub.metrics import counting_chunks, hub_metrics
 from oaiod.model import validate_exact_keys, validate_stamp
 
@@ -26,6 +26,7 @@ router = APIRouter(prefix="/hub/blobs")
 FEATURE = "blob-blocks"
 MAX_RECIPE_BODY = 16 * 1024 * 1024  #: bytes of a recipe (MAX_BLOCKS blocks of ~80 bytes of JSON each fit)
 FRAME_HEADER = 4  #: bytes of a block's length (big-endian) before its bytes in a ``blocks/`` body
+MAX_BLOCKS_BODY = 64 * 1024 * 1024  #: bytes of one ``blocks/`` body (a client sends more in several requests)
 
 
 def get_blocks(request: Request) -> BlockUploads:
@@ -69,8 +70,11 @@ async def put_blocks(request: Request, name: str, actor: ActorDep, blocks: Block
     """Blocks for a recipe of ``name``'s place (framed, see :class:`Frames`) → ``{stored: [sha256, …]}``, each
     kept under the sha256 the hub computed. Needs write access to ``name``."""
     folder = await run_in_threadpool(blocks.stage_folder, actor, checked_name(name))
-    frames, stored = Frames(), []
+    frames, stored, received = Frames(), [], 0
     async for chunk in counting_chunks(request.stream(), hub_metrics(request).blob_received):
+        received += len(chunk)
+        if received > MAX_BLOCKS_BODY:
+            raise TooLarge(f"a blocks/ body is at most {MAX_BLOCKS_BODY} bytes; send the rest in another request")
         for block in frames.feed(chunk):
             stored.append(await run_in_threadpool(blocks.stage, folder, block))
     frames.finish()
