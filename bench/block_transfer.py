@@ -123,6 +123,8 @@ def run(work: Path, proxy: CountingProxy, size: int) -> None:
         got = work / "got-blocks.bin"
         measure(proxy, "changed file down, old file as basis", lambda: _get(backend, "bench/v2", got, str(old)))
         assert got.read_bytes() == new.read_bytes(), "the rebuilt file differs"
+        measure(proxy, "changed file down, no basis (assembled by the hub)",
+                lambda: _get(backend, "bench/v2", work / "assembled.bin", None))  # fmt: skip
         backend.block_routes = False
         measure(proxy, "reference: changed file up whole", lambda: backend.put_file("bench/v3", new))
         measure(proxy, "reference: changed file down whole", lambda: _get(backend, "bench/v3", work / "w.bin", None))

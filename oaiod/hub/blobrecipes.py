@@ -223,12 +223,18 @@ class _Assembled(io.RawIOBase):
             if not self._next_block():
                 return 0
         assert self._file is not None
-        data = self._file.read(min(len(view), self._left))
-        if not data:
+        wanted = view[: min(len(view), self._left)]
+        readinto = getattr(self._file, "readinto", None)  # a local file: one copy less
+        if readinto is not None:
+            count = readinto(wanted) or 0
+        else:
+            data = self._file.read(len(wanted))
+            count = len(data)
+            wanted[:count] = data
+        if not count:
             raise OSError(f"block {self._blocks[self._number - 1].block} of {self._sha256} ended early")
-        view[: len(data)] = data
-        self._left -= len(data)
-        return len(data)
+        self._left -= count
+        return int(count)
 
     def _next_block(self) -> bool:
         if self._file is not None:
