@@ -498,6 +498,15 @@ def install(root: Path, rel: str, temp: Path, expected: FileStat | None) -> File
     return FileStat(st.st_size, st.st_mtime_ns, st.st_ino)
 
 
+def regular_file(path: Path) -> str | None:
+    """``path`` when it is a regular file (never a link or a FIFO), else None: a basis for a download
+    (:attr:`oaiod.storage.base.Transfer.basis`), of which only the bytes are of use."""
+    with contextlib.suppress(OSError):
+        if _stat.S_ISREG(os.lstat(path).st_mode):
+            return str(path)
+    return None
+
+
 def trash_if_unchanged(root: Path, rel: str, expected: FileStat | None) -> Path | None:
     """Move ``root/rel`` to the trash if it is still as indexed; None when it was already gone."""
     target = safe_join(root, rel)

@@ -457,7 +457,8 @@ def _prefetch(m: _Merge, steps: list[_Step], fetched: dict[str, Fetched]) -> Non
             fetched[step.path] = exc
             continue
         mtime = step.remote.mtime_ns or None
-        items.append((step, Transfer(f"{prefix}/{step.path}", temp, mtime, _is_exec(step.remote, step.row))))
+        basis = localfs.regular_file(m.root / step.path)  # what it replaces: a backend may reuse its blocks
+        items.append((step, Transfer(f"{prefix}/{step.path}", temp, mtime, _is_exec(step.remote, step.row), basis)))
     items = _copy_local(m, items, fetched)
     for batch in transfer_batches(items, lambda item: item[0].remote.size if item[0].remote else 0):
         _get_batch(m, batch, fetched)

@@ -65,6 +65,7 @@ CHANGING_ROUTES = {
     "prefix/{name:path}": "DELETE",
     "copy/": "POST",
     "copy-many/": "POST",
+    "blocks/{name:path}": "PUT",
 }
 
 
@@ -478,3 +479,7 @@ def mount(app: Any) -> None:
     app.state.blob_uploads = Uploads(app.state.blobs)
     app.include_router(router, prefix="/api")
     app.state.features.append(FEATURE)
+    from oaiod.hub import blobblocks  # its routes build on this module's
+
+    app.include_router(blobblocks.router, prefix="/api")
+    app.state.features.append(blobblocks.FEATURE)

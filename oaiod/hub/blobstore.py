@@ -49,6 +49,7 @@ from sqlalchemy.orm import Session
 
 from oaiod.hub.blobaccess import Access, blob_access, check_access, claimed_by_other
 from oaiod.hub.blobcontent import ContentStore, open_content_store
+from oaiod.hub.blobrecipes import BlockUploads, RecipeContent, drop_recipes, used_as_blocks
 from oaiod.hub.db import Blob, BlobUpload, Object, stamp_add
 from oaiod.hub.errors import Conflict, Forbidden, HubError, NotFound
 from oaiod.hub.service import Actor, HubService, Removal
@@ -141,7 +142,8 @@ class BlobStore:
         self.upload_root = self.root / "uploads"
         for folder in (self.root, self.upload_root):
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.content = content or open_content_store(service.settings.blob_store, service.settings.data_dir)
+        inner = content or open_content_store(service.settings.blob_store, service.settings.data_dir)
+        self.content: ContentStore = RecipeContent(inner, service.sessions)  # whole contents and recipes
         self.lock = threading.Lock()  # name changes and holds of content; never held during a transfer
         self._removed = threading.Condition(self.lock)  # notified when a removal of content ended
         self.busy: set[int] = set()  # uploads with a data/ request running
@@ -151,6 +153,7 @@ class BlobStore:
         self._removing: set[str] = set()  # content doomed under the lock, being removed now
         self._last_sweep = ""
         self._cross_process = service.engine.dialect.name == "postgresql"  # SQLite: one process per database
+        self.blocks = BlockUploads(self)
         service.attach(self)
 
     # -- paths ---------------------------------------------------------------------------------------------------
@@ -209,12 +212,16 @@ class BlobStore:
         return doomed
 
     def _named(self, sha256s: set[str]) -> set[str]:
-        """The contents among ``sha256s`` that a committed name points at."""
-        named: set[str] = set()
+        """The contents among ``sha256s`` that a committed name points at, or a recipe uses as a block."""
         with self.service.sessions() as db:
-            for batch in in_batches(sorted(sha256s)):
-                named.update(db.scalars(sa.select(Blob.sha256).where(Blob.sha256.in_(batch)).distinct()))
-        return named
+            return self._referenced(db, sha256s)
+
+    @staticmethod
+    def _referenced(db: Session, sha256s: set[str]) -> set[str]:
+        named: set[str] = set()
+        for batch in in_batches(sorted(sha256s)):
+            named.update(db.scalars(sa.select(Blob.sha256).where(Blob.sha256.in_(batch)).distinct()))
+        return named | used_as_blocks(db, sha256s - named)
 
     def _remove(self, doomed: set[str]) -> None:
         """Remove doomed content (outside the lock), then let holds of it go on. A failed removal leaves the
@@ -222,16 +229,13 @@ class BlobStore:
         the names are checked again under the contents' advisory locks (another process may name it now)."""
         if not doomed:
             return
+        blocks: set[str] = set()
         try:
-            if not self._cross_process:
-                self.content.remove_many(sorted(doomed))
-                return
             with self.service.sessions.begin() as db:
                 self.lock_contents(db, doomed)
-                named: set[str] = set()
-                for batch in in_batches(sorted(doomed)):
-                    named.update(db.scalars(sa.select(Blob.sha256).where(Blob.sha256.in_(batch)).distinct()))
-                self.content.remove_many(sorted(doomed - named))
+                gone = doomed - self._referenced(db, doomed) if self._cross_process else doomed
+                blocks = drop_recipes(db, gone)  # their blocks may have lost their last use: checked below
+                self.content.remove_many(sorted(gone))
         except (HubError, OSError, sa.exc.SQLAlchemyError) as exc:
             log.warning("blob store: %d contents lost their last name but stay stored (%s): %s", len(doomed),
                         exc, ", ".join(sorted(doomed)[:5]))  # fmt: skip
@@ -239,6 +243,10 @@ class BlobStore:
             with self.lock:
                 self._removing -= doomed
                 self._removed.notify_all()
+        if blocks:
+            with self.lock:
+                freed = self._doom_unnamed(blocks)
+            self._remove(freed)
 
     def lock_contents(self, db: Session, sha256s: Iterable[str]) -> None:
         """Take the transaction-scoped advisory locks of these contents (PostgreSQL; nothing on SQLite), in one
@@ -600,7 +608,7 @@ class BlobStore:
             for blob in expired:
                 db.delete(blob)
             garbage.content.update(blob.sha256 for blob in expired)
-        stray = self._drop_stray_upload_files()
+        stray = self._drop_stray_upload_files() + self.blocks.sweep()
         if self.content.direct():
             with self.service.sessions() as db:
                 known = set(db.scalars(sa.select(BlobUpload.upload_id_hash)))

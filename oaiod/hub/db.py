@@ -174,6 +174,19 @@ class BlobUpload(Base):
     expires: Mapped[str | None] = mapped_column(STAMP)  # of the object, once finished
 
 
+class BlobBlock(Base):
+    """One block of a content stored as its blocks (a *recipe*, :mod:`oaiod.hub.blobrecipes`): the content
+    ``content`` is the concatenation of its blocks in ``seq`` order, each an ordinary content by sha256. A block is
+    removed only when no name and no recipe points at it."""
+
+    __tablename__ = "blob_blocks"
+    content: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    block: Mapped[str] = mapped_column(String(64), index=True)
+    offset: Mapped[int] = mapped_column(sa.BigInteger)
+    size: Mapped[int] = mapped_column(sa.Integer)
+
+
 class ChangeClock(Base):
     """One row (``id`` 1): the newest change stamp handed out. Every write transaction locks it first, whatever
     process runs it, so write transactions commit one after the other and stamps grow in commit order (the

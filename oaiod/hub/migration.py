@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from oaiod.errors import OaiodError
 from oaiod.hub.blobcontent import ContentStore
-from oaiod.hub.db import Base, Blob
+from oaiod.hub.db import Base, Blob, BlobBlock
 
 ROW_BATCH = 1000
 BLOCK = 4 * 1024 * 1024
@@ -145,12 +145,16 @@ def _advance_sequences(target: sa.Engine) -> None:
 
 
 def named_contents(database_url: str) -> list[tuple[str, int]]:
-    """``(sha256, size)`` of every content a blob name points at."""
+    """``(sha256, size)`` of every content a blob name points at, a content stored as blocks
+    (:mod:`oaiod.hub.blobrecipes`) by its blocks."""
     engine = sa.create_engine(database_url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(sa.select(Blob.sha256, Blob.size).distinct().order_by(Blob.sha256))
-            return [(sha256, size) for sha256, size in rows]
+            recipes = sa.select(BlobBlock.content)
+            whole = sa.select(Blob.sha256, Blob.size).where(Blob.sha256.not_in(recipes)).distinct()
+            blocks = sa.select(BlobBlock.block, BlobBlock.size).distinct()
+            found = {sha256: size for sha256, size in [*conn.execute(whole), *conn.execute(blocks)]}
+            return sorted(found.items())
     finally:
         engine.dispose()
 

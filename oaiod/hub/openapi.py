@@ -112,6 +112,17 @@ REQUEST_BODIES: dict[tuple[str, str], tuple[str, Schema]] = {
     ("post", f"{BLOBS}/copy-many/"): ("application/json", _obj({"pairs": {"type": "array", "items": _PAIR}})),
     ("post", f"{BLOBS}/put-many/"): (BATCH_MEDIA_TYPE, {"type": "string", "format": "binary"}),
     ("post", f"{BLOBS}/get-many/"): ("application/json", _obj({"names": {"type": "array", "items": _KEY}})),
+    ("put", f"{BLOBS}/blocks/{{name}}"): ("application/octet-stream", {"type": "string", "format": "binary"}),
+    ("put", f"{BLOBS}/recipe/{{name}}"): (
+        "application/json",
+        _obj(
+            {
+                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "blocks": {"type": "array", "items": {"type": "array"}},
+            },
+            {"expires": {"anyOf": [_STAMP, {"type": "null"}]}},
+        ),
+    ),
 }
 NO_BODY = {("post", "/api/logout/")}  #: changing routes that read no body
 

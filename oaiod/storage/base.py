@@ -67,13 +67,17 @@ class Transfer:
     """One item of a :meth:`Backend.put_many` / :meth:`Backend.get_many` batch.
 
     ``mtime_ns`` and ``executable`` are used by ``get_many`` only: the written file gets that mtime (``None``: the
-    time of writing) and mode ``0o777 & ~umask`` when executable, else ``0o666 & ~umask``.
+    time of writing) and mode ``0o777 & ~umask`` when executable, else ``0o666 & ~umask``. ``basis`` too: a local
+    file that probably shares much of the object's content (the current file at the target path), which a backend
+    that moves blocks may copy from instead of downloading (Hub storage does; the others ignore it). It is only
+    read, and the written file is what the object holds whatever the basis holds.
     """
 
     key: str
     local_path: str
     mtime_ns: int | None = None
     executable: bool = False
+    basis: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from oaiod.hub.blobcontent import LocalContent, open_content_store
 from oaiod.hub.migration import copy_contents, copy_database, named_contents
 from oaiod.hub.server import HubServer
 from oaiod.hub.settings import BlobStoreSettings
-from tests.hub.blobhelpers import B, download, put_blob, put_large, sha
+from tests.hub.blobhelpers import B, download, put_blob, put_large, sha, store_blocks
 from tests.hub.objects import new_object
 
 pytestmark = [pytest.mark.integration]
@@ -43,6 +43,9 @@ def filled_hub(hub_factory: Callable[..., HubServer], hub_session: Callable[...,
         (put_large if len(data) > 60_000 else put_blob)(alice, name, data)
     put_blob(alice, "scratch/same", blobs["scratch/f1"])  # content stored once, named twice
     blobs["scratch/same"] = blobs["scratch/f1"]
+    blocks = [bytes([number]) * 70_000 for number in range(3)]
+    store_blocks(alice, "scratch/by-blocks", blocks)  # stored as its 3 blocks
+    blobs["scratch/by-blocks"] = b"".join(blocks)
     held = {"alice": sorted(o["oaio_id"] for o in alice.get("oaio_stampz/").json()),
             "bob": sorted(o["oaio_id"] for o in bob.get("oaio_stampz/").json()), "blobs": blobs}  # fmt: skip
     hub.stop()
@@ -95,11 +98,11 @@ def test_contents_move_to_a_bucket_resuming_after_an_interruption(
     target_settings = hub_bucket.settings()
     target = open_content_store(target_settings, hub.data_dir)
     contents = named_contents(hub.settings.database_url)
-    assert len(contents) == 7  # 8 names, one content named twice
+    assert len(contents) == 10  # 9 names, one content named twice, one stored as 3 blocks
     local = LocalContent(hub.data_dir / "blobs")
     with pytest.raises(KeyboardInterrupt):
         copy_contents(local, target, contents, hub.data_dir / "blobs" / "uploads", interrupt_at("contents"))
-    assert 0 < len(list(target.iter_content())) < 7
+    assert 0 < len(list(target.iter_content())) < 10
     where = ["--data-dir", str(hub.data_dir)]
     result = CliRunner().invoke(main, ["hub", "migrate", *where, *target_args(target_settings)])
     assert result.exit_code == 0, result.output

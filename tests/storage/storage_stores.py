@@ -313,10 +313,11 @@ def _blob_store(server: Any) -> Any:
 def _empty_blob_store(server: Any) -> None:
     import sqlalchemy as sa
 
-    from oaiod.hub.db import Blob, BlobUpload
+    from oaiod.hub.db import Blob, BlobBlock, BlobUpload
 
     with server.service.sessions.begin() as db:
         db.execute(sa.delete(Blob))
+        db.execute(sa.delete(BlobBlock))
         db.execute(sa.delete(BlobUpload))
     content = _blob_store(server).content
     content.remove_many(list(content.iter_content()))

@@ -33,6 +33,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import logging
+import os
 import random
 import re
 import secrets
@@ -70,6 +71,7 @@ from oaiod.storage.errors import (
     StoragePermissionDenied,
     TransientStorageError,
 )
+from oaiod.storage.hub.blocks import BLOCKS_FROM, cut_file, get_by_blocks, put_by_blocks
 from oaiod.storage.hub.direct import DIRECT_DOWNLOAD, DIRECT_UPLOAD, DirectClients, refused_direct_parts, send_parts
 from oaiod.storage.keys import validate_key, validate_prefix
 from oaiod.storage.toolkit import (
@@ -161,6 +163,13 @@ def translate_remote_errors(key: str | None, what: str) -> Iterator[None]:
         raise error(f"{what} {key!r}: {exc}", key=key) from exc
 
 
+def _large_file(path: str) -> bool:
+    try:
+        return os.stat(path).st_size >= BLOCKS_FROM
+    except OSError:
+        return False
+
+
 def _sha256_of(file: IO[bytes]) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
     while block := file.read(4 * BLOCK):
@@ -213,6 +222,7 @@ class HubBackend(Backend):
         self.batch_bytes = BATCH_BYTES  #: file bytes per put-many request (lowered when the hub takes less)
         self.direct = DirectClients(allow_insecure=allow_insecure, pool_size=pool)  # pre-signed URLs of its bucket
         self.direct_uploads = True  #: propose direct parts (False once the hub refused them: an older hub)
+        self.block_routes = True  #: move large files by blocks (False once the hub answered it has no such routes)
 
     @classmethod
     def from_args(cls, args: Mapping[str, Any]) -> HubBackend:
@@ -275,7 +285,13 @@ class HubBackend(Backend):
     def put_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
         validate_key(key)
         with open(local_path, "rb") as file:
-            sha256, size = _sha256_of(file)
+            if self.block_routes and os.fstat(file.fileno()).st_size >= BLOCKS_FROM:
+                cut = cut_file(file)
+                if put_by_blocks(self, key, file, cut, progress):
+                    return
+                sha256, size = cut.sha256, cut.size
+            else:
+                sha256, size = _sha256_of(file)
             file.seek(0)
             if size <= INLINE_MAX:
                 upload_id = self._create_inline(key, sha256, file.read(), progress)
@@ -396,6 +412,12 @@ class HubBackend(Backend):
 
         return BatchGet(self, validate_transfers(items), progress).run()
 
+    def forget_block_routes(self) -> None:
+        """The hub has no block routes (an older hub): large files move whole from now on."""
+        if self.block_routes:
+            log.info("%s has no block routes (an older hub); moving large files whole", self.describe())
+        self.block_routes = False
+
     def forget_batch_routes(self) -> None:
         """The hub has no batch routes (an older hub): transfer item by item from now on."""
         if self.batch_routes:
@@ -405,8 +427,24 @@ class HubBackend(Backend):
 
     # -- get, stat, list ------------------------------------------------------------------------------------------
 
-    def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None, fsync: bool = True) -> None:
+    def get_file(
+        self,
+        key: str,
+        local_path: PathLike,
+        *,
+        progress: Progress | None = None,
+        fsync: bool = True,
+        basis: str | None = None,
+    ) -> None:
+        """As :meth:`Backend.get_file`; with ``basis`` (a local file that probably shares blocks with the object)
+        a content stored by blocks is rebuilt from it and the blocks it lacks (:mod:`.blocks`)."""
         validate_key(key)
+        if basis is not None and self.block_routes and _large_file(basis):
+            try:
+                if get_by_blocks(self, key, local_path, basis, progress, fsync) is not None:
+                    return
+            except (OSError, TransientStorageError) as exc:  # the basis went or changed: fetch it whole
+                log.info("hub download of %r by blocks from %s failed (%s); downloading it whole", key, basis, exc)
         accepted = {"acceptDownloadMethods": {DIRECT_DOWNLOAD: True, "getUrl": True, "simple": True}}
         answer = self._json("PUT", self._path("start-download", key), key, "cannot download", json=accepted)
         if answer.get("method") == DIRECT_DOWNLOAD:  # a pre-signed URL of the hub's bucket: no hub session there

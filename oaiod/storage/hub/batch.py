@@ -41,7 +41,7 @@ from oaiod.storage.errors import (
     StoragePermissionDenied,
     TransientStorageError,
 )
-from oaiod.storage.toolkit import get_one, map_on_threads, new_file_mode, put_one
+from oaiod.storage.toolkit import get_one, map_on_threads, new_file_mode, put_one, set_local_meta
 
 if TYPE_CHECKING:
     from oaiod.storage.hub.backend import HubBackend
@@ -302,8 +302,9 @@ class BatchGet:
     def run(self) -> list[Transferred]:
         try:
             pending = [number for number, item in enumerate(self.items) if self._absent(number, item)]
-            single = self._batches(pending)
-            self._get_singly(single)
+            by_blocks = {number for number in pending if self._by_blocks(self.items[number])}
+            single = self._batches([number for number in pending if number not in by_blocks])
+            self._get_singly(sorted(by_blocks) + single)
         except BaseException:
             for path in self.written:
                 with contextlib.suppress(OSError):
@@ -311,6 +312,39 @@ class BatchGet:
             raise
         return [result or Transferred(item.key, error=PermanentStorageError("not transferred", key=item.key))
                 for item, result in zip(self.items, self.results, strict=True)]  # fmt: skip
+
+    def _by_blocks(self, item: Transfer) -> bool:
+        """A large file with a basis goes alone: it may be rebuilt from the basis (:mod:`.blocks`)."""
+        from oaiod.storage.hub.backend import _large_file
+
+        return item.basis is not None and self.backend.block_routes and _large_file(item.basis)
+
+    def _from_basis(self, item: Transfer) -> Transferred | None:
+        """``item`` rebuilt from its basis and the blocks it lacks (hashed on the way: not read again); None when
+        its content is stored whole, or the basis failed (went or changed): the caller downloads it whole."""
+        from oaiod.storage.hub.blocks import get_by_blocks
+
+        assert item.basis is not None
+        if os.path.lexists(item.local_path):
+            return _changed(item, "exists; not replacing it")
+        try:
+            sha256 = get_by_blocks(self.backend, item.key, item.local_path, item.basis, self.progress, fsync=False)
+        except (OSError, TransientStorageError) as exc:
+            log.info("hub download of %r from %s and its missing blocks failed (%s); downloading it whole",
+                     item.key, item.basis, exc)  # fmt: skip
+            return None
+        except StorageError as exc:
+            return Transferred(item.key, error=exc)
+        if sha256 is None:
+            return None
+        try:
+            set_local_meta(item.local_path, item.mtime_ns, item.executable)
+            st = os.stat(item.local_path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(item.local_path)
+            return _changed(item, f"cannot be written: {exc.strerror}")
+        return Transferred(item.key, st.st_size, st.st_mtime_ns, st.st_ino, sha256)
 
     def _absent(self, number: int, item: Transfer) -> bool:
         if os.path.lexists(item.local_path):
@@ -427,7 +461,12 @@ class BatchGet:
 
     def _get_singly(self, numbers: list[int]) -> None:
         items = [self.items[number] for number in numbers]
-        done = map_on_threads(lambda item: get_one(self.backend, item, self.progress), items, self.backend.capabilities)
+
+        def one(item: Transfer) -> Transferred:
+            rebuilt = self._from_basis(item) if self._by_blocks(item) else None
+            return rebuilt or get_one(self.backend, item, self.progress)
+
+        done = map_on_threads(one, items, self.backend.capabilities)
         for number, result in zip(numbers, done, strict=True):
             self.results[number] = result
             if result.error is None:
