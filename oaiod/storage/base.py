@@ -68,12 +68,19 @@ class Transfer:
 
     ``mtime_ns`` and ``executable`` are used by ``get_many`` only: the written file gets that mtime (``None``: the
     time of writing) and mode ``0o777 & ~umask`` when executable, else ``0o666 & ~umask``.
+
+    ``sha256`` is used by ``put_many`` only: the content's sha256 as the caller indexed it (``None``: unknown). A
+    backend whose host checks uploads against a hash announced up front may announce this one instead of reading
+    the file an extra time to hash it; bytes that do not match it are then refused by the host, and the item
+    carries :class:`~oaiod.storage.errors.LocalFileChanged` (the file changed since it was indexed). A backend may
+    ignore it.
     """
 
     key: str
     local_path: str
     mtime_ns: int | None = None
     executable: bool = False
+    sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 Speaks the object-service protocol through :mod:`oaiod.http`, logged in like every hub client
 (:class:`~oaiod.http.OaioSessionAuth`). Choices a user may notice:
 
-* put hashes the file first (the hub is told the sha256 up front and verifies it at finish), then sends it
+* put hashes the file first (the hub is told the sha256 up front and verifies it at finish) unless the caller
+  knows it (``Transfer.sha256``: the engine's index, for a file whose stat is unchanged), then sends it
   inline with ``createUpload`` (≤ 64 KiB: two requests in all) or in chunks of :data:`CHUNK` bytes (64 MiB) to the
   ``putUrl`` the hub hands out. After a dropped connection or a 5xx it asks the hub how many bytes it holds
   and resumes there; a retried put of the same file (same key, sha256, size) in this process resumes the same
@@ -33,6 +34,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import logging
+import os
 import random
 import re
 import secrets
@@ -272,11 +274,19 @@ class HubBackend(Backend):
 
     # -- put ------------------------------------------------------------------------------------------------------
 
-    def put_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+    def put_file(
+        self, key: str, local_path: PathLike, *, progress: Progress | None = None, sha256: str | None = None
+    ) -> None:
+        """:meth:`Backend.put_file`; with ``sha256`` (the caller's hash of the content, ``Transfer.sha256``) the
+        file is read once, not hashed first: the hub checks the bytes against it at finish and refuses others (a
+        400, as :class:`PermanentStorageError`), so a wrong ``sha256`` never stores wrong content."""
         validate_key(key)
         with open(local_path, "rb") as file:
-            sha256, size = _sha256_of(file)
-            file.seek(0)
+            if sha256 is None or not _SHA256.match(sha256):
+                sha256, size = _sha256_of(file)
+                file.seek(0)
+            else:
+                size = os.fstat(file.fileno()).st_size
             if size <= INLINE_MAX:
                 upload_id = self._create_inline(key, sha256, file.read(), progress)
             else:
@@ -406,6 +416,13 @@ class HubBackend(Backend):
     # -- get, stat, list ------------------------------------------------------------------------------------------
 
     def get_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None, fsync: bool = True) -> None:
+        self.get_file_verified(key, local_path, progress=progress, fsync=fsync)
+
+    def get_file_verified(
+        self, key: str, local_path: PathLike, *, progress: Progress | None = None, fsync: bool = True
+    ) -> str:
+        """:meth:`get_file`, answering the sha256 the written bytes were checked against while they streamed in
+        (``get_many`` reports it without reading the file back)."""
         validate_key(key)
         accepted = {"acceptDownloadMethods": {DIRECT_DOWNLOAD: True, "getUrl": True, "simple": True}}
         answer = self._json("PUT", self._path("start-download", key), key, "cannot download", json=accepted)
@@ -425,6 +442,7 @@ class HubBackend(Backend):
                     f"not {size} bytes with {sha256}; nothing was written",
                     key=key,
                 )
+        return sha256
 
     def _download(
         self, file: IO[bytes], url: str, key: str, sha256: str, progress: Progress | None, client: HttpClient
