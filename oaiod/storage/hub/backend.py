@@ -35,6 +35,7 @@ import datetime as _dt
 import hashlib
 import logging
 import os
+import queue
 import random
 import re
 import secrets
@@ -94,6 +95,7 @@ INLINE_MAX = 64 * 1024  #: objects up to this size go inline with createUpload
 #: again (8 MiB chunks ran at ~60 % of one stream's speed over loopback, 64 MiB at ~95 %).
 CHUNK = 64 * 1024 * 1024
 BLOCK = 1024 * 1024  #: bytes read from disk and sent per socket write
+WRITE_AHEAD = 8  #: blocks of a download received ahead of the disk writes (:class:`_WriteBehind`)
 TIMEOUT = (10.0, 120.0)  #: connect, read (seconds between bytes)
 RESUME_ATTEMPTS = 5  #: consecutive failed chunks before a put gives up (the retry wrapper may call again)
 COPY_BATCH = 1000  #: pairs per ``copy-many/`` request (the hub's limit)
@@ -169,6 +171,39 @@ def _sha256_of(file: IO[bytes]) -> tuple[str, int]:
         digest.update(block)
         size += len(block)
     return digest.hexdigest(), size
+
+
+class _WriteBehind:
+    """Writes a download's blocks to ``file`` in a thread of its own, so receiving (and hashing) the next block
+    overlaps writing this one: from a hub on the same machine both cost about as much. At most
+    :data:`WRITE_AHEAD` blocks wait; an error of the thread is raised by the next :meth:`write` or by
+    :meth:`close`, which returns once every block is written."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+        self._blocks: queue.Queue[bytes | None] = queue.Queue(WRITE_AHEAD)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="oaiod-hub-download-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (block := self._blocks.get()) is not None:
+            if self._error is None:
+                try:
+                    self._file.write(block)
+                except BaseException as exc:  # handed to the downloading thread
+                    self._error = exc
+
+    def write(self, block: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._blocks.put(block)
+
+    def close(self, *, quiet: bool = False) -> None:
+        self._blocks.put(None)
+        self._thread.join()
+        if self._error is not None and not quiet:
+            raise self._error
 
 
 class HubBackend(Backend):
@@ -435,7 +470,13 @@ class HubBackend(Backend):
         if not isinstance(sha256, str) or not _SHA256.match(sha256) or not isinstance(size, int):
             raise PermanentStorageError(f"start-download of {key!r} gave no valid sha256 and size", key=key)
         with atomic_local_file(local_path, fsync=fsync) as file:
-            digest, received = self._download(file, url, key, sha256, progress, client)
+            writer = _WriteBehind(file)
+            try:
+                digest, received = self._download(writer, url, key, sha256, progress, client)
+            except BaseException:
+                writer.close(quiet=True)
+                raise
+            writer.close()
             if received != size or digest != sha256:
                 raise TransientStorageError(
                     f"download of {key!r} gave {received} bytes with sha256 {digest}, "
@@ -445,7 +486,7 @@ class HubBackend(Backend):
         return sha256
 
     def _download(
-        self, file: IO[bytes], url: str, key: str, sha256: str, progress: Progress | None, client: HttpClient
+        self, file: _WriteBehind, url: str, key: str, sha256: str, progress: Progress | None, client: HttpClient
     ) -> tuple[str, int]:
         """Stream ``url`` into ``file`` with ``client`` (the hub's, or a bucket's); after a dropped connection
         continue with ``Range`` where it broke. The sha256 digest and size of what was written."""
