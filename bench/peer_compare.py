@@ -20,13 +20,15 @@ Rows (``--quick`` divides the sizes by about ten, for a smoke run):
 - ``big``     one new 1 GiB file on A → on B;
 - ``initial`` 10,000 × 4 KiB files in 100 folders appear on A → all on B.
 
-Every round runs every row on every tool, the tools' order rotating per round; the table shows medians, each
-peer's ratio (oaiod's time / the peer's: below 1 oaiod is faster) and the CPU seconds the tool's processes spent
-(oaiod: hub and both daemons). Data is fresh random bytes each time (no tool finds it already on B) and is
-written outside the synced folders first, then renamed in: the clock starts at the rename. A change is "on B"
-when B's file is complete under its name (every tool here writes a temp file and renames it into place); the
-contents are then checked by sha256, outside the time. Wire bytes are counted until both sides are quiet again.
-Nothing is asserted: a shared machine gives ratios, not absolute speeds.
+Each row of each round runs on a fresh pair of devices (a fresh hub; fresh Syncthing instances), so no row adds
+to another's folder; ``--reuse`` keeps one pair for the whole run instead, which shows how the cost of a change
+grows with the folder. Every round runs every row on every tool, the tools' order rotating per round; the table
+shows medians, each peer's ratio (oaiod's time / the peer's: below 1 oaiod is faster) and the CPU seconds the
+tool's processes spent (oaiod: hub and both daemons). Data is fresh random bytes each time (no tool finds it
+already on B) and is written outside the synced folders first, then renamed in: the clock starts at the rename. A
+change is "on B" when B's file is complete under its name (every tool here writes a temp file and renames it into
+place); the contents are then checked by sha256, outside the time. Wire bytes are counted until both sides are
+quiet again. Nothing is asserted: a shared machine gives ratios, not absolute speeds.
 """
 
 from __future__ import annotations
@@ -301,14 +303,21 @@ class Oaiod(Syncer):
         self.hub_log = (base / "hub.log").open("w")
         self.hub = subprocess.Popen([*hub_cli, "serve", "--data-dir", str(base / "hub"), "--port", str(port)],
                                     env=env, stdout=self.hub_log, stderr=self.hub_log)  # fmt: skip
-        poll(lambda: self._answers(port), "the hub", interval=0.2, timeout=60)
-        self.proxy = CountingProxy(("127.0.0.1", port))
-        fd = os.open(base / "pw", os.O_WRONLY | os.O_CREAT, 0o600)
-        os.write(fd, password.encode() + b"\n")
-        os.close(fd)
+        self.daemons: list[DaemonProcess] = []
+        self.proxy: CountingProxy | None = None
         self.a, self.b = base / "a", base / "b"
-        self.daemons = [self._start(device, root) for device, root in (("dev-a", self.a), ("dev-b", self.b))]
-        poll(lambda: all(d.call("status")["last_sync"] for d in self.daemons), "first cycles", 0.2, 120)
+        try:
+            poll(lambda: self._answers(port), "the hub", interval=0.2, timeout=60)
+            self.proxy = CountingProxy(("127.0.0.1", port))
+            fd = os.open(base / "pw", os.O_WRONLY | os.O_CREAT, 0o600)
+            os.write(fd, password.encode() + b"\n")
+            os.close(fd)
+            for device, root in (("dev-a", self.a), ("dev-b", self.b)):
+                self.daemons.append(self._start(device, root))
+            poll(lambda: all(d.call("status")["last_sync"] for d in self.daemons), "first cycles", 0.2, 120)
+        except BaseException:
+            self.stop()
+            raise
 
     @staticmethod
     def _answers(port: int) -> bool:
@@ -319,16 +328,17 @@ class Oaiod(Syncer):
             return False
 
     def _start(self, device: str, root: Path) -> DaemonProcess:
-        config = self.base / f"{device}.toml"
+        assert self.proxy is not None
+        proxy_port, config = self.proxy.port, self.base / f"{device}.toml"
         config.write_text(
-            f'[server]\nurl = "http://127.0.0.1:{self.proxy.port}/api/"\nusername = "alice"\n'
+            f'[server]\nurl = "http://127.0.0.1:{proxy_port}/api/"\nusername = "alice"\n'
             f'password_file = "{self.base / "pw"}"\ncsh_id = "Hub"\n'
             f'[client]\nroot = "{root}"\ndevice_id = "{device}"\n'
         )
         return DaemonProcess(config, real=True).ready()
 
     def wire(self) -> float | None:
-        return float(self.proxy.total())
+        return float(self.proxy.total()) if self.proxy is not None else None
 
     def cpu(self) -> float:
         return sum(tree_cpu(pid) for pid in (self.hub.pid, *(d.proc.pid for d in self.daemons)))
@@ -344,7 +354,8 @@ class Oaiod(Syncer):
     def stop(self) -> None:
         for daemon in self.daemons:
             daemon.stop()
-        self.proxy.stop()
+        if self.proxy is not None:
+            self.proxy.stop()
         self.hub.send_signal(signal.SIGINT)
         try:
             self.hub.wait(30)
@@ -497,7 +508,6 @@ class Bench:
         self.base, self.sizes, self.results = base, sizes, results
         self.staging = base / "staging"
         self.staging.mkdir()
-        self.patched: dict[str, Path] = {}  # syncer -> its big file to patch
 
     @contextlib.contextmanager
     def timed(self, syncer: Syncer, row: str) -> Iterator[Callable[[], None]]:
@@ -524,12 +534,11 @@ class Bench:
 
     def patch(self, syncer: Syncer, number: int) -> None:
         name = "patch.bin"
-        if syncer.name not in self.patched:
+        if not (syncer.a / name).exists():  # made once per pair of devices
             write_random(self.staging / name, self.sizes.patch)
             os.rename(self.staging / name, syncer.a / name)
             poll(lambda: (syncer.b / name).exists(), f"{name} on B", 0.2)
             syncer.quiet()
-            self.patched[syncer.name] = syncer.a / name
         before = (syncer.b / name).stat()
         offset = secrets.randbelow(self.sizes.patch // (4 * KiB)) * 4 * KiB
 
@@ -662,12 +671,36 @@ def available(tool: str) -> bool:
     return True
 
 
+def start_syncers(base: Path, with_syncthing: bool) -> list[Syncer]:
+    """A fresh pair of oaiod devices on a fresh hub (and of Syncthing devices) under ``base``."""
+    base.mkdir()
+    syncers: list[Syncer] = []
+    try:
+        syncers.append(Oaiod(base / "oaiod"))
+        if with_syncthing:
+            syncers.append(Syncthing(base / "syncthing"))
+    except BaseException:
+        stop_syncers(syncers, None)
+        raise
+    return syncers
+
+
+def stop_syncers(syncers: list[Syncer], remove: Path | None) -> None:
+    for syncer in syncers:
+        syncer.stop()
+    if remove is not None:
+        shutil.rmtree(remove, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {', '.join(ROWS)}")
     parser.add_argument("--quick", action="store_true", help="about a tenth of the sizes: a smoke run")
     parser.add_argument("--tools", default="oaiod,syncthing,rclone,unison,cp", help="comma-separated")
+    parser.add_argument("--reuse", action="store_true",
+                        help="one pair of devices per tool for the whole run (each row adds to the same folder), "
+                             "instead of a fresh pair per row and round")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs) and print it")
     args = parser.parse_args()
     rows = [row for row in args.rows.split(",") if row]
@@ -678,30 +711,34 @@ def main() -> None:
     results = Results()
     tmp = tempfile.mkdtemp(prefix="oaiod-peers-")
     base = Path(tmp)
-    syncers: list[Syncer] = []
     one_shots: list[OneShot] = []
+    shared: list[Syncer] = []
     try:
-        syncers.append(Oaiod(base / "oaiod"))
-        if "syncthing" in wanted and available("syncthing"):
-            syncers.append(Syncthing(base / "syncthing"))
         for name in ("rclone", "unison", "cp"):
             if name in wanted and available(name):
                 one_shots.append(OneShot(name, base / name))
+        with_syncthing = "syncthing" in wanted and available("syncthing")
+        if args.reuse:
+            shared = start_syncers(base / "shared", with_syncthing)
         bench = Bench(base, sizes, results)
         for number in range(args.rounds):
             print(f"round {number + 1} of {args.rounds}", flush=True)
             for row in rows:
-                tools: list[Syncer | OneShot] = [*syncers]
-                tools += [tool for tool in one_shots if tool.name in PEERS[row]]
-                shift = number % len(tools)
-                for tool in tools[shift:] + tools[:shift]:
-                    if isinstance(tool, OneShot):
-                        bench.one_shot(tool, row, number)
-                    else:
-                        getattr(bench, row)(tool, number)
+                syncers = shared or start_syncers(base / f"r{number}-{row}", with_syncthing)
+                try:
+                    tools: list[Syncer | OneShot] = [*syncers]
+                    tools += [tool for tool in one_shots if tool.name in PEERS[row]]
+                    shift = number % len(tools)
+                    for tool in tools[shift:] + tools[:shift]:
+                        if isinstance(tool, OneShot):
+                            bench.one_shot(tool, row, number)
+                        else:
+                            getattr(bench, row)(tool, number)
+                finally:
+                    if not shared:
+                        stop_syncers(syncers, None if args.keep else base / f"r{number}-{row}")
     finally:
-        for syncer in syncers:
-            syncer.stop()
+        stop_syncers(shared, None)
         if args.keep:
             print(f"kept {base}")
         else:
