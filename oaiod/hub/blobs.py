@@ -9,7 +9,6 @@ and :mod:`oaiod.hub.blobuploads`.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextlib
@@ -247,35 +246,24 @@ async def put_data(
     uploadId: str = "",
     offset: int = 0,
 ) -> dict[str, Any]:
-    """The bytes of an upload from ``offset`` on, streamed to disk; answers how many the hub now holds.
-
-    One block is written (in a worker thread) while the next one is received: receiving and writing a large
-    upload overlap instead of taking turns. At most one write is in flight, so blocks land in order."""
+    """The bytes of an upload from ``offset`` on, streamed to disk; answers how many the hub now holds."""
     name, upload_id = checked_name(name), _upload_id(uploadId)
     if offset < 0:
         raise ValidationError("offset", "must be ≥ 0")
     target = await run_in_threadpool(uploads.target, actor, name, upload_id, offset)
     buffer = bytearray()
-    writing: asyncio.Future[None] | None = None
     try:
         try:
             async for chunk in counting_chunks(request.stream(), hub_metrics(request).blob_received):
                 buffer += chunk
                 if len(buffer) >= WRITE_BLOCK:
-                    if writing is not None:
-                        await writing
-                    writing = asyncio.ensure_future(run_in_threadpool(target.write, buffer))
+                    await run_in_threadpool(target.write, buffer)
                     buffer = bytearray()
         except ClientDisconnect:
             log.info("blob upload of %r by %s: the client went away; keeping what arrived", name, actor.username)
-        if writing is not None:
-            await writing
         if buffer:
             await run_in_threadpool(target.write, buffer)
     finally:
-        if writing is not None:  # after a failure or a cancellation: the write in flight ends before the file closes
-            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                await writing
         received = await run_in_threadpool(target.close)
     return {"received": received}
 
