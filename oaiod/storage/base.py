@@ -71,6 +71,12 @@ class Transfer:
     file that probably shares much of the object's content (the current file at the target path), which a backend
     that moves blocks may copy from instead of downloading (Hub storage does; the others ignore it). It is only
     read, and the written file is what the object holds whatever the basis holds.
+
+    ``sha256`` is used by ``put_many`` only: the content's sha256 as the caller indexed it (``None``: unknown). A
+    backend whose host checks uploads against a hash announced up front may announce this one instead of reading
+    the file an extra time to hash it; bytes that do not match it are then refused by the host, and the item
+    carries :class:`~oaiod.storage.errors.LocalFileChanged` (the file changed since it was indexed). A backend may
+    ignore it.
     """
 
     key: str
@@ -78,6 +84,7 @@ class Transfer:
     mtime_ns: int | None = None
     executable: bool = False
     basis: str | None = None
+    sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

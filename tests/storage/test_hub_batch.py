@@ -229,3 +229,28 @@ def test_an_expired_session_is_refused_and_the_backend_logs_in_once_more(
         assert backend.get_bytes("scratch/b") == contents["b"]
     finally:
         backend.close()
+
+
+def test_a_large_file_with_a_known_sha256_is_read_once_and_checked_by_the_hub(
+    alice: HubBackend, tmp_path: Path
+) -> None:
+    """``Transfer.sha256`` (the engine's index) is announced instead of hashing the file first: the right one stores
+    the file (and is the result's hash); a wrong one — the file changed since it was indexed — is refused by the hub
+    and the item is LocalFileChanged, with nothing stored under the key."""
+    size = 5 * 1024 * 1024  # above SINGLE_ABOVE: the single-file path
+    contents = make_files(tmp_path / "up", {"right.bin": size, "wrong.bin": size})
+    right = hashlib.sha256(contents["right.bin"]).hexdigest()
+    puts = [
+        Transfer("scratch/right.bin", str(tmp_path / "up" / "right.bin"), sha256=right),
+        Transfer("scratch/wrong.bin", str(tmp_path / "up" / "wrong.bin"), sha256=right),
+    ]
+    stored, refused = alice.put_many(puts)
+    assert stored.error is None and stored.sha256 == right and stored.size == size
+    assert isinstance(refused.error, LocalFileChanged), refused
+    assert alice.stat("scratch/right.bin").sha256 == right
+    with pytest.raises(ObjectNotFound):
+        alice.stat("scratch/wrong.bin")
+    (tmp_path / "down").mkdir()
+    [got] = alice.get_many([Transfer("scratch/right.bin", str(tmp_path / "down" / "right.bin"))])
+    assert got.error is None and got.sha256 == right  # the hash checked while writing, not read back
+    assert (tmp_path / "down" / "right.bin").read_bytes() == contents["right.bin"]

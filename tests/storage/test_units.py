@@ -396,3 +396,30 @@ def test_unwrap_walks_a_wrapper_stack_down_to_the_backend(tmp_path: Path) -> Non
     while (below := chain[-1].unwrap()) is not None:
         chain.append(below)
     assert chain[-1] is inner and len(chain) > 2
+
+
+def test_a_download_writer_keeps_the_order_and_hands_a_disk_error_to_the_downloading_thread() -> None:
+    """The Hub host's write-behind thread (a download's disk writes overlap its receiving): blocks land in order,
+    and a write that fails (a full disk, here a file that raises) is raised to the caller, not lost in the thread."""
+    import io
+
+    from oaiod.storage.hub.backend import _WriteBehind
+
+    file = io.BytesIO()
+    writer = _WriteBehind(file)
+    for number in range(100):
+        writer.write(bytes([number]) * 1000)
+    writer.close()
+    assert file.getvalue() == b"".join(bytes([number]) * 1000 for number in range(100))
+
+    class Full(io.BytesIO):
+        def write(self, data: Any) -> int:
+            raise OSError(28, "No space left on device")
+
+    writer = _WriteBehind(Full())
+    writer.write(b"x")
+    with pytest.raises(OSError, match="No space"):
+        for _ in range(100):  # a later write raises once the thread failed; close raises at the latest
+            writer.write(b"y")
+        writer.close()
+    writer.close(quiet=True)  # what get_file does after an error: the thread ends

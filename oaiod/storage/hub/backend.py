@@ -3,7 +3,8 @@
 Speaks the object-service protocol through :mod:`oaiod.http`, logged in like every hub client
 (:class:`~oaiod.http.OaioSessionAuth`). Choices a user may notice:
 
-* put hashes the file first (the hub is told the sha256 up front and verifies it at finish), then sends it
+* put hashes the file first (the hub is told the sha256 up front and verifies it at finish) unless the caller
+  knows it (``Transfer.sha256``: the engine's index, for a file whose stat is unchanged), then sends it
   inline with ``createUpload`` (≤ 64 KiB: two requests in all) or in chunks of :data:`CHUNK` bytes (64 MiB) to the
   ``putUrl`` the hub hands out. After a dropped connection or a 5xx it asks the hub how many bytes it holds
   and resumes there; a retried put of the same file (same key, sha256, size) in this process resumes the same
@@ -34,6 +35,7 @@ import datetime as _dt
 import hashlib
 import logging
 import os
+import queue
 import random
 import re
 import secrets
@@ -94,6 +96,7 @@ INLINE_MAX = 64 * 1024  #: objects up to this size go inline with createUpload
 #: again (8 MiB chunks ran at ~60 % of one stream's speed over loopback, 64 MiB at ~95 %).
 CHUNK = 64 * 1024 * 1024
 BLOCK = 1024 * 1024  #: bytes read from disk and sent per socket write
+WRITE_AHEAD = 8  #: blocks of a download received ahead of the disk writes (:class:`_WriteBehind`)
 TIMEOUT = (10.0, 120.0)  #: connect, read (seconds between bytes)
 RESUME_ATTEMPTS = 5  #: consecutive failed chunks before a put gives up (the retry wrapper may call again)
 COPY_BATCH = 1000  #: pairs per ``copy-many/`` request (the hub's limit)
@@ -176,6 +179,39 @@ def _sha256_of(file: IO[bytes]) -> tuple[str, int]:
         digest.update(block)
         size += len(block)
     return digest.hexdigest(), size
+
+
+class _WriteBehind:
+    """Writes a download's blocks to ``file`` in a thread of its own, so receiving (and hashing) the next block
+    overlaps writing this one: from a hub on the same machine both cost about as much. At most
+    :data:`WRITE_AHEAD` blocks wait; an error of the thread is raised by the next :meth:`write` or by
+    :meth:`close`, which returns once every block is written."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+        self._blocks: queue.Queue[bytes | None] = queue.Queue(WRITE_AHEAD)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="oaiod-hub-download-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (block := self._blocks.get()) is not None:
+            if self._error is None:
+                try:
+                    self._file.write(block)
+                except BaseException as exc:  # handed to the downloading thread
+                    self._error = exc
+
+    def write(self, block: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._blocks.put(block)
+
+    def close(self, *, quiet: bool = False) -> None:
+        self._blocks.put(None)
+        self._thread.join()
+        if self._error is not None and not quiet:
+            raise self._error
 
 
 class HubBackend(Backend):
@@ -282,17 +318,25 @@ class HubBackend(Backend):
 
     # -- put ------------------------------------------------------------------------------------------------------
 
-    def put_file(self, key: str, local_path: PathLike, *, progress: Progress | None = None) -> None:
+    def put_file(
+        self, key: str, local_path: PathLike, *, progress: Progress | None = None, sha256: str | None = None
+    ) -> None:
+        """:meth:`Backend.put_file`; with ``sha256`` (the caller's hash of the content, ``Transfer.sha256``) the
+        file is read once, not hashed first: the hub checks the bytes against it at finish and refuses others (a
+        400, as :class:`PermanentStorageError`), so a wrong ``sha256`` never stores wrong content."""
         validate_key(key)
         with open(local_path, "rb") as file:
             if self.block_routes and os.fstat(file.fileno()).st_size >= BLOCKS_FROM:
-                cut = cut_file(file)
+                cut = cut_file(file)  # the whole sha256 comes with the cut: no read of its own
                 if put_by_blocks(self, key, file, cut, progress):
                     return
                 sha256, size = cut.sha256, cut.size
-            else:
+                file.seek(0)
+            elif sha256 is None or not _SHA256.match(sha256):
                 sha256, size = _sha256_of(file)
-            file.seek(0)
+                file.seek(0)
+            else:
+                size = os.fstat(file.fileno()).st_size
             if size <= INLINE_MAX:
                 upload_id = self._create_inline(key, sha256, file.read(), progress)
             else:
@@ -438,11 +482,25 @@ class HubBackend(Backend):
     ) -> None:
         """As :meth:`Backend.get_file`; with ``basis`` (a local file that probably shares blocks with the object)
         a content stored by blocks is rebuilt from it and the blocks it lacks (:mod:`.blocks`)."""
+        self.get_file_verified(key, local_path, progress=progress, fsync=fsync, basis=basis)
+
+    def get_file_verified(
+        self,
+        key: str,
+        local_path: PathLike,
+        *,
+        progress: Progress | None = None,
+        fsync: bool = True,
+        basis: str | None = None,
+    ) -> str:
+        """:meth:`get_file`, answering the sha256 the written bytes were checked against while they streamed in
+        (``get_many`` reports it without reading the file back)."""
         validate_key(key)
         if basis is not None and self.block_routes and _large_file(basis):
             try:
-                if get_by_blocks(self, key, local_path, basis, progress, fsync) is not None:
-                    return
+                rebuilt = get_by_blocks(self, key, local_path, basis, progress, fsync)
+                if rebuilt is not None:
+                    return rebuilt
             except (OSError, TransientStorageError) as exc:  # the basis went or changed: fetch it whole
                 log.info("hub download of %r by blocks from %s failed (%s); downloading it whole", key, basis, exc)
         accepted = {"acceptDownloadMethods": {DIRECT_DOWNLOAD: True, "getUrl": True, "simple": True}}
@@ -456,16 +514,23 @@ class HubBackend(Backend):
         if not isinstance(sha256, str) or not _SHA256.match(sha256) or not isinstance(size, int):
             raise PermanentStorageError(f"start-download of {key!r} gave no valid sha256 and size", key=key)
         with atomic_local_file(local_path, fsync=fsync) as file:
-            digest, received = self._download(file, url, key, sha256, progress, client)
+            writer = _WriteBehind(file)
+            try:
+                digest, received = self._download(writer, url, key, sha256, progress, client)
+            except BaseException:
+                writer.close(quiet=True)
+                raise
+            writer.close()
             if received != size or digest != sha256:
                 raise TransientStorageError(
                     f"download of {key!r} gave {received} bytes with sha256 {digest}, "
                     f"not {size} bytes with {sha256}; nothing was written",
                     key=key,
                 )
+        return sha256
 
     def _download(
-        self, file: IO[bytes], url: str, key: str, sha256: str, progress: Progress | None, client: HttpClient
+        self, file: _WriteBehind, url: str, key: str, sha256: str, progress: Progress | None, client: HttpClient
     ) -> tuple[str, int]:
         """Stream ``url`` into ``file`` with ``client`` (the hub's, or a bucket's); after a dropped connection
         continue with ``Range`` where it broke. The sha256 digest and size of what was written."""

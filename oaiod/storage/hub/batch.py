@@ -5,7 +5,9 @@ requests each. Used by :class:`oaiod.storage.hub.backend.HubBackend`; the result
 
 * Files above :data:`SINGLE_ABOVE` bytes (4 MiB) take the single-file path (resumable, chunked), as does any item
   the hub answers 413 for. A put-many request carries at most ``HubBackend.batch_bytes`` (16 MiB) of file bytes;
-  a hub that answers 413 with a smaller ``limit`` gets smaller requests from then on.
+  a hub that answers 413 with a smaller ``limit`` gets smaller requests from then on. A large file is read once
+  when the caller knows its sha256 (``Transfer.sha256``: announced, the hub checks it) and is not read back after
+  its download (its bytes were checked against the hub's sha256 as they were written).
 * put reads each small file once into memory (at most one request's worth), with an ``lstat`` before and after:
   a file that changed meanwhile is :class:`LocalFileChanged` and its bytes are not sent.
 * get writes each file straight to its local path, created exclusively (never replacing anything), with its
@@ -41,7 +43,7 @@ from oaiod.storage.errors import (
     StoragePermissionDenied,
     TransientStorageError,
 )
-from oaiod.storage.toolkit import get_one, map_on_threads, new_file_mode, put_one, set_local_meta
+from oaiod.storage.toolkit import map_on_threads, new_file_mode, put_one, set_local_meta
 
 if TYPE_CHECKING:
     from oaiod.storage.hub.backend import HubBackend
@@ -231,9 +233,41 @@ class BatchPut:
 
     def _put_singly(self, numbers: list[int]) -> None:
         items = [self.items[number] for number in numbers]
-        done = map_on_threads(lambda item: put_one(self.backend, item, self.progress), items, self.backend.capabilities)
+        done = map_on_threads(lambda item: _put_one(self.backend, item, self.progress), items,
+                              self.backend.capabilities)  # fmt: skip
         for number, result in zip(numbers, done, strict=True):
             self.results[number] = result
+
+
+def _put_one(backend: HubBackend, item: Transfer, progress: Progress | None) -> Transferred:
+    """``put_one`` of one large file, announcing ``item.sha256`` when the caller knows it: the file is read once
+    (no hashing pass first) and the hub checks the bytes at finish. Bytes it refuses for that hash, or a stat that
+    changed around the read, make the item :class:`LocalFileChanged`, as for any put."""
+    if item.sha256 is None:
+        return put_one(backend, item, progress)
+    try:
+        before = os.lstat(item.local_path)
+    except OSError:
+        before = None
+    if before is None or not stat_mod.S_ISREG(before.st_mode):
+        return _changed(item, "is missing or not a file")
+    ident = (before.st_size, before.st_mtime_ns, before.st_ino)
+    error: StorageError | None = None
+    try:
+        backend.put_file(item.key, item.local_path, progress=progress, sha256=item.sha256)
+    except StorageError as exc:
+        error = exc
+    try:
+        after = os.lstat(item.local_path)
+    except OSError:
+        after = None
+    if after is None or (after.st_size, after.st_mtime_ns, after.st_ino) != ident:
+        return _changed(item, "changed while it was read")
+    if error is not None and _status(error) == 400 and "sha256" in str(error):
+        return _changed(item, "does not have the sha256 it was indexed with (changed since)")
+    if error is not None:
+        return Transferred(item.key, error=error)
+    return Transferred(item.key, *ident, item.sha256)
 
 
 class _Body(io.BytesIO):
@@ -464,13 +498,33 @@ class BatchGet:
 
         def one(item: Transfer) -> Transferred:
             rebuilt = self._from_basis(item) if self._by_blocks(item) else None
-            return rebuilt or get_one(self.backend, item, self.progress)
+            return rebuilt or _get_one(self.backend, item, self.progress)
 
         done = map_on_threads(one, items, self.backend.capabilities)
         for number, result in zip(numbers, done, strict=True):
             self.results[number] = result
             if result.error is None:
                 self.written.append(self.items[number].local_path)
+
+
+def _get_one(backend: HubBackend, item: Transfer, progress: Progress | None) -> Transferred:
+    """``get_one`` of one large file, without reading it back: ``get_file_verified`` checked the bytes against the
+    hub's sha256 as they were written, so that hash is the result's (a read-back pass cost as long as the download
+    from a local hub)."""
+    if os.path.lexists(item.local_path):
+        return _changed(item, "exists; not replacing it")
+    try:
+        sha256 = backend.get_file_verified(item.key, item.local_path, progress=progress, fsync=False)  # caller syncs
+    except StorageError as exc:
+        return Transferred(item.key, error=exc)
+    try:
+        set_local_meta(item.local_path, item.mtime_ns, item.executable)
+        st = os.lstat(item.local_path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(item.local_path)
+        return _changed(item, f"cannot be given its mtime and mode: {exc.strerror}")
+    return Transferred(item.key, st.st_size, st.st_mtime_ns, st.st_ino, sha256)
 
 
 class _FrameReader:
