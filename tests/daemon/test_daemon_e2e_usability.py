@@ -115,6 +115,9 @@ def test_remove_stops_syncing_here_and_delete_asks_first(cluster: Cluster) -> No
     refused = ctl(cfg, "delete", oid, stdin="")  # not a terminal, no --yes
     assert refused.returncode == 1 and "confirmation needed" in refused.stderr and "--yes" in refused.stderr
     assert server_tree(cluster, oid)
+    asked = _on_a_terminal(cfg, ["delete", "work"], answer="n")  # a person at a terminal says no
+    assert "Delete " in asked and "for everybody" in asked and "nothing deleted" in asked, asked
+    assert server_tree(cluster, oid)
     deleted = ctl(cfg, "delete", oid, "--yes", "--wait")
     assert deleted.returncode == 0 and "deleted on the server" in deleted.stdout, deleted.stderr
     assert server_tree(cluster, oid) == {} and (work / "a.txt").exists()
@@ -123,6 +126,29 @@ def test_remove_stops_syncing_here_and_delete_asks_first(cluster: Cluster) -> No
     helped = " ".join(ctl(cfg, "share", "--help").stdout.split())
     assert all(f"{right} {name}:" in helped for right, name in (("r", "read"), ("U", "update"), ("D", "delete")))
     assert "C the creator's own right; it cannot be granted" in helped
+
+
+def _on_a_terminal(config: Path, args: list[str], answer: str) -> str:
+    """``ctl ARGS`` with a pseudo-terminal as stdin (so it may ask), ``answer`` typed; what it printed."""
+    import pty
+
+    leader, follower = pty.openpty()
+    command = [sys.executable, "-m", "oaiod.daemon.cli", "--config", str(config), "ctl", *args]
+    with subprocess.Popen(command, stdin=follower, stdout=follower, stderr=follower) as proc:
+        os.close(follower)
+        os.write(leader, answer.encode() + b"\n")
+        out = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        proc.wait(60)
+    os.close(leader)
+    return out.decode(errors="replace")
 
 
 def _sha(text: str) -> str:
