@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import Device, write
+from engine.conftest import Device, write
 
 from oaiod.engine import cycle
 from oaiod.server_api import ClockSkewError
