@@ -51,6 +51,7 @@ def status(report: EngineStatus) -> dict[str, Any]:
 
 def listing(synced: Listing) -> list[dict[str, Any]]:
     """What ``ctl ls`` shows: every object, then every folder excluded from the synced folder around it."""
+    excluded_paths = {excluded.path for excluded in synced.excluded}
     shown = [
         {
             "oaio_id": row.oaio_id,
@@ -63,6 +64,7 @@ def listing(synced: Listing) -> list[dict[str, Any]]:
             "detail": row.hold_reason,
         }
         for row in synced.objects
+        if not (row.status == "removed" and row.local_root in excluded_paths)  # the excluded entry says it
     ]
     for excluded in synced.excluded:
         shown.append(
