@@ -238,7 +238,21 @@ def ctl_sync(ctx: click.Context, wait: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(stream.result, indent=2, sort_keys=True))
     else:
-        click.echo(f"sync cycle {stream.result['cycle']} done")
+        click.echo(cycle_summary(stream.result))
+
+
+def cycle_summary(result: dict[str, Any]) -> str:
+    """``sync --wait``'s last line: what the cycle did, in one line (``Up to date: 3 uploaded, 1 downloaded``)."""
+    report = result.get("report") if isinstance(result.get("report"), dict) else {}
+    assert isinstance(report, dict)
+    done = [f"{report[key]} {word}" for key, word in (("uploads", "uploaded"), ("downloads", "downloaded"),
+            ("copies", "copied on storage"), ("trashed", "moved to the trash")) if report.get(key)]  # fmt: skip
+    problems = [f"{len(report[key])} {word}" for key, word in (("conflicts", "conflicted copies"),
+                ("held", "held mass deletions"), ("errors", "failed")) if report.get(key)]  # fmt: skip
+    head = "Synced, with problems" if problems else "Up to date"
+    if result.get("still_changing"):
+        head, problems = "Synced what was still", [*problems, f"{result['still_changing']} paths still changing"]
+    return f"{head}: {', '.join(done + problems) or 'nothing to transfer'} (cycle {result.get('cycle')})"
 
 
 def _simple(name: str, cmd: str, doc: str, message: str) -> None:
@@ -695,37 +709,126 @@ def render_ls(rows: list[dict[str, Any]], *, ids: bool = False) -> None:
 
 
 def _bytes(count: Any) -> str:
+    """A size in one unit family, decimal as the progress bar shows them: ``512 B``, ``48.2 MB``, ``1.3 GB``."""
     if not isinstance(count, int | float):
         return "?"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(count) < 1024 or unit == "GiB":
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(count) < 1000 or unit == "GB":
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
+        count /= 1000
     return ""  # pragma: no cover
 
 
+def _clock(when: Any, seconds: bool = False) -> str:
+    """A unix time as local ``HH:MM`` (``HH:MM:SS``), with the date when it is not today."""
+    if not isinstance(when, int | float) or when <= 0:
+        return "?"
+    moment = datetime.datetime.fromtimestamp(when)
+    shown = moment.strftime("%H:%M:%S" if seconds else "%H:%M")
+    return shown if moment.date() == datetime.date.today() else f"{moment:%Y-%m-%d} {shown}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def transfer_summary(engine: dict[str, Any], *, speed: bool = True) -> str:
+    """``120 files, 48.0 MB, 12.0 MB/s, about 4 s left`` from the engine's progress ("" when nothing is queued)."""
+    files = int(engine.get("queued_uploads") or 0) + int(engine.get("queued_downloads") or 0)
+    size = int(engine.get("queued_upload_bytes") or 0) + int(engine.get("queued_download_bytes") or 0)
+    current = engine.get("current") or {}
+    left = max(0, size - int(current.get("done") or 0)) if isinstance(current, dict) else size
+    if not files and not size:
+        return ""
+    parts = [f"{files} file{'s' if files != 1 else ''}", _bytes(left)]
+    rate = engine.get("speed") if speed else None
+    if isinstance(rate, int | float) and rate > 0:
+        parts += [f"{_bytes(rate)}/s", f"about {_duration(left / rate)} left"]
+    return ", ".join(parts)
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    """``ctl status``'s first line, what people read first: Up to date / Syncing … / Paused / Offline since … /
+    Error: …"""
+    state = str(result.get("state", "?"))
+    engine = result.get("engine") or {}
+    if state == "error":
+        return f"Error: {result.get('last_error') or 'see: oaiod ctl log'}"
+    if state == "offline":
+        since = _clock(result.get("failing_since"))
+        next_try = f", next try {_clock(result['next_try'], True)}" if result.get("next_try") else ""
+        return f"Offline since {since} — retrying{next_try}"
+    if state == "starting":
+        return "Starting"
+    if state == "paused":
+        return "Paused (changes are recorded; they sync after: oaiod ctl resume)"
+    if state == "syncing":
+        transfer = transfer_summary(engine)
+        return f"Syncing {transfer}" if transfer else "Syncing"
+    notes = []
+    if engine.get("held"):
+        notes.append(f"{len(engine['held'])} mass deletion(s) held")
+    if engine.get("conflicts"):
+        notes.append(f"{engine['conflicts']} conflict(s)")
+    if engine.get("errors"):
+        notes.append(f"{len(engine['errors'])} item(s) failing")
+    last = f" (last sync {_clock(result['last_sync'])})" if result.get("last_sync") else ""
+    return "Up to date" + (f", but {', '.join(notes)}" if notes else "") + last
+
+
+SHOWN_ENGINE_KEYS = {
+    "state", "last_sync", "last_cycle", "held", "errors", "conflicts", "objects", "symlinks_skipped", "current",
+    "queued_uploads", "queued_upload_bytes", "queued_downloads", "queued_download_bytes", "done_bytes", "speed",
+}  # fmt: skip
+
+
 def render_status(result: dict[str, Any]) -> None:
-    """``ctl status`` for people: the daemon's state first, then the engine's queues, transfer and problems."""
+    """``ctl status`` for people: one line saying how things are, then the details (what waits, what failed, what
+    to run), readable at 80 columns."""
     from rich.markup import escape
     from rich.table import Table
 
     colour = {"idle": "green", "syncing": "cyan", "paused": "yellow", "offline": "yellow", "error": "red"}
-    state = result.get("state", "?")
-    table = Table(show_header=False, box=None)
-    table.add_row("state", f"[{colour.get(state, 'white')}]{state}[/]")
-    for key in ("last_sync", "last_error", "next_try", "server", "device_id", "root", "config", "pid", "version"):
-        if result.get(key) not in (None, ""):
-            table.add_row(key.replace("_", " "), _cell(result[key]))
+    state = str(result.get("state", "?"))
+    console = _console()
+    console.print(f"[bold {colour.get(state, 'white')}]{escape(pasteable(summary_line(result)))}[/]")
     engine = result.get("engine") or {}
-    for key, value in engine.items():
-        if key in ("state", "last_sync", "last_cycle") or value in (None, [], {}):
-            continue
-        if key.endswith("bytes") and isinstance(value, int | float):
-            value = _bytes(value)
-        if key == "errors" and isinstance(value, list):
-            value = escape(pasteable("\n".join(_error_line(row) for row in value if isinstance(row, dict))))
-        table.add_row(key.replace("_", " "), _cell(value))
-    _console().print(table)
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(no_wrap=True, style="dim")
+    table.add_column(overflow="fold")
+    rows: list[tuple[str, str]] = []
+    if result.get("last_sync"):
+        rows.append(("last sync", _clock(result["last_sync"], True)))
+    queued = transfer_summary(engine, speed=False)
+    if queued and state != "syncing":
+        rows.append(("waiting", queued))
+    for held in engine.get("held") or []:
+        rows.append(("held", held_line(held)))
+    if engine.get("conflicts"):
+        rows.append(("conflicts", f"{engine['conflicts']} (list them: oaiod ctl conflicts)"))
+    errors = [row for row in engine.get("errors") or [] if isinstance(row, dict)]
+    if errors:
+        rows.append(("failing", "\n".join(_error_line(row) for row in errors[:10])))
+    if engine.get("symlinks_skipped"):
+        rows.append(("symlinks", f"{len(engine['symlinks_skipped'])} skipped (oaiod does not follow symlinks)"))
+    if result.get("queued"):
+        rows.append(("ctl queued", ", ".join(map(str, result["queued"]))))
+    if engine.get("objects"):
+        rows.append(("objects", f"{engine['objects']} synced (list them: oaiod ctl ls)"))
+    for key in ("server", "device_id", "root", "config", "pid", "version"):
+        if result.get(key) not in (None, ""):
+            value = short_path(str(result[key])) if key in ("root", "config") else str(result[key])
+            rows.append((key.replace("_", " "), value))
+    for key, value in engine.items():  # anything else the engine reports (a newer engine, the tests' fake)
+        if key not in SHOWN_ENGINE_KEYS and value not in (None, [], {}, "", 0):
+            rows.append((key.replace("_", " "), _cell(value)))
+    for name, value in rows:
+        table.add_row(name, escape(pasteable(value)))
+    console.print(table)
 
 
 def _error_line(row: dict[str, Any]) -> str:
@@ -733,7 +836,7 @@ def _error_line(row: dict[str, Any]) -> str:
     what = str(row.get("oaio_id") or row.get("key")) + (f" {row['path']}" if row.get("path") else "")
     try:
         when = datetime.datetime.strptime(str(row.get("next_try")), "%Y%m%d%H%M%S%f").replace(tzinfo=datetime.UTC)
-        next_try = f"next try {when.astimezone():%Y-%m-%d %H:%M:%S}"
+        next_try = f"next try {_clock(when.timestamp(), True)}"
     except ValueError:
         next_try = "due"
     return f"{row.get('kind', 'transient')}: {what}: {row.get('message', '')} ({row.get('attempts', 1)}x, {next_try})"

@@ -71,4 +71,6 @@ def setup_logging(config: Config, buffer: LogBuffer) -> list[logging.Handler]:
     root.setLevel(config.log.level)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # "job executed" lines every few seconds
     logging.getLogger("oaiod.hub.access").setLevel(logging.WARNING)  # the embedded hub: a line per own request
+    for library in ("alembic", "uvicorn.error"):  # set-up lines at each start ("setup plugin …", "Started server …")
+        logging.getLogger(library).setLevel(logging.WARNING)
     return handlers

@@ -108,7 +108,7 @@ class Daemon:
         from oaiod.daemon.ctl.commands import DaemonCommands
         from oaiod.daemon.ctl.protocol import CtlServer
 
-        self.ctl_server = CtlServer(self.config.paths.socket, DaemonCommands(self).table())
+        self.ctl_server = CtlServer(self.config.paths.socket, DaemonCommands(self).table(), present.error_text)
         self.ctl_server.start()
         watchdog = self._start_watchdog()
         try:
@@ -197,7 +197,13 @@ class Daemon:
             log.error("cannot start syncing: %s; fix it, then run: %s", exc, self.config.ctl("reload"))
             return
         sync = self.config.sync
-        settings = ScheduleSettings(sync.interval, sync.rescan_interval, sync.gc_interval, ctl_prefix=self.config.ctl())
+        settings = ScheduleSettings(
+            sync.interval,
+            sync.rescan_interval,
+            sync.gc_interval,
+            ctl_prefix=self.config.ctl(),
+            describe=present.error_text,
+        )
         scheduler = SyncScheduler(handle.engine, settings, handle.change_feed, on_cycle=self._cycle_done)
         watcher = Watcher(
             handle.engine.mark_dirty,
@@ -340,8 +346,9 @@ class Daemon:
             "root": str(self.config.client.root),
             "started": self.started,
             "last_sync": scheduler.last_success if scheduler else None,
-            "last_error": self.engine_error or (str(last.error) if last and last.error else None),
+            "last_error": self.engine_error or (present.error_text(last.error) if last and last.error else None),
             "next_try": scheduler.backoff_until or None if scheduler else None,
+            "failing_since": scheduler.failing_since if scheduler else None,
             "cycles": scheduler.started_cycles if scheduler else 0,
             "queued": scheduler.queued if scheduler else [],
             "watched": [str(root) for root in self.watcher.roots] if self.watcher else [],

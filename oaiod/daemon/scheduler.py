@@ -71,6 +71,7 @@ class ScheduleSettings:
     backoff_max: float = BACKOFF_MAX
     feed_timeout: float = FEED_TIMEOUT
     ctl_prefix: str = "oaiod ctl"  #: how to run ctl for this daemon, in hints (``oaiod --config FILE ctl``)
+    describe: Callable[[BaseException], str] = str  #: a failure as one line for people (the daemon's error_text)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class SyncScheduler:
         self.last: CycleOutcome | None = None
         self.last_success: float | None = None
         self.failures = 0
+        self.failing_since: float | None = None  #: wall clock of the first failed cycle in a row (``ctl status``)
         self.backoff_until = 0.0  #: wall clock, for ``ctl status``; the wait itself is on the monotonic clock
         self._backoff_deadline = 0.0  # time.monotonic()
         self._clock = (time.time(), time.monotonic())  # the last look at both clocks (check_clock)
@@ -342,19 +344,25 @@ class SyncScheduler:
             if self.failures:
                 log.info("sync works again after %d failed cycle(s)", self.failures)
             self.failures, self.backoff_until, self.last_success = 0, 0.0, outcome.finished
+            self.failing_since = None
             self._backoff_deadline = 0.0
         elif outcome.transient or failure_kind(error) is FailureKind.AUTH:
             self.failures += 1
+            self.failing_since = self.failing_since or outcome.finished
             delay = min(self.settings.backoff_base * 2 ** (self.failures - 1), self.settings.backoff_max)
             self.backoff_until, self._backoff_deadline = time.time() + delay, time.monotonic() + delay
-            if outcome.transient:
-                log.warning("sync cycle failed (%s); server unreachable? next try in %.0f s", outcome.error, delay)
-            else:
-                log.error("sync cycle failed: the credentials were refused (%s); fix them, then run: %s reload;"
-                          " next try in %.0f s", outcome.error, self.settings.ctl_prefix, delay)  # fmt: skip
+            why = self.settings.describe(error)
+            if outcome.transient:  # said once when it starts; the retries go to the DEBUG log until it works again
+                level = logging.WARNING if self.failures == 1 else logging.DEBUG
+                log.log(level, "offline: %s; retrying by itself (next try in %.0f s)", why, delay)
+            else:  # refused credentials: said once, until they change (ctl reload) or work again
+                level = logging.ERROR if self.failures == 1 else logging.DEBUG
+                log.log(level, "cannot sync: %s; next try in %.0f s",
+                        why.replace("oaiod ctl", self.settings.ctl_prefix), delay)  # fmt: skip
             self._reschedule_sync(delay)
-        else:
-            log.error("sync cycle failed: %s", outcome.error, exc_info=outcome.error)
+        else:  # an expected failure (OaiodError) in one line; anything else is a bug: with its traceback
+            expected = isinstance(error, OaiodError)
+            log.error("sync cycle failed: %s", self.settings.describe(error), exc_info=None if expected else error)
         with self._state:
             self.last = outcome
             self._state.notify_all()
@@ -426,8 +434,10 @@ class SyncScheduler:
             except Exception as exc:  # an unreachable server: back off, the periodic cycle still runs
                 failures += 1
                 delay = min(self.settings.backoff_base * 2 ** (failures - 1), self.settings.backoff_max)
-                level = logging.DEBUG if _is_transient(exc) and failures > 1 else logging.WARNING
-                log.log(level, "change feed failed (%s); retrying in %.0f s", exc, delay)
+                # unreachable: the failing cycles say so once; anything else is worth a warning, once per streak
+                quiet = _is_transient(exc) or failure_kind(exc) is FailureKind.AUTH or failures > 1
+                level = logging.DEBUG if quiet else logging.WARNING
+                log.log(level, "change feed failed (%s); retrying in %.0f s", self.settings.describe(exc), delay)
                 self._stopping.wait(delay)
                 continue
             failures = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,14 +97,22 @@ class Progress:
     queued_downloads: int = 0
     queued_download_bytes: int = 0
     done_bytes: int = 0
+    counting_since: float = 0.0  #: time.monotonic() when ``done_bytes`` began its count (for the speed)
 
     def start(self, path: str, total: int, files: int = 1) -> None:
         """A transfer (or a batch of ``files`` transfers, named by its first path) of ``total`` bytes begins."""
         self.current_path, self.current_files, self.current_done, self.current_total = path, files, 0, total
 
     def advance(self, count: int) -> None:
+        if not self.done_bytes:
+            self.counting_since = time.monotonic()
         self.current_done += count
         self.done_bytes += count
+
+    def speed(self) -> float | None:
+        """Bytes per second over the current count; None until there is enough to tell (half a second)."""
+        elapsed = time.monotonic() - self.counting_since
+        return self.done_bytes / elapsed if self.done_bytes and elapsed >= 0.5 else None
 
     def finish(self, upload: bool, size: int, files: int = 1) -> None:
         """The transfer (or batch of ``files``) of ``size`` bytes begun by :meth:`start` is over."""
@@ -136,6 +145,8 @@ class Progress:
             "queued_upload_bytes": self.queued_upload_bytes,
             "queued_downloads": self.queued_downloads,
             "queued_download_bytes": self.queued_download_bytes,
+            "done_bytes": self.done_bytes,
+            "speed": self.speed(),
         }
 
 

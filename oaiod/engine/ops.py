@@ -130,7 +130,8 @@ def remove(ctx: EngineContext, oaio_id: str) -> None:
         ctx.repo.delete_object(oaio_id)
     else:
         ctx.repo.forget_files(oaio_id)
-        ctx.repo.update_object(oaio_id, status=STATUS_REMOVED, hold_reason="removed here with `ctl remove`")
+        why = f"not synced here (ctl remove); `oaiod ctl add {row.local_root}` syncs it again"[:500]
+        ctx.repo.update_object(oaio_id, status=STATUS_REMOVED, hold_reason=why if row.local_root else "ctl remove")
     ctx.repo.add_history(oaio_id, "removed", str(row.local_root or ""), "stopped syncing on this device")
 
 

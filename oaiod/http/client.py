@@ -188,8 +188,9 @@ class HttpClient:
                 delay = _retry_delay(exc, policy, attempt, slept, repeatable)
                 if delay is None:
                     raise
-                log.warning("%s %s failed (%s); retry %d of %d in %.1f s", method, mask_url(url), _short(exc),
-                            attempt, policy.max_attempts - 1, delay)  # fmt: skip
+                # DEBUG: a retry that works is routine; one that does not is reported once by whoever called
+                log.debug("%s %s failed (%s); retry %d of %d in %.1f s", method, mask_url(url), _short(exc),
+                          attempt, policy.max_attempts - 1, delay)  # fmt: skip
                 time.sleep(delay)
                 slept += delay
                 attempt += 1

@@ -73,7 +73,15 @@ def test_status_exit_codes_say_whether_syncing_works(cluster: Cluster) -> None:
 
     offline = cluster.start("dev-o", url="http://127.0.0.1:9/")  # nothing listens on the discard port
     _wait_state(offline.config_file, "offline")
-    assert ctl(offline.config_file, "status").returncode == 4
+    shown = ctl(offline.config_file, "status")
+    assert shown.returncode == 4 and shown.stdout.startswith("Offline since "), shown.stdout
+    from daemon_helpers import wait_for
+
+    wait_for(lambda: offline.stderr().count("next try in") >= 3, 120, "three failed cycles", 0.5)
+    warnings = [line for line in offline.stderr().splitlines() if " WARNING " in line or " ERROR " in line]
+    assert len([line for line in warnings if "offline: the server is unreachable" in line]) == 1, warnings
+    assert not [line for line in warnings if "http://" in line], warnings  # no raw requests, no retry chatter
+    assert " alembic" not in offline.stderr()  # library set-up lines stay out of the log
 
     assert ctl(offline.config_file, "stop").returncode == 0
     offline.proc.wait(60)
@@ -107,6 +115,9 @@ def test_remove_stops_syncing_here_and_delete_asks_first(cluster: Cluster) -> No
     refused = ctl(cfg, "delete", oid, stdin="")  # not a terminal, no --yes
     assert refused.returncode == 1 and "confirmation needed" in refused.stderr and "--yes" in refused.stderr
     assert server_tree(cluster, oid)
+    asked = _on_a_terminal(cfg, ["delete", "work"], answer="n")  # a person at a terminal says no
+    assert "Delete " in asked and "for everybody" in asked and "nothing deleted" in asked, asked
+    assert server_tree(cluster, oid)
     deleted = ctl(cfg, "delete", oid, "--yes", "--wait")
     assert deleted.returncode == 0 and "deleted on the server" in deleted.stdout, deleted.stderr
     assert server_tree(cluster, oid) == {} and (work / "a.txt").exists()
@@ -115,6 +126,29 @@ def test_remove_stops_syncing_here_and_delete_asks_first(cluster: Cluster) -> No
     helped = " ".join(ctl(cfg, "share", "--help").stdout.split())
     assert all(f"{right} {name}:" in helped for right, name in (("r", "read"), ("U", "update"), ("D", "delete")))
     assert "C the creator's own right; it cannot be granted" in helped
+
+
+def _on_a_terminal(config: Path, args: list[str], answer: str) -> str:
+    """``ctl ARGS`` with a pseudo-terminal as stdin (so it may ask), ``answer`` typed; what it printed."""
+    import pty
+
+    leader, follower = pty.openpty()
+    command = [sys.executable, "-m", "oaiod.daemon.cli", "--config", str(config), "ctl", *args]
+    with subprocess.Popen(command, stdin=follower, stdout=follower, stderr=follower) as proc:
+        os.close(follower)
+        os.write(leader, answer.encode() + b"\n")
+        out = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        proc.wait(60)
+    os.close(leader)
+    return out.decode(errors="replace")
 
 
 def _sha(text: str) -> str:
@@ -185,3 +219,47 @@ def test_objects_by_path_name_or_prefix_config_after_ctl_and_hints_that_paste(cl
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= 80, text
     assert "work" in text and "worship" in text and "synced (root)" in text, text
+
+
+def test_errors_for_people_and_status_at_80_columns(cluster: Cluster) -> None:
+    """Issue 14 §5: no raw ``POST http://…/api/subscribe/ answered 404`` but what failed; no traceback for a wrong
+    password, one line saying why; ``ctl status`` starts with one line people understand, fits 80 columns."""
+    a = cluster.start("dev-a", user="bob")  # not a supervisor (alice's shares create the users they name)
+    first_cycles(a)
+    cfg = a.config_file
+    work = cluster.base / "work"
+    write_tree(work, {"a.txt": "a"})
+    ctl_json(cfg, "add", str(work), "--wait")
+    refused = ctl(cfg, "share", "work", "zed-unknown", "--right", "r")
+    assert refused.returncode == 1 and "no user named 'zed-unknown'" in refused.stderr, refused.stderr
+    assert "http" not in refused.stderr and "404" not in refused.stderr
+
+    from rich.console import Console
+
+    from oaiod.daemon import cli
+
+    console = Console(width=80, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    original = cli._console
+    cli._console = lambda: console
+    try:
+        cli.render_status(ctl_json(cfg, "status"))
+    finally:
+        cli._console = original
+    text = console.export_text()
+    assert text.startswith("Up to date (last sync "), text
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    assert "device id  dev-a" in text
+
+    wrong = cluster.base / "wrong.pw"
+    wrong.write_text("not the password\n")
+    wrong.chmod(0o600)
+    bad = cluster.config("dev-w")
+    bad.write_text(bad.read_text().replace(str(cluster.password_file("alice")), str(wrong)))
+    b = cluster.start("dev-w")
+    _wait_state(bad, "error")
+    shown = ctl(bad, "status")
+    assert shown.returncode == 5 and shown.stdout.startswith("Error: the server refused the login"), shown.stdout
+    assert "Traceback" not in b.stderr()
+    said = [line for line in b.stderr().splitlines() if " ERROR " in line]
+    assert said and all("the server refused the login" in line for line in said), said
+    assert f"--config {bad}" in said[0] and said[0].rstrip().endswith("s")  # the reload hint names the config

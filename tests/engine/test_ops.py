@@ -71,7 +71,7 @@ def test_remove_and_data_object_values(make_device, tmp_path) -> None:
     b.engine.set_values(data.oaio_id, {"k": 2})
     converge(b, a)
     assert a.engine.repo.get_object(data.oaio_id).synced_values["k"] == 2
-    a.engine.delete(oaio_id)  # for everybody: `remove` stops syncing it on this device only
+    a.engine.delete(oaio_id)  # for everybody (``ctl remove`` stops it here only: test_removed_folder.py)
     converge(a, b)
     assert b.engine.repo.get_object(oaio_id) is None and (b.root / "extra" / "e.txt").exists()
     assert (folder / "e.txt").exists()

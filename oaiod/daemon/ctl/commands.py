@@ -488,6 +488,8 @@ def _sync(daemon: Any, scheduler: Any, wait: bool) -> Any:
             while (done := scheduler.wait_for_cycle(number, 0.5)) is None:
                 if not scheduler.running:
                     raise CommandFailed("the daemon is stopping")
+                if scheduler.paused:  # no cycle runs until resumed: do not wait for ever
+                    raise CommandFailed("sync was paused meanwhile; run: oaiod ctl resume")
                 yield _progress(daemon)
             outcome[:] = [done]
             daemon.settle_local_changes()  # what the cycle's own downloads or a late writer changed meanwhile

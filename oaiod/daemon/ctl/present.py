@@ -43,7 +43,7 @@ def status(report: EngineStatus) -> dict[str, Any]:
     reason, failed items as rows, the last cycle's report, and the transfer progress flattened in."""
     shown = {field.name: getattr(report, field.name) for field in dataclasses.fields(report)}
     progress = shown.pop("progress")
-    shown["held"] = [{"oaio_id": row.oaio_id, "reason": row.hold_reason} for row in report.held]
+    shown["held"] = [{"oaio_id": row.oaio_id, "path": row.local_root, "reason": row.hold_reason} for row in report.held]
     shown["errors"] = rows(report.errors)
     shown["last_cycle"] = None if report.last_cycle is None else dict(vars(report.last_cycle))
     return {**shown, **progress}
@@ -51,6 +51,7 @@ def status(report: EngineStatus) -> dict[str, Any]:
 
 def listing(synced: Listing) -> list[dict[str, Any]]:
     """What ``ctl ls`` shows: every object, then every folder excluded from the synced folder around it."""
+    excluded_paths = {excluded.path for excluded in synced.excluded}
     shown = [
         {
             "oaio_id": row.oaio_id,
@@ -63,6 +64,7 @@ def listing(synced: Listing) -> list[dict[str, Any]]:
             "detail": row.hold_reason,
         }
         for row in synced.objects
+        if not (row.status == "removed" and row.local_root in excluded_paths)  # the excluded entry says it
     ]
     for excluded in synced.excluded:
         shown.append(
@@ -117,3 +119,54 @@ def local_time(stamp: str) -> str:
     except ValueError:
         return stamp
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def error_text(exc: BaseException) -> str:
+    """A failure as one line for people: what went wrong and, where it helps, what to do — never a raw
+    ``POST http://…/api/subscribe/ answered 404 …`` (that stays in the DEBUG log). The server's own reason is kept
+    (the hub says ``no user named 'nobody'``); transport errors become "the server is unreachable (why)"."""
+    from oaiod.http import AuthError, HTTPStatusError, RemoteError, TransportError
+
+    if isinstance(exc, AuthError):
+        return (
+            f"the server refused the login ({_server_reason(exc) or 'wrong user name or password'}); "
+            "check server.username and the password in the config, then run: oaiod ctl reload"
+        )
+    if isinstance(exc, HTTPStatusError):
+        reason = _server_reason(exc)
+        path = exc.url.split("/api/", 1)[-1].split("?", 1)[0].strip("/") or exc.url
+        if reason:
+            return f"the server refused it: {reason}"
+        return f"the server answered {exc.status} to {path}"
+    if isinstance(exc, TransportError):
+        return f"the server is unreachable ({_transport_reason(str(exc))})"
+    if isinstance(exc, RemoteError):
+        return _strip_urls(str(exc))
+    return str(exc)
+
+
+def _server_reason(exc: Any) -> str:
+    body = exc.body
+    if isinstance(body, Mapping):
+        for key in ("reason", "detail", "message"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return ""
+
+
+def _transport_reason(message: str) -> str:
+    import re
+
+    errno_text = re.search(r"\[Errno -?\d+\] ([^)\]']+)", message)
+    if errno_text:
+        return errno_text.group(1).strip().rstrip(".").lower()
+    if "timed out" in message.lower() or "timeout" in message.lower():
+        return "no answer in time"
+    return _strip_urls(message.rsplit(": ", 1)[-1])
+
+
+def _strip_urls(message: str) -> str:
+    import re
+
+    return re.sub(r"(GET|POST|PUT|DELETE|HEAD) https?://\S+", "a request", message)

@@ -107,9 +107,12 @@ def peer_uid(conn: socket.socket) -> int | None:
 class CtlServer:
     """Serves control requests on a Unix socket; one thread accepts, one thread per connection answers."""
 
-    def __init__(self, path: Path, handlers: Mapping[str, Handler]) -> None:
+    def __init__(
+        self, path: Path, handlers: Mapping[str, Handler], describe: Callable[[OaiodError], str] = str
+    ) -> None:
         self.path = path
         self.handlers = handlers
+        self.describe = describe  #: a failure as the client's one-line error (for people: no raw HTTP errors)
         self._sock: socket.socket | None = None
         self._stop = threading.Event()
         self._threads: set[threading.Thread] = set()
@@ -197,7 +200,8 @@ class CtlServer:
                 return
             conn.sendall(_encode({"ok": True, "result": answer}))
         except OaiodError as exc:
-            conn.sendall(_encode({"ok": False, "error": str(exc)}))
+            log.debug("control command failed: %s", exc)
+            conn.sendall(_encode({"ok": False, "error": self.describe(exc)}))
         except OSError:
             raise
         except Exception as exc:  # a bug in a handler: log it, tell the client, keep the daemon up
