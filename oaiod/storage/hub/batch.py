@@ -353,33 +353,6 @@ class BatchGet:
 
         return item.basis is not None and self.backend.block_routes and _large_file(item.basis)
 
-    def _from_basis(self, item: Transfer) -> Transferred | None:
-        """``item`` rebuilt from its basis and the blocks it lacks (hashed on the way: not read again); None when
-        its content is stored whole, or the basis failed (went or changed): the caller downloads it whole."""
-        from oaiod.storage.hub.blocks import get_by_blocks
-
-        assert item.basis is not None
-        if os.path.lexists(item.local_path):
-            return _changed(item, "exists; not replacing it")
-        try:
-            sha256 = get_by_blocks(self.backend, item.key, item.local_path, item.basis, self.progress, fsync=False)
-        except (OSError, TransientStorageError) as exc:
-            log.info("hub download of %r from %s and its missing blocks failed (%s); downloading it whole",
-                     item.key, item.basis, exc)  # fmt: skip
-            return None
-        except StorageError as exc:
-            return Transferred(item.key, error=exc)
-        if sha256 is None:
-            return None
-        try:
-            set_local_meta(item.local_path, item.mtime_ns, item.executable)
-            st = os.stat(item.local_path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(item.local_path)
-            return _changed(item, f"cannot be written: {exc.strerror}")
-        return Transferred(item.key, st.st_size, st.st_mtime_ns, st.st_ino, sha256)
-
     def _absent(self, number: int, item: Transfer) -> bool:
         if os.path.lexists(item.local_path):
             self.results[number] = _changed(item, "exists; not replacing it")
@@ -496,11 +469,8 @@ class BatchGet:
     def _get_singly(self, numbers: list[int]) -> None:
         items = [self.items[number] for number in numbers]
 
-        def one(item: Transfer) -> Transferred:
-            rebuilt = self._from_basis(item) if self._by_blocks(item) else None
-            return rebuilt or _get_one(self.backend, item, self.progress)
-
-        done = map_on_threads(one, items, self.backend.capabilities)
+        done = map_on_threads(lambda item: _get_one(self.backend, item, self.progress), items,
+                              self.backend.capabilities)  # fmt: skip
         for number, result in zip(numbers, done, strict=True):
             self.results[number] = result
             if result.error is None:
@@ -514,7 +484,9 @@ def _get_one(backend: HubBackend, item: Transfer, progress: Progress | None) -> 
     if os.path.lexists(item.local_path):
         return _changed(item, "exists; not replacing it")
     try:
-        sha256 = backend.get_file_verified(item.key, item.local_path, progress=progress, fsync=False)  # caller syncs
+        sha256 = backend.get_file_verified(  # from the basis's blocks where it can (:mod:`.blocks`); caller syncs
+            item.key, item.local_path, progress=progress, fsync=False, basis=item.basis
+        )
     except StorageError as exc:
         return Transferred(item.key, error=exc)
     try:
