@@ -417,7 +417,7 @@ _listing(
 @json_option
 @click.pass_context
 def ctl_filestatus(ctx: click.Context, path: Path, as_json: bool) -> None:
-    """What oaiod does with one file or folder: up to date, syncing, conflict, ignored, excluded or error, and why."""
+    """What oaiod does with one file or folder now (up to date, syncing, conflict, ignored…) and why."""
 
     def render(answer: dict[str, Any]) -> None:
         why = f" — {answer['why']}" if answer.get("why") else ""
@@ -539,7 +539,7 @@ def ctl_trash_restore(ctx: click.Context, path: Path, day: str | None, wait: boo
 @json_option
 @click.pass_context
 def ctl_restore(ctx: click.Context, oaio_id: str, stamp: str, to: Path | None, wait: bool, as_json: bool) -> None:
-    """Restore an old version of an object, or of one file or folder when OBJ is a path inside a synced folder."""
+    """Restore an old version of an object, or of one file or folder inside a synced folder."""
     args: dict[str, Any] = {"oaio_id": oaio_id, "stamp": stamp}
     if to is not None:
         args["to"] = str(to.expanduser().absolute())
