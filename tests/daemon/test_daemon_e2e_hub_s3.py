@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from e2e_helpers import Cluster, first_cycles, root_of, wait_converged
+
+from tests.hub.blobhelpers import blob_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -33,16 +34,6 @@ def start_on_hub_storage(cluster: Cluster, device: str, **options: Any) -> Any:
     config = cluster.config(device, **options)
     config.write_text(config.read_text().replace('csh_id = "Local"', 'csh_id = "Hub"'))
     return cluster.start(device)
-
-
-def blob_bytes(hub: Any) -> tuple[float, float]:
-    """The hub's ``oaiod_hub_blob_received_bytes_total`` and ``…_sent_bytes_total``: the blob bodies it streamed."""
-    text = requests.get(hub.url.removesuffix("api/") + "metrics", timeout=10).text
-    found = []
-    for metric in ("oaiod_hub_blob_received_bytes_total ", "oaiod_hub_blob_sent_bytes_total "):
-        [line] = [line for line in text.splitlines() if line.startswith(metric)]
-        found.append(float(line.split()[1]))
-    return found[0], found[1]
 
 
 def test_two_daemons_converge_through_a_hub_on_s3_with_direct_transfers(hub_cluster: Cluster) -> None:

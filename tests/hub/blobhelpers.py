@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import requests
 
 from oaiod.hub.blobstore import BlobStore
 from oaiod.hub.server import HubServer
@@ -142,3 +143,13 @@ def store_blocks(session: Any, name: str, blocks: list[bytes]) -> list[str]:
         assert second.json()["missing"] == []
         assert second.json()["sha256"] == sha(b"".join(blocks))
     return missing  # type: ignore[no-any-return]
+
+
+def blob_bytes(hub: Any) -> tuple[float, float]:
+    """The hub's ``oaiod_hub_blob_received_bytes_total`` and ``…_sent_bytes_total``: the blob bodies it streamed."""
+    text = requests.get(hub.url.removesuffix("api/") + "metrics", timeout=10).text
+    found = []
+    for metric in ("oaiod_hub_blob_received_bytes_total ", "oaiod_hub_blob_sent_bytes_total "):
+        [line] = [line for line in text.splitlines() if line.startswith(metric)]
+        found.append(float(line.split()[1]))
+    return found[0], found[1]

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from oaiod.hub.settings import BlobStoreSettings
 from oaiod.storage.base import Transfer
 from oaiod.storage.hub import HubBackend
 from oaiod.storage.hub.blocks import BLOCKS_FROM, LARGEST, SMALLEST, cut_file
+from tests.hub.blobhelpers import blob_bytes
 
 MIB = 1024 * 1024
 
@@ -40,16 +40,6 @@ def test_blocks_are_content_defined_and_hashed_in_one_read() -> None:
     changed = [block for block in other.blocks if block.sha256 not in before]
     assert sum(block.size for block in changed) <= 2 * LARGEST  # the insertion shifted no later boundary
     assert cut_file(io.BytesIO(b"")).blocks == [] and cut_file(io.BytesIO(b"x")).size == 1
-
-
-def blob_bytes(hub: Any) -> tuple[float, float]:
-    """The hub's received and sent blob body bytes (``/metrics``)."""
-    text = requests.get(hub.url.removesuffix("api/") + "metrics", timeout=10).text
-    found = []
-    for metric in ("oaiod_hub_blob_received_bytes_total ", "oaiod_hub_blob_sent_bytes_total "):
-        [line] = [line for line in text.splitlines() if line.startswith(metric)]
-        found.append(float(line.split()[1]))
-    return found[0], found[1]
 
 
 @pytest.fixture(name="store_kind", params=["local", "s3", "s3-direct"])
