@@ -40,9 +40,12 @@ class FileVersion:
     deleted: bool = False
 
 
-def locate_file(ctx: EngineContext, path: Path) -> tuple[ObjectRow, str]:
-    """The object whose folder holds ``path`` most closely and ``path`` relative to it ("" for the folder)."""
+def locate_file(ctx: EngineContext, path: Path, kinds: tuple[str, ...] = ()) -> tuple[ObjectRow, str]:
+    """The object (of ``kinds``; any by default) whose folder holds ``path`` most closely and ``path`` relative to
+    it ("" for the folder); EngineError when no synced folder holds it."""
     rows = ctx.repo.objects(STATUS_ACTIVE, STATUS_NEW, STATUS_HELD, values=False)
+    if kinds:
+        rows = [row for row in rows if row.kind in kinds]
     absolute = Path(os.path.abspath(path))
     owner = owner_of(_resolved(absolute.parent) / absolute.name, rooted(rows))
     if owner is None:

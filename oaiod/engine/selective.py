@@ -18,8 +18,8 @@ from pathlib import Path
 from oaiod.engine import localfs
 from oaiod.engine.context import EngineContext, EngineError
 from oaiod.engine.dirs import restore_dirs
-from oaiod.engine.index import index_paths, owner_of, rooted
-from oaiod.engine.placeholders import _resolved
+from oaiod.engine.files import locate_file
+from oaiod.engine.index import index_paths, rooted
 from oaiod.errors import ValidationError
 from oaiod.model import validate_file_path
 from oaiod.state.models import KIND_FOLDER, KIND_ROOT, STATUS_ACTIVE, STATUS_HELD, STATUS_NEW, ObjectRow
@@ -44,13 +44,7 @@ class Exclusion:
 def locate(ctx: EngineContext, path: Path) -> tuple[ObjectRow, str]:
     """The folder object whose folder holds ``path`` (innermost) and ``path`` relative to it; EngineError when no
     synced folder holds it or it is the folder itself (``ctl remove`` stops syncing a whole folder)."""
-    rows = ctx.repo.objects(STATUS_ACTIVE, STATUS_NEW, STATUS_HELD, values=False)
-    roots = rooted(row for row in rows if row.kind in (KIND_ROOT, KIND_FOLDER))
-    absolute = Path(os.path.abspath(path))
-    owner = owner_of(_resolved(absolute.parent) / absolute.name, roots)
-    if owner is None:
-        raise EngineError(f"{path} is not inside a synced folder")
-    row, rel = owner
+    row, rel = locate_file(ctx, path, (KIND_ROOT, KIND_FOLDER))
     if not rel:
         raise EngineError(f"{path} is a synced folder itself; `oaiod ctl remove` stops syncing it here")
     try:
