@@ -113,6 +113,8 @@ def remote_dirs(values: dict[str, Any], client_stamp: str) -> frozenset[str] | N
         except ValueError:
             return None
         found.add(path)
+    if not found:
+        return frozenset()  # the usual case: no pass over every path of a large folder
     return frozenset(found.difference(paths, folders_of(paths)))
 
 

@@ -218,6 +218,8 @@ def _empty_dirs(ctx: EngineContext, row: ObjectRow, files: dict[str, list[Any]],
         return []
     rules = ctx.ignore_rules(Path(row.local_root))
     found = ctx.repo.empty_dirs(row.oaio_id) | {path for path in base if rules.covers(path)}
+    if not found:
+        return []  # the usual case: no pass over every path of the version
     holding = folders_of(files)
     return sorted(path for path in found if path not in files and path not in holding)
 
