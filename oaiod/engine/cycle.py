@@ -171,6 +171,15 @@ class SyncEngine:
             full, self._full_rescan = self._full_rescan, False
         if not dirty and not full:
             return total  # an idle cycle reads no object or file row
+        try:
+            return self._index(dirty, full, total)
+        except BaseException:  # a full disk, the state database: what this walk took is walked again next cycle
+            with self._dirty_lock:
+                self._dirty |= dirty
+                self._full_rescan = self._full_rescan or full
+            raise
+
+    def _index(self, dirty: set[Path], full: bool, total: IndexReport) -> IndexReport:
         rows = self.repo.objects(STATUS_ACTIVE, STATUS_NEW, "held", values=False)
         # only an app's file object needs its values (the listed files); a folder's hold a manifest of every file
         rows = [self.repo.get_object(row.oaio_id) or row if row.kind == KIND_FILES else row for row in rows]
