@@ -26,6 +26,7 @@ from e2e_helpers import Cluster, local_path
 from oaiod.daemon.ctl.protocol import CtlError
 from sim import oracle
 from sim.faultproxy import FaultProxy
+from sim.faultshim import DeviceFaults, build
 from sim.hubproc import HubProcess
 from sim.workload import DEVICES, Fault, Plan, Round, apply, step_names, without
 
@@ -62,6 +63,7 @@ class Simulation:
         self.hub = HubProcess(base / "hub", base / "csh-local")
         self.cluster = Cluster(self.hub, base, base / "csh-local")
         self.proxies: dict[str, FaultProxy] = {}
+        self.shims: dict[str, DeviceFaults] = {}  #: each daemon's clock and disk (sim.faultshim)
         self.procs: dict[str, DaemonProcess] = {}
         self.folders: dict[str, Path] = {}
         self.paused: set[str] = set()
@@ -79,7 +81,7 @@ class Simulation:
             config = self.cluster.config(device, self._user(device), url=self.proxies[device].url, interval=5)
             if self.plan.storage != "Local":
                 config.write_text(config.read_text().replace('csh_id = "Local"', f'csh_id = "{self.plan.storage}"'))
-        proc = DaemonProcess(config, real=True)
+        proc = DaemonProcess(config, real=True, env=self.shims[device].env())
         self.cluster.started.append(proc)
         self.procs[device] = proc
         return proc
@@ -100,8 +102,10 @@ class Simulation:
     def _start(self) -> None:
         (self.base / "csh-local").mkdir(parents=True, exist_ok=True)
         self.hub.start()
+        library = build()
         for number, device in enumerate(DEVICES):
             self.proxies[device] = FaultProxy(self.hub.url, self.plan.seed * 100 + number)
+            self.shims[device] = DeviceFaults(self.base / f"{device}.faults", library)
         for device in DEVICES:
             self._spawn(device)
         for device in DEVICES:
@@ -163,6 +167,10 @@ class Simulation:
                 self.hub.kill()
                 if fault.kind == "hub-bounce":
                     self.hub.start()
+        elif fault.kind == "clock-jump":
+            self.shims[device].jump(fault.seconds)
+        elif fault.kind == "disk-full":
+            self.shims[device].fill(True)
         elif fault.kind == "hub-kill-at-commit":
             for proxy in self.proxies.values():
                 proxy.at_commit = self._kill_hub_once
@@ -187,6 +195,9 @@ class Simulation:
             self._signal(device, signal.SIGCONT)
         for proxy in self.proxies.values():
             proxy.set_mode("ok")
+        for shim in self.shims.values():
+            shim.fill(False)
+            shim.jump(0.0)
         self._hub_up()
         for device in list(self.killed):
             self._restart(device)
@@ -198,11 +209,22 @@ class Simulation:
                     self._begin(fault)
             time.sleep(op.pause)
             self._note(op, apply(self.folders[op.device], self.plan.seed, op, self.ledger))
+            self._stamp(op)
         for fault in rnd.faults:
             if fault.at >= len(rnd.ops):
                 self._begin(fault)
         time.sleep(rnd.settle)
         self._end_faults()
+
+    def _stamp(self, op: Any) -> None:
+        """A file written on a device whose clock jumped carries that clock's time, as its kernel would give it."""
+        shim = self.shims[op.device]
+        if not shim.offset:
+            return
+        for rel in (op.path, op.dst):
+            path = self.folders[op.device] / rel if rel else None
+            if path is not None and path.is_file() and not path.is_symlink():
+                os.utime(path, (shim.now(), shim.now()))
 
     # -- quiet and the oracle -------------------------------------------------------------------------------------
 

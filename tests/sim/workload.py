@@ -81,7 +81,12 @@ FAULT_WEIGHTS = {
     "hub-kill": 2,  # kill -9 of the hub; restarted at the end of the round
     "hub-bounce": 3,  # kill -9 of the hub and an immediate restart (a commit cut anywhere)
     "hub-kill-at-commit": 3,  # kill -9 of the hub a few ms after the next commit reached it; restarted after the round
+    "clock-jump": 3,  # the device's wall clock jumps by Fault.seconds (sim/faultshim.c); back to true time after
+    "disk-full": 3,  # every write of the device's daemon to a file fails with ENOSPC until the round ends
 }
+
+#: how far a ``clock-jump`` moves the device's clock: within and beyond the spec's 69 s skew, both ways
+CLOCK_JUMPS = (-3 * 86400.0, -3600.0, -50.0, 40.0, 7200.0, 2 * 86400.0)
 
 
 @dataclass(frozen=True)
@@ -107,9 +112,11 @@ class Fault:
     kind: str
     device: str = ""  #: empty for the hub's faults
     at: int = 0  #: index of the operation of the round it comes before
+    seconds: float = 0.0  #: ``clock-jump``: how far the device's clock moves
 
     def __str__(self) -> str:
-        return f"fault {self.kind} {self.device or 'hub'} before op {self.at}"
+        jump = f" {self.seconds:+.0f} s" if self.kind == "clock-jump" else ""
+        return f"fault {self.kind}{jump} {self.device or 'hub'} before op {self.at}"
 
 
 @dataclass(frozen=True)
@@ -252,7 +259,8 @@ def make_plan(seed: int, rounds: int | None = None) -> Plan:
         for _ in range(rng.choice((0, 1, 1, 2))):
             kind = rng.choices(list(FAULT_WEIGHTS), weights=list(FAULT_WEIGHTS.values()))[0]
             device = "" if kind.startswith("hub") else rng.choice(DEVICES)
-            faults.append(Fault(kind, device, rng.randint(0, len(ops))))
+            seconds = rng.choice(CLOCK_JUMPS) if kind == "clock-jump" else 0.0
+            faults.append(Fault(kind, device, rng.randint(0, len(ops)), seconds))
         plan_rounds.append(Round(tuple(ops), tuple(faults), settle=rng.choice((0.5, 1.0, 2.0, 4.0))))
     bob_right = rng.choice(("U", "D"))
     return Plan(seed, bob_right, tuple(plan_rounds), tuple(initial), storage=rng.choice(STORAGES))
