@@ -94,6 +94,7 @@ def pull_object(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> PullOu
     merge = _Merge(ctx, row, Path(row.local_root), backend, remote, outcome, RowWriter(ctx.repo, row.oaio_id))
     steps = _clear_remote_folders(merge, steps, remote_map)
     steps = _move_folders(merge, steps, remote_map)
+    steps = _without_backing_off(merge, steps)
     for start in range(0, len(steps), APPLY_BATCH):
         _apply_batch(merge, steps[start : start + APPLY_BATCH])
     merge_remote_dirs(ctx, row, remote)  # after the files: a file removed may have emptied a folder to keep
@@ -243,6 +244,19 @@ def _needs_real_folders(steps: list[_Step]) -> frozenset[str]:
                 kept.add(folder)
                 folder = folder.rpartition("/")[0]
     return frozenset(kept)
+
+
+def _without_backing_off(m: _Merge, steps: list[_Step]) -> list[_Step]:
+    """The steps to try now: not those of files whose merge of this server version failed and waits out its
+    backoff (a download that keeps failing, e.g. on a full disk, is not fetched again every cycle). They stay
+    unmerged like a failed step (the commit carries them); a newer server version, ``ctl sync`` or a restart tries
+    them at once."""
+    waiting = m.ctx.repo.files_backing_off(m.row.oaio_id, m.remote.client_stamp)
+    if not waiting:
+        return steps
+    m.outcome.complete = False
+    m.outcome.failed.update(step.path for step in steps if step.path in waiting)
+    return [step for step in steps if step.path not in waiting]
 
 
 def _apply_step(m: _Merge, step: _Step, fetched: Fetched | None) -> None:

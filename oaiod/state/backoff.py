@@ -55,3 +55,10 @@ BACKOFF: dict[FailureKind, Backoff] = {
 RETRIED_AFTER_LOCAL_CHANGE: frozenset[FailureKind] = frozenset(
     {FailureKind.QUOTA, FailureKind.PERMISSION, FailureKind.NOT_FOUND, FailureKind.INVALID}
 )
+
+#: kinds of a failed file merge that wait out their backoff in the pull: trying again costs a transfer (the host
+#: failing or missing the content, a full disk here). A local obstacle (a symlink or folder in the way, a permission
+#: here) costs only a look, so it is tried at every pull of its object, and a user's fix works at once
+WAITED_OUT_BY_FILES: frozenset[FailureKind] = frozenset(
+    {FailureKind.TRANSIENT, FailureKind.QUOTA, FailureKind.NOT_FOUND}
+)

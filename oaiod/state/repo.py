@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from oaiod.errors import FailureKind, failure_kind
 from oaiod.model import OaiObject, now_stamp
-from oaiod.state.backoff import BACKOFF
+from oaiod.state.backoff import BACKOFF, WAITED_OUT_BY_FILES
 from oaiod.state.db import DB_FILE, StateError, open_database
 from oaiod.state.models import (
     STATUS_ACTIVE,
@@ -505,6 +505,20 @@ class StateRepo:
         with self.session() as s:
             row = s.get(ErrorRow, key)
             return row is not None and row.next_try > now_stamp()
+
+    def files_backing_off(self, oaio_id: str, failed_after: str) -> set[str]:
+        """Paths of ``oaio_id`` whose merge failed after the stamp ``failed_after`` (the server's version being
+        merged), with a kind of :data:`~oaiod.state.backoff.WAITED_OUT_BY_FILES`, and whose next try lies in the
+        future: that version failed for them, and they wait."""
+        query = sa.select(ErrorRow.path).where(
+            ErrorRow.oaio_id == oaio_id,
+            ErrorRow.kind.in_([str(kind) for kind in WAITED_OUT_BY_FILES]),
+            ErrorRow.key.startswith(f"file:{oaio_id}:", autoescape=True),
+            ErrorRow.next_try > now_stamp(),
+            ErrorRow.last_at > failed_after,
+        )
+        with self.session() as s:
+            return set(s.scalars(query))
 
     def errors(self) -> list[ErrorRow]:
         with self.session() as s:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,3 +38,29 @@ def test_dirty_paths_of_a_failed_index_walk_are_walked_again(
     assert a.engine.sync_cycle().errors == []  # no rescan asked for: only the dirty path, kept from the failed walk
     b.sync()
     assert (b.root / "a" / "b" / "new.txt").read_text() == "written just before the disk filled"
+
+
+def test_a_file_that_failed_waits_out_its_backoff_and_a_newer_version_is_tried_at_once(
+    make_device: Callable[..., Device], storage_root: Path
+) -> None:
+    """The pull honours a file's backoff (a download that keeps failing is not fetched every cycle), but a version
+    committed after the failure is tried at once. The failure is real: the stored content is gone from the host."""
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "seed.txt", "seed")
+    converge(a, b)
+    write(a.root / "big.txt", "v1")
+    a.sync()
+    for stored in storage_root.rglob("big.txt"):
+        stored.unlink()
+    assert b.sync().errors
+    (failed,) = [row for row in b.engine.repo.errors() if row.path == "big.txt"]
+    assert failed.kind == "not_found"
+    for _ in range(2):
+        b.sync()
+    (waiting,) = [row for row in b.engine.repo.errors() if row.path == "big.txt"]
+    assert waiting.attempts == failed.attempts  # not tried again while backing off
+    assert not (b.root / "big.txt").exists()
+    write(a.root / "big.txt", "v2")
+    a.sync()
+    assert b.sync().errors == []
+    assert (b.root / "big.txt").read_text() == "v2"
