@@ -11,7 +11,8 @@ another device deleted). After the run, with every device online and quiet:
 - every content written and not destroyed by a user exists somewhere: in a root (a conflicted copy included) or
   in a device's trash (``.oaiod/trash``);
 - no file, in a root or a trash, holds a content that was never written (no torn or mixed file);
-- nothing deleted comes back: a destroyed content is in no root unless a user moved it or changed its mode;
+- nothing deleted comes back: a destroyed content is in no root unless a user moved it or changed its mode, or it
+  was edited (not deleted) and a conflicted copy kept it from a concurrent write;
 - every daemon is alive and ``ctl status`` is not ``error``.
 """
 
@@ -26,6 +27,7 @@ from pathlib import Path
 from oaiod.engine.ignore import STATE_FOLDER, TEMP_PREFIX
 
 EMPTY = hashlib.sha256(b"").hexdigest()
+CONFLICT_MARK = " (conflicted copy from "
 FOLDER = "folder"  #: what a snapshot holds for an empty folder in place of a sha256
 
 
@@ -39,13 +41,17 @@ class Ledger:
 
     written: dict[str, str] = field(default_factory=dict)  #: sha256 -> "step N dev path" of its first write
     destroyed: set[str] = field(default_factory=set)
+    deleted: set[str] = field(default_factory=set)  #: destroyed by a delete (not an edit in place)
     moved: set[str] = field(default_factory=set)
 
     def wrote(self, data: bytes, where: str) -> None:
         self.written.setdefault(digest(data), where)
 
-    def destroy(self, data: bytes) -> None:
+    def destroy(self, data: bytes, *, deleted: bool = False) -> None:
+        """``data`` was overwritten, appended to or truncated (an edit) or, with ``deleted``, deleted."""
         self.destroyed.add(digest(data))
+        if deleted:
+            self.deleted.add(digest(data))
 
     def move(self, data: bytes) -> None:
         self.moved.add(digest(data))
@@ -151,6 +157,10 @@ def check(
             problems.append(f"lost: the content of {where}")
     in_roots = {sha: path for snap in roots.values() for path, (sha, _x) in snap.items()}
     for sha, path in in_roots.items():
-        if sha != EMPTY and sha in ledger.destroyed and sha not in ledger.moved:
+        # an edited content kept as a conflicted copy is no resurrection: the copy preserved a concurrent write of
+        # it that another device had not seen when it edited its own copy (sim seed 11: A truncates f, B rewrites f
+        # offline and keeps A's content as a copy, C appends to its f still holding A's content)
+        kept_copy = CONFLICT_MARK in path and sha not in ledger.deleted
+        if sha != EMPTY and sha in ledger.destroyed and sha not in ledger.moved and not kept_copy:
             problems.append(f"came back after a user destroyed it: {path} ({ledger.written.get(sha)})")
     return problems

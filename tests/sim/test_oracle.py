@@ -11,7 +11,7 @@ def _folders(tmp_path: Path, files: dict[str, dict[str, bytes]]) -> dict[str, Pa
     folders = {}
     for device, tree in files.items():
         folders[device] = tmp_path / device
-        folders[device].mkdir()
+        folders[device].mkdir(parents=True)
         for rel, data in tree.items():
             (folders[device] / rel).parent.mkdir(parents=True, exist_ok=True)
             (folders[device] / rel).write_bytes(data)
@@ -37,7 +37,7 @@ def test_each_broken_invariant_is_reported(tmp_path: Path) -> None:
     ledger = Ledger()
     for data in (b"kept", b"lost", b"deleted"):
         ledger.wrote(data, data.decode())
-    ledger.destroy(b"deleted")
+    ledger.destroy(b"deleted", deleted=True)
     folders = _folders(
         tmp_path,
         {
@@ -62,3 +62,18 @@ def test_a_moved_content_may_come_back_and_executable_bits_count(tmp_path: Path)
     assert _check(ledger, folders) == []
     (folders["y"] / "m.txt").chmod(0o755)
     assert "differ" in _check(ledger, folders)[0]
+
+
+def test_an_edited_content_may_stay_as_a_conflicted_copy_but_a_deleted_one_may_not(tmp_path: Path) -> None:
+    """Sim seed 11: a conflicted copy kept A's content from a concurrent write before C edited its own copy of it."""
+    ledger = Ledger()
+    for data in (b"edited", b"deleted", b"now"):
+        ledger.wrote(data, data.decode())
+    ledger.destroy(b"edited")
+    ledger.destroy(b"deleted", deleted=True)
+    kept = {"f": b"now", "f (conflicted copy from a 2026-01-01 000000)": b"edited"}
+    assert _check(ledger, _folders(tmp_path / "1", {"x": kept, "y": kept})) == []
+    back = {"f": b"now", "g (conflicted copy from a 2026-01-01 000000)": b"deleted"}
+    assert "came back" in "\n".join(_check(ledger, _folders(tmp_path / "2", {"x": back, "y": back})))
+    edited_back = {"f": b"edited"}  # under its own name an edited content is still a resurrection
+    assert "came back" in "\n".join(_check(ledger, _folders(tmp_path / "3", {"x": edited_back, "y": edited_back})))

@@ -388,7 +388,7 @@ def _delete(root: Path, seed: int, op: Op, ledger: Ledger, where: str) -> str:
     if old is None:
         return "skipped: no such file"
     path.unlink()
-    ledger.destroy(old)
+    ledger.destroy(old, deleted=True)
     return "done"
 
 
@@ -412,7 +412,7 @@ def _move_file(root: Path, src_rel: str, dst_rel: str, ledger: Ledger) -> str:
         return "skipped: a folder stands at the target"
     dst.parent.mkdir(parents=True, exist_ok=True)
     if (old := _read(dst)) is not None and not os.path.samefile(src, dst):
-        ledger.destroy(old)
+        ledger.destroy(old, deleted=True)
     os.rename(src, dst)
     ledger.move(data)
     return "done"
@@ -469,7 +469,7 @@ def _delete_folder(root: Path, seed: int, op: Op, ledger: Ledger, where: str) ->
     if not folder.is_dir() or folder.is_symlink():
         return "skipped: no such folder"
     for data in _contents_under(folder):
-        ledger.destroy(data)
+        ledger.destroy(data, deleted=True)
     shutil.rmtree(folder)
     return "done"
 
