@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from oaiod.daemon.ctl.protocol import CommandFailed
-from oaiod.errors import ValidationError
+from oaiod.errors import FailureKind, ValidationError
 from oaiod.model import URI_SEP_STR, URI_SEP_UNICODE_CHAR, dedefuse, defuse, validate_oaio_id
 
 
@@ -59,7 +59,7 @@ def resolve(handle: str, objects: Iterable[Known]) -> str:
             raise CommandFailed(f"{handle!r} {what} {len(matches)} objects: {shown}; give a path or a longer prefix")
     if URI_SEP_UNICODE_CHAR in handle or _is_id(handle):
         return handle  # an id not synced here (yet: an add still queued; or on the server only): the command checks it
-    raise CommandFailed(f"no synced object is named {handle!r} (see: oaiod ctl ls)")
+    raise CommandFailed(f"no synced object is named {handle!r} (see: oaiod ctl ls)", FailureKind.NOT_FOUND)
 
 
 def _is_id(handle: str) -> bool:
