@@ -65,6 +65,7 @@ def listing(synced: Listing) -> list[dict[str, Any]]:
             "detail": row.hold_reason,
             "name": synced.names.get(row.oaio_id, ""),
             "values": user_values(synced.values[row.oaio_id]) if row.oaio_id in synced.values else None,
+            "files": list(synced.values.get(row.oaio_id, {}).get(FILES_VALUES_KEY) or []),
         }
         for row in synced.objects
         if not (row.status == "removed" and row.local_root in excluded_paths)  # the excluded entry says it
