@@ -170,10 +170,18 @@ def wipe(ctx: EngineContext, row: ObjectRow) -> None:
     log.info("%s: its files were wiped on the storage host and at %s", row.oaio_id, folder)
 
 
-def check_wipe(row: ObjectRow) -> None:
-    """Only who may delete an object may wipe its files (the others only leave the share)."""
+def check_wipe(ctx: EngineContext, row: ObjectRow) -> None:
+    """Only who may delete an object may wipe its files (the others only leave the share), and a folder that holds
+    another synced object's folder is never wiped (those files are not this object's)."""
     if row.csh_access_right not in ("C", "D") and row.status != STATUS_NEW:
         raise NotPermitted(f"{row.oaio_id}: wiping its files needs the right C or D (it has {row.csh_access_right!r})")
+    if row.kind != KIND_FOLDER or not row.local_root:
+        return
+    mine = _resolved(Path(row.local_root))
+    for other in ctx.repo.objects(values=False):
+        inner = other.local_root and other.status != STATUS_REMOVED and other.oaio_id != row.oaio_id
+        if inner and is_inside(_resolved(Path(str(other.local_root))), mine):
+            raise NotPermitted(f"{row.oaio_id}: its folder holds {other.local_root}, another object's; not wiped")
 
 
 def _prune(folder: Path, names: list[str]) -> None:

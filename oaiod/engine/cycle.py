@@ -465,7 +465,7 @@ class SyncEngine:
         with self._lock:
             row = apps.synced_row(self.ctx, oaio_id)
             if wipe_files:
-                apps.check_wipe(row)
+                apps.check_wipe(self.ctx, row)
             done = ops.delete(self.ctx, oaio_id)
             if wipe_files:
                 apps.wipe(self.ctx, row)

@@ -168,7 +168,7 @@ def test_ctl_values_new_put(cluster: Cluster, tmp_path: Path) -> None:
     changed = _ctl(a, "values", oaio_id, "--set", "count=4", "--set", "label=hello world", "--unset", "nope")
     assert changed.returncode == 0, changed.stderr
     assert "count: 4" in changed.stdout and "label: hello world" in changed.stdout
-    shown = json.loads(_ctl(a, "values", oaio_id, "--json").stdout)
+    shown = json.loads(_ctl(a, "values", "prefs", "--json").stdout)  # OBJ: an app's object by its _name
     assert shown == {"_name": "prefs", "count": 4, "label": "hello world"}
     note = tmp_path / "note.md"
     note.write_text("# a note\n")

@@ -373,6 +373,7 @@ class DaemonCommands:
         return _added(daemon, what, self._scheduler().submit(what, operation), _arg(args, "wait", _flag, False))
 
 
+APPS = ("data", "files")  #: kinds of objects apps make: named by their ``_name`` (a folder by its folder's name)
 MAX_VALUES = 256 * 1024  #: bytes of JSON an app's values may take in one request (a data object, not a file)
 
 
@@ -410,7 +411,11 @@ def _object(daemon: Any, args: Mapping[str, Any]) -> str:
     if not isinstance(handle, str) or len(handle) > 4096 or "\0" in handle:
         raise CommandFailed("oaio_id: must be an object's id, path or name")
     daemon.ready.wait(600)
-    known = [handles.Known(row.oaio_id, row.local_root or "") for row in daemon.engine().objects().objects]
+    listing = daemon.engine().objects()
+    known = [
+        handles.Known(row.oaio_id, row.local_root or "", listing.names.get(row.oaio_id, "") if row.kind in APPS else "")
+        for row in listing.objects
+    ]
     oaio_id: str = _arg({"oaio_id": handles.resolve(handle, known)}, "oaio_id", model.validate_oaio_id)
     return oaio_id
 
