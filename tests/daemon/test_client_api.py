@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from daemon_helpers import DaemonProcess, wait_for
-from e2e_helpers import Cluster, first_cycles, local_path, root_of, write_tree
+from e2e_helpers import Cluster, Stopwatch, first_cycles, local_path, report, root_of, write_tree
 
 from oaiod import client
 from oaiod.model import object_id
@@ -65,7 +65,10 @@ def test_app_objects_through_the_daemon(cluster: Cluster) -> None:
     _collect(other, seen_by_b)
 
     # an app registers a data object, a file object and a folder object through device A's daemon
+    watch = Stopwatch()
     data = app.register_object({"_name": "settings", "colour": "blue"})
+    report(f"oaiod.client register_object (registered on the hub): {watch.seconds():.2f} s")
+    watch = Stopwatch()
     doc = app.register_file("doc.txt", file_content=b"from the app")
     folder = cluster.base / "app-folder"
     write_tree(folder, {"a.txt": "one", "sub/b.txt": "two"})
@@ -80,6 +83,7 @@ def test_app_objects_through_the_daemon(cluster: Cluster) -> None:
     # they reach device B ...
     b_doc = local_path(b, doc.oaio_id) / "doc.txt"
     wait_for(lambda: b_doc.is_file() and b_doc.read_bytes() == b"from the app", 120, "the file object on B")
+    report(f"oaiod.client register_file (and a folder) on A -> the file on B: {watch.seconds():.2f} s")
     b_folder = local_path(b, shelf.oaio_id)
     wait_for(lambda: (b_folder / "sub/b.txt").is_file(), 120, "the folder object on B")
     wait_for(lambda: data.oaio_id in _listed(b), 120, "the data object on B")
