@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from daemon_helpers import DaemonProcess, wait_for
-from e2e_helpers import Cluster, Stopwatch, first_cycles, local_path, report, root_of, write_tree
+from e2e_helpers import Cluster, HoldProxy, Stopwatch, first_cycles, local_path, report, root_of, write_tree
 
 from oaiod import client
 from oaiod.model import object_id
@@ -142,6 +142,38 @@ def test_app_objects_through_the_daemon(cluster: Cluster) -> None:
         assert not gone & published.client_objectz.keys()
     finally:
         _close(published)
+
+
+def test_update_object_sync_raises_the_clash(cluster: Cluster) -> None:
+    """``update_object(…, sync=True)`` waits for the commit and raises ``ValuesClash`` when another device changed
+    the same key first: B's commit is held at the proxy while A commits, so B's meets a 409, merges and loses."""
+    proxy = HoldProxy(cluster.hub.url)
+    try:
+        a, b = cluster.start("dev-a"), cluster.start("dev-b", url=proxy.url)
+        first_cycles(a, b)
+        app, other = client.connect(a.config_file), client.connect(b.config_file)
+        data = app.register_object({"_name": "shared-prefs", "colour": "blue"})
+        wait_for(lambda: data.oaio_id in _listed(b) and _listed(b)[data.oaio_id]["stamp"], 120, "the object on B")
+        proxy.arm("delay")
+        raised: list[BaseException] = []
+
+        def edit_on_b() -> None:
+            try:
+                other.update_object(data.oaio_id, {"colour": "white"}, sync=True)
+            except client.ClientError as exc:
+                raised.append(exc)
+
+        editing = threading.Thread(target=edit_on_b)
+        editing.start()
+        assert proxy.held.wait(120), "B's commit did not reach the proxy"
+        assert app.update_object(data.oaio_id, {"colour": "black"}, sync=True)["colour"] == "black"
+        proxy.release()
+        editing.join(180)
+        assert len(raised) == 1 and isinstance(raised[0], client.ValuesClash), raised
+        assert [clash.key for clash in raised[0].clashes] == ["colour"]
+        assert other.values(data.oaio_id)["colour"] == "black"  # the first committed value stays (design §5)
+    finally:
+        proxy.close()
 
 
 def test_errors_are_typed(cluster: Cluster) -> None:
