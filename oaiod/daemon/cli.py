@@ -300,11 +300,13 @@ def ctl_add(ctx: click.Context, path: Path, wait: bool, as_json: bool) -> None:
     _call_queued(ctx, "add", lambda r: render_added(path, r), wait, path=str(path.expanduser().absolute()))
 
 
-def render_added(path: Path, result: Any) -> None:
-    """``added PATH as ID; registered on the server`` (or why not yet: offline, paused, still uploading)."""
+def render_added(path: Path | None, result: Any) -> None:
+    """``added PATH as ID; registered on the server`` (or why not yet: offline, paused, still uploading); without
+    ``path`` (a new data or file object) ``registered ID; …``."""
     if isinstance(result, dict) and "oaio_id" in result:
         detail = result.get("detail") or "registered on the server"
-        click.echo(pasteable(f"added {path} as {result['oaio_id']}; {detail}"))
+        what = f"added {path} as" if path is not None else "new object"
+        click.echo(pasteable(f"{what} {result['oaio_id']}; {detail}"))
     else:
         click.echo(f"added {path} as {result}")
 
@@ -546,6 +548,75 @@ def ctl_restore(ctx: click.Context, oaio_id: str, stamp: str, to: Path | None, w
     _call_queued(ctx, "restore", lambda r: click.echo(f"restored {oaio_id} at {stamp}"), wait, **args)
 
 
+# -- objects of apps: values, data objects, file objects (oaiod.client is the same for programs) -------------------
+
+VALUES_EPILOG = (
+    'A VALUE is JSON when it parses as JSON (3, true, [1, 2], "3"), else text. Values merge by key with other '
+    "devices' changes; a key changed on two devices keeps the first committed value (see: oaiod ctl conflicts)."
+)
+
+
+def parse_values(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as values (see :data:`VALUES_EPILOG`); a pair without ``=`` is a usage error."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=option)
+        try:
+            values[key] = json.loads(text)
+        except json.JSONDecodeError:
+            values[key] = text
+    return values
+
+
+def render_values(values: dict[str, Any]) -> None:
+    """An object's values, one ``key: value`` line each (the manifest and file list of a folder left out)."""
+    from oaiod.daemon.ctl.present import user_values
+
+    shown = user_values(values)
+    if not shown:
+        click.echo("no values")
+    for key, value in sorted(shown.items()):
+        click.echo(f"{key}: {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}")
+
+
+@ctl.command("values", epilog=VALUES_EPILOG)
+@obj_argument
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a key (repeatable).")
+@click.option("--unset", "unsets", multiple=True, metavar="KEY", help="Delete a key (repeatable).")
+@json_option
+@click.pass_context
+def ctl_values(ctx: click.Context, oaio_id: str, sets: tuple[str, ...], unsets: tuple[str, ...], as_json: bool) -> None:
+    """Show an object's values, or change them with --set and --unset."""
+    if not sets and not unsets:
+        _call(ctx, "values", render_values, oaio_id=oaio_id)
+        return
+    values = parse_values(sets, "--set")
+    _call_queued(ctx, "set-values", render_values, True, oaio_id=oaio_id, values=values, unset=list(unsets))
+
+
+@ctl.command("new", epilog=VALUES_EPILOG)
+@click.option("--values", "pairs", multiple=True, metavar="KEY=VALUE", required=True, help="A value (repeatable).")
+@json_option
+@click.pass_context
+def ctl_new(ctx: click.Context, pairs: tuple[str, ...], as_json: bool) -> None:
+    """Register a new data object with these values (_name=N names it)."""
+    _call_queued(ctx, "new", lambda r: render_added(None, r), True, values=parse_values(pairs, "--values"))
+
+
+@ctl.command("put")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", help="The object's name (_name); default: the file's name.")
+@json_option
+@click.pass_context
+def ctl_put(ctx: click.Context, file: Path, name: str | None, as_json: bool) -> None:
+    """Register a copy of FILE as a file object (kept in <client root>/filez/<id>/)."""
+    source = file.expanduser().absolute()
+    values = {"_name": name or source.name}
+    _call_queued(ctx, "put", lambda r: render_added(None, r), True, name=source.name, source=str(source), values=values)
+
+
 @ctl.command("log")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "--lines", default=50, show_default=True, help="How many recent lines.")
@@ -649,7 +720,9 @@ def short_path(path: str) -> str:
 
 
 def object_name(row: dict[str, Any]) -> str:
-    """What people call an object: its folder's name, else the name part of its id."""
+    """What people call an object: its ``_name`` (an app's object), its folder's name, else the name part of its id."""
+    if row.get("name") and row.get("kind") in ("data", "files"):
+        return str(row["name"])
     if row.get("path"):
         return Path(str(row["path"])).name
     from oaiod.model import dedefuse
@@ -684,6 +757,8 @@ def render_ls(rows: list[dict[str, Any]], *, ids: bool = False) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from oaiod.daemon.ctl.present import values_summary
+
     if not rows:
         _console().print("nothing is synced (add a folder: oaiod ctl add PATH)")
         return
@@ -691,13 +766,19 @@ def render_ls(rows: list[dict[str, Any]], *, ids: bool = False) -> None:
     table.add_column("name", no_wrap=True, max_width=24, overflow="ellipsis")
     table.add_column("state", no_wrap=True)
     table.add_column("right", no_wrap=True)
-    table.add_column("folder", overflow="fold")
+    table.add_column("folder or values", overflow="fold")
     for row in rows:
         status = str(row.get("status") or "")
         state = STATUS_WORDS.get(status, status)
         if row.get("kind") == "root":
             state += " (root)"
         folder = escape(short_path(str(row.get("path") or "")) or "-")
+        if row.get("values") is not None:  # an app's object: what it holds, in a line
+            summary = values_summary(row["values"])
+            if row.get("kind") == "data":
+                folder = escape(summary or "no values")
+            else:  # a file object: its files, then its values
+                folder += f"\n[dim]{escape('; '.join(filter(None, [', '.join(row.get('files') or []), summary])))}[/]"
         if ids:
             folder += f"\n[dim]{escape(str(row.get('oaio_id', '')))}[/]"
         if status == "held":

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from oaiod.engine import files, ops, selective, trash
+from oaiod.engine import apps, files, ops, selective, trash
 from oaiod.engine.context import EngineContext, OpenBackend, ServerApi
 from oaiod.engine.index import IndexReport, index_paths, owner_of, rooted, settle_ignored
 from oaiod.engine.mapping import is_own_root, map_object
@@ -39,6 +39,7 @@ from oaiod.model import OaiObject, now_stamp
 from oaiod.server_api import ObjectVersion, ProtocolError, RejectedObject, RemoteError
 from oaiod.state.backoff import RETRIED_AFTER_LOCAL_CHANGE
 from oaiod.state.models import (
+    KIND_DATA,
     KIND_FILES,
     KIND_ROOT,
     STATUS_ACTIVE,
@@ -410,7 +411,11 @@ class SyncEngine:
 
     def objects(self) -> Listing:
         """What ``ctl ls`` lists: the synced objects and the folders excluded from the folder around them."""
-        return Listing(self.repo.objects(values=False), self.repo.excluded_folders())
+        listing = Listing(self.repo.objects(values=False), self.repo.excluded_folders(), self.repo.object_names())
+        listing.values = {
+            row.oaio_id: apps.current_values(row) for row in self.repo.objects_of_kind(KIND_DATA, KIND_FILES)
+        }
+        return listing
 
     def share(self, oaio_id: str, user: str, right: str) -> int:
         return int(self.api.subscribe(oaio_id, user, right))
@@ -431,11 +436,50 @@ class SyncEngine:
                 self.repo.add_history(oaio_id, "confirm", detail=row.hold_reason)
             self.repo.set_cursor(self.server_key, "")  # the held pull is listed again
 
-    def set_values(self, oaio_id: str, values: dict[str, Any]) -> None:
-        """Change user values of an object (merged by key with the server's at the next push)."""
+    def set_values(self, oaio_id: str, values: dict[str, Any], unset: Iterable[str] = ()) -> None:
+        """Change (and with ``unset`` delete) keys of an object's values, merged by key with the server's at the
+        next push."""
         with self._lock:
-            ops.set_values(self.ctx, oaio_id, values)
+            apps.set_values(self.ctx, oaio_id, values, unset)
             self.repo.retry_errors(oaio_id, RETRIED_AFTER_LOCAL_CHANGE)
+
+    # -- objects of apps (see apps) ------------------------------------------------------------------------------
+
+    def values(self, oaio_id: str) -> dict[str, Any]:
+        """An object's values as this device has them (its uncommitted edits included)."""
+        return apps.current_values(apps.synced_row(self.ctx, oaio_id))
+
+    def new_object(self, values: dict[str, Any]) -> str:
+        """A new data object, registered by the next cycle; its id."""
+        with self._lock:
+            return apps.new_data_object(self.ctx, values)
+
+    def new_file_object(
+        self, name: str, source: Path | None, root: Path | None = None, values: dict[str, Any] | None = None
+    ) -> str:
+        """A new file object holding ``source`` as ``name`` (see :func:`oaiod.engine.apps.new_file_object`)."""
+        with self._lock:
+            return apps.new_file_object(self.ctx, name, source, root, values or {})
+
+    def update_file(self, oaio_id: str, name: str = "", source: Path | None = None) -> str:
+        """A file object's file replaced (or added); committed by the next cycle. Its local path."""
+        with self._lock:
+            path = apps.update_file(self.ctx, oaio_id, name, source)
+            self.repo.retry_errors(oaio_id, RETRIED_AFTER_LOCAL_CHANGE)
+            return path
+
+    def unregister(self, oaio_id: str, wipe_files: bool = False) -> str:
+        """Delete an object for everybody (as ``ctl delete``); ``wipe_files`` also deletes its versions on the
+        storage host and its files here. Says what was done."""
+        with self._lock:
+            row = apps.synced_row(self.ctx, oaio_id)
+            if wipe_files:
+                apps.check_wipe(self.ctx, row)
+            done = ops.delete(self.ctx, oaio_id)
+            if wipe_files:
+                apps.wipe(self.ctx, row)
+                done += "; its files were wiped"
+            return done
 
     def conflicts(self) -> list[ConflictRow]:
         """What ``ctl conflicts`` lists: the conflicted copies that exist now, found in the index by their name —

@@ -1,6 +1,6 @@
-"""The engine's operations besides the cycle: adding and removing folders, values, restore,
-garbage collection, folders excluded from the folder around them, new folder objects (the client root's
-life cycle is :mod:`oaiod.engine.roots`). ``SyncEngine`` holds its lock around each."""
+"""The engine's operations besides the cycle: adding and removing folders, restore, garbage collection, folders
+excluded from the folder around them, new folder objects (the client root's life cycle is :mod:`oaiod.engine.roots`,
+apps' objects and values :mod:`oaiod.engine.apps`). ``SyncEngine`` holds its lock around each."""
 
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ from oaiod.model import (
 )
 from oaiod.server_api import NotFound
 from oaiod.state.models import (
-    KIND_DATA,
     KIND_FOLDER,
     KIND_ROOT,
     STATUS_ACTIVE,
@@ -176,18 +175,6 @@ def resume_removed(ctx: EngineContext, path: Path) -> str | None:
             ctx.repo.add_history(row.oaio_id, "add", str(local), "synced again after `ctl remove`")
             return row.oaio_id
     return None
-
-
-def set_values(ctx: EngineContext, oaio_id: str, values: dict[str, Any]) -> None:
-    row = ctx.repo.get_object(oaio_id)
-    if row is None:
-        raise ValidationError("oaio_id", f"{oaio_id} is not synced here")
-    reserved = {NAME_VALUES_KEY, ROOT_VALUES_KEY, FILES_VALUES_KEY, MANIFEST_KEY} & values.keys()
-    if reserved and row.kind != KIND_DATA:
-        raise ValidationError("values", f"{', '.join(sorted(reserved))} are managed by oaiod")
-    local = dict(row.local_values if row.local_values is not None else row.synced_values or row.client_values)
-    local.update(values)
-    ctx.repo.update_object(oaio_id, local_values=local, local_dirty=True)
 
 
 def restore(ctx: EngineContext, oaio_id: str, stamp: str, to: Path | None, under: str = "") -> list[str]:

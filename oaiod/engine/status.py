@@ -56,3 +56,5 @@ class Listing:
 
     objects: list[ObjectRow] = field(default_factory=list)
     excluded: list[ExcludedFolderRow] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)  #: oaio_id -> ``_name``, where an object has one
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)  #: data and file objects' values, by id

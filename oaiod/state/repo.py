@@ -147,6 +147,19 @@ class StateRepo:
                 query = query.options(*(sa.orm.defer(column, raiseload=True) for column in _VALUE_COLUMNS))
             return list(s.scalars(query))
 
+    def objects_of_kind(self, *kinds: str) -> list[ObjectRow]:
+        """Objects of ``kinds`` with their values (for apps' data and file objects, whose values are small)."""
+        with self.session() as s:
+            return list(s.scalars(sa.select(ObjectRow).where(ObjectRow.kind.in_(kinds)).order_by(ObjectRow.oaio_id)))
+
+    def object_names(self) -> dict[str, str]:
+        """``oaio_id -> _name`` of every object that has one, read inside SQLite (a folder's values are megabytes:
+        ``ctl ls`` must not decode them to show a name)."""
+        name = sa.func.json_extract(ObjectRow.client_values, "$._name")
+        with self.session() as s:
+            found = s.execute(sa.select(ObjectRow.oaio_id, name).where(name.is_not(None)))
+            return {oaio_id: str(value) for oaio_id, value in found}
+
     def has_kind(self, kind: str) -> bool:
         """True when an object of ``kind`` is synced (a cheap check that loads no values)."""
         with self.session() as s:

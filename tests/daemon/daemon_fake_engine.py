@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -174,6 +175,31 @@ class FakeEngine:
 
     def restore(self, oaio_id: str, stamp: str, to: Path | None = None) -> None:
         self.calls.append(["restore", oaio_id, stamp, str(to) if to else None])
+
+    # objects of apps: recorded, as the real engine's are tested against real daemons (tests/daemon/test_client_api)
+    def values(self, oaio_id: str) -> dict[str, Any]:
+        return {"_name": oaio_id}
+
+    def set_values(self, oaio_id: str, values: dict[str, Any], unset: Iterable[str] = ()) -> None:
+        self.calls.append(["set_values", oaio_id, values, list(unset)])
+
+    def new_object(self, values: dict[str, Any]) -> str:
+        self.calls.append(["new_object", values])
+        return "fake-data"
+
+    def new_file_object(
+        self, name: str, source: Path | None, root: Path | None = None, values: dict[str, Any] | None = None
+    ) -> str:
+        self.calls.append(["new_file_object", name, str(source), str(root)])
+        return "fake-file"
+
+    def update_file(self, oaio_id: str, name: str = "", source: Path | None = None) -> str:
+        self.calls.append(["update_file", oaio_id, name])
+        return name
+
+    def unregister(self, oaio_id: str, wipe_files: bool = False) -> str:
+        self.calls.append(["unregister", oaio_id, wipe_files])
+        return "deleted on the server"
 
     def status(self) -> FakeStatus:
         with self._lock:

@@ -265,7 +265,9 @@ class _QuietServer(ThreadingHTTPServer):
 class HoldProxy:
     """An HTTP proxy in front of the hub that passes everything through, except that — once armed — it holds the
     first ``POST …/upload/`` (the commit point, design §4): *before* forwarding it (``mode="request"``: the hub
-    never sees it) or *after* the hub answered (``mode="response"``: committed, but the daemon never hears it).
+    never sees it), *before* forwarding it and then forwarding it (``mode="delay"``: another device may commit
+    meanwhile, so the held one meets a 409) or *after* the hub answered (``mode="response"``: committed, but the
+    daemon never hears it).
     :attr:`held` is set when it holds one; :meth:`release` lets it go (to a daemon that is usually dead by then).
 
     With :attr:`down` set it drops every request unanswered (the connection closes): the server looks offline.
@@ -300,7 +302,7 @@ class HoldProxy:
         threading.Thread(target=self.server.serve_forever, name="hold-proxy", daemon=True).start()
 
     def arm(self, mode: str) -> None:
-        assert mode in ("request", "response")
+        assert mode in ("request", "delay", "response")
         with self._lock:
             self.mode = mode
 
@@ -322,10 +324,11 @@ class HoldProxy:
             handler.close_connection = True
             return
         hold = self._take_hold(handler)
-        if hold == "request":
+        if hold in ("request", "delay"):
             self._hold()
-            handler.close_connection = True
-            return
+            if hold == "request":
+                handler.close_connection = True
+                return
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("host", "connection", "keep-alive")}
         headers["Host"] = f"{self.upstream_host}:{self.upstream_port}"
         conn = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=120)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime
+import json
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -120,6 +121,14 @@ class DaemonCommands:
             "versions": self.versions,
             "restore": self.restore,
             "log": self.log,
+            # objects of apps (oaiod.client, ctl values|new|put): changes queued like add, reads at once
+            "values": self.values,
+            "set-values": self.set_values,
+            "new": self.new,
+            "put": self.put,
+            "update-file": self.update_file,
+            "unregister": self.unregister,
+            "changes": self.changes,
         }
 
     # -- how commands run ----------------------------------------------------------------------------------------
@@ -301,6 +310,87 @@ class DaemonCommands:
     def users(self, args: Mapping[str, Any]) -> Any:
         return self._server_call(args, lambda e, oaio_id: e.users(oaio_id))
 
+    # -- objects of apps: data and file objects, values (oaiod.client, ctl values|new|put) -----------------------
+
+    def values(self, args: Mapping[str, Any]) -> Any:
+        oaio_id = _object(self.daemon, args)
+        return self._read(lambda e: e.values(oaio_id))
+
+    def set_values(self, args: Mapping[str, Any]) -> Any:
+        """Change (``values``) and delete (``unset``) keys; answers the values as they are then on this device."""
+        oaio_id = _object(self.daemon, args)
+        values, unset = _arg(args, "values", _values, {}), _arg(args, "unset", _keys, [])
+
+        def change(engine: DaemonEngine) -> Any:
+            engine.set_values(oaio_id, values, unset)
+            return engine.values(oaio_id)
+
+        return self._queued(f"ctl values {oaio_id}", change, args)
+
+    def new(self, args: Mapping[str, Any]) -> Any:
+        """A new data object; answers as ``add`` does, once registered (or why not yet)."""
+        values = _arg(args, "values", _values)
+        return self._registered("ctl new", lambda e: e.new_object(values), args)
+
+    def put(self, args: Mapping[str, Any]) -> Any:
+        """A new file object: ``name`` (the file's name in it) copied from ``source`` (absent: the file is in
+        ``root`` already), in ``root`` or else ``client_root/filez/<oaio_id>/``."""
+        name, values = _arg(args, "name", model.validate_file_path), _arg(args, "values", _values, {})
+        source, root = _arg(args, "source", _local_path, None), _arg(args, "root", _local_path, None)
+        if source is None and root is None:
+            raise CommandFailed("put needs the file: a source, or a root holding it")
+        return self._registered(f"ctl put {name}", lambda e: e.new_file_object(name, source, root, values), args)
+
+    def update_file(self, args: Mapping[str, Any]) -> Any:
+        oaio_id, source = _object(self.daemon, args), _arg(args, "source", _local_path, None)
+        name = _arg(args, "name", lambda value, field: model.validate_file_path(value, field) if value else "", "")
+        return self._queued(f"update file of {oaio_id}", lambda e: e.update_file(oaio_id, name, source), args)
+
+    def unregister(self, args: Mapping[str, Any]) -> Any:
+        """Delete an object for everybody (an app's call: no confirmation); ``wipe_files`` deletes its files too."""
+        oaio_id, wipe = _object(self.daemon, args), _arg(args, "wipe_files", _flag, False)
+        return self._queued(f"unregister {oaio_id}", lambda e: e.unregister(oaio_id, wipe), args)
+
+    def changes(self, args: Mapping[str, Any]) -> Any:
+        """Stream the server-side changes the daemon pulls (:mod:`oaiod.daemon.ctl.changes`) until it stops."""
+        from oaiod.daemon.ctl import changes
+
+        daemon = self.daemon
+        daemon.ready.wait(600)
+        device = daemon.handle.device_id if daemon.handle is not None else ""
+        return Stream(changes.stream(daemon, device), lambda: None)
+
+    def _registered(self, what: str, func: Callable[[DaemonEngine], str], args: Mapping[str, Any]) -> Any:
+        """Run ``func`` (it records a new object) between cycles, then answer as ``add``: registered or why not."""
+        daemon = self.daemon
+
+        def operation() -> tuple[str, int | None]:
+            oaio_id = func(daemon.engine())
+            daemon.rewatch()
+            registering = daemon.scheduler
+            return oaio_id, registering.trigger(what, force=True) if registering is not None else None
+
+        return _added(daemon, what, self._scheduler().submit(what, operation), _arg(args, "wait", _flag, False))
+
+
+APPS = ("data", "files")  #: kinds of objects apps make: named by their ``_name`` (a folder by its folder's name)
+MAX_VALUES = 256 * 1024  #: bytes of JSON an app's values may take in one request (a data object, not a file)
+
+
+def _values(value: Any, name: str) -> dict[str, Any]:
+    """An app's values: an object with text keys, at most :data:`MAX_VALUES` bytes as JSON."""
+    if not isinstance(value, dict) or not all(isinstance(key, str) and key for key in value):
+        raise ValidationError(name, "must be an object with non-empty text keys")
+    if len(json.dumps(value)) > MAX_VALUES:
+        raise ValidationError(name, f"more than {MAX_VALUES} bytes of JSON")
+    return value
+
+
+def _keys(value: Any, name: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(key, str) and key for key in value):
+        raise ValidationError(name, "must be a list of keys")
+    return value
+
 
 def _day(value: Any, name: str) -> str:
     """A trash day, ``YYYY-MM-DD``."""
@@ -321,7 +411,11 @@ def _object(daemon: Any, args: Mapping[str, Any]) -> str:
     if not isinstance(handle, str) or len(handle) > 4096 or "\0" in handle:
         raise CommandFailed("oaio_id: must be an object's id, path or name")
     daemon.ready.wait(600)
-    known = [handles.Known(row.oaio_id, row.local_root or "") for row in daemon.engine().objects().objects]
+    listing = daemon.engine().objects()
+    known = [
+        handles.Known(row.oaio_id, row.local_root or "", listing.names.get(row.oaio_id, "") if row.kind in APPS else "")
+        for row in listing.objects
+    ]
     oaio_id: str = _arg({"oaio_id": handles.resolve(handle, known)}, "oaio_id", model.validate_oaio_id)
     return oaio_id
 

@@ -5,7 +5,7 @@ People do not type object ids (``oaiod⁄⁄alice@laptop⁄work⁄20261204…``,
 1. an object's id, as ``ctl ls --json`` shows it, or in its plain form (``oaiod://alice@laptop/work/…``);
 2. a path (the CLI makes it absolute): the synced folder, or any file or folder inside one — the object is the one
    whose folder holds it most closely (a folder added inside the client root is its own object);
-3. an object's name — its folder's name (``work`` for ``~/work``);
+3. an object's name — its folder's name (``work`` for ``~/work``); an app's data or file object's ``_name``;
 4. a unique prefix of an id or of a name.
 
 A handle naming several objects is refused with the candidates: a wrong guess never picks an object. One naming
@@ -21,19 +21,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from oaiod.daemon.ctl.protocol import CommandFailed
-from oaiod.errors import ValidationError
+from oaiod.errors import FailureKind, ValidationError
 from oaiod.model import URI_SEP_STR, URI_SEP_UNICODE_CHAR, dedefuse, defuse, validate_oaio_id
 
 
 @dataclass(frozen=True)
 class Known:
-    """One object as handles see it: its id, its local folder ("" for none) and its name."""
+    """One object as handles see it: its id, its local folder ("" for none) and its name: ``label`` (an app's
+    object's ``_name``) or else its folder's name."""
 
     oaio_id: str
     folder: str = ""
+    label: str = ""
 
     @property
     def name(self) -> str:
+        if self.label:
+            return self.label
         return os.path.basename(self.folder.rstrip("/")) if self.folder else ""
 
 
@@ -59,7 +63,7 @@ def resolve(handle: str, objects: Iterable[Known]) -> str:
             raise CommandFailed(f"{handle!r} {what} {len(matches)} objects: {shown}; give a path or a longer prefix")
     if URI_SEP_UNICODE_CHAR in handle or _is_id(handle):
         return handle  # an id not synced here (yet: an add still queued; or on the server only): the command checks it
-    raise CommandFailed(f"no synced object is named {handle!r} (see: oaiod ctl ls)")
+    raise CommandFailed(f"no synced object is named {handle!r} (see: oaiod ctl ls)", FailureKind.NOT_FOUND)
 
 
 def _is_id(handle: str) -> bool:

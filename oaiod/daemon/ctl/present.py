@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,9 @@ def listing(synced: Listing) -> list[dict[str, Any]]:
             "stamp": row.synced_stamp,
             "owner": row.username,
             "detail": row.hold_reason,
+            "name": synced.names.get(row.oaio_id, ""),
+            "values": user_values(synced.values[row.oaio_id]) if row.oaio_id in synced.values else None,
+            "files": list(synced.values.get(row.oaio_id, {}).get(FILES_VALUES_KEY) or []),
         }
         for row in synced.objects
         if not (row.status == "removed" and row.local_root in excluded_paths)  # the excluded entry says it
@@ -80,6 +84,23 @@ def listing(synced: Listing) -> list[dict[str, Any]]:
             }
         )
     return shown
+
+
+def user_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """An object's values without those oaiod keeps for itself (the manifest, the file list, the folder)."""
+    return {key: value for key, value in values.items() if key not in ("_oaiod", FILES_VALUES_KEY, "_root_path")}
+
+
+def values_summary(values: Mapping[str, Any] | None, width: int = 40) -> str:
+    """``key=value, …`` of an object's own values (``_name`` left out: shown as the name), cut at ``width``."""
+    if not values:
+        return ""
+    text = ", ".join(f"{key}={_short(value)}" for key, value in sorted(values.items()) if key != "_name")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _short(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
 def row_dict(row: Any) -> dict[str, Any]:

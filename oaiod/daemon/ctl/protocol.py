@@ -1,7 +1,9 @@
 """The control protocol: JSON lines over the owner-only Unix socket; the daemon serves it, ``oaiod ctl`` calls it.
 
 One request per connection line: ``{"cmd": NAME, "args": {...}}``. A plain command answers one line,
-``{"ok": true, "result": ...}`` or ``{"ok": false, "error": TEXT}``. A streaming command (``log -f``,
+``{"ok": true, "result": ...}`` or ``{"ok": false, "error": TEXT, "kind": KIND}`` (KIND: the failure's
+:class:`~oaiod.errors.FailureKind`, so a program — :mod:`oaiod.client` — tells "unknown object" from "refused"
+without reading the text). A streaming command (``log -f``,
 ``sync --wait``) first answers any number of ``{"ok": true, "stream": ITEM}`` lines, then the final line.
 
 The socket lives in a 0700 folder and is created 0600; on Linux a peer of another uid is refused
@@ -13,7 +15,7 @@ Errors of this boundary::
     OaiodError
     └── CtlError             the control connection failed
         ├── NoDaemon         nothing listens on the socket (``oaiod ctl`` exits with code 3)
-        └── CommandFailed    the daemon answered ``ok: false``; ``str()`` is its reason
+        └── CommandFailed    the daemon answered ``ok: false``; ``str()`` is its reason, ``failure`` its kind
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from oaiod.errors import OaiodError
+from oaiod.errors import FailureKind, OaiodError, failure_kind
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,11 @@ class NoDaemon(CtlError):
 
 
 class CommandFailed(CtlError):
-    """The daemon refused or failed the command."""
+    """The daemon refused or failed the command; ``failure`` says what kind of failure it was (from the answer)."""
+
+    def __init__(self, message: str, kind: FailureKind | str = FailureKind.INVALID) -> None:
+        super().__init__(message)
+        self.failure = FailureKind(kind) if kind in FailureKind._value2member_map_ else FailureKind.INVALID
 
 
 class Stream:
@@ -201,7 +207,8 @@ class CtlServer:
             conn.sendall(_encode({"ok": True, "result": answer}))
         except OaiodError as exc:
             log.debug("control command failed: %s", exc)
-            conn.sendall(_encode({"ok": False, "error": self.describe(exc)}))
+            kind = exc.failure if isinstance(exc, CommandFailed) else failure_kind(exc)
+            conn.sendall(_encode({"ok": False, "error": self.describe(exc), "kind": kind.value}))
         except OSError:
             raise
         except Exception as exc:  # a bug in a handler: log it, tell the client, keep the daemon up
@@ -303,7 +310,7 @@ class StreamReader:
                         raise CtlError("the daemon closed the connection without an answer (stopping?)")
                     message = json.loads(line)
                     if not message.get("ok"):
-                        raise CommandFailed(str(message.get("error", "unknown error")))
+                        raise CommandFailed(str(message.get("error", "unknown error")), str(message.get("kind")))
                     if "stream" in message:
                         yield message["stream"]
                         continue
