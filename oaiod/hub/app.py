@@ -214,6 +214,7 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     from oaiod.hub.openapi import OPENAPI_PATH
     from oaiod.hub.openapi import install as install_openapi
     from oaiod.hub.routes import router as core_router
+    from oaiod.hub.web import mount as mount_web
 
     service = service or HubService.open(settings)
     notifier = ChangeNotifier()
@@ -250,6 +251,7 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     app.state.readiness = Readiness(service, app.state.blobs.check_ready)
     app.include_router(health_router)  # /healthz, /readyz and /metrics: at the root, for the machines that probe
     app.include_router(metrics_router)
+    mount_web(app)  # the browser app under /web/ (oaiod.hub.web)
     install_openapi(app)
     app.add_middleware(HubMiddleware, body_limit=settings.body_limit)
     app.add_middleware(RequestObserver, metrics=metrics, routes=RouteTemplates.of(app))  # sees HubMiddleware's answers

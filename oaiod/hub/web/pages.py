@@ -1,0 +1,11 @@
+"""Every page router of the web app, in one place: :func:`oaiod.hub.web.render.mount` includes :data:`router`.
+A new page module adds its router here (one line)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from oaiod.hub.web import auth
+
+router = APIRouter(include_in_schema=False)  # pages are HTML; the API routes scripts use are in the OpenAPI document
+router.include_router(auth.router)
