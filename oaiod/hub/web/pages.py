@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from oaiod.hub.web import auth
+from oaiod.hub.web import auth, objects
 
 router = APIRouter(include_in_schema=False)  # pages are HTML; the API routes scripts use are in the OpenAPI document
 router.include_router(auth.router)
+router.include_router(objects.router)

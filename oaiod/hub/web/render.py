@@ -199,6 +199,8 @@ TITLES = {
     429: "Too many requests",
 }
 
+KEPT_ERROR_HEADERS = ("content-range", "retry-after")
+
 Handler = Callable[[Request, Any], Awaitable[Response] | Response]
 
 
@@ -213,11 +215,16 @@ def error_page(request: Request, status: int, reason: str) -> Response:
 
 def _html_under_prefix(previous: Handler, reason_of: Callable[[Any], tuple[int, str]]) -> Handler:
     async def handler(request: Request, exc: Any) -> Response:
-        if request.url.path.startswith(PREFIX) and not request.url.path.startswith(f"{PREFIX}static/"):
-            status, reason = reason_of(exc)
-            return error_page(request, status, reason)
         answer = previous(request, exc)
-        return await answer if not isinstance(answer, Response) else answer
+        json_answer = await answer if not isinstance(answer, Response) else answer
+        if not request.url.path.startswith(PREFIX) or request.url.path.startswith(f"{PREFIX}static/"):
+            return json_answer
+        status, reason = reason_of(exc)
+        page = error_page(request, status, reason)
+        for name in KEPT_ERROR_HEADERS:  # what the API's answer says beside its body (416's size, 429's wait)
+            if name in json_answer.headers:
+                page.headers[name] = json_answer.headers[name]
+        return page
 
     return handler
 
