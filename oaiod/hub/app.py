@@ -205,6 +205,7 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     """The hub application over ``service`` (opened from ``settings`` when not given)."""
     from oaiod.hub.blobbatch import mount as mount_blob_batches
     from oaiod.hub.blobs import mount as mount_blobs
+    from oaiod.hub.browse import router as browse_router
     from oaiod.hub.feed import FEATURES
     from oaiod.hub.feed import router as feed_router  # routes import this module's dependencies
     from oaiod.hub.health import Readiness
@@ -246,6 +247,7 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     _install_error_handlers(app)
     app.include_router(core_router, prefix="/api")
     app.include_router(feed_router, prefix="/api")
+    app.include_router(browse_router, prefix="/api")
     mount_blobs(app)
     mount_blob_batches(app)
     app.state.readiness = Readiness(service, app.state.blobs.check_ready)

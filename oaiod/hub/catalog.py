@@ -245,6 +245,24 @@ class Catalog:
             found.append({**{k: v for k, v in version.items() if k != "values"}, "size": size, "sha256": sha})
         return found
 
+    def storage_used(self) -> dict[str, int]:
+        """Bytes each user's blob names hold: in the objects they created, and in their private space. A content
+        named twice counts twice (the hub stores it once): this is what the user put there, not the disk used."""
+        with self.service.sessions() as db:
+            shared = db.execute(
+                sa.select(Object.creator, sa.func.sum(Blob.size))
+                .join(Object, Object.oaio_id == Blob.scope)
+                .where(Blob.owner == "")
+                .group_by(Object.creator)
+            )
+            used = {name: int(total) for name, total in shared}
+            private = db.execute(
+                sa.select(Blob.owner, sa.func.sum(Blob.size)).where(Blob.owner != "").group_by(Blob.owner)
+            )
+            for name, total in private:
+                used[name] = used.get(name, 0) + int(total)
+        return used
+
     # -- restore ------------------------------------------------------------------------------------------------
 
     def restore(self, actor: Actor, oaio_id: str, stamp: str, path: str = "") -> str:

@@ -112,3 +112,69 @@ def test_restore_a_file_version(
     url = web_url(hub, object_path(folder["oaio_id"], "download"))
     assert session.get(url, params={"path": "a.txt"}).content == b"version one"
     assert session.get(url, params={"path": "sub/b.bin"}).content == b"new"
+
+
+def test_sharing_follows_subscribe_rules(
+    hub: RunningHub, folder: dict[str, Any], hub_session: Callable[..., HubSession]
+) -> None:
+    bob = web_login(hub, "bob")
+    url = web_url(hub, object_path(folder["oaio_id"], "sharing"))
+    page = bob.get(url)
+    assert page.status_code == 200 and "owner" in page.text and "Share with a user" in page.text
+    granted = bob.post(url, data={"username": "carol", "right": "U", "csrf_token": bob.cookies["csrftoken"]})
+    assert granted.status_code == 200 and "carol may now write it" in granted.text
+    carol = web_login(hub, "carol")
+    assert "Reports" in carol.get(web_url(hub, "objects")).text
+    refused = carol.post(url, data={"username": "alice", "right": "r", "csrf_token": carol.cookies["csrftoken"]})
+    assert refused.status_code == 403 and "granting rights" in refused.text
+    never_c = bob.post(url, data={"username": "alice", "right": "C", "csrf_token": bob.cookies["csrftoken"]})
+    assert never_c.status_code == 403
+    api = hub_session(hub, "carol").post(
+        "subscribe/", json={"oaio_id": folder["oaio_id"], "username": "alice", "access_right": "r"}
+    )
+    assert api.status_code == 403 and api.json()["error"] == "forbidden"
+    removed = bob.post(url, data={"username": "carol", "right": "x", "csrf_token": bob.cookies["csrftoken"]})
+    assert "carol no longer has access" in removed.text
+    assert carol.get(web_url(hub, object_path(folder["oaio_id"]))).status_code == 404
+
+
+def test_supervisor_pages(hub: RunningHub, folder: dict[str, Any], hub_session: Callable[..., HubSession]) -> None:
+    assert web_login(hub, "bob").get(web_url(hub, "admin/users")).status_code == 403
+    alice = web_login(hub, "alice")
+    users = alice.get(web_url(hub, "admin/users"))
+    assert users.status_code == 200 and "bob" in users.text
+    token = alice.cookies["csrftoken"]
+    added = alice.post(
+        web_url(hub, "admin/users"), data={"username": "dave", "password": "long enough", "csrf_token": token}
+    )
+    assert "Added dave" in added.text
+    hub.users["dave"] = "long enough"
+    dave = web_login(hub, "dave")
+    alice.post(web_url(hub, "admin/users/dave/disable"), data={"csrf_token": token})
+    assert dave.get(web_url(hub, "objects"), allow_redirects=False).status_code == 303  # logged out
+    assert alice.get(web_url(hub, "admin/health")).status_code == 200
+    assert alice.get(web_url(hub, "admin/storage")).status_code == 200
+    api = hub_session(hub, "alice")
+    rows = {row["username"]: row for row in api.get("hub/users/").json()}
+    assert rows["dave"]["can_login"] is False and rows["bob"]["storage_used"] == len(b"version one") + 10240 + 7
+    assert hub_session(hub, "bob").get("hub/users/").status_code == 403
+
+
+def test_api_twins(hub: RunningHub, folder: dict[str, Any], hub_session: Callable[..., HubSession]) -> None:
+    bob = hub_session(hub, "bob")
+    listed = bob.get("hub/objects/").json()["objects"]
+    assert [(o["name"], o["owner"], o["right"], o["files"]) for o in listed] == [("Reports", "bob", "C", 3)]
+    tree = bob.get(f"hub/tree/{folder['oaio_id']}", params={"path": "sub"}).json()
+    assert [(e["name"], e["size"]) for e in tree["entries"]] == [("b.bin", 10240)]
+    stored = new_version(bob, folder, {"a.txt": b"two"})
+    assert len(bob.get(f"hub/file-versions/{folder['oaio_id']}", params={"path": "a.txt"}).json()) == 2
+    answer = bob.post("hub/restore/", json={"oaio_id": folder["oaio_id"], "stamp": folder["client_stamp"]})
+    assert answer.status_code == 200 and answer.json()["stamp"] > stored["client_stamp"]
+    top = bob.get(f"hub/tree/{folder['oaio_id']}").json()
+    assert [e["name"] for e in top["entries"]] == ["sub", HOSTILE, "a.txt"]
+    carol = hub_session(hub, "carol")
+    body = {"oaio_id": folder["oaio_id"], "stamp": folder["client_stamp"]}
+    assert carol.post("hub/restore/", json=body).status_code == 404  # not subscribed: learns nothing
+    bob.post("subscribe/", json={"oaio_id": folder["oaio_id"], "username": "carol", "access_right": "r"})
+    refused = carol.post("hub/restore/", json=body)
+    assert refused.status_code == 403 and refused.json()["error"] == "forbidden"  # read only
