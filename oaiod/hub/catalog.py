@@ -38,13 +38,13 @@ from oaiod.model import (
 KIND_FOLDER, KIND_FILES, KIND_DATA = "folder", "files", "data"
 KIND_WORDS = {KIND_FOLDER: "folder", KIND_FILES: "file object", KIND_DATA: "data object"}
 RIGHT_WORDS = {
-    "C": "owner: created it; may read, change, delete it and share it with any right up to D",
-    "D": "manage: may read, change and delete it, and share it with others (up to D)",
-    "U": "write: may read and change it, but not delete or share it",
-    "r": "read: may read and download it, nothing more",
+    "C": "created it: may read, change and delete it, and share it with others (at most as manager)",
+    "D": "may read, change and delete it, and share it with others (at most as manager)",
+    "U": "may read and change it, but not delete or share it",
+    "r": "may read and download it, nothing more",
     "x": "no access",
 }
-RIGHT_NAMES = {"C": "owner", "D": "manage", "U": "write", "r": "read", "x": "none"}
+RIGHT_NAMES = {"C": "owner", "D": "manager", "U": "writer", "r": "reader", "x": "none"}
 
 
 def object_kind(values: dict[str, Any]) -> str:

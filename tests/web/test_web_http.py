@@ -122,7 +122,7 @@ def test_sharing_follows_subscribe_rules(
     page = bob.get(url)
     assert page.status_code == 200 and "owner" in page.text and "Share with a user" in page.text
     granted = bob.post(url, data={"username": "carol", "right": "U", "csrf_token": bob.cookies["csrftoken"]})
-    assert granted.status_code == 200 and "carol may now write it" in granted.text
+    assert granted.status_code == 200 and "carol is now writer" in granted.text
     carol = web_login(hub, "carol")
     assert "Reports" in carol.get(web_url(hub, "objects")).text
     refused = carol.post(url, data={"username": "alice", "right": "r", "csrf_token": carol.cookies["csrftoken"]})

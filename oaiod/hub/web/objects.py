@@ -52,13 +52,17 @@ def when_ns(mtime_ns: int) -> str:
     return _dt.datetime.fromtimestamp(mtime_ns / 1e9, _dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def human_size(size: int | None) -> str:
     if size is None:
         return "–"
     value = float(size)
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
-            return f"{size} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+            return plural(size, "byte") if unit == "bytes" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} bytes"
 
@@ -68,6 +72,7 @@ HELPERS: dict[str, Any] = {
     "when": when,
     "when_ns": when_ns,
     "human_size": human_size,
+    "plural": plural,
     "kind_words": KIND_WORDS,
     "right_names": RIGHT_NAMES,
     "right_words": RIGHT_WORDS,

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 
 from oaiod.hub.web import admin, auth, objects, sharing
 
-router = APIRouter(include_in_schema=False)  # pages are HTML; the API routes scripts use are in the OpenAPI document
+router = APIRouter()  # included without a schema: pages are HTML; their API twins are in the OpenAPI document
 router.include_router(auth.router)
 router.include_router(objects.router)
 router.include_router(sharing.router)

@@ -244,7 +244,7 @@ def mount(app: FastAPI) -> None:
     """The web app's pages under :data:`PREFIX`, its static files, HTML error pages and security headers."""
     from oaiod.hub.web import pages
 
-    app.include_router(pages.router, prefix=PREFIX.rstrip("/"))
+    app.include_router(pages.router, prefix=PREFIX.rstrip("/"), include_in_schema=False)
     app.mount(f"{PREFIX}static", StaticFiles(directory=HERE / "static"), name="web-static")
     _install_error_pages(app)
     app.add_middleware(SecurityHeaders)

@@ -63,6 +63,4 @@ def share(request: Request, oaio_id: str, actor: WebActorDep, form: FormDep) -> 
         message = f"{username} no longer has access." if username != actor.username else "You left this object."
         target = object_url(oaio_id, "sharing") if username != actor.username else "objects"
         return redirect(target, message)
-    return redirect(
-        object_url(oaio_id, "sharing"), f"{username} may now {RIGHT_NAMES[right]} it: {RIGHT_WORDS[right]}."
-    )
+    return redirect(object_url(oaio_id, "sharing"), f"{username} is now {RIGHT_NAMES[right]}: {RIGHT_WORDS[right]}.")
