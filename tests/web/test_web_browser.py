@@ -56,6 +56,10 @@ def test_browse_download_and_restore(page: Any, hub: RunningHub, folder: dict[st
     assert page.get_by_role("link", name=HOSTILE, exact=True).is_visible()
     assert page.locator("img").count() == 0
     screenshot(page, "hub-web-folder")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than the screen
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    screenshot(page, "hub-web-folder-phone")
+    page.set_viewport_size({"width": 1280, "height": 800})
     with page.expect_download() as download:
         page.get_by_role("link", name="Download plan.txt").click()
     assert Path(download.value.path()).read_bytes() == b"second plan"
