@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from oaiod.engine.manifest import MANIFEST_KEY, manifest_kind, remote_files
 from oaiod.errors import ValidationError
 from oaiod.hub.blobstore import BlobStore
-from oaiod.hub.db import Blob, Object, Subscription
+from oaiod.hub.db import Blob, Object, Subscription, Version
 from oaiod.hub.errors import Conflict, NotFound
 from oaiod.hub.service import Actor, HubService
 from oaiod.model import (
@@ -227,23 +227,35 @@ class Catalog:
         files.sort(key=lambda entry: entry.name.casefold())
         return Listing(summary, stamp, path, entries + files)
 
-    def file_versions(self, actor: Actor, oaio_id: str, path: str) -> list[dict[str, Any]]:
-        """Every kept version of the object that holds ``path``, newest first, with the file's size (None when
-        the blob store has no bytes for it) and the version's author."""
-        found = []
+    def version_list(self, actor: Actor, oaio_id: str) -> list[dict[str, Any]]:
+        """Every kept version, newest first, as ``hub/versions/`` lists them but without their values (a large
+        folder's are megabytes each): ``{stamp, csh_id, username, device_id, app_id, created}``."""
+        columns = (Version.stamp, Version.csh_id, Version.username, Version.device_id, Version.app_id, Version.created)
         with self.service.sessions() as db:
             self.service._readable(db, oaio_id, actor)
-            names = {f"{oaio_id}/{v['stamp']}/{path}": v for v in self.service.versions(actor, oaio_id)}
+            rows = db.execute(sa.select(*columns).where(Version.oaio_id == oaio_id).order_by(Version.stamp.desc()))
+            return [dict(row._mapping) for row in rows]
+
+    def file_versions(self, actor: Actor, oaio_id: str, path: str) -> list[dict[str, Any]]:
+        """Every kept version of the object that holds ``path``, newest first, with the file's size and sha256 on the
+        hub. A version holds it when the blob store has ``<oaio_id>/<stamp>/<path>`` (every version's files are
+        there, design §4); for an object without files on the hub the versions' values decide (size None)."""
+        versions = self.version_list(actor, oaio_id)
+        names = {f"{oaio_id}/{version['stamp']}/{path}": version for version in versions}
+        with self.service.sessions() as db:
             query = sa.select(Blob.name, Blob.size, Blob.sha256).where(Blob.owner == "", Blob.scope == oaio_id)
-            blobs: dict[str, tuple[int, str]] = {}
-            if names:
-                blobs = {name: (size, sha) for name, size, sha in db.execute(query.where(Blob.name.in_(list(names))))}
-        for name, version in names.items():
-            if path not in (version["values"].get(FILES_VALUES_KEY) or []):
-                continue
-            size, sha = blobs.get(name, (None, None))
-            found.append({**{k: v for k, v in version.items() if k != "values"}, "size": size, "sha256": sha})
-        return found
+            found = {name: (size, sha) for name, size, sha in db.execute(query.where(Blob.name.in_(list(names))))}
+        if found:
+            return [
+                {**version, "size": found[name][0], "sha256": found[name][1]}
+                for name, version in names.items()
+                if name in found
+            ]
+        return [
+            {**{k: v for k, v in version.items() if k != "values"}, "size": None, "sha256": None}
+            for version in self.service.versions(actor, oaio_id)
+            if path in (version["values"].get(FILES_VALUES_KEY) or [])
+        ]
 
     def storage_used(self) -> dict[str, int]:
         """Bytes each user's blob names hold: in the objects they created, and in their private space. A content

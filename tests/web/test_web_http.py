@@ -1,4 +1,5 @@
-"""The web app over plain HTTP (no browser): login, pages, downloads with Range, rights, escaping, headers."""
+"""The web app over plain HTTP (no browser), on SQLite and PostgreSQL: login, pages, downloads with Range, rights,
+escaping, headers, restore, sharing, supervisor pages and the API twins."""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def web_login(hub: RunningHub, username: str) -> requests.Session:
     )
     assert answer.status_code == 200 and answer.url.endswith("/web/objects"), answer.text
     return session
+
+
+@pytest.fixture
+def hub(hub_factory: Callable[..., RunningHub], db_url: str) -> RunningHub:
+    """The hub on SQLite and on PostgreSQL (the catalog's queries differ between them)."""
+    return hub_factory(db_url=db_url)
 
 
 @pytest.fixture
@@ -178,3 +185,23 @@ def test_api_twins(hub: RunningHub, folder: dict[str, Any], hub_session: Callabl
     bob.post("subscribe/", json={"oaio_id": folder["oaio_id"], "username": "carol", "access_right": "r"})
     refused = carol.post("hub/restore/", json=body)
     assert refused.status_code == 403 and refused.json()["error"] == "forbidden"  # read only
+
+
+def test_reader_may_not_restore(
+    hub: RunningHub, folder: dict[str, Any], hub_session: Callable[..., HubSession]
+) -> None:
+    bob_api = hub_session(hub, "bob")
+    new_version(bob_api, folder, {"a.txt": b"two"})
+    bob_api.post("subscribe/", json={"oaio_id": folder["oaio_id"], "username": "carol", "access_right": "r"})
+    carol = web_login(hub, "carol")
+    page = carol.get(web_url(hub, object_path(folder["oaio_id"])))
+    assert page.status_code == 200 and ">Restore<" not in page.text
+    url = web_url(hub, object_path(folder["oaio_id"], "restore"))
+    refused = carol.post(url, data={"stamp": folder["client_stamp"], "csrf_token": carol.cookies["csrftoken"]})
+    assert refused.status_code == 403 and "Not allowed" in refused.text
+    assert len(bob_api.get(f"hub/versions/{folder['oaio_id']}").json()) == 2
+    bob = web_login(hub, "bob")
+    bob.post(url, data={"stamp": folder["client_stamp"], "csrf_token": bob.cookies["csrftoken"]})
+    newest = bob_api.get(f"hub/versions/{folder['oaio_id']}").json()[0]
+    assert (newest["username"], newest["device_id"], newest["app_id"]) == ("bob", "web", "web")
+    assert sorted(newest["values"]["_file_paths"]) == sorted(folder["client_values"]["_file_paths"])

@@ -92,7 +92,7 @@ def object_page(request: Request, oaio_id: str, actor: WebActorDep, path: str = 
     chosen = validate_stamp(stamp, "stamp") if stamp else None
     found = catalog(request)
     summary = found.summary(actor, oaio_id)
-    versions = get_service(request).versions(actor, oaio_id)
+    versions = found.version_list(actor, oaio_id)
     context: dict[str, Any] = {"summary": summary, "versions": versions, "stamp": chosen or summary.stamp}
     if summary.kind == KIND_DATA:
         version_stamp, values = found.values(actor, oaio_id, chosen)

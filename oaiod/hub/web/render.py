@@ -27,7 +27,7 @@ from oaiod.hub.observe import ACTOR_STATE
 from oaiod.hub.service import Actor
 
 PREFIX = "/web/"  #: every page of the web app lives under this path; the API stays under /api/
-WEB_APP_ID = "web"  #: the app id of what a user does in the web app (action log, versions)
+WEB_DEVICE_ID = WEB_APP_ID = "web"  #: device and app of what a user does in the web app (versions, action log)
 FLASH_COOKIE = "oaiod_flash"
 MAX_FORM_BYTES = 64 * 1024  #: a form body (the hub's middleware already bounds every body)
 HERE = Path(__file__).parent
@@ -82,7 +82,7 @@ def web_actor(request: Request) -> Actor:
     login = get_service(request).session_user(request.cookies.get(SESSION_COOKIE, ""))
     if login is None:
         raise NotAuthenticated("log in first")
-    actor = Actor(login.username, login.username, login.is_supervisor, "", WEB_APP_ID)
+    actor = Actor(login.username, login.username, login.is_supervisor, WEB_DEVICE_ID, WEB_APP_ID)
     setattr(request.state, ACTOR_STATE, actor)  # for the access log (oaiod.hub.observe)
     return actor
 
