@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from tests.conftest import HubSession, RunningHub
+from tests.hub.objects import new_object
 from tests.web.helpers import make_folder, new_version, object_path, web_url
 
 HOSTILE = "<img src=x onerror=alert(1)>.txt"
@@ -205,3 +206,28 @@ def test_reader_may_not_restore(
     newest = bob_api.get(f"hub/versions/{folder['oaio_id']}").json()[0]
     assert (newest["username"], newest["device_id"], newest["app_id"]) == ("bob", "web", "web")
     assert sorted(newest["values"]["_file_paths"]) == sorted(folder["client_values"]["_file_paths"])
+
+
+def test_data_object_values_are_text(hub: RunningHub, hub_session: Callable[..., HubSession]) -> None:
+    bob = hub_session(hub, "bob")
+    obj = new_object("bob", "settings", theme="<script>alert(1)</script>")
+    stored = bob.post("register/", json=obj).json()
+    page = web_login(hub, "bob").get(web_url(hub, object_path(stored["oaio_id"])))
+    assert page.status_code == 200 and "data object" in page.text
+    assert "<script>alert" not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+
+
+def test_cookies_are_secure_behind_an_https_proxy(hub_factory: Callable[..., RunningHub]) -> None:
+    hub = hub_factory(trusted_proxies=("127.0.0.1",))
+    form = requests.get(web_url(hub, "login"), headers={"X-Forwarded-Proto": "https"}, timeout=30)
+    assert "secure" in form.headers["set-cookie"].lower()
+    token = form.cookies["csrftoken"]  # a Secure cookie: sent by hand, this test speaks plain HTTP to the hub
+    answer = requests.post(
+        web_url(hub, "login"),
+        headers={"X-Forwarded-Proto": "https", "Cookie": f"csrftoken={token}"},
+        data={"username": "bob", "password": hub.users["bob"], "csrf_token": token},
+        allow_redirects=False,
+        timeout=30,
+    )
+    cookies = answer.headers["set-cookie"].lower()
+    assert answer.status_code == 303 and "sessionid=" in cookies and "secure" in cookies and "httponly" in cookies
