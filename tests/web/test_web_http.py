@@ -43,6 +43,7 @@ def folder(hub: RunningHub, hub_session: Callable[..., HubSession]) -> dict[str,
 
 
 def test_login_pages_and_security_headers(hub: RunningHub, folder: dict[str, Any]) -> None:
+    assert requests.get(web_url(hub).removesuffix("web/")).url.endswith("/web/login")  # the hub's address
     anonymous = requests.get(web_url(hub, "objects"), allow_redirects=False)
     assert anonymous.status_code == 303 and "/web/login?next=" in anonymous.headers["location"]
     session = web_login(hub, "bob")
