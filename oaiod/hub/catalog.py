@@ -131,6 +131,19 @@ class Catalog:
         """One object the actor may read; 404 when they may not (as for an unknown id)."""
         return self._summaries(actor, oaio_id)[0][0]
 
+    def newest_stamp(self, actor: Actor, oaio_id: str) -> str:
+        """The newest version's stamp of an object the actor may read (no values read: a download asks this)."""
+        query = (
+            sa.select(Object.client_stamp)
+            .join(Subscription, Subscription.oaio_id == Object.oaio_id)
+            .where(Subscription.username == actor.username, Object.oaio_id == oaio_id)
+        )
+        with self.service.sessions() as db:
+            stamp = db.scalar(query)
+        if stamp is None:
+            raise NotFound(f"no object {oaio_id!r} that {actor.username!r} may read")
+        return stamp
+
     def opened(self, actor: Actor, oaio_id: str) -> tuple[ObjectSummary, dict[str, Any]]:
         """:meth:`summary` and the newest values, read once (a large folder's values are megabytes)."""
         return self._summaries(actor, oaio_id)[0]

@@ -57,6 +57,9 @@ def test_login_pages_and_security_headers(hub: RunningHub, folder: dict[str, Any
     assert page.status_code == 200 and "a.txt" in page.text and "sub/" in page.text
     sub = session.get(web_url(hub, object_path(folder["oaio_id"])), params={"path": "sub"})
     assert "b.bin" in sub.text and "10.0 KiB" in sub.text
+    out = session.post(web_url(hub, "logout"), data={"csrf_token": session.cookies["csrftoken"]})
+    assert out.url.endswith("/web/login") and "You are logged out." in out.text
+    assert session.get(web_url(hub, "objects"), allow_redirects=False).status_code == 303
 
 
 def test_hostile_file_name_is_escaped(hub: RunningHub, folder: dict[str, Any]) -> None:
@@ -72,6 +75,7 @@ def test_download_with_range(hub: RunningHub, folder: dict[str, Any]) -> None:
     assert whole.status_code == 200 and whole.content == bytes(range(256)) * 40
     assert whole.headers["content-disposition"] == "attachment; filename*=UTF-8''b.bin"
     assert whole.headers["content-type"] == "application/octet-stream"
+    assert whole.headers["cache-control"] == "private, no-cache"
     part = session.get(url, params={"path": "sub/b.bin"}, headers={"Range": "bytes=256-511"})
     assert part.status_code == 206 and part.content == bytes(range(256))
     assert part.headers["content-range"] == "bytes 256-511/10240"

@@ -133,13 +133,13 @@ def download(request: Request, oaio_id: str, actor: WebActorDep, path: str, stam
     """A file's bytes (the newest version unless ``stamp``), as an attachment: never shown inline on this origin."""
     oaio_id, path = validate_oaio_id(oaio_id), validate_file_path(path, "path")
     found = catalog(request)
-    version_stamp, _values = found.values(actor, oaio_id, validate_stamp(stamp, "stamp") if stamp else None)
+    version_stamp = validate_stamp(stamp, "stamp") if stamp else found.newest_stamp(actor, oaio_id)
     name = path.rpartition("/")[2]
-    disposition = f"attachment; filename*=UTF-8''{quote(name, safe='')}"
-    store = found.store
-    return blob_download(
-        request, store, actor, f"{oaio_id}/{version_stamp}/{path}", **{"Content-Disposition": disposition}
-    )
+    headers = {
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
+        "Cache-Control": "private, no-cache",  # never kept by a shared cache
+    }
+    return blob_download(request, found.store, actor, f"{oaio_id}/{version_stamp}/{path}", **headers)
 
 
 @router.post("/o/{oaio_id}/restore")
