@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oaiod.engine import localcopy, localfs, moves
+from oaiod.engine import history, localcopy, localfs, moves
 from oaiod.engine.context import EngineContext, EngineError, IntegrityError, transfer_batches
 from oaiod.engine.dirs import merge_remote_dirs
 from oaiod.engine.localfs import LocalChanged, LocalFsError
@@ -220,7 +220,6 @@ def _move_folders(m: _Merge, steps: list[_Step], remote_map: dict[str, RemoteFil
             m.rows.delete(f"{move.old}/{rel}")
             m.rows.write(f"{move.new}/{rel}", file.stat, file.sha256, file.executable)
             done |= {f"{move.old}/{rel}", f"{move.new}/{rel}"}
-        m.rows.history("move", move.new, f"renamed from {move.old} on the server; renamed here")
         m.installed += [str(m.root / move.new), str(m.root / move.old)]
         m.outcome.downloads += len(move.files)
         m.outcome.local_copies += len(move.files)
@@ -391,7 +390,6 @@ def _apply(m: _Merge, step: _Step, fetched: Fetched | None = None) -> None:
         m.rows.delete(step.path)
         if moved is not None and file is not None:
             _note_trashed(m, [moved], file)
-        m.rows.history("trash", step.path, "deleted on the server; moved to the trash")
         m.outcome.trashed += 1
     elif action is Action.NOTHING:
         if step.remote is None:
@@ -661,7 +659,7 @@ def _record_copy(m: _Merge, rel: str, copy: str, detail: str) -> None:
     has a new local file to commit."""
     oaio_id = m.row.oaio_id
     m.ctx.repo.add_conflict(oaio_id, "file", rel, copy, detail)
-    m.ctx.repo.add_history(oaio_id, "conflict", rel, f"conflicted copy: {copy}")
+    m.ctx.repo.add_history(oaio_id, "conflict", rel, f"conflicted copy: {copy}", m.remote.device_id or "")
     log.warning("%s: %s: %s; kept both (copy: %s)", oaio_id, rel, detail, copy)
     m.outcome.conflicts.append(copy)
     _mark_dirty(m.ctx, oaio_id)
@@ -693,6 +691,9 @@ def _finish(ctx: EngineContext, row: ObjectRow, remote: OaiObject, outcome: Pull
     if fresh is not None:
         row.local_dirty = fresh.local_dirty
     if outcome.complete:
+        base = history.manifest_hashes(row.synced_values, row.synced_stamp)
+        new = history.manifest_hashes(remote.client_values, remote.client_stamp)
+        history.record_version(ctx.repo, row.oaio_id, base, new, remote.device_id or "")
         if row.local_values is not None:
             row.local_values = _merge_local_values(ctx, row, row.local_values, remote)
         row.synced_stamp, row.synced_values = remote.client_stamp, remote.client_values
