@@ -9,9 +9,17 @@ driven by :class:`~oaiod.storage.rclone.RcloneBackend`. The password reaches rcl
 environment only; besides inline (what the published client reads from ``csh_args``) it may be given as
 ``password_env`` / ``password_file``.
 
-Not verified here (the service cannot be reached from the test machines): that rclone's primary mount is the
-one the published client picks by name (``DIGIstorage``), and that the account password is accepted by rclone's
-koofr login as it is by the published client's ``/token`` request.
+Tested against a Koofr-API server on loopback (``tests/storage/koofr_server.py``) through rclone's real koofr
+remote, beside the published client's own ``DigiApi``: each reads the other's files. Not verified (the service
+cannot be reached from the test machines):
+
+* the log-in: rclone sends ``email:password`` as HTTP basic auth on every call, where the published client trades
+  them for a token at ``/token``. Koofr services take basic auth with an *application* password (made in the
+  account's settings); whether Digi Storage takes the account password there too is unknown — if not, ``password``
+  must be an application password, which the published client may then not accept;
+* the mount: rclone uses the account's primary mount, the published client the one named ``DIGIstorage``;
+* Koofr names are case-insensitive (rclone says so): two files of one version whose paths differ only in case
+  collide there, as they would on the published client's Digi.
 """
 
 from __future__ import annotations

@@ -298,6 +298,8 @@ def make_rclone_webdav_store(request: pytest.FixtureRequest, tmp: Path) -> Store
 # client's arguments exactly as for the real host (the remote config, the obscured password and the credentials
 # in rcd's environment, no config file) and swap only the rclone backend type for ``local``, under a tmp folder.
 # What the real services would do with that config is not verified (see oaiod/storage/digi.py, goodrive.py).
+# ``digi_koofr`` goes further for Digi: rclone's real koofr remote against a Koofr-API server (only the endpoint
+# swapped).
 
 DIGI_ARGS = {"root_folder": "oaio/files", "email": "alice@example.org", "password": "digi secret ' \" $x"}
 
@@ -346,6 +348,35 @@ def make_published_store(request: pytest.FixtureRequest, tmp: Path, csh_id: str)
         read_native=lambda path: (root / path).read_bytes(),
         faulty=fail_once(lambda: cls.from_remote(stand_in)),
         denied=denied,
+    )
+    return store
+
+
+def make_digi_koofr_store(request: pytest.FixtureRequest, tmp: Path) -> StoreUnderTest:
+    """The Digi backend through rclone's real ``koofr`` remote against a Koofr-API server in memory
+    (``koofr_server.py``): only the endpoint is swapped (Digi Storage itself cannot be reached from here)."""
+    import dataclasses
+
+    from koofr_server import start_koofr
+
+    from oaiod.storage.digi import DigiBackend, digi_remote
+
+    _rclone_or_skip()
+    server = start_koofr(tmp / "koofr", DIGI_ARGS["email"], DIGI_ARGS["password"])
+
+    def make(password: str = DIGI_ARGS["password"]) -> Backend:
+        remote = digi_remote({**DIGI_ARGS, "password": password})
+        return DigiBackend.from_remote(dataclasses.replace(remote, options={**remote.options, "endpoint": server.url}))
+
+    store = StoreUnderTest(
+        name="digi_koofr",
+        csh_id="Digi",
+        args=DIGI_ARGS,
+        make=make,
+        read_native=lambda path: (server.root / DIGI_ARGS["root_folder"] / path).read_bytes(),
+        faulty=fail_once(make),
+        denied=lambda: make("not the password"),
+        cleanups=[server.stop],
     )
     return store
 
@@ -435,6 +466,7 @@ STORES: dict[str, Callable[[pytest.FixtureRequest, Path], StoreUnderTest]] = {
     "rclone_webdav": make_rclone_webdav_store,
     "digi_local": lambda request, tmp: make_published_store(request, tmp, "Digi"),
     "goodrive_local": lambda request, tmp: make_published_store(request, tmp, "Goodrive"),
+    "digi_koofr": make_digi_koofr_store,
     "hub": make_hub_store,
     # the hub with its content in the S3 endpoint's bucket, handing out pre-signed URLs (direct transfers)
     "hub_s3": lambda request, tmp: make_hub_store(request, tmp, "blob_hub_s3"),

@@ -4,12 +4,15 @@ Digi Storage and Google Drive cannot be reached from here. What is tested: which
 published client's arguments becomes (type, options, secrets), that bad or missing arguments are refused in one
 line naming the argument, that no secret reaches rcd's command line, and the key layout, against a real rclone
 rcd on a *local* stand-in remote (only the remote's type swapped; see ``storage_stores.local_stand_in``); the
-conformance suite runs both the same way (``digi_local``, ``goodrive_local``). Not tested: a log-in to either
-service, Digi's mount choice, and what either service does with the files.
+conformance suite runs both the same way (``digi_local``, ``goodrive_local``). Digi also runs through rclone's
+real ``koofr`` remote against a Koofr-API server on loopback (``koofr_server.py``, only the endpoint swapped):
+the published client's own ``DigiApi`` and oaiod's backend read each other's files there. Not tested: a log-in
+to either real service, Digi's mount choice, and what either service does beyond the modelled API.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from koofr_server import start_koofr
 from storage_stores import DIGI_ARGS, goodrive_args, local_stand_in
 
 from oaiod.errors import ConfigError
@@ -222,3 +226,43 @@ def test_key_layout_is_the_published_clients(tmp_path: Path, csh_id: str) -> Non
     assert (host / expected).read_bytes() == b"content"
     assert [str(p.relative_to(host)) for p in host.rglob("*") if p.is_file()] == [expected]
     assert not os.path.isabs(expected)
+
+
+@needs_rclone
+def test_digi_and_the_published_client_read_each_others_files(tmp_path: Path) -> None:
+    """On one Koofr-API server: a file the published client deploys is a key oaiod lists and reads, one oaiod
+    writes the published client reads, and its folder delete (``unregister_object(wipe_files=True)``) empties the
+    version for oaiod. The published client logs in by ``/token``, rclone by basic auth: both with ``password``."""
+    ae_storage = pytest.importorskip("ae.cloud_storage")
+    server = start_koofr(tmp_path / "koofr", DIGI_ARGS["email"], DIGI_ARGS["password"])
+
+    class LoopbackDigiApi(ae_storage.DigiApi):  # type: ignore[misc,name-defined]
+        """The published DigiApi unchanged but for its fixed host (its name must end in Api: it registers)."""
+
+        base_url = property(lambda self: server.url, lambda self, value: None)
+
+    remote = digi_remote(DIGI_ARGS)
+    backend = DigiBackend.from_remote(dataclasses.replace(remote, options={**remote.options, "endpoint": server.url}))
+    try:
+        published = LoopbackDigiApi(**DIGI_ARGS)
+        source = tmp_path / "published.txt"
+        source.write_text("from the published client")
+        key = storage_key(OAIO_ID, STAMP, "sub dir/file ä.txt")
+        assert published.deploy_file(key, source_path=str(source)) == key, published.error_message
+        assert [info.key for info in backend.list(OAIO_ID)] == [key]
+        backend.get_file(key, tmp_path / "got")
+        assert (tmp_path / "got").read_text() == "from the published client"
+
+        mine = storage_key(OAIO_ID, STAMP, "oaiod.txt")
+        (tmp_path / "mine").write_text("from oaiod")
+        backend.put_file(mine, tmp_path / "mine")
+        assert published.deployed_file_content(mine) == b"from oaiod"
+        assert (server.root / DIGI_ARGS["root_folder"] / mine).read_text() == "from oaiod"  # under root_folder
+
+        assert published.delete_file_or_folder(f"{OAIO_ID}/{STAMP}/") == ""
+        assert list(backend.list(OAIO_ID)) == []
+        logins = {auth for _method, _path, auth in server.requests()}
+        assert logins == {"token", "basic"}
+    finally:
+        backend.close()
+        server.stop()
