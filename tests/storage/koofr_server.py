@@ -133,7 +133,7 @@ class KoofrHandler(http.server.BaseHTTPRequestHandler):
             if not target.is_dir():
                 return self._reply(404, {"error": "not found"})
             return self._reply(
-                200, {"files": [self._info(f"{path}/{child.name}") for child in sorted(target.iterdir())]}
+                200, {"files": [self._info(_norm(f"{path}/{child.name}")) for child in sorted(target.iterdir())]}
             )
         if action == "folder":
             new = target / json.loads(self._body() or b"{}").get("name", "")
@@ -175,7 +175,7 @@ class KoofrHandler(http.server.BaseHTTPRequestHandler):
         target.write_bytes(part.get_payload(decode=True) or b"")
         if query.get("modified"):
             os.utime(target, ns=(time.time_ns(), int(query["modified"]) * 1_000_000))
-        info = self._info(f"{folder}/{name}")
+        info = self._info(_norm(f"{folder}/{name}"))
         return self._reply(200, info if query.get("info") == "true" else [{"name": name}])
 
     do_GET = do_POST = do_PUT = do_DELETE = _handle
