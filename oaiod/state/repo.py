@@ -450,13 +450,10 @@ class StateRepo:
         """``(action, path, detail)`` rows of one object and device, in one transaction (one executemany: a first
         pull of 100,000 files writes as many rows)."""
         at = now_stamp()
-        values = [
-            {"at": at, "oaio_id": oaio_id, "action": action, "path": path, "detail": detail[:2000], "device": device}
-            for action, path, detail in rows
-        ]
+        values = [(at, oaio_id, action, path, detail[:2000], device) for action, path, detail in rows]
         if values:
-            with self.session() as s:
-                s.execute(sa.insert(HistoryRow), values)
+            with self.session() as s:  # the driver's executemany: the ORM's insert of 100,000 dicts took 3 s
+                s.connection().exec_driver_sql(_INSERT_HISTORY, values)
 
     def history(
         self,
@@ -599,6 +596,11 @@ class StateRepo:
         with self.session() as s:
             for table in (FileRow, ObjectRow, CursorRow, JournalRow, ErrorRow):
                 s.execute(sa.delete(table))
+
+
+_INSERT_HISTORY = (
+    f"INSERT INTO {HistoryRow.__tablename__} (at, oaio_id, action, path, detail, device) VALUES (?, ?, ?, ?, ?, ?)"
+)
 
 
 def _history_scope(oaio_id: str, path: str) -> sa.ColumnElement[bool]:
