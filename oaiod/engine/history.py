@@ -29,12 +29,8 @@ from oaiod.state.models import STATUS_ACTIVE, STATUS_HELD, STATUS_NEW
 from oaiod.state.repo import StateRepo
 
 ADDED, CHANGED, DELETED, MOVED, CONFLICT = "added", "changed", "deleted", "moved", "conflict"
-#: what ``ctl history`` shows per file
-FILE_ACTIONS = (ADDED, CHANGED, DELETED, MOVED, CONFLICT)
 #: per-version totals: in the table, not in ``ctl history``
 VERSION_TOTALS = ("commit", "pull")
-#: names older rows have for per-file actions
-LEGACY_ACTIONS = {"trash": DELETED, "move": MOVED}
 #: rows kept in the history table (the oldest go at gc)
 KEEP_ROWS = 100_000
 

@@ -659,7 +659,7 @@ def _record_copy(m: _Merge, rel: str, copy: str, detail: str) -> None:
     has a new local file to commit."""
     oaio_id = m.row.oaio_id
     m.ctx.repo.add_conflict(oaio_id, "file", rel, copy, detail)
-    m.ctx.repo.add_history(oaio_id, "conflict", rel, f"conflicted copy: {copy}", m.remote.device_id or "")
+    m.ctx.repo.add_history(oaio_id, history.CONFLICT, rel, f"conflicted copy: {copy}", m.remote.device_id or "")
     log.warning("%s: %s: %s; kept both (copy: %s)", oaio_id, rel, detail, copy)
     m.outcome.conflicts.append(copy)
     _mark_dirty(m.ctx, oaio_id)

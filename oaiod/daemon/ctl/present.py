@@ -91,7 +91,7 @@ def rows(found: Iterable[Any]) -> list[dict[str, Any]]:
     return [row_dict(row) for row in found]
 
 
-#: older rows' names of per-file actions (oaiod.engine.history.LEGACY_ACTIONS)
+#: what rows written before per-file history (daemon migration 0007) call a file deleted or moved by a pull
 _LEGACY_ACTIONS = {"trash": "deleted", "move": "moved"}
 
 
