@@ -266,3 +266,10 @@ def test_digi_and_the_published_client_read_each_others_files(tmp_path: Path) ->
     finally:
         backend.close()
         server.stop()
+
+
+def test_the_hub_masks_and_warns_about_goodrive_credentials() -> None:
+    """``hub storage list`` masks, and ``hub storage set`` warns about, a service account key given as a dict."""
+    from oaiod.hub.accounts import looks_secret
+
+    assert looks_secret("sa_cred_dict") and looks_secret("password") and not looks_secret("root_folder")
