@@ -18,9 +18,10 @@ key layout of every oaiod backend under its root. Here the same arguments become
 Unlike the published client, no default credential file is looked up in the working directory (a daemon's is
 arbitrary): one of the three must be given.
 
-Not verified here (Google Drive cannot be reached from the test machines): a real log-in with each credential
-form, and that rclone finds the files the published client wrote (Drive allows two files of one name in a
-folder; both clients then pick one).
+Tested up to the log-in, against a token endpoint on loopback: rclone signs its JWT with the service account's
+key for the drive scope, and refreshes the OAuth token with its client. Not verified (Google Drive cannot be
+reached from the test machines): anything Drive itself answers, and that rclone finds the files the published
+client wrote (Drive allows two files of one name in a folder; each client then picks one).
 """
 
 from __future__ import annotations

@@ -6,12 +6,14 @@ line naming the argument, that no secret reaches rcd's command line, and the key
 rcd on a *local* stand-in remote (only the remote's type swapped; see ``storage_stores.local_stand_in``); the
 conformance suite runs both the same way (``digi_local``, ``goodrive_local``). Digi also runs through rclone's
 real ``koofr`` remote against a Koofr-API server on loopback (``koofr_server.py``, only the endpoint swapped):
-the published client's own ``DigiApi`` and oaiod's backend read each other's files there. Not tested: a log-in
-to either real service, Digi's mount choice, and what either service does beyond the modelled API.
+the published client's own ``DigiApi`` and oaiod's backend read each other's files there. Goodrive's credentials
+are followed up to the token request (a loopback token endpoint). Not tested: a log-in to either real service,
+Digi's mount choice, and what either service does beyond the modelled API.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -273,3 +275,85 @@ def test_the_hub_masks_and_warns_about_goodrive_credentials() -> None:
     from oaiod.hub.accounts import looks_secret
 
     assert looks_secret("sa_cred_dict") and looks_secret("password") and not looks_secret("root_folder")
+
+
+def _rsa_key() -> tuple[str, Any]:
+    crypto = pytest.importorskip("cryptography.hazmat.primitives.asymmetric.rsa")
+    from cryptography.hazmat.primitives import serialization
+
+    key = crypto.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return pem.decode(), key.public_key()
+
+
+def _token_server() -> Any:
+    from tests.httpfixtures import Reply, ScriptedServer
+
+    server = ScriptedServer()
+    server.on("POST", "/token", Reply(200, {"access_token": "ya29.test", "expires_in": 3600, "token_type": "Bearer"}))
+    return server
+
+
+def _list_fails_offline(backend: Any) -> None:
+    """After the log-in, Drive itself (www.googleapis.com) cannot be reached from here: the listing fails."""
+    from oaiod.storage.errors import StorageError
+
+    try:
+        with pytest.raises(StorageError):
+            list(backend.list(""))
+    finally:
+        backend.close()
+
+
+@needs_rclone
+def test_goodrive_service_account_key_signs_rclones_log_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sa_cred_dict`` reaches rclone intact: it signs a JWT with the key for the drive scope and sends it to the
+    key's ``token_uri`` (here a loopback server; Google's in a real key). Nothing past the log-in is verified."""
+    from urllib.parse import parse_qsl
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    monkeypatch.setenv("RCLONE_LOW_LEVEL_RETRIES", "1")  # Drive's API is unreachable: fail at once
+    pem, public = _rsa_key()
+    server = _token_server()
+    key = {**service_account(), "private_key": pem, "token_uri": f"{server.url}token", "private_key_id": "k1"}
+    try:
+        _list_fails_offline(GoodriveBackend.from_remote(goodrive_remote({"sa_cred_dict": key, "root_folder": "1x"})))
+        [login] = server.requests_to("/token", "POST")
+        form = dict(parse_qsl(login.body.decode()))
+        assert form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        header, claims, signature = form["assertion"].split(".")
+
+        def decode(part: str) -> bytes:
+            return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+        public.verify(decode(signature), f"{header}.{claims}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        said = json.loads(decode(claims))
+        assert said["iss"] == key["client_email"] and said["scope"] == "https://www.googleapis.com/auth/drive"
+    finally:
+        server.close()
+
+
+@needs_rclone
+def test_goodrive_oauth_token_is_refreshed_with_its_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``oa_cred_file`` reaches rclone intact: it refreshes the token with the refresh token and the OAuth client
+    (only rclone's ``token_url`` swapped for a loopback server). Nothing past the log-in is verified."""
+    from urllib.parse import parse_qsl
+
+    monkeypatch.setenv("RCLONE_LOW_LEVEL_RETRIES", "1")
+    token = {"refresh_token": "1//refresh", "client_id": "cid.apps.googleusercontent.com", "client_secret": "csecret"}
+    remote = goodrive_remote({"oa_cred_file": write_json(tmp_path / "tok.json", token), "root_folder": "1x"})
+    server = _token_server()
+    try:
+        swapped = dataclasses.replace(remote, options={**remote.options, "token_url": f"{server.url}token"})
+        _list_fails_offline(GoodriveBackend.from_remote(swapped))
+        logins = server.requests_to("/token", "POST")
+        assert logins, "rclone never asked for a token"
+        form = dict(parse_qsl(logins[0].body.decode()))
+        assert form["grant_type"] == "refresh_token" and form["refresh_token"] == "1//refresh"
+        basic = base64.b64decode(logins[0].headers.get("authorization", "Basic ")[6:]).decode()
+        assert {form.get("client_id"), basic.partition(":")[0]} & {token["client_id"]}
+        assert token["client_secret"] in (form.get("client_secret"), basic.partition(":")[2])
+    finally:
+        server.close()
