@@ -5,8 +5,9 @@ new one was **added**, only in the base **deleted**, in both with another conten
 added path of one content (that content once on either side) were **moved**. **Conflict** rows are written where
 the conflicted copy is made (:mod:`oaiod.engine.pull`). A push records its commit (this device), a pull the
 version it merged (the device that committed it: when several versions arrive at once, the newest one's device
-stands for all of them). A hash the manifest does not know (a version the published client made has none) tells
-nothing: such a path in both versions is left out rather than reported as changed.
+stands for all of them). A hash the manifest does not know (a version the published client made has none) is
+taken from the index, where this device hashed what it downloaded; one still unknown tells nothing: such a path
+in both versions is left out rather than reported as changed.
 
 The rows go to the state database's ``history`` table, beside the object events (held, confirm, add…); the
 version totals (``commit``, ``pull``) stay there for the log but are not part of what ``ctl history`` shows.
@@ -70,6 +71,16 @@ def manifest_hashes(values: Mapping[str, Any] | None, stamp: str) -> dict[str, s
         path: None if file.sha256 is UNKNOWN else str(file.sha256)
         for path, file in remote_files(dict(values), stamp).items()
     }
+
+
+def filled_from_index(repo: StateRepo, oaio_id: str, hashes: Mapping[str, str | None]) -> dict[str, str | None]:
+    """``hashes`` with each unknown one taken from the index (the synced content of that path: a file this device
+    downloaded and hashed), so a version of the published client reports what changed too. Without an unknown
+    one, ``hashes`` as they are (the index is not read)."""
+    if None not in hashes.values():
+        return dict(hashes)
+    synced = {row.path: row.synced_sha256 for row in repo.iter_files(oaio_id)}
+    return {path: sha if sha is not None else synced.get(path) for path, sha in hashes.items()}
 
 
 def record_version(

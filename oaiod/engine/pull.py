@@ -87,6 +87,9 @@ def pull_object(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> PullOu
         _merge_values_only(ctx, row, remote)
         return outcome
     remote_map = remote_files(remote.client_values, remote.client_stamp)
+    base = history.filled_from_index(
+        ctx.repo, row.oaio_id, history.manifest_hashes(row.synced_values, row.synced_stamp)
+    )
     steps = _plan(ctx, row, remote_map)
     if not confirmed_delete(remote.client_values, remote.client_stamp) and _held(ctx, row, steps, outcome):
         return outcome
@@ -97,7 +100,7 @@ def pull_object(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> PullOu
     for start in range(0, len(steps), APPLY_BATCH):
         _apply_batch(merge, steps[start : start + APPLY_BATCH])
     merge_remote_dirs(ctx, row, remote)  # after the files: a file removed may have emptied a folder to keep
-    _finish(ctx, row, remote, outcome)
+    _finish(ctx, row, remote, outcome, base)
     return outcome
 
 
@@ -686,13 +689,17 @@ def _report_kept(ctx: EngineContext, row: ObjectRow, rel: str, note: str) -> Non
         ctx.repo.add_conflict(row.oaio_id, "readonly", rel, detail="changed here, but the object is read-only")
 
 
-def _finish(ctx: EngineContext, row: ObjectRow, remote: OaiObject, outcome: PullOutcome) -> None:
+def _finish(
+    ctx: EngineContext, row: ObjectRow, remote: OaiObject, outcome: PullOutcome, base: dict[str, str | None]
+) -> None:
+    """Make the merged version the base (when the merge is complete: its per-file changes go to the history, against
+    ``base``, the previous base's hashes), or leave the object for the next pull."""
     fresh = ctx.repo.get_object(row.oaio_id)
     if fresh is not None:
         row.local_dirty = fresh.local_dirty
     if outcome.complete:
-        base = history.manifest_hashes(row.synced_values, row.synced_stamp)
         new = history.manifest_hashes(remote.client_values, remote.client_stamp)
+        new = history.filled_from_index(ctx.repo, row.oaio_id, new)  # after the merge: what it downloaded, hashed
         history.record_version(ctx.repo, row.oaio_id, base, new, remote.device_id or "")
         if row.local_values is not None:
             row.local_values = _merge_local_values(ctx, row, row.local_values, remote)

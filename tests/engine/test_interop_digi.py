@@ -70,6 +70,11 @@ def test_a_file_object_the_published_client_puts_on_digi_reaches_the_engine(
         converge(a)
         assert (a.root / "filez" / obj.oaio_id / "doc.txt").read_bytes() == b"on digi"
         assert a.engine.status().errors == []
+        client.update_file(obj.oaio_id, file_content=b"v2 on digi")  # no manifest: the history takes hashes from
+        converge(a)  # the index, where a hashed what it downloaded
+        assert (a.root / "filez" / obj.oaio_id / "doc.txt").read_bytes() == b"v2 on digi"
+        changes = [(r.action, r.path, r.device) for r in a.engine.history(path=a.root / "filez" / obj.oaio_id)]
+        assert changes == [("changed", "doc.txt", "pc"), ("added", "doc.txt", "pc")]
     finally:
         _close(client)
 
