@@ -405,7 +405,6 @@ def _listing(name: str, cmd: str, doc: str, with_obj: bool = False) -> None:
 
 _listing("users", "users", "List the users an object is shared with, and their rights.", with_obj=True)
 _listing("conflicts", "conflicts", "List conflicted copies and conflicting values.")
-_listing("history", "history", "Show recent sync activity.")
 _listing(
     "versions",
     "versions",
@@ -426,6 +425,51 @@ def ctl_filestatus(ctx: click.Context, path: Path, as_json: bool) -> None:
         click.echo(f"{answer['path']}: {answer['state']}{why}")
 
     _call(ctx, "filestatus", render, path=str(path.expanduser().absolute()))
+
+
+@ctl.command("history")
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option("--limit", "-n", default=50, show_default=True, type=click.IntRange(1, 100_000), help="Rows at most.")
+@click.option("--since", help="Only changes since: 2h, 3d, 1w, or an ISO date or time (2026-12-01).")
+@json_option
+@click.pass_context
+def ctl_history(ctx: click.Context, path: Path | None, limit: int, since: str | None, as_json: bool) -> None:
+    """Show what changed, file by file (added, changed, deleted, moved, conflict), by which device."""
+    args: dict[str, Any] = {"limit": limit}
+    if since is not None:
+        args["since"] = since
+    if path is not None:
+        args["path"] = str(path.expanduser().absolute())
+    _call(ctx, "history", render_history, **args)
+
+
+def render_history(rows: list[dict[str, Any]]) -> None:
+    """``ctl history`` for people, readable at 80 columns: when (local), what, device, and the file (its path in
+    the synced folder, with the folder's name), the detail under it."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not rows:
+        _console().print("no changes recorded (yet)")
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("when", no_wrap=True)
+    table.add_column("change", no_wrap=True)
+    table.add_column("device", no_wrap=True, max_width=16, overflow="ellipsis")
+    table.add_column("file", overflow="fold")
+    for row in rows:
+        path, folder = str(row.get("path") or ""), str(row.get("folder") or "")
+        if path.startswith("/"):
+            shown = short_path(path)
+        else:
+            name = Path(folder).name if folder else object_name({"oaio_id": row.get("oaio_id", "")})
+            shown = f"{name}/{path}" if path else name
+        shown = escape(shown)
+        if row.get("detail"):
+            shown += f"\n[dim]{escape(pasteable(str(row['detail'])))}[/]"
+        table.add_row(str(row.get("when") or ""), str(row.get("action") or ""), escape(row.get("device") or "-"), shown)
+    _console().print(table)
 
 
 @ctl.command("confirm-delete")

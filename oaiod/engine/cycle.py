@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from oaiod.engine import apps, files, ops, selective, trash
+from oaiod.engine import apps, files, history, ops, selective, trash
 from oaiod.engine.context import EngineContext, OpenBackend, ServerApi
 from oaiod.engine.index import IndexReport, index_paths, owner_of, rooted, settle_ignored
 from oaiod.engine.mapping import is_own_root, map_object
@@ -509,8 +509,12 @@ class SyncEngine:
             found.append(row)
         return found
 
-    def history(self, limit: int = 200) -> list[HistoryRow]:
-        return self.repo.history(limit)
+    def history(self, limit: int = 200, *, since: str = "", path: Path | None = None) -> list[HistoryRow]:
+        """``ctl history``: the newest ``limit`` rows (per file, and object events; not the version totals) written
+        at ``since`` (a stamp) or later, of ``path`` (a synced folder, a file or folder in one, or a folder holding
+        synced folders) when given."""
+        scopes = None if path is None else history.scopes_of(self.ctx, Path(path))
+        return self.repo.history(limit, since=since, scopes=scopes, without=history.VERSION_TOTALS)
 
     def versions(self, oaio_id: str) -> list[ObjectVersion]:
         return list(self.api.versions(oaio_id))

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from oaiod.engine import localfs
+from oaiod.engine import history, localfs
 from oaiod.engine.context import EngineContext, IntegrityError, fetch_one, transfer_batches
 from oaiod.engine.manifest import MANIFEST_KEY, build_manifest, remote_files
 from oaiod.engine.placeholders import _resolved, is_inside
@@ -248,7 +248,8 @@ def _restore_batch(root: Path, backend: Any, batch: list[tuple[str, Any, Transfe
 
 def gc(ctx: EngineContext) -> dict[str, int]:
     """Delete version prefixes on storage beyond the newest ``keep_versions`` (never the two the server names,
-    never one in flight) of objects we may delete from, and trash older than ``trash_days``."""
+    never one in flight) of objects we may delete from, trash older than ``trash_days``, and all but the newest
+    :data:`~oaiod.engine.history.KEEP_ROWS` history rows."""
     removed_versions = purged_trash = 0
     in_flight = {(entry.oaio_id, entry.stamp) for entry in ctx.repo.journal()}
     for row in ctx.repo.objects(STATUS_ACTIVE, STATUS_HELD):
@@ -269,7 +270,8 @@ def gc(ctx: EngineContext) -> dict[str, int]:
             log.warning("%s: garbage collection failed (%s); trying again later", row.oaio_id, exc)
     oldest_kept = _dt.datetime.now(_dt.UTC) - _dt.timedelta(days=int(ctx.settings.trash_days) + 1)
     ctx.repo.forget_trash(before=oldest_kept.strftime(STAMP_FORMAT))  # rows of purged trash days: sources no more
-    return {"versions": removed_versions, "trash_days": purged_trash}
+    pruned = ctx.repo.prune_history(history.KEEP_ROWS)
+    return {"versions": removed_versions, "trash_days": purged_trash, "history_rows": pruned}
 
 
 def new_folder_object(ctx: EngineContext, local: Path, kind: str, name: str | None = None) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oaiod.engine import localcopy, localfs, moves
+from oaiod.engine import history, localcopy, localfs, moves
 from oaiod.engine.context import EngineContext, EngineError, IntegrityError, transfer_batches
 from oaiod.engine.dirs import merge_remote_dirs
 from oaiod.engine.localfs import LocalChanged, LocalFsError
@@ -87,6 +87,9 @@ def pull_object(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> PullOu
         _merge_values_only(ctx, row, remote)
         return outcome
     remote_map = remote_files(remote.client_values, remote.client_stamp)
+    base = history.filled_from_index(
+        ctx.repo, row.oaio_id, history.manifest_hashes(row.synced_values, row.synced_stamp)
+    )
     steps = _plan(ctx, row, remote_map)
     if not confirmed_delete(remote.client_values, remote.client_stamp) and _held(ctx, row, steps, outcome):
         return outcome
@@ -98,7 +101,7 @@ def pull_object(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> PullOu
     for start in range(0, len(steps), APPLY_BATCH):
         _apply_batch(merge, steps[start : start + APPLY_BATCH])
     merge_remote_dirs(ctx, row, remote)  # after the files: a file removed may have emptied a folder to keep
-    _finish(ctx, row, remote, outcome)
+    _finish(ctx, row, remote, outcome, base)
     return outcome
 
 
@@ -221,7 +224,6 @@ def _move_folders(m: _Merge, steps: list[_Step], remote_map: dict[str, RemoteFil
             m.rows.delete(f"{move.old}/{rel}")
             m.rows.write(f"{move.new}/{rel}", file.stat, file.sha256, file.executable)
             done |= {f"{move.old}/{rel}", f"{move.new}/{rel}"}
-        m.rows.history("move", move.new, f"renamed from {move.old} on the server; renamed here")
         m.installed += [str(m.root / move.new), str(m.root / move.old)]
         m.outcome.downloads += len(move.files)
         m.outcome.local_copies += len(move.files)
@@ -405,7 +407,6 @@ def _apply(m: _Merge, step: _Step, fetched: Fetched | None = None) -> None:
         m.rows.delete(step.path)
         if moved is not None and file is not None:
             _note_trashed(m, [moved], file)
-        m.rows.history("trash", step.path, "deleted on the server; moved to the trash")
         m.outcome.trashed += 1
     elif action is Action.NOTHING:
         if step.remote is None:
@@ -675,7 +676,7 @@ def _record_copy(m: _Merge, rel: str, copy: str, detail: str) -> None:
     has a new local file to commit."""
     oaio_id = m.row.oaio_id
     m.ctx.repo.add_conflict(oaio_id, "file", rel, copy, detail)
-    m.ctx.repo.add_history(oaio_id, "conflict", rel, f"conflicted copy: {copy}")
+    m.ctx.repo.add_history(oaio_id, history.CONFLICT, rel, f"conflicted copy: {copy}", m.remote.device_id or "")
     log.warning("%s: %s: %s; kept both (copy: %s)", oaio_id, rel, detail, copy)
     m.outcome.conflicts.append(copy)
     _mark_dirty(m.ctx, oaio_id)
@@ -702,11 +703,18 @@ def _report_kept(ctx: EngineContext, row: ObjectRow, rel: str, note: str) -> Non
         ctx.repo.add_conflict(row.oaio_id, "readonly", rel, detail="changed here, but the object is read-only")
 
 
-def _finish(ctx: EngineContext, row: ObjectRow, remote: OaiObject, outcome: PullOutcome) -> None:
+def _finish(
+    ctx: EngineContext, row: ObjectRow, remote: OaiObject, outcome: PullOutcome, base: dict[str, str | None]
+) -> None:
+    """Make the merged version the base (when the merge is complete: its per-file changes go to the history, against
+    ``base``, the previous base's hashes), or leave the object for the next pull."""
     fresh = ctx.repo.get_object(row.oaio_id)
     if fresh is not None:
         row.local_dirty = fresh.local_dirty
     if outcome.complete:
+        new = history.manifest_hashes(remote.client_values, remote.client_stamp)
+        new = history.filled_from_index(ctx.repo, row.oaio_id, new)  # after the merge: what it downloaded, hashed
+        history.record_version(ctx.repo, row.oaio_id, base, new, remote.device_id or "")
         if row.local_values is not None:
             row.local_values = _merge_local_values(ctx, row, row.local_values, remote)
         row.synced_stamp, row.synced_values = remote.client_stamp, remote.client_values

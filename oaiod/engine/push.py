@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from oaiod.engine import history
 from oaiod.engine.context import EngineContext, transfer_batches
 from oaiod.engine.localfs import LocalChanged
 from oaiod.engine.manifest import MANIFEST_KEY, RemoteFile, build_manifest, folders_of, remote_dirs, remote_files
@@ -388,10 +389,13 @@ def _record(ctx: EngineContext, row: ObjectRow, commit: _Commit, answer: OaiObje
         s.execute(sa.delete(FileRow).where(FileRow.oaio_id == row.oaio_id, FileRow.present.is_(False), mine))
         fresh = s.get(ObjectRow, row.oaio_id)
         assert fresh is not None
+        base = history.manifest_hashes(fresh.synced_values, fresh.synced_stamp)
         ctx.repo.apply_server_object(fresh, answer)
         fresh.synced_stamp, fresh.synced_values = answer.client_stamp, answer.client_values
         fresh.local_dirty, fresh.local_values, fresh.remote_dirty = False, None, bool(commit.carried)
         fresh.status, fresh.hold_reason, fresh.delete_confirmed = STATUS_ACTIVE, "", False
         s.execute(sa.delete(JournalRow).where(JournalRow.id == entry))
     ctx.repo.add_history(row.oaio_id, "commit", detail=f"version {commit.stamp}: {len(commit.files)} files")
+    committed = {path: str(entry[2]) for path, entry in commit.files.items()}
+    history.record_version(ctx.repo, row.oaio_id, base, committed, ctx.settings.device_id, skip=commit.carried)
     log.info("%s: committed version %s (%d files)", row.oaio_id, commit.stamp, len(commit.files))

@@ -9,7 +9,7 @@ never describes a file that a power loss could still take back (design §3).
 from __future__ import annotations
 
 from oaiod.model import now_stamp
-from oaiod.state.models import FileRow, HistoryRow, TrashRow
+from oaiod.state.models import FileRow, TrashRow
 from oaiod.state.repo import FileStat, StateRepo
 
 _TABLE = FileRow.__tablename__
@@ -33,7 +33,6 @@ _WRITE_SYNCED = _upsert(synced=True)
 _WRITE_LOCAL = _upsert(synced=False)
 _SET_SYNCED = f"UPDATE {_TABLE} SET synced_sha256 = ?, synced_executable = ? WHERE oaio_id = ? AND path = ?"
 _DELETE = f"DELETE FROM {_TABLE} WHERE oaio_id = ? AND path = ?"
-_HISTORY = f"INSERT INTO {HistoryRow.__tablename__} (at, oaio_id, action, path, detail) VALUES (?, ?, ?, ?, ?)"
 _TRASHED = (
     f"INSERT INTO {TrashRow.__tablename__} (path, sha256, size, mtime_ns, inode, created) VALUES (?, ?, ?, ?, ?, ?)"
 )
@@ -67,11 +66,6 @@ class RowWriter:
 
     def delete(self, rel: str) -> None:
         self._ops.append((_DELETE, (self.oaio_id, rel)))
-
-    def history(self, action: str, rel: str, detail: str) -> None:
-        """A history row for ``rel`` (as :meth:`StateRepo.add_history`), written with the batch: a pull that trashes
-        2,000 files of a renamed folder made 2,000 transactions of one row each, most of its time."""
-        self._ops.append((_HISTORY, (now_stamp(), self.oaio_id, action, rel, detail[:2000])))
 
     def trashed(self, path: str, sha: str, st: FileStat) -> None:
         """A file of content ``sha`` was put into the trash at ``path`` (absolute): a source for later pulls."""

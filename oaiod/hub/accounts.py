@@ -29,7 +29,7 @@ from oaiod.model import now_stamp, validate_name, validate_username
 log = logging.getLogger("oaiod.hub")
 
 _GUARD_LOCK = threading.Lock()
-SECRET_KEY_WORDS = ("password", "passwd", "secret", "token", "key", "credential", "auth")
+SECRET_KEY_WORDS = ("password", "passwd", "secret", "token", "key", "cred", "auth")  # cred: Goodrive's sa_cred_dict
 
 
 def token_hash(token: str) -> str:

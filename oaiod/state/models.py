@@ -187,7 +187,8 @@ class ConflictRow(Base):
 
 
 class HistoryRow(Base):
-    """What a sync did: one row per object and action (upload, download, delete, conflict, …)."""
+    """What a sync did: one row per file changed (added, changed, deleted, moved, conflict; ``path`` relative to
+    the object's folder) and one per object event (held, confirm, add, removed, a version's totals…)."""
 
     __tablename__ = "history"
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
@@ -196,6 +197,8 @@ class HistoryRow(Base):
     action: Mapped[str] = mapped_column(String(20))
     path: Mapped[str] = mapped_column(String(4096), default="")
     detail: Mapped[str] = mapped_column(String(2000), default="")
+    #: the device that made the change: the committing device of a pulled version, this device for its commits
+    device: Mapped[str] = mapped_column(ID, default="", server_default="")
 
 
 class ErrorRow(Base):

@@ -454,13 +454,48 @@ class StateRepo:
         with self.session() as s:
             return [(oaio_id, path) for oaio_id, path in s.execute(query)]
 
-    def add_history(self, oaio_id: str, action: str, path: str = "", detail: str = "") -> None:
+    def add_history(self, oaio_id: str, action: str, path: str = "", detail: str = "", device: str = "") -> None:
         with self.session() as s:
-            s.add(HistoryRow(at=now_stamp(), oaio_id=oaio_id, action=action, path=path, detail=detail[:2000]))
+            s.add(HistoryRow(at=now_stamp(), oaio_id=oaio_id, action=action, path=path, detail=detail[:2000],
+                             device=device))  # fmt: skip
 
-    def history(self, limit: int = 200) -> list[HistoryRow]:
+    def add_history_rows(self, oaio_id: str, rows: Iterable[tuple[str, str, str]], device: str) -> None:
+        """``(action, path, detail)`` rows of one object and device, in one transaction (one executemany: a first
+        pull of 100,000 files writes as many rows)."""
+        at = now_stamp()
+        values = [(at, oaio_id, action, path, detail[:2000], device) for action, path, detail in rows]
+        if values:
+            with self.session() as s:  # the driver's executemany: the ORM's insert of 100,000 dicts took 3 s
+                s.connection().exec_driver_sql(_INSERT_HISTORY, values)
+
+    def history(
+        self,
+        limit: int = 200,
+        *,
+        since: str = "",
+        scopes: Iterable[tuple[str, str]] | None = None,
+        without: Iterable[str] = (),
+    ) -> list[HistoryRow]:
+        """The newest ``limit`` rows, newest first: written at ``since`` (a stamp) or later, of the ``(oaio_id,
+        path)`` scopes (a path "" is the whole object, else that file or folder), none of the actions ``without``."""
+        query = sa.select(HistoryRow).order_by(HistoryRow.id.desc()).limit(limit)
+        if since:
+            query = query.where(HistoryRow.at >= since)
+        if scopes is not None:
+            query = query.where(sa.or_(sa.false(), *(_history_scope(oaio_id, path) for oaio_id, path in scopes)))
+        excluded = list(without)
+        if excluded:
+            query = query.where(HistoryRow.action.not_in(excluded))
         with self.session() as s:
-            return list(s.scalars(sa.select(HistoryRow).order_by(HistoryRow.id.desc()).limit(limit)))
+            return list(s.scalars(query))
+
+    def prune_history(self, keep: int) -> int:
+        """Delete all but the newest ``keep`` history rows; how many went."""
+        with self.session() as s:
+            newest = s.scalar(sa.select(sa.func.max(HistoryRow.id)))
+            if newest is None or newest <= keep:
+                return 0
+            return _rowcount(s.execute(sa.delete(HistoryRow).where(HistoryRow.id <= newest - keep)))
 
     # -- errors with per-item backoff ------------------------------------------------------------------------------
 
@@ -588,3 +623,18 @@ class StateRepo:
         with self.session() as s:
             for table in (FileRow, ObjectRow, CursorRow, JournalRow, ErrorRow):
                 s.execute(sa.delete(table))
+
+
+_INSERT_HISTORY = (
+    f"INSERT INTO {HistoryRow.__tablename__} (at, oaio_id, action, path, detail, device) VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def _history_scope(oaio_id: str, path: str) -> sa.ColumnElement[bool]:
+    """History rows of one object, or of the file or folder ``path`` in it (compared as text, not LIKE: a path
+    may hold ``%`` or ``_``)."""
+    mine = HistoryRow.oaio_id == oaio_id
+    if not path:
+        return mine
+    inside = sa.func.substr(HistoryRow.path, 1, len(path) + 1) == path + "/"
+    return sa.and_(mine, sa.or_(HistoryRow.path == path, inside))

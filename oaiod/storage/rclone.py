@@ -19,6 +19,11 @@ directory cache), and secrets never need to go on a command line.
 * Listing is one ``operations/list`` call per prefix (rclone answers with the whole list at once).
 
 Arguments: ``remote``, ``root_folder``, optional ``config`` (path of an rclone.conf) and password forms.
+
+Hosts with arguments of their own (the published client's ``Digi`` and ``Goodrive``) describe their remote as a
+:class:`RemoteConfig`: a named remote that exists only in rcd's environment (``RCLONE_CONFIG_<NAME>_<KEY>``) with
+rclone's config file switched off (``--config ""``), so neither a secret nor a section of the user's rclone.conf
+is involved.
 """
 
 from __future__ import annotations
@@ -35,13 +40,14 @@ import tempfile
 import time
 import weakref
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from oaiod.errors import ConfigError
-from oaiod.secrets import secret_from_args
+from oaiod.secrets import Secret, secret_from_args
 from oaiod.storage.base import Backend, Capabilities, ObjectInfo, PathLike, Progress
 from oaiod.storage.errors import (
     InvalidKey,
@@ -108,6 +114,37 @@ def password_env_name(remote: str) -> str:
     return f"RCLONE_CONFIG_{re.sub(r'[^A-Za-z0-9]', '_', remote[:-1]).upper()}_PASS"
 
 
+@dataclass(frozen=True)
+class RemoteConfig:
+    """An rclone remote defined wholly by rcd's environment: no config file, nothing on a command line.
+
+    ``options`` are plain config keys of the rclone backend ``type``; ``secrets`` are keys whose values stay out
+    of logs (``repr`` masks them), those named in ``obscured`` are passed in rclone's obscured form (its
+    password options want that). ``path`` is the folder on the remote that keys are under.
+    """
+
+    name: str
+    type: str
+    path: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, Secret] = field(default_factory=dict)
+    obscured: frozenset[str] = frozenset()
+
+    @property
+    def remote(self) -> str:
+        return f"{self.name}:"
+
+    def env(self, rclone: str) -> dict[str, str]:
+        """The ``RCLONE_CONFIG_<NAME>_<KEY>`` variables that define the remote (secrets revealed, some obscured)."""
+        prefix = f"RCLONE_CONFIG_{re.sub(r'[^A-Za-z0-9]', '_', self.name).upper()}_"
+        env = {prefix + "TYPE": self.type}
+        env.update({prefix + key.upper(): value for key, value in self.options.items()})
+        for key, secret in self.secrets.items():
+            value = obscure(rclone, secret.reveal()) if key in self.obscured else secret.reveal()
+            env[prefix + key.upper()] = value
+        return env
+
+
 def _stop_process(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -132,8 +169,16 @@ class RcloneBackend(Backend):
     csh_id = "Rclone"
 
     def __init__(
-        self, remote: str, root_folder: str = "", *, config: PathLike | None = None, password: str | None = None
+        self,
+        remote: str,
+        root_folder: str = "",
+        *,
+        config: PathLike | None = None,
+        password: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """``env``: more variables for rcd; given, rclone's config file is not read (``--config ""``): the remote
+        is defined there (see :class:`RemoteConfig`)."""
         if not remote.endswith(":") or _has_control_char(remote):
             raise ConfigError("remote", f"must be a remote such as gdrive: or :local: ending in ':', not {remote!r}")
         if re.search(r"[,:]pass(word)?=", remote):
@@ -146,7 +191,8 @@ class RcloneBackend(Backend):
         self.config = Path(config).expanduser() if config else None
         if self.config is not None and not self.config.is_file():
             raise ConfigError("config", f"{self.config} is not an rclone config file")
-        self._env = {"RCLONE_RC_USER": "oaiod", "RCLONE_RC_PASS": random_token()}
+        self._env = {**(env or {}), "RCLONE_RC_USER": "oaiod", "RCLONE_RC_PASS": random_token()}
+        self._no_config_file = env is not None
         if password:
             self._env[password_env_name(remote)] = obscure(self.rclone, password)
         self._session = requests.Session()
@@ -185,8 +231,13 @@ class RcloneBackend(Backend):
             password=password.reveal() if password else None,
         )
 
+    @classmethod
+    def from_remote(cls, remote: RemoteConfig) -> RcloneBackend:
+        """A backend on ``remote``, defined in rcd's environment only (for hosts with arguments of their own)."""
+        return cls(remote.remote, remote.path, env=remote.env(find_rclone()))
+
     def describe(self) -> str:
-        return f"Rclone {self.fs}"
+        return f"{self.csh_id} {self.fs}"
 
     # -- the rcd process --------------------------------------------------------------------------------------
 
@@ -199,6 +250,8 @@ class RcloneBackend(Backend):
             argv = [self.rclone, "rcd", "--rc-addr", f"127.0.0.1:{port}", "--log-level", "NOTICE"]
             if self.config is not None:
                 argv += ["--config", str(self.config)]
+            elif self._no_config_file:
+                argv += ["--config", ""]
             proc = subprocess.Popen(
                 argv, env={**os.environ, **self._env}, stdin=subprocess.DEVNULL, stdout=self._log_file,
                 stderr=subprocess.STDOUT,

@@ -28,6 +28,9 @@ BUILTIN: dict[str, str] = {
     "WebDav": "oaiod.storage.webdav:WebDavBackend",
     "S3": "oaiod.storage.s3:S3Backend",
     "Rclone": "oaiod.storage.rclone:RcloneBackend",
+    # the published client's own hosts (ae.cloud_storage), with its argument names, through rclone
+    "Digi": "oaiod.storage.digi:DigiBackend",
+    "Goodrive": "oaiod.storage.goodrive:GoodriveBackend",
 }
 
 #: top-level module of an optional dependency -> how to install it

@@ -163,10 +163,11 @@ class FakeEngine:
 
         return [ConflictRow(oaio_id="fake", kind="file", path="a (conflicted copy).txt")]
 
-    def history(self) -> list[HistoryRow]:
+    def history(self, limit: int = 200, *, since: str = "", path: Path | None = None) -> list[HistoryRow]:
         from oaiod.state.models import HistoryRow
 
-        return [HistoryRow(oaio_id="fake", action="cycle", detail=str(self.cycles))]
+        self.calls.append(["history", limit, since, str(path) if path else None])
+        return [HistoryRow(at="20240101000000000000", oaio_id="fake", action="cycle", detail=str(self.cycles))]
 
     def versions(self, oaio_id: str) -> list[ObjectVersion]:
         from oaiod.server_api import ObjectVersion

@@ -73,7 +73,7 @@ def test_ctl_commands_against_a_running_daemon_and_without_one(cluster: Cluster)
     assert ctl(cfg, "confirm-delete", oid, "--wait").returncode == 0
     wait_committed(cluster, oid, work)
     actions = {row["action"] for row in ctl_json(cfg, "history")}
-    assert {"commit", "held", "confirm"} <= actions, actions
+    assert {"added", "changed", "deleted", "held", "confirm"} <= actions, actions  # per file; no version totals
     assert isinstance(ctl_json(cfg, "conflicts"), list)
     assert ctl(cfg, "log", "-n", "5").stdout.count("\n") == 5
 

@@ -84,7 +84,7 @@ def make_device(hub: HubServer, storage_root: Path, tmp_path: Path) -> Iterator[
             device_id=name,
             state_dir=base / "state",
             username=user,
-            csh_id="Local",
+            csh_id=overrides.pop("csh_id", "Local"),
             quiet_period=0.0,
             home=home,
             **overrides,

@@ -69,7 +69,8 @@ def test_a_renamed_folder_is_renamed_here(make_device) -> None:
     assert {rel: (b.root / rel.replace("photos/", "pics/")).stat().st_ino for rel in made} == inodes
     assert (b.root / "pics" / "0" / "img00.jpg").stat().st_mode & 0o100
     assert trash_of(b) == {"notes.txt": b"my notes"}
-    assert any(row.action == "move" and row.path == "pics" for row in b.engine.repo.history())
+    moved = {row.path: row.detail for row in b.engine.repo.history() if row.action == "moved" and row.device == "a"}
+    assert moved["pics/0/img00.jpg"] == "from photos/0/img00.jpg" and len(moved) == 31
     converge(a, b)
     for device in (a, b):
         report = device.sync()

@@ -13,6 +13,7 @@ and which one ``import conftest`` finds depends on the order pytest loaded them.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -291,6 +292,95 @@ def make_rclone_webdav_store(request: pytest.FixtureRequest, tmp: Path) -> Store
     return store
 
 
+# -- Digi and Goodrive: the published client's hosts, on a local stand-in -------------------------------------
+#
+# Digi Storage and Google Drive cannot be reached from here. These stores build the backend from the published
+# client's arguments exactly as for the real host (the remote config, the obscured password and the credentials
+# in rcd's environment, no config file) and swap only the rclone backend type for ``local``, under a tmp folder.
+# What the real services would do with that config is not verified (see oaiod/storage/digi.py, goodrive.py).
+# ``digi_koofr`` goes further for Digi: rclone's real koofr remote against a Koofr-API server (only the endpoint
+# swapped).
+
+DIGI_ARGS = {"root_folder": "oaio/files", "email": "alice@example.org", "password": "digi secret ' \" $x"}
+
+
+def local_stand_in(remote: Any, base: Path) -> Any:
+    """``remote`` (a RemoteConfig) with its type swapped for rclone's ``local``, its path under ``base``."""
+    import dataclasses
+
+    base.mkdir(parents=True, exist_ok=True)
+    return dataclasses.replace(remote, type="local", path=str(base / remote.path) if remote.path else str(base))
+
+
+def goodrive_args(tmp: Path) -> dict[str, Any]:
+    """Goodrive arguments with a (made-up) service account key file, 0600."""
+    key = tmp / "sa.json"
+    if not key.exists():
+        fake = {"type": "service_account", "client_email": "sa@p.iam.gserviceaccount.com", "private_key": "KEY"}
+        key.write_text(json.dumps(fake))
+        key.chmod(0o600)
+    return {"root_folder": "1AbCdEfGhIjKlMnOp", "sa_cred_file": str(key)}
+
+
+def make_published_store(request: pytest.FixtureRequest, tmp: Path, csh_id: str) -> StoreUnderTest:
+    from oaiod.storage.digi import DigiBackend, digi_remote
+    from oaiod.storage.goodrive import GoodriveBackend, goodrive_remote
+
+    _rclone_or_skip()
+    base = tmp / f"{csh_id.lower()}-host"
+    if csh_id == "Digi":
+        args, cls, remote = DIGI_ARGS, DigiBackend, digi_remote(DIGI_ARGS)
+    else:
+        args = goodrive_args(tmp)
+        cls, remote = GoodriveBackend, goodrive_remote(args)
+    stand_in = local_stand_in(remote, base)
+    root = Path(stand_in.path)
+
+    def denied() -> Backend:
+        _denied_local(store, tmp / "read-only").close()
+        return cls.from_remote(local_stand_in(remote, tmp / "read-only"))
+
+    store = StoreUnderTest(
+        name=f"{csh_id.lower()}_local",
+        csh_id=csh_id,
+        args=args,
+        make=lambda: cls.from_remote(stand_in),
+        read_native=lambda path: (root / path).read_bytes(),
+        faulty=fail_once(lambda: cls.from_remote(stand_in)),
+        denied=denied,
+    )
+    return store
+
+
+def make_digi_koofr_store(request: pytest.FixtureRequest, tmp: Path) -> StoreUnderTest:
+    """The Digi backend through rclone's real ``koofr`` remote against a Koofr-API server in memory
+    (``koofr_server.py``): only the endpoint is swapped (Digi Storage itself cannot be reached from here)."""
+    import dataclasses
+
+    from koofr_server import start_koofr
+
+    from oaiod.storage.digi import DigiBackend, digi_remote
+
+    _rclone_or_skip()
+    server = start_koofr(tmp / "koofr", DIGI_ARGS["email"], DIGI_ARGS["password"])
+
+    def make(password: str = DIGI_ARGS["password"]) -> Backend:
+        remote = digi_remote({**DIGI_ARGS, "password": password})
+        return DigiBackend.from_remote(dataclasses.replace(remote, options={**remote.options, "endpoint": server.url}))
+
+    store = StoreUnderTest(
+        name="digi_koofr",
+        csh_id="Digi",
+        args=DIGI_ARGS,
+        make=make,
+        read_native=lambda path: (server.root / DIGI_ARGS["root_folder"] / path).read_bytes(),
+        faulty=fail_once(make),
+        denied=lambda: make("not the password"),
+        cleanups=[server.stop],
+    )
+    return store
+
+
 # -- Hub ------------------------------------------------------------------------------------------------------
 
 HUB_USERS = {"alice": "alice-blob-secret", "bob": "bob-blob-secret"}
@@ -374,6 +464,9 @@ STORES: dict[str, Callable[[pytest.FixtureRequest, Path], StoreUnderTest]] = {
     "s3": make_s3_store,
     "rclone_local": make_rclone_local_store,
     "rclone_webdav": make_rclone_webdav_store,
+    "digi_local": lambda request, tmp: make_published_store(request, tmp, "Digi"),
+    "goodrive_local": lambda request, tmp: make_published_store(request, tmp, "Goodrive"),
+    "digi_koofr": make_digi_koofr_store,
     "hub": make_hub_store,
     # the hub with its content in the S3 endpoint's bucket, handing out pre-signed URLs (direct transfers)
     "hub_s3": lambda request, tmp: make_hub_store(request, tmp, "blob_hub_s3"),

@@ -1,7 +1,8 @@
 """One conformance suite for every storage backend; each joins through ``STORES`` in storage_stores.py.
 
 Every case runs against a real host: a local folder, a wsgidav server, moto's S3 server, rclone's rcd over a
-local remote and over the WebDAV server, and the hub's blob store.
+local remote and over the WebDAV server, the published client's Digi and Goodrive hosts on rclone local stand-ins
+(their services cannot be reached from here), and the hub's blob store.
 """
 
 from __future__ import annotations

@@ -150,7 +150,7 @@ def install_entry_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lines:
 
 
 def test_builtin_ids_and_lazy_hub_slot() -> None:
-    assert set(registry.BUILTIN) == {"Local", "Hub", "WebDav", "S3", "Rclone"}
+    assert set(registry.BUILTIN) == {"Local", "Hub", "WebDav", "S3", "Rclone", "Digi", "Goodrive"}
     assert registry.BUILTIN["Hub"] == "oaiod.storage.hub:HubBackend"
     assert registry.backend_class("Local") is LocalBackend
     with pytest.raises(ConfigError, match="unknown storage host 'Dropbox'"):

@@ -24,6 +24,7 @@ import concurrent.futures
 import datetime
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -289,7 +290,11 @@ class DaemonCommands:
         return self._read(lambda e: present.rows(e.conflicts()))
 
     def history(self, args: Mapping[str, Any]) -> Any:
-        return self._read(lambda e: present.rows(e.history()))
+        """Per-file changes, newest first: ``limit`` rows, ``since`` (``2h``, ``3d``, an ISO date or time, local),
+        of ``path`` (a synced folder, a file or folder in one)."""
+        limit, since = _arg(args, "limit", _count, 50), _arg(args, "since", _since, "")
+        path = _arg(args, "path", _local_path, None)
+        return self._read(lambda e: present.history(e.history(limit, since=since, path=path), e.objects().objects))
 
     def versions(self, args: Mapping[str, Any]) -> Any:
         path = _inside(self.daemon, args)
@@ -398,6 +403,28 @@ def _day(value: Any, name: str) -> str:
         return datetime.date.fromisoformat(value).isoformat()
     except (TypeError, ValueError):
         raise ValidationError(name, "must be a day as YYYY-MM-DD") from None
+
+
+SINCE_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _since(value: Any, name: str, now: datetime.datetime | None = None) -> str:
+    """``2h``, ``3d``, ``90m``, ``1w`` ago, or an ISO date or time (local unless it names its zone), as a stamp."""
+    text = value.strip().lower() if isinstance(value, str) else ""
+    now = now or datetime.datetime.now(datetime.UTC)
+    ago = re.fullmatch(r"(\d{1,6})\s*([mhdw])", text)
+    try:
+        if ago:
+            moment = now - datetime.timedelta(**{SINCE_UNITS[ago.group(2)]: int(ago.group(1))})
+        else:
+            moment = datetime.datetime.fromisoformat(text.upper())
+            if moment.tzinfo is None:
+                moment = moment.astimezone()  # the local time people type
+    except (ValueError, OverflowError):
+        raise ValidationError(
+            name, f"must be like 2h, 3d or an ISO date (2026-12-01), not {str(value)[:40]!r}"
+        ) from None
+    return moment.astimezone(datetime.UTC).strftime(model.STAMP_FORMAT)
 
 
 def _right(value: Any, name: str) -> str:

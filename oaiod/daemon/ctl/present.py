@@ -112,6 +112,29 @@ def rows(found: Iterable[Any]) -> list[dict[str, Any]]:
     return [row_dict(row) for row in found]
 
 
+#: what rows written before per-file history (daemon migration 0007) call a file deleted or moved by a pull
+_LEGACY_ACTIONS = {"trash": "deleted", "move": "moved"}
+
+
+def history(found: Iterable[Any], objects: Iterable[Any]) -> list[dict[str, Any]]:
+    """``ctl history``: a history row as people read it — the change, its file (``path`` relative to ``folder``,
+    the object's folder), the device that made it, when (``when``: local time; ``at``: the UTC stamp)."""
+    folders = {row.oaio_id: row.local_root or "" for row in objects}
+    return [
+        {
+            "when": local_time(row.at),
+            "at": row.at,
+            "action": _LEGACY_ACTIONS.get(row.action, row.action),
+            "path": row.path,
+            "folder": folders.get(row.oaio_id, ""),
+            "device": row.device or "",
+            "detail": row.detail,
+            "oaio_id": row.oaio_id,
+        }
+        for row in found
+    ]
+
+
 def version_dict(version: ObjectVersion) -> dict[str, Any]:
     """One stored version for ``ctl versions``: its stamp, who made it, how many files, when."""
     files = version.values.get(FILES_VALUES_KEY) or []
