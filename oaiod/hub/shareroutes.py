@@ -141,13 +141,18 @@ def revoke_link(request: Request, link_id: str, actor: ActorDep, links: LinksDep
 # -- the public download of a link -------------------------------------------------------------------------------
 
 
-@router.api_route("/share/{link_id}", methods=["GET", "HEAD", "POST"])
-async def use_link(request: Request, link_id: str, expires: str = "", bewit: str = "") -> Response:
+@router.get("/share/{link_id}")
+def use_link(request: Request, link_id: str, expires: str = "", bewit: str = "") -> Response:
     """A link's file, or its folder's zip (202 with the progress until it is prepared). No session: the URL's
-    signature is the credential; a password comes as the form field ``password`` (POST) or a header."""
-    password = request.headers.get(PASSWORD_HEADER)
-    if request.method == "POST":
-        password = await _form_password(request)
+    signature is the credential; a password comes in the header ``X-Oaiod-Link-Password`` (or a password cookie
+    that the form POST set)."""
+    return _serve_link(request, link_id, expires, bewit, request.headers.get(PASSWORD_HEADER))
+
+
+@router.post("/share/{link_id}")
+async def use_link_with_password(request: Request, link_id: str, expires: str = "", bewit: str = "") -> Response:
+    """As GET, with the password as the form field ``password`` (a browser's form); a right one sets the cookie."""
+    password = await _form_password(request)
     return await run_in_threadpool(_serve_link, request, link_id, expires, bewit, password)
 
 
