@@ -205,6 +205,7 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     """The hub application over ``service`` (opened from ``settings`` when not given)."""
     from oaiod.hub.blobbatch import mount as mount_blob_batches
     from oaiod.hub.blobs import mount as mount_blobs
+    from oaiod.hub.browse import router as browse_router
     from oaiod.hub.feed import FEATURES
     from oaiod.hub.feed import router as feed_router  # routes import this module's dependencies
     from oaiod.hub.health import Readiness
@@ -215,6 +216,7 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     from oaiod.hub.openapi import install as install_openapi
     from oaiod.hub.routes import router as core_router
     from oaiod.hub.shareroutes import mount as mount_sharing
+    from oaiod.hub.web import mount as mount_web
 
     service = service or HubService.open(settings)
     notifier = ChangeNotifier()
@@ -247,12 +249,14 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     _install_error_handlers(app)
     app.include_router(core_router, prefix="/api")
     app.include_router(feed_router, prefix="/api")
+    app.include_router(browse_router, prefix="/api")
     mount_blobs(app)
     mount_blob_batches(app)
     mount_sharing(app)
     app.state.readiness = Readiness(service, app.state.blobs.check_ready)
     app.include_router(health_router)  # /healthz, /readyz and /metrics: at the root, for the machines that probe
     app.include_router(metrics_router)
+    mount_web(app)  # the browser app under /web/ (oaiod.hub.web)
     install_openapi(app)
     app.add_middleware(HubMiddleware, body_limit=settings.body_limit)
     app.add_middleware(RequestObserver, metrics=metrics, routes=RouteTemplates.of(app))  # sees HubMiddleware's answers

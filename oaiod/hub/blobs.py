@@ -34,6 +34,7 @@ from oaiod.hub.blobuploads import Uploads
 from oaiod.hub.deps import CSRF_COOKIE, ActorDep, json_body
 from oaiod.hub.errors import BadRequest, RangeNotSatisfiable, TooLarge, UnsupportedMedia
 from oaiod.hub.metrics import counting_chunks, counting_sent, hub_metrics, scope_metrics
+from oaiod.hub.service import Actor
 from oaiod.model import validate_exact_keys, validate_stamp
 from oaiod.storage.keys import validate_key, validate_prefix
 
@@ -312,7 +313,14 @@ class NotAcceptable(BadRequest):
 @router.get("/download/{name:path}")
 def download(request: Request, name: str, actor: ActorDep, store: StoreDep) -> Response:
     """The object's bytes (``Range`` honoured, for resuming a download); ``X-Oaiod-Sha256`` carries its hash."""
-    info = store.open_download(actor, checked_name(name))
+    return blob_download(request, store, actor, checked_name(name))
+
+
+def blob_download(request: Request, store: BlobStore, actor: Actor, name: str, **headers: str) -> Response:
+    """A blob's bytes as the answer to ``request``, streamed, one ``Range`` answered 206 (a bad one: 400/416
+    before anything is held), ``headers`` added (the web app's ``Content-Disposition``). Read access is the blob
+    store's (:mod:`oaiod.hub.blobaccess`): 404 for a name the actor may not read."""
+    info = store.open_download(actor, name)
     release = partial(store.release_download, info.sha256)
     try:
         check_range(request.headers.get("range"), info.size)
@@ -320,7 +328,7 @@ def download(request: Request, name: str, actor: ActorDep, store: StoreDep) -> R
     except BaseException:
         release()
         raise
-    headers = {"X-Oaiod-Sha256": info.sha256}
+    headers = {**headers, "X-Oaiod-Sha256": info.sha256}
     if path is not None:
         return DownloadResponse(path, release, media_type="application/octet-stream", headers=headers)
     return StreamedDownload(store.content, info, request.headers.get("range"), release, headers)

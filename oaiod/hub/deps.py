@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 
 from oaiod import jsoncodec
 from oaiod.hub.errors import BadRequest, CsrfFailed, NotAuthenticated, NotFound, TooLarge, UnsupportedMedia
+from oaiod.hub.loginguard import DEVICE_COOKIE, DEVICE_TOKEN_LIFETIME
 from oaiod.hub.observe import ACTOR_STATE
 from oaiod.hub.service import Actor, HubService
 from oaiod.model import context_decode
@@ -98,6 +99,20 @@ async def json_body(request: Request) -> Any:
 
 ActorDep = Annotated[Actor, Depends(current_actor)]
 BodyDep = Annotated[Any, Depends(json_body)]
+
+
+def set_session_cookies(request: Request, response: Response, service: HubService, token: str, device: str) -> None:
+    """The cookies of a new login (``login/`` and the web app's login page): the session, HttpOnly and SameSite=Lax,
+    ``Secure`` over HTTPS (directly or through a trusted proxy, :mod:`oaiod.hub.proxy`); and the device token that
+    lets this client past the limits a guesser can fill for its user (:mod:`oaiod.hub.loginguard`). ``Path=/``
+    because a proxy may serve the API under another prefix."""
+    secure = request.url.scheme == "https"
+    lifetime = int(service.settings.session_lifetime)
+    response.set_cookie(SESSION_COOKIE, token, max_age=lifetime, httponly=True, samesite="lax", path="/", secure=secure)
+    device_lifetime = int(DEVICE_TOKEN_LIFETIME)
+    response.set_cookie(
+        DEVICE_COOKIE, device, max_age=device_lifetime, httponly=True, samesite="lax", path="/", secure=secure
+    )
 
 
 def json_answer(data: Any, headers: dict[str, str] | None = None) -> Response:

@@ -85,6 +85,15 @@ REQUEST_BODIES: dict[tuple[str, str], tuple[str, Schema]] = {
         _obj({"oaio_id": _NAME, "username": _NAME, "access_right": {"enum": [*ACCESS_RIGHTS, NO_ACCESS_RIGHT]}}),
     ),
     ("post", "/api/wipe_user/"): ("application/json", _obj({"Uid": _NAME})),
+    ("post", "/api/hub/restore/"): ("application/json", _obj({"oaio_id": _NAME, "stamp": _STAMP}, {"path": _STRING})),
+    ("post", "/api/hub/users/"): (
+        "application/json",
+        _obj({"username": _NAME, "password": _STRING}, {"is_supervisor": {"type": "boolean"}}),
+    ),
+    ("post", "/api/hub/users/password/"): (
+        "application/json",
+        _obj({"username": _NAME, "password": {"type": ["string", "null"]}}),
+    ),
     ("put", f"{BLOBS}/upload/{{name}}"): (
         "application/json",
         _obj(

@@ -20,9 +20,10 @@ from oaiod.hub.deps import (
     csrf_check,
     get_service,
     json_answer,
+    set_session_cookies,
 )
 from oaiod.hub.errors import NotFound
-from oaiod.hub.loginguard import DEVICE_COOKIE, DEVICE_TOKEN_LIFETIME
+from oaiod.hub.loginguard import DEVICE_COOKIE
 from oaiod.hub.service import HubService
 from oaiod.model import (
     OBJECT_KEYS,
@@ -84,20 +85,7 @@ def login(request: Request, response: Response, body: BodyDep) -> dict[str, Any]
     service: HubService = get_service(request)
     address = request.client.host if request.client else "?"
     token, user, device = service.login(username, password, address, request.cookies.get(DEVICE_COOKIE, ""))
-    secure = request.url.scheme == "https"  # directly or through a trusted proxy (oaiod.hub.proxy)
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=int(service.settings.session_lifetime),
-        httponly=True,
-        samesite="lax",
-        path="/",
-        secure=secure,
-    )
-    # lets this client past the limits a guesser can fill for its user (oaiod.hub.loginguard); Path=/ because a proxy
-    # may serve the API under another prefix
-    lifetime = int(DEVICE_TOKEN_LIFETIME)
-    response.set_cookie(DEVICE_COOKIE, device, max_age=lifetime, httponly=True, samesite="lax", path="/", secure=secure)
+    set_session_cookies(request, response, service, token, device)
     return {"username": user.username, "is_supervisor": user.is_supervisor}
 
 

@@ -25,6 +25,7 @@ from oaiod.hub.app import create_app
 from oaiod.hub.openapi import BATCH_MEDIA_TYPE, NO_BODY, REQUEST_BODIES
 from oaiod.hub.server import HubServer
 from oaiod.hub.settings import HubSettings
+from oaiod.hub.web import PREFIX as WEB_PREFIX
 
 pytestmark = pytest.mark.integration
 
@@ -76,12 +77,14 @@ def test_no_route_answers_5xx(case: Any, fuzzed_hub: HubServer, bob: Any, hub_se
 
 
 def _api_routes(app: Any) -> set[tuple[str, str, bool]]:
-    """``(method, path, include_in_schema)`` of every FastAPI route of ``app``, included routers too."""
+    """``(method, path, include_in_schema)`` of every FastAPI route of ``app``, included routers too; not the web
+    app's HTML pages (under ``/web/``: for browsers, each with an API twin that is in the document)."""
     contexts = getattr(fastapi.routing, "iter_route_contexts", None)
     if contexts is None:  # older FastAPI copies included routes into app.routes
         found = [(route, route) for route in app.routes if isinstance(route, APIRoute)]
     else:
         found = [(ctx, ctx.original_route) for ctx in contexts(app.routes) if isinstance(ctx.original_route, APIRoute)]
+    found = [(at, route) for at, route in found if not at.path_format.startswith(WEB_PREFIX)]
     return {(method.lower(), at.path_format, route.include_in_schema) for at, route in found for method in at.methods}
 
 
