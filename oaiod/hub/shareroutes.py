@@ -9,7 +9,6 @@ an unknown, forged or dead link, 410 for an expired or revoked one.
 from __future__ import annotations
 
 import logging
-from functools import partial
 from typing import Annotated, Any, cast
 from urllib.parse import parse_qs, quote
 
@@ -19,9 +18,9 @@ from starlette.concurrency import run_in_threadpool
 
 from oaiod.errors import ValidationError
 from oaiod.hub.archives import PREPARED, Archives, Holder
-from oaiod.hub.blobs import DownloadResponse, StreamedDownload, check_range, get_store
+from oaiod.hub.blobs import blob_download, get_store
 from oaiod.hub.deps import ActorDep, BodyDep, HubJSONResponse
-from oaiod.hub.errors import BadRequest
+from oaiod.hub.errors import BadRequest, Forbidden, NotAuthenticated
 from oaiod.hub.links import COOKIE, DEFAULT_LIFETIME, PASSWORD_HEADER, Grant, Links
 from oaiod.hub.service import Actor
 from oaiod.model import validate_exact_keys, validate_file_path, validate_oaio_id, validate_stamp
@@ -60,11 +59,11 @@ def _stamp(value: Any) -> str:
     return "" if value is None or value == "" else validate_stamp(value, "stamp")
 
 
-def _base(request: Request, links: Links) -> str:
+def api_base(request: Request, links: Links) -> str:
     return links.service.settings.public_url or f"{request.base_url}api/"
 
 
-def _disposition(name: str) -> str:
+def disposition(name: str) -> str:
     ascii_name = "".join(char if char.isascii() and char.isprintable() and char not in '"\\' else "_" for char in name)
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
@@ -99,7 +98,7 @@ def archive_status(archive_id: str, actor: ActorDep, archives: ArchivesDep) -> d
 def download_archive(archive_id: str, actor: ActorDep, archives: ArchivesDep) -> Response:
     """The prepared zip (``Range`` honoured); 409 while it is prepared."""
     path, name = archives.open(Holder(actor.username), archive_id)
-    return FileResponse(path, media_type="application/zip", headers={"Content-Disposition": _disposition(name)})
+    return FileResponse(path, media_type="application/zip", headers={"Content-Disposition": disposition(name)})
 
 
 @router.delete("/archives/{archive_id}")
@@ -123,19 +122,19 @@ def create_link(request: Request, actor: ActorDep, links: LinksDep, body: BodyDe
     link = links.create(
         actor, validate_oaio_id(body["oaio_id"]), _path(body.get("path")), _stamp(body.get("stamp")), lifetime, password
     )
-    return {**link, "url": _base(request, links) + link["url"]}
+    return {**link, "url": api_base(request, links) + link["url"]}
 
 
 @router.get("/links/")
 def list_links(request: Request, oaio_id: str, actor: ActorDep, links: LinksDep) -> list[dict[str, Any]]:
-    base = _base(request, links)
+    base = api_base(request, links)
     return [{**link, "url": base + link["url"]} for link in links.listing(actor, validate_oaio_id(oaio_id))]
 
 
 @router.delete("/links/{link_id}")
 def revoke_link(request: Request, link_id: str, actor: ActorDep, links: LinksDep) -> dict[str, Any]:
     link = links.revoke(actor, link_id)
-    return {**link, "url": _base(request, links) + link["url"]}
+    return {**link, "url": api_base(request, links) + link["url"]}
 
 
 # -- the public download of a link -------------------------------------------------------------------------------
@@ -173,8 +172,15 @@ async def _form_password(request: Request) -> str | None:
 def _serve_link(request: Request, link_id: str, expires: str, bewit: str, password: str | None) -> Response:
     links, archives = get_links(request), get_archives(request)
     grant = links.open(link_id, expires, bewit)
-    links.check_password(grant, password, request.cookies.get(COOKIE, ""))
-    answer = _folder(archives, grant) if grant.selection.is_folder else _file(request, grant)
+    try:
+        links.check_password(grant, password, request.cookies.get(COOKIE, ""))
+    except (NotAuthenticated, Forbidden) as exc:
+        if not _wants_html(request):
+            raise
+        action = f"{request.url.path}?{request.url.query}"
+        answer = _page(request, "link_password.html", exc.status, action=action, wrong=isinstance(exc, Forbidden))
+    else:
+        answer = _folder(request, archives, grant) if grant.selection.is_folder else _file(request, grant)
     if password is not None and request.method == "POST" and grant.has_password:
         answer.set_cookie(COOKIE, links.pass_cookie(grant), max_age=3600, httponly=True, samesite="lax",
                           path=f"/api/hub/share/{link_id}", secure=request.url.scheme == "https")  # fmt: skip
@@ -185,32 +191,40 @@ def _serve_link(request: Request, link_id: str, expires: str, bewit: str, passwo
 
 def _file(request: Request, grant: Grant) -> Response:
     selection = grant.selection
-    file = selection.files[0]
-    store = get_store(request)
+    name = f"{selection.oaio_id}/{selection.stamp}/{selection.files[0].path}"
     actor = Actor(grant.creator, grant.creator, False)  # read with the creator's right, as the link grants
-    info = store.open_download(actor, f"{selection.oaio_id}/{selection.stamp}/{file.path}")
-    release = partial(store.release_download, info.sha256)
-    try:
-        check_range(request.headers.get("range"), info.size)
-        path = store.content.local_path(info.sha256)
-    except BaseException:
-        release()
-        raise
-    headers = {"X-Oaiod-Sha256": info.sha256, "Content-Disposition": _disposition(selection.top)}
-    if path is not None:
-        return DownloadResponse(path, release, media_type="application/octet-stream", headers=headers)
-    return StreamedDownload(store.content, info, request.headers.get("range"), release, headers)
+    headers = {"Content-Disposition": disposition(selection.top)}
+    return blob_download(request, get_store(request), actor, name, **headers)
 
 
-def _folder(archives: Archives, grant: Grant) -> Response:
+def _folder(request: Request, archives: Archives, grant: Grant) -> Response:
     selection = grant.selection
     holder = Holder(grant.creator, grant.link_id)
     status = archives.prepare(holder, selection.oaio_id, selection.stamp, selection.path)
     if status["status"] == PREPARED:
         path, name = archives.open(holder, status["id"])
-        return FileResponse(path, media_type="application/zip", headers={"Content-Disposition": _disposition(name)})
+        return FileResponse(path, media_type="application/zip", headers={"Content-Disposition": disposition(name)})
     public = {key: status[key] for key in ("status", "progress", "done", "total")}
-    return HubJSONResponse(public, status_code=202, headers={"Retry-After": str(REFRESH), "Refresh": str(REFRESH)})
+    waiting = {"Retry-After": str(REFRESH), "Refresh": str(REFRESH)}
+    if _wants_html(request):
+        page = _page(request, "link_wait.html", 202, name=selection.top, percent=int(status["progress"] * 100))
+        page.headers.update(waiting)
+        return page
+    return HubJSONResponse(public, status_code=202, headers=waiting)
+
+
+def _wants_html(request: Request) -> bool:
+    """A browser (it accepts HTML): it gets a page with a password form, or one that reloads while a zip is made."""
+    return "text/html" in request.headers.get("accept", "")
+
+
+def _page(request: Request, template: str, status: int, **context: Any) -> Response:
+    """A page of the web app, with its security headers (this route is not under its prefix)."""
+    from oaiod.hub.web.render import SECURITY_HEADERS, render
+
+    page = render(request, template, status=status, **context)
+    page.headers.update({**SECURITY_HEADERS, "Referrer-Policy": "no-referrer"})
+    return page
 
 
 def mount(app: Any) -> None:
@@ -219,4 +233,8 @@ def mount(app: Any) -> None:
     app.state.archives.sweep(force=True)
     app.state.links = Links(app.state.service)
     app.include_router(router, prefix="/api")
+    from oaiod.hub.web import shares
+    from oaiod.hub.web.render import PREFIX
+
+    app.include_router(shares.router, prefix=PREFIX.rstrip("/"), include_in_schema=False)  # the pages of both
     app.state.features.extend(("archives", FEATURE))
