@@ -54,6 +54,7 @@ SHARE_RIGHT = DELETE_ACCESS_RIGHT  #: the right that allows making links (as gra
 DEFAULT_LIFETIME = 7 * 86400
 MAX_LIFETIME = 365 * 86400
 MIN_LIFETIME = 60
+KEPT_DEAD = 30 * 86400  #: seconds an expired or revoked link is kept (410, listed) before it is deleted (404)
 PASS_LIFETIME = 3600  #: seconds a password cookie lets a browser in
 GUESSES = 10  #: wrong passwords per link per minute, per hub process
 PASSWORD_HEADER = "X-Oaiod-Link-Password"
@@ -133,6 +134,7 @@ class Links:
                 revoked=None,
             )  # fmt: skip
             db.add(row)
+            self._forget_dead(db, now)
         return self.describe(row)
 
     def listing(self, actor: Actor, oaio_id: str) -> list[dict[str, Any]]:
@@ -163,6 +165,12 @@ class Links:
             "creator": row.creator, "created": row.created, "expires": row.expires, "revoked": row.revoked,
             "password": row.password_hash is not None, "state": state, "url": self.query(row),
         }  # fmt: skip
+
+    @staticmethod
+    def _forget_dead(db: Session, now: str) -> None:
+        """Links expired or revoked :data:`KEPT_DEAD` seconds ago go (until then they answer 410 and are listed)."""
+        horizon = stamp_add(now, -KEPT_DEAD)
+        db.execute(sa.delete(ShareLink).where(sa.or_(ShareLink.expires < horizon, ShareLink.revoked < horizon)))
 
     def _check_share_right(self, db: Session, username: str, oaio_id: str, missing: str = "") -> None:
         right = HubService._right(db, oaio_id, username) if db.get(Object, oaio_id) is not None else NO_ACCESS_RIGHT
