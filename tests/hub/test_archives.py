@@ -139,3 +139,16 @@ def test_expiry(db_url: str, hub_factory: Callable[..., HubServer], hub_session:
     assert archives.sweep(force=True) == 1
     assert not archives.path(status["id"]).exists()
     assert bob.get(A + status["id"]).status_code == 404
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_time_limit(db_url: str, hub_factory: Callable[..., HubServer], hub_session: Callable[..., Any]) -> None:
+    """A build past the time limit ends as ``error`` with the reason, leaves no file, and asking again retries."""
+    hub = hub_factory(db_url=db_url, archive_time_limit=0.0)
+    bob = hub_session(hub, "bob")
+    stored = folder_object(bob, FILES)
+    status = wait_prepared(bob, prepare(bob, stored["oaio_id"]).json()["id"])
+    assert status["status"] == "error" and "longer than" in status["error"], status
+    assert bob.get(A + status["id"] + "/download").status_code == 409
+    assert not list((hub.settings.data_dir / "archives").iterdir())
+    assert prepare(bob, stored["oaio_id"]).json()["id"] != status["id"]

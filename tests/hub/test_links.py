@@ -187,3 +187,14 @@ def test_link_key(db_url: str, hub_factory: Callable[..., HubServer], hub_sessio
     hub.stop()
     again = hub_factory(db_url=db_url, data_dir=hub.settings.data_dir, users=False)
     assert fetch(link["url"].replace(hub.url, again.url)).content == b"alpha"
+
+
+def test_a_wiped_creator_takes_their_links(hub: HubServer, sessions: dict[str, Any]) -> None:
+    bob, carol, alice = sessions["bob"], sessions["carol"], sessions["alice"]
+    stored = folder_object(bob, FILES)
+    assert bob.post("subscribe/", json={"oaio_id": stored["oaio_id"], "username": "carol", "access_right": "D"}).ok
+    link = make_link(carol, stored["oaio_id"], path="a.txt").json()
+    assert fetch(link["url"]).status_code == 200
+    assert alice.post("wipe_user/", json={"Uid": "carol"}).ok
+    assert fetch(link["url"]).status_code == 404
+    assert bob.get(L, params={"oaio_id": stored["oaio_id"]}).json() == []
