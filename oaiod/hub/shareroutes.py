@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from oaiod.errors import ValidationError
-from oaiod.hub.archives import PREPARED, Archives, Holder
+from oaiod.hub.archives import NOT_PREPARED, PREPARED, Archives, Holder
 from oaiod.hub.blobs import blob_download, get_store
 from oaiod.hub.deps import ActorDep, BodyDep, HubJSONResponse
 from oaiod.hub.errors import BadRequest, Forbidden, NotAuthenticated
@@ -200,7 +200,9 @@ def _file(request: Request, grant: Grant) -> Response:
 def _folder(request: Request, archives: Archives, grant: Grant) -> Response:
     selection = grant.selection
     holder = Holder(grant.creator, grant.link_id)
-    status = archives.prepare(holder, selection.oaio_id, selection.stamp, selection.path)
+    status = archives.find(holder, selection.oaio_id, selection.stamp, selection.path)  # a poll reads only
+    if status["status"] == NOT_PREPARED:
+        status = archives.prepare(holder, selection.oaio_id, selection.stamp, selection.path)
     if status["status"] == PREPARED:
         path, name = archives.open(holder, status["id"])
         return FileResponse(path, media_type="application/zip", headers={"Content-Disposition": disposition(name)})
