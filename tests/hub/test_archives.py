@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import requests
 
 from oaiod.hub.server import HubServer
 from tests.hub.sharehelpers import archives_of, folder_object, new_files_version, zip_content
@@ -152,3 +153,22 @@ def test_time_limit(db_url: str, hub_factory: Callable[..., HubServer], hub_sess
     assert bob.get(A + status["id"] + "/download").status_code == 409
     assert not list((hub.settings.data_dir / "archives").iterdir())
     assert prepare(bob, stored["oaio_id"]).json()["id"] != status["id"]
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_two_hubs_on_one_database(
+    db_url: str, hub_factory: Callable[..., HubServer], hub_session: Callable[..., Any], tmp_path: Any
+) -> None:
+    """Two hub processes' worth (one database, one data folder, as ``--workers``): an archive asked for through
+    one is polled and downloaded through the other, and a link made on one works on the other."""
+    first = hub_factory(db_url=db_url, data_dir=tmp_path / "shared")
+    second = hub_factory(db_url=db_url, data_dir=tmp_path / "shared", users=False)
+    second.users = first.users
+    bob_one, bob_two = hub_session(first, "bob"), hub_session(second, "bob")
+    stored = folder_object(bob_one, FILES)
+    archive_id = prepare(bob_one, stored["oaio_id"]).json()["id"]
+    assert wait_prepared(bob_two, archive_id)["status"] == "prepared"
+    got = bob_two.get(A + archive_id + "/download")
+    assert zip_content(got.content) == {f"work/{path}": data for path, data in FILES.items()}
+    link = bob_one.post("hub/links/", json={"oaio_id": stored["oaio_id"], "path": "a.txt"}).json()
+    assert requests.get(link["url"].replace(first.url, second.url), timeout=30).content == b"alpha"
