@@ -3,7 +3,8 @@
 
 Archives and link management need a session and CSRF like every hub route; ``hub/share/<id>`` needs neither (its
 URL's signature is the credential, a password comes in a form POST or a header) and answers JSON errors: 404 for
-an unknown, forged or dead link, 410 for an expired or revoked one.
+an unknown, forged or dead link, 410 for an expired or revoked one. A browser (``Accept: text/html``) gets the web
+app's pages instead where a person has something to do: the password form, the page that waits for a zip.
 """
 
 from __future__ import annotations

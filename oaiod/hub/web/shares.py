@@ -14,11 +14,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
 
 from oaiod.errors import ValidationError
-from oaiod.hub.archives import PREPARING, Archives, Holder
+from oaiod.hub.archives import PREPARING, Holder
 from oaiod.hub.errors import Forbidden, HubError
-from oaiod.hub.links import Links
 from oaiod.hub.service import Actor
-from oaiod.hub.shareroutes import api_base, disposition
+from oaiod.hub.shareroutes import api_base, disposition, get_archives, get_links
 from oaiod.hub.web.objects import HELPERS, catalog, object_url, when
 from oaiod.hub.web.render import FormDep, WebActorDep, redirect, render
 from oaiod.model import validate_file_path, validate_oaio_id, validate_stamp
@@ -26,16 +25,6 @@ from oaiod.model import validate_file_path, validate_oaio_id, validate_stamp
 router = APIRouter()
 REFRESH = 2  #: seconds between two reloads of a status page while the archive is prepared
 LIFETIMES = (("1 day", 86400), ("7 days", 7 * 86400), ("30 days", 30 * 86400))
-
-
-def _archives(request: Request) -> Archives:
-    archives: Archives = request.app.state.archives
-    return archives
-
-
-def _links(request: Request) -> Links:
-    links: Links = request.app.state.links
-    return links
 
 
 def _path(value: str) -> str:
@@ -49,7 +38,7 @@ def _path(value: str) -> str:
 def prepare_archive(request: Request, oaio_id: str, actor: WebActorDep, form: FormDep) -> Response:
     """Ask for the zip of a folder (``path``, ``stamp`` from the form); then its status page."""
     stamp = form.get("stamp", "")
-    status = _archives(request).prepare(
+    status = get_archives(request).prepare(
         Holder(actor.username),
         validate_oaio_id(oaio_id),
         validate_stamp(stamp, "stamp") if stamp else "",
@@ -61,7 +50,7 @@ def prepare_archive(request: Request, oaio_id: str, actor: WebActorDep, form: Fo
 @router.get("/archive/{archive_id}")
 def archive_page(request: Request, archive_id: str, actor: WebActorDep) -> Response:
     """The archive's status; reloaded every :data:`REFRESH` seconds while it is prepared."""
-    status = _archives(request).status(Holder(actor.username), archive_id)
+    status = get_archives(request).status(Holder(actor.username), archive_id)
     summary = catalog(request).summary(actor, status["oaio_id"])
     page = render(request, "archive.html", archive=status, summary=summary, percent=int(status["progress"] * 100),
                   **HELPERS)  # fmt: skip
@@ -72,7 +61,7 @@ def archive_page(request: Request, archive_id: str, actor: WebActorDep) -> Respo
 
 @router.get("/archive/{archive_id}/download")
 def download_archive(request: Request, archive_id: str, actor: WebActorDep) -> Response:
-    path, name = _archives(request).open(Holder(actor.username), archive_id)
+    path, name = get_archives(request).open(Holder(actor.username), archive_id)
     return FileResponse(path, media_type="application/zip", headers={"Content-Disposition": disposition(name)})
 
 
@@ -81,7 +70,7 @@ def download_archive(request: Request, archive_id: str, actor: WebActorDep) -> R
 
 def _links_page(request: Request, actor: Actor, oaio_id: str, *, error: str = "", status: int = 200) -> Response:
     summary = catalog(request).summary(actor, oaio_id)  # 404 page for a non-subscriber
-    links = _links(request)
+    links = get_links(request)
     try:
         rows: list[dict[str, Any]] | None = links.listing(actor, oaio_id)
     except Forbidden:
@@ -105,7 +94,7 @@ def make_link(request: Request, oaio_id: str, actor: WebActorDep, form: FormDep)
     try:
         lifetime = int(form.get("expires_in", "") or 7 * 86400)
         pinned = validate_stamp(form["pin"], "pin") if form.get("pin") else ""
-        link = _links(request).create(
+        link = get_links(request).create(
             actor, oaio_id, _path(form.get("path", "").strip("/")), pinned, lifetime, form.get("password") or None
         )
     except ValueError:
@@ -121,5 +110,5 @@ def make_link(request: Request, oaio_id: str, actor: WebActorDep, form: FormDep)
 @router.post("/o/{oaio_id}/links/revoke")
 def revoke_link(request: Request, oaio_id: str, actor: WebActorDep, form: FormDep) -> Response:
     oaio_id = validate_oaio_id(oaio_id)
-    _links(request).revoke(actor, form.get("link_id", ""))
+    get_links(request).revoke(actor, form.get("link_id", ""))
     return redirect(object_url(oaio_id, "links"), "Link revoked: it no longer works.")
