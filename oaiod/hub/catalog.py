@@ -122,10 +122,39 @@ class Catalog:
 
     # -- objects ------------------------------------------------------------------------------------------------
 
-    def objects(self, actor: Actor, oaio_id: str | None = None) -> list[ObjectSummary]:
-        """The objects the actor may read (only ``oaio_id``'s when given: 404 when they may not), by name."""
+    def objects(self, actor: Actor) -> list[ObjectSummary]:
+        """The objects the actor may read, by name."""
+        found = [summary for summary, _values in self._summaries(actor)]
+        return sorted(found, key=lambda item: (item.name.casefold(), item.oaio_id))
+
+    def summary(self, actor: Actor, oaio_id: str) -> ObjectSummary:
+        """One object the actor may read; 404 when they may not (as for an unknown id)."""
+        return self._summaries(actor, oaio_id)[0][0]
+
+    def newest_stamp(self, actor: Actor, oaio_id: str) -> str:
+        """The newest version's stamp of an object the actor may read (no values read: a download asks this)."""
         query = (
-            sa.select(Object, Subscription.access_right)
+            sa.select(Object.client_stamp)
+            .join(Subscription, Subscription.oaio_id == Object.oaio_id)
+            .where(Subscription.username == actor.username, Object.oaio_id == oaio_id)
+        )
+        with self.service.sessions() as db:
+            stamp = db.scalar(query)
+        if stamp is None:
+            raise NotFound(f"no object {oaio_id!r} that {actor.username!r} may read")
+        return stamp
+
+    def opened(self, actor: Actor, oaio_id: str) -> tuple[ObjectSummary, dict[str, Any]]:
+        """:meth:`summary` and the newest values, read once (a large folder's values are megabytes)."""
+        return self._summaries(actor, oaio_id)[0]
+
+    def _summaries(self, actor: Actor, oaio_id: str | None = None) -> list[tuple[ObjectSummary, dict[str, Any]]]:
+        """``(summary, newest values)`` of the readable objects (only ``oaio_id``'s: 404 when not readable). The
+        previous version's values (``server_values``, as large) are not read."""
+        columns = (Object.oaio_id, Object.client_values, Object.client_stamp, Object.creator, Object.username,
+                   Object.device_id, Subscription.access_right)  # fmt: skip
+        query = (
+            sa.select(*columns)
             .join(Subscription, Subscription.oaio_id == Object.oaio_id)
             .where(Subscription.username == actor.username)
         )
@@ -133,28 +162,27 @@ class Catalog:
             query = query.where(Object.oaio_id == oaio_id)
         with self.service.sessions() as db:
             rows = list(db.execute(query))
-            sizes = self._sizes(db, [row.oaio_id for row, _right in rows])
+            sizes = self._sizes(db, [row.oaio_id for row in rows])
         if oaio_id is not None and not rows:
             raise NotFound(f"no object {oaio_id!r} that {actor.username!r} may read")
-        found = [
-            ObjectSummary(
-                oaio_id=row.oaio_id,
-                name=display_name(row.oaio_id, row.client_values),
-                kind=object_kind(row.client_values),
-                owner=row.creator,
-                right=right,
-                stamp=row.client_stamp,
-                changed_by=row.username,
-                device_id=row.device_id,
-                files=len(row.client_values.get(FILES_VALUES_KEY) or []),
-                size=sizes.get(row.oaio_id),
+        return [
+            (
+                ObjectSummary(
+                    oaio_id=row.oaio_id,
+                    name=display_name(row.oaio_id, row.client_values),
+                    kind=object_kind(row.client_values),
+                    owner=row.creator,
+                    right=row.access_right,
+                    stamp=row.client_stamp,
+                    changed_by=row.username,
+                    device_id=row.device_id,
+                    files=len(row.client_values.get(FILES_VALUES_KEY) or []),
+                    size=sizes.get(row.oaio_id),
+                ),
+                row.client_values,
             )
-            for row, right in rows
+            for row in rows
         ]
-        return sorted(found, key=lambda item: (item.name.casefold(), item.oaio_id))
-
-    def summary(self, actor: Actor, oaio_id: str) -> ObjectSummary:
-        return self.objects(actor, oaio_id)[0]
 
     @staticmethod
     def _sizes(db: Any, oaio_ids: list[str]) -> dict[str, int]:
@@ -182,12 +210,12 @@ class Catalog:
             raise NotFound(f"the hub keeps no version {stamp} of {oaio_id!r}")
         return stamp, found[0]["values"]
 
-    def blob_sizes(self, actor: Actor, oaio_id: str, stamp: str, under: str = "") -> dict[str, int]:
-        """``path → size`` of the version's files in the blob store (those below ``under`` only, when given)."""
+    def _blob_sizes(self, oaio_id: str, stamp: str, under: str = "") -> dict[str, int]:
+        """``path → size`` of a version's files in the blob store (those below ``under`` only, when given). No rights
+        check: the caller has made sure the actor may read the object."""
         folder = f"{oaio_id}/{stamp}/" + (f"{under}/" if under else "")
         skip = len(f"{oaio_id}/{stamp}/")
         with self.service.sessions() as db:
-            self.service._readable(db, oaio_id, actor)
             query = sa.select(Blob.name, Blob.size).where(
                 Blob.owner == "", Blob.scope == oaio_id, sa.func.substr(Blob.name, 1, len(folder)) == folder
             )
@@ -195,18 +223,30 @@ class Catalog:
 
     # -- folders and files --------------------------------------------------------------------------------------
 
-    def listing(self, actor: Actor, oaio_id: str, stamp: str | None = None, path: str = "") -> Listing:
-        """The entries of folder ``path`` ("" the top) in a version: sub-folders first, then files, by name."""
-        summary = self.summary(actor, oaio_id)
-        stamp, values = self.values(actor, oaio_id, stamp)
+    def listing(
+        self,
+        actor: Actor,
+        oaio_id: str,
+        stamp: str | None = None,
+        path: str = "",
+        opened: tuple[ObjectSummary, dict[str, Any]] | None = None,
+    ) -> Listing:
+        """The entries of folder ``path`` ("" the top) in a version: sub-folders first, then files, by name.
+        ``opened``: what :meth:`opened` answered for this actor and object, when the caller has it already."""
+        summary, values = opened or self.opened(actor, oaio_id)
+        if stamp is None or stamp == summary.stamp:
+            stamp = summary.stamp
+        else:
+            stamp, values = self.values(actor, oaio_id, stamp)
         path = path.strip("/")
-        paths = file_paths(values)
-        below = [p for p in paths if not path or p.startswith(path + "/")]
+        folder = path + "/"
+        below = [p for p in file_paths(values) if not path or p.startswith(folder)]
         if path and not below and path not in _dirs(values):
             raise NotFound(f"version {stamp} of {oaio_id!r} has no folder {path!r}")
-        sizes = self.blob_sizes(actor, oaio_id, stamp, path)
-        manifest = remote_files(values, stamp)
+        sizes = self._blob_sizes(oaio_id, stamp, path)
         start = len(path) + 1 if path else 0
+        here = [p for p in below if "/" not in p[start:]]  # the manifest is read for this folder's files only
+        manifest = remote_files({**values, FILES_VALUES_KEY: here}, stamp)
         folders: dict[str, int] = {}
         files: list[Entry] = []
         for full in below:

@@ -78,13 +78,14 @@ def test_no_route_answers_5xx(case: Any, fuzzed_hub: HubServer, bob: Any, hub_se
 
 def _api_routes(app: Any) -> set[tuple[str, str, bool]]:
     """``(method, path, include_in_schema)`` of every FastAPI route of ``app``, included routers too; not the web
-    app's HTML pages (under ``/web/``: for browsers, each with an API twin that is in the document)."""
+    app's HTML pages (under ``/web/``, and ``/`` that leads there: for browsers; their API twins are in the
+    document)."""
     contexts = getattr(fastapi.routing, "iter_route_contexts", None)
     if contexts is None:  # older FastAPI copies included routes into app.routes
         found = [(route, route) for route in app.routes if isinstance(route, APIRoute)]
     else:
         found = [(ctx, ctx.original_route) for ctx in contexts(app.routes) if isinstance(ctx.original_route, APIRoute)]
-    found = [(at, route) for at, route in found if not at.path_format.startswith(WEB_PREFIX)]
+    found = [(at, route) for at, route in found if not at.path_format.startswith(WEB_PREFIX) and at.path_format != "/"]
     return {(method.lower(), at.path_format, route.include_in_schema) for at, route in found for method in at.methods}
 
 

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from tests.conftest import HubSession, RunningHub
+from tests.hub.objects import new_object
 from tests.web.helpers import make_folder, new_version, object_path, web_url
 
 HOSTILE = "<img src=x onerror=alert(1)>.txt"
@@ -42,6 +43,7 @@ def folder(hub: RunningHub, hub_session: Callable[..., HubSession]) -> dict[str,
 
 
 def test_login_pages_and_security_headers(hub: RunningHub, folder: dict[str, Any]) -> None:
+    assert requests.get(web_url(hub).removesuffix("web/")).url.endswith("/web/login")  # the hub's address
     anonymous = requests.get(web_url(hub, "objects"), allow_redirects=False)
     assert anonymous.status_code == 303 and "/web/login?next=" in anonymous.headers["location"]
     session = web_login(hub, "bob")
@@ -55,6 +57,9 @@ def test_login_pages_and_security_headers(hub: RunningHub, folder: dict[str, Any
     assert page.status_code == 200 and "a.txt" in page.text and "sub/" in page.text
     sub = session.get(web_url(hub, object_path(folder["oaio_id"])), params={"path": "sub"})
     assert "b.bin" in sub.text and "10.0 KiB" in sub.text
+    out = session.post(web_url(hub, "logout"), data={"csrf_token": session.cookies["csrftoken"]})
+    assert out.url.endswith("/web/login") and "You are logged out." in out.text
+    assert session.get(web_url(hub, "objects"), allow_redirects=False).status_code == 303
 
 
 def test_hostile_file_name_is_escaped(hub: RunningHub, folder: dict[str, Any]) -> None:
@@ -70,6 +75,7 @@ def test_download_with_range(hub: RunningHub, folder: dict[str, Any]) -> None:
     assert whole.status_code == 200 and whole.content == bytes(range(256)) * 40
     assert whole.headers["content-disposition"] == "attachment; filename*=UTF-8''b.bin"
     assert whole.headers["content-type"] == "application/octet-stream"
+    assert whole.headers["cache-control"] == "private, no-cache"
     part = session.get(url, params={"path": "sub/b.bin"}, headers={"Range": "bytes=256-511"})
     assert part.status_code == 206 and part.content == bytes(range(256))
     assert part.headers["content-range"] == "bytes 256-511/10240"
@@ -205,3 +211,28 @@ def test_reader_may_not_restore(
     newest = bob_api.get(f"hub/versions/{folder['oaio_id']}").json()[0]
     assert (newest["username"], newest["device_id"], newest["app_id"]) == ("bob", "web", "web")
     assert sorted(newest["values"]["_file_paths"]) == sorted(folder["client_values"]["_file_paths"])
+
+
+def test_data_object_values_are_text(hub: RunningHub, hub_session: Callable[..., HubSession]) -> None:
+    bob = hub_session(hub, "bob")
+    obj = new_object("bob", "settings", theme="<script>alert(1)</script>")
+    stored = bob.post("register/", json=obj).json()
+    page = web_login(hub, "bob").get(web_url(hub, object_path(stored["oaio_id"])))
+    assert page.status_code == 200 and "data object" in page.text
+    assert "<script>alert" not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+
+
+def test_cookies_are_secure_behind_an_https_proxy(hub_factory: Callable[..., RunningHub]) -> None:
+    hub = hub_factory(trusted_proxies=("127.0.0.1",))
+    form = requests.get(web_url(hub, "login"), headers={"X-Forwarded-Proto": "https"}, timeout=30)
+    assert "secure" in form.headers["set-cookie"].lower()
+    token = form.cookies["csrftoken"]  # a Secure cookie: sent by hand, this test speaks plain HTTP to the hub
+    answer = requests.post(
+        web_url(hub, "login"),
+        headers={"X-Forwarded-Proto": "https", "Cookie": f"csrftoken={token}"},
+        data={"username": "bob", "password": hub.users["bob"], "csrf_token": token},
+        allow_redirects=False,
+        timeout=30,
+    )
+    cookies = answer.headers["set-cookie"].lower()
+    assert answer.status_code == 303 and "sessionid=" in cookies and "secure" in cookies and "httponly" in cookies

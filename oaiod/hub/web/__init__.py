@@ -17,13 +17,20 @@ Contract for page modules (this package's routers, and those that later join it)
   ``csrf_token`` against the ``csrftoken`` cookie (the API's double-submit rule, with a form field for the
   header). Then it answers with a redirect (303) to a page, which shows the flash message.
 - Rights are the hub service's: pages call :class:`~oaiod.hub.service.HubService` methods and never check a
-  right themselves. A :class:`~oaiod.hub.errors.HubError` raised under :data:`PREFIX` becomes an HTML error page
-  with the same status (401 → the login page); elsewhere it stays JSON.
+  right themselves (supervisor pages depend on ``SupervisorDep`` of :mod:`oaiod.hub.web.admin`). A
+  :class:`~oaiod.hub.errors.HubError` raised under :data:`PREFIX` becomes an HTML error page with the same status
+  (401 → the login page); elsewhere it stays JSON.
 - Every answer under :data:`PREFIX` carries :data:`~oaiod.hub.web.render.SECURITY_HEADERS` (a strict
   Content-Security-Policy: no inline script or style, nothing from another origin). Static files are served
   from ``static/`` at ``{PREFIX}static/``; the only script is ``static/web.js`` (progressive enhancement).
-- Templates autoescape everything (Jinja2 autoescape on ``.html``): a file named ``<img src=x onerror=…>`` shows
-  as text. Never mark a user-written string ``|safe``.
+- Places left for other page modules: the folder page (``object.html``) includes ``object_archive.html`` (the
+  "Download as zip" control of the folder shown) and ``object_links.html`` (the object's "Links" section) when
+  those templates exist; they see ``summary`` (:class:`~oaiod.hub.catalog.ObjectSummary`), ``path``, ``stamp``,
+  ``newest``, ``csrf_token`` and the page helpers (``url``, ``object_url``, ``when``, ``human_size``).
+- Reads and rights of objects, trees and versions: :class:`oaiod.hub.catalog.Catalog` (``catalog(request)`` in
+  :mod:`oaiod.hub.web.objects`); a file's bytes: :func:`oaiod.hub.blobs.blob_download` (``Range`` honoured).
+- The Jinja2 environment autoescapes every template: a file named ``<img src=x onerror=…>`` shows as text.
+  Never mark a user-written string ``|safe``.
 """
 
 from __future__ import annotations

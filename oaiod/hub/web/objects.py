@@ -91,16 +91,18 @@ def object_page(request: Request, oaio_id: str, actor: WebActorDep, path: str = 
     oaio_id = validate_oaio_id(oaio_id)
     chosen = validate_stamp(stamp, "stamp") if stamp else None
     found = catalog(request)
-    summary = found.summary(actor, oaio_id)
+    summary, newest_values = found.opened(actor, oaio_id)
     versions = found.version_list(actor, oaio_id)
     context: dict[str, Any] = {"summary": summary, "versions": versions, "stamp": chosen or summary.stamp}
     if summary.kind == KIND_DATA:
-        version_stamp, values = found.values(actor, oaio_id, chosen)
+        version_stamp, values = (
+            (summary.stamp, newest_values) if chosen in (None, summary.stamp) else found.values(actor, oaio_id, chosen)
+        )
         context |= {"values_text": json.dumps(values, indent=2, ensure_ascii=False, sort_keys=True)}
         context |= {"stamp": version_stamp, "listing": None, "path": ""}
     else:
         path = validate_file_path(path.strip("/"), "path") if path.strip("/") else ""
-        listing = found.listing(actor, oaio_id, chosen, path)
+        listing = found.listing(actor, oaio_id, chosen, path, opened=(summary, newest_values))
         context |= {"listing": listing, "path": listing.path, "values_text": ""}
     may_write = right_grants(summary.right, UPDATE_ACCESS_RIGHT)
     return render(request, "object.html", newest=chosen is None or chosen == summary.stamp, may_write=may_write,
@@ -131,13 +133,13 @@ def download(request: Request, oaio_id: str, actor: WebActorDep, path: str, stam
     """A file's bytes (the newest version unless ``stamp``), as an attachment: never shown inline on this origin."""
     oaio_id, path = validate_oaio_id(oaio_id), validate_file_path(path, "path")
     found = catalog(request)
-    version_stamp, _values = found.values(actor, oaio_id, validate_stamp(stamp, "stamp") if stamp else None)
+    version_stamp = validate_stamp(stamp, "stamp") if stamp else found.newest_stamp(actor, oaio_id)
     name = path.rpartition("/")[2]
-    disposition = f"attachment; filename*=UTF-8''{quote(name, safe='')}"
-    store = found.store
-    return blob_download(
-        request, store, actor, f"{oaio_id}/{version_stamp}/{path}", **{"Content-Disposition": disposition}
-    )
+    headers = {
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
+        "Cache-Control": "private, no-cache",  # never kept by a shared cache
+    }
+    return blob_download(request, found.store, actor, f"{oaio_id}/{version_stamp}/{path}", **headers)
 
 
 @router.post("/o/{oaio_id}/restore")

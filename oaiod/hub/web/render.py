@@ -245,6 +245,8 @@ def mount(app: FastAPI) -> None:
     from oaiod.hub.web import pages
 
     app.include_router(pages.router, prefix=PREFIX.rstrip("/"), include_in_schema=False)
+    # a person who types the hub's address gets the web app (the API and the probes keep their paths)
+    app.add_api_route("/", lambda: RedirectResponse(PREFIX, status_code=307), include_in_schema=False)
     app.mount(f"{PREFIX}static", StaticFiles(directory=HERE / "static"), name="web-static")
     _install_error_pages(app)
     app.add_middleware(SecurityHeaders)
