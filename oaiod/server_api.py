@@ -405,6 +405,35 @@ class OaioServerApi:
         rows = [_checked(functools.partial(entry, item), "user_subz/") for item in answer]
         return sorted(rows, key=lambda row: row["access_right"] + row["username"])
 
+    # -- share links (hub feature "links"; docs/hub-api.md, Share links) -------------------------------------------
+
+    def create_link(
+        self, oaio_id: str, path: str = "", *, expires_in: int, password: str | None = None, stamp: str = ""
+    ) -> dict[str, Any]:
+        """A new share link to ``path`` (a file or folder of the object; ``""`` all of it) of version ``stamp``
+        (``""``: the newest at each use); the link with its ``url``. The password goes in the body, never a URL."""
+        self._require("links")
+        payload: dict[str, Any] = {"oaio_id": validate_oaio_id(oaio_id), "path": path, "expires_in": expires_in}
+        if stamp:
+            payload["stamp"] = validate_stamp(stamp)
+        if password is not None:
+            payload["password"] = password
+        return _link(self._post_json("hub/links/", payload))
+
+    def links(self, oaio_id: str) -> list[dict[str, Any]]:
+        """Every link of an object (the caller needs the right D or C), newest first."""
+        self._require("links")
+        answer = self._get_json("hub/links/", params={"oaio_id": validate_oaio_id(oaio_id)})
+        if not isinstance(answer, list):
+            raise ProtocolError(f"hub/links/: the answer is {type(answer).__name__}, not a list")
+        return [_link(item) for item in answer]
+
+    def revoke_link(self, link_id: str) -> dict[str, Any]:
+        """Revoke a link by its id; the link as it is now."""
+        self._require("links")
+        headers = {**self._context, "Accept": "application/json"}
+        return _link(json_of(self.http.request("DELETE", f"hub/links/{quote(link_id, safe='')}", headers=headers)))
+
     def wipe_user(self, username: str) -> None:
         """Remove a user with their subscriptions and log entries."""
         self._post("wipe_user/", {"Uid": validate_username(username)}).close()
@@ -463,6 +492,20 @@ def _field(answer: Any, name: str) -> Any:
     if not isinstance(answer, Mapping) or name not in answer:
         raise ProtocolError(f"the server's answer has no {name!r}: {str(answer)[:80]!r}")
     return answer[name]
+
+
+LINK_KEYS = ("id", "oaio_id", "path", "stamp", "folder", "creator", "created", "expires", "revoked", "password",
+             "state", "url")  # fmt: skip
+
+
+def _link(data: Any) -> dict[str, Any]:
+    """A link as the hub describes it (hostile input like any answer: only its known keys, each checked for type)."""
+    if not isinstance(data, Mapping):
+        raise ProtocolError(f"hub/links/: a link is {type(data).__name__}, not an object")
+    link = {key: data.get(key) for key in LINK_KEYS}
+    if not isinstance(link["id"], str) or not isinstance(link["url"], str) or not link["url"].startswith("http"):
+        raise ProtocolError("hub/links/: a link without an id or an http(s) url")
+    return link
 
 
 def _valid_object(data: Any, where: str) -> OaiObject:

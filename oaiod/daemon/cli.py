@@ -384,6 +384,68 @@ def ctl_unshare(ctx: click.Context, oaio_id: str, user: str, as_json: bool) -> N
     _call(ctx, "unshare", lambda r: click.echo(f"unshared {oaio_id} from {user}"), oaio_id=oaio_id, user=user)
 
 
+def _optional_handle(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    return _handle(ctx, param, value) if value else ""
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _link_lifetime(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    """``7d``, ``12h``, ``30m``, ``90s`` or plain seconds."""
+    text = value.strip().lower()
+    unit = _DURATION_UNITS.get(text[-1:], 0) if text else 0
+    number = text[:-1] if unit else text
+    if not number.isdigit():
+        raise click.BadParameter(f"{value!r}: give a number and a unit, e.g. 7d, 12h, 30m")
+    return int(number) * (unit or 1)
+
+
+@ctl.command(
+    "link",
+    epilog="PATH is the synced folder or a file or folder inside it; a folder's link gives a zip. Anyone holding "
+    "the URL may download that file or folder without an account until it expires or is revoked. "
+    "--list OBJ lists an object's links; --revoke ID revokes one. Needs the right D or C on the object.",
+)
+@click.argument("oaio_id", metavar="PATH", required=False, default="", callback=_optional_handle)
+@click.option("--expires", "expires", default="7d", callback=_link_lifetime, help="How long it works: 7d, 12h, 30m.")
+@click.option("--password-stdin", is_flag=True, help="Read a password for the link from stdin.")
+@click.option("--list", "list_links", is_flag=True, help="List the links of OBJ (given as PATH).")
+@click.option("--revoke", "revoke", metavar="ID", default=None, help="Revoke the link with this id.")
+@json_option
+@click.pass_context
+def ctl_link(
+    ctx: click.Context, oaio_id: str, expires: int, password_stdin: bool, list_links: bool, revoke: str | None,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Print a share link (URL) to a synced folder or a file in it; list or revoke links."""
+    if revoke is not None:
+        _call(ctx, "link", lambda r: click.echo(f"revoked link {r.get('id')}"), revoke=revoke)
+        return
+    if not oaio_id:
+        raise click.UsageError("give PATH (the synced folder, or a file or folder inside it), or --revoke ID")
+    if list_links:
+        _call(ctx, "link", render_links, oaio_id=oaio_id, list=True)
+        return
+    args: dict[str, Any] = {"oaio_id": oaio_id, "expires": expires}
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.UsageError("no password on stdin")
+        args["password"] = password
+    _call(ctx, "link", lambda r: click.echo(r.get("url", "")), **args)
+
+
+def render_links(result: Any) -> None:
+    """One line per link: id, state, what it reaches, expiry, and its URL."""
+    for link in result or []:
+        shown = link.get("path") or "(all)"
+        lock = " password" if link.get("password") else ""
+        click.echo(
+            f"{link.get('id')}  {link.get('state')}{lock}  {shown}  until {link.get('expires')}  {link.get('url')}"
+        )
+
+
 def _listing(name: str, cmd: str, doc: str, with_obj: bool = False) -> None:
     if with_obj:
 

@@ -59,6 +59,14 @@ class ServerApi(Protocol):
 
     def user_subz(self, oaio_id: str) -> list[dict[str, str]]: ...
 
+    def create_link(
+        self, oaio_id: str, path: str = "", *, expires_in: int, password: str | None = None, stamp: str = ""
+    ) -> dict[str, Any]: ...  # a share link (hub "links" feature)
+
+    def links(self, oaio_id: str) -> list[dict[str, Any]]: ...
+
+    def revoke_link(self, link_id: str) -> dict[str, Any]: ...
+
 
 class EngineError(OaiodError):
     """A sync step failed for a reason of its own (no storage for an object, an invalid manifest…).

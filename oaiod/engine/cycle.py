@@ -426,6 +426,16 @@ class SyncEngine:
     def users(self, oaio_id: str) -> list[dict[str, str]]:
         return list(self.api.user_subz(oaio_id))
 
+    def link(self, oaio_id: str, path: str, expires_in: int, password: str | None) -> dict[str, Any]:
+        """A share link to ``path`` of the object (``""``: all of it), following its newest version."""
+        return self.api.create_link(oaio_id, path, expires_in=expires_in, password=password)
+
+    def links(self, oaio_id: str) -> list[dict[str, Any]]:
+        return self.api.links(oaio_id)
+
+    def revoke_link(self, link_id: str) -> dict[str, Any]:
+        return self.api.revoke_link(link_id)
+
     def confirm_delete(self, oaio_id: str) -> None:
         """Let a held mass deletion of ``oaio_id`` proceed at the next cycle (after a running one: that cycle would
         set the cursor again over the reset that lists the held pull again)."""

@@ -5,6 +5,8 @@ Layout: :mod:`~oaiod.hub.settings` (what an operator sets), :mod:`~oaiod.hub.db`
 :mod:`~oaiod.hub.app` (the application and its transport rules), :mod:`~oaiod.hub.deps` (what routes depend
 on), :mod:`~oaiod.hub.notifier` (the change feed's waiting room), :mod:`~oaiod.hub.routes` / :mod:`~oaiod.hub.feed`
 / the blob store's routes (the HTTP face),
+:mod:`~oaiod.hub.archives` / :mod:`~oaiod.hub.links` (folder zips and share links, over
+:mod:`~oaiod.hub.versionfiles`; routes in :mod:`~oaiod.hub.shareroutes`),
 :mod:`~oaiod.hub.server` (uvicorn in a thread, embeddable) and :mod:`~oaiod.hub.cli` (``oaiod hub …``).
 """
 

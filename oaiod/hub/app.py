@@ -215,6 +215,7 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     from oaiod.hub.openapi import OPENAPI_PATH
     from oaiod.hub.openapi import install as install_openapi
     from oaiod.hub.routes import router as core_router
+    from oaiod.hub.shareroutes import mount as mount_sharing
     from oaiod.hub.web import mount as mount_web
 
     service = service or HubService.open(settings)
@@ -222,11 +223,12 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     service.on_commit = notifier.notify_threadsafe
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         notifier.bind()
         notifier.heard(await asyncio.to_thread(lambda: service.sync_stamp))  # commits before the start
         service.bus.listen(notifier.notify_threadsafe, notifier.resync_threadsafe)  # other processes' commits
         yield
+        app.state.archives.close()
         notifier.close_threadsafe()
         await asyncio.to_thread(service.bus.close)
 
@@ -250,6 +252,7 @@ def create_app(settings: HubSettings, service: HubService | None = None) -> Fast
     app.include_router(browse_router, prefix="/api")
     mount_blobs(app)
     mount_blob_batches(app)
+    mount_sharing(app)
     app.state.readiness = Readiness(service, app.state.blobs.check_ready)
     app.include_router(health_router)  # /healthz, /readyz and /metrics: at the root, for the machines that probe
     app.include_router(metrics_router)

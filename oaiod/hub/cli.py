@@ -124,6 +124,22 @@ def _check_proxies(_ctx: click.Context, _param: click.Parameter, value: tuple[st
     show_default=True,
     help="Hub processes serving the port (PostgreSQL only: they share the database, as hubs on several machines do).",
 )
+@click.option(
+    "--archive-disk-limit",
+    envvar="OAIOD_HUB_ARCHIVE_DISK_LIMIT",
+    type=click.IntRange(0),
+    default=HubSettings.archive_disk_limit,
+    show_default=True,
+    help="Bytes the folder zips kept at once may take in DATA_DIR/archives; a zip beyond it is refused.",
+)
+@click.option(
+    "--archive-ttl",
+    envvar="OAIOD_HUB_ARCHIVE_TTL",
+    type=click.FloatRange(60),
+    default=HubSettings.archive_ttl,
+    show_default=True,
+    help="Seconds a prepared folder zip is kept for its download.",
+)
 @blob_store_options()
 def serve(
     data_dir: Path,
@@ -134,6 +150,8 @@ def serve(
     trusted_proxies: tuple[str, ...],
     metrics_token_file: Path | None,
     workers: int,
+    archive_disk_limit: int,
+    archive_ttl: float,
     blob_store: BlobStoreSettings,
 ) -> None:
     """Serve the hub until interrupted."""
@@ -161,6 +179,8 @@ def serve(
             trusted_proxies=trusted_proxies,
             metrics_token=_read_token(metrics_token_file) if metrics_token_file else "",
             blob_store=blob_store,
+            archive_disk_limit=archive_disk_limit,
+            archive_ttl=archive_ttl,
         )
         if workers > 1:
             sys.exit(serve_workers(settings, workers))

@@ -220,6 +220,52 @@ class LoginFailure(Base):
     last: Mapped[float] = mapped_column(sa.Float, index=True)
 
 
+class ShareLink(Base):
+    """A share link (:mod:`oaiod.hub.links`): read of one file or folder of an object, without an account.
+
+    ``path`` ``""`` is the whole object; ``stamp`` ``""`` follows the newest version. Goes with its object and
+    its creator (cascades); ``revoked`` is the stamp of a revocation (kept, so the link answers 410, not 404).
+    """
+
+    __tablename__ = "share_links"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    oaio_id: Mapped[str] = mapped_column(ID, ForeignKey("objects.oaio_id", ondelete="CASCADE"), index=True)
+    creator: Mapped[str] = mapped_column(NAME, ForeignKey("users.username", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(sa.Text)
+    stamp: Mapped[str] = mapped_column(STAMP)
+    is_folder: Mapped[bool] = mapped_column()
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    created: Mapped[str] = mapped_column(STAMP)
+    expires: Mapped[str] = mapped_column(STAMP)
+    revoked: Mapped[str | None] = mapped_column(STAMP)
+
+
+class FolderArchive(Base):
+    """A zip of a folder (or sub-folder) of one version, prepared in the background (:mod:`oaiod.hub.archives`).
+
+    ``username`` is whose read right it relies on (the requester, or a link's creator with ``link_id``);
+    ``state`` ``preparing`` / ``prepared`` / ``error``; ``updated`` is the builder's heartbeat (a builder whose
+    process died stops beating); ``size`` the archive's size bound (exact once prepared), counted against the
+    hub's archive disk limit until ``expires``.
+    """
+
+    __tablename__ = "folder_archives"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    oaio_id: Mapped[str] = mapped_column(ID, ForeignKey("objects.oaio_id", ondelete="CASCADE"), index=True)
+    stamp: Mapped[str] = mapped_column(STAMP)
+    path: Mapped[str] = mapped_column(sa.Text)
+    username: Mapped[str] = mapped_column(NAME, ForeignKey("users.username", ondelete="CASCADE"))
+    link_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("share_links.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(12))
+    done: Mapped[int] = mapped_column(sa.BigInteger)
+    total: Mapped[int] = mapped_column(sa.BigInteger)
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    error: Mapped[str] = mapped_column(String(300))
+    created: Mapped[str] = mapped_column(STAMP)
+    updated: Mapped[str] = mapped_column(STAMP)
+    expires: Mapped[str] = mapped_column(STAMP, index=True)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

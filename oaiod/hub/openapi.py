@@ -26,6 +26,7 @@ Schema = dict[str, Any]
 
 OPENAPI_PATH = "/api/openapi.json"
 BLOBS = "/api/hub/blobs"
+SHARE = "/api/hub/share"  #: a share link's public download: no session, no CSRF (oaiod.hub.shareroutes)
 BATCH_MEDIA_TYPE = "application/x-oaiod-blob-batch"  #: oaiod.hub.blobbatch.MEDIA_TYPE (not imported: a cycle)
 
 _STRING: Schema = {"type": "string"}
@@ -132,6 +133,26 @@ REQUEST_BODIES: dict[tuple[str, str], tuple[str, Schema]] = {
             {"expires": {"anyOf": [_STAMP, {"type": "null"}]}},
         ),
     ),
+    ("post", "/api/hub/archives/"): (
+        "application/json",
+        _obj({"oaio_id": _NAME}, {"path": _STRING, "stamp": {"anyOf": [_STAMP, {"const": ""}]}}),
+    ),
+    ("post", "/api/hub/links/"): (
+        "application/json",
+        _obj(
+            {"oaio_id": _NAME},
+            {
+                "path": _STRING,
+                "stamp": {"anyOf": [_STAMP, {"const": ""}]},
+                "expires_in": {"type": "integer", "minimum": 60, "maximum": 365 * 86400},
+                "password": {"type": "string", "minLength": 1},
+            },
+        ),
+    ),
+    ("post", f"{SHARE}/{{link_id}}"): (
+        "application/x-www-form-urlencoded",
+        {"type": "object", "properties": {"password": _STRING}, "required": ["password"]},
+    ),
 }
 NO_BODY = {("post", "/api/logout/")}  #: changing routes that read no body
 
@@ -157,6 +178,7 @@ _CONTEXT_HEADERS = [
     for header in ("X-OAIO-user", "X-OAIO-dvc", "X-OAIO-app")
 ]
 _RANGE_HEADER = {"name": "Range", "in": "header", "required": False, "schema": _STRING}
+_LINK_PASSWORD_HEADER = {"name": "X-Oaiod-Link-Password", "in": "header", "required": False, "schema": _STRING}
 _ERROR: Schema = {
     "description": "refused: {error, reason, ...} (docs/hub-api.md, Errors)",
     "content": {
@@ -213,12 +235,15 @@ def _complete(method: str, path: str, operation: dict[str, Any]) -> None:
         if (path, parameter["name"]) in QUERY_PARAMETERS and parameter["in"] == "query":
             parameter["required"], parameter["schema"] = QUERY_PARAMETERS[path, parameter["name"]]
     parameters.extend(_CONTEXT_HEADERS)
-    if path == f"{BLOBS}/download/{{name}}":
+    if path in (f"{BLOBS}/download/{{name}}", f"{SHARE}/{{link_id}}", "/api/hub/archives/{archive_id}/download"):
         parameters.append(_RANGE_HEADER)
     responses = operation.setdefault("responses", {})
     responses.pop("422", None)
     responses.setdefault("4XX", _ERROR)
-    if path not in ("/api/login/", "/api/logout/"):
+    if path.startswith(f"{SHARE}/"):  # the URL's signature is the credential; a password in a form or header
+        parameters.append(_LINK_PASSWORD_HEADER)
+        operation["security"] = []
+    elif path not in ("/api/login/", "/api/logout/"):
         safe = method in ("get", "head")
         operation["security"] = [{"session": []}] if safe else [{"session": [], "csrfCookie": [], "csrfHeader": []}]
     elif method == "post":

@@ -241,6 +241,11 @@ class HubService(AccountsMixin):
         if changes and woken and self.on_commit is not None:
             self.on_commit(stamp, frozenset(woken))
 
+    def serialised(self) -> AbstractContextManager[tuple[Session, str]]:
+        """A write transaction ordered with every other one (it takes the change clock's lock), without a change
+        stamp: for data kept beside objects (links, archives) whose check-then-write must not race another hub."""
+        return self._writing(changes=False)
+
     @contextmanager
     def _removing(self) -> Iterator[tuple[Session, str, Removal]]:
         """:meth:`_writing` for a change that deletes objects or users: the block fills the :class:`Removal`, and

@@ -65,6 +65,13 @@ class HubSettings:
     #: only. Not in ``repr``: settings may be logged
     metrics_token: str = field(default="", repr=False)
     blob_store: BlobStoreSettings = field(default_factory=BlobStoreSettings)
+    #: folder zip archives (oaiod.hub.archives): bytes all archives kept at once may take under ``<data_dir>/archives``
+    #: (a request beyond it is refused: 413 alone, 429 while others take the room), seconds one may take to build,
+    #: seconds a prepared one is kept, and builds one hub process runs at once (the others queue)
+    archive_disk_limit: int = 4 * 1024**3
+    archive_time_limit: float = 900.0
+    archive_ttl: float = 3600.0
+    archive_builders: int = 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())

@@ -127,6 +127,17 @@ class FakeEngine:
     def users(self, oaio_id: str) -> list[dict[str, str]]:
         return [{"user": "bob", "right": "r"}]
 
+    def link(self, oaio_id: str, path: str, expires_in: int, password: str | None) -> dict[str, Any]:
+        self.calls.append(["link", oaio_id, path, expires_in, password is not None])
+        return {"id": "L1", "url": "http://hub/api/hub/share/L1?expires=1&bewit=x", "path": path}
+
+    def links(self, oaio_id: str) -> list[dict[str, Any]]:
+        return [{"id": "L1", "url": "http://hub/api/hub/share/L1?expires=1&bewit=x", "path": "", "state": "active"}]
+
+    def revoke_link(self, link_id: str) -> dict[str, Any]:
+        self.calls.append(["revoke-link", link_id])
+        return {"id": link_id, "state": "revoked"}
+
     def confirm_delete(self, oaio_id: str) -> None:
         self.calls.append(["confirm_delete", oaio_id])
 

@@ -110,6 +110,7 @@ class DaemonCommands:
             "share": self.share,
             "unshare": self.unshare,
             "users": self.users,
+            "link": self.link,
             "conflicts": self.conflicts,
             "confirm-delete": self.confirm_delete,
             "exclude": self.exclude,
@@ -315,6 +316,21 @@ class DaemonCommands:
     def users(self, args: Mapping[str, Any]) -> Any:
         return self._server_call(args, lambda e, oaio_id: e.users(oaio_id))
 
+    # -- share links: server-side calls (the hub's "links" feature) -------------------------------------------
+
+    def link(self, args: Mapping[str, Any]) -> Any:
+        """A link to the synced folder (``oaio_id``, any handle) or a file or folder inside it; with ``list`` the
+        object's links, with ``revoke`` (a link id) that link revoked. ``password`` travels only on this socket."""
+        revoke = _arg(args, "revoke", _link_id, None)
+        if revoke is not None:
+            return self._read(lambda e: e.revoke_link(revoke))
+        if _arg(args, "list", _flag, False):
+            return self._server_call(args, lambda e, oaio_id: e.links(oaio_id))
+        expires, password = _arg(args, "expires", _lifetime, LINK_LIFETIME), _arg(args, "password", _secret, None)
+        inside = _inside(self.daemon, args)
+        path = _path_in_object(self.daemon, inside) if inside is not None else ""
+        return self._server_call(args, lambda e, oaio_id: e.link(oaio_id, path, expires, password))
+
     # -- objects of apps: data and file objects, values (oaiod.client, ctl values|new|put) -----------------------
 
     def values(self, args: Mapping[str, Any]) -> Any:
@@ -459,6 +475,35 @@ def _inside(daemon: Any, args: Mapping[str, Any]) -> Path | None:
     if real in folders or not any(real.startswith(folder.rstrip("/") + "/") for folder in folders):
         return None
     return Path(handle)
+
+
+LINK_LIFETIME = 7 * 86400  #: seconds a link made by ``ctl link`` works unless told
+
+
+def _link_id(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 64 or not value.replace("-", "").replace("_", "").isalnum():
+        raise ValidationError(name, "must be a link's id, as ctl link --list shows it")
+    return value
+
+
+def _lifetime(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 60 <= value <= 365 * 86400:
+        raise ValidationError(name, "must be 60 seconds to 365 days")
+    return value
+
+
+def _secret(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > 1024:
+        raise ValidationError(name, "must be 1 to 1024 characters")
+    return value
+
+
+def _path_in_object(daemon: Any, path: Path) -> str:
+    """The ``/``-separated path of ``path`` inside the synced folder holding it most closely."""
+    real = os.path.realpath(path)
+    roots = [os.path.realpath(row.local_root) for row in daemon.engine().objects().objects if row.local_root]
+    holding = max((root for root in roots if real.startswith(root.rstrip("/") + "/")), key=len)
+    return Path(os.path.relpath(real, holding)).as_posix()
 
 
 def _user(args: Mapping[str, Any]) -> str:

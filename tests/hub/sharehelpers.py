@@ -1,0 +1,54 @@
+"""Folder objects whose files are in the hub's blob store, for the archive and share-link tests."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from typing import Any
+
+from oaiod.hub.archives import Archives
+from oaiod.hub.server import HubServer
+from tests.hub.blobhelpers import put_blob
+from tests.hub.objects import new_object, next_version
+
+
+def _put_files(session: Any, oaio_id: str, stamp: str, files: dict[str, bytes]) -> None:
+    for path, data in files.items():
+        put_blob(session, f"{oaio_id}/{stamp}/{path}", data)
+
+
+def folder_object(session: Any, files: dict[str, bytes], name: str = "work") -> dict[str, Any]:
+    """Register a folder object listing ``files`` (path → bytes), its files put first as the daemon does."""
+    obj = new_object(session.username, name, _file_paths=sorted(files))
+    _put_files(session, obj["oaio_id"], obj["client_stamp"], files)
+    answer = session.post("register/", json=obj)
+    assert answer.status_code == 200, answer.text
+    stored: dict[str, Any] = answer.json()
+    return stored
+
+
+def new_files_version(session: Any, stored: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
+    """Upload a new version of ``stored`` holding exactly ``files``."""
+    obj = next_version(stored, _file_paths=sorted(files))
+    _put_files(session, obj["oaio_id"], obj["client_stamp"], files)
+    answer = session.post("upload/", json=obj)
+    assert answer.status_code == 200, answer.text
+    newer: dict[str, Any] = answer.json()
+    return newer
+
+
+def zip_content(data: bytes) -> dict[str, bytes]:
+    """Name → bytes of every entry of a zip, after checking that no name could leave the folder it unpacks in."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.testzip() is None
+        names = archive.namelist()
+        for name in names:
+            assert not name.startswith("/") and "\\" not in name, name
+            assert ".." not in name.split("/") and "" not in name.split("/"), name
+        return {name: archive.read(name) for name in names}
+
+
+def archives_of(hub: HubServer) -> Archives:
+    """The archives of a running hub (its application's state)."""
+    archives: Archives = hub._server.config.app.state.archives  # type: ignore[union-attr]
+    return archives
