@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from oaiod.engine import localfs
+from oaiod.engine import localfs, ops
 from oaiod.engine.context import EngineContext
 from oaiod.engine.manifest import MANIFEST_KEY
 from oaiod.engine.placeholders import _resolved, is_inside
@@ -201,18 +201,7 @@ def _save_new(
     oaio_id = oaio_id or object_id(settings.username, settings.device_id, settings.app_id, stamp, values)
     if ctx.repo.get_object(oaio_id) is not None:
         raise ValidationError("values", f"{oaio_id} exists already (the same values in the same microsecond)")
-    row = ObjectRow(
-        oaio_id=oaio_id,
-        kind=kind,
-        local_root=str(folder) if folder is not None else None,
-        status=STATUS_NEW,
-        client_values=values,
-        synced_values={},
-        csh_id=settings.csh_id,
-        csh_access_right="C",
-        local_dirty=True,
-    )
-    ctx.repo.save_object(row)
+    ctx.repo.save_object(ops.unregistered_row(ctx, oaio_id, kind, folder, values))
     ctx.repo.add_history(oaio_id, "new", str(folder or ""), f"a {kind} object of an app")
     log.info("%s: new %s object; registered by the next sync cycle", oaio_id, kind)
     return oaio_id

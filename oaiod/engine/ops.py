@@ -291,14 +291,23 @@ def new_folder_row(ctx: EngineContext, local: Path, kind: str, name: str | None)
     values[ROOT_VALUES_KEY] = ctx.mapper.to_placeholder(local)
     values[FILES_VALUES_KEY] = []
     values[MANIFEST_KEY] = build_manifest(kind, stamp, {})
+    oaio_id = object_id(settings.username, settings.device_id, settings.app_id, stamp, values)
+    return unregistered_row(ctx, oaio_id, kind, local, values)
+
+
+def unregistered_row(
+    ctx: EngineContext, oaio_id: str, kind: str, local: Path | None, values: dict[str, Any]
+) -> ObjectRow:
+    """The row of an object made on this device and not registered yet: its creator holds ``C``, its values are
+    a local change the next push registers."""
     return ObjectRow(
-        oaio_id=object_id(settings.username, settings.device_id, settings.app_id, stamp, values),
+        oaio_id=oaio_id,
         kind=kind,
-        local_root=str(local),
+        local_root=str(local) if local is not None else None,
         status=STATUS_NEW,
         client_values=values,
         synced_values={},
-        csh_id=settings.csh_id,
+        csh_id=ctx.settings.csh_id,
         csh_access_right="C",
         local_dirty=True,
     )
