@@ -15,5 +15,9 @@ migrations = [
 setup(
     packages=code + migrations,
     package_dir={"oaiod._migrations": "migrations"},
-    package_data={"oaiod": ["py.typed"], "oaiod._migrations": ["*.ini", "**/*.mako", "**/*.py", "*.md"]},
+    package_data={
+        "oaiod": ["py.typed"],
+        "oaiod._migrations": ["*.ini", "**/*.mako", "**/*.py", "*.md"],
+        "oaiod.daemon.ui": ["templates/*.html", "static/*"],  # the daemon's status page
+    },
 )
