@@ -171,6 +171,43 @@ def test_the_page_shows_a_sync_live_and_pauses_and_resumes(cluster: Any, page: A
     wait_for(lambda: ctl_json(cfg, "status")["state"] in ("idle", "syncing"), 30, "resumed")
     page.get_by_role("button", name="Pause").wait_for()
 
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than the screen
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshot(page, "daemon-status-phone")
+
+
+def test_exclude_include_and_restore_from_the_page(cluster: Any, page: Any) -> None:
+    a = start(cluster, "dev-act")
+    cfg, root = a.config_file, root_of(a)
+    (root / "sub").mkdir()
+    (root / "sub" / "kept-elsewhere.txt").write_text("stays on the server")
+    (root / "notes.txt").write_text("version one")
+    ctl_json(cfg, "sync", "--wait")
+    (root / "notes.txt").write_text("version two")
+    ctl_json(cfg, "sync", "--wait")
+    login(page, cfg)
+
+    page.get_by_label("Stop syncing a folder").fill(str(root / "sub"))
+    page.get_by_role("button", name="Exclude", exact=True).click()
+    page.get_by_text("1 file(s), 19 B, under it go to this device's trash").wait_for()  # asks first, as ctl does
+    assert (root / "sub" / "kept-elsewhere.txt").exists()
+    screenshot(page, "daemon-exclude-confirm")
+    page.get_by_role("button", name="Exclude and move them to the trash").click()
+    page.get_by_role("button", name="Sync it again").wait_for()
+    wait_for(lambda: not (root / "sub" / "kept-elsewhere.txt").exists(), 60, "the excluded copy moved to the trash")
+    assert [row["path"] for row in ctl_json(cfg, "exclude", "list")] == ["sub"]
+    page.get_by_role("button", name="Sync it again").click()
+    wait_for(lambda: (root / "sub" / "kept-elsewhere.txt").exists(), 120, "the folder back from the server")
+
+    page.get_by_label("A file's state and versions").fill(str(root / "notes.txt"))
+    page.get_by_role("button", name="Show").click()
+    restore = page.get_by_role("button", name="Restore this version")
+    assert restore.count() == 2  # newest first: version two, version one
+    screenshot(page, "daemon-file-versions")
+    restore.nth(1).click()
+    page.get_by_text("Restored ").wait_for()
+    wait_for(lambda: (root / "notes.txt").read_text() == "version one", 60, "the old version back")
+
 
 def test_ctl_activity_and_the_page_show_a_transfer_in_flight(cluster: Any, page: Any) -> None:
     a = start(cluster, "dev-big", upload=400_000)  # 400 kB/s: a 6 MB file takes ~15 s to upload
@@ -255,3 +292,49 @@ def test_hostile_names_are_text_and_a_conflict_shows_both_files(cluster: Any, pa
     assert "four" in page.locator("table.diff tr.added").inner_text()
     screenshot(page, "daemon-conflict")
     assert alerts == []
+
+
+# -- the parts without a daemon ----------------------------------------------------------------------------------
+
+
+def test_a_conflicts_text_is_aligned_and_other_files_are_compared_by_size(tmp_path: Path) -> None:
+    from oaiod.daemon.ui import compare
+
+    (tmp_path / "a.txt").write_text("one\ntwo\nthree\n")
+    (tmp_path / "b.txt").write_text("one\n2\nthree\nfour\n")
+    (tmp_path / "c.bin").write_bytes(b"\0\1\2")
+    left = compare.side(compare.inside(tmp_path, "a.txt"), "a.txt")
+    shown = compare.compare(left, compare.side(compare.inside(tmp_path, "b.txt"), "b.txt"))
+    assert [(row.kind, row.left, row.right) for row in shown.rows] == [
+        ("same", "one", "one"),
+        ("changed", "two", "2"),
+        ("same", "three", "three"),
+        ("added", None, "four"),
+    ]
+    binary = compare.compare(left, compare.side(compare.inside(tmp_path, "c.bin"), "c.bin"))
+    assert not binary.as_text and binary.right.size == 3 and binary.rows == []
+    (tmp_path / "link").symlink_to("/etc/hostname")
+    assert compare.inside(tmp_path, "link") is None and compare.inside(tmp_path, "../x") is None
+    assert not compare.side(None, "gone.txt").exists
+
+
+def test_the_token_file_is_made_0600_and_kept_only_when_safe(tmp_path: Path) -> None:
+    from oaiod.daemon.ui.server import LoginCodes, load_token
+
+    path = tmp_path / "state" / "ui-token"
+    token = load_token(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(token) >= 32
+    assert load_token(path) == token  # kept across restarts (a script's copy keeps working)
+    path.chmod(0o640)
+    assert load_token(path) != token and stat.S_IMODE(path.stat().st_mode) == 0o600
+    codes = LoginCodes()
+    code = codes.new()
+    assert codes.use(code) and not codes.use(code) and not codes.use("guessed")
+
+
+def test_after_an_action_the_page_goes_back_only_to_itself() -> None:
+    from oaiod.daemon.ui.app import _back
+
+    assert _back("/file?path=%2Fa") == "/file?path=%2Fa"
+    for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)", ""):
+        assert _back(target) == "/"

@@ -297,8 +297,21 @@ class Pages:
         name = fields.get("action", "")
         if name not in ACTIONS:
             return JSONResponse({"detail": f"unknown action {name[:40]!r}"}, status_code=400)
+        if name == "exclude" and fields.get("confirmed") != "yes":  # as `ctl exclude add` asks before trashing
+            plan = await run_in_threadpool(self._exclusion_plan, fields.get("path", "").strip())
+            if plan is not None:
+                return self.render("confirm.html", title="Exclude", plan=plan, path=fields.get("path", "").strip())
         self.note = await run_in_threadpool(self._act, name, fields)
         return RedirectResponse(_back(fields.get("back", "/")), status_code=303)
+
+    def _exclusion_plan(self, path: str) -> dict[str, Any] | None:
+        """What excluding ``path`` would move to the trash (a dry run), when that is anything; None: nothing to
+        ask (or the dry run failed: the exclusion itself then says why)."""
+        try:
+            plan = self.commands.exclude({"path": path, "dry_run": True})
+        except OaiodError:
+            return None
+        return plan if isinstance(plan, dict) and plan.get("trashed") else None
 
     def _act(self, name: str, fields: Mapping[str, str]) -> tuple[str, str]:
         try:
