@@ -18,6 +18,6 @@ Security (the page can pause syncing and restore files, so it is guarded like Sy
 - a strict Content-Security-Policy (no inline script or style, nothing from other origins), and every name a
   user or a server wrote (file names are hostile input) is escaped by Jinja's autoescape.
 
-Modules: :mod:`.server` (uvicorn in a thread, the token and login codes), :mod:`.app` (the routes and the guard),
-:mod:`.compare` (a conflict's two files side by side).
+Modules: :mod:`.server` (uvicorn in a thread, the token and login codes), :mod:`.guard` (what every request must
+carry), :mod:`.app` (the routes), :mod:`.compare` (a conflict's two files side by side).
 """

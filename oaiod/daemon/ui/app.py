@@ -1,6 +1,6 @@
-"""The status page's routes and :class:`Guard`, which every request passes first (the package docstring says what
-it checks and why). Reads and actions go through :class:`~oaiod.daemon.ctl.commands.DaemonCommands`, in a worker
-thread (they may block: the engine's database, a queued command's grace period).
+"""The status page's routes, behind :class:`~oaiod.daemon.ui.guard.Guard`. Reads and actions go through
+:class:`~oaiod.daemon.ctl.commands.DaemonCommands`, in a worker thread (they may block: the engine's database, a
+queued command's grace period).
 
 Routes: ``/`` the page; ``/events`` its live sections (server-sent events: a JSON object of section id → HTML);
 ``/conflict?n=N`` a conflict's two files; ``/file?path=P`` one file's state and versions; ``/folder?obj=ID`` a
@@ -22,117 +22,27 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from oaiod.daemon.ctl import present
 from oaiod.daemon.ctl.commands import DaemonCommands
 from oaiod.daemon.ui import compare
+from oaiod.daemon.ui.guard import COOKIE, Guard
 from oaiod.errors import OaiodError
 
 if TYPE_CHECKING:
     from oaiod.daemon.ui.server import UiServer
 
 HERE = Path(__file__).parent
-COOKIE = "oaiod_ui"
-TOKEN_HEADER = "x-api-key"
 MAX_FORM_BYTES = 64 * 1024
 EVENT_INTERVAL = 1.0  #: seconds between two looks at the daemon for the live sections
 KEEPALIVE = 15.0  #: seconds after which an idle event stream sends a comment (proxies, dead peers)
 HISTORY_ROWS = 30
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
-SECURITY_HEADERS = {
-    "content-security-policy": CSP,
-    "x-content-type-options": "nosniff",
-    "x-frame-options": "DENY",
-    "referrer-policy": "same-origin",  # "no-referrer" makes a form POST say Origin: null
-    "cross-origin-opener-policy": "same-origin",
-    "cross-origin-resource-policy": "same-origin",
-    "cache-control": "no-store",
-}
 STATIC = {"ui.css": "text/css; charset=utf-8", "ui.js": "text/javascript; charset=utf-8"}
 LIVE_SECTIONS = ("status", "activity", "folders", "conflicts", "history")
-
-
-# -- the guard ----------------------------------------------------------------------------------------------------
-
-
-class Guard:
-    """ASGI middleware: security headers on every answer; 403 for a wrong ``Host``, a missing or wrong token
-    (except ``/login`` and ``/static/``) and a cross-origin POST."""
-
-    def __init__(self, app: ASGIApp, server: UiServer, token: str) -> None:
-        self.app = app
-        self.server = server
-        self.token = token
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_secured(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
-                    if name not in headers:
-                        headers[name] = value
-            await send(message)
-
-        headers = Headers(scope=scope)
-        reason = self.refusal(scope, headers)
-        if reason:
-            await refused(reason, headers)(scope, receive, send_secured)
-            return
-        await self.app(scope, receive, send_secured)
-
-    def refusal(self, scope: Scope, headers: Headers) -> str:
-        """Why the request is refused ("" when it may go on)."""
-        expected = f"127.0.0.1:{self.server.port}"
-        if headers.get("host") != expected:
-            return f"this page answers only as http://{expected}/"
-        path = str(scope.get("path", ""))
-        if path != "/login" and not path.startswith("/static/") and not self.authenticated(headers):
-            return "not logged in: open the page with `oaiod ctl ui`"
-        if scope.get("method") not in ("GET", "HEAD"):
-            origin = headers.get("origin")
-            if origin is not None and origin != f"http://{expected}":
-                return "a request from another site"
-            if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-                return "a request from another site"
-        return ""
-
-    def authenticated(self, headers: Headers) -> bool:
-        given = headers.get(TOKEN_HEADER) or _cookie(headers.get("cookie", ""), COOKIE)
-        return bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
-
-
-def _cookie(header: str, name: str) -> str:
-    for part in header.split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == name:
-            return value
-    return ""
-
-
-def refused(reason: str, headers: Headers) -> Response:
-    """403: a short page for a browser, JSON for a script."""
-    if "text/html" in headers.get("accept", ""):
-        body = f"<!doctype html><title>oaiod: refused</title><h1>Refused</h1><p>{_escape(reason)}</p>"
-        return HTMLResponse(body, status_code=403)
-    return JSONResponse({"detail": reason}, status_code=403)
-
-
-def _escape(text: str) -> str:
-    import markupsafe
-
-    return str(markupsafe.escape(text))
 
 
 # -- the pages ----------------------------------------------------------------------------------------------------
