@@ -3,9 +3,9 @@
 queued command's grace period).
 
 Routes: ``/`` the page; ``/events`` its live sections (server-sent events: a JSON object of section id → HTML);
-``/conflict?n=N`` a conflict's two files; ``/file?path=P`` one file's state and versions; ``/folder?obj=ID`` a
-folder's versions; ``POST /action`` pause, resume, sync, restore, exclude, include (then back, with a note);
-``/login?code=C`` a one-time login (sets the cookie); ``/static/NAME`` the CSS and the script.
+``/conflict?obj=ID&path=P&copy=C`` a conflict's two files; ``/file?path=P`` one file's state and versions;
+``/folder?obj=ID`` a folder's versions; ``POST /action`` pause, resume, sync, restore, exclude, include (then
+back, with a note); ``/login?code=C`` a one-time login (sets the cookie); ``/static/NAME`` the CSS and the script.
 """
 
 from __future__ import annotations
@@ -148,17 +148,19 @@ class Pages:
         return StreamingResponse(stream(), media_type="text/event-stream")
 
     async def conflict(self, request: Request) -> Response:
-        number = _number(request.query_params.get("n"))
-        data = await run_in_threadpool(self._conflict, number)
+        query = request.query_params
+        key = (query.get("obj", ""), query.get("path", ""), query.get("copy", ""))
+        data = await run_in_threadpool(self._conflict, key)
         if data is None:
             return self.render("message.html", 404, title="No such conflict", text="This conflict is resolved or gone.")
         return self.render("conflict.html", title="Conflict", **data)
 
-    def _conflict(self, number: int | None) -> dict[str, Any] | None:
+    def _conflict(self, key: tuple[str, str, str]) -> dict[str, Any] | None:
+        """The conflict that ``(oaio_id, path, copy_path)`` names, if it still stands, with its two files."""
         conflicts, _ = self._read(lambda: self.commands.conflicts({}), [])
-        if number is None or not 0 <= number < len(conflicts):
+        row = next((c for c in conflicts if (c["oaio_id"], c["path"], c.get("copy_path") or "") == key), None)
+        if row is None:
             return None
-        row = conflicts[number]
         folders, _ = self._read(lambda: self.commands.ls({}), [])
         root = next((r["path"] for r in folders if r["oaio_id"] == row["oaio_id"] and r.get("path")), None)
         if row.get("kind") != "file" or not root:
@@ -271,10 +273,6 @@ def said(name: str, fields: Mapping[str, str], result: Any) -> str:
     if name == "include":
         return f"Included {fields.get('path')} again: its files come back at the next sync"
     return {"pause": "Paused", "resume": "Resumed", "sync": "Sync started"}.get(name, str(result))
-
-
-def _number(text: str | None) -> int | None:
-    return int(text) if text is not None and text.isdigit() and len(text) < 7 else None
 
 
 def _back(target: str) -> str:
