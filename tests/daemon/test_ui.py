@@ -124,6 +124,16 @@ def test_the_page_is_guarded_by_the_token_the_host_and_the_origin(cluster: Any) 
     assert request(link)[0] == 403  # a login link works once
     assert request(base, headers={"Cookie": f"oaiod_ui={token}"})[0] == 200
 
+    # bad input is a 4xx or a note on the page, never a 5xx
+    key = {"X-API-Key": token}
+    for path in ("file?path=%00", "file?path=relative", "file?path=/not/synced", "folder?obj=nothing",
+                 "conflict?obj=a&path=b&copy=c", "static/..%2Fapp.py", "static/nothing.css", "nowhere"):  # fmt: skip
+        assert 200 <= request(base + path, headers=key)[0] < 500, path
+    for body in ("action=nothing", "action=restore&target=%2Fnot%2Fsynced&stamp=x", "action=exclude&path=rel"):
+        status, headers, _ = request(base + "action", "POST", form, f"csrf={csrf}&{body}")
+        assert status in (303, 400), body
+    assert "failed" in request(base, headers=key)[2]  # the last one's note says why
+
     # the token is in no command line (the daemon's, ctl's) and in no log line
     for pid in [a.proc.pid, *(int(p) for p in os.listdir("/proc") if p.isdigit())]:
         try:
