@@ -19,5 +19,6 @@ setup(
         "oaiod": ["py.typed"],
         "oaiod.hub.web": ["templates/*.html", "static/*"],
         "oaiod._migrations": ["*.ini", "**/*.mako", "**/*.py", "*.md"],
+        "oaiod.daemon.ui": ["templates/*.html", "static/*"],  # the daemon's status page
     },
 )

@@ -747,6 +747,97 @@ def ctl_log(ctx: click.Context, follow: bool, lines: int, as_json: bool) -> None
         _fail(str(exc), EXIT_FAILED)
 
 
+# -- the status page and live transfers ------------------------------------------------------------------------
+
+
+@ctl.command("ui", epilog="The page runs inside the daemon, on 127.0.0.1 only; [ui] in the config turns it off.")
+@click.option("--print", "print_only", is_flag=True, help="Print the login URL instead of opening a browser.")
+@json_option
+@click.pass_context
+def ctl_ui(ctx: click.Context, print_only: bool, as_json: bool) -> None:
+    """Open the daemon's status page in a browser (or print its login URL)."""
+    result = _call(ctx, "ui", lambda r: None)
+    if as_json:
+        return
+    if print_only or not _has_display() or not _open_browser(result["login_url"]):
+        click.echo(result["login_url"])
+        click.echo(f"(the link logs in once, within {LOGIN_MINUTES} minutes; then open {result['url']})", err=True)
+    else:
+        click.echo(f"opened {result['url']} in your browser")
+
+
+LOGIN_MINUTES = 5  #: what ``ctl ui`` says of its link: oaiod.daemon.ui.server.LOGIN_CODE_SECONDS
+
+
+def _has_display() -> bool:
+    import os
+
+    graphical = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    return sys.platform == "darwin" or os.name == "nt" or bool(graphical)
+
+
+def _open_browser(url: str) -> bool:
+    import webbrowser
+
+    try:
+        return webbrowser.open(url)
+    except webbrowser.Error:
+        return False
+
+
+@ctl.command("activity")
+@click.option("-f", "--follow", is_flag=True, help="Keep showing transfers as they change (Ctrl-C ends).")
+@json_option
+@click.pass_context
+def ctl_activity(ctx: click.Context, follow: bool, as_json: bool) -> None:
+    """Show live transfers: what is uploaded or downloaded, bytes done of total, rate."""
+    if not follow:
+        _call(ctx, "activity", lambda r: click.echo("\n".join(activity_lines(r))))
+        return
+    from oaiod.daemon.ctl.protocol import CtlError, NoDaemon
+
+    client, config = _client(ctx, timeout=None)
+    try:
+        for item in client.stream("activity", follow=True):
+            if as_json:
+                click.echo(json.dumps(item, sort_keys=True))
+                continue
+            stamp = time.strftime("%H:%M:%S")
+            for line in activity_lines(item):
+                click.echo(f"{stamp} {line}")
+    except KeyboardInterrupt:
+        return
+    except NoDaemon as exc:
+        _no_daemon(exc, config)
+    except CtlError as exc:
+        _fail(str(exc), EXIT_FAILED)
+
+
+def activity_lines(result: dict[str, Any]) -> list[str]:
+    """One line per transfer (``upload docs/a.txt (+2 files): 12.0 MB of 48.0 MB, 3.1 MB/s``), then what waits."""
+    lines = []
+    for transfer in result.get("transfers") or []:
+        more = int(transfer.get("files") or 1) - 1
+        what = f"{transfer.get('direction')} {transfer.get('path')}" + (f" (+{more} files)" if more > 0 else "")
+        rate = transfer.get("rate")
+        speed = f", {_bytes(rate)}/s" if isinstance(rate, int | float) and rate > 0 else ""
+        lines.append(f"{what}: {_bytes(transfer.get('done') or 0)} of {_bytes(transfer.get('total') or 0)}{speed}")
+    waiting = result.get("waiting") or {}
+    queued = [
+        f"{waiting[count]} {word} ({_bytes(waiting[size])})"
+        for count, size, word in (
+            ("queued_uploads", "queued_upload_bytes", "uploads"),
+            ("queued_downloads", "queued_download_bytes", "downloads"),
+        )
+        if waiting.get(count)
+    ]
+    if queued:
+        lines.append("waiting: " + ", ".join(queued))
+    if not lines:
+        lines.append(f"no transfers ({result.get('state', '?')})")
+    return lines
+
+
 # -- service ---------------------------------------------------------------------------------------------------
 
 

@@ -242,6 +242,20 @@ class LogConfig:
     backups: int = 5
 
 
+@dataclass(frozen=True)
+class UiConfig:
+    """The status page (:mod:`oaiod.daemon.ui`): served on 127.0.0.1 only while the daemon runs."""
+
+    enabled: bool = True
+    port: int = 0  #: 0: a free port picked at each start
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {_show(value)}")
+    return value
+
+
 SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
     "server": (
         ServerConfig,
@@ -278,6 +292,7 @@ SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
         },
     ),
     "log": (LogConfig, {"level": _log_level, "file": _path, "max_bytes": _integer(1024), "backups": _integer(0, 100)}),
+    "ui": (UiConfig, {"enabled": _flag, "port": _integer(0, 65535)}),
 }
 
 
@@ -330,6 +345,7 @@ class Config:
     sync: SyncConfig = field(default_factory=SyncConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    ui: UiConfig = field(default_factory=UiConfig)
     source: Path | None = None
     paths: Paths = field(default=None)  # type: ignore[assignment]  # set by __post_init__
 

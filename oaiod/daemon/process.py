@@ -78,6 +78,8 @@ class Daemon:
         self._heartbeat = time.monotonic()
         self._log_handlers: list[logging.Handler] = []
         self.ctl_server: Any = None
+        self.ui_server: Any = None  #: the status page (oaiod.daemon.ui.server.UiServer) while it runs
+        self.ui_error: str | None = None  #: why the status page does not run although enabled
 
     # -- main loop ---------------------------------------------------------------------------------------------
 
@@ -112,6 +114,7 @@ class Daemon:
         self.ctl_server.start()
         watchdog = self._start_watchdog()
         try:
+            self._start_ui()
             self._start_components()
             freeze_startup_objects()  # the first cycle may be running already: that is fine (see its docstring)
             self.ready.set()
@@ -129,11 +132,26 @@ class Daemon:
             log.info("oaiod stopping")
             self._stop.set()
             self._stop_components()
+            if self.ui_server is not None:
+                self.ui_server.stop()
             self.ctl_server.close()
             if watchdog is not None:
                 watchdog.join()
             log.info("oaiod stopped")
         return 0
+
+    def _start_ui(self) -> None:
+        """Start the status page (``[ui]``; changes of it take effect at the next start); a failure is logged and
+        the daemon runs on without it (``ctl ui`` says why)."""
+        if not self.config.ui.enabled:
+            return
+        from oaiod.daemon.ui.server import UiServer
+
+        try:
+            self.ui_server = UiServer(self, self.config.ui.port).start()
+        except (OaiodError, OSError) as exc:  # OSError: the token file cannot be written
+            self.ui_error = str(exc)
+            log.error("status page not started: %s", exc)
 
     def _install_signals(self) -> dict[int, Any]:
         def on_stop(signum: int, _frame: Any) -> None:

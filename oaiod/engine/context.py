@@ -97,6 +97,7 @@ class Progress:
     """
 
     current_path: str = ""  # the (first) file of the transfer or batch in flight
+    current_upload: bool = False  # the transfer in flight is an upload (else a download)
     current_files: int = 0  # files in the batch in flight
     current_done: int = 0
     current_total: int = 0
@@ -107,9 +108,10 @@ class Progress:
     done_bytes: int = 0
     counting_since: float = 0.0  #: time.monotonic() when ``done_bytes`` began its count (for the speed)
 
-    def start(self, path: str, total: int, files: int = 1) -> None:
+    def start(self, path: str, total: int, files: int = 1, *, upload: bool = False) -> None:
         """A transfer (or a batch of ``files`` transfers, named by its first path) of ``total`` bytes begins."""
         self.current_path, self.current_files, self.current_done, self.current_total = path, files, 0, total
+        self.current_upload = upload
 
     def advance(self, count: int) -> None:
         if not self.done_bytes:
@@ -143,6 +145,7 @@ class Progress:
         return {
             "current": {
                 "path": self.current_path,
+                "upload": self.current_upload,
                 "files": self.current_files,
                 "done": self.current_done,
                 "total": self.current_total,

@@ -276,7 +276,7 @@ def _put_files(
         # keys checked by put_many; the index's sha256 spares the Hub host a hashing pass before each large upload
         items = [Transfer(f"{new}/{path}", f"{folder}/{path}", sha256=commit.files[path][2]) for path in batch]
         total = sum(commit.files[path][0] for path in batch)
-        ctx.progress.start(batch[0], total, len(batch))
+        ctx.progress.start(batch[0], total, len(batch), upload=True)
         try:
             results = backend.put_many(items, progress=ctx.progress.advance, unpublished=True)  # named at commit
         finally:

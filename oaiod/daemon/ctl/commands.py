@@ -131,6 +131,9 @@ class DaemonCommands:
             "update-file": self.update_file,
             "unregister": self.unregister,
             "changes": self.changes,
+            # the status page (oaiod.daemon.ui) and live transfers
+            "ui": self.ui,
+            "activity": self.activity,
         }
 
     # -- how commands run ----------------------------------------------------------------------------------------
@@ -302,6 +305,33 @@ class DaemonCommands:
         if path is not None:
             return self._read(lambda e: present.file_versions(e.file_versions(path)))
         return self._read(lambda e: present.versions(e.versions(_object(self.daemon, args))))
+
+    # -- the status page and live transfers (oaiod.daemon.ui reads the same) ------------------------------------
+
+    def ui(self, args: Mapping[str, Any]) -> Any:
+        """Where the status page is, with a one-time login URL (the token itself stays in its 0600 file)."""
+        server = self.daemon.ui_server
+        if server is None:
+            raise CommandFailed(f"the status page is off: {self.daemon.ui_error or 'ui.enabled = false in the config'}")
+        return {"url": server.url, "login_url": server.login_url(), "token_file": str(server.token_file)}
+
+    def activity(self, args: Mapping[str, Any]) -> Any:
+        """The transfers in flight and what waits (:func:`present.activity`); ``follow`` streams each change."""
+        if not _arg(args, "follow", _flag, False):
+            return _activity(self.daemon)
+
+        def items() -> Iterator[Any]:
+            shown: Any = None
+            while True:  # until the client goes (the server checks at each heartbeat) or the daemon stops
+                now = _activity(self.daemon)
+                if now != shown:
+                    shown = now
+                    yield now
+                else:
+                    yield HEARTBEAT
+                time.sleep(ACTIVITY_INTERVAL)
+
+        return Stream(items(), lambda: None)
 
     # -- sharing: server-side calls, after the object's registration --------------------------------------------
 
@@ -682,6 +712,18 @@ def _progress(daemon: Any) -> Any:
         return {"state": daemon.state(), "progress": present.jsonable(daemon.engine().progress)}
     except OaiodError:
         return {"state": daemon.state(), "progress": None}
+
+
+ACTIVITY_INTERVAL = 0.5  #: seconds between two looks at the transfers for ``activity --follow`` and the page
+
+
+def _activity(daemon: Any) -> dict[str, Any]:
+    """Read off the engine's live ``Progress`` (plain attributes: no lock, no database), cheap enough to poll."""
+    handle = daemon.handle
+    progress = handle.engine.progress if handle is not None else None
+    as_dict = getattr(progress, "as_dict", None)
+    shown = as_dict() if callable(as_dict) else progress if isinstance(progress, Mapping) else None
+    return present.activity(daemon.state(), shown)
 
 
 def _log(daemon: Any, lines: int, follow: bool) -> Any:

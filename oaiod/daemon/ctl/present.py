@@ -103,6 +103,31 @@ def _short(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
+def activity(state: str, progress: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What ``ctl activity`` and the status page show live: each transfer in flight (direction, first path, files,
+    bytes done of total, rate in bytes/s or None) and what waits (``progress``: the engine's ``Progress.as_dict()``;
+    None when there is no engine)."""
+    progress = progress or {}
+    current = progress.get("current")
+    transfers = []
+    if isinstance(current, Mapping) and current.get("path"):
+        transfers.append(
+            {
+                "direction": "upload" if current.get("upload") else "download",
+                "path": current.get("path"),
+                "files": current.get("files") or 1,
+                "done": current.get("done") or 0,
+                "total": current.get("total") or 0,
+                "rate": progress.get("speed"),
+            }
+        )
+    waiting = {
+        key: int(progress.get(key) or 0)
+        for key in ("queued_uploads", "queued_upload_bytes", "queued_downloads", "queued_download_bytes")
+    }
+    return {"state": state, "transfers": transfers, "waiting": waiting}
+
+
 def row_dict(row: Any) -> dict[str, Any]:
     """A state database row as plain data: every column (``ctl conflicts``, ``history``, the errors of ``status``)."""
     return {column.key: getattr(row, column.key) for column in row.__table__.columns}
