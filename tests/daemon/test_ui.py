@@ -161,7 +161,7 @@ def test_the_page_shows_a_sync_live_and_pauses_and_resumes(cluster: Any, page: A
     a = start(cluster, "dev-live")
     cfg, root = a.config_file, root_of(a)
     login(page, cfg)
-    history = page.locator("#live-history table")
+    history = page.locator("#live-history [data-newest]")
     newest = history.get_attribute("data-newest")
     page.evaluate("window.notReloaded = true")
     wait_for(lambda: page.locator("#live-indicator").inner_text() == "Live", 30, "the event stream")
