@@ -20,8 +20,10 @@ a failed item wait?* (the per-item backoff of the state database, :func:`failure
 from __future__ import annotations
 
 import errno
+import re
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class FailureKind(StrEnum):
@@ -102,3 +104,49 @@ class ConfigError(OaiodError):
         self.key = key
         self.reason = reason
         self.source = source
+
+
+def describe(exc: BaseException) -> str:
+    """A failure as one line for people (``ctl``, the status page, the failures the state keeps): what went wrong
+    and, where it helps, what to do — never a raw ``POST http://…/api/subscribe/ answered 404 …`` (that stays in the
+    DEBUG log). The server's own reason is kept
+    (the hub says ``no user named 'nobody'``); transport errors become "the server is unreachable (why)"."""
+    from oaiod.http import AuthError, HTTPStatusError, TransportError  # oaiod.http builds on this module
+
+    if isinstance(exc, AuthError):
+        return (
+            f"the server refused the login ({_server_reason(exc) or 'wrong user name or password'}); "
+            "check server.username and the password in the config, then run: oaiod ctl reload"
+        )
+    if isinstance(exc, HTTPStatusError):
+        reason = _server_reason(exc)
+        path = exc.url.split("/api/", 1)[-1].split("?", 1)[0].strip("/") or exc.url
+        if reason:
+            return f"the server refused it: {reason}"
+        return f"the server answered {exc.status} to {path}"
+    if isinstance(exc, TransportError):
+        return f"the server is unreachable ({_transport_reason(str(exc))})"
+    return _strip_urls(str(exc))  # a storage or engine failure may quote a request too
+
+
+def _server_reason(exc: Any) -> str:
+    body = exc.body
+    if isinstance(body, Mapping):
+        for key in ("reason", "detail", "message"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return ""
+
+
+def _transport_reason(message: str) -> str:
+    errno_text = re.search(r"\[Errno -?\d+\] ([^)\]']+)", message)
+    if errno_text:
+        return errno_text.group(1).strip().rstrip(".").lower()
+    if "timed out" in message.lower() or "timeout" in message.lower():
+        return "no answer in time"
+    return _strip_urls(message.rsplit(": ", 1)[-1])
+
+
+def _strip_urls(message: str) -> str:
+    return re.sub(r"(GET|POST|PUT|DELETE|HEAD) https?://\S+", "a request", message)

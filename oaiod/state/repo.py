@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from oaiod.errors import FailureKind, failure_kind
+from oaiod.errors import FailureKind, describe, failure_kind
 from oaiod.model import OaiObject, now_stamp
 from oaiod.state.backoff import BACKOFF, WAITED_OUT_BY_FILES
 from oaiod.state.db import DB_FILE, StateError, open_database
@@ -506,7 +506,7 @@ class StateRepo:
         classified (:func:`oaiod.errors.failure_kind`). Its next try waits as :data:`~oaiod.state.backoff.BACKOFF`
         says for that kind, longer with each failure in a row of the kind (another kind starts the count again)."""
         kind = failure_kind(failure)
-        message = f"{what}: {failure}" if what else str(failure)
+        message = f"{what}: {describe(failure)}" if what else describe(failure)  # for people: ctl status shows it
         now = now_stamp()
         with self.session() as s:
             row = s.get(ErrorRow, key)

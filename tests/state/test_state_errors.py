@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from oaiod.errors import FailureKind
+from oaiod.errors import FailureKind, describe
 from oaiod.http import AuthError, Conflict, TransportError
 from oaiod.model import now_stamp
 from oaiod.state import StateRepo
@@ -47,7 +47,7 @@ def test_a_failure_is_stored_with_its_kind_and_waits_by_it(
     repo: StateRepo, failure: BaseException, kind: FailureKind
 ) -> None:
     row = repo.record_error("obj:o1", failure, what="push", oaio_id="o1")
-    assert row.kind == kind and row.message == f"push: {failure}"
+    assert row.kind == kind and row.message == f"push: {describe(failure)}"  # for people, no raw request
     assert BACKOFF[kind].first - 5 < _wait(row.next_try) <= BACKOFF[kind].first
     (stored,) = repo.errors()
     assert stored.kind == kind and repo.backing_off("obj:o1")
@@ -78,3 +78,11 @@ def test_a_local_change_makes_only_what_waits_for_one_due(repo: StateRepo) -> No
     assert not any(repo.backing_off(key) for key in ("obj:o2", "obj:o3"))
     assert {row.kind for row in repo.errors()} == {"quota", "permission", "auth"}  # kept until a success clears them
     assert all(row.next_try <= now_stamp() for row in repo.errors())
+
+
+def test_a_stored_failure_reads_for_people_without_the_raw_request(repo: StateRepo) -> None:
+    """Issue 14 §5: ``ctl status`` lists stored failures; no ``POST http://…/api/… answered …`` in them."""
+    refused = Conflict("POST", "http://127.0.0.1:8000/api/upload/", 409, {"detail": "stamp is older"}, "Conflict")
+    assert repo.record_error("obj:o1", refused, what="push").message == "push: the server refused it: stamp is older"
+    quoted = OSError("GET http://127.0.0.1:8000/api/hub/blobs/x broke")
+    assert "http://" not in repo.record_error("obj:o2", quoted).message
