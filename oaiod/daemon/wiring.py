@@ -151,6 +151,7 @@ def engine_settings(config: Config, device: str) -> Any:
         mass_delete_ratio=sync.mass_delete_ratio,
         mass_delete_min=sync.mass_delete_min,
         ignore_patterns=sync.ignore,
+        folder_modes=dict(sync.folder_modes),
         # the watcher already waited ``debounce`` seconds without an event for the file; half of that as the
         # engine's "still being written" age keeps a just-debounced file from waiting for the next interval
         quiet_period=sync.debounce / 2,

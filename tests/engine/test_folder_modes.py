@@ -1,0 +1,133 @@
+"""Folder types (issue 14 §4): send-only and receive-only folders, two devices on a real hub; nothing is lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from oaiod.engine import trash
+from oaiod.errors import ValidationError
+from tests.engine.conftest import Device, converge, write
+
+pytestmark = pytest.mark.integration
+
+
+def _root_id(device: Device) -> str:
+    row = device.engine.client_root.row()
+    assert row is not None
+    return row.oaio_id
+
+
+def _trashed(device: Device) -> dict[str, bytes]:
+    return {entry.path: Path(entry.stored).read_bytes() for entry in trash.entries(device.engine.roots())}
+
+
+def _server_versions(device: Device, oaio_id: str) -> int:
+    return len(device.engine.versions(oaio_id))
+
+
+def test_send_only_pushes_its_changes_and_keeps_the_servers_out_until_override(make_device) -> None:
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "shared.txt", "base")
+    write(a.root / "other.txt", "other")
+    converge(a, b)
+    oaio_id = _root_id(a)
+    assert a.engine.set_mode(oaio_id, "send-only") == "send-receive"
+    write(b.root / "shared.txt", "edited on b")  # the server's change: not applied on a
+    write(b.root / "from-b.txt", "new on b")
+    converge(b)
+    a.sync()
+    assert a.tree() == {"shared.txt": b"base", "other.txt": b"other"}
+    assert a.engine.mode_notes()[oaio_id].startswith("server has changes not applied here: 2 files")
+    write(a.root / "mine.txt", "new on a")  # a's own change is still pushed, on top of the server's version
+    a.sync()
+    converge(b)
+    assert b.tree() == {
+        "shared.txt": b"edited on b",
+        "from-b.txt": b"new on b",
+        "other.txt": b"other",
+        "mine.txt": b"new on a",
+    }
+    assert a.tree() == {"shared.txt": b"base", "other.txt": b"other", "mine.txt": b"new on a"}
+    assert "2 files" in a.engine.mode_notes()[oaio_id]
+    before = _server_versions(a, oaio_id)
+    assert "2 server changes" in a.engine.override(oaio_id)
+    a.sync()
+    converge(b)
+    assert b.tree() == a.tree() == {"shared.txt": b"base", "other.txt": b"other", "mine.txt": b"new on a"}
+    assert oaio_id not in a.engine.mode_notes()
+    assert _server_versions(a, oaio_id) == before + 1  # what override replaced stays in the older versions
+    assert _trashed(b)["shared.txt"] == b"edited on b"  # b's replaced file went to its trash, as any pull does
+
+
+def test_leaving_send_only_merges_the_servers_changes(make_device) -> None:
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "doc.txt", "base")
+    converge(a, b)
+    oaio_id = _root_id(a)
+    a.engine.set_mode(oaio_id, "send-only")
+    write(b.root / "doc.txt", "from b")
+    converge(b, a)
+    assert a.tree() == {"doc.txt": b"base"}
+    a.engine.set_mode(oaio_id, "send-receive")
+    converge(a, b)
+    assert a.tree() == b.tree() == {"doc.txt": b"from b"}
+
+
+def test_receive_only_applies_the_server_and_never_sends(make_device) -> None:
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "doc.txt", "base")
+    write(a.root / "both.txt", "base")
+    converge(a, b)
+    oaio_id = _root_id(b)
+    b.engine.set_mode(oaio_id, "receive-only")
+    write(b.root / "local.txt", "only here")
+    write(b.root / "both.txt", "b's edit")
+    (b.root / "doc.txt").unlink()
+    b.sync()
+    assert b.engine.mode_notes()[oaio_id].startswith("local changes not sent: 3 files")
+    write(a.root / "both.txt", "a's edit")  # a change on the server to a file changed here too
+    write(a.root / "new.txt", "new on a")
+    converge(a, b, a)
+    assert a.tree() == {"doc.txt": b"base", "both.txt": b"a's edit", "new.txt": b"new on a"}
+    here = b.tree()
+    assert here["both.txt"] == b"a's edit" and here["new.txt"] == b"new on a" and here["local.txt"] == b"only here"
+    (copy,) = [path for path in here if "conflicted copy" in path]
+    assert here[copy] == b"b's edit"  # the local edit kept as a conflicted copy, not sent
+    assert "doc.txt" not in here
+    reverted = b.engine.revert(oaio_id)
+    assert {"doc.txt", "local.txt", copy} <= set(reverted)
+    assert b.tree() == a.tree()
+    assert _trashed(b)["local.txt"] == b"only here" and _trashed(b)[copy] == b"b's edit"
+    assert oaio_id not in b.engine.mode_notes()
+    converge(a, b)
+    assert b.tree() == a.tree()
+
+
+def test_revert_trashes_a_local_edit_before_putting_the_server_version_back(make_device) -> None:
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "doc.txt", "base")
+    converge(a, b)
+    oaio_id = _root_id(b)
+    b.engine.set_mode(oaio_id, "receive-only")
+    write(b.root / "doc.txt", "edited here")
+    b.sync()
+    assert b.engine.revert(oaio_id) == ["doc.txt"]
+    assert b.tree() == {"doc.txt": b"base"}
+    assert _trashed(b)["doc.txt"] == b"edited here"
+
+
+def test_wrong_mode_or_action_is_refused(make_device) -> None:
+    a = make_device("alice", "a")
+    write(a.root / "doc.txt", "base")
+    a.sync()
+    oaio_id = _root_id(a)
+    with pytest.raises(ValidationError, match="must be one of"):
+        a.engine.set_mode(oaio_id, "sideways")
+    with pytest.raises(ValidationError, match="override is for a send-only folder"):
+        a.engine.override(oaio_id)
+    with pytest.raises(ValidationError, match="revert is for a receive-only folder"):
+        a.engine.revert(oaio_id)
+    with pytest.raises(ValidationError, match="not a folder synced here"):
+        a.engine.set_mode("nope", "send-only")
