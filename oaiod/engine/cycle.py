@@ -594,7 +594,19 @@ class SyncEngine:
             symlinks_skipped=sorted(self.symlinks)[:100],
             last_cycle=self.last_report,
             progress=self.progress.as_dict(),
+            folder_modes=self._folder_modes(),
         )
+
+    def _folder_modes(self) -> list[dict[str, str]]:
+        notes = self.mode_notes()
+        if not notes:
+            return []
+        rows = {row.oaio_id: row for row in self.repo.objects(values=False)}
+        return [
+            {"oaio_id": oaio_id, "path": rows[oaio_id].local_root or "", "mode": rows[oaio_id].mode, "note": note}
+            for oaio_id, note in notes.items()
+            if oaio_id in rows
+        ]
 
     def gc(self) -> dict[str, int]:
         with self._lock:

@@ -49,8 +49,10 @@ def status(report: EngineStatus) -> dict[str, Any]:
     return {**shown, **progress}
 
 
-def listing(synced: Listing) -> list[dict[str, Any]]:
-    """What ``ctl ls`` shows: every object, then every folder excluded from the synced folder around it."""
+def listing(synced: Listing, notes: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """What ``ctl ls`` shows: every object, then every folder excluded from the synced folder around it;
+    ``notes``: what a send-only or receive-only folder keeps apart from the server (``mode_note``)."""
+    notes = notes or {}
     excluded_paths = {excluded.path for excluded in synced.excluded}
     shown = [
         {
@@ -62,6 +64,8 @@ def listing(synced: Listing) -> list[dict[str, Any]]:
             "stamp": row.synced_stamp,
             "owner": row.username,
             "detail": row.hold_reason,
+            "mode": row.mode,
+            "mode_note": notes.get(row.oaio_id, ""),
         }
         for row in synced.objects
         if not (row.status == "removed" and row.local_root in excluded_paths)  # the excluded entry says it
