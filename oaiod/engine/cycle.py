@@ -80,7 +80,7 @@ class SyncEngine:
         self._carry: dict[str, Carry] = {}  # this cycle's pulls that left a few paths unmerged (push.Carry)
         self._restore: dict[str, set[str]] = {}  # oaio_id -> files no longer ignored, deleted meanwhile
         self._override: set[str] = set()  # send-only folders whose next push replaces the server's changes
-        self._modes_applied = False  # the config's folder modes are applied once, at the first cycle
+        self._modes_applied = False  # the config's folder modes: applied at the first cycle, again for a new folder
         self._retry_failed = True  # a new start (or reload: new credentials?) tries every backed-off item once
         self._clock_checked = -CLOCK_CHECK_INTERVAL  # time.monotonic() of the last good clock comparison
         self.state = "idle"
@@ -146,6 +146,8 @@ class SyncEngine:
                 report.hashed = self._index_local().hashed
                 self._carry.clear()
                 cursor_ok, sync_stamp = self._pull_all(report)
+                if not self._modes_applied:  # a folder new here takes its configured mode before any push
+                    self._apply_config_modes()
                 if self._full_rescan:  # the client root was just adopted or created: index it before pushing
                     report.hashed += self._index_local().hashed
                 self._restore_unignored(report)
@@ -224,6 +226,7 @@ class SyncEngine:
         known = {row.oaio_id: row for row in self.repo.objects()}
         if not has_root:
             self.client_root.adopt_or_create(listing.objects if listing.full else self.api.stampz(None).objects)
+            self._modes_applied = False
             known = {row.oaio_id: row for row in self.repo.objects()}
             self._full_rescan = True
         complete = self._refuse_rejected(listing.rejected, report)
@@ -287,6 +290,7 @@ class SyncEngine:
         row.synced_values, row.status = {}, STATUS_ACTIVE
         self.repo.apply_server_object(row, obj)
         row = self.repo.save_object(row)
+        self._modes_applied = not self.settings.folder_modes
         if local_root is not None and self.repo.include_folder(str(local_root)):
             log.info("%s is no longer excluded: it is the folder of %s now", local_root, obj.oaio_id)
         log.info("new object %s (%s) at %s", obj.oaio_id, kind, local_root or "the state database")
@@ -383,6 +387,7 @@ class SyncEngine:
                 oaio_id = ops.add_folder(self.ctx, Path(path))
             if mode:
                 self.set_mode(oaio_id, mode)
+            self._modes_applied = not self.settings.folder_modes
             self._full_rescan = True
             return oaio_id
 
@@ -445,7 +450,8 @@ class SyncEngine:
         return row
 
     def _apply_config_modes(self) -> None:
-        """The config's ``folder_modes`` (folder path -> mode) win over the stored mode, once per start."""
+        """The config's ``folder_modes`` (folder path -> mode) win over the stored mode: at a start, and when a
+        folder is new here (before its first push)."""
         self._modes_applied = True
         wanted = {str(Path(path).expanduser().resolve()): mode for path, mode in self.settings.folder_modes.items()}
         if not wanted:

@@ -131,3 +131,17 @@ def test_wrong_mode_or_action_is_refused(make_device) -> None:
         a.engine.revert(oaio_id)
     with pytest.raises(ValidationError, match="not a folder synced here"):
         a.engine.set_mode("nope", "send-only")
+
+
+def test_the_configs_folder_modes_apply_at_the_first_cycle(make_device, tmp_path: Path) -> None:
+    a = make_device("alice", "a")
+    write(a.root / "doc.txt", "base")
+    converge(a)
+    oaio_id = _root_id(a)
+    b = make_device("alice", "b", folder_modes={str(tmp_path / "dev-b" / "home" / "oaio_root"): "receive-only"})
+    converge(b)
+    write(b.root / "mine.txt", "kept here")
+    b.sync()
+    a.sync()
+    assert a.tree() == {"doc.txt": b"base"} and b.tree() == {"doc.txt": b"base", "mine.txt": b"kept here"}
+    assert b.engine.mode_notes()[oaio_id].startswith("local changes not sent: 1 files")
