@@ -45,9 +45,12 @@ def keeps_server_changes_out(row: ObjectRow) -> bool:
 def record_server_version(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> None:
     """The pull of a send-only folder: the server's object is remembered (the base of the next push), no file of
     the folder is touched; ``remote_dirty`` says the server has changes not applied here."""
-    ctx.repo.apply_server_object(row, remote)
-    row.remote_dirty = bool(server_changes(ctx, row))
-    ctx.repo.save_object(row)
+    fresh = ctx.repo.get_object(row.oaio_id) or row  # the index may have marked it dirty since ``row`` was read
+    for target in (row, fresh):
+        ctx.repo.apply_server_object(target, remote)
+    row.remote_dirty = fresh.remote_dirty = bool(server_changes(ctx, fresh))
+    row.local_dirty = fresh.local_dirty
+    ctx.repo.save_object(fresh)
 
 
 def server_changes(ctx: EngineContext, row: ObjectRow) -> set[str]:

@@ -145,3 +145,42 @@ def test_the_configs_folder_modes_apply_at_the_first_cycle(make_device, tmp_path
     a.sync()
     assert a.tree() == {"doc.txt": b"base"} and b.tree() == {"doc.txt": b"base", "mine.txt": b"kept here"}
     assert b.engine.mode_notes()[oaio_id].startswith("local changes not sent: 1 files")
+
+
+def test_send_only_does_not_bring_back_a_file_the_server_deleted_until_override(make_device) -> None:
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "gone.txt", "to delete")
+    write(a.root / "doc.txt", "base")
+    converge(a, b)
+    oaio_id = _root_id(a)
+    a.engine.set_mode(oaio_id, "send-only")
+    (b.root / "gone.txt").unlink()
+    b.sync()
+    write(a.root / "doc.txt", "edited on a")  # committed on top of b's deletion
+    a.sync()
+    converge(b)
+    assert b.tree() == {"doc.txt": b"edited on a"}
+    assert a.tree() == {"gone.txt": b"to delete", "doc.txt": b"edited on a"}
+    assert "1 files" in a.engine.mode_notes()[oaio_id]
+    a.engine.override(oaio_id)
+    a.sync()
+    converge(b)
+    assert b.tree() == a.tree() == {"gone.txt": b"to delete", "doc.txt": b"edited on a"}
+
+
+def test_send_only_keeps_its_edit_of_a_file_the_server_changed_too(make_device) -> None:
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "doc.txt", "base")
+    converge(a, b)
+    oaio_id = _root_id(a)
+    a.engine.set_mode(oaio_id, "send-only")
+    write(b.root / "doc.txt", "b first")
+    write(a.root / "doc.txt", "a second")
+    write(a.root / "a.txt", "only a")
+    b.sync()  # b's change reaches the server first: a commits on top of it, doc.txt as the server has it
+    report = a.sync()
+    assert report.errors == [] and report.pushed == 1
+    converge(b)
+    assert b.tree() == {"doc.txt": b"b first", "a.txt": b"only a"}
+    assert a.tree() == {"doc.txt": b"a second", "a.txt": b"only a"}  # a's edit kept here, not lost
+    assert "1 files" in a.engine.mode_notes()[oaio_id]
