@@ -184,3 +184,27 @@ def test_send_only_keeps_its_edit_of_a_file_the_server_changed_too(make_device) 
     assert b.tree() == {"doc.txt": b"b first", "a.txt": b"only a"}
     assert a.tree() == {"doc.txt": b"a second", "a.txt": b"only a"}  # a's edit kept here, not lost
     assert "1 files" in a.engine.mode_notes()[oaio_id]
+
+
+def test_send_only_commit_that_loses_a_race_records_the_servers_version_and_commits_again(make_device) -> None:
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "doc.txt", "base")
+    converge(a, b)
+    oaio_id = _root_id(a)
+    a.engine.set_mode(oaio_id, "send-only")
+    write(a.root / "a.txt", "only a")
+    write(b.root / "doc.txt", "b meanwhile")
+    upload, raced = a.api.upload, []
+
+    def upload_after_b(obj: object) -> object:  # b commits between a's pull and a's commit: a gets a 409
+        if not raced:
+            raced.append(b.sync())
+        return upload(obj)  # type: ignore[arg-type]
+
+    a.api.upload = upload_after_b  # type: ignore[method-assign]
+    report = a.sync()
+    assert raced and report.errors == [] and report.pushed == 1 and report.conflicts == []
+    converge(b)
+    assert b.tree() == {"doc.txt": b"b meanwhile", "a.txt": b"only a"}
+    assert a.tree() == {"doc.txt": b"base", "a.txt": b"only a"}
+    assert "1 files" in a.engine.mode_notes()[oaio_id]
