@@ -57,6 +57,10 @@ from oaiod.storage.errors import StorageError
 
 log = logging.getLogger("oaiod.engine")
 
+_NEW_RECEIVE_ONLY = (
+    "a folder not on the server yet has nothing to receive; add it as send-receive or send-only, "
+    "then `oaiod ctl mode OBJ receive-only` once it is registered"
+)
 CLOCK_CHECK_INTERVAL = 600.0  #: seconds between two comparisons of the local clock with the server's
 
 
@@ -384,6 +388,8 @@ class SyncEngine:
             if oaio_id is not None:
                 self.repo.set_cursor(self.server_key, "")
             else:
+                if mode == MODE_RECEIVE_ONLY and not self._synced_at(Path(path)):
+                    raise ValidationError("mode", _NEW_RECEIVE_ONLY)
                 oaio_id = ops.add_folder(self.ctx, Path(path))
             if mode:
                 self.set_mode(oaio_id, mode)
@@ -401,6 +407,8 @@ class SyncEngine:
             old = row.mode
             if old == modes.check_mode(mode):
                 return old
+            if mode == MODE_RECEIVE_ONLY and row.status == STATUS_NEW:
+                raise ValidationError("mode", _NEW_RECEIVE_ONLY)
             self.repo.update_object(oaio_id, mode=mode, local_dirty=True)
             self.repo.add_history(oaio_id, "mode", row.local_root or "", f"{old} -> {mode}")
             if old == MODE_SEND_ONLY:
@@ -442,6 +450,11 @@ class SyncEngine:
         rows = self.repo.objects(STATUS_ACTIVE, STATUS_NEW, STATUS_HELD, values=False)
         notes = {row.oaio_id: modes.note(self.ctx, row) for row in rows if row.mode in MODES[1:]}
         return {oaio_id: text for oaio_id, text in notes.items() if text}
+
+    def _synced_at(self, path: Path) -> bool:
+        """True when a folder at ``path`` is already synced and on the server."""
+        rows = self.repo.objects(STATUS_ACTIVE, STATUS_HELD, values=False)
+        return any(row.local_root and Path(row.local_root).resolve() == path.resolve() for row in rows)
 
     def _folder(self, oaio_id: str) -> ObjectRow:
         row = self.repo.get_object(oaio_id)

@@ -64,6 +64,12 @@ def test_receive_only_and_send_only_folders_with_ctl(cluster: Cluster) -> None:
     assert trashed == ["edited on b"]
     assert tree(root_of(b)) == tree(root_of(a))
 
+    inbox = cluster.base / "inbox"
+    write_tree(inbox, {"x.txt": "x"})
+    refused = ctl(a.config_file, "add", str(inbox), "--mode", "receive-only")
+    assert refused.returncode == 1 and "nothing to receive" in refused.stderr, (refused.stdout, refused.stderr)
+    assert all(row["path"] != str(inbox) for row in ctl_json(a.config_file, "ls"))
+
     work = cluster.base / "outbox"
     write_tree(work, {"report.txt": "sent from a"})
     added = ctl_json(a.config_file, "add", str(work), "--mode", "send-only", "--wait")

@@ -208,3 +208,18 @@ def test_send_only_commit_that_loses_a_race_records_the_servers_version_and_comm
     assert b.tree() == {"doc.txt": b"b meanwhile", "a.txt": b"only a"}
     assert a.tree() == {"doc.txt": b"base", "a.txt": b"only a"}
     assert "1 files" in a.engine.mode_notes()[oaio_id]
+
+
+def test_a_folder_not_on_the_server_cannot_be_receive_only(make_device, tmp_path: Path) -> None:
+    a = make_device("alice", "a")
+    a.sync()
+    fresh = tmp_path / "fresh"
+    write(fresh / "x.txt", "x")
+    with pytest.raises(ValidationError, match="nothing to receive"):
+        a.engine.add_folder(fresh, "receive-only")
+    assert all(row.local_root != str(fresh) for row in a.engine.objects().objects)  # nothing was added
+    oaio_id = a.engine.add_folder(fresh)
+    with pytest.raises(ValidationError, match="nothing to receive"):
+        a.engine.set_mode(oaio_id, "receive-only")
+    a.sync()
+    assert a.engine.set_mode(oaio_id, "receive-only") == "send-receive"  # registered now
