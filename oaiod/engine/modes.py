@@ -22,7 +22,7 @@ from oaiod.engine.plan import UNKNOWN
 from oaiod.engine.push import Carry
 from oaiod.errors import ValidationError
 from oaiod.model import OaiObject
-from oaiod.state.models import MODE_RECEIVE_ONLY, MODE_SEND_ONLY, MODES, STATUS_NEW, ObjectRow
+from oaiod.state.models import MODE_RECEIVE_ONLY, MODE_SEND_ONLY, MODES, ObjectRow
 
 
 def check_mode(mode: str) -> str:
@@ -85,7 +85,7 @@ def note(ctx: EngineContext, row: ObjectRow) -> str:
         row = ctx.repo.get_object(row.oaio_id) or row  # with its values (a listing's rows defer them)
         count = len(server_changes(ctx, row))
         return f"server has changes not applied here: {count} files (ctl override {row.oaio_id} replaces them)"
-    if row.mode == MODE_RECEIVE_ONLY and (row.local_dirty or row.status == STATUS_NEW):
+    if row.mode == MODE_RECEIVE_ONLY and row.local_dirty:
         count = len(local_changes(ctx, row))
         if count:
             return f"local changes not sent: {count} files (ctl revert {row.oaio_id} undoes them)"

@@ -64,7 +64,7 @@ def listing(synced: Listing, notes: Mapping[str, str] | None = None) -> list[dic
             "stamp": row.synced_stamp,
             "owner": row.username,
             "detail": row.hold_reason,
-            "mode": row.mode,
+            "mode": row.mode or "send-receive",
             "mode_note": notes.get(row.oaio_id, ""),
         }
         for row in synced.objects
