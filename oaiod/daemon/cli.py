@@ -148,6 +148,7 @@ def _no_daemon(exc: Exception, config: Any) -> None:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+FOLDER_MODES = ("send-receive", "send-only", "receive-only")  #: folder types (ctl add --mode, ctl mode)
 
 
 def _handle(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -292,12 +293,16 @@ def ctl_ls(ctx: click.Context, long: bool, as_json: bool) -> None:
 
 @ctl.command("add")
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--mode", type=click.Choice(FOLDER_MODES), help="Folder type (default send-receive); see ctl mode.")
 @wait_option
 @json_option
 @click.pass_context
-def ctl_add(ctx: click.Context, path: Path, wait: bool, as_json: bool) -> None:
+def ctl_add(ctx: click.Context, path: Path, mode: str | None, wait: bool, as_json: bool) -> None:
     """Sync another folder; answers once the server has registered it (or why not yet: offline, paused)."""
-    _call_queued(ctx, "add", lambda r: render_added(path, r), wait, path=str(path.expanduser().absolute()))
+    args: dict[str, Any] = {"path": str(path.expanduser().absolute())}
+    if mode:
+        args["mode"] = mode
+    _call_queued(ctx, "add", lambda r: render_added(path, r), wait, **args)
 
 
 def render_added(path: Path | None, result: Any) -> None:
@@ -723,6 +728,51 @@ def ctl_put(ctx: click.Context, file: Path, name: str | None, as_json: bool) -> 
     _call_queued(ctx, "put", lambda r: render_added(None, r), True, name=source.name, source=str(source), values=values)
 
 
+# -- folder types: send-only and receive-only (issue 14 §4) ------------------------------------------------------
+
+MODE_EPILOG = (
+    "send-receive (default): changes go both ways. send-only: this device's changes are pushed, the server's are "
+    "not applied here (oaiod ctl override OBJ replaces them; they stay in the versions). receive-only: the "
+    "server's changes are applied, local ones never sent (oaiod ctl revert OBJ puts them in the trash)."
+)
+
+
+@ctl.command("mode", epilog=MODE_EPILOG)
+@obj_argument
+@click.argument("mode", type=click.Choice(FOLDER_MODES))
+@wait_option
+@json_option
+@click.pass_context
+def ctl_mode(ctx: click.Context, oaio_id: str, mode: str, wait: bool, as_json: bool) -> None:
+    """Make a folder send-receive, send-only or receive-only (Syncthing's folder types)."""
+    render = lambda r: click.echo(f"{oaio_id} is {mode} now (was {r['was']})")  # noqa: E731
+    _call_queued(ctx, "mode", render, wait, oaio_id=oaio_id, mode=mode)
+
+
+@ctl.command("override", epilog=MODE_EPILOG)
+@obj_argument
+@wait_option
+@json_option
+@click.pass_context
+def ctl_override(ctx: click.Context, oaio_id: str, wait: bool, as_json: bool) -> None:
+    """Send-only folder: push this device's files over the server's changes (kept in versions)."""
+    _call_queued(ctx, "override", lambda r: click.echo(f"{oaio_id}: {r}"), wait, oaio_id=oaio_id)
+
+
+@ctl.command("revert", epilog=MODE_EPILOG)
+@obj_argument
+@wait_option
+@json_option
+@click.pass_context
+def ctl_revert(ctx: click.Context, oaio_id: str, wait: bool, as_json: bool) -> None:
+    """Receive-only folder: put the server's version back; local changes go to the trash."""
+
+    def render(paths: list[str]) -> None:
+        click.echo(f"{oaio_id}: {len(paths)} file(s) as the server has them; local changes in: oaiod ctl trash")
+
+    _call_queued(ctx, "revert", render, wait, oaio_id=oaio_id)
+
+
 @ctl.command("log")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "--lines", default=50, show_default=True, help="How many recent lines.")
@@ -978,6 +1028,10 @@ def render_ls(rows: list[dict[str, Any]], *, ids: bool = False) -> None:
                 folder += f"\n[dim]{escape('; '.join(filter(None, [', '.join(row.get('files') or []), summary])))}[/]"
         if ids:
             folder += f"\n[dim]{escape(str(row.get('oaio_id', '')))}[/]"
+        if row.get("mode") in FOLDER_MODES[1:]:
+            state += f", {row['mode']}"
+        if row.get("mode_note"):
+            folder += f"\n[yellow]{escape(pasteable(str(row['mode_note'])))}[/]"
         if status == "held":
             folder += f"\n[yellow]{escape(held_line(row))}[/]"
         elif row.get("detail") and status != "active":
@@ -1052,6 +1106,8 @@ def summary_line(result: dict[str, Any]) -> str:
         notes.append(f"{len(engine['held'])} mass deletion(s) held")
     if engine.get("conflicts"):
         notes.append(f"{engine['conflicts']} conflict(s)")
+    if engine.get("folder_modes"):
+        notes.append(f"{len(engine['folder_modes'])} folder(s) differ from the server by their mode")
     if engine.get("errors"):
         notes.append(f"{len(engine['errors'])} item(s) failing")
     last = f" (last sync {_clock(result['last_sync'])})" if result.get("last_sync") else ""
@@ -1060,7 +1116,8 @@ def summary_line(result: dict[str, Any]) -> str:
 
 SHOWN_ENGINE_KEYS = {
     "state", "last_sync", "last_cycle", "held", "errors", "conflicts", "objects", "symlinks_skipped", "current",
-    "queued_uploads", "queued_upload_bytes", "queued_downloads", "queued_download_bytes", "done_bytes", "speed",
+    "folder_modes", "queued_uploads", "queued_upload_bytes", "queued_downloads", "queued_download_bytes",
+    "done_bytes", "speed",
 }  # fmt: skip
 
 
@@ -1086,6 +1143,8 @@ def render_status(result: dict[str, Any]) -> None:
         rows.append(("waiting", queued))
     for held in engine.get("held") or []:
         rows.append(("held", held_line(held)))
+    for folder in engine.get("folder_modes") or []:
+        rows.append((str(folder.get("mode")), f"{short_path(str(folder.get('path')))}: {folder.get('note')}"))
     if engine.get("conflicts"):
         rows.append(("conflicts", f"{engine['conflicts']} (list them: oaiod ctl conflicts)"))
     errors = [row for row in engine.get("errors") or [] if isinstance(row, dict)]

@@ -164,6 +164,24 @@ def _patterns(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+FOLDER_MODES = ("send-receive", "send-only", "receive-only")
+
+
+def _folder_modes(value: Any) -> dict[str, str]:
+    """``{ "/abs/folder" = "send-only" }``: the folder type of each synced folder named (issue 14 §4)."""
+    if not isinstance(value, dict):
+        raise ValueError(f'must be a table of folder = mode, e.g. {{ "~/Photos" = "send-only" }}, got {_show(value)}')
+    modes: dict[str, str] = {}
+    for folder, mode in value.items():
+        path = Path(folder).expanduser()
+        if not path.is_absolute():
+            raise ValueError(f"folder {_show(folder)} must be an absolute path (or start with ~)")
+        if mode not in FOLDER_MODES:
+            raise ValueError(f"mode of {_show(folder)} must be one of {', '.join(FOLDER_MODES)}, got {_show(mode)}")
+        modes[str(path)] = mode
+    return modes
+
+
 def _host_port(value: Any) -> str:
     host, sep, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
@@ -223,6 +241,8 @@ class SyncConfig:
     mass_delete_ratio: float = 0.5
     mass_delete_min: int = 5
     ignore: tuple[str, ...] = ()
+    #: folder path -> send-receive, send-only or receive-only (``ctl mode`` changes a folder not named here)
+    folder_modes: dict[str, str] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -281,6 +301,7 @@ SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
             "mass_delete_ratio": _ratio,
             "mass_delete_min": _integer(1),
             "ignore": _patterns,
+            "folder_modes": _folder_modes,
         },
     ),
     "limits": (

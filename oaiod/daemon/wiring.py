@@ -54,7 +54,11 @@ class DaemonEngine(Engine, Protocol):
     def roots(self) -> list[Path]: ...  # the folders to watch
     def status(self) -> EngineStatus: ...
     def rebuild_index(self) -> None: ...  # forget the index (no cycle runs meanwhile)
-    def add_folder(self, path: Path) -> str: ...  # the new object's id
+    def add_folder(self, path: Path, mode: str = "") -> str: ...  # the new object's id
+    def set_mode(self, oaio_id: str, mode: str) -> str: ...  # folder type; answers the previous one
+    def override(self, oaio_id: str) -> str: ...  # a send-only folder's next push replaces the server's changes
+    def revert(self, oaio_id: str) -> list[str]: ...  # a receive-only folder's local changes to the trash
+    def mode_notes(self) -> dict[str, str]: ...  # what each folder's type keeps apart from the server
     def remove(self, oaio_id: str) -> None: ...  # stop syncing here only
     def delete(self, oaio_id: str) -> str: ...  # delete on the server, for everybody
     def confirm_delete(self, oaio_id: str) -> None: ...
@@ -163,6 +167,7 @@ def engine_settings(config: Config, device: str) -> Any:
         mass_delete_ratio=sync.mass_delete_ratio,
         mass_delete_min=sync.mass_delete_min,
         ignore_patterns=sync.ignore,
+        folder_modes=dict(sync.folder_modes),
         # the watcher already waited ``debounce`` seconds without an event for the file; half of that as the
         # engine's "still being written" age keeps a just-debounced file from waiting for the next interval
         quiet_period=sync.debounce / 2,

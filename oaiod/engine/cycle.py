@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from oaiod.engine import apps, files, history, ops, selective, trash
+from oaiod.engine import apps, files, history, modes, ops, selective, trash
 from oaiod.engine.context import EngineContext, OpenBackend, ServerApi
 from oaiod.engine.index import IndexReport, index_paths, owner_of, rooted, settle_ignored
 from oaiod.engine.mapping import is_own_root, map_object
@@ -34,7 +34,7 @@ from oaiod.engine.recovery import recover_commits
 from oaiod.engine.roots import ClientRoot
 from oaiod.engine.settings import EngineSettings
 from oaiod.engine.status import CycleReport, EngineStatus, Listing
-from oaiod.errors import OaiodError
+from oaiod.errors import OaiodError, ValidationError
 from oaiod.model import OaiObject, now_stamp
 from oaiod.server_api import ObjectVersion, ProtocolError, RejectedObject, RemoteError
 from oaiod.state.backoff import RETRIED_AFTER_LOCAL_CHANGE
@@ -42,6 +42,9 @@ from oaiod.state.models import (
     KIND_DATA,
     KIND_FILES,
     KIND_ROOT,
+    MODE_RECEIVE_ONLY,
+    MODE_SEND_ONLY,
+    MODES,
     STATUS_ACTIVE,
     STATUS_HELD,
     STATUS_NEW,
@@ -55,6 +58,10 @@ from oaiod.storage.errors import StorageError
 
 log = logging.getLogger("oaiod.engine")
 
+_NEW_RECEIVE_ONLY = (
+    "a folder not on the server yet has nothing to receive; add it as send-receive or send-only, "
+    "then `oaiod ctl mode OBJ receive-only` once it is registered"
+)
 CLOCK_CHECK_INTERVAL = 600.0  #: seconds between two comparisons of the local clock with the server's
 
 
@@ -77,6 +84,8 @@ class SyncEngine:
         self.client_root = ClientRoot(self.ctx)
         self._carry: dict[str, Carry] = {}  # this cycle's pulls that left a few paths unmerged (push.Carry)
         self._restore: dict[str, set[str]] = {}  # oaio_id -> files no longer ignored, deleted meanwhile
+        self._override: set[str] = set()  # send-only folders whose next push replaces the server's changes
+        self._modes_applied = False  # the config's folder modes: applied at the first cycle, again for a new folder
         self._retry_failed = True  # a new start (or reload: new credentials?) tries every backed-off item once
         self._clock_checked = -CLOCK_CHECK_INTERVAL  # time.monotonic() of the last good clock comparison
         self.state = "idle"
@@ -132,6 +141,8 @@ class SyncEngine:
             self.ctx.progress.reset()
             try:
                 self._check_clock()
+                if not self._modes_applied:
+                    self._apply_config_modes()
                 recover_commits(self.ctx)  # a commit whose answer was lost is decided before anything is merged
                 if self._retry_failed:
                     self._retry_failed = False
@@ -140,6 +151,8 @@ class SyncEngine:
                 report.hashed = self._index_local().hashed
                 self._carry.clear()
                 cursor_ok, sync_stamp = self._pull_all(report)
+                if not self._modes_applied:  # a folder new here takes its configured mode before any push
+                    self._apply_config_modes()
                 if self._full_rescan:  # the client root was just adopted or created: index it before pushing
                     report.hashed += self._index_local().hashed
                 self._restore_unignored(report)
@@ -218,6 +231,7 @@ class SyncEngine:
         known = {row.oaio_id: row for row in self.repo.objects()}
         if not has_root:
             self.client_root.adopt_or_create(listing.objects if listing.full else self.api.stampz(None).objects)
+            self._modes_applied = False
             known = {row.oaio_id: row for row in self.repo.objects()}
             self._full_rescan = True
         complete = self._refuse_rejected(listing.rejected, report)
@@ -281,13 +295,18 @@ class SyncEngine:
         row.synced_values, row.status = {}, STATUS_ACTIVE
         self.repo.apply_server_object(row, obj)
         row = self.repo.save_object(row)
+        self._modes_applied = not self.settings.folder_modes
         if local_root is not None and self.repo.include_folder(str(local_root)):
             log.info("%s is no longer excluded: it is the folder of %s now", local_root, obj.oaio_id)
         log.info("new object %s (%s) at %s", obj.oaio_id, kind, local_root or "the state database")
         return row
 
     def _pull(self, row: ObjectRow, obj: OaiObject) -> PullOutcome:
-        """Merge ``obj`` into ``row``; ignored files changed here keep the local file (design §6)."""
+        """Merge ``obj`` into ``row``; ignored files changed here keep the local file (design §6). A send-only
+        folder only records the server's version (:mod:`~oaiod.engine.modes`)."""
+        if modes.keeps_server_changes_out(row):
+            modes.record_server_version(self.ctx, row, obj)
+            return PullOutcome()
         kept = settle_ignored(self.ctx, row, obj) if row.local_root and obj.client_stamp != row.synced_stamp else []
         outcome = pull_object(self.ctx, row, obj)
         outcome.conflicts += kept
@@ -317,16 +336,20 @@ class SyncEngine:
 
     def _push_all(self, report: CycleReport) -> None:
         for row in self.repo.dirty_objects():
-            if self.repo.backing_off(f"obj:{row.oaio_id}"):
-                continue
+            if self.repo.backing_off(f"obj:{row.oaio_id}") or not modes.may_push(row):
+                continue  # a receive-only folder's local changes stay here (modes)
             for _attempt in range(self.settings.commit_attempts):
+                override = row.oaio_id in self._override
+                carry = modes.push_carry(self.ctx, row, override) or self._carry.pop(row.oaio_id, None)
                 try:
-                    outcome = push_object(self.ctx, row, self._carry.pop(row.oaio_id, None))
+                    outcome = push_object(self.ctx, row, carry)
                 except (RemoteError, StorageError, OaiodError) as exc:
                     log.warning("%s: push failed (%s); backing off", row.oaio_id, exc)
                     self.repo.record_error(f"obj:{row.oaio_id}", exc, what="push", oaio_id=row.oaio_id)
                     report.errors.append(f"{row.oaio_id}: {exc}")
                     break
+                if outcome.committed:
+                    self._override.discard(row.oaio_id)
                 if not self._account_push(outcome, row, report):
                     break
                 fresh = self.repo.get_object(row.oaio_id)
@@ -356,17 +379,101 @@ class SyncEngine:
 
     # -- ctl operations (see ops) -----------------------------------------------------------------------------
 
-    def add_folder(self, path: Path) -> str:
+    def add_folder(self, path: Path, mode: str = "") -> str:
         """Sync a folder: a new object, or the one ``ctl remove`` stopped syncing there (listed again in full by
-        the next cycle, so its server version is merged)."""
+        the next cycle, so its server version is merged); ``mode``: its folder type (:mod:`modes`)."""
         with self._lock:
+            if mode:
+                modes.check_mode(mode)
             oaio_id = ops.resume_removed(self.ctx, Path(path))
             if oaio_id is not None:
                 self.repo.set_cursor(self.server_key, "")
             else:
+                if mode == MODE_RECEIVE_ONLY and not self._synced_at(Path(path)):
+                    raise ValidationError("mode", _NEW_RECEIVE_ONLY)
                 oaio_id = ops.add_folder(self.ctx, Path(path))
+            if mode:
+                self.set_mode(oaio_id, mode)
+            self._modes_applied = not self.settings.folder_modes
             self._full_rescan = True
             return oaio_id
+
+    # -- folder types (modes) ---------------------------------------------------------------------------------
+
+    def set_mode(self, oaio_id: str, mode: str) -> str:
+        """Make ``oaio_id`` send-receive, send-only or receive-only; the previous mode. Leaving send-only lists
+        every object again, so the server's changes kept out are merged at the next cycle."""
+        with self._lock:
+            row = self._folder(oaio_id)
+            old = row.mode
+            if old == modes.check_mode(mode):
+                return old
+            if mode == MODE_RECEIVE_ONLY and row.status == STATUS_NEW:
+                raise ValidationError("mode", _NEW_RECEIVE_ONLY)
+            self.repo.update_object(oaio_id, mode=mode, local_dirty=True)
+            self.repo.add_history(oaio_id, "mode", row.local_root or "", f"{old} -> {mode}")
+            if old == MODE_SEND_ONLY:
+                self.repo.set_cursor(self.server_key, "")
+            return old
+
+    def override(self, oaio_id: str) -> str:
+        """``ctl override``: the next push of a send-only folder commits every path as it is here, replacing the
+        server's changes (which stay in the server's versions); says what happens."""
+        with self._lock:
+            row = self._folder(oaio_id)
+            if row.mode != MODE_SEND_ONLY:
+                raise ValidationError("oaio_id", f"{oaio_id} is {row.mode}; override is for a send-only folder")
+            if not row.remote_dirty:
+                return "nothing to override: the server has no changes that are not applied here"
+            count = len(modes.server_changes(self.ctx, row))
+            self._override.add(oaio_id)
+            self.repo.update_object(oaio_id, local_dirty=True)
+            self.repo.add_history(oaio_id, "override", row.local_root or "", f"{count} files")
+            return f"the next sync replaces {count} server changes with this device's files (kept in versions)"
+
+    def revert(self, oaio_id: str) -> list[str]:
+        """``ctl revert``: a receive-only folder gets the synced version back; every local change goes to the
+        trash first (added files moved there, changed ones replaced). Returns the paths put back or trashed."""
+        with self._lock:
+            row = self._folder(oaio_id)
+            if row.mode != MODE_RECEIVE_ONLY:
+                raise ValidationError("oaio_id", f"{oaio_id} is {row.mode}; revert is for a receive-only folder")
+            assert row.local_root is not None
+            trashed = modes.trash_local_additions(self.ctx, row)
+            restored = ops.restore(self.ctx, oaio_id, row.synced_stamp, None) if row.synced_stamp else []
+            self.mark_dirty(Path(row.local_root), trashed + restored)
+            self._index_local()
+            self.repo.add_history(oaio_id, "revert", row.local_root, f"{len(trashed) + len(restored)} files")
+            return sorted(trashed + restored)
+
+    def mode_notes(self) -> dict[str, str]:
+        """``oaio_id -> what its mode keeps apart from the server`` for every folder where that is something."""
+        rows = self.repo.objects(STATUS_ACTIVE, STATUS_NEW, STATUS_HELD, values=False)
+        notes = {row.oaio_id: modes.note(self.ctx, row) for row in rows if row.mode in MODES[1:]}
+        return {oaio_id: text for oaio_id, text in notes.items() if text}
+
+    def _synced_at(self, path: Path) -> bool:
+        """True when a folder at ``path`` is already synced and on the server."""
+        rows = self.repo.objects(STATUS_ACTIVE, STATUS_HELD, values=False)
+        return any(row.local_root and Path(row.local_root).resolve() == path.resolve() for row in rows)
+
+    def _folder(self, oaio_id: str) -> ObjectRow:
+        row = self.repo.get_object(oaio_id)
+        if row is None or not row.local_root or row.status == STATUS_REMOVED:
+            raise ValidationError("oaio_id", f"{oaio_id} is not a folder synced here")
+        return row
+
+    def _apply_config_modes(self) -> None:
+        """The config's ``folder_modes`` (folder path -> mode) win over the stored mode: at a start, and when a
+        folder is new here (before its first push)."""
+        self._modes_applied = True
+        wanted = {str(Path(path).expanduser().resolve()): mode for path, mode in self.settings.folder_modes.items()}
+        if not wanted:
+            return
+        for row in self.repo.objects(STATUS_ACTIVE, STATUS_NEW, STATUS_HELD, values=False):
+            mode = wanted.get(str(Path(row.local_root).resolve())) if row.local_root else None
+            if mode is not None and mode != row.mode:
+                self.set_mode(row.oaio_id, mode)
 
     def remove(self, oaio_id: str) -> None:
         """Stop syncing ``oaio_id`` on this device only (see :func:`oaiod.engine.ops.remove`)."""
@@ -564,7 +671,19 @@ class SyncEngine:
             symlinks_skipped=sorted(self.symlinks)[:100],
             last_cycle=self.last_report,
             progress=self.progress.as_dict(),
+            folder_modes=self._folder_modes(),
         )
+
+    def _folder_modes(self) -> list[dict[str, str]]:
+        notes = self.mode_notes()
+        if not notes:
+            return []
+        rows = {row.oaio_id: row for row in self.repo.objects(values=False)}
+        return [
+            {"oaio_id": oaio_id, "path": rows[oaio_id].local_root or "", "mode": rows[oaio_id].mode, "note": note}
+            for oaio_id, note in notes.items()
+            if oaio_id in rows
+        ]
 
     def gc(self) -> dict[str, int]:
         with self._lock:

@@ -34,3 +34,5 @@ class EngineSettings:
     commit_attempts: int = 3
     home: Path | None = None
     placeholders: dict[str, Path] | None = field(default=None, hash=False)
+    #: folder path -> send-receive, send-only or receive-only (the config's; :mod:`oaiod.engine.modes`)
+    folder_modes: dict[str, str] = field(default_factory=dict, hash=False)

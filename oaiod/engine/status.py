@@ -48,6 +48,8 @@ class EngineStatus:
     symlinks_skipped: list[str] = field(default_factory=list)  #: (at most 100)
     last_cycle: CycleReport | None = None  #: None before the first cycle
     progress: Mapping[str, Any] = field(default_factory=dict)  #: the current transfer and what is queued
+    #: send-only and receive-only folders apart from the server: ``{"path", "mode", "note"}`` each (engine.modes)
+    folder_modes: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass

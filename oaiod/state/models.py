@@ -38,6 +38,10 @@ KINDS = (KIND_ROOT, KIND_FOLDER, KIND_FILES, KIND_DATA)
 STATUS_ACTIVE = "active"
 STATUS_HELD = "held"  # a mass deletion waits for `ctl confirm-delete`
 STATUS_NEW = "new"  # registered locally, not on the server yet
+MODE_SEND_RECEIVE = "send-receive"  # pull and push (the default)
+MODE_SEND_ONLY = "send-only"  # push; the server's changes are not applied here (until `ctl override`)
+MODE_RECEIVE_ONLY = "receive-only"  # pull; local changes are never pushed (`ctl revert` undoes them)
+MODES = (MODE_SEND_RECEIVE, MODE_SEND_ONLY, MODE_RECEIVE_ONLY)
 STATUS_REMOVED = "removed"  # no longer synced (unsubscribed or deleted on the server); files stay on disk
 
 
@@ -74,6 +78,8 @@ class ObjectRow(Base):
     remote_dirty: Mapped[bool] = mapped_column(default=False, index=True)
     hold_reason: Mapped[str] = mapped_column(String(500), default="")
     delete_confirmed: Mapped[bool] = mapped_column(default=False)
+    #: send-receive, send-only or receive-only (Syncthing's folder types; :mod:`oaiod.engine.modes`)
+    mode: Mapped[str] = mapped_column(String(12), default=MODE_SEND_RECEIVE, server_default=sa.text("'send-receive'"))
 
 
 class FileRow(Base):

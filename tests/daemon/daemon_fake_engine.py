@@ -104,10 +104,25 @@ class FakeEngine:
     def rebuild_index(self) -> None:
         self.calls.append(["rebuild_index"])
 
-    def add_folder(self, path: Path) -> str:
+    def add_folder(self, path: Path, mode: str = "") -> str:
         self.extra_roots.append(path)
         self.calls.append(["add_folder", str(path)])
         return f"fake-{path.name}"
+
+    def set_mode(self, oaio_id: str, mode: str) -> str:
+        self.calls.append(["set_mode", oaio_id, mode])
+        return "send-receive"
+
+    def override(self, oaio_id: str) -> str:
+        self.calls.append(["override", oaio_id])
+        return "nothing to override"
+
+    def revert(self, oaio_id: str) -> list[str]:
+        self.calls.append(["revert", oaio_id])
+        return []
+
+    def mode_notes(self) -> dict[str, str]:
+        return {}
 
     def remove(self, oaio_id: str) -> None:
         self.calls.append(["remove", oaio_id])

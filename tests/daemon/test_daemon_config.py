@@ -184,3 +184,15 @@ def test_device_id_is_stable_and_defused_safe(isolated_home: Path) -> None:
     with pytest.raises(ConfigError, match=r"client\.device_id: stored id"):
         device_id(config)
     assert device_id(config_from_dict({"client": {"device_id": "pc-1"}})) == "pc-1"
+
+
+def test_folder_modes_are_checked_per_key(tmp_path: Path) -> None:
+    """A folder type that is not one names the key and the choices in one line."""
+    path = tmp_path / "config.toml"
+    path.write_text('[sync]\nfolder_modes = { "/srv/photos" = "send-only", "/srv/in" = "receive-only" }\n')
+    assert load_config(path).sync.folder_modes == {"/srv/photos": "send-only", "/srv/in": "receive-only"}
+    path.write_text('[sync]\nfolder_modes = { "/srv/photos" = "sideways" }\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.key == "sync.folder_modes" and "send-only" in str(caught.value)
+    assert "\n" not in str(caught.value)

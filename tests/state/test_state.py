@@ -91,7 +91,7 @@ def test_journal_survives_reopen(tmp_path: Path) -> None:
 def test_sqlite_sees_the_alembic_version(tmp_path: Path) -> None:
     StateRepo(tmp_path).close()
     with sqlite3.connect(tmp_path / "state.sqlite3") as connection:
-        assert connection.execute("select version_num from alembic_version").fetchone() == ("0007",)
+        assert connection.execute("select version_num from alembic_version").fetchone() == ("0008",)
     assert sa.__version__.startswith("2.")
 
 

@@ -34,6 +34,7 @@ from oaiod import model
 from oaiod.daemon.ctl import handles, present
 from oaiod.daemon.ctl.protocol import HEARTBEAT, CommandFailed, Handler, Stream
 from oaiod.errors import OaiodError, ValidationError
+from oaiod.state.models import MODES
 
 if TYPE_CHECKING:
     from oaiod.daemon.wiring import DaemonEngine
@@ -134,6 +135,10 @@ class DaemonCommands:
             # the status page (oaiod.daemon.ui) and live transfers
             "ui": self.ui,
             "activity": self.activity,
+            # folder types (issue 14 §4)
+            "mode": self.mode,
+            "override": self.override,
+            "revert": self.revert,
         }
 
     # -- how commands run ----------------------------------------------------------------------------------------
@@ -228,15 +233,16 @@ class DaemonCommands:
     # -- objects --------------------------------------------------------------------------------------------------
 
     def ls(self, args: Mapping[str, Any]) -> Any:
-        return self._read(lambda e: present.listing(e.objects()))
+        return self._read(lambda e: present.listing(e.objects(), e.mode_notes()))
 
     def add(self, args: Mapping[str, Any]) -> Any:
         daemon = self.daemon
         path, wait = _arg(args, "path", _local_path), _arg(args, "wait", _flag, False)
+        mode = _arg(args, "mode", _mode, "")
         what = f"ctl add {path}"
 
         def operation() -> tuple[str, int | None]:
-            oaio_id = daemon.engine().add_folder(path)
+            oaio_id = daemon.engine().add_folder(path, mode)
             daemon.rewatch()
             registering = daemon.scheduler  # the cycle that registers it, asked for before anybody waits for it
             return oaio_id, registering.trigger(what, force=True) if registering is not None else None
@@ -346,6 +352,21 @@ class DaemonCommands:
     def users(self, args: Mapping[str, Any]) -> Any:
         return self._server_call(args, lambda e, oaio_id: e.users(oaio_id))
 
+    # -- folder types: send-only and receive-only (engine/modes.py) ----------------------------------------------
+
+    def mode(self, args: Mapping[str, Any]) -> Any:
+        oaio_id, mode = _object(self.daemon, args), _arg(args, "mode", _mode)
+        return self._queued(f"ctl mode {oaio_id}", lambda e: {"oaio_id": oaio_id, "mode": mode,
+                                                              "was": e.set_mode(oaio_id, mode)}, args)  # fmt: skip
+
+    def override(self, args: Mapping[str, Any]) -> Any:
+        oaio_id = _object(self.daemon, args)
+        return self._queued(f"ctl override {oaio_id}", lambda e: e.override(oaio_id), args)
+
+    def revert(self, args: Mapping[str, Any]) -> Any:
+        oaio_id = _object(self.daemon, args)
+        return self._queued(f"ctl revert {oaio_id}", lambda e: e.revert(oaio_id), args)
+
     # -- share links: server-side calls (the hub's "links" feature) -------------------------------------------
 
     def link(self, args: Mapping[str, Any]) -> Any:
@@ -441,6 +462,12 @@ def _keys(value: Any, name: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(key, str) and key for key in value):
         raise ValidationError(name, "must be a list of keys")
     return value
+
+
+def _mode(value: Any, name: str) -> str:
+    if value not in MODES:
+        raise ValidationError(name, f"must be one of {', '.join(MODES)}")
+    return str(value)
 
 
 def _day(value: Any, name: str) -> str:

@@ -51,8 +51,10 @@ def status(report: EngineStatus) -> dict[str, Any]:
     return {**shown, **progress}
 
 
-def listing(synced: Listing) -> list[dict[str, Any]]:
-    """What ``ctl ls`` shows: every object, then every folder excluded from the synced folder around it."""
+def listing(synced: Listing, notes: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """What ``ctl ls`` shows: every object, then every folder excluded from the synced folder around it;
+    ``notes``: what a send-only or receive-only folder keeps apart from the server (``mode_note``)."""
+    notes = notes or {}
     excluded_paths = {excluded.path for excluded in synced.excluded}
     shown = [
         {
@@ -67,6 +69,8 @@ def listing(synced: Listing) -> list[dict[str, Any]]:
             "name": synced.names.get(row.oaio_id, ""),
             "values": user_values(synced.values[row.oaio_id]) if row.oaio_id in synced.values else None,
             "files": list(synced.values.get(row.oaio_id, {}).get(FILES_VALUES_KEY) or []),
+            "mode": row.mode or "send-receive",
+            "mode_note": notes.get(row.oaio_id, ""),
         }
         for row in synced.objects
         if not (row.status == "removed" and row.local_root in excluded_paths)  # the excluded entry says it
