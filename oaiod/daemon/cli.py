@@ -1097,7 +1097,16 @@ def summary_line(result: dict[str, Any]) -> str:
     if state == "starting":
         return "Starting"
     if state == "paused":
-        return "Paused (changes are recorded; they sync after: oaiod ctl resume)"
+        waiting = [
+            f"{count} {what}"
+            for count, what in (
+                (engine.get("waiting_paths") or 0, "changed path(s)"),
+                (engine.get("waiting_objects") or 0, "object(s) with changes to send"),
+            )
+            if count
+        ]
+        recorded = f"changes are recorded: {' and '.join(waiting)} wait" if waiting else "changes are recorded"
+        return f"Paused ({recorded}; they sync after: oaiod ctl resume)"
     if state == "syncing":
         transfer = transfer_summary(engine)
         return f"Syncing {transfer}" if transfer else "Syncing"
@@ -1117,7 +1126,7 @@ def summary_line(result: dict[str, Any]) -> str:
 SHOWN_ENGINE_KEYS = {
     "state", "last_sync", "last_cycle", "held", "errors", "conflicts", "objects", "symlinks_skipped", "current",
     "folder_modes", "queued_uploads", "queued_upload_bytes", "queued_downloads", "queued_download_bytes",
-    "done_bytes", "speed",
+    "done_bytes", "speed", "waiting_paths", "waiting_objects",
 }  # fmt: skip
 
 

@@ -101,6 +101,11 @@ class SyncEngine:
 
     # -- the daemon's inputs ------------------------------------------------------------------------------------
 
+    def pending_paths(self) -> int:
+        """Paths marked dirty and not looked at yet (what waits while paused)."""
+        with self._dirty_lock:
+            return len(self._dirty)
+
     def mark_dirty(self, root: Path, paths: Iterable[Path | str]) -> None:
         """Paths (absolute, or relative to ``root``) that changed on disk; thread-safe, looked at next cycle."""
         with self._dirty_lock:
@@ -672,6 +677,8 @@ class SyncEngine:
             last_cycle=self.last_report,
             progress=self.progress.as_dict(),
             folder_modes=self._folder_modes(),
+            waiting_paths=self.pending_paths(),
+            waiting_objects=len(repo.dirty_objects()),
         )
 
     def _folder_modes(self) -> list[dict[str, str]]:

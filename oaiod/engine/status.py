@@ -50,6 +50,10 @@ class EngineStatus:
     progress: Mapping[str, Any] = field(default_factory=dict)  #: the current transfer and what is queued
     #: send-only and receive-only folders apart from the server: ``{"path", "mode", "note"}`` each (engine.modes)
     folder_modes: list[dict[str, str]] = field(default_factory=list)
+    #: what waits for the next cycle, right while paused: paths the watcher saw change (not looked at yet), and
+    #: objects with indexed changes to push or to register
+    waiting_paths: int = 0
+    waiting_objects: int = 0
 
 
 @dataclass

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -263,3 +264,26 @@ def test_errors_for_people_and_status_at_80_columns(cluster: Cluster) -> None:
     said = [line for line in b.stderr().splitlines() if " ERROR " in line]
     assert said and all("the server refused the login" in line for line in said), said
     assert f"--config {bad}" in said[0] and said[0].rstrip().endswith("s")  # the reload hint names the config
+
+
+def test_paused_status_counts_what_waits(cluster: Cluster) -> None:
+    """Issue 14 §5: while paused, ``ctl status`` says how much waits (the watcher's changed paths), not stale
+    transfer counts; resuming sends them."""
+    a = cluster.start("dev-a")
+    first_cycles(a)
+    cfg = a.config_file
+    work = cluster.base / "work"
+    write_tree(work, {"a.txt": "a"})
+    ctl_json(cfg, "add", str(work), "--wait")
+    assert ctl(cfg, "pause").returncode == 0
+    write_tree(work, {"b.txt": "b", "c.txt": "c"})
+    deadline = time.monotonic() + 60
+    while (waiting := ctl_json(cfg, "status")["engine"]["waiting_paths"]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert waiting >= 2
+    shown = ctl(cfg, "status")
+    assert shown.stdout.startswith("Paused (changes are recorded: "), shown.stdout
+    assert "changed path(s)" in shown.stdout.splitlines()[0]
+    assert ctl(cfg, "resume").returncode == 0
+    assert ctl(cfg, "sync", "--wait").returncode == 0
+    assert ctl_json(cfg, "status")["engine"]["waiting_paths"] == 0
