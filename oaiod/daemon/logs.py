@@ -53,9 +53,25 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
             raise
 
 
+class CtlHints(logging.Filter):
+    """Hints in log lines (the engine's ``run `oaiod ctl confirm-delete …``` and the like) become lines to paste for
+    this daemon: the engine knows no config, the daemon does (``oaiod --config FILE ctl …``)."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.prefix != "oaiod ctl":
+            message = record.getMessage()
+            if "`oaiod ctl " in message:
+                record.msg, record.args = message.replace("`oaiod ctl ", f"`{self.prefix} "), None
+        return True
+
+
 def setup_logging(config: Config, buffer: LogBuffer) -> list[logging.Handler]:
-    """stderr + rotating file (0600) in the per-instance log dir (0700) + the ctl buffer; returns the handlers
-    added."""
+    """stderr + rotating file (0600) in the per-instance log dir (0700) + the ctl buffer, each turning ctl hints
+    into lines for this config (:class:`CtlHints`); returns the handlers added."""
     config.log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     formatter = logging.Formatter(LOG_FORMAT)
     stderr = logging.StreamHandler()
@@ -64,7 +80,9 @@ def setup_logging(config: Config, buffer: LogBuffer) -> list[logging.Handler]:
     )
     handlers: list[logging.Handler] = [stderr, rotating, buffer]
     root = logging.getLogger()
+    hints = CtlHints(config.ctl())
     for handler in handlers:
+        handler.addFilter(hints)
         if handler is not buffer:
             handler.setFormatter(formatter)
         root.addHandler(handler)
