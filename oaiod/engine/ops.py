@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from oaiod.engine import history, localfs
-from oaiod.engine.context import EngineContext, IntegrityError, fetch_one, transfer_batches
+from oaiod.engine.context import EngineContext, IntegrityError, Progress, fetch_one, transfer_batches
 from oaiod.engine.manifest import MANIFEST_KEY, build_manifest, remote_files
 from oaiod.engine.placeholders import _resolved, is_inside
 from oaiod.engine.plan import UNKNOWN
@@ -209,11 +209,14 @@ def restore(ctx: EngineContext, oaio_id: str, stamp: str, to: Path | None, under
         for rel, want in chosen.items()
     ]  # fmt: skip
     restored: list[str] = []
+    progress = ctx.progress  # ctl restore --wait and ctl activity show it, as a pull's
+    progress.queued_downloads, progress.queued_download_bytes = len(wanted), sum(max(0, w.size) for _r, w, _t in wanted)
     try:
         for batch in transfer_batches(wanted, lambda entry: entry[1].size):
-            _restore_batch(root, backend, batch, restored)
+            _restore_batch(root, backend, batch, restored, progress)
     finally:
         folders.close()
+        progress.queued_downloads = progress.queued_download_bytes = 0
     ctx.repo.add_history(oaio_id, "restore", str(root), f"version {stamp}: {len(restored)} files")
     return restored
 
@@ -228,10 +231,14 @@ def _as_version(ctx: EngineContext, oaio_id: str, root: Path, rel: str, want: An
     )
 
 
-def _restore_batch(root: Path, backend: Any, batch: list[tuple[str, Any, Transfer]], restored: list[str]) -> None:
+def _restore_batch(
+    root: Path, backend: Any, batch: list[tuple[str, Any, Transfer]], restored: list[str], progress: Progress
+) -> None:
     """One ``get_many`` of a restore; the first failed or corrupt file stops it (its temp files removed)."""
+    total = sum(max(0, want.size) for _rel, want, _item in batch)
+    progress.start(batch[0][0], total, len(batch))
     try:
-        results = backend.get_many([item for _rel, _want, item in batch])
+        results = backend.get_many([item for _rel, _want, item in batch], progress=progress.advance)
         for (_rel, want, item), got in zip(batch, results, strict=True):
             if got.error is not None:
                 raise got.error
@@ -242,6 +249,7 @@ def _restore_batch(root: Path, backend: Any, batch: list[tuple[str, Any, Transfe
             localfs.install_fetched(root, rel, item.local_path, localfs.current_stat(root / rel))
             restored.append(rel)
     finally:
+        progress.finish(False, total, len(batch))
         for _rel, _want, item in batch:  # installed ones are gone already
             localfs.discard(item.local_path)
 

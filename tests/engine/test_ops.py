@@ -21,7 +21,16 @@ def test_versions_restore_and_gc(make_device, storage_root, tmp_path) -> None:
     assert len(versions) >= 3 and versions[0]["stamp"] > versions[-1]["stamp"]
     first_with_file = [v for v in versions if v["files"] == 1][-1]
     restored_to = tmp_path / "restored"
+    seen: list[tuple[str, int, int]] = []  # what ctl restore --wait and ctl activity show while it runs
+    real_start = a.engine.progress.start
+
+    def start(path: str, total: int, files: int = 1, **kwargs: bool) -> None:
+        seen.append((path, total, files))
+        real_start(path, total, files, **kwargs)
+
+    a.engine.progress.start = start
     assert a.engine.restore(root_id, first_with_file["stamp"], restored_to) == ["f.txt"]
+    assert seen == [("f.txt", 2, 1)] and a.engine.progress.queued_downloads == 0
     assert (restored_to / "f.txt").read_text() == "v0"
     # restore over the live folder: the current file goes to the trash, the old one is pushed as a new version
     a.engine.restore(root_id, first_with_file["stamp"])
