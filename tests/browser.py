@@ -1,8 +1,8 @@
 """A real browser for the web tests: Debian's ``chromium`` driven by Playwright (its Python package, no browser
 download: ``executable_path`` points at the system's binary).
 
-Contract (the hub web tests and the daemon status-page tests import the fixtures:
-``from tests.browser import browser, page``):
+Contract (``tests/conftest.py`` registers the fixtures once for every test; a module must not import them
+itself, or a second Playwright starts in the same thread and fails with "Sync API inside the asyncio loop"):
 
 - ``browser``: a session-wide headless Chromium (:class:`playwright.sync_api.Browser`); the flags keep it off the
   network this machine does not have (background networking, component updates, sync).

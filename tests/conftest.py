@@ -12,6 +12,8 @@ Contract (other test modules rely on it):
   variable the postgres case is skipped, except under ``CI=true`` where it fails.
 - ``hub_session(hub, username, device="dev1", app="testapp", login=True)``: a :class:`HubSession`
   (``requests.Session`` on the hub's base URL, CSRF handled like the published client, logged in).
+- ``browser``, ``page``: a real chromium (``tests/browser.py``), registered here once: a test module importing them
+  would start a second Playwright in the same thread, which fails.
 - ``blob_store``: the :class:`~oaiod.hub.settings.BlobStoreSettings` ``hub_factory`` starts hubs with (local by
   default); the blob tests override it with ``blob_store_param`` from ``tests/hub/blobhelpers.py`` to run once
   per content store. ``hub_bucket``: the session's S3 endpoint for hubs (:class:`HubBucket`): MinIO or any S3 at
@@ -37,6 +39,7 @@ import sqlalchemy as sa
 from oaiod.hub.server import HubServer
 from oaiod.hub.settings import BlobStoreSettings, HubSettings
 from oaiod.model import context_encode
+from tests.browser import browser, page  # noqa: F401 (one session-wide browser: a second sync_playwright fails)
 
 PG_ENV = "OAIOD_TEST_PG_URL"
 TEST_USERS = {"alice": True, "bob": False, "carol": False}  # name -> supervisor

@@ -24,12 +24,11 @@ from typing import Any
 
 import pytest
 
-from tests.browser import browser, page, screenshot
+from tests.browser import screenshot
 from tests.daemon.daemon_helpers import wait_for
 from tests.daemon.e2e_helpers import first_cycles, root_of
 
 pytestmark = pytest.mark.integration
-__all__ = ["browser", "page"]  # fixtures
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
