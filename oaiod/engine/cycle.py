@@ -678,7 +678,7 @@ class SyncEngine:
             progress=self.progress.as_dict(),
             folder_modes=self._folder_modes(),
             waiting_paths=self.pending_paths(),
-            waiting_objects=len(repo.dirty_objects()),
+            waiting_objects=repo.count_dirty_objects(),
         )
 
     def _folder_modes(self) -> list[dict[str, str]]:

@@ -165,14 +165,21 @@ class StateRepo:
         with self.session() as s:
             return s.scalar(sa.select(ObjectRow.oaio_id).where(ObjectRow.kind == kind).limit(1)) is not None
 
+    _DIRTY = (
+        sa.or_(ObjectRow.local_dirty.is_(True), ObjectRow.status == STATUS_NEW),
+        ObjectRow.status.in_((STATUS_ACTIVE, STATUS_NEW, STATUS_HELD)),
+    )
+
     def dirty_objects(self) -> list[ObjectRow]:
         """Objects with local changes to push or new ones to register (one indexed query)."""
         with self.session() as s:
-            query = sa.select(ObjectRow).where(
-                sa.or_(ObjectRow.local_dirty.is_(True), ObjectRow.status == STATUS_NEW),
-                ObjectRow.status.in_((STATUS_ACTIVE, STATUS_NEW, STATUS_HELD)),
-            )
-            return list(s.scalars(query))
+            return list(s.scalars(sa.select(ObjectRow).where(*self._DIRTY)))
+
+    def count_dirty_objects(self) -> int:
+        """How many :meth:`dirty_objects` there are, without loading their values (``ctl status``, every second
+        on the status page)."""
+        with self.session() as s:
+            return int(s.scalar(sa.select(sa.func.count()).select_from(ObjectRow).where(*self._DIRTY)) or 0)
 
     def save_object(self, row: ObjectRow) -> ObjectRow:
         with self.session() as s:
