@@ -235,6 +235,7 @@ def test_errors_for_people_and_status_at_80_columns(cluster: Cluster) -> None:
     assert refused.returncode == 1 and "no user named 'zed-unknown'" in refused.stderr, refused.stderr
     assert "http" not in refused.stderr and "404" not in refused.stderr
 
+    from daemon_helpers import wait_for
     from rich.console import Console
 
     from oaiod.daemon import cli
@@ -242,8 +243,8 @@ def test_errors_for_people_and_status_at_80_columns(cluster: Cluster) -> None:
     console = Console(width=80, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
     original = cli._console
     cli._console = lambda: console
-    try:
-        cli.render_status(ctl_json(cfg, "status"))
+    try:  # rendered once the daemon is idle (a cycle the share started may still run)
+        cli.render_status(wait_for(lambda: (st := ctl_json(cfg, "status"))["state"] == "idle" and st, 60, "idle"))
     finally:
         cli._console = original
     text = console.export_text()

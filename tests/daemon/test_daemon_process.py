@@ -265,8 +265,16 @@ def test_cli_against_a_running_daemon(daemon: DaemonProcess, config_file: Path) 
     status = runner.invoke(main, [*base, "status", "--json"])
     assert status.exit_code == 0, status.output
     assert json.loads(status.output)["pid"] == daemon.proc.pid
-    human = runner.invoke(main, [*base, "status"])
-    assert human.exit_code == 0 and human.output.startswith("Up to date")
+
+    # a cycle may be running at any moment (the first one, or one the watcher started): the summary line reads
+    # "Syncing" then, and "Up to date" once the daemon is idle
+    def human_status() -> str:
+        human = runner.invoke(main, [*base, "status"])
+        assert human.exit_code == 0, human.output
+        assert human.output.startswith(("Up to date", "Syncing")), human.output
+        return human.output
+
+    wait_for(lambda: human_status().startswith("Up to date"), what="the summary line of an idle daemon")
     assert runner.invoke(main, [*base, "conflicts"]).exit_code == 0
     bad = runner.invoke(main, [*base, "share", "a/b", "bob", "--right", "r"])
     assert bad.exit_code == 1 and "no synced object is named" in bad.output
