@@ -84,7 +84,6 @@ class SyncEngine:
         self.client_root = ClientRoot(self.ctx)
         self._carry: dict[str, Carry] = {}  # this cycle's pulls that left a few paths unmerged (push.Carry)
         self._restore: dict[str, set[str]] = {}  # oaio_id -> files no longer ignored, deleted meanwhile
-        self._override: set[str] = set()  # send-only folders whose next push replaces the server's changes
         self._modes_applied = False  # the config's folder modes: applied at the first cycle, again for a new folder
         self._retry_failed = True  # a new start (or reload: new credentials?) tries every backed-off item once
         self._clock_checked = -CLOCK_CHECK_INTERVAL  # time.monotonic() of the last good clock comparison
@@ -344,7 +343,7 @@ class SyncEngine:
             if self.repo.backing_off(f"obj:{row.oaio_id}") or not modes.may_push(row):
                 continue  # a receive-only folder's local changes stay here (modes)
             for _attempt in range(self.settings.commit_attempts):
-                override = row.oaio_id in self._override
+                override = row.mode == MODE_SEND_ONLY and modes.override_pending(self.ctx, row.oaio_id)
                 carry = modes.push_carry(self.ctx, row, override) or self._carry.pop(row.oaio_id, None)
                 try:
                     outcome = push_object(self.ctx, row, carry)
@@ -353,8 +352,8 @@ class SyncEngine:
                     self.repo.record_error(f"obj:{row.oaio_id}", exc, what="push", oaio_id=row.oaio_id)
                     report.errors.append(f"{row.oaio_id}: {exc}")
                     break
-                if outcome.committed:
-                    self._override.discard(row.oaio_id)
+                if outcome.committed and override:
+                    modes.drop_override(self.ctx, row.oaio_id)
                 if not self._account_push(outcome, row, report):
                     break
                 fresh = self.repo.get_object(row.oaio_id)
@@ -418,6 +417,7 @@ class SyncEngine:
             self.repo.update_object(oaio_id, mode=mode, local_dirty=True)
             self.repo.add_history(oaio_id, "mode", row.local_root or "", f"{old} -> {mode}")
             if old == MODE_SEND_ONLY:
+                modes.drop_override(self.ctx, oaio_id)
                 self.repo.set_cursor(self.server_key, "")
             return old
 
@@ -431,7 +431,7 @@ class SyncEngine:
             if not row.remote_dirty:
                 return "nothing to override: the server has no changes that are not applied here"
             count = len(modes.server_changes(self.ctx, row))
-            self._override.add(oaio_id)
+            modes.request_override(self.ctx, oaio_id)
             self.repo.update_object(oaio_id, local_dirty=True)
             self.repo.add_history(oaio_id, "override", row.local_root or "", f"{count} files")
             return f"the next sync replaces {count} server changes with this device's files (kept in versions)"

@@ -21,8 +21,12 @@ from oaiod.engine.manifest import remote_files
 from oaiod.engine.plan import UNKNOWN
 from oaiod.engine.push import Carry
 from oaiod.errors import ValidationError
-from oaiod.model import OaiObject
+from oaiod.model import OaiObject, now_stamp
 from oaiod.state.models import MODE_RECEIVE_ONLY, MODE_SEND_ONLY, MODES, ObjectRow
+
+#: journal op: the next push of this send-only folder replaces the server's changes (``ctl override``). A journal
+#: row, not memory, so a restart between the command and the push does not drop what the user asked for.
+OVERRIDE = "override"
 
 
 def check_mode(mode: str) -> str:
@@ -68,6 +72,24 @@ def local_changes(ctx: EngineContext, row: ObjectRow) -> list[str]:
         for f in ctx.repo.iter_files(row.oaio_id)
         if not f.ignored and (f.sha256 if f.present else None) != f.synced_sha256
     ]
+
+
+def override_pending(ctx: EngineContext, oaio_id: str) -> bool:
+    """True when ``ctl override`` asked for this folder and no push has committed since."""
+    return any(entry.op == OVERRIDE and entry.oaio_id == oaio_id for entry in ctx.repo.journal())
+
+
+def request_override(ctx: EngineContext, oaio_id: str) -> None:
+    """Remember ``ctl override`` until a push commits (idempotent)."""
+    if not override_pending(ctx, oaio_id):
+        ctx.repo.journal_add(OVERRIDE, oaio_id, now_stamp(), "", {})
+
+
+def drop_override(ctx: EngineContext, oaio_id: str) -> None:
+    """Forget a pending ``ctl override``: its push committed, or the folder left send-only."""
+    for entry in ctx.repo.journal():
+        if entry.op == OVERRIDE and entry.oaio_id == oaio_id:
+            ctx.repo.journal_remove(entry.id)
 
 
 def push_carry(ctx: EngineContext, row: ObjectRow, override: bool) -> Carry | None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from oaiod.engine import trash
+from oaiod.engine import modes, trash
 from oaiod.errors import ValidationError
 from tests.engine.conftest import Device, converge, write
 
@@ -223,3 +223,33 @@ def test_a_folder_not_on_the_server_cannot_be_receive_only(make_device, tmp_path
         a.engine.set_mode(oaio_id, "receive-only")
     a.sync()
     assert a.engine.set_mode(oaio_id, "receive-only") == "send-receive"  # registered now
+
+
+def test_a_pending_override_outlives_a_restart_and_is_dropped_by_leaving_send_only(make_device) -> None:
+    """``ctl override`` is a journal row until a push commits: a daemon restarted before its next cycle still
+    overrides; a folder that leaves send-only forgets it (so a later send-only does not override unasked)."""
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "gone.txt", "to delete")
+    converge(a, b)
+    oaio_id = _root_id(a)
+    a.engine.set_mode(oaio_id, "send-only")
+    (b.root / "gone.txt").unlink()
+    b.sync()
+    a.sync()
+    assert "1 files" in a.engine.mode_notes()[oaio_id]
+    assert "replaces 1 server changes" in a.engine.override(oaio_id)
+    a.engine.close()
+    a.engine.repo.close()
+    a = make_device("alice", "a")  # the same state folder: a restarted daemon
+    assert modes.override_pending(a.engine.ctx, oaio_id)
+    a.sync()
+    converge(b)
+    assert b.tree() == a.tree() == {"gone.txt": b"to delete"}
+    assert not modes.override_pending(a.engine.ctx, oaio_id)
+
+    (b.root / "gone.txt").unlink()
+    b.sync()
+    a.sync()
+    a.engine.override(oaio_id)
+    a.engine.set_mode(oaio_id, "send-receive")
+    assert not modes.override_pending(a.engine.ctx, oaio_id)
