@@ -2,9 +2,9 @@
 
 A link is a row (``share_links``) and a signed, expiring URL of the public download route,
 ``hub/share/<id>?expires=UNIX&bewit=MAC`` — the seed's ``download`` route with an attached signature, like its
-``?bewit=``. ``MAC`` is an HMAC-SHA256 of the id and the expiry with the hub's link key (``link-signing.key`` in
-the data folder, mode 0600, made at the first start), so a forged or altered URL is refused before the database is
-asked. Guarantees:
+``?bewit=``. ``MAC`` is an HMAC-SHA256 of the id and the expiry with the hub's link key (in ``hub_secrets``, shared
+by every hub process of the database, made at the first start), so a forged or altered URL is refused before the
+database is asked. Guarantees:
 
 - **Who makes links**: a holder of ``D`` or ``C`` on the object — a link grants read to anyone, which is what
   ``subscribe/`` lets only ``D``/``C`` holders grant (a granter never grants more than their right; a link grants
@@ -29,13 +29,11 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import os
 import re
 import secrets
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,12 +42,14 @@ from sqlalchemy.orm import Session
 from oaiod.errors import ValidationError
 from oaiod.hub.db import Object, ShareLink, stamp_add
 from oaiod.hub.errors import Forbidden, Gone, NotAuthenticated, NotFound, RateLimited
+from oaiod.hub.loginguard import shared_secret
 from oaiod.hub.passwords import MAX_PASSWORD_BYTES, hash_password, verify_password
 from oaiod.hub.service import Actor, HubService
 from oaiod.hub.versionfiles import Selection, newest_stamp, select
 from oaiod.model import DELETE_ACCESS_RIGHT, NO_ACCESS_RIGHT, now_stamp, right_grants, stamp_to_datetime
 
-KEY_FILE = "link-signing.key"
+KEY_FILE = "link-signing.key"  #: where hubs before the shared key kept it (read once, to keep their links valid)
+LINK_SECRET = "link-signing"  #: its name in ``hub_secrets``
 SHARE_RIGHT = DELETE_ACCESS_RIGHT  #: the right that allows making links (as granting a subscription)
 DEFAULT_LIFETIME = 7 * 86400
 MAX_LIFETIME = 365 * 86400
@@ -62,21 +62,16 @@ COOKIE = "oaiod_link"
 _ID = re.compile(r"\A[A-Za-z0-9_-]{22}\Z")
 
 
-def load_key(data_dir: Path) -> bytes:
-    """The hub's link key: read from the data folder, or made there (mode 0600) by the first process to start."""
-    path = data_dir / KEY_FILE
-    with contextlib.suppress(FileExistsError):
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as file:
-            file.write(secrets.token_hex(32) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-    for _attempt in range(50):  # another process may have created it a moment ago and still be writing it
-        text = path.read_text().strip()
+def load_key(service: HubService) -> bytes:
+    """The hub's link key, shared by every hub process on its database (``hub_secrets``), so a link one process
+    signed is valid on all of them. The first process makes it — from the data folder's ``link-signing.key`` when
+    an older hub left one there (its links stay valid), else at random."""
+    legacy = service.settings.data_dir / KEY_FILE
+    with contextlib.suppress(OSError, ValueError):
+        text = legacy.read_text().strip()
         if len(text) == 64:
-            return bytes.fromhex(text)
-        time.sleep(0.02)
-    raise RuntimeError(f"{path} does not hold a link key (64 hex digits): remove it to have a new one made")
+            return shared_secret(service.sessions, LINK_SECRET, seed=bytes.fromhex(text))
+    return shared_secret(service.sessions, LINK_SECRET)
 
 
 @dataclass(frozen=True)
@@ -94,7 +89,7 @@ class Links:
 
     def __init__(self, service: HubService) -> None:
         self.service = service
-        self.key = load_key(service.settings.data_dir)
+        self.key = load_key(service)
         self._guesses: dict[str, list[float]] = {}
         self._guard = threading.Lock()
 

@@ -265,14 +265,16 @@ class DeviceTokens:
         return device if time.time() - int(issued) < self.lifetime else ""
 
 
-def shared_secret(sessions: sessionmaker[Session], name: str, legacy: Path | None = None) -> bytes:
-    """The secret ``name`` in ``hub_secrets``; the first process to ask makes it (from the file ``legacy`` when it
-    holds one of at least 32 bytes, else 32 random bytes) and every other one reads that one."""
+def shared_secret(
+    sessions: sessionmaker[Session], name: str, legacy: Path | None = None, *, seed: bytes = b""
+) -> bytes:
+    """The secret ``name`` in ``hub_secrets``; the first process to ask makes it (from ``seed`` or the file
+    ``legacy`` when it holds one of 32 to 64 bytes, else 32 random bytes) and every other one reads that one."""
     with sessions() as db:
         stored = db.scalar(sa.select(HubSecret.value).where(HubSecret.name == name))
     if stored is None:
-        made = b""
-        if legacy is not None:
+        made = seed
+        if legacy is not None and not made:
             with contextlib.suppress(OSError):
                 made = legacy.read_bytes()
         if len(made) < 32 or len(made) > 64:

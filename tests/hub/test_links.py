@@ -3,8 +3,6 @@ revoke, expiry, and every way a link stops working (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-import os
-import stat
 import time
 from collections.abc import Callable
 from typing import Any
@@ -178,15 +176,44 @@ def test_bad_input(hub: HubServer, sessions: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_link_key(db_url: str, hub_factory: Callable[..., HubServer], hub_session: Callable[..., Any]) -> None:
-    """The key is private to the hub's user, and kept across restarts: links stay valid."""
+    """The key lives in the database (``hub_secrets``), kept across restarts: links stay valid; a key file an older
+    hub left in its data folder is taken over once, so links that hub made stay valid too."""
     hub = hub_factory(db_url=db_url)
     bob = hub_session(hub, "bob")
     link = make_link(bob, folder_object(bob, FILES)["oaio_id"], path="a.txt").json()
-    key = hub.settings.data_dir / "link-signing.key"
-    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    assert not (hub.settings.data_dir / "link-signing.key").exists()
     hub.stop()
     again = hub_factory(db_url=db_url, data_dir=hub.settings.data_dir, users=False)
     assert fetch(link["url"].replace(hub.url, again.url)).content == b"alpha"
+
+
+def test_an_older_hubs_key_file_is_taken_over(hub_factory: Callable[..., HubServer], tmp_path: Any) -> None:
+    from oaiod.hub.links import load_key
+
+    data_dir = tmp_path / "old-hub"
+    data_dir.mkdir()
+    (data_dir / "link-signing.key").write_text("ab" * 32 + "\n")
+    hub = hub_factory(data_dir=data_dir, users=False)
+    assert hub.service is not None
+    assert load_key(hub.service) == bytes.fromhex("ab" * 32)
+
+
+@pytest.mark.postgres
+def test_a_link_made_by_one_hub_process_opens_on_another(
+    postgres_url: str, hub_factory: Callable[..., HubServer], hub_session: Callable[..., Any], hub_bucket: Any
+) -> None:
+    """Two hub processes on one database and bucket, each its own data folder (two machines behind a load
+    balancer): a link signed by one is valid on the other, and a forged one on neither."""
+    store = hub_bucket.settings()
+    one = hub_factory(db_url=postgres_url, blob_store=store)
+    two = hub_factory(db_url=postgres_url, blob_store=store, users=False)
+    assert one.settings.data_dir != two.settings.data_dir
+    bob = hub_session(one, "bob")
+    link = make_link(bob, folder_object(bob, FILES)["oaio_id"], path="a.txt").json()
+    assert fetch(link["url"]).content == b"alpha"
+    assert fetch(link["url"].replace(one.url, two.url)).content == b"alpha"
+    forged = link["url"].replace(one.url, two.url).replace("bewit=", "bewit=A")
+    assert fetch(forged).status_code == 404
 
 
 def test_a_wiped_creator_takes_their_links(hub: HubServer, sessions: dict[str, Any]) -> None:
