@@ -1,8 +1,12 @@
-"""Folder objects whose files are in the hub's blob store, for the archive and share-link tests."""
+"""Folder objects whose files are in the hub's blob store under ``<oaio_id>/<stamp>/<path>``, put before the
+commit as a syncing device does — for the archive, share-link and web app tests. ``manifest=True`` describes each
+version with the daemon's manifest (``_oaiod``); without it only the published client's ``_file_paths`` list it."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import time
 import zipfile
 from typing import Any
 
@@ -17,9 +21,21 @@ def _put_files(session: Any, oaio_id: str, stamp: str, files: dict[str, bytes]) 
         put_blob(session, f"{oaio_id}/{stamp}/{path}", data)
 
 
-def folder_object(session: Any, files: dict[str, bytes], name: str = "work") -> dict[str, Any]:
-    """Register a folder object listing ``files`` (path → bytes), its files put first as the daemon does."""
+def _manifest(stamp: str, files: dict[str, bytes], name: str) -> dict[str, Any]:
+    entries = {
+        path: [len(data), time.time_ns(), hashlib.sha256(data).hexdigest(), False] for path, data in files.items()
+    }
+    return {"_root_path": f"~/{name}", "_oaiod": {"v": 1, "kind": "folder", "stamp": stamp, "files": entries}}
+
+
+def folder_object(
+    session: Any, files: dict[str, bytes], name: str = "work", *, manifest: bool = False
+) -> dict[str, Any]:
+    """Register a folder object holding ``files`` (path → bytes), its files put first; the stored object."""
     obj = new_object(session.username, name, _file_paths=sorted(files))
+    if manifest:
+        obj["csh_id"] = "Hub"
+        obj["client_values"].update(_manifest(obj["client_stamp"], files, name))
     _put_files(session, obj["oaio_id"], obj["client_stamp"], files)
     answer = session.post("register/", json=obj)
     assert answer.status_code == 200, answer.text
@@ -27,9 +43,13 @@ def folder_object(session: Any, files: dict[str, bytes], name: str = "work") -> 
     return stored
 
 
-def new_files_version(session: Any, stored: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
-    """Upload a new version of ``stored`` holding exactly ``files``."""
+def new_files_version(
+    session: Any, stored: dict[str, Any], files: dict[str, bytes], *, manifest: bool = False
+) -> dict[str, Any]:
+    """Upload a new version of ``stored`` holding exactly ``files``; the stored object."""
     obj = next_version(stored, _file_paths=sorted(files))
+    if manifest:
+        obj["client_values"].update(_manifest(obj["client_stamp"], files, stored["client_values"]["_name"]))
     _put_files(session, obj["oaio_id"], obj["client_stamp"], files)
     answer = session.post("upload/", json=obj)
     assert answer.status_code == 200, answer.text
