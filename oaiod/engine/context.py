@@ -174,6 +174,8 @@ class EngineContext:
     _backends: dict[str, Backend] = field(default_factory=dict)
     _ignores: dict[Path, IgnoreRules] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: memo of counts that depend only on the stamps in their key (:func:`oaiod.engine.modes.note`)
+    counted: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     def backend(self, csh_id: str | None) -> Backend:
         """The storage backend of ``csh_id`` (arguments from the server, opened once and kept)."""

@@ -104,14 +104,27 @@ def push_carry(ctx: EngineContext, row: ObjectRow, override: bool) -> Carry | No
 def note(ctx: EngineContext, row: ObjectRow) -> str:
     """What ``ctl status`` and ``ctl ls`` say of a folder its mode keeps apart from the server ("" when nothing)."""
     if row.mode == MODE_SEND_ONLY and row.remote_dirty:
-        row = ctx.repo.get_object(row.oaio_id) or row  # with its values (a listing's rows defer them)
-        count = len(server_changes(ctx, row))
+        count = _count_server_changes(ctx, row)
         return f"server has changes not applied here: {count} files (ctl override {row.oaio_id} replaces them)"
     if row.mode == MODE_RECEIVE_ONLY and row.local_dirty:
-        count = len(local_changes(ctx, row))
+        count = ctx.repo.count_local_changes(row.oaio_id)
         if count:
             return f"local changes not sent: {count} files (ctl revert {row.oaio_id} undoes them)"
     return ""
+
+
+def _count_server_changes(ctx: EngineContext, row: ObjectRow) -> int:
+    """``len(server_changes)``, counted once per server version and base: ``ctl status`` asks every second while a
+    status page is open, and counting reads the whole manifest and every index row of the folder."""
+    key = (row.oaio_id, row.client_stamp, row.synced_stamp)
+    count = ctx.counted.get(key)
+    if count is None:
+        full = ctx.repo.get_object(row.oaio_id) or row  # with its values (a listing's rows defer them)
+        count = len(server_changes(ctx, full))
+        if len(ctx.counted) > 256:
+            ctx.counted.clear()
+        ctx.counted[key] = count
+    return count
 
 
 def trash_local_additions(ctx: EngineContext, row: ObjectRow) -> list[str]:

@@ -181,6 +181,18 @@ class StateRepo:
         with self.session() as s:
             return int(s.scalar(sa.select(sa.func.count()).select_from(ObjectRow).where(*self._DIRTY)) or 0)
 
+    def count_local_changes(self, oaio_id: str) -> int:
+        """Files of ``oaio_id`` changed here since the synced version (added, edited or deleted), as last indexed:
+        one COUNT, the same rule as :func:`oaiod.engine.modes.local_changes`."""
+        now = sa.case((FileRow.present, FileRow.sha256), else_=None)
+        query = (
+            sa.select(sa.func.count())
+            .select_from(FileRow)
+            .where(FileRow.oaio_id == oaio_id, ~FileRow.ignored, now.is_distinct_from(FileRow.synced_sha256))
+        )
+        with self.session() as s:
+            return int(s.scalar(query) or 0)
+
     def save_object(self, row: ObjectRow) -> ObjectRow:
         with self.session() as s:
             return s.merge(row)

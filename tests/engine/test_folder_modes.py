@@ -253,3 +253,36 @@ def test_a_pending_override_outlives_a_restart_and_is_dropped_by_leaving_send_on
     a.engine.override(oaio_id)
     a.engine.set_mode(oaio_id, "send-receive")
     assert not modes.override_pending(a.engine.ctx, oaio_id)
+
+
+def test_the_status_counts_match_the_lists_they_stand_for(make_device, tmp_path: Path) -> None:
+    """``ctl status`` counts a receive-only folder's local changes with one COUNT query and a send-only folder's
+    server changes once per server version: the same numbers as the lists ``ctl revert``/``override`` act on."""
+    a = make_device("alice", "a")
+    b = make_device("alice", "b", folder_modes={str(tmp_path / "dev-b" / "home" / "oaio_root"): "receive-only"})
+    write(a.root / "edit.txt", "base")
+    write(a.root / "gone.txt", "base")
+    write(a.root / "keep.txt", "base")
+    converge(a, b)
+    oaio_id = _root_id(a)
+    write(b.root / "edit.txt", "changed on b")
+    (b.root / "gone.txt").unlink()
+    write(b.root / "new.txt", "added on b")
+    b.sync()
+    row = b.engine.repo.get_object(oaio_id)
+    assert row is not None
+    local = modes.local_changes(b.engine.ctx, row)
+    assert sorted(local) == ["edit.txt", "gone.txt", "new.txt"]
+    assert b.engine.repo.count_local_changes(oaio_id) == 3
+    assert b.engine.mode_notes()[oaio_id].startswith("local changes not sent: 3 files")
+
+    a.engine.set_mode(oaio_id, "send-only")
+    b.engine.set_mode(oaio_id, "send-receive")
+    converge(b)
+    a.sync()
+    assert a.engine.mode_notes()[oaio_id].startswith("server has changes not applied here: 3 files")
+    assert a.engine.mode_notes()[oaio_id].startswith("server has changes not applied here: 3 files")  # memo
+    write(b.root / "more.txt", "one more")
+    b.sync()
+    a.sync()  # a newer server version: counted again
+    assert a.engine.mode_notes()[oaio_id].startswith("server has changes not applied here: 4 files")
