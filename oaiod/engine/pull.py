@@ -9,6 +9,7 @@ advances only when every file of the version was merged; otherwise the next cycl
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 import logging
@@ -17,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from oaiod.engine import history, localcopy, localfs, moves
-from oaiod.engine.context import EngineContext, EngineError, IntegrityError, transfer_batches
+from oaiod.engine.context import (
+    TRANSFER_PIPELINE,
+    EngineContext,
+    EngineError,
+    IntegrityError,
+    in_flight,
+    transfer_batches,
+)
 from oaiod.engine.dirs import merge_remote_dirs
 from oaiod.engine.localfs import LocalChanged, LocalFsError
 from oaiod.engine.manifest import RemoteFile, confirmed_delete, remote_files
@@ -475,8 +483,13 @@ def _prefetch(m: _Merge, steps: list[_Step], fetched: dict[str, Fetched]) -> Non
         basis = localfs.regular_file(m.root / step.path)  # what it replaces: a backend may reuse its blocks
         items.append((step, Transfer(f"{prefix}/{step.path}", temp, mtime, _is_exec(step.remote, step.row), basis)))
     items = _copy_local(m, items, fetched)
-    for batch in transfer_batches(items, lambda item: item[0].remote.size if item[0].remote else 0):
-        _get_batch(m, batch, fetched)
+    assert m.backend is not None
+    batches = transfer_batches(items, lambda item: item[0].remote.size if item[0].remote else 0)
+    limit = min(TRANSFER_PIPELINE, m.backend.capabilities.max_connections)
+    # several batches in flight (each fills its own paths of ``fetched``); all ended before this returns
+    with contextlib.closing(in_flight(batches, lambda batch: _get_batch(m, batch, fetched), limit)) as got:
+        for _batch in got:
+            pass
 
 
 def _copy_local(

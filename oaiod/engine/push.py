@@ -12,6 +12,7 @@ pulls, merges and tries again; the partial prefix ``<oaio_id>/S/`` is deleted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from oaiod.engine import history
-from oaiod.engine.context import EngineContext, transfer_batches
+from oaiod.engine.context import TRANSFER_PIPELINE, EngineContext, in_flight, transfer_batches
 from oaiod.engine.localfs import LocalChanged
 from oaiod.engine.manifest import MANIFEST_KEY, RemoteFile, build_manifest, folders_of, remote_dirs, remote_files
 from oaiod.engine.plan import UNKNOWN, is_mass_deletion, merge_values
@@ -272,18 +273,25 @@ def _put_files(
     outcome.copied += len(copies) - len(missing)
     uploads = [path for path, source in commit.sources.items() if source is None] + missing
     folder = str(root)
-    for batch in transfer_batches(uploads, lambda path: commit.files[path][0]):
+
+    def send(batch: list[str]) -> list[Transferred]:
         # keys checked by put_many; the index's sha256 spares the Hub host a hashing pass before each large upload
         items = [Transfer(f"{new}/{path}", f"{folder}/{path}", sha256=commit.files[path][2]) for path in batch]
         total = sum(commit.files[path][0] for path in batch)
         ctx.progress.start(batch[0], total, len(batch), upload=True)
         try:
-            results = backend.put_many(items, progress=ctx.progress.advance, unpublished=True)  # named at commit
+            return backend.put_many(items, progress=ctx.progress.advance, unpublished=True)  # named at commit
         finally:
             ctx.progress.finish(True, total, len(batch))
-        for path, result in zip(batch, results, strict=True):
-            _check_upload(root, path, commit.files[path], result)
-        outcome.uploaded += len(batch)
+
+    batches = transfer_batches(uploads, lambda path: commit.files[path][0])
+    limit = min(TRANSFER_PIPELINE, backend.capabilities.max_connections)
+    # several batches in flight; each checked in order, and a failure leaves only after the others ended
+    with contextlib.closing(in_flight(batches, send, limit)) as sent:
+        for batch, results in sent:
+            for path, result in zip(batch, results, strict=True):
+                _check_upload(root, path, commit.files[path], result)
+            outcome.uploaded += len(batch)
 
 
 def _check_upload(root: Path, path: str, entry: list[Any], result: Transferred) -> None:

@@ -193,10 +193,10 @@ class LocalContent(ContentStore):
             for _sha256, source in new:
                 with open(source, "rb") as file:
                     os.fsync(file.fileno())
+        for folder in {self.path(sha256).parent for sha256, _source in new}:  # once per folder, not per file
+            _disk_full_as_507(lambda: folder.mkdir(exist_ok=True, mode=0o700))  # noqa: B023 - called at once
         for sha256, source in new:
-            target = self.path(sha256)
-            _disk_full_as_507(lambda: target.parent.mkdir(exist_ok=True, mode=0o700))  # noqa: B023 - called at once
-            os.replace(source, target)
+            os.replace(source, self.path(sha256))
         if batch and sync_filesystem(self.root):
             return
         for folder in {self.path(sha256).parent for sha256, _source in new}:
