@@ -648,13 +648,16 @@ class HubBackend(Backend):
         body = {"src": src, "dst": dst, "exclude": skipped}
         try:
             answer = self._json("POST", f"{BLOBS}copy-prefix/", src, "cannot copy", json=body)
-        except ObjectNotFound as exc:
-            body_of = getattr(exc.__cause__, "body", None)
-            if isinstance(body_of, dict) and body_of.get("name") is not None:
+        except StorageError as exc:
+            refused = getattr(exc.__cause__, "body", None)
+            name = refused.get("name") if isinstance(refused, dict) else None
+            if name is None and isinstance(exc, ObjectNotFound):
+                log.info("%s has no copy-prefix/ route (an older hub); listing and copying instead", self.describe())
+                self._copy_prefix_route = False
+                return super().copy_prefix(src, dst, exclude=skipped)
+            if name not in (src, dst):
                 raise
-            log.info("%s has no copy-prefix/ route (an older hub); listing and copying instead", self.describe())
-            self._copy_prefix_route = False
-            return super().copy_prefix(src, dst, exclude=skipped)
+            raise type(exc)(f"cannot copy {src!r} to {dst!r}: {exc.__cause__}", key=name) from exc
         copied = answer.get("copied")
         if not isinstance(copied, int) or isinstance(copied, bool) or copied < 0:
             raise PermanentStorageError(f"the hub's copy-prefix answer for {src!r} has no count", key=src)
