@@ -4,7 +4,8 @@ No HTTP here (:mod:`oaiod.hub.blobs` and :mod:`oaiod.hub.blobbatch` have the rou
 live in the database; the bytes in a :class:`~oaiod.hub.blobcontent.ContentStore` (the data folder's
 ``blobs/sha256/`` or an S3 bucket). Guarantees:
 
-- Content is stored once per sha256; a name points at content. A server-side copy only adds a name, and content
+- Content is stored once per sha256; a name points at content. A server-side copy only adds a name (a prefix copy
+  adds the names of a whole folder, read and written in the database), and content
   goes when its last name goes. A batch of copies is one transaction.
 - Uploads (:mod:`oaiod.hub.blobuploads`, one file resumable over many requests; :mod:`oaiod.hub.blobbatchstore`,
   many small files in one request) end in :meth:`BlobStore.put_name` / :meth:`BlobStore.write_names` under
