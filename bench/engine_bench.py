@@ -8,7 +8,8 @@
   rclone before the engine in one round and after it in the next, an ``os.sync()`` before every timed phase;
   each round is printed, then the median engine / rclone ratios.
 * A new version of a ``--version`` (default 10,000) file folder with one file changed, on Local and on Hub
-  storage: seconds and the storage requests it took (the unchanged files are copied with one ``copy_many``).
+  storage: seconds, the requests of the cycle by route and the bytes it sent (the unchanged files are carried with
+  one ``copy_prefix``).
 
 Everything is real: a hub on loopback (SQLite), Local storage in a temp folder, two engines.
 """
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,17 +222,32 @@ def bench_new_version(hub: HubServer, base: Path, count: int, csh_id: str) -> No
         past = time.time_ns() - 30_000_000_000 + number
         os.utime(changed, ns=(past, past))
         eng.rescan()
-        for backend in hubs:
-            backend.http.reset_timings()
+        clients = {id(client): client for client in [api.http] + [backend.http for backend in hubs]}.values()
+        for client in clients:
+            client.reset_timings()
         seconds, _ = timed(eng.sync_cycle)
-        samples.append((seconds, sum(len(backend.http.timings) for backend in hubs)))
+        timings = [timing for client in clients for timing in client.timings]
+        samples.append((seconds, len(timings), _routes(timings), sum(timing.bytes_sent for timing in timings)))
         eng.sync_cycle()
     best = min(samples)
-    requests = f", {best[1]} storage requests" if csh_id == "Hub" else ""
+    # every request of the cycle, to the API and to Hub storage
+    requests = f", {best[1]} requests ({best[2]}), {best[3] / 1e6:.2f} MB sent" if csh_id == "Hub" else ""
     print(f"{csh_id} storage: first commit of {count:,} files {first:.1f} s; a new version with one file changed: "
           f"best {best[0]:.2f} s of {len(samples)}{requests}")  # fmt: skip
     eng.close()
     api.close()
+
+
+def _routes(timings: list) -> str:
+    """``route ×N S s`` of the requests, e.g. ``blobs/copy-prefix ×1 0.05 s, upload ×1 0.40 s``."""
+    routes: Counter[str] = Counter()
+    seconds: Counter[str] = Counter()
+    for timing in timings:
+        parts = timing.url.split("/api/", 1)[-1].split("?")[0].split("/")
+        route = parts[0] if parts[0] != "hub" else "/".join(parts[1:3])
+        routes[route] += 1
+        seconds[route] += timing.seconds
+    return ", ".join(f"{route} ×{count} {seconds[route]:.2f} s" for route, count in sorted(routes.items()))
 
 
 def main() -> None:

@@ -2,9 +2,9 @@
 
 1. stamp ``S`` and a journal row; 2. every file of the new manifest is put at ``<oaio_id>/S/<path>``: changed ones
 uploaded with ``backend.put_many`` in bounded batches (a file that is not as indexed, or changes during its upload,
-aborts the commit), unchanged and renamed ones server-side copied
-from the base version (one ``backend.copy_many`` for all), then one ``backend.flush()`` makes them all durable
-(one sync per version, not per file);
+aborts the commit), unchanged ones carried from the base version with one ``backend.copy_prefix`` (its size grows
+with what changed, not with the folder), renamed ones server-side copied (one ``backend.copy_many``), then one
+``backend.flush()`` makes them all durable (one sync per version, not per file);
 3. ``upload/`` (or ``register/``) with ``server_stamp`` = the base: the commit point;
 4. the new synced state in one transaction, journal row deleted. A 409 returns the server's object so the cycle
 pulls, merges and tries again; the partial prefix ``<oaio_id>/S/`` is deleted.
@@ -71,6 +71,7 @@ class _Commit:
     copy_base: str = ""  # the version the sources are copied from
     carried: frozenset[str] = frozenset()
     dirs: list[str] = field(default_factory=list)  # the empty folders
+    base_paths: frozenset[str] = frozenset()  # the files of the version copied from
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ def _prepare(ctx: EngineContext, row: ObjectRow, carry: Carry | None = None) -> 
     changed = False
     ctx.progress.queued_uploads = ctx.progress.queued_upload_bytes = 0
     indexed: set[str] = set()
+    base_paths = set(carry.remote) if carry is not None else set(row.synced_values.get(FILES_VALUES_KEY) or [])
     for path, present, size, mtime_ns, sha, executable, synced_sha, synced_executable in ctx.repo.iter_push_rows(
         row.oaio_id
     ):
@@ -178,6 +180,7 @@ def _prepare(ctx: EngineContext, row: ObjectRow, carry: Carry | None = None) -> 
             synced_executable = int(remote.executable) if remote is not None else 0
         if synced_sha is not None:
             base_total += 1
+            base_paths.add(path)
             base_by_sha.setdefault(synced_sha, path)
         if not present or sha is None:
             if synced_sha is not None:
@@ -209,7 +212,7 @@ def _prepare(ctx: EngineContext, row: ObjectRow, carry: Carry | None = None) -> 
     base_dirs = carry.dirs if carry is not None else remote_dirs(row.synced_values, row.synced_stamp)
     dirs = _empty_dirs(ctx, row, files, base_dirs or frozenset())
     changed = changed or set(dirs) != (base_dirs or set())
-    return _Commit(stamp, files, sources, deleted, base_total, changed, copy_base, carried, dirs)
+    return _Commit(stamp, files, sources, deleted, base_total, changed, copy_base, carried, dirs, frozenset(base_paths))
 
 
 def _empty_dirs(ctx: EngineContext, row: ObjectRow, files: dict[str, list[Any]], base: frozenset[str]) -> list[str]:
@@ -261,16 +264,23 @@ def _commit(ctx: EngineContext, row: ObjectRow, commit: _Commit, outcome: PushOu
 def _put_files(
     ctx: EngineContext, backend: Backend, root: Path, row: ObjectRow, commit: _Commit, outcome: PushOutcome
 ) -> None:
-    """Step 2: one ``copy_many`` of everything the base has (on the hub: one request per 1000 files, not one per
-    file), then the uploads with ``put_many`` in bounded batches. The first failure stops the commit (the journal
-    row covers the partial prefix)."""
+    """Step 2: the base version's unchanged files carried forward (:func:`_carry_base`: on the hub one request
+    whatever the folder's size), renamed and copied ones with one ``copy_many``, then the uploads with ``put_many``
+    in bounded batches. The first failure stops the commit (the journal row covers the partial prefix)."""
     new = storage_key(row.oaio_id, commit.stamp)
     base = storage_key(row.oaio_id, commit.copy_base) if commit.copy_base else ""  # no base: nothing to copy
+    same = {path for path, source in commit.sources.items() if source == path} if base else set()
+    exclude = commit.base_paths - same
+    missing: list[str] = []
+    if same and len(exclude) <= len(same):  # else naming the kept files is the smaller request
+        missing, same = _carry_base(backend, base, new, same, exclude), set()
     copies = {  # keys joined here and checked once, in copy_many (storage_key per file took 1.2 s for 10,000)
-        path: (f"{base}/{source}", f"{new}/{path}") for path, source in commit.sources.items() if source is not None
+        path: (f"{base}/{source}", f"{new}/{path}")
+        for path, source in commit.sources.items()
+        if source is not None and (source != path or path in same)
     }
-    missing = _copy_from_base(backend, copies)
-    outcome.copied += len(copies) - len(missing)
+    missing += _copy_from_base(backend, copies)
+    outcome.copied += sum(1 for source in commit.sources.values() if source is not None) - len(missing)
     uploads = [path for path, source in commit.sources.items() if source is None] + missing
     folder = str(root)
 
@@ -304,6 +314,29 @@ def _check_upload(root: Path, path: str, entry: list[Any], result: Transferred) 
     size, mtime_ns, sha = entry[0], entry[1], entry[2]
     if (result.size, result.mtime_ns) != (size, mtime_ns) or result.sha256 not in (None, sha):
         raise LocalChanged(f"{root / path} changed since it was indexed")
+
+
+def _carry_base(backend: Backend, base: str, new: str, same: set[str], exclude: frozenset[str]) -> list[str]:
+    """Copy the base version's files at ``same`` (their paths unchanged) to the new version with one
+    ``copy_prefix`` that leaves out ``exclude`` (the base's other files); the paths to upload instead.
+
+    The base's folder on storage should hold exactly its manifest's files, which is what the count says. When it
+    does not — a file missing on storage, or one its manifest does not name (another client's leftovers) — the new
+    folder is listed and made exact: a file left over there deleted, a missing one uploaded. (Both at once in equal
+    numbers would pass the count: a leftover file in a version, not a lost one, which ``gc`` does not mind.)"""
+    try:
+        copied = backend.copy_prefix(base, new, exclude=exclude)
+    except ObjectNotFound:
+        copied = -1  # the base's folder is not readable: every file of it goes through the listing below
+    if copied == len(same):
+        return []
+    cut = len(new) + 1
+    held = {info.key[cut:] for info in backend.list(new)}
+    log.info("%s holds %d files, not the %d its manifest names; uploading %d again", base, copied, len(same),
+             len(same - held))  # fmt: skip
+    for extra in sorted(held - same):
+        backend.delete(f"{new}/{extra}")
+    return sorted(same - held)
 
 
 MISSING_ROUNDS = 3  #: copy_many calls that may each find a base file missing before copying goes one by one

@@ -46,6 +46,7 @@ FEATURE = "blobs"
 MAX_JSON_BODY = 256 * 1024  #: bytes of a JSON body (an inline upload of INLINE_MAX base64-encoded fits)
 MAX_COPY_PAIRS = 1000  #: pairs in one ``copy-many/`` request
 MAX_COPY_BODY = 4 * 1024 * 1024  #: bytes of a ``copy-many/`` body (1000 pairs of keys of up to ~2 KiB each)
+MAX_COPY_EXCLUDE = 100_000  #: relative keys in the ``exclude`` of one ``copy-prefix/`` (its body ≤ MAX_COPY_BODY too)
 INLINE_MAX = 64 * 1024  #: largest object the hub takes inline with createUpload
 WRITE_BLOCK = 4 * 1024 * 1024  #: bytes of an upload gathered before each disk write
 MAX_BLOB_SIZE = 1 << 40  #: 1 TiB
@@ -66,6 +67,7 @@ CHANGING_ROUTES = {
     "prefix/{name:path}": "DELETE",
     "copy/": "POST",
     "copy-many/": "POST",
+    "copy-prefix/": "POST",
     "blocks/{name:path}": "PUT",
 }
 
@@ -461,6 +463,23 @@ def _copy_pairs(value: Any) -> list[tuple[str, str]]:
     if both := targets.intersection(src for src, _dst in pairs):
         raise ValidationError("pairs", f"{min(both)[:200]!r} is both a src and a dst; copy in two requests")
     return pairs
+
+
+@router.post("/copy-prefix/")
+def copy_prefix(actor: ActorDep, store: StoreDep, body: CopyManyJsonDep) -> dict[str, int]:
+    """``{src, dst, exclude: [relative key, …]}``: every object of the folder ``src`` but the excluded ones named at
+    the same relative key in the folder ``dst`` (``copy/`` for each, no bytes move), in one transaction →
+    ``{copied: N}``. The folders must not overlap; idempotent."""
+    validate_exact_keys(body, ("src", "dst", "exclude"), "body")
+    src = checked_name(validate_prefix(body["src"], "src"), "src")
+    dst = checked_name(validate_prefix(body["dst"], "dst"), "dst")
+    if src == dst or dst.startswith(src + "/") or src.startswith(dst + "/"):
+        raise ValidationError("dst", "src and dst overlap; copy between separate folders")
+    exclude = body["exclude"]
+    if not isinstance(exclude, list) or len(exclude) > MAX_COPY_EXCLUDE:
+        raise ValidationError("exclude", f"must be a list of at most {MAX_COPY_EXCLUDE} relative keys")
+    skipped = {validate_key(key, f"exclude[{number}]") for number, key in enumerate(exclude)}
+    return {"copied": store.copy_prefix(actor, src, dst, skipped)}
 
 
 @router.get("/list/")

@@ -4,7 +4,8 @@ No HTTP here (:mod:`oaiod.hub.blobs` and :mod:`oaiod.hub.blobbatch` have the rou
 live in the database; the bytes in a :class:`~oaiod.hub.blobcontent.ContentStore` (the data folder's
 ``blobs/sha256/`` or an S3 bucket). Guarantees:
 
-- Content is stored once per sha256; a name points at content. A server-side copy only adds a name, and content
+- Content is stored once per sha256; a name points at content. A server-side copy only adds a name (a prefix copy
+  adds the names of a whole folder, read and written in the database), and content
   goes when its last name goes. A batch of copies is one transaction.
 - Uploads (:mod:`oaiod.hub.blobuploads`, one file resumable over many requests; :mod:`oaiod.hub.blobbatchstore`,
   many small files in one request) end in :meth:`BlobStore.put_name` / :meth:`BlobStore.write_names` under
@@ -67,6 +68,7 @@ BATCH = 500  #: values in one SQL ``IN (…)``
 LOCK_SPACE = 0x0A10B10B  #: first key of the blob store's PostgreSQL advisory locks (the second: a content's first byte)
 
 T = TypeVar("T")
+BLOB_TABLE: sa.Table = Blob.__table__  # type: ignore[assignment]
 
 
 def sha256_text(value: str) -> str:
@@ -407,6 +409,45 @@ class BlobStore:
             self.write_names(db, garbage, writes, actor.username)
             return len(pairs)
 
+    def copy_prefix(self, actor: Actor, src: str, dst: str, exclude: set[str]) -> int:
+        """Name every object of the folder ``src`` (but the relative keys in ``exclude``, and expired ones) at the
+        same relative key in the folder ``dst``, in one transaction: the same contents, no bytes move, so the copies
+        outlive the source names (content goes with its last name). The caller must read ``src`` and write ``dst``
+        (the folders do not overlap); idempotent (a copy again points the names at the same contents). How many.
+
+        The rows are read from the database and written back in a few statements: one request and O(``exclude``)
+        bytes on the wire whatever the folder holds. On PostgreSQL the sources are read again under the contents'
+        advisory locks: a removal checks the names under the same locks, so content a name points at then is stored
+        (no lookup per content in the content store, unlike :meth:`copy_many`)."""
+        with self.changing() as (db, garbage):
+            src_access = self.named_access(db, actor, src, False)
+            dst_access = self.named_access(db, actor, dst, True)
+            rows = self._carried(db, src_access, src, exclude)
+            locked: set[str] = set()
+            while self._cross_process and {row.sha256 for row in rows} - locked:
+                locked |= {row.sha256 for row in rows}
+                self.lock_contents(db, locked)
+                rows = self._carried(db, src_access, src, exclude)
+            cut = len(src) + 1
+            writes = []
+            for row in rows:
+                name = f"{dst}/{row.name[cut:]}"
+                located = (dst_access.owner, sha256_text(name), dst_access.scope)
+                writes.append(NameWrite(located, name, row.sha256, row.size, row.expires))
+            if writes:
+                self.write_names(db, garbage, writes, actor.username)
+            return len(writes)
+
+    def _carried(self, db: Session, access: Access, folder: str, exclude: set[str]) -> list[Any]:
+        """The live name rows (name, sha256, size, expires) in ``folder`` but those whose relative key is excluded."""
+        now, cut = now_stamp(), len(folder) + 1
+        query = self._in_folder(Blob, access, folder).with_only_columns(Blob.name, Blob.sha256, Blob.size, Blob.expires)
+        return [
+            row
+            for row in db.execute(query)
+            if row.name[cut:] not in exclude and (row.expires is None or row.expires >= now)
+        ]
+
     def write_names(self, db: Session, garbage: Garbage, writes: list[NameWrite], creator: str) -> str:
         """Point every name of ``writes`` at its content (replacing what it pointed at) in a few statements (call
         under the lock, in the caller's transaction); content that lost a name goes to ``garbage``. The names
@@ -427,10 +468,18 @@ class BlobStore:
             if old.sha256 != write.sha256:
                 garbage.content.add(old.sha256)
         if inserts:
-            db.execute(sa.insert(Blob), inserts)
+            db.execute(sa.insert(BLOB_TABLE), inserts)  # Core: the ORM's bulk insert spent ~30 µs more per row
         if updates:
             db.execute(sa.update(Blob), updates)
         return now
+
+    @staticmethod
+    def named_access(db: Session, actor: Actor, name: str, write: bool) -> Access:
+        """:func:`check_access`, its 404/403 carrying the ``name`` (a client tells them from a missing route)."""
+        try:
+            return check_access(db, actor, name, write=write)
+        except (NotFound, Forbidden) as exc:
+            raise type(exc)(exc.reason, name=name) from None
 
     @staticmethod
     def locate(

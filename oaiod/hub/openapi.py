@@ -120,6 +120,10 @@ REQUEST_BODIES: dict[tuple[str, str], tuple[str, Schema]] = {
     ),
     ("post", f"{BLOBS}/copy/"): ("application/json", _PAIR),
     ("post", f"{BLOBS}/copy-many/"): ("application/json", _obj({"pairs": {"type": "array", "items": _PAIR}})),
+    ("post", f"{BLOBS}/copy-prefix/"): (
+        "application/json",
+        _obj({"src": _KEY, "dst": _KEY, "exclude": {"type": "array", "items": _KEY}}),
+    ),
     ("post", f"{BLOBS}/put-many/"): (BATCH_MEDIA_TYPE, {"type": "string", "format": "binary"}),
     ("post", f"{BLOBS}/get-many/"): ("application/json", _obj({"names": {"type": "array", "items": _KEY}})),
     ("put", f"{BLOBS}/blocks/{{name}}"): ("application/octet-stream", {"type": "string", "format": "binary"}),

@@ -15,13 +15,13 @@ import abc
 import builtins
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from oaiod.storage.errors import InvalidKey, ObjectNotFound, StorageError
-from oaiod.storage.keys import validate_key, validate_prefix
+from oaiod.storage.keys import is_under, validate_key, validate_prefix
 
 #: called with the number of bytes moved by each chunk of a transfer (may block: the bandwidth limit does)
 Progress = Callable[[int], None]
@@ -47,6 +47,9 @@ class Capabilities:
     #: ``copy_many`` does better than one ``copy`` per pair (a batch request, a cheaper primitive): wrappers pass a
     #: whole batch on instead of copying pair by pair
     batch_copy: bool = False
+    #: ``copy_prefix`` does better than listing the folder and a ``copy_many`` of it (the hub: one request whose size
+    #: grows with ``exclude``, not with the folder): wrappers pass the call on whole instead of using the default
+    prefix_copy: bool = False
     #: ``put_many``/``get_many`` do better than one ``put_file``/``get_file`` per item (worker processes, a batch
     #: request): wrappers pass whole batches on instead of transferring item by item
     batch_transfer: bool = False
@@ -103,6 +106,16 @@ class Transferred:
     inode: int = -1
     sha256: str | None = None
     error: StorageError | None = None
+
+
+def check_prefix_pair(src: object, dst: object) -> tuple[str, str]:
+    """The two folders of a :meth:`Backend.copy_prefix`, validated: non-empty, and neither inside the other."""
+    src, dst = validate_prefix(src, "src"), validate_prefix(dst, "dst")
+    if not src or not dst:
+        raise InvalidKey("src" if not src else "dst", "copy_prefix needs two non-empty folders")
+    if src == dst or is_under(dst, src) or is_under(src, dst):
+        raise InvalidKey("dst", f"{dst[:80]!r} and {src[:80]!r} overlap; copy between separate folders")
+    return src, dst
 
 
 class Backend(abc.ABC):
@@ -206,6 +219,27 @@ class Backend(abc.ABC):
 
         checked = validate_pairs(pairs)
         copy_on_threads(checked, self.copy, self.capabilities.max_connections, progress)
+
+    def copy_prefix(self, src: str, dst: str, *, exclude: Collection[str] = frozenset()) -> int:
+        """Copy every object in the folder ``src`` to the same relative key in the folder ``dst``, except those whose
+        key relative to ``src`` is in ``exclude``; how many objects were copied.
+
+        What it is for: the engine carries a version forward (design §4) at a cost that grows with what changed, not
+        with the folder's size — a host with a cheaper primitive overrides this (the hub: one request whose body is
+        ``exclude``, names copied by reference in its database). Each copy is as :meth:`copy` makes one (visible on
+        return, durable after :meth:`flush`); objects already in ``dst`` that are not copied stay. Not atomic: when
+        it raises, any part may have been copied; idempotent: calling it again finishes the job and returns the same
+        count. Both prefixes are non-empty, validated as keys, and neither lies inside the other (:class:`InvalidKey`
+        otherwise); an ``exclude`` entry that names nothing in ``src`` is ignored. A missing ``src`` copies nothing.
+
+        This default lists ``src`` and hands the pairs to :meth:`copy_many` (Local's makes hard links).
+        """
+        src, dst = check_prefix_pair(src, dst)
+        skip = set(exclude)
+        cut = len(src) + 1
+        pairs = [(info.key, f"{dst}/{info.key[cut:]}") for info in self.list(src) if info.key[cut:] not in skip]
+        self.copy_many(pairs)
+        return len(pairs)
 
     def put_many(
         self, items: Sequence[Transfer], *, progress: Progress | None = None, unpublished: bool = False

@@ -9,6 +9,9 @@ backend. Retry sits outside the cap so a call waiting out its backoff holds no c
 holding one concurrency slot; on any other host the wrappers copy pair by pair, so each pair is retried and
 capped on its own.
 
+``copy_prefix`` goes to the host's as one call (retried whole: it is idempotent) when it has
+``capabilities.prefix_copy``; on any other host it is the default — a listing, then ``copy_many`` as above.
+
 ``put_many``/``get_many`` are logged as one line with one timing. On a host with ``capabilities.batch_transfer``
 the whole batch goes down in one call holding one concurrency slot, throttled through ``progress``; the retry
 wrapper repeats a whole call that raised a transient error (both calls may be repeated: a ``get_many`` that raises
@@ -26,7 +29,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -113,6 +116,13 @@ class WrappingBackend(Backend):
 
     def copy(self, src: str, dst: str) -> None:
         self._call("copy", f"{src} -> {dst}", lambda: self.inner.copy(src, dst))
+
+    def copy_prefix(self, src: str, dst: str, *, exclude: Collection[str] = frozenset()) -> int:
+        """On a host with ``prefix_copy``: the host's, one call retried, capped and logged as a whole (it is
+        idempotent); else the default (list, then ``copy_many``) through the wrappers, as any caller would do it."""
+        if not self.capabilities.prefix_copy:
+            return super().copy_prefix(src, dst, exclude=exclude)
+        return self._call("copy_prefix", f"{src} -> {dst}", lambda: self.inner.copy_prefix(src, dst, exclude=exclude))
 
     def copy_many(self, pairs: Iterable[tuple[str, str]], *, progress: Progress | None = None) -> None:
         """The whole batch to the host's ``copy_many`` when it has ``batch_copy``; else pair by pair through this

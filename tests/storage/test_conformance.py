@@ -279,3 +279,59 @@ def test_copy_many_through_the_wrappers(store: StoreUnderTest) -> None:
         assert not [timing for timing in wrapped.timings if timing.operation == "copy"]
     finally:
         wrapped.close()
+
+
+# -- copy_prefix ------------------------------------------------------------------------------------------------
+
+
+def test_copy_prefix_carries_a_version_but_the_excluded_keys(backend: Backend) -> None:
+    """A version carried forward: every file at the same relative key but the excluded ones (non-ASCII, nested, an
+    exclude naming nothing ignored); a folder beside the source (``a/bc`` next to ``a/b``) is not copied; objects
+    already at the destination stay; a second call changes nothing and counts the same; the copies outlive the
+    deletion of the source folder (the gc of an old version)."""
+    names = [f"d{i % 3}/file {i} ä.txt" for i in range(12)] + ["日本語/ファイル.dat", "emoji-🎉.bin"]
+    src, dst = storage_key(OAIO_ID, STAMP), storage_key(OAIO_ID, NEXT_STAMP)
+    for name in names:
+        backend.put_bytes(f"{src}/{name}", name.encode())
+    backend.put_bytes(f"{src}1/beside", b"not in the folder")
+    backend.put_bytes(f"{dst}/already there", b"stays")
+    exclude = {names[0], names[5], "日本語/ファイル.dat", "no such file"}
+    assert backend.copy_prefix(src, dst, exclude=exclude) == len(names) - 3
+    carried = sorted(key[len(dst) + 1 :] for key in keys(backend, dst))
+    assert carried == sorted([name for name in names if name not in exclude] + ["already there"])
+    assert backend.copy_prefix(src, dst, exclude=exclude) == len(names) - 3  # idempotent
+    assert len(keys(backend, dst)) == len(carried)
+    backend.delete_prefix(src)
+    for name in names[1:5]:
+        assert backend.get_bytes(f"{dst}/{name}") == name.encode()
+
+
+def test_copy_prefix_of_a_missing_folder_copies_nothing(backend: Backend) -> None:
+    assert backend.copy_prefix("nothing/here", "dst/x") == 0
+    assert keys(backend) == []
+
+
+@pytest.mark.parametrize(
+    ("src", "dst"), [("a/b", "a/b"), ("a/b", "a/b/c"), ("a/b/c", "a/b"), ("", "a"), ("a", "../x"), ("/a", "b")]
+)
+def test_copy_prefix_refuses_overlapping_or_unsafe_folders(backend: Backend, src: str, dst: str) -> None:
+    backend.put_bytes("a/b/c/d", b"d")
+    with pytest.raises(InvalidKey):
+        backend.copy_prefix(src, dst)
+    assert keys(backend) == ["a/b/c/d"]
+
+
+def test_copy_prefix_through_the_wrappers(store: StoreUnderTest) -> None:
+    """The daemon's wrapped backend: the host's own copy_prefix as one logged call where it has one, else the
+    default through the wrappers (a listing and one copy_many)."""
+    wrapped = wrap_backend(store.make(), WrapperConfig(attempts=2, backoff_base=0.01))
+    try:
+        for number in range(5):
+            wrapped.put_bytes(f"src/{number}", bytes([number]))
+        assert wrapped.copy_prefix("src", "dst", exclude={"2"}) == 4
+        assert sorted(keys(wrapped, "dst")) == [f"dst/{number}" for number in (0, 1, 3, 4)]
+        assert isinstance(wrapped, LoggingBackend)
+        operations = {timing.operation for timing in wrapped.timings}
+        assert ("copy_prefix" in operations) == wrapped.capabilities.prefix_copy
+    finally:
+        wrapped.close()

@@ -41,7 +41,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -63,7 +63,16 @@ from oaiod.http import (
 )
 from oaiod.model import STAMP_FORMAT
 from oaiod.secrets import secret_from_args
-from oaiod.storage.base import Backend, Capabilities, ObjectInfo, PathLike, Progress, Transfer, Transferred
+from oaiod.storage.base import (
+    Backend,
+    Capabilities,
+    ObjectInfo,
+    PathLike,
+    Progress,
+    Transfer,
+    Transferred,
+    check_prefix_pair,
+)
 from oaiod.storage.errors import (
     InvalidKey,
     ObjectNotFound,
@@ -101,6 +110,7 @@ TIMEOUT = (10.0, 120.0)  #: connect, read (seconds between bytes)
 RESUME_ATTEMPTS = 5  #: consecutive failed chunks before a put gives up (the retry wrapper may call again)
 COPY_BATCH = 1000  #: pairs per ``copy-many/`` request (the hub's limit)
 COPY_BATCH_BYTES = 2 * 1024 * 1024  #: and at most about this many bytes of keys (the hub takes 4 MiB of JSON)
+COPY_EXCLUDE = 100_000  #: relative keys in the ``exclude`` of one ``copy-prefix/`` request (the hub's limit)
 BATCH_BYTES = 16 * 1024 * 1024  #: file bytes per put-many request (the hub's body limit is 32 MiB by default)
 _SHA256 = re.compile(r"\A[0-9a-f]{64}\Z")
 
@@ -232,6 +242,7 @@ class HubBackend(Backend):
         hashes=True,
         batch_copy=True,
         batch_transfer=True,
+        prefix_copy=True,
     )
 
     def __init__(
@@ -254,6 +265,7 @@ class HubBackend(Backend):
         self._uploads: dict[tuple[str, str, int], str] = {}  # (key, sha256, size) -> uploadId still unfinished
         self._lock = threading.Lock()
         self._copy_many_route = True  # False once the hub answered that it has no copy-many/ route
+        self._copy_prefix_route = True  # False once the hub answered that it has no copy-prefix/ route
         self.batch_routes = True  # False once the hub answered that it has no put-many/ or get-many/ route
         self.batch_bytes = BATCH_BYTES  #: file bytes per put-many request (lowered when the hub takes less)
         self.direct = DirectClients(allow_insecure=allow_insecure, pool_size=pool)  # pre-signed URLs of its bucket
@@ -625,6 +637,32 @@ class HubBackend(Backend):
             if progress is not None:
                 progress(len(batch))
 
+    def copy_prefix(self, src: str, dst: str, *, exclude: Collection[str] = frozenset()) -> int:
+        """One ``copy-prefix/`` request whose body is the two folders and ``exclude``: the hub names the objects
+        again in its database, whatever the folder holds. An ``exclude`` beyond one request's bounds, or a hub
+        without the route (an older hub: 404 naming nothing), goes the default way (a listing and ``copy-many/``)."""
+        src, dst = check_prefix_pair(src, dst)
+        skipped = sorted({validate_key(key, "exclude") for key in exclude})
+        if not self._copy_prefix_route or len(skipped) > COPY_EXCLUDE or _weight(skipped) > COPY_BATCH_BYTES:
+            return super().copy_prefix(src, dst, exclude=skipped)
+        body = {"src": src, "dst": dst, "exclude": skipped}
+        try:
+            answer = self._json("POST", f"{BLOBS}copy-prefix/", src, "cannot copy", json=body)
+        except StorageError as exc:
+            refused = getattr(exc.__cause__, "body", None)
+            name = refused.get("name") if isinstance(refused, dict) else None
+            if name is None and isinstance(exc, ObjectNotFound):
+                log.info("%s has no copy-prefix/ route (an older hub); listing and copying instead", self.describe())
+                self._copy_prefix_route = False
+                return super().copy_prefix(src, dst, exclude=skipped)
+            if name not in (src, dst):
+                raise
+            raise type(exc)(f"cannot copy {src!r} to {dst!r}: {exc.__cause__}", key=name) from exc
+        copied = answer.get("copied")
+        if not isinstance(copied, int) or isinstance(copied, bool) or copied < 0:
+            raise PermanentStorageError(f"the hub's copy-prefix answer for {src!r} has no count", key=src)
+        return copied
+
     def _copy_batch(self, batch: CheckedPairs) -> None:
         """One ``copy-many/`` request: all pairs copied, or none. A refusal names the key at fault (the error's
         ``key``: a missing source for 404); a 404 naming nothing means a hub without the route: the batch then goes
@@ -645,6 +683,11 @@ class HubBackend(Backend):
             if not any(name in pair for pair in batch):
                 raise PermanentStorageError(f"the hub's copy answer names {str(name)[:200]!r}, not a key sent") from exc
             raise type(exc)(f"cannot copy {name!r}: {exc.__cause__}", key=name) from exc
+
+
+def _weight(keys: Sequence[str]) -> int:
+    """About the bytes of ``keys`` in a JSON body."""
+    return sum(len(key.encode()) + 4 for key in keys)
 
 
 def _copy_batches(pairs: CheckedPairs) -> Iterator[CheckedPairs]:
