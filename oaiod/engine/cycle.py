@@ -30,7 +30,7 @@ from oaiod.engine.placeholders import PathMapper
 from oaiod.engine.plan import CONFLICT_MARK, parse_conflict_name
 from oaiod.engine.pull import PullOutcome, pull_object
 from oaiod.engine.push import Carry, PushOutcome, push_object
-from oaiod.engine.recovery import recover_commits
+from oaiod.engine.recovery import recover_commits, recover_installs
 from oaiod.engine.roots import ClientRoot
 from oaiod.engine.settings import EngineSettings
 from oaiod.engine.status import CycleReport, EngineStatus, Listing
@@ -92,6 +92,7 @@ class SyncEngine:
         self.last_report: CycleReport | None = None
         self.symlinks: set[str] = set()
         Path(config.client_root).mkdir(parents=True, exist_ok=True)
+        recover_installs(self.ctx)  # before the daemon sweeps temp files: they tell a rename that never ran
 
     @property
     def progress(self) -> Any:
