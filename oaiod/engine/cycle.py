@@ -5,6 +5,7 @@ than 69 s off; so the first cycle and then one every :data:`CLOCK_CHECK_INTERVAL
 cycle with clocks too far apart fails with :class:`~oaiod.server_api.ClockSkewError` (saying what to fix) before
 it commits anything.
 
+(When the engine is made: settle a pull's downloads that a kill left without index rows, from its journal row.)
 0. recover interrupted commits (journal); 1. local index (dirty paths, or a full rescan when asked or at start);
 2. pull (``stampz(since=cursor)``: one request when nothing changed); 3. push every object with local changes;
 4. advance the cursor only when every pull of the cycle completed.
