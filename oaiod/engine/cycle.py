@@ -5,6 +5,7 @@ than 69 s off; so the first cycle and then one every :data:`CLOCK_CHECK_INTERVAL
 cycle with clocks too far apart fails with :class:`~oaiod.server_api.ClockSkewError` (saying what to fix) before
 it commits anything.
 
+(When the engine is made: settle a pull's downloads that a kill left without index rows, from its journal row.)
 0. recover interrupted commits (journal); 1. local index (dirty paths, or a full rescan when asked or at start);
 2. pull (``stampz(since=cursor)``: one request when nothing changed); 3. push every object with local changes;
 4. advance the cursor only when every pull of the cycle completed.
@@ -30,7 +31,7 @@ from oaiod.engine.placeholders import PathMapper
 from oaiod.engine.plan import CONFLICT_MARK, parse_conflict_name
 from oaiod.engine.pull import PullOutcome, pull_object
 from oaiod.engine.push import Carry, PushOutcome, push_object
-from oaiod.engine.recovery import recover_commits
+from oaiod.engine.recovery import recover_commits, recover_installs
 from oaiod.engine.roots import ClientRoot
 from oaiod.engine.settings import EngineSettings
 from oaiod.engine.status import CycleReport, EngineStatus, Listing
@@ -92,6 +93,7 @@ class SyncEngine:
         self.last_report: CycleReport | None = None
         self.symlinks: set[str] = set()
         Path(config.client_root).mkdir(parents=True, exist_ok=True)
+        recover_installs(self.ctx)  # before the daemon sweeps temp files: they tell a rename that never ran
 
     @property
     def progress(self) -> Any:

@@ -50,6 +50,9 @@ from oaiod.storage.errors import StorageError
 
 log = logging.getLogger("oaiod.engine.pull")
 
+#: journal op of a batch of downloads being renamed into place (:func:`~oaiod.engine.recovery.recover_installs`)
+INSTALL = "install"
+
 #: steps per batch: temp files on disk and index rows in memory at most; two syncs per batch (each with a fixed
 #: cost, a journal commit: fewer, bigger batches make fewer)
 APPLY_BATCH = 10_000
@@ -128,6 +131,8 @@ class _Merge:
     installed: list[str] = field(default_factory=list)
     #: the folders the current batch's downloads are written into (staged ones among them)
     folders: localfs.BatchFolders | None = None
+    #: temp files of failed steps, kept while the batch's journal row names them (None: no such row)
+    deferred: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,25 +157,62 @@ def _apply_batch(m: _Merge, steps: list[_Step]) -> None:
     disk)."""
     fetched: dict[str, Fetched] = {}
     m.folders = localfs.BatchFolders(m.root, stage_new_folders=True, keep_out=_needs_real_folders(steps))
+    journal_id: int | None = None
     try:
         if m.backend is not None:
             _prefetch(m, steps, fetched)
         temps = [got.temp for got in fetched.values() if isinstance(got, _Fetched)]
         if temps:
             localfs.make_durable(m.root, temps)
+        journal_id = _journal_installs(m, steps, fetched)
         m.installed += m.folders.publish()  # new folders, each renamed into place whole, once its files are durable
         for step in steps:
             _apply_step(m, step, fetched.pop(step.path, None))
     finally:
-        m.folders.abandon()  # an interrupted batch: staged folders never published are removed
-        m.folders.close()  # and every temp file not installed, wherever its folder is now
-        for leftover in fetched.values():  # an interrupted batch: its downloads were never installed
-            if isinstance(leftover, _Fetched):
-                localfs.discard(leftover.temp)
-        if m.installed:
-            localfs.make_durable(m.root, m.installed)
-            m.installed = []
-        m.rows.flush()
+        try:
+            if m.installed:
+                localfs.make_durable(m.root, m.installed)
+                m.installed = []
+            m.rows.flush()
+        finally:
+            # the rows are written (or this process goes on without them, as before the journal): the row goes
+            # before any temp file of the batch is removed, so a journalled temp file is gone only once renamed
+            if journal_id is not None:
+                m.ctx.repo.journal_remove(journal_id)
+            _clean_batch(m, fetched)
+
+
+def _journal_installs(m: _Merge, steps: list[_Step], fetched: dict[str, Fetched]) -> int | None:
+    """Journal the batch's plain downloads (target, temp file, sha256, executable bit) before any of them is renamed
+    into place (design §8, no resurrection): after a ``kill -9`` between the renames and the index rows, a target
+    missing while its temp file is gone too was installed and then deleted by the user
+    (:func:`~oaiod.engine.recovery.recover_installs`). Until the row goes, a temp file of a failed step is kept
+    (:attr:`_Merge.deferred`), so a missing temp file always means a rename."""
+    files = [
+        [step.path, got.temp, step.remote.sha256, _is_exec(step.remote, step.row)]
+        for step in steps
+        if step.action in (Action.DOWNLOAD, Action.RESTORE) and step.remote is not None
+        if isinstance(step.remote.sha256, str) and isinstance(got := fetched.get(step.path), _Fetched)
+    ]
+    if not files:
+        return None
+    data = {"root": str(m.root), "files": files}
+    m.deferred = []
+    return m.ctx.repo.journal_add(INSTALL, m.row.oaio_id, m.remote.client_stamp, "", data)
+
+
+def _clean_batch(m: _Merge, fetched: dict[str, Fetched]) -> None:
+    """Remove what a batch did not install: staged folders never published, temp files of failed steps and of an
+    interrupted batch."""
+    assert m.folders is not None
+    m.folders.abandon()  # an interrupted batch: staged folders never published are removed
+    m.folders.close()  # and every temp file not installed, wherever its folder is now
+    for temp in m.deferred or ():
+        localfs.discard(temp)
+    m.deferred = None
+    for leftover in fetched.values():  # an interrupted batch: its downloads were never installed
+        if isinstance(leftover, _Fetched):
+            localfs.discard(leftover.temp)
 
 
 def _clear_remote_folders(m: _Merge, steps: list[_Step], remote_map: dict[str, RemoteFile]) -> list[_Step]:
@@ -276,7 +318,10 @@ def _apply_step(m: _Merge, step: _Step, fetched: Fetched | None) -> None:
             _apply(m, step, fetched)
         except BaseException:
             if isinstance(fetched, _Fetched):
-                localfs.discard(fetched.temp)  # not installed (gone already when it was)
+                if m.deferred is not None:  # journalled: removed once the batch's journal row is gone
+                    m.deferred.append(fetched.temp)
+                else:
+                    localfs.discard(fetched.temp)  # not installed (gone already when it was)
             raise
     except LocalChanged as exc:
         log.info("%s: %s; merging it next cycle", oaio_id, exc)

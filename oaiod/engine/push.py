@@ -109,6 +109,9 @@ def push_object(ctx: EngineContext, row: ObjectRow, carry: Carry | None = None) 
     if row.remote_dirty and (carry is None or carry.stamp != row.client_stamp):
         return outcome  # the last pull of this object is unfinished: merging comes first
     commit = _prepare(ctx, row, carry if row.remote_dirty else None)
+    if commit.carried and (clash := _carried_clash(commit.files, commit.carried)):
+        log.info("%s: %s is a file and a folder until its merge; merging comes first", row.oaio_id, clash)
+        return outcome  # such a manifest would stop every device's pull of that name (design §5)
     if not commit.changed and row.status != STATUS_NEW and row.local_values is None:
         ctx.repo.update_object(row.oaio_id, local_dirty=False)
         return outcome
@@ -213,6 +216,16 @@ def _prepare(ctx: EngineContext, row: ObjectRow, carry: Carry | None = None) -> 
     dirs = _empty_dirs(ctx, row, files, base_dirs or frozenset())
     changed = changed or set(dirs) != (base_dirs or set())
     return _Commit(stamp, files, sources, deleted, base_total, changed, copy_base, carried, dirs, frozenset(base_paths))
+
+
+def _carried_clash(files: dict[str, list[Any]], carried: frozenset[str]) -> str | None:
+    """A carried path that would be a file and a folder of one version (the server's file where a folder stands
+    here, or the reverse: the merge that settles it is the one that failed), or None."""
+    holding = folders_of(files)
+    for path in carried:
+        if path in files and (path in holding or any(folder in files for folder in folders_of([path]))):
+            return path
+    return None
 
 
 def _empty_dirs(ctx: EngineContext, row: ObjectRow, files: dict[str, list[Any]], base: frozenset[str]) -> list[str]:

@@ -14,17 +14,28 @@ daemon's start: a connection reset after the server committed is an unknown outc
 
 Every decided object is marked dirty so its push looks again; a landed one is due at once (its failure was only
 the lost answer), another keeps the backoff of the failure that stopped the commit.
+
+A pull's batch of downloads leaves an ``install`` row from before its renames until its index rows are written
+(design §3, §8 invariant 3). A row left when the engine starts means the daemon died in between (a live process
+removes it): :func:`recover_installs` records each target that is missing while its temp file is gone too as
+installed and then deleted by the user, so the next commit deletes it instead of the next pull downloading it
+again. A temp file still there (the rename never ran, or a power cut took it back) is a download like any other:
+the pull fetches it again and the daemon's sweep removes the temp file.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 from oaiod.engine.context import EngineContext
 from oaiod.engine.manifest import remote_files
 from oaiod.engine.plan import UNKNOWN
+from oaiod.engine.pull import INSTALL
 from oaiod.engine.push import COMMIT
+from oaiod.engine.rows import RowWriter
 from oaiod.errors import ValidationError
 from oaiod.model import OaiObject, storage_key
 from oaiod.server_api import NotFound, PermissionDenied
@@ -69,6 +80,42 @@ def recover_commits(ctx: EngineContext) -> None:
         ctx.repo.journal_remove(entry.id)
         log.info("%s: interrupted commit %s %s", entry.oaio_id, entry.stamp, outcome)
         ctx.repo.add_history(entry.oaio_id, "recover", detail=f"commit {entry.stamp} {outcome}")
+
+
+def recover_installs(ctx: EngineContext) -> int:
+    """Settle the ``install`` rows a killed daemon left (see the module docstring); run once when the engine starts,
+    before the sweep of stale temp files, since a temp file still there is what says a rename never ran. Returns the
+    number of files recorded as deleted here."""
+    deleted = 0
+    for entry in ctx.repo.journal():
+        if entry.op != INSTALL:
+            continue
+        try:
+            deleted += _settle_installs(ctx, entry)
+        except OSError as exc:  # the folder cannot be read now: the downloads count as never installed (as before)
+            log.warning("%s: cannot check the downloads of an interrupted pull (%s)", entry.oaio_id, exc)
+        ctx.repo.journal_remove(entry.id)
+    return deleted
+
+
+def _settle_installs(ctx: EngineContext, entry: JournalRow) -> int:
+    root = str(entry.data.get("root", ""))
+    row = ctx.repo.get_object(entry.oaio_id)
+    if row is None or not root or str(Path(row.local_root or "")) != root or not Path(root).is_dir():
+        return 0  # removed, moved or not mounted: nothing here to tell apart
+    rows = RowWriter(ctx.repo, entry.oaio_id)
+    gone: list[str] = []
+    for rel, temp, sha, executable in entry.data.get("files", []):
+        if not os.path.lexists(f"{root}/{rel}") and not os.path.lexists(temp):
+            rows.absent(rel, sha, bool(executable))
+            gone.append(rel)
+    rows.flush()
+    if gone:
+        ctx.repo.update_object(entry.oaio_id, local_dirty=True)
+        shown = ", ".join(gone[:3]) + (f" and {len(gone) - 3} more" if len(gone) > 3 else "")
+        ctx.repo.add_history(entry.oaio_id, "recover", detail=f"deleted here after a pull installed them: {shown}")
+        log.info("%s: %d file(s) downloaded before a crash and deleted since: %s", entry.oaio_id, len(gone), shown)
+    return len(gone)
 
 
 def _outcome(

@@ -167,7 +167,8 @@ class CursorRow(Base):
 
 
 class JournalRow(Base):
-    """An operation in flight (a version commit); a row left at start means it was interrupted."""
+    """An operation in flight (a version commit, a pull's batch of downloads being installed…); a row left at start
+    means it was interrupted."""
 
     __tablename__ = "journal"
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)

@@ -3,6 +3,9 @@
 A device is its disk (``path -> content``) and its index's base (``files.synced_sha256``); :func:`pull` is
 pull.py's ``_plan`` + ``_clear_remote_folders`` + ``_apply`` step by step (conflicted copies, the trash, keep-local,
 restore, a file and a folder of one name), :func:`push` is push.py's ``_prepare`` + ``_commit`` with the 409 rule.
+A device's ``failing`` paths are downloads that fail (a storage error, a full disk): their steps do nothing, the pull
+is left unfinished and returns a :class:`Carry` (push.Carry, made by cycle._pull_one), with which the push commits
+on top of the server's version, those paths as the server has them.
 Contents stand for sha256s. Keep it in step with pull.py and push.py: a property that fails here and not on the real
 engine (or the reverse) means the model drifted.
 """
@@ -106,6 +109,20 @@ class Device:
     trash: list[tuple[str, str]] = field(default_factory=list)
     copies: list[str] = field(default_factory=list)
     remote_dirty: bool = False
+    failing: set[str] = field(default_factory=set)  #: paths whose download fails while they are here
+
+
+@dataclass(frozen=True)
+class Carry:
+    """push.Carry: the pull merged all of server ``version`` but ``paths``."""
+
+    version: int
+    remote: Tree
+    paths: frozenset[str]
+
+
+#: the steps that fetch a file from storage (pull._needs_backend): those of a failing path fail
+FETCHING = (Action.DOWNLOAD, Action.RESTORE, Action.CONFLICT, Action.CONFLICT_NO_BASE)
 
 
 @dataclass
@@ -147,11 +164,11 @@ def plan(device: Device, remote: Tree) -> list[tuple[str, Action]]:
     return steps
 
 
-def pull(device: Device, server: Server) -> None:
-    """pull.pull_object for one version, as a sequence of steps on the model."""
-    if device.version == server.version:
-        device.remote_dirty = False
-        return
+def pull(device: Device, server: Server) -> Carry | None:
+    """pull.pull_object for one version, as a sequence of steps on the model; the :class:`Carry` of a pull whose
+    ``failing`` downloads failed (the version is then not the base, and the object stays ``remote_dirty``)."""
+    if device.version == server.version and not device.remote_dirty:
+        return None
     remote = server.tree
     steps = plan(device, remote)
     here = {path for path, _action in steps if path not in remote and path in device.disk}
@@ -160,10 +177,19 @@ def pull(device: Device, server: Server) -> None:
     for path, action in steps:  # _clear_remote_folders: before any download needs the folder
         if path in clashing:
             apply_step(device, server, path, action if action is Action.TRASH_LOCAL else Action.MOVE_ASIDE)
+    failed: set[str] = set()
     for path, action in steps:
-        if path not in clashing:
-            apply_step(device, server, path, action)
+        if path in clashing:
+            continue
+        if action in FETCHING and path in device.failing:
+            failed.add(path)  # pull._apply_step: recorded, backed off, merged again by the next pull
+            continue
+        apply_step(device, server, path, action)
+    if failed:
+        device.remote_dirty = True
+        return Carry(server.version, dict(remote), frozenset(failed))
     device.version, device.remote_dirty = server.version, False
+    return None
 
 
 def install(device: Device, server: Server, path: str, content: str) -> None:
@@ -232,9 +258,39 @@ def has_changes(device: Device) -> bool:
     return any(device.disk.get(path) != device.synced.get(path) for path in paths)
 
 
-def push(device: Device, server: Server) -> bool:
-    """push.push_object: commit the disk if it changed; False on a 409 (the caller pulls and tries again)."""
-    if device.remote_dirty or not has_changes(device):
+def is_tree(tree: Tree) -> bool:
+    """No file stands where another file needs a folder (a manifest the engine could not lay out)."""
+    return not any(path.rsplit("/", depth)[0] in tree for path in tree for depth in range(1, path.count("/") + 1))
+
+
+def carried_tree(device: Device, carry: Carry) -> Tree:
+    """push._prepare with a carry: every other path as it is here, each carried one as the server has it."""
+    tree = {path: content for path, content in device.disk.items() if path not in carry.paths}
+    tree.update({path: carry.remote[path] for path in carry.paths if path in carry.remote})
+    return tree
+
+
+def push(device: Device, server: Server, carry: Carry | None = None) -> bool:
+    """push.push_object: commit the disk if it changed; False on a 409 (the caller pulls and tries again). An
+    unfinished pull holds the push back unless ``carry`` is of the version the device last saw (its pull merged
+    all of it but the carried paths)."""
+    if device.remote_dirty:
+        if carry is None:
+            return True  # "merging comes first"
+        if carry.version != server.version:
+            return False  # committed on top of the version pulled: a 409 once another device committed since
+        tree = carried_tree(device, carry)
+        if tree == carry.remote:
+            return True
+        if not is_tree(tree):
+            return True  # push._carried_clash: a file and a folder of one name; merging comes first
+        server.version += 1
+        server.tree, server.author = tree, device.name
+        kept = {path: content for path, content in device.synced.items() if path in carry.paths}
+        device.synced = {path: content for path, content in device.disk.items() if path not in carry.paths} | kept
+        device.version = server.version  # still remote_dirty: the next pull merges the carried paths
+        return True
+    if not has_changes(device):
         return True
     if device.version != server.version:
         return False
@@ -244,13 +300,13 @@ def push(device: Device, server: Server) -> bool:
     return True
 
 
-def sync(device: Device, server: Server, attempts: int = 5) -> None:
-    """One cycle: pull, then push, pulling again after each 409 (cycle._push_all)."""
-    pull(device, server)
+def sync(device: Device, server: Server, attempts: int = 5) -> Carry | None:
+    """One cycle: pull, then push, pulling again after each 409 (cycle._push_all); returns the last pull's carry."""
+    carry = pull(device, server)
     for _attempt in range(attempts):
-        if push(device, server):
-            return
-        pull(device, server)
+        if push(device, server, carry):
+            return carry
+        carry = pull(device, server)
     raise AssertionError(f"{device.name}: still losing races after {attempts} commits")
 
 

@@ -4,9 +4,10 @@ push.py apply it, never drop a content, settle (planning the result again does n
 The engine without its disk and database is tests/engine/plan_model.py: a device is its disk and its index's base,
 a pull is ``_plan`` + ``_clear_remote_folders`` + ``_apply`` step by step, a push ``_prepare`` + ``_commit`` with
 the 409 rule. Contents stand for sha256s; every write makes a new one, so "no loss" is a set check.
-Not modelled: executable bits, mass-deletion holds (``is_mass_deletion`` is checked on its own), stale manifests
-(``UNKNOWN``: the engine downloads and asks :func:`decide` again with the real hash, checked as a table property),
-users changing files while a pull runs (``LocalChanged``) and read-only objects.
+Downloads that fail (a device's ``failing`` paths) leave the pull unfinished and the push commits the rest with a
+``push.Carry``. Not modelled: executable bits, mass-deletion holds (``is_mass_deletion`` is checked on its own),
+stale manifests (``UNKNOWN``: the engine downloads and asks :func:`decide` again with the real hash, checked as a
+table property), users changing files while a pull runs (``LocalChanged``) and read-only objects.
 
 Example counts come from settings profiles: ``dev`` by default, ``ci`` when ``CI=true`` (``.ci/run``), ``soak``
 with ``OAIOD_PLAN_PROFILE=soak``. Minimized failures stay as ``@example`` regression cases.
@@ -50,8 +51,10 @@ from tests.engine.plan_model import (
     Tree,
     Writer,
     apply_edit,
+    carried_tree,
     fits,
     is_copy,
+    is_tree,
     plan,
     pull,
     push,
@@ -260,13 +263,49 @@ def test_a_first_sync_never_moves_the_users_files(trees: tuple[Tree, Tree, Tree,
         assert final[content] >= 1
 
 
+@given(three_trees(), st.sets(st.sampled_from(PATHS), max_size=6))
+@example(({"a": "base0"}, {"a/a": "c1"}, {"a": "c2"}, Writer()), {"a"})  # a folder here where a failed file goes
+@settings(scaled(1))
+def test_a_path_that_cannot_be_merged_does_not_block_the_rest(
+    trees: tuple[Tree, Tree, Tree, Writer], failing: set[str]
+) -> None:
+    """Downloads of ``failing`` paths fail on device "here": its sync still commits every other change of its own
+    on top of the server's version (push.Carry), the failed paths as the server has them, so nothing of the server's
+    is overwritten; once the downloads work again both devices converge and no content is lost."""
+    base, local, remote, _writer = trees
+    here = Device("here", dict(local), dict(base), 1, failing=set(failing))
+    there = Device("there", dict(remote), dict(remote), 2)
+    server = Server(2, dict(remote), "there")
+    carry = sync(here, server)
+    if carry is not None and not is_tree(carried_tree(here, carry)):  # a failed file where a folder stands here
+        assert server.tree == remote  # held back (push._carried_clash): a manifest never has both
+    elif carry is not None:
+        assert carry.paths <= failing
+        assert here.remote_dirty and server.tree == carried_tree(here, carry)
+        for path in carry.paths:
+            assert server.tree.get(path) == remote.get(path), f"{path}: the server's content was overwritten"
+        for path in set(here.disk) - carry.paths:
+            assert server.tree.get(path) == here.disk[path], f"{path}: held back by a path that failed"
+    here.failing.clear()
+    quiesce([here, there], server)
+    assert_converged([here, there], server)
+    final = Counter(server.tree.values())
+    for side in (local, remote):
+        for path, content in side.items():
+            if base.get(path) != content:
+                assert final[content] >= 1, f"{path}: {content} was lost"
+    for path, content in local.items():
+        assert content in final or (path, content) in here.trash, f"{path}: {content} left without the trash"
+
+
 # -- several devices, interleaved ---------------------------------------------------------------------------------
 
-# A step of the run: (device index, what: "edit" | "adopt" | "pull" | "push" | "sync", an edit).
+# A step of the run: (device index, what: "edit" | "adopt" | "pull" | "push" | "sync" | "break" | "mend", an edit);
+# "break" makes the downloads of one path fail on that device (PATHS[edit[1]]), "mend" makes them work again.
 run_steps = st.lists(
     st.tuples(
         st.integers(0, 2),
-        st.sampled_from(("edit", "edit", "edit", "adopt", "pull", "push", "sync", "sync")),
+        st.sampled_from(("edit", "edit", "edit", "adopt", "pull", "push", "sync", "sync", "break", "mend")),
         st.tuples(
             st.sampled_from(("edit", "create", "create", "delete", "rmdir", "move")),
             st.integers(0, len(PATHS) - 1),
@@ -313,7 +352,8 @@ def user_step(device: Device, others: list[Device], what: str, edit: Edit, ledge
 @given(base_trees(), run_steps)
 @settings(scaled(2))
 def test_devices_converge_and_lose_nothing(base: Tree, steps: list[tuple[int, str, Edit]]) -> None:
-    """Three devices edit, pull, push and sync in any order, committing against each other (409s); then every
+    """Three devices edit, pull, push and sync in any order, committing against each other (409s), some downloads
+    failing for a while (the push carries those paths); then every
     device syncs until a round does nothing. That takes at most three rounds, every device ends with the server's
     tree, every content a user wrote and no user deleted is in it, and every content a writer's user did not
     drop is in it or in that writer's trash."""
@@ -330,6 +370,12 @@ def test_devices_converge_and_lose_nothing(base: Tree, steps: list[tuple[int, st
             pass  # a 409: the next sync pulls and merges
         elif what == "sync":
             sync(device, server)
+        elif what == "break":
+            device.failing.add(PATHS[edit[1]])
+        elif what == "mend":
+            device.failing.clear()
+    for device in devices:
+        device.failing.clear()
     quiesce(devices, server)
     assert_converged(devices, server)
     assert_settled(devices, server)

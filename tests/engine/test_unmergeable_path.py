@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from oaiod.engine.manifest import remote_files
 from tests.engine.conftest import converge, tree, write
 
 pytestmark = pytest.mark.integration
@@ -50,3 +51,37 @@ def test_a_path_that_cannot_be_merged_does_not_hold_back_the_rest(make_device, t
     converge(a, b)
     assert a.tree() == b.tree() == {"keep.txt": b"k2 from b", "mine.txt": b"from b, again", "link/x.txt": b"x2"}
     assert tree(elsewhere) == {}
+
+
+def test_an_unmerged_file_where_a_folder_stands_here_waits_for_its_merge(make_device, storage_root: Path) -> None:
+    """The path that cannot be merged is a file on the server and a folder here (b deleted ``a`` and made ``a/``):
+    committing it as the server has it beside b's folder would be a version with a file and a folder of one name,
+    which stops every device's pull of it (Local storage refuses to store it: a commit failing every cycle). The
+    push waits for the merge instead (found by the planner model's Carry, tests/engine/test_plan_properties.py).
+    The download fails for real: its stored bytes are damaged."""
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "a", "v1")
+    converge(a, b)
+    write(a.root / "a", "v2 from a")
+    converge(a)
+    (b.root / "a").unlink()
+    write(b.root / "a" / "f.txt", "b's folder")
+    stored = [p for p in storage_root.rglob("*") if p.is_file() and p.read_bytes() == b"v2 from a"]
+    assert stored
+    for blob in stored:
+        blob.chmod(0o644)
+        blob.write_bytes(b"damaged!!")
+
+    report = b.sync()
+    assert report.errors and all("downloaded sha256" in e for e in report.errors), report  # no commit tried
+    for obj in b.api.stampz(None).objects:
+        paths = set(remote_files(obj.client_values, obj.client_stamp))
+        assert not ({"a", "a/f.txt"} <= paths), f"{obj.oaio_id}: a file and a folder of one name"
+
+    for blob in stored:
+        blob.write_bytes(b"v2 from a")
+    b.engine.repo.retry_errors()
+    converge(b, a)
+    final = a.tree()
+    assert final == b.tree() and final["a/f.txt"] == b"b's folder"
+    assert [content for path, content in final.items() if path.startswith("a (conflicted copy")] == [b"v2 from a"]
