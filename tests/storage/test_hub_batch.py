@@ -254,3 +254,39 @@ def test_a_large_file_with_a_known_sha256_is_read_once_and_checked_by_the_hub(
     [got] = alice.get_many([Transfer("scratch/right.bin", str(tmp_path / "down" / "right.bin"))])
     assert got.error is None and got.sha256 == right  # the hash checked while writing, not read back
     assert (tmp_path / "down" / "right.bin").read_bytes() == contents["right.bin"]
+
+
+def test_copy_prefix_on_a_hub_without_the_route(
+    hub_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An older hub answers ``copy-prefix/`` 404 naming nothing: the backend lists the folder and copies it with
+    ``copy-many/`` instead (the same result), and remembers not to ask again."""
+    import oaiod.hub.server
+    from oaiod.hub.app import create_app
+    from oaiod.hub.deps import error_response
+
+    def older_app(*args: Any) -> Any:
+        app = create_app(*args)
+
+        async def filtered(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and scope["path"].endswith("/copy-prefix/"):
+                await error_response(404, "not_found", "Not Found")(scope, receive, send)
+                return
+            await app(scope, receive, send)
+
+        filtered.state = app.state  # type: ignore[attr-defined]
+        return filtered
+
+    monkeypatch.setattr(oaiod.hub.server, "create_app", older_app)
+    backend = backend_on(hub_factory())
+    try:
+        for name in ("a", "b", "sub/c"):
+            backend.put_bytes(f"old/{name}", name.encode())
+        assert backend.copy_prefix("old", "new", exclude={"b"}) == 2
+        assert backend.copy_prefix("old", "newer") == 3
+        assert sorted(info.key for info in backend.list("new")) == ["new/a", "new/sub/c"]
+        assert backend.get_bytes("newer/sub/c") == b"sub/c"
+        assert len(requests_to(backend, "copy-prefix/")) == 1  # asked once, then remembered
+        assert len(requests_to(backend, "copy-many/")) == 2
+    finally:
+        backend.close()

@@ -649,8 +649,7 @@ class HubBackend(Backend):
         try:
             answer = self._json("POST", f"{BLOBS}copy-prefix/", src, "cannot copy", json=body)
         except StorageError as exc:
-            refused = getattr(exc.__cause__, "body", None)
-            name = refused.get("name") if isinstance(refused, dict) else None
+            name = _refused_name(exc)
             if name is None and isinstance(exc, ObjectNotFound):
                 log.info("%s has no copy-prefix/ route (an older hub); listing and copying instead", self.describe())
                 self._copy_prefix_route = False
@@ -671,8 +670,7 @@ class HubBackend(Backend):
         try:
             self._json("POST", f"{BLOBS}copy-many/", batch[0][0], "cannot copy", json=body)
         except StorageError as exc:
-            answer = getattr(exc.__cause__, "body", None)
-            name = answer.get("name") if isinstance(answer, dict) else None
+            name = _refused_name(exc)
             if name is None and isinstance(exc, ObjectNotFound):
                 log.info("%s has no copy-many/ route (an older hub); copying one pair per request", self.describe())
                 self._copy_many_route = False
@@ -683,6 +681,13 @@ class HubBackend(Backend):
             if not any(name in pair for pair in batch):
                 raise PermanentStorageError(f"the hub's copy answer names {str(name)[:200]!r}, not a key sent") from exc
             raise type(exc)(f"cannot copy {name!r}: {exc.__cause__}", key=name) from exc
+
+
+def _refused_name(exc: StorageError) -> Any:
+    """The key a hub's refusal names (its JSON answer's ``name``); None when it names none — a 404 naming nothing
+    is a hub without the route."""
+    answer = getattr(exc.__cause__, "body", None)
+    return answer.get("name") if isinstance(answer, dict) else None
 
 
 def _weight(keys: Sequence[str]) -> int:
