@@ -86,3 +86,23 @@ def test_a_stored_failure_reads_for_people_without_the_raw_request(repo: StateRe
     assert repo.record_error("obj:o1", refused, what="push").message == "push: the server refused it: stamp is older"
     quoted = OSError("GET http://127.0.0.1:8000/api/hub/blobs/x broke")
     assert "http://" not in repo.record_error("obj:o2", quoted).message
+
+
+def test_a_failure_recorded_while_the_clock_ran_ahead_is_due_once_it_is_corrected(
+    repo: StateRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wall clock two days ahead when a push failed, then set right: the item is due at once, not in two days
+    (sim seed 21's device waited out such a backoff and never converged). The machine's clock cannot be moved in a
+    test, so the repo's clock is: ``now_stamp`` is patched for the failure only."""
+    import oaiod.state.repo as repo_module
+
+    ahead = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).strftime("%Y%m%d%H%M%S%f")
+    monkeypatch.setattr(repo_module, "now_stamp", lambda: ahead)
+    repo.record_error("obj:x", TransportError("connection reset"), oaio_id="x")
+    repo.record_error("file:x:a.txt", ObjectNotFound("gone", key="a.txt"), oaio_id="x", path="a.txt")
+    assert repo.backing_off("obj:x")  # on the clock it was recorded by, it waits
+    monkeypatch.setattr(repo_module, "now_stamp", now_stamp)
+    assert not repo.backing_off("obj:x")
+    assert repo.files_backing_off("x", "") == set()
+    repo.record_error("obj:x", TransportError("connection reset"), oaio_id="x")  # a failure on the right clock waits
+    assert repo.backing_off("obj:x")
