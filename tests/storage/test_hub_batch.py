@@ -46,6 +46,32 @@ def requests_to(backend: HubBackend, route: str) -> list[Any]:
     return [timing for timing in backend.http.timings if f"/hub/blobs/{route}" in timing.url]
 
 
+def without_routes(monkeypatch: pytest.MonkeyPatch, routes: tuple[str, ...], *, get_only: bool = False) -> None:
+    """Hubs started from now on answer ``routes`` as an older hub without them would: 404, or with ``get_only``
+    405 for all but GET (where only their CSRF-cookie GET routes exist) — an ASGI filter in front of a real hub."""
+    import oaiod.hub.server
+    from oaiod.hub.app import create_app
+    from oaiod.hub.deps import error_response
+
+    def older_app(*args: Any) -> Any:
+        app = create_app(*args)
+
+        async def filtered(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and scope["path"].endswith(routes):
+                if not get_only:
+                    await error_response(404, "not_found", "Not Found")(scope, receive, send)
+                    return
+                if scope["method"] != "GET":
+                    await error_response(405, "method_not_allowed", "Method Not Allowed")(scope, receive, send)
+                    return
+            await app(scope, receive, send)
+
+        filtered.state = app.state  # type: ignore[attr-defined]
+        return filtered
+
+    monkeypatch.setattr(oaiod.hub.server, "create_app", older_app)
+
+
 def round_trip(backend: HubBackend, tmp_path: Path, contents: dict[str, bytes], prefix: str = "scratch") -> None:
     """put_many then get_many of ``contents`` (files under tmp_path/up), checking every result and byte."""
     puts = [Transfer(f"{prefix}/{name}", str(tmp_path / "up" / name)) for name in contents]
@@ -106,27 +132,7 @@ def test_a_hub_without_the_batch_routes(
 ) -> None:
     """An older hub: a real hub whose application answers the batch routes as one without them would — 404, or
     405 where only their GET (CSRF cookie) routes exist — through an ASGI filter in front of it."""
-    import oaiod.hub.server
-    from oaiod.hub.app import create_app
-    from oaiod.hub.deps import error_response
-
-    def older_app(*args: Any) -> Any:
-        app = create_app(*args)
-
-        async def filtered(scope: Any, receive: Any, send: Any) -> None:
-            if scope["type"] == "http" and scope["path"].endswith(("/put-many/", "/get-many/")):
-                if older == "no routes":
-                    await error_response(404, "not_found", "Not Found")(scope, receive, send)
-                    return
-                if scope["method"] != "GET":
-                    await error_response(405, "method_not_allowed", "Method Not Allowed")(scope, receive, send)
-                    return
-            await app(scope, receive, send)
-
-        filtered.state = app.state  # type: ignore[attr-defined]
-        return filtered
-
-    monkeypatch.setattr(oaiod.hub.server, "create_app", older_app)
+    without_routes(monkeypatch, ("/put-many/", "/get-many/"), get_only=older == "GET only")
     hub = hub_factory()
     backend = backend_on(hub)
     try:
@@ -261,23 +267,7 @@ def test_copy_prefix_on_a_hub_without_the_route(
 ) -> None:
     """An older hub answers ``copy-prefix/`` 404 naming nothing: the backend lists the folder and copies it with
     ``copy-many/`` instead (the same result), and remembers not to ask again."""
-    import oaiod.hub.server
-    from oaiod.hub.app import create_app
-    from oaiod.hub.deps import error_response
-
-    def older_app(*args: Any) -> Any:
-        app = create_app(*args)
-
-        async def filtered(scope: Any, receive: Any, send: Any) -> None:
-            if scope["type"] == "http" and scope["path"].endswith("/copy-prefix/"):
-                await error_response(404, "not_found", "Not Found")(scope, receive, send)
-                return
-            await app(scope, receive, send)
-
-        filtered.state = app.state  # type: ignore[attr-defined]
-        return filtered
-
-    monkeypatch.setattr(oaiod.hub.server, "create_app", older_app)
+    without_routes(monkeypatch, ("/copy-prefix/",))
     backend = backend_on(hub_factory())
     try:
         for name in ("a", "b", "sub/c"):
