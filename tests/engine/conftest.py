@@ -22,6 +22,9 @@ from oaiod.hub.server import HubServer
 from oaiod.server_api import OaioServerApi
 from oaiod.state import StateRepo
 from oaiod.storage import open_backend
+from oaiod.storage.base import Backend
+from oaiod.storage.hub import HubBackend
+from oaiod.storage.wrappers import WrapperConfig, wrap_backend
 
 
 @dataclass
@@ -94,6 +97,41 @@ def make_device(hub: HubServer, storage_root: Path, tmp_path: Path) -> Iterator[
         device = Device(name, user, root, home, engine, api)
         made.append(device)
         return device
+
+    yield make
+    for device in made:
+        device.engine.close()
+        device.engine.repo.close()
+        device.api.close()
+
+
+@pytest.fixture
+def hub_device(hub: HubServer, tmp_path: Path) -> Iterator[Callable[..., tuple[Device, list[HubBackend]]]]:
+    """``hub_device(user, name, wrap=...)``: a device whose objects go to Hub storage with the daemon's wiring (the
+    backend shares the API session), and the HubBackends it opened. ``wrap`` makes what the engine uses of each
+    (by default the usual wrappers, two quick attempts; a test may hook the calls there)."""
+    made: list[Device] = []
+
+    Wrap = Callable[[HubBackend], Backend]
+
+    def make(user: str, name: str, wrap: Wrap | None = None) -> tuple[Device, list[HubBackend]]:
+        base = tmp_path / f"dev-{name}"
+        (base / "home").mkdir(parents=True)
+        settings = EngineSettings(client_root=base / "home" / "oaio_root", device_id=name, state_dir=base / "state",
+                                  username=user, csh_id="Hub", quiet_period=0.0, home=base / "home")  # fmt: skip
+        api = OaioServerApi(hub.host, user, hub.users[user], device_id=name, app_id="oaiod")  # type: ignore[attr-defined]
+        opened: list[HubBackend] = []
+
+        def open_hub(csh_id: str, args: dict[str, Any]) -> Backend:
+            assert csh_id == "Hub"
+            opened.append(HubBackend.sharing(api.http, args))
+            if wrap is not None:
+                return wrap(opened[-1])
+            return wrap_backend(opened[-1], WrapperConfig(attempts=2, backoff_base=0.01))
+
+        engine = SyncEngine(settings, StateRepo(settings.state_dir), api, open_hub)
+        made.append(Device(name, user, settings.client_root, base / "home", engine, api))
+        return made[-1], opened
 
     yield make
     for device in made:

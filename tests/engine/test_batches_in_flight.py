@@ -12,18 +12,12 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from oaiod.engine import context
 from oaiod.engine.context import in_flight
-from oaiod.engine.cycle import SyncEngine
-from oaiod.engine.settings import EngineSettings
-from oaiod.hub.server import HubServer
-from oaiod.server_api import OaioServerApi
-from oaiod.state import StateRepo
 from oaiod.storage.base import Transfer, Transferred
 from oaiod.storage.errors import PermanentStorageError
 from oaiod.storage.hub import HubBackend
@@ -106,35 +100,17 @@ def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(context, "TRANSFER_BATCH_FILES", 5)
 
 
-@pytest.fixture
-def hub_device(hub: HubServer, tmp_path: Path) -> Iterator[Callable[[str, str], tuple[Device, HookedBackend]]]:
-    """``hub_device(user, name)``: a device on Hub storage, and the :class:`HookedBackend` its engine uses."""
-    made: list[Device] = []
+def hooked_device(hub_device: Callable[..., Any], user: str, name: str) -> tuple[Device, HookedBackend]:
+    """A device on Hub storage (one attempt per call) and the :class:`HookedBackend` its engine uses."""
+    hooked: list[HookedBackend] = []
 
-    def make(user: str, name: str) -> tuple[Device, HookedBackend]:
-        base = tmp_path / f"dev-{name}"
-        (base / "home").mkdir(parents=True)
-        settings = EngineSettings(client_root=base / "home" / "oaio_root", device_id=name, state_dir=base / "state",
-                                  username=user, csh_id="Hub", quiet_period=0.0, home=base / "home")  # fmt: skip
-        api = OaioServerApi(hub.host, user, hub.users[user], device_id=name, app_id="oaiod")  # type: ignore[attr-defined]
-        opened: list[HookedBackend] = []
+    def wrap(backend: HubBackend) -> HookedBackend:
+        hooked.append(HookedBackend(wrap_backend(backend, WrapperConfig(attempts=1))))
+        return hooked[-1]
 
-        def open_hub(csh_id: str, args: dict[str, Any]) -> Any:
-            assert csh_id == "Hub"
-            inner = wrap_backend(HubBackend.sharing(api.http, args), WrapperConfig(attempts=1))
-            opened.append(HookedBackend(inner))
-            return opened[-1]
-
-        engine = SyncEngine(settings, StateRepo(settings.state_dir), api, open_hub)
-        made.append(Device(name, user, settings.client_root, base / "home", engine, api))
-        engine.ctx.backend("Hub")
-        return made[-1], opened[0]
-
-    yield make
-    for device in made:
-        device.engine.close()
-        device.engine.repo.close()
-        device.api.close()
+    device, _opened = hub_device(user, name, wrap)
+    device.engine.ctx.backend("Hub")
+    return device, hooked[0]
 
 
 class Overlap:
@@ -175,8 +151,8 @@ def test_downloads_run_in_flight_and_a_failed_batch_loses_or_doubles_nothing(hub
     """40 files in batches of 5 through a real hub: several ``get_many`` calls run at once. One of them fails
     after writing its files: they are discarded (no temp file left) and only they are missing, with no index row
     claiming them; every other file is installed once, with its row. The next cycle brings the rest."""
-    a, _ = hub_device("alice", "a")
-    b, hooked_b = hub_device("alice", "b")
+    a, _ = hooked_device(hub_device, "alice", "a")
+    b, hooked_b = hooked_device(hub_device, "alice", "b")
     converge(a, b)
     made = many(a.root, 40)
     a.sync()
@@ -202,8 +178,8 @@ def test_downloads_run_in_flight_and_a_failed_batch_loses_or_doubles_nothing(hub
 def test_uploads_run_in_flight_and_a_failed_batch_commits_nothing(hub_device) -> None:
     """A failed ``put_many`` among several in flight: no version is committed (the server keeps the old one, the
     index claims nothing); the next cycle commits every file exactly once and the other device gets them all."""
-    a, hooked_a = hub_device("alice", "a")
-    b, _ = hub_device("alice", "b")
+    a, hooked_a = hooked_device(hub_device, "alice", "a")
+    b, _ = hooked_device(hub_device, "alice", "b")
     converge(a, b)
     before = a.engine.repo.objects()[0].client_stamp
     made = many(a.root, 40)

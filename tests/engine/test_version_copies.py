@@ -6,54 +6,17 @@ over loopback, with the hub's own blob store as storage (the daemon's wiring: th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from oaiod.engine.cycle import SyncEngine
-from oaiod.engine.settings import EngineSettings
-from oaiod.hub.server import HubServer
 from oaiod.model import storage_key
-from oaiod.server_api import OaioServerApi
-from oaiod.state import StateRepo
 from oaiod.storage.hub import HubBackend
-from oaiod.storage.wrappers import WrapperConfig, wrap_backend
-from tests.engine.conftest import Device, converge, write
+from tests.engine.conftest import converge, write
 
 pytestmark = pytest.mark.integration
 
 FILES = 300
-
-
-@pytest.fixture
-def hub_device(hub: HubServer, tmp_path: Path) -> Iterator[Callable[[str, str], tuple[Device, list[HubBackend]]]]:
-    """``hub_device(user, name)``: a device whose objects go to Hub storage, and the HubBackends it opened."""
-    made: list[Device] = []
-
-    def make(user: str, name: str) -> tuple[Device, list[HubBackend]]:
-        base = tmp_path / f"dev-{name}"
-        (base / "home").mkdir(parents=True)
-        settings = EngineSettings(client_root=base / "home" / "oaio_root", device_id=name, state_dir=base / "state",
-                                  username=user, csh_id="Hub", quiet_period=0.0, home=base / "home")  # fmt: skip
-        api = OaioServerApi(hub.host, user, hub.users[user], device_id=name, app_id="oaiod")  # type: ignore[attr-defined]
-        opened: list[HubBackend] = []
-
-        def open_hub(csh_id: str, args: dict[str, Any]) -> Any:
-            assert csh_id == "Hub"
-            opened.append(HubBackend.sharing(api.http, args))
-            return wrap_backend(opened[-1], WrapperConfig(attempts=2, backoff_base=0.01))
-
-        engine = SyncEngine(settings, StateRepo(settings.state_dir), api, open_hub)
-        made.append(Device(name, user, settings.client_root, base / "home", engine, api))
-        return made[-1], opened
-
-    yield make
-    for device in made:
-        device.engine.close()
-        device.engine.repo.close()
-        device.api.close()
 
 
 def storage_requests(opened: list[HubBackend]) -> list[str]:
