@@ -99,6 +99,7 @@ T = TypeVar("T")
 HUB_HEADER = "X-Oaiod-Hub"
 SYNC_STAMP_HEADER = "X-Oaiod-Sync-Stamp"
 DELETED_COUNT_HEADER = "X-Oaiod-Deleted-Count"
+LEAN_HEADER = "X-Oaiod-Lean"  # "1": the hub answers objects with empty server_values (feature "lean")
 FEED_TIMEOUT_MARGIN = 15.0  # seconds the read timeout of the change feed exceeds its poll time
 
 
@@ -182,7 +183,9 @@ class OaioServerApi:
 
     ``server`` is a host (``HOST[:PORT]``: http for loopback, https otherwise), a base URL, or a ready
     :class:`~oaiod.http.HttpClient` whose auth logs in to that server (its default headers get the context ids).
-    ``clock`` gives the local stamp for :meth:`check_clock` (injectable for tests).
+    ``clock`` gives the local stamp for :meth:`check_clock` (injectable for tests). ``lean``: on an oaiod hub,
+    objects travel without ``server_values`` both ways (empty; the hub keeps its own) — for a folder they are a
+    second copy of its manifest, and oaiod never reads them; False gets the published client's full objects.
     """
 
     def __init__(
@@ -198,6 +201,7 @@ class OaioServerApi:
         allow_insecure: bool = False,
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
+        lean: bool = True,
     ) -> None:
         self.username = validate_username(username)
         self.device_id = validate_name(device_id, "device_id")
@@ -217,6 +221,7 @@ class OaioServerApi:
         self._clock = clock
         self._features: frozenset[str] | None = None
         self.hub_version: str | None = None
+        self.lean = lean
 
     def __repr__(self) -> str:
         return f"OaioServerApi({self.http.base_url!r}, {self.username!r}, device_id={self.device_id!r})"
@@ -239,18 +244,23 @@ class OaioServerApi:
 
     # -- requests -------------------------------------------------------------------------------------------------
 
-    def _get(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.http.request("GET", path, headers={**self._context, "Accept": "application/json"}, **kwargs)
+    def _get(self, path: str, headers: dict[str, str] | None = None, **kwargs: Any) -> requests.Response:
+        headers = {**self._context, "Accept": "application/json", **(headers or {})}
+        return self.http.request("GET", path, headers=headers, **kwargs)
 
     def _get_json(self, path: str, **kwargs: Any) -> Any:
         return json_of(self._get(path, **kwargs))
 
-    def _post(self, path: str, payload: Any) -> requests.Response:
-        headers = {**self._context, "Accept": "application/json"}
+    def _post(self, path: str, payload: Any, headers: dict[str, str] | None = None) -> requests.Response:
+        headers = {**self._context, "Accept": "application/json", **(headers or {})}
         return self.http.request("POST", path, json=payload, headers=headers)
 
-    def _post_json(self, path: str, payload: Any) -> Any:
-        return json_of(self._post(path, payload))
+    def _post_json(self, path: str, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        return json_of(self._post(path, payload, headers))
+
+    def _lean_headers(self) -> dict[str, str]:
+        """The header asking for objects without ``server_values``, when wanted and the server offers it."""
+        return {LEAN_HEADER: "1"} if self.lean and "lean" in self.features() else {}
 
     # -- session and clock --------------------------------------------------------------------------------------
 
@@ -296,8 +306,11 @@ class OaioServerApi:
         return self._post_object("upload/", obj)
 
     def _post_object(self, route: str, obj: OaiObject) -> OaiObject:
+        payload, lean = obj.to_dict(), self._lean_headers()
+        if lean:
+            payload["server_values"] = {}  # an oaiod hub never reads them (it moves its stored newest there)
         try:
-            answer = self._post_json(route, obj.to_dict())
+            answer = self._post_json(route, payload, lean)
         except Conflict as exc:
             stored = exc.body.get("object") if isinstance(exc.body, dict) else None
             server_object = _valid_object(stored, f"{route} conflict") if stored is not None else None
@@ -321,14 +334,14 @@ class OaioServerApi:
                 return self._stampz_since(validate_stamp(since, "since"))
             except Gone:
                 log.info("%s forgot deletions since %s; listing every object instead", self.http.base_url, since)
-        response = self._get("oaio_stampz/")
+        response = self._get("oaio_stampz/", self._lean_headers())
         cursor = response.headers.get(SYNC_STAMP_HEADER)
         sync_stamp = _checked(lambda: validate_stamp(cursor, SYNC_STAMP_HEADER), "oaio_stampz/") if cursor else ""
         objects, rejected = _valid_listing(json_of(response))
         return StampzResult(objects, [], sync_stamp, True, rejected)
 
     def _stampz_since(self, since: str) -> StampzResult:
-        response = self._get("oaio_stampz/", params={"since": since})
+        response = self._get("oaio_stampz/", self._lean_headers(), params={"since": since})
         objects, rejected = _valid_listing(json_of(response))
         cursor = _checked(lambda: validate_stamp(response.headers.get(SYNC_STAMP_HEADER), SYNC_STAMP_HEADER), "since")
         count = response.headers.get(DELETED_COUNT_HEADER, "")

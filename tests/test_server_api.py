@@ -129,7 +129,7 @@ def test_register_upload_conflict_and_versions(alice: OaioServerApi) -> None:
     v2 = next_version(stored, text="v2")
     stored2 = alice.upload(v2)
     assert (stored2.client_stamp, stored2.server_stamp) == (v2.client_stamp, stored.client_stamp)
-    assert stored2.server_values["text"] == "v1"
+    assert stored2.server_values == {}  # lean (the hub keeps them): test_lean_objects_leave_the_old_values_at_the_hub
 
     stale = next_version(stored, text="lost?")  # built on v1, not on v2
     with pytest.raises(UploadConflict) as caught:
@@ -142,6 +142,40 @@ def test_register_upload_conflict_and_versions(alice: OaioServerApi) -> None:
     versions = alice.versions(obj.oaio_id)
     assert [v.stamp for v in versions][:2] == [v2.client_stamp, obj.client_stamp]
     assert versions[0].values["text"] == "v2"
+
+
+def test_lean_objects_leave_the_old_values_at_the_hub(hub: Any, alice: OaioServerApi) -> None:
+    """On an oaiod hub objects travel without ``server_values`` (feature ``lean``): for a folder they are a second
+    copy of its manifest, and oaiod never reads them. The hub keeps them: a client wanting the published client's
+    full objects (``lean=False``, or a plain client without the header) gets them in every answer."""
+    manifest = "x" * 20_000  # an error body is read up to 64 KiB: the full 409 below still fits
+    stored = alice.register(new_object(alice, "folder", manifest=manifest, n=1))
+    alice.http.timings.clear()
+    stored2 = alice.upload(next_version(stored, n=2))
+    listed = {obj.oaio_id: obj for obj in alice.stampz().objects}[stored.oaio_id]
+    assert stored2.server_values == {} and listed.server_values == {} and listed.client_values["n"] == 2
+    upload = next(t for t in alice.http.timings if t.url.endswith("/upload/"))
+    assert manifest_copies(upload.bytes_sent, manifest) == 1 and manifest_copies(upload.bytes_received, manifest) == 1
+    full = connect(hub, "alice", "dev3", lean=False)
+    try:
+        listed = {obj.oaio_id: obj for obj in full.stampz().objects}[stored.oaio_id]
+        assert listed.server_values == stored.client_values and listed.client_values == stored2.client_values
+        stored3 = full.upload(next_version(stored2, n=3))
+        assert stored3.server_values == stored2.client_values
+        with pytest.raises(UploadConflict) as caught:  # a 409 carries the full stored object too
+            full.upload(next_version(stored2, n=4))
+        assert caught.value.server_object is not None and caught.value.server_object.server_values["n"] == 2
+        with pytest.raises(UploadConflict) as caught:  # and the lean one, the lean object
+            alice.upload(next_version(stored2, n=4))
+        assert caught.value.server_object is not None and caught.value.server_object.server_values == {}
+        assert caught.value.server_object.client_values["n"] == 3
+    finally:
+        full.close()
+
+
+def manifest_copies(size: int, manifest: str) -> int:
+    """How many copies of ``manifest`` a body of ``size`` bytes can hold (the rest of an object is small)."""
+    return size // len(manifest)
 
 
 def test_stampz_full_then_deltas_with_deletions(alice: OaioServerApi) -> None:

@@ -26,7 +26,7 @@ from oaiod.model import validate_oaio_id, validate_stamp
 router = APIRouter(prefix="/hub")
 
 #: what ``hub/features/`` lists; the blob store adds "blobs" when it is mounted
-FEATURES = ["since", "conflict409", "changes", "versions", "origin"]
+FEATURES = ["since", "conflict409", "changes", "versions", "origin", "lean"]
 
 
 @router.get("/features/")

@@ -37,6 +37,8 @@ from oaiod.model import (
     validate_username,
 )
 
+LEAN_HEADER = "X-Oaiod-Lean"  #: ``1``: leave ``server_values`` out of the answer (empty), see :func:`_lean`
+
 router = APIRouter()
 
 HUB_CSH_ID = "Hub"  #: the csh id of the hub's own blob store
@@ -122,14 +124,20 @@ def csh_args(request: Request, csh_id: str, _actor: ActorDep) -> dict[str, Any]:
 # -- objects ------------------------------------------------------------------------------------------------------
 
 
+def _lean(request: Request) -> bool:
+    """Whether the client asked for answers without ``server_values`` (part B, feature ``lean``): an oaiod
+    device never reads them, and for a folder they are a second copy of its manifest."""
+    return request.headers.get(LEAN_HEADER) == "1"
+
+
 @router.post("/register/")
 def register(request: Request, actor: ActorDep, body: BodyDep) -> Any:
-    return json_answer(get_service(request).register(actor, _object(body)))
+    return json_answer(get_service(request).register(actor, _object(body), _lean(request)))
 
 
 @router.post("/upload/")
 def upload(request: Request, actor: ActorDep, body: BodyDep) -> Any:
-    return json_answer(get_service(request).upload(actor, _object(body)))
+    return json_answer(get_service(request).upload(actor, _object(body), _lean(request)))
 
 
 @router.post("/delete/")
@@ -145,7 +153,7 @@ def delete(request: Request, actor: ActorDep, body: BodyDep) -> Any:
 def oaio_stampz(request: Request, actor: ActorDep, since: str | None = None) -> Any:
     """Objects the caller may read, by ``client_stamp``; with ``since`` only those changed after it (part B)."""
     since_stamp = validate_stamp(since, "since") if since is not None else ""
-    cursor, items, deleted = get_service(request).list_objects(actor, since_stamp)
+    cursor, items, deleted = get_service(request).list_objects(actor, since_stamp, _lean(request))
     return json_answer(items, {"X-Oaiod-Sync-Stamp": cursor, "X-Oaiod-Deleted-Count": str(deleted)})
 
 

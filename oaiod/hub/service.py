@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from oaiod import migrate
 from oaiod.errors import ValidationError
@@ -299,14 +299,15 @@ class HubService(AccountsMixin):
         return row, right
 
     @staticmethod
-    def object_dict(row: Object, right: str) -> dict[str, Any]:
-        """The wire form of a stored object: exactly the ten object keys."""
+    def object_dict(row: Object, right: str, lean: bool = False) -> dict[str, Any]:
+        """The wire form of a stored object: exactly the ten object keys; ``lean`` leaves ``server_values`` empty
+        (the previous version's values, as large as the newest: a client that never reads them asks so)."""
         return OaiObject(
             oaio_id=row.oaio_id,
             client_stamp=row.client_stamp,
             server_stamp=row.server_stamp,
             client_values=row.client_values,
-            server_values=row.server_values,
+            server_values={} if lean else row.server_values,
             csh_id=row.csh_id,
             username=row.username,
             device_id=row.device_id,
@@ -352,8 +353,9 @@ class HubService(AccountsMixin):
 
     # -- part A: objects ---------------------------------------------------------------------------------------
 
-    def register(self, actor: Actor, obj: OaiObject) -> dict[str, Any]:
-        """Create an object, a ``C`` subscription for the actor and its first version; 409 if the id exists.
+    def register(self, actor: Actor, obj: OaiObject, lean: bool = False) -> dict[str, Any]:
+        """Create an object, a ``C`` subscription for the actor and its first version; 409 if the id exists
+        (``lean``: as :meth:`object_dict`).
 
         The id must name the actor as its user (403 otherwise): ids are minted ``app://user@device/…`` and files
         go up under them before ``register/``, so another user's id is never anyone else's to claim. An id under
@@ -371,7 +373,7 @@ class HubService(AccountsMixin):
                 right = self._right(db, obj.oaio_id, actor.username)
                 if right == NO_ACCESS_RIGHT:  # the id is taken, but the caller learns nothing more
                     raise Conflict(f"the id {obj.oaio_id!r} is already registered")
-                raise Conflict(f"{obj.oaio_id!r} is already registered", object=self.object_dict(existing, right))
+                raise Conflict(f"{obj.oaio_id!r} is already registered", object=self.object_dict(existing, right, lean))
             for attachment in self.attachments:
                 attachment.check_claim(db, obj.oaio_id, actor.username)
             row = Object(
@@ -399,7 +401,7 @@ class HubService(AccountsMixin):
             self._unbury(db, obj.oaio_id, actor.username)
             wake_feeds(db, [actor.username])
             self._log(db, actor, stamp, "register", obj.oaio_id)
-            return self.object_dict(row, CREATE_ACCESS_RIGHT)
+            return self.object_dict(row, CREATE_ACCESS_RIGHT, lean)
 
     @staticmethod
     def _add_version(db: Session, row: Object, stamp: str) -> None:
@@ -416,8 +418,9 @@ class HubService(AccountsMixin):
             )
         )
 
-    def upload(self, actor: Actor, obj: OaiObject) -> dict[str, Any]:
-        """Store a new version; needs ``U``; 409 with the stored object unless it follows the stored newest."""
+    def upload(self, actor: Actor, obj: OaiObject, lean: bool = False) -> dict[str, Any]:
+        """Store a new version; needs ``U``; 409 with the stored object unless it follows the stored newest
+        (``lean``: as :meth:`object_dict`)."""
         self.check_not_future(obj.client_stamp)
         with self._writing() as (db, stamp):
             row, right = self._readable(db, obj.oaio_id, actor)
@@ -427,7 +430,7 @@ class HubService(AccountsMixin):
                 raise Conflict(
                     f"the hub holds version {row.client_stamp}; the upload is based on {obj.server_stamp or 'nothing'}"
                     f" with stamp {obj.client_stamp}: pull, merge and retry",
-                    object=self.object_dict(row, right),
+                    object=self.object_dict(row, right, lean),
                 )
             row.server_stamp, row.server_values = row.client_stamp, row.client_values
             row.client_stamp, row.client_values = obj.client_stamp, obj.client_values
@@ -439,7 +442,7 @@ class HubService(AccountsMixin):
             self._add_version(db, row, stamp)
             wake_readers(db, obj.oaio_id)
             self._log(db, actor, stamp, "upload", obj.oaio_id, obj.client_stamp)
-            return self.object_dict(row, right)
+            return self.object_dict(row, right, lean)
 
     def delete(self, actor: Actor, oaio_id: str) -> None:
         """Remove an object with its versions and subscriptions; needs ``D``; every subscriber gets a tombstone."""
@@ -451,8 +454,9 @@ class HubService(AccountsMixin):
             removal.oaio_ids.append(oaio_id)
             self._log(db, actor, stamp, "delete", oaio_id)
 
-    def list_objects(self, actor: Actor, since: str = "") -> tuple[str, list[dict[str, Any]], int]:
-        """``(cursor, objects, deleted count)``: what the actor may read, changed after ``since`` if given."""
+    def list_objects(self, actor: Actor, since: str = "", lean: bool = False) -> tuple[str, list[dict[str, Any]], int]:
+        """``(cursor, objects, deleted count)``: what the actor may read, changed after ``since`` if given
+        (``lean``: as :meth:`object_dict`, and the previous values are not even read)."""
         if since:
             self.check_since(since)
         query = (
@@ -463,9 +467,11 @@ class HubService(AccountsMixin):
         )
         if since:
             query = query.where(Object.oaio_id.in_(changed_ids(actor.username, since)))
+        if lean:
+            query = query.options(defer(Object.server_values))
         with self.sessions() as db:
             cursor = self.cursor(db)
-            items = [self.object_dict(row, right) for row, right in db.execute(query)]
+            items = [self.object_dict(row, right, lean) for row, right in db.execute(query)]
             deleted: int | None = 0
             if since:
                 deleted = db.scalar(

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from oaiod import jsoncodec
 from oaiod.model import storage_key
 from oaiod.storage.hub import HubBackend
 from tests.engine.conftest import converge, write
@@ -84,6 +85,27 @@ def test_a_one_file_commit_costs_the_same_requests_in_a_big_folder(hub_device: A
     assert sorted(big) == sorted(small) and big.count("copy-prefix") == 1, (small, big)
     assert "copy-many" not in big and "list" not in big, big
     assert big_sent <= small_sent + 200, (small_sent, big_sent)  # the stamps and ids differ a little
+
+
+def test_a_commit_sends_and_gets_the_manifest_once(hub_device: Any) -> None:
+    """The object of a commit travels lean (hub feature ``lean``): the ``upload/`` body holds the new manifest, not
+    the previous one beside it, and the answer holds it once too; the other device's listing gets it once."""
+    a, _opened = hub_device("alice", "a")
+    b, _opened_b = hub_device("alice", "b")
+    for number in range(1000):
+        write(a.root / f"d{number % 10}" / f"file-with-a-longer-name-{number}.txt", f"file {number}")
+    converge(a, b)
+    a.api.http.reset_timings()
+    b.api.http.reset_timings()
+    write(a.root / "new.txt", "one more")
+    assert a.sync().errors == [] and b.sync().errors == []
+    [row] = [row for row in a.engine.repo.objects() if row.kind == "root"]
+    manifest = len(jsoncodec.dumps(row.client_values))
+    assert manifest > 50_000  # the rest of an object and of the answer is far smaller
+    [upload] = [timing for timing in a.api.http.timings if timing.url.endswith("/upload/")]
+    assert manifest <= upload.bytes_sent < 1.5 * manifest and manifest <= upload.bytes_received < 1.5 * manifest
+    listed = sum(timing.bytes_received for timing in b.api.http.timings if "/oaio_stampz/" in timing.url)
+    assert manifest <= listed < 1.5 * manifest
 
 
 def test_a_file_left_over_in_the_base_folder_is_not_carried(hub_device: Any) -> None:
