@@ -113,6 +113,11 @@ def stamp_to_datetime(stamp: str) -> _dt.datetime:
     return _dt.datetime.strptime(stamp, STAMP_FORMAT).replace(tzinfo=_dt.UTC)
 
 
+def stamp_add(stamp: str, seconds: float) -> str:
+    """``stamp`` moved by ``seconds`` (date arithmetic: the digits of a stamp do not carry like a number's)."""
+    return (stamp_to_datetime(stamp) + _dt.timedelta(seconds=seconds)).strftime(STAMP_FORMAT)
+
+
 def stamp_diff(stamp1: str, stamp2: str) -> float:
     """Seconds from ``stamp1`` to ``stamp2`` (positive when ``stamp1`` is older)."""
     return (stamp_to_datetime(stamp2) - stamp_to_datetime(stamp1)).total_seconds()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from oaiod.engine.localfs import LocalChanged
 from oaiod.engine.manifest import MANIFEST_KEY, RemoteFile, build_manifest, folders_of, remote_dirs, remote_files
 from oaiod.engine.plan import UNKNOWN, is_mass_deletion, merge_values
 from oaiod.engine.values import record_clashes
-from oaiod.model import FILES_VALUES_KEY, OaiObject, now_stamp, right_grants, storage_key
+from oaiod.model import FILES_VALUES_KEY, OaiObject, now_stamp, right_grants, stamp_add, storage_key
 from oaiod.server_api import UploadConflict
 from oaiod.state.models import (
     KIND_DATA,
@@ -147,12 +148,22 @@ def _report_readonly(ctx: EngineContext, row: ObjectRow) -> None:
             ctx.repo.add_conflict(row.oaio_id, "readonly", path, detail="changed here, but the object is read-only")
 
 
+BUMP_SPREAD = 1_000_000  #: microseconds past the newest stamp a commit may land on when the clock is behind it
+
+
 def new_stamp(*older: str) -> str:
-    """A stamp newer than every one of ``older`` (the clock, or one microsecond past the newest)."""
+    """A stamp newer than every one of ``older``: the clock, or, when the clock is not past the newest (the base
+    was stamped by a device whose clock runs ahead, within the allowed skew), a random point in the second after it.
+
+    Never simply one microsecond past the base: the stamp names the storage folder the commit's files are put in
+    before the commit point, so every device building on the same base would share that folder. One writes its
+    files over the other's; the one that loses the commit race deletes the folder (:func:`_abandon`), and with it
+    the files of the version that won (sim seed 45: a version 40 s ahead, then every later commit lost its files).
+    Drawn at random, two devices meet only one time in a million such races."""
     stamp = now_stamp()
     newest = max(older, default="")
     if stamp <= newest:
-        stamp = str(int(newest) + 1).zfill(len(newest))
+        stamp = stamp_add(newest, (1 + secrets.randbelow(BUMP_SPREAD)) / 1e6)
     return stamp
 
 
@@ -256,6 +267,11 @@ def _commit(ctx: EngineContext, row: ObjectRow, commit: _Commit, outcome: PushOu
         obj = _version_object(ctx, row, commit.stamp, values)
         answer = ctx.api.register(obj) if row.status == STATUS_NEW else ctx.api.upload(obj)
     except UploadConflict as exc:
+        won = exc.server_object.client_stamp if exc.server_object is not None else ""
+        if won == commit.stamp:  # the version that won has this very stamp: its files are in that folder too
+            log.warning("%s: another device committed version %s, this commit's stamp; its folder is kept",
+                        row.oaio_id, won)  # fmt: skip
+            backend = None
         _abandon(ctx, backend, row.oaio_id, commit.stamp, entry)
         log.info("%s: another device committed first (%s); merging and trying again", row.oaio_id, exc)
         outcome.conflict = exc.server_object

@@ -7,7 +7,6 @@ in time order). ``change_stamp`` columns hold the hub's clock at the change, ass
 
 from __future__ import annotations
 
-import datetime as _dt
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from oaiod import jsoncodec
-from oaiod.model import STAMP_FORMAT, stamp_to_datetime
+from oaiod.model import stamp_add as stamp_add  # the hub's modules import it from here
 
 NAME = String(150)  # user, device and app ids
 ID = String(255)  # oaio ids
@@ -295,8 +294,3 @@ def make_engine(url: str) -> Engine:
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded objects usable after commit (answers are built after the write)."""
     return sessionmaker(engine, expire_on_commit=False)
-
-
-def stamp_add(stamp: str, seconds: float) -> str:
-    """``stamp`` moved by ``seconds`` (stamps are the hub's only time format)."""
-    return (stamp_to_datetime(stamp) + _dt.timedelta(seconds=seconds)).strftime(STAMP_FORMAT)

@@ -8,7 +8,6 @@ Every method opens a short transaction of its own unless it is given a session; 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from oaiod.errors import FailureKind, describe, failure_kind
-from oaiod.model import OaiObject, now_stamp
+from oaiod.model import OaiObject, now_stamp, stamp_add
 from oaiod.state.backoff import BACKOFF, WAITED_OUT_BY_FILES
 from oaiod.state.db import DB_FILE, StateError, open_database
 from oaiod.state.models import (
@@ -86,12 +85,6 @@ class FileStat:
 def _rowcount(result: sa.Result[Any]) -> int:
     """Rows an UPDATE or DELETE matched: it gives a CursorResult, which ``Session.execute`` types as a Result."""
     return cast("sa.CursorResult[Any]", result).rowcount
-
-
-def _stamp_after(stamp: str, seconds: float) -> str:
-    """The stamp ``seconds`` after ``stamp`` (both UTC, ``YYYYmmddHHMMSSffffff``)."""
-    when = _dt.datetime.strptime(stamp, "%Y%m%d%H%M%S%f") + _dt.timedelta(seconds=seconds)
-    return when.strftime("%Y%m%d%H%M%S%f")
 
 
 def prefix_filter(prefix: str) -> sa.ColumnElement[bool]:
@@ -547,7 +540,7 @@ class StateRepo:
             else:
                 row.attempts = row.attempts + 1 if row.kind == kind else 1
                 row.kind, row.message, row.last_at = str(kind), message[:2000], now
-            row.next_try = _stamp_after(now, BACKOFF[kind].delay(row.attempts))
+            row.next_try = stamp_add(now, BACKOFF[kind].delay(row.attempts))
             return row
 
     def retry_errors(self, oaio_id: str | None = None, kinds: Iterable[FailureKind] | None = None) -> int:
