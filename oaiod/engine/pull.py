@@ -52,6 +52,7 @@ log = logging.getLogger("oaiod.engine.pull")
 
 #: journal op of a batch of downloads being renamed into place (:func:`~oaiod.engine.recovery.recover_installs`)
 INSTALL = "install"
+INSTALLED_AT_PATH, INSTALLED_AS_COPY = "", "copy"  #: where the download of an ``install`` entry goes
 
 #: steps per batch: temp files on disk and index rows in memory at most; two syncs per batch (each with a fixed
 #: cost, a journal commit: fewer, bigger batches make fewer)
@@ -182,16 +183,27 @@ def _apply_batch(m: _Merge, steps: list[_Step]) -> None:
             _clean_batch(m, fetched)
 
 
+#: actions whose download is journalled, and how :func:`~oaiod.engine.recovery.recover_installs` reads its entry:
+#: installed under the step's path, or as a conflicted copy beside the local file (which keeps the path)
+_JOURNALLED = {
+    Action.DOWNLOAD: INSTALLED_AT_PATH,
+    Action.RESTORE: INSTALLED_AT_PATH,
+    Action.CONFLICT: INSTALLED_AT_PATH,  # the local file went aside to a conflicted copy first
+    Action.CONFLICT_NO_BASE: INSTALLED_AS_COPY,
+}
+
+
 def _journal_installs(m: _Merge, steps: list[_Step], fetched: dict[str, Fetched]) -> int | None:
-    """Journal the batch's plain downloads (target, temp file, sha256, executable bit) before any of them is renamed
-    into place (design §8, no resurrection): after a ``kill -9`` between the renames and the index rows, a target
-    missing while its temp file is gone too was installed and then deleted by the user
+    """Journal the batch's downloads of known content (path, temp file, sha256, executable bit, where it goes)
+    before any of them is renamed into place (design §8, no resurrection): after a ``kill -9`` between the renames
+    and the index rows, a temp file that is gone was renamed into place — a path with no file then was deleted by
+    the user since, and a conflicted copy of the server's side was made, so the conflict is not made twice
     (:func:`~oaiod.engine.recovery.recover_installs`). Until the row goes, a temp file of a failed step is kept
     (:attr:`_Merge.deferred`), so a missing temp file always means a rename."""
     files = [
-        [step.path, got.temp, step.remote.sha256, _is_exec(step.remote, step.row)]
+        [step.path, got.temp, step.remote.sha256, _is_exec(step.remote, step.row), _JOURNALLED[step.action]]
         for step in steps
-        if step.action in (Action.DOWNLOAD, Action.RESTORE) and step.remote is not None
+        if step.action in _JOURNALLED and step.remote is not None
         if isinstance(step.remote.sha256, str) and isinstance(got := fetched.get(step.path), _Fetched)
     ]
     if not files:

@@ -17,10 +17,13 @@ the lost answer), another keeps the backoff of the failure that stopped the comm
 
 A pull's batch of downloads leaves an ``install`` row from before its renames until its index rows are written
 (design §3, §8 invariant 3). A row left when the engine starts means the daemon died in between (a live process
-removes it): :func:`recover_installs` records each target that is missing while its temp file is gone too as
-installed and then deleted by the user, so the next commit deletes it instead of the next pull downloading it
-again. A temp file still there (the rename never ran, or a power cut took it back) is a download like any other:
-the pull fetches it again and the daemon's sweep removes the temp file.
+removes it): :func:`recover_installs` looks at each download whose temp file is gone (it was renamed into place).
+One with no file at its path was installed and then deleted by the user (or, a folder standing there, installed as
+a conflicted copy beside it): recorded as deleted here, so the next commit deletes it instead of the next pull
+downloading it again. The server's side of a conflict installed as a conflicted copy makes the server's content
+the path's base, as the pull would have: the next pull does not make a second copy, and the local file is
+committed over it. A temp file still there (the rename never ran, or a power cut took it back) is a download like
+any other: the pull fetches it again and the daemon's sweep removes the temp file.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import Any
 from oaiod.engine.context import EngineContext
 from oaiod.engine.manifest import remote_files
 from oaiod.engine.plan import UNKNOWN
-from oaiod.engine.pull import INSTALL
+from oaiod.engine.pull import INSTALL, INSTALLED_AS_COPY, INSTALLED_AT_PATH
 from oaiod.engine.push import COMMIT
 from oaiod.engine.rows import RowWriter
 from oaiod.errors import ValidationError
@@ -105,8 +108,12 @@ def _settle_installs(ctx: EngineContext, entry: JournalRow) -> int:
         return 0  # removed, moved or not mounted: nothing here to tell apart
     rows = RowWriter(ctx.repo, entry.oaio_id)
     gone: list[str] = []
-    for rel, temp, sha, executable in entry.data.get("files", []):
-        if not os.path.lexists(f"{root}/{rel}") and not os.path.lexists(temp):
+    for rel, temp, sha, executable, *rest in entry.data.get("files", []):
+        if os.path.lexists(temp):
+            continue  # never renamed into place: fetched again
+        if (rest[0] if rest else INSTALLED_AT_PATH) == INSTALLED_AS_COPY:
+            rows.set_synced(rel, sha, bool(executable))  # the server's side is in a copy: the local file wins rel
+        elif not _file_at(f"{root}/{rel}"):  # deleted since, or (a folder there) installed as a copy beside it
             rows.absent(rel, sha, bool(executable))
             gone.append(rel)
     rows.flush()
@@ -116,6 +123,11 @@ def _settle_installs(ctx: EngineContext, entry: JournalRow) -> int:
         ctx.repo.add_history(entry.oaio_id, "recover", detail=f"deleted here after a pull installed them: {shown}")
         log.info("%s: %d file(s) downloaded before a crash and deleted since: %s", entry.oaio_id, len(gone), shown)
     return len(gone)
+
+
+def _file_at(path: str) -> bool:
+    """Something other than a folder at ``path`` (a file, or a symlink the user put there)."""
+    return os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path))
 
 
 def _outcome(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,15 @@ import pytest
 from oaiod.daemon.wiring import remove_stale_temp_files
 from oaiod.engine.pull import INSTALL
 from oaiod.engine.rows import RowWriter
-from tests.engine.conftest import Device, converge, write
+from tests.engine.conftest import Device, converge, tree, write
 
 pytestmark = pytest.mark.integration
 
 
-def _sync_killed_after_rename(make_device: Any, name: str, renamed: Path) -> int:
-    """Run one cycle of device ``name`` in a child killed once ``renamed`` is in place; returns its wait status."""
+def _sync_killed_after_rename(make_device: Any, name: str, renamed: Path | Callable[[], bool]) -> int:
+    """Run one cycle of device ``name`` in a child killed once ``renamed`` is in place (or says so); returns its wait
+    status."""
+    installed = renamed if callable(renamed) else renamed.exists
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         try:
@@ -33,7 +36,7 @@ def _sync_killed_after_rename(make_device: Any, name: str, renamed: Path) -> int
             real = RowWriter.flush
 
             def killed_before_rows(self: RowWriter) -> None:
-                if renamed.exists():
+                if installed():
                     os.kill(os.getpid(), signal.SIGKILL)
                 real(self)
 
@@ -113,3 +116,67 @@ def test_downloads_a_kill_left_in_their_temp_files_are_fetched_again(make_device
     remove_stale_temp_files(restarted.engine.roots(), time.time())
     converge(restarted, a)
     assert a.tree() == restarted.tree() == {"docs/kept.txt": b"k", "docs/first.txt": b"1", "docs/second.txt": b"2"}
+
+
+def _copies(root: Path) -> dict[str, bytes]:
+    return {path: data for path, data in tree(root).items() if "conflicted copy" in path}
+
+
+def _killed(status: int) -> None:
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+
+
+def test_a_conflicted_copy_of_the_servers_side_made_before_a_kill_is_not_made_again(make_device: Any) -> None:
+    """A first sync finds a file here and a different one on the server at the same path (no base): the server's
+    side is installed as a conflicted copy. Killed before the index rows, the restarted engine must not make a
+    second copy of the same content: the journal says the copy was made, so the server's content is the base."""
+    a = make_device("alice", "a")
+    write(a.root / "notes.txt", "the server's side")
+    converge(a)
+    b_root = a.root.parents[2] / "dev-b" / "home" / "oaio_root"  # where make_device puts b
+    write(b_root / "notes.txt", "written here before the first sync")
+    b = make_device("alice", "b")
+    b.sync()  # adopts the user's client root object for its folder: the merge is the next cycle's
+    assert not _copies(b_root)
+    b.engine.close()
+    b.engine.repo.close()
+
+    _killed(_sync_killed_after_rename(make_device, "b", lambda: bool(_copies(b_root))))
+    assert list(_copies(b_root).values()) == [b"the server's side"]
+
+    restarted = make_device("alice", "b")
+    remove_stale_temp_files(restarted.engine.roots(), time.time())
+    converge(restarted, a)
+    converge(a, restarted)
+    assert a.tree() == restarted.tree()
+    assert tree(b_root)["notes.txt"] == b"written here before the first sync"
+    assert list(_copies(b_root).values()) == [b"the server's side"]  # one copy, not two
+
+
+def test_a_conflict_installed_before_a_kill_and_deleted_since_stays_deleted(make_device: Any) -> None:
+    """Both sides changed ``notes.txt``: the local edit goes aside to a conflicted copy and the server's side takes
+    the name. Killed before the index rows, the user deletes the server's side before the restart: it stays
+    deleted, on every device, and the local edit stays in its copy."""
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "notes.txt", "v1")
+    converge(a, b)
+    write(a.root / "notes.txt", "v2 from a")
+    converge(a)
+    write(b.root / "notes.txt", "v2 from b")
+    b.engine.close()
+    b.engine.repo.close()
+
+    def conflict_installed() -> bool:
+        return (b.root / "notes.txt").read_bytes() == b"v2 from a" if (b.root / "notes.txt").exists() else False
+
+    _killed(_sync_killed_after_rename(make_device, "b", conflict_installed))
+    assert list(_copies(b.root).values()) == [b"v2 from b"]
+    (b.root / "notes.txt").unlink()  # the user deletes the server's side before the daemon restarts
+
+    restarted = make_device("alice", "b")
+    remove_stale_temp_files(restarted.engine.roots(), time.time())
+    converge(restarted, a)
+    converge(a, restarted)
+    assert a.tree() == restarted.tree()
+    assert "notes.txt" not in a.tree()
+    assert list(_copies(a.root).values()) == [b"v2 from b"]
