@@ -180,3 +180,28 @@ def test_a_conflict_installed_before_a_kill_and_deleted_since_stays_deleted(make
     assert a.tree() == restarted.tree()
     assert "notes.txt" not in a.tree()
     assert list(_copies(a.root).values()) == [b"v2 from b"]
+
+
+def test_a_download_installed_beside_a_folder_before_a_kill_is_not_installed_again(make_device: Any) -> None:
+    """The server's file ``X`` meets a folder ``X`` made here: the file is installed as a conflicted copy beside
+    it. Killed before the index rows, the restarted engine must not make a second copy: the journal's temp file is
+    gone and a folder holds the path, so the file counts as installed beside it (and deleted from ``X``)."""
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    write(a.root / "kept.txt", "k")
+    converge(a, b)
+    write(a.root / "X", "a file on a")
+    converge(a)
+    write(b.root / "X" / "inner.txt", "a folder on b")
+    b.engine.close()
+    b.engine.repo.close()
+
+    _killed(_sync_killed_after_rename(make_device, "b", lambda: bool(_copies(b.root))))
+    assert list(_copies(b.root).values()) == [b"a file on a"]
+
+    restarted = make_device("alice", "b")
+    remove_stale_temp_files(restarted.engine.roots(), time.time())
+    converge(restarted, a)
+    converge(a, restarted)
+    assert a.tree() == restarted.tree()
+    assert restarted.tree()["X/inner.txt"] == b"a folder on b"
+    assert list(_copies(a.root).values()) == [b"a file on a"]  # one copy, not two
