@@ -151,6 +151,14 @@ def _report_readonly(ctx: EngineContext, row: ObjectRow) -> None:
 BUMP_SPREAD = 1_000_000  #: microseconds past the newest stamp a commit may land on when the clock is behind it
 
 
+class CarriedFileLost(Exception):
+    """A path the pull could not merge is missing from the server's version on storage: the commit cannot carry
+    it (the content is the server's, which only storage had; a local file is not it). Dropped before any upload
+    and tried next cycle, without a backoff of the object, which would stop its pulls too: a newer version of the
+    server (the device that has the file commits, and puts it back) is merged at once (sim seed 45 uploaded its
+    other files every 5 s, each try ending as 'changed since it was indexed')."""
+
+
 def new_stamp(*older: str) -> str:
     """A stamp newer than every one of ``older``: the clock, or, when the clock is not past the newest (the base
     was stamped by a device whose clock runs ahead, within the allowed skew), a random point in the second after it.
@@ -276,7 +284,7 @@ def _commit(ctx: EngineContext, row: ObjectRow, commit: _Commit, outcome: PushOu
         log.info("%s: another device committed first (%s); merging and trying again", row.oaio_id, exc)
         outcome.conflict = exc.server_object
         return outcome
-    except LocalChanged as exc:
+    except (LocalChanged, CarriedFileLost) as exc:
         _abandon(ctx, backend, row.oaio_id, commit.stamp, entry)
         log.info("%s: %s; committing next cycle", row.oaio_id, exc)
         return outcome
@@ -309,6 +317,11 @@ def _put_files(
         if source is not None and (source != path or path in same)
     }
     missing += _copy_from_base(backend, copies)
+    if lost := sorted(set(missing) & commit.carried):
+        raise CarriedFileLost(
+            f"{lost[0]} of the server's version {commit.copy_base} is missing on storage ({len(lost)} unmerged"
+            " file(s)), so this commit cannot carry it"
+        )
     outcome.copied += sum(1 for source in commit.sources.values() if source is not None) - len(missing)
     uploads = [path for path, source in commit.sources.items() if source is None] + missing
     folder = str(root)
