@@ -28,7 +28,7 @@ from oaiod.engine.context import (
 )
 from oaiod.engine.dirs import merge_remote_dirs
 from oaiod.engine.localfs import LocalChanged, LocalFsError
-from oaiod.engine.manifest import RemoteFile, confirmed_delete, remote_files
+from oaiod.engine.manifest import RemoteFile, confirmed_delete, folders_of, remote_files
 from oaiod.engine.plan import (
     UNKNOWN,
     Action,
@@ -106,7 +106,8 @@ def pull_object(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> PullOu
     if not confirmed_delete(remote.client_values, remote.client_stamp) and _held(ctx, row, steps, outcome):
         return outcome
     backend = ctx.backend(remote.csh_id) if any(_needs_backend(step) for step in steps) else None
-    merge = _Merge(ctx, row, Path(row.local_root), backend, remote, outcome, RowWriter(ctx.repo, row.oaio_id))
+    merge = _Merge(ctx, row, Path(row.local_root), backend, remote, outcome, RowWriter(ctx.repo, row.oaio_id),
+                   frozenset(remote_map))  # fmt: skip
     steps = _clear_remote_folders(merge, steps, remote_map)
     steps = _move_folders(merge, steps, remote_map)
     steps = _without_backing_off(merge, steps)
@@ -128,12 +129,20 @@ class _Merge:
     remote: OaiObject
     outcome: PullOutcome
     rows: RowWriter
+    #: the paths of the server's version's files
+    remote_paths: frozenset[str]
     #: files renamed into the folder since the last durability barrier
     installed: list[str] = field(default_factory=list)
     #: the folders the current batch's downloads are written into (staged ones among them)
     folders: localfs.BatchFolders | None = None
     #: temp files of failed steps, kept while the batch's journal row names them (None: no such row)
     deferred: list[str] | None = None
+
+    @functools.cached_property
+    def remote_names(self) -> frozenset[str]:
+        """Every name the server's version uses, its files' and their folders': a conflicted copy takes none of
+        them (another device may have made a copy of that name in the same second, which this pull installs)."""
+        return self.remote_paths | frozenset(folders_of(self.remote_paths))
 
 
 @dataclass(frozen=True, slots=True)
@@ -686,13 +695,13 @@ def _install(
 
 def _resolve_conflict(m: _Merge, step: _Step, fetched: _Fetched) -> None:
     """Keep both sides: design §5's conflicted copy (or, without a base, the remote side as the copy)."""
-    file, rel, root, remote = step.row, step.path, m.root, m.remote
+    file, rel, remote = step.row, step.path, m.remote
     assert file is not None and step.remote is not None
     if step.action is Action.CONFLICT:
         copy = _local_to_copy(m, file, rel)
         _install(m, rel, fetched, step.remote, None)
     else:
-        copy = _free_conflict_name(root, rel, remote.device_id or "server")
+        copy = _free_conflict_name(m, rel, remote.device_id or "server")
         _install(m, copy, fetched, step.remote, None, synced=False)  # not in the base: pushed as a new file
         m.rows.set_synced(rel, _decided(step.remote.sha256), step.remote.executable)
     _record_copy(m, rel, copy, f"changed here and on {remote.device_id or 'the server'}")
@@ -712,7 +721,7 @@ def _local_to_copy(m: _Merge, file: FileRow, rel: str) -> str:
     root = m.root
     if not localfs.still_as_indexed(root / rel, _stat_of(file)):
         raise LocalChanged(f"{root / rel} changed since it was indexed")
-    copy = _free_conflict_name(root, rel, m.ctx.settings.device_id)
+    copy = _free_conflict_name(m, rel, m.ctx.settings.device_id)
     localfs.rename_within(root, rel, copy)
     st = localfs.current_stat(root / copy)
     assert st is not None
@@ -735,7 +744,7 @@ def _install_beside_folder(m: _Merge, rel: str, fetched: _Fetched, want: RemoteF
     """The server's file at ``rel`` is a folder here: install it as a conflicted copy (a new file for the next
     commit) and record ``rel`` as deleted here, so the commit leaves the name to the folder on every device."""
     assert fetched.got.sha256 is not None
-    copy = _free_conflict_name(m.root, rel, m.remote.device_id or "server")
+    copy = _free_conflict_name(m, rel, m.remote.device_id or "server")
     _install(m, copy, fetched, want, None, synced=False)
     m.rows.absent(rel, fetched.got.sha256, _is_exec(want, file))
     _record_copy(m, rel, copy, f"a folder here, a file on {m.remote.device_id or 'the server'}")
@@ -752,11 +761,13 @@ def _record_copy(m: _Merge, rel: str, copy: str, detail: str) -> None:
     _mark_dirty(m.ctx, oaio_id)
 
 
-def _free_conflict_name(root: Path, rel: str, device: str) -> str:
-    when = _dt.datetime.now()
+def _free_conflict_name(m: _Merge, rel: str, device: str) -> str:
+    """A conflicted-copy name for ``rel`` that nothing here (file, folder, link) and nothing in the server's version
+    has: numbered until free."""
+    root, when = m.root, _dt.datetime.now()
     number = 1
     candidate = conflict_name(rel, device, when)
-    while (root / candidate).exists() or (root / candidate).is_symlink():
+    while candidate in m.remote_names or (root / candidate).exists() or (root / candidate).is_symlink():
         number += 1
         candidate = conflict_name(rel, device, when, number)
     localfs.check_path(candidate)  # made of a checked path and a device id: checked again before it names a file

@@ -136,11 +136,12 @@ class Stuck(AssertionError):
     """A pull on a quiet disk that cannot finish: the device would retry it forever (issue 10's first finding)."""
 
 
-def free_conflict_name(disk: Tree, path: str, device: str) -> str:
-    """pull._free_conflict_name: numbered until nothing (file or folder) has the name."""
+def free_conflict_name(disk: Tree, path: str, device: str, remote: Tree) -> str:
+    """pull._free_conflict_name: numbered until nothing (file or folder) here or in the server's version has the
+    name."""
     number = 1
     candidate = conflict_name(path, device, DEVICE_WHEN)
-    while candidate in disk or is_folder(disk, candidate):
+    while any(candidate in tree or is_folder(tree, candidate) for tree in (disk, remote)):
         number += 1
         candidate = conflict_name(path, device, DEVICE_WHEN, number)
     return candidate
@@ -200,7 +201,7 @@ def install(device: Device, server: Server, path: str, content: str) -> None:
         raise Stuck(f"{device.name}: a file stands where {path} needs a folder")
     if is_folder(disk, path):
         assert path not in disk
-        copy = free_conflict_name(disk, path, server.author)  # _install_beside_folder
+        copy = free_conflict_name(disk, path, server.author, server.tree)  # _install_beside_folder
         disk[copy] = content
         device.copies.append(copy)
         device.synced[path] = content  # rows.absent: the next commit deletes it
@@ -230,19 +231,19 @@ def apply_step(device: Device, server: Server, path: str, action: Action) -> Non
         synced.pop(path, None)
     elif action is Action.CONFLICT:
         assert theirs is not None
-        copy = free_conflict_name(disk, path, device.name)
+        copy = free_conflict_name(disk, path, device.name, server.tree)
         disk[copy] = disk.pop(path)  # rows.write(copy, synced=False) keeps a row's synced value, if any
         device.copies.append(copy)
         synced.pop(path, None)
         install(device, server, path, theirs)
     elif action is Action.CONFLICT_NO_BASE:
         assert theirs is not None
-        copy = free_conflict_name(disk, path, server.author)
+        copy = free_conflict_name(disk, path, server.author, server.tree)
         disk[copy] = theirs
         device.copies.append(copy)
         synced[path] = theirs
     elif action is Action.MOVE_ASIDE:
-        copy = free_conflict_name(disk, path, device.name)
+        copy = free_conflict_name(disk, path, device.name, server.tree)
         disk[copy] = disk.pop(path)
         device.copies.append(copy)
         synced.pop(path, None)

@@ -350,6 +350,9 @@ def user_step(device: Device, others: list[Device], what: str, edit: Edit, ledge
 
 
 @given(base_trees(), run_steps)
+# a conflicted copy named like a copy the server's version holds (made elsewhere in the same second)
+@example({}, [(0, "edit", ("create", 4, 0)), (1, "edit", ("create", 0, 0)), (1, "push", ("edit", 0, 0)),
+              (1, "edit", ("edit", 0, 0))])  # fmt: skip
 @settings(scaled(2))
 def test_devices_converge_and_lose_nothing(base: Tree, steps: list[tuple[int, str, Edit]]) -> None:
     """Three devices edit, pull, push and sync in any order, committing against each other (409s), some downloads

@@ -8,10 +8,12 @@ through one), so every download of it is refused, for as long as the symlink sta
 
 from __future__ import annotations
 
+import datetime as _dt
 from pathlib import Path
 
 import pytest
 
+from oaiod.engine import pull
 from oaiod.engine.manifest import remote_files
 from tests.engine.conftest import converge, tree, write
 
@@ -85,3 +87,33 @@ def test_an_unmerged_file_where_a_folder_stands_here_waits_for_its_merge(make_de
     final = a.tree()
     assert final == b.tree() and final["a/f.txt"] == b"b's folder"
     assert [content for path, content in final.items() if path.startswith("a (conflicted copy")] == [b"v2 from a"]
+
+
+def test_a_conflicted_copy_never_takes_a_name_the_servers_version_has(make_device, monkeypatch) -> None:
+    """b's file ``x`` is a folder on a: a installs b's file beside it as ``x (conflicted copy from b …)``. b, having
+    changed ``x`` meanwhile, moves its file aside for the folder — in the same second, so under the same name,
+    which the server's version now holds: the copy takes the next number (it took the name, and the server's copy
+    then clashed with it: a conflicted copy of a conflicted copy, a conflict nobody made; the planner model lost
+    the content to the trash, tests/engine/test_plan_properties.py). The clock of the conflict names is fixed
+    (``pull._dt``): two devices in the same second, made certain."""
+    fixed = _dt.datetime(2026, 12, 4, 15, 0, 0)
+
+    class Clock:
+        class datetime:  # stands in for the module's datetime class
+            @staticmethod
+            def now() -> _dt.datetime:
+                return fixed
+
+    monkeypatch.setattr(pull, "_dt", Clock)
+    a, b = make_device("alice", "a"), make_device("alice", "b")
+    converge(a, b)
+    write(b.root / "x", "one")
+    b.sync()
+    write(a.root / "x" / "y", "a's folder")
+    assert a.sync().errors == []
+    write(b.root / "x", "two")
+    converge(b, a, b, a)
+    assert a.tree() == b.tree()
+    contents = sorted(a.tree().values())
+    assert contents == [b"a's folder", b"one", b"two"], a.tree()
+    assert [name for name in a.tree() if name.count("conflicted copy") > 1] == [], sorted(a.tree())
