@@ -42,6 +42,7 @@ from oaiod.hub.blobcontent import ContentMissing, ContentStore, DirectParts, Dir
 from oaiod.hub.db import Blob, BlobBlock
 from oaiod.hub.errors import BadRequest, StoreUnavailable
 from oaiod.hub.service import Actor
+from oaiod.storage.fsops import start_writeback
 
 if TYPE_CHECKING:
     from oaiod.hub.blobstore import BlobInfo, BlobStore
@@ -294,6 +295,7 @@ class BlockUploads:
         temp = folder / f".{sha256}.{os.getpid()}.{time.monotonic_ns()}"
         with open(temp, "wb") as file:
             file.write(data)
+            start_writeback(file.fileno())  # the recipe's syncfs then finds the blocks on disk, not all still to write
         os.replace(temp, target)
         return sha256
 
