@@ -283,6 +283,11 @@ class BlockUploads:
         folder.mkdir(exist_ok=True, mode=0o700)
         return folder
 
+    @classmethod
+    def stage_many(cls, folder: Path, blocks: Sequence[bytes]) -> list[str]:
+        """:meth:`stage` each of ``blocks`` in order; their sha256s."""
+        return [cls.stage(folder, data) for data in blocks]
+
     @staticmethod
     def stage(folder: Path, data: bytes) -> str:
         """Keep one received block under its sha256 (computed here: a client cannot name a block wrongly)."""

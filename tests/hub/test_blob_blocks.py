@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
+from oaiod.hub.blobblocks import STAGE_BATCH
 from oaiod.hub.server import HubServer
 from oaiod.storage.base import Transfer
 from oaiod.storage.hub import HubBackend
@@ -78,6 +79,16 @@ def test_a_content_stored_as_blocks_reads_whole_and_a_new_version_sends_only_new
         assert (tmp_path / "c").read_bytes() == data
     finally:
         backend.close()
+
+
+def test_a_blocks_body_larger_than_a_staging_batch_keeps_every_block(hub: HubServer, sessions: dict[str, Any]) -> None:
+    """The hub stages received blocks in batches of STAGE_BATCH bytes: a body of several batches, ending inside
+    one, answers every block in the order sent, and the recipe made of them reads whole."""
+    bob = sessions["bob"]
+    blocks = [os.urandom(1536 * KIB) for _ in range(2 * STAGE_BATCH // (1536 * KIB) + 1)]
+    assert sum(map(len, blocks)) > 2 * STAGE_BATCH
+    store_blocks(bob, "batched/big", blocks)  # checks the answer lists every block in order
+    assert download(bob, "batched/big").content == b"".join(blocks)
 
 
 def test_deduplication_never_crosses_rights(hub: HubServer, sessions: dict[str, Any]) -> None:
