@@ -82,7 +82,7 @@ from oaiod.storage.errors import (
     StoragePermissionDenied,
     TransientStorageError,
 )
-from oaiod.storage.hub.blocks import BLOCKS_FROM, cut_file, get_by_blocks, put_by_blocks
+from oaiod.storage.hub.blocks import BLOCKS_FROM, FileBlocks, cut_file, get_by_blocks, put_by_blocks
 from oaiod.storage.hub.direct import DIRECT_DOWNLOAD, DIRECT_UPLOAD, DirectClients, refused_direct_parts, send_parts
 from oaiod.storage.keys import validate_key, validate_prefix
 from oaiod.storage.toolkit import (
@@ -339,7 +339,10 @@ class HubBackend(Backend):
         validate_key(key)
         with open(local_path, "rb") as file:
             if self.block_routes and os.fstat(file.fileno()).st_size >= BLOCKS_FROM:
-                cut = cut_file(file)  # the whole sha256 comes with the cut: no read of its own
+                known = sha256 is not None and _SHA256.match(sha256) is not None
+                cut = cut_file(file, whole=not known)  # the whole sha256 comes with the cut, or from the caller
+                if known:  # (the hub checks the blocks make it up, as it checks a whole upload's)
+                    cut = FileBlocks(str(sha256), cut.size, cut.blocks)
                 if put_by_blocks(self, key, file, cut, progress):
                     return
                 sha256, size = cut.sha256, cut.size

@@ -4,11 +4,12 @@ Files of :data:`BLOCKS_FROM` bytes or more are cut into content-defined blocks (
 ``pyfastcdc``; about :data:`AVERAGE` bytes each, never more than :data:`LARGEST`), so an insertion shifts no
 later block boundary. Choices a user may notice:
 
-* put (:func:`put_by_blocks`): one read of the file gives its sha256 and its blocks' sha256s; the hub answers which
-  blocks it lacks *for this place* (:mod:`oaiod.hub.blobrecipes`: only blocks of contents in the same oaio id),
-  those are sent (``blocks/``, up to :data:`SEND_BATCH` bytes a request), and the name commits as their
-  concatenation, which the hub checks against the whole sha256. A hub whose bucket takes uploads directly says
-  ``sendWhole`` when no block is known yet: the whole file then goes straight to the bucket as before.
+* put (:func:`put_by_blocks`): one read of the file gives its blocks' sha256s and, unless the caller knows it
+  (``Transfer.sha256``), its sha256; the hub answers which blocks it lacks *for this place*
+  (:mod:`oaiod.hub.blobrecipes`: only blocks of contents in the same oaio id), those are sent (``blocks/``, up to
+  :data:`SEND_BATCH` bytes a request), and the name commits as their concatenation, which the hub checks against
+  the whole sha256. A hub whose bucket takes uploads directly says ``sendWhole`` when no block is known yet: the
+  whole file then goes straight to the bucket as before.
 * get (:func:`get_by_blocks`): with a *basis* (the file at the target path, which probably shares blocks) the
   content's blocks are read from the hub (``recipe/``), the basis is cut the same way, blocks it has are copied
   from it, and only the others are fetched (``Range`` requests on ``download/``, one per run of missing blocks).
