@@ -284,11 +284,12 @@ class RunningHash:
         self.digest = hashlib.sha256()
         self.done = 0  #: blocks fed, from the first
         self.lock = threading.Lock()
+        self.taken = False  #: its commit has it: fed no more (a batch staged meanwhile must not add to the digest)
 
     def advance(self, folder: Path, received: dict[str, bytes]) -> None:
         """Feed the next blocks: from ``received`` (staged just now in ``folder``), else from their staged files."""
         with self.lock:
-            while self.done < len(self.blocks):
+            while not self.taken and self.done < len(self.blocks):
                 block, size = self.blocks[self.done]
                 data = received.get(block)
                 if data is None:
@@ -349,7 +350,8 @@ class BlockUploads:
             running = self._running.pop((folder, sha256), None)
         if running is None or running.blocks != blocks:
             return RunningHash(blocks)
-        with running.lock:  # a feed still under way ends first
+        with running.lock:  # a feed still under way ends first; a later one finds it taken
+            running.taken = True
             return running
 
     @staticmethod

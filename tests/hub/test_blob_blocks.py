@@ -115,7 +115,7 @@ def test_the_whole_sha256_is_hashed_as_blocks_arrive_and_the_rest_read_back(
 ) -> None:
     """Blocks sent in order (a repeated one read from its staged file) or in two requests in reverse order are
     hashed before the commit, which then reads none back; a recipe named only after its blocks were sent is read
-    back whole; the running hash never lets a wrong sha256 through."""
+    back whole; the running hash never lets a wrong sha256 through, nor takes blocks once its commit has it."""
     bob = sessions["bob"]
     reads = _counting_reads(hub, monkeypatch)
     a, b, c = (os.urandom(64 * KIB + number) for number in range(3))
@@ -150,6 +150,16 @@ def test_the_whole_sha256_is_hashed_as_blocks_arrive_and_the_rest_read_back(
     refused = put_recipe(bob, "run/wrong", [i, j], whole=wrong)
     assert refused.status_code == 400 and sha(i + j) in refused.json()["reason"]
     assert bob.get(B + "metadata/run/wrong").status_code == 404
+
+    k, m = os.urandom(64 * KIB), os.urandom(64 * KIB)  # a commit's hash is fed no more: a batch staged meanwhile
+    put_recipe(bob, "run/taken", [k, m])  # (a client that commits while still sending) must not add to it
+    send_blocks(bob, "run/taken", [k])
+    uploads = store_of(hub).blocks
+    [(folder, _whole)] = [key for key in uploads._running if key[1] == sha(k + m)]
+    taken = uploads._take_running(folder, sha(k + m), [(sha(k), len(k)), (sha(m), len(m))])
+    assert taken.done == 1
+    uploads.stage_many(folder, [m])
+    assert taken.done == 1
 
 
 def test_running_hashes_are_bounded_and_an_evicted_one_is_read_back(
