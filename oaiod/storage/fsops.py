@@ -1,6 +1,8 @@
 """Filesystem calls the durable, no-overwrite writes of Local storage, the hub's blob store and the engine share.
 
 * :func:`sync_filesystem`: one ``syncfs(2)`` makes a whole batch durable instead of an fsync per file and folder.
+* :func:`start_writeback`: writing a file's bytes to disk starts as they are written, so the sync that later makes
+  a batch durable waits for the last bytes only, not for the whole batch.
 * :func:`rename_noreplace`: a rename that never replaces what appeared at the target meanwhile (Linux
   ``renameat2(RENAME_NOREPLACE)``; elsewhere a hard link and an unlink), so "the target is absent" is checked
   and acted on in one system call rather than an ``lstat`` and a rename with a gap between them.
@@ -35,6 +37,8 @@ def _libc(name: str, argtypes: Sequence[type[Any]] = ()) -> Callable[..., int] |
 
 
 _SYNCFS = _libc("syncfs")
+_SYNC_FILE_RANGE = _libc("sync_file_range", [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint])
+_SYNC_FILE_RANGE_WRITE = 2  #: start writeback of the range's dirty pages; do not wait for it
 _RENAMEAT2 = _libc(  # glibc ≥ 2.28
     "renameat2", [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
 )
@@ -53,6 +57,16 @@ def sync_filesystem(path: PathLike) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def start_writeback(fd: int, offset: int = 0, length: int = 0) -> None:
+    """Start writing the dirty bytes ``offset`` to ``offset + length`` (0: to the end) of the open file ``fd`` to
+    disk, without waiting for them (Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``). A hint, never a durability
+    step: the fsync or ``syncfs`` that makes the file durable still runs, and finds its bytes written or on their
+    way instead of starting a gigabyte at once (the kernel's own writeback waits up to 30 s). Does nothing where
+    the call does not exist or fails."""
+    if _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def fsync_path(path: PathLike) -> None:

@@ -13,6 +13,8 @@ from urllib.parse import quote
 
 import pytest
 
+from oaiod.hub.blobblocks import STAGE_BATCH
+from oaiod.hub.blobrecipes import RUNNING_HASHES
 from oaiod.hub.server import HubServer
 from oaiod.storage.base import Transfer
 from oaiod.storage.hub import HubBackend
@@ -78,6 +80,104 @@ def test_a_content_stored_as_blocks_reads_whole_and_a_new_version_sends_only_new
         assert (tmp_path / "c").read_bytes() == data
     finally:
         backend.close()
+
+
+def test_a_blocks_body_larger_than_a_staging_batch_keeps_every_block(hub: HubServer, sessions: dict[str, Any]) -> None:
+    """The hub stages received blocks in batches of STAGE_BATCH bytes: a body of several batches, ending inside
+    one, answers every block in the order sent, and the recipe made of them reads whole."""
+    bob = sessions["bob"]
+    blocks = [os.urandom(1536 * KIB) for _ in range(2 * STAGE_BATCH // (1536 * KIB) + 1)]
+    assert sum(map(len, blocks)) > 2 * STAGE_BATCH
+    store_blocks(bob, "batched/big", blocks)  # checks the answer lists every block in order
+    assert download(bob, "batched/big").content == b"".join(blocks)
+
+
+def _running_hash(hub: HubServer, whole: str) -> Any:
+    [running] = [run for (_folder, sha256), run in store_of(hub).blocks._running.items() if sha256 == whole]
+    return running
+
+
+def _counting_reads(hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The blocks the commit's check reads back from the content store from now on."""
+    inner = store_of(hub).content.inner  # type: ignore[attr-defined]
+    read, opened = [], inner.open
+
+    def counted(sha256: str, start: int = 0) -> Any:
+        read.append(sha256)
+        return opened(sha256, start)
+
+    monkeypatch.setattr(inner, "open", counted)
+    return read
+
+
+def test_the_whole_sha256_is_hashed_as_blocks_arrive_and_the_rest_read_back(
+    hub: HubServer, sessions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks sent in order (a repeated one read from its staged file) or in two requests in reverse order are
+    hashed before the commit, which then reads none back; a recipe named only after its blocks were sent is read
+    back whole; the running hash never lets a wrong sha256 through, nor takes blocks once its commit has it."""
+    bob = sessions["bob"]
+    reads = _counting_reads(hub, monkeypatch)
+    a, b, c = (os.urandom(64 * KIB + number) for number in range(3))
+    in_order = [a, b, a, c]
+    assert put_recipe(bob, "run/in-order", in_order).json()["missing"] == [sha(block) for block in sorted(
+        {a, b, c}, key=sha)]  # fmt: skip
+    assert send_blocks(bob, "run/in-order", [a, b, c]).status_code == 200
+    assert _running_hash(hub, sha(b"".join(in_order))).done == 4
+    assert put_recipe(bob, "run/in-order", in_order).json()["sha256"] == sha(b"".join(in_order))
+    assert reads == []
+
+    d, e, f = (os.urandom(64 * KIB) for _ in range(3))
+    put_recipe(bob, "run/reversed", [d, e, f])
+    send_blocks(bob, "run/reversed", [f])
+    assert _running_hash(hub, sha(d + e + f)).done == 0  # waits for d
+    send_blocks(bob, "run/reversed", [e, d])  # d fed, then e from this request, f from its staged file
+    assert _running_hash(hub, sha(d + e + f)).done == 3
+    assert put_recipe(bob, "run/reversed", [d, e, f]).json()["missing"] == []
+    assert reads == [] and download(bob, "run/reversed").content == d + e + f
+    reads.clear()  # (the download read them)
+
+    g, h = os.urandom(70 * KIB), os.urandom(80 * KIB)
+    send_blocks(bob, "run/sent-first", [g, h])  # no recipe was waiting for them: the commit reads both back
+    assert put_recipe(bob, "run/sent-first", [g, h]).json()["missing"] == []
+    assert sorted(reads) == sorted([sha(g), sha(h)])
+
+    i, j = os.urandom(64 * KIB), os.urandom(64 * KIB)
+    wrong = sha(b"something else")
+    assert put_recipe(bob, "run/wrong", [i, j], whole=wrong).json()["missing"]
+    send_blocks(bob, "run/wrong", [i, j])
+    assert _running_hash(hub, wrong).done == 2
+    refused = put_recipe(bob, "run/wrong", [i, j], whole=wrong)
+    assert refused.status_code == 400 and sha(i + j) in refused.json()["reason"]
+    assert bob.get(B + "metadata/run/wrong").status_code == 404
+
+    k, m = os.urandom(64 * KIB), os.urandom(64 * KIB)  # a commit's hash is fed no more: a batch staged meanwhile
+    put_recipe(bob, "run/taken", [k, m])  # (a client that commits while still sending) must not add to it
+    send_blocks(bob, "run/taken", [k])
+    uploads = store_of(hub).blocks
+    [(folder, _whole)] = [key for key in uploads._running if key[1] == sha(k + m)]
+    taken = uploads._take_running(folder, sha(k + m), [(sha(k), len(k)), (sha(m), len(m))])
+    assert taken.done == 1
+    uploads.stage_many(folder, [m])
+    assert taken.done == 1
+
+
+def test_running_hashes_are_bounded_and_an_evicted_one_is_read_back(
+    hub: HubServer, sessions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At most RUNNING_HASHES recipes are hashed as their blocks arrive; the oldest makes room, and its commit reads
+    its blocks back instead (the same result)."""
+    bob = sessions["bob"]
+    reads = _counting_reads(hub, monkeypatch)
+    files = [[os.urandom(64 * KIB)] for _ in range(RUNNING_HASHES + 1)]
+    for number, blocks in enumerate(files):
+        assert put_recipe(bob, f"many/{number}", blocks).json()["missing"]
+    assert len(store_of(hub).blocks._running) == RUNNING_HASHES
+    for number, blocks in enumerate(files):
+        send_blocks(bob, f"many/{number}", blocks)
+        assert put_recipe(bob, f"many/{number}", blocks).json()["missing"] == []
+    assert reads == [sha(files[0][0])]  # the first, evicted by the last
+    assert download(bob, "many/0").content == files[0][0]
 
 
 def test_deduplication_never_crosses_rights(hub: HubServer, sessions: dict[str, Any]) -> None:

@@ -51,3 +51,20 @@ def test_a_missing_source_raises(tmp_path: Path, way: str) -> None:
     with pytest.raises(FileNotFoundError):
         fsops.rename_noreplace(tmp_path / "nothing", tmp_path / "dst")
     assert not os.path.lexists(tmp_path / "dst")
+
+
+def test_start_writeback_is_a_hint_that_leaves_the_file_as_written(tmp_path: Path) -> None:
+    """The file's bytes are unchanged (it only starts their writeback); a range and a descriptor the call refuses
+    (a pipe) do not raise."""
+    path = tmp_path / "f"
+    with path.open("wb") as file:
+        file.write(b"x" * 100_000)
+        fsops.start_writeback(file.fileno())
+        fsops.start_writeback(file.fileno(), 4096, 8192)
+    assert path.read_bytes() == b"x" * 100_000
+    read_end, write_end = os.pipe()
+    try:
+        fsops.start_writeback(write_end)
+    finally:
+        os.close(read_end)
+        os.close(write_end)

@@ -18,6 +18,7 @@ from oaiod.hub.server import HubServer
 from oaiod.storage.base import Transfer
 from oaiod.storage.errors import LocalFileChanged, ObjectNotFound, StoragePermissionDenied
 from oaiod.storage.hub import HubBackend
+from oaiod.storage.hub.blocks import BLOCKS_FROM
 
 pytestmark = pytest.mark.integration
 
@@ -237,13 +238,14 @@ def test_an_expired_session_is_refused_and_the_backend_logs_in_once_more(
         backend.close()
 
 
+@pytest.mark.parametrize("size", [5 * 1024 * 1024, BLOCKS_FROM + 12345], ids=["whole", "by-blocks"])
 def test_a_large_file_with_a_known_sha256_is_read_once_and_checked_by_the_hub(
-    alice: HubBackend, tmp_path: Path
+    alice: HubBackend, tmp_path: Path, size: int
 ) -> None:
     """``Transfer.sha256`` (the engine's index) is announced instead of hashing the file first: the right one stores
     the file (and is the result's hash); a wrong one — the file changed since it was indexed — is refused by the hub
-    and the item is LocalFileChanged, with nothing stored under the key."""
-    size = 5 * 1024 * 1024  # above SINGLE_ABOVE: the single-file path
+    and the item is LocalFileChanged, with nothing stored under the key. Both above SINGLE_ABOVE (the single-file
+    path): uploaded whole, and by blocks (whose cut then skips the whole-file hash; the recipe check refuses it)."""
     contents = make_files(tmp_path / "up", {"right.bin": size, "wrong.bin": size})
     right = hashlib.sha256(contents["right.bin"]).hexdigest()
     puts = [

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pyfastcdc import FastCDC
 
 from oaiod.hub.settings import BlobStoreSettings
 from oaiod.storage.base import Transfer
 from oaiod.storage.hub import HubBackend
-from oaiod.storage.hub.blocks import BLOCKS_FROM, LARGEST, SMALLEST, cut_file
+from oaiod.storage.hub.blocks import AVERAGE, BLOCKS_FROM, LARGEST, READ_BUFFER, SMALLEST, cut_file
 from tests.hub.blobhelpers import blob_bytes
 
 MIB = 1024 * 1024
@@ -40,6 +41,23 @@ def test_blocks_are_content_defined_and_hashed_in_one_read() -> None:
     changed = [block for block in other.blocks if block.sha256 not in before]
     assert sum(block.size for block in changed) <= 2 * LARGEST  # the insertion shifted no later boundary
     assert cut_file(io.BytesIO(b"")).blocks == [] and cut_file(io.BytesIO(b"x")).size == 1
+
+
+def test_a_cut_read_in_buffers_matches_one_cut_of_the_whole(tmp_path: Path) -> None:
+    """Reading in READ_BUFFER pieces into two reused buffers cuts exactly where one FastCDC pass over the whole
+    content does, from a file or from memory, with or without the whole sha256."""
+    data = os.urandom(3 * READ_BUFFER + 12345)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    chunker = FastCDC(AVERAGE, min_size=SMALLEST, max_size=LARGEST)
+    expected = [(chunk.offset, chunk.length, sha(bytes(chunk.data))) for chunk in chunker.cut_buf(data)]
+    with path.open("rb") as file:
+        from_file = cut_file(file)
+    from_memory = cut_file(io.BytesIO(data), whole=False)
+    for cut in (from_file, from_memory):
+        assert [(block.offset, block.size, block.sha256) for block in cut.blocks] == expected
+        assert cut.size == len(data)
+    assert from_file.sha256 == sha(data) and from_memory.sha256 == ""
 
 
 @pytest.fixture(name="store_kind", params=["local", "s3", "s3-direct"])

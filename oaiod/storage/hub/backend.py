@@ -82,7 +82,8 @@ from oaiod.storage.errors import (
     StoragePermissionDenied,
     TransientStorageError,
 )
-from oaiod.storage.hub.blocks import BLOCKS_FROM, cut_file, get_by_blocks, put_by_blocks
+from oaiod.storage.fsops import start_writeback
+from oaiod.storage.hub.blocks import BLOCKS_FROM, FileBlocks, cut_file, get_by_blocks, put_by_blocks
 from oaiod.storage.hub.direct import DIRECT_DOWNLOAD, DIRECT_UPLOAD, DirectClients, refused_direct_parts, send_parts
 from oaiod.storage.keys import validate_key, validate_prefix
 from oaiod.storage.toolkit import (
@@ -106,6 +107,7 @@ INLINE_MAX = 64 * 1024  #: objects up to this size go inline with createUpload
 CHUNK = 64 * 1024 * 1024
 BLOCK = 1024 * 1024  #: bytes read from disk and sent per socket write
 WRITE_AHEAD = 8  #: blocks of a download received ahead of the disk writes (:class:`_WriteBehind`)
+WRITEBACK_EVERY = 8 * 1024 * 1024  #: bytes of a download written between starts of their writeback to disk
 TIMEOUT = (10.0, 120.0)  #: connect, read (seconds between bytes)
 RESUME_ATTEMPTS = 5  #: consecutive failed chunks before a put gives up (the retry wrapper may call again)
 COPY_BATCH = 1000  #: pairs per ``copy-many/`` request (the hub's limit)
@@ -205,10 +207,17 @@ class _WriteBehind:
         self._thread.start()
 
     def _run(self) -> None:
+        written = started = 0  # bytes written, and up to where their writeback was started
         while (block := self._blocks.get()) is not None:
             if self._error is None:
                 try:
                     self._file.write(block)
+                    written += len(block)
+                    if written - started >= WRITEBACK_EVERY:  # the sync that makes it durable then waits for
+                        self._file.flush()  # the last bytes only, not for the whole file
+                        with contextlib.suppress(OSError, ValueError):  # a file without a descriptor: no hint
+                            start_writeback(self._file.fileno(), started, written - started)
+                        started = written
                 except BaseException as exc:  # handed to the downloading thread
                     self._error = exc
 
@@ -339,7 +348,10 @@ class HubBackend(Backend):
         validate_key(key)
         with open(local_path, "rb") as file:
             if self.block_routes and os.fstat(file.fileno()).st_size >= BLOCKS_FROM:
-                cut = cut_file(file)  # the whole sha256 comes with the cut: no read of its own
+                known = sha256 is not None and _SHA256.match(sha256) is not None
+                cut = cut_file(file, whole=not known)  # the whole sha256 comes with the cut, or from the caller
+                if known:  # (the hub checks the blocks make it up, as it checks a whole upload's)
+                    cut = FileBlocks(str(sha256), cut.size, cut.blocks)
                 if put_by_blocks(self, key, file, cut, progress):
                     return
                 sha256, size = cut.sha256, cut.size
