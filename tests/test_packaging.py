@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import site
 import subprocess
 import sys
 import venv
@@ -44,9 +45,14 @@ def test_wheel_carries_migrations_and_service_files(wheel: Path) -> None:
 
 def test_installed_wheel_upgrades_both_databases(wheel: Path, tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
+    venv.EnvBuilder(with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
-    # pip of this interpreter installs into the venv; --no-deps: dependencies come from the system site.
+    # The dependencies come from this interpreter's site folders (the checkout's .venv on a fresh machine, where the
+    # system Python has none), named as plain paths: their .pth files are not run, so the editable install of the
+    # checkout stays out and ``import oaiod`` finds the wheel.
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    (env_dir / "lib" / version / "site-packages" / "parent-site.pth").write_text("\n".join(site.getsitepackages()))
+    # pip of this interpreter installs into the venv; --no-deps: the dependencies are those above.
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", str(wheel)],
         check=True,
@@ -55,7 +61,7 @@ def test_installed_wheel_upgrades_both_databases(wheel: Path, tmp_path: Path) ->
     )
     script = (
         "import oaiod, oaiod.migrate as m, sys;"
-        "assert 'site-packages' in oaiod.__file__, oaiod.__file__;"
+        "assert oaiod.__file__.startswith(sys.prefix), oaiod.__file__;"  # the wheel, in this venv
         "m.upgrade('hub', 'sqlite:///' + sys.argv[1] + '/hub.db');"
         "m.upgrade('daemon', 'sqlite:///' + sys.argv[1] + '/state.db');"
         "print(m.migrations_root())"
