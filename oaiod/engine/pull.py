@@ -107,7 +107,7 @@ def pull_object(ctx: EngineContext, row: ObjectRow, remote: OaiObject) -> PullOu
         return outcome
     backend = ctx.backend(remote.csh_id) if any(_needs_backend(step) for step in steps) else None
     merge = _Merge(ctx, row, Path(row.local_root), backend, remote, outcome, RowWriter(ctx.repo, row.oaio_id),
-                   frozenset(remote_map))  # fmt: skip
+                   remote_map)  # fmt: skip
     steps = _clear_remote_folders(merge, steps, remote_map)
     steps = _move_folders(merge, steps, remote_map)
     steps = _without_backing_off(merge, steps)
@@ -129,8 +129,8 @@ class _Merge:
     remote: OaiObject
     outcome: PullOutcome
     rows: RowWriter
-    #: the paths of the server's version's files
-    remote_paths: frozenset[str]
+    #: the server's version's files by path
+    remote_map: dict[str, RemoteFile]
     #: files renamed into the folder since the last durability barrier
     installed: list[str] = field(default_factory=list)
     #: the folders the current batch's downloads are written into (staged ones among them)
@@ -142,7 +142,7 @@ class _Merge:
     def remote_names(self) -> frozenset[str]:
         """Every name the server's version uses, its files' and their folders': a conflicted copy takes none of
         them (another device may have made a copy of that name in the same second, which this pull installs)."""
-        return self.remote_paths | frozenset(folders_of(self.remote_paths))
+        return frozenset(self.remote_map) | folders_of(self.remote_map)
 
 
 @dataclass(frozen=True, slots=True)
